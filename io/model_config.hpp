@@ -1,0 +1,54 @@
+#pragma once
+// config.json of the Llama family: Llama, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norms).
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace ptq {
+
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
+
+std::string_view architecture_name(Architecture a);
+// "llama, mistral, qwen2, qwen3" — used in the unsupported-architecture error.
+std::string supported_architectures();
+
+enum class RopeType { Default, Llama3 };
+
+struct RopeConfig {
+  double theta = 10000.0;
+  RopeType type = RopeType::Default;
+  // llama3 scaling (rope_type "llama3"); ignored for Default.
+  double factor = 1.0;
+  double low_freq_factor = 1.0;
+  double high_freq_factor = 4.0;
+  int original_max_position_embeddings = 8192;
+};
+
+struct ModelConfig {
+  Architecture arch = Architecture::Llama;
+  std::string model_type;  // as written in config.json
+  int hidden_size = 0;
+  int intermediate_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;  // config's head_dim, else hidden_size / num_heads
+  int vocab_size = 0;
+  int max_position_embeddings = 0;
+  double rms_norm_eps = 1e-6;
+  RopeConfig rope;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;  // q/k/v biases (Qwen2; Llama's attention_bias)
+  bool mlp_bias = false;
+  bool qk_norm = false;         // Qwen3: RMSNorm over head_dim on q and k
+  std::vector<int> eos_token_ids;
+  int bos_token_id = -1;
+
+  // Throws InputError if sizes are inconsistent (e.g. heads not dividing kv heads).
+  void validate(const std::filesystem::path& source) const;
+};
+
+// Reads <dir>/config.json (or the given .json file).
+ModelConfig load_model_config(const std::filesystem::path& path);
+
+}  // namespace ptq

@@ -1,0 +1,85 @@
+#pragma once
+// safetensors: memory-mapped reading (single file or sharded with
+// model.safetensors.index.json) with zero-copy tensor views, and atomic writing.
+// Every malformed input throws InputError naming the file and tensor.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/dtype.hpp"
+
+namespace ptq {
+
+// A view into a mapped file; valid while the owning SafetensorsFile/Checkpoint lives.
+struct TensorView {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;   // row-major, outermost first
+  std::span<const std::byte> bytes;  // exactly numel() * dtype_size(dtype) bytes
+  std::filesystem::path file;        // for error messages
+
+  std::int64_t numel() const;
+  // All elements as float32 (F32/F16/BF16 only; InputError otherwise).
+  std::vector<float> to_float() const;
+};
+
+class SafetensorsFile {
+ public:
+  static std::unique_ptr<SafetensorsFile> open(const std::filesystem::path& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::filesystem::path& path() const { return path_; }
+  const std::vector<TensorView>& tensors() const { return tensors_; }  // in header order
+  const TensorView* find(const std::string& name) const;               // nullptr if absent
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::filesystem::path path_;
+  const std::byte* map_ = nullptr;
+  std::size_t map_size_ = 0;
+  std::vector<TensorView> tensors_;
+  std::map<std::string, std::string> metadata_;
+  std::map<std::string, std::size_t> index_;
+};
+
+// A Hugging Face checkpoint's weights: a folder with model.safetensors or
+// model.safetensors.index.json + shards, or a single .safetensors file.
+// A folder holding only pytorch_model.bin is refused with advice to convert.
+class Checkpoint {
+ public:
+  static Checkpoint open(const std::filesystem::path& path);
+
+  const std::filesystem::path& path() const { return path_; }
+  const TensorView* find(const std::string& name) const;
+  // InputError "<checkpoint>: tensor <name>: expected present, found missing".
+  const TensorView& require(const std::string& name) const;
+  std::vector<const TensorView*> tensors() const;  // sorted by name
+  std::uint64_t total_bytes() const;
+
+ private:
+  std::filesystem::path path_;
+  std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  std::map<std::string, const TensorView*> by_name_;
+};
+
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;
+  std::span<const std::byte> bytes;
+};
+
+// Writes a .safetensors file atomically (temporary name in the same folder,
+// then rename); tensors are laid out in the given order, 8-byte aligned.
+void write_safetensors(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,
+                       const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace ptq

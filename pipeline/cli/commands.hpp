@@ -1,0 +1,10 @@
+#pragma once
+// Each subcommand lives in its own cmd_<name>.cpp with an add_<name>(app)
+// function declared here and called from add_all (commands.cpp).
+#include <CLI/CLI.hpp>
+
+namespace ptq::cli {
+
+void add_all(CLI::App& app);
+
+}  // namespace ptq::cli

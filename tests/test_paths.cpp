@@ -1,0 +1,26 @@
+#include "test_paths.hpp"
+
+#include <gtest/gtest.h>
+
+namespace ptq::test {
+
+std::filesystem::path shared_dir() { return PTQ_SHARED_DIR; }
+
+std::filesystem::path fixture(const std::string& relative) {
+  return shared_dir() / "fixtures" / relative;
+}
+
+std::filesystem::path source_dir() { return PTQ_SOURCE_DIR; }
+
+std::filesystem::path ptq_binary() { return PTQ_BINARY; }
+
+std::filesystem::path temp_dir(const std::string& name) {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string test = info ? std::string(info->test_suite_name()) + "." + info->name() : "global";
+  auto dir = std::filesystem::temp_directory_path() / "ptq-tests" / (test + "." + name);
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+}  // namespace ptq::test

@@ -1,0 +1,15 @@
+#pragma once
+// Where tests find their data: ../shared (fixtures, read-only), the source tree
+// (committed test data, examples/) and the built ptq binary.
+#include <filesystem>
+#include <string>
+
+namespace ptq::test {
+
+std::filesystem::path shared_dir();          // ../shared beside the checkout
+std::filesystem::path fixture(const std::string& relative);  // shared/fixtures/<relative>
+std::filesystem::path source_dir();          // the repository root
+std::filesystem::path ptq_binary();          // the built `ptq` executable
+std::filesystem::path temp_dir(const std::string& name);  // fresh, empty, per test
+
+}  // namespace ptq::test
