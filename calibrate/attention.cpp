@@ -1,0 +1,112 @@
+#include "calibrate/attention.hpp"
+
+#include <cblas.h>
+#include <tbb/blocked_range.h>
+#include <tbb/enumerable_thread_specific.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "calibrate/threads.hpp"
+#include "io/error.hpp"
+
+namespace ptq {
+namespace {
+
+// Query rows per score tile. Tiles only compute the columns up to their last
+// row, so the causal mask wastes ~1/(2 * seq_len/tile) of the work instead of half.
+constexpr int query_tile = 128;
+
+// Softmax of row `r` of a tile whose columns are keys 0..cols-1; keys after
+// `last_key` are masked to probability 0.
+void masked_softmax_row(float* row, int cols, int last_key) {
+  float peak = row[0];
+  for (int j = 1; j <= last_key; ++j) peak = std::max(peak, row[j]);
+  float sum = 0.0f;
+  for (int j = 0; j <= last_key; ++j) {
+    row[j] = std::exp(row[j] - peak);
+    sum += row[j];
+  }
+  const float inv = 1.0f / sum;
+  for (int j = 0; j <= last_key; ++j) row[j] *= inv;
+  std::fill(row + last_key + 1, row + cols, 0.0f);
+}
+
+// One (sequence, head) pair: tiles of query rows, each a GEMM for scores, a
+// masked softmax and a GEMM with V. Called with OpenBLAS single-threaded.
+void attend_one_head(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
+                     const AttentionShape& s, int seq, int head, std::vector<float>& scores,
+                     RowMatrix& out) {
+  const int kv_head = head / (s.heads / s.kv_heads);
+  const int ldq = static_cast<int>(q.cols()), ldk = static_cast<int>(k.cols());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const std::size_t row0 = static_cast<std::size_t>(seq) * s.seq_len;
+  const float* qh = q.data() + row0 * ldq + head * s.head_dim;
+  const float* kh = k.data() + row0 * ldk + kv_head * s.head_dim;
+  const float* vh = v.data() + row0 * ldk + kv_head * s.head_dim;
+  float* oh = out.data() + row0 * ldq + head * s.head_dim;
+  scores.resize(static_cast<std::size_t>(query_tile) * s.seq_len);
+  for (int r0 = 0; r0 < s.seq_len; r0 += query_tile) {
+    const int rows = std::min(query_tile, s.seq_len - r0);
+    const int cols = r0 + rows;  // keys 0..cols-1 are visible to some row of this tile
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, s.head_dim, scale,
+                qh + static_cast<std::size_t>(r0) * ldq, ldq, kh, ldk, 0.0f, scores.data(), cols);
+    for (int r = 0; r < rows; ++r) masked_softmax_row(scores.data() + static_cast<std::size_t>(r) * cols, cols, r0 + r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, s.head_dim, cols, 1.0f,
+                scores.data(), cols, vh, ldk, 0.0f, oh + static_cast<std::size_t>(r0) * ldq, ldq);
+  }
+}
+
+void check_shapes(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
+                  const AttentionShape& s) {
+  PTQ_ASSERT(s.seq_len > 0 && s.kv_heads > 0 && s.heads % s.kv_heads == 0);
+  PTQ_ASSERT(q.rows() % s.seq_len == 0 && k.rows() == q.rows() && v.rows() == q.rows());
+  PTQ_ASSERT(q.cols() == s.heads * s.head_dim && k.cols() == s.kv_heads * s.head_dim &&
+             v.cols() == k.cols());
+}
+
+}  // namespace
+
+void causal_attention(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
+                      const AttentionShape& s, RowMatrix& out) {
+  check_shapes(q, k, v, s);
+  out.resize(q.rows(), q.cols());
+  const int sequences = static_cast<int>(q.rows() / s.seq_len);
+  tbb::enumerable_thread_specific<std::vector<float>> scratch;
+  // Many small GEMMs: parallel over (sequence, head) with single-threaded BLAS
+  // beats multithreaded BLAS per GEMM (see docs/bench/forward.md).
+  const SingleThreadedBlas single_threaded;
+  tbb::parallel_for(0, sequences * s.heads, [&](int task) {
+    attend_one_head(q, k, v, s, task / s.heads, task % s.heads, scratch.local(), out);
+  });
+}
+
+void causal_attention_reference(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
+                                const AttentionShape& s, RowMatrix& out) {
+  check_shapes(q, k, v, s);
+  out.setZero(q.rows(), q.cols());
+  const int group = s.heads / s.kv_heads;
+  std::vector<double> p(static_cast<std::size_t>(s.seq_len));
+  for (Eigen::Index t = 0; t < q.rows(); ++t) {
+    const Eigen::Index first = t - t % s.seq_len;
+    for (int h = 0; h < s.heads; ++h) {
+      const int qc = h * s.head_dim, kc = (h / group) * s.head_dim;
+      double peak = -INFINITY, sum = 0.0;
+      for (Eigen::Index j = first; j <= t; ++j) {
+        double dot = 0.0;
+        for (int d = 0; d < s.head_dim; ++d) dot += double(q(t, qc + d)) * k(j, kc + d);
+        p[j - first] = dot / std::sqrt(double(s.head_dim));
+        peak = std::max(peak, p[j - first]);
+      }
+      for (Eigen::Index j = first; j <= t; ++j) sum += p[j - first] = std::exp(p[j - first] - peak);
+      for (int d = 0; d < s.head_dim; ++d) {
+        double acc = 0.0;
+        for (Eigen::Index j = first; j <= t; ++j) acc += p[j - first] / sum * v(j, kc + d);
+        out(t, qc + d) = static_cast<float>(acc);
+      }
+    }
+  }
+}
+
+}  // namespace ptq

@@ -1,0 +1,189 @@
+#include "calibrate/block.hpp"
+
+#include <cblas.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "calibrate/attention.hpp"
+#include "io/error.hpp"
+
+namespace ptq {
+namespace {
+
+constexpr std::array<LinearRole, 3> qkv_roles = {LinearRole::q, LinearRole::k, LinearRole::v};
+constexpr std::array<LinearRole, 1> o_roles = {LinearRole::o};
+constexpr std::array<LinearRole, 2> gate_up_roles = {LinearRole::gate, LinearRole::up};
+constexpr std::array<LinearRole, 1> down_roles = {LinearRole::down};
+
+// Parallel loop over rows [0, rows) in chunks; each row's work is independent,
+// so results do not depend on the thread count.
+template <class F>
+void for_rows(Eigen::Index rows, F&& f) {
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, rows, 16), [&](const auto& r) {
+    for (Eigen::Index i = r.begin(); i != r.end(); ++i) f(i);
+  });
+}
+
+void rms_norm(float* x, const float* w, int n, float eps) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) sum += double(x[i]) * x[i];
+  const float inv = 1.0f / std::sqrt(static_cast<float>(sum / n) + eps);
+  for (int i = 0; i < n; ++i) x[i] = w[i] * (x[i] * inv);
+}
+
+enum class Residual { overwrite, accumulate };
+
+// y = x W^T + b (overwrite) or y += x W^T + b (accumulate: the residual add).
+void linear(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y,
+            Residual mode) {
+  PTQ_ASSERT(x.cols() == w.cols());
+  if (mode == Residual::overwrite) y.resize(x.rows(), w.rows());
+  PTQ_ASSERT(y.rows() == x.rows() && y.cols() == w.rows());
+  const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows());
+  const int k = static_cast<int>(x.cols());
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x.data(), k, w.data(), k,
+              mode == Residual::accumulate ? 1.0f : 0.0f, y.data(), n);
+  if (b.size() > 0) y.rowwise() += b.transpose();
+}
+
+// Observes then transforms the input shared by `roles`.
+void prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRole> roles,
+                   RowMatrix& x) {
+  if (o.observer) o.observer->observe(layer, roles, x);
+  if (o.input_transform) o.input_transform->apply(layer, roles, x);
+}
+
+// Per-head RMSNorm (Qwen3) on a [tokens, heads*head_dim] matrix.
+void head_norm(RowMatrix& x, const FloatVector& w, int head_dim, float eps) {
+  const int heads = static_cast<int>(x.cols()) / head_dim;
+  for_rows(x.rows(), [&](Eigen::Index t) {
+    for (int h = 0; h < heads; ++h) rms_norm(x.row(t).data() + h * head_dim, w.data(), head_dim, eps);
+  });
+}
+
+// Rotate-half RoPE on every head of every row; position = row % seq_len.
+void apply_rope(RowMatrix& x, const RowMatrix& cos, const RowMatrix& sin, int seq_len,
+                int head_dim) {
+  const int half = head_dim / 2, heads = static_cast<int>(x.cols()) / head_dim;
+  for_rows(x.rows(), [&](Eigen::Index t) {
+    const float* c = cos.row(t % seq_len).data();
+    const float* s = sin.row(t % seq_len).data();
+    for (int h = 0; h < heads; ++h) {
+      float* v = x.row(t).data() + h * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * c[i] - x2 * s[i];
+        v[i + half] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  });
+}
+
+// cos/sin tables [seq_len, head_dim/2]; angles in float32 like HF.
+void rope_tables(const ModelConfig& c, int seq_len, RowMatrix& cos, RowMatrix& sin) {
+  const std::vector<float> inv_freq = rope_inv_freq(c.rope, c.head_dim);
+  const int half = c.head_dim / 2;
+  cos.resize(seq_len, half);
+  sin.resize(seq_len, half);
+  for (int p = 0; p < seq_len; ++p) {
+    for (int i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(p) * inv_freq[i];
+      cos(p, i) = std::cos(angle);
+      sin(p, i) = std::sin(angle);
+    }
+  }
+}
+
+void attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
+                        const ForwardOptions& o) {
+  RowMatrix h = act.x;
+  rms_norm_rows(h, w.input_norm, static_cast<float>(c.rms_norm_eps));
+  prepare_input(o, w.layer, qkv_roles, h);
+  RowMatrix q, k, v;
+  linear(h, w.weight(LinearRole::q), w.bias_of(LinearRole::q), q, Residual::overwrite);
+  linear(h, w.weight(LinearRole::k), w.bias_of(LinearRole::k), k, Residual::overwrite);
+  linear(h, w.weight(LinearRole::v), w.bias_of(LinearRole::v), v, Residual::overwrite);
+  if (c.qk_norm) {
+    head_norm(q, w.q_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
+    head_norm(k, w.k_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
+  }
+  RowMatrix cos, sin;
+  rope_tables(c, act.seq_len, cos, sin);
+  apply_rope(q, cos, sin, act.seq_len, c.head_dim);
+  apply_rope(k, cos, sin, act.seq_len, c.head_dim);
+  RowMatrix attended;
+  causal_attention(q, k, v, {act.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, attended);
+  prepare_input(o, w.layer, o_roles, attended);
+  linear(attended, w.weight(LinearRole::o), w.bias_of(LinearRole::o), act.x, Residual::accumulate);
+}
+
+void mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
+                  const ForwardOptions& o) {
+  RowMatrix h = act.x;
+  rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
+  prepare_input(o, w.layer, gate_up_roles, h);
+  RowMatrix gate, up;
+  linear(h, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
+  linear(h, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
+  // SwiGLU: silu(gate) * up, written into gate.
+  for_rows(gate.rows(), [&](Eigen::Index t) {
+    float* g = gate.row(t).data();
+    const float* u = up.row(t).data();
+    for (Eigen::Index i = 0; i < gate.cols(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  });
+  prepare_input(o, w.layer, down_roles, gate);
+  linear(gate, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
+}
+
+}  // namespace
+
+std::size_t BlockWeights::float_count() const {
+  std::size_t n = input_norm.size() + post_attention_norm.size() + q_norm.size() + k_norm.size();
+  for (int i = 0; i < linear_role_count; ++i) n += linear[i].size() + bias[i].size();
+  return n;
+}
+
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim) {
+  const int half = head_dim / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; ++i) {
+    const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(rope.theta), exponent);
+  }
+  if (rope.type == RopeType::Default) return inv;
+  // Llama 3 frequency scaling (HF _compute_llama3_parameters): long wavelengths
+  // are divided by `factor`, short ones kept, and the band between blended.
+  const double old_len = rope.original_max_position_embeddings;
+  const double low_freq_wavelen = old_len / rope.low_freq_factor;
+  const double high_freq_wavelen = old_len / rope.high_freq_factor;
+  for (float& f : inv) {
+    const double wavelen = 2.0 * std::numbers::pi / f;
+    if (wavelen > low_freq_wavelen) {
+      f = static_cast<float>(f / rope.factor);
+    } else if (wavelen >= high_freq_wavelen) {
+      const double smooth = (old_len / wavelen - rope.low_freq_factor) /
+                            (rope.high_freq_factor - rope.low_freq_factor);
+      f = static_cast<float>((1.0 - smooth) * f / rope.factor + smooth * f);
+    }
+  }
+  return inv;
+}
+
+void rms_norm_rows(RowMatrix& x, const FloatVector& w, float eps) {
+  PTQ_ASSERT(w.size() == x.cols());
+  const int n = static_cast<int>(x.cols());
+  for_rows(x.rows(), [&](Eigen::Index t) { rms_norm(x.row(t).data(), w.data(), n, eps); });
+}
+
+void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,
+                   const ForwardOptions& options) {
+  PTQ_ASSERT(act.seq_len > 0 && act.x.rows() % act.seq_len == 0);
+  PTQ_ASSERT(act.x.cols() == config.hidden_size);
+  attention_sublayer(config, w, act, options);
+  mlp_sublayer(config, w, act, options);
+}
+
+}  // namespace ptq

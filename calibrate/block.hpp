@@ -1,0 +1,74 @@
+#pragma once
+// One decoder block of the Llama family in float32, and the types the
+// calibration and quantization stages plug into.
+#include <Eigen/Core>
+#include <array>
+#include <span>
+#include <vector>
+
+#include "calibrate/tensor_names.hpp"
+#include "io/model_config.hpp"
+
+namespace ptq {
+
+using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using FloatVector = Eigen::VectorXf;
+
+// A block's weights in float32. Callers may overwrite any matrix (e.g. with a
+// dequantized copy) before running the block: that is how quantized models
+// are evaluated and how GPTQ proceeds block by block.
+struct BlockWeights {
+  int layer = 0;
+  std::array<RowMatrix, linear_role_count> linear;  // W: [out, in], row-major
+  std::array<FloatVector, linear_role_count> bias;  // [out], or size 0 when absent
+  FloatVector input_norm;                           // [hidden]
+  FloatVector post_attention_norm;                  // [hidden]
+  FloatVector q_norm, k_norm;                       // [head_dim] (Qwen3), else size 0
+
+  RowMatrix& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
+  const RowMatrix& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
+  const FloatVector& bias_of(LinearRole r) const { return bias[static_cast<std::size_t>(r)]; }
+  std::size_t float_count() const;  // resident size, for memory budgets
+};
+
+// Hidden states of a batch of equally long sequences.
+struct Activations {
+  RowMatrix x;      // [sequences * seq_len, hidden]; sequence s owns rows [s*seq_len, (s+1)*seq_len)
+  int seq_len = 0;  // positions 0..seq_len-1 in every sequence
+
+  int sequences() const { return seq_len == 0 ? 0 : static_cast<int>(x.rows()) / seq_len; }
+};
+
+// Called once per distinct Linear input with the roles that read it
+// ({q,k,v}, {o}, {gate,up}, {down}) and X: [tokens, in]. Calibration collects
+// Hessians and absmax through it. Sees X before any input transform.
+class LinearObserver {
+ public:
+  virtual ~LinearObserver() = default;
+  virtual void observe(int layer, std::span<const LinearRole> roles, const RowMatrix& x) = 0;
+};
+
+// Rewrites a Linear input in place before the matmul (e.g. simulated int8
+// activation quantization). Same call shape as the observer.
+class LinearInputTransform {
+ public:
+  virtual ~LinearInputTransform() = default;
+  virtual void apply(int layer, std::span<const LinearRole> roles, RowMatrix& x) const = 0;
+};
+
+struct ForwardOptions {
+  LinearObserver* observer = nullptr;
+  const LinearInputTransform* input_transform = nullptr;
+};
+
+// RoPE inverse frequencies [head_dim/2] for the config (default or llama3).
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim);
+
+// RMSNorm of every row, in place: x * rsqrt(mean(x^2) + eps) * w.
+void rms_norm_rows(RowMatrix& x, const FloatVector& w, float eps);
+
+// Runs block `w` over `act` in place (residual stream in, residual stream out).
+void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,
+                   const ForwardOptions& options = {});
+
+}  // namespace ptq

@@ -1,0 +1,158 @@
+#include "calibrate/model.hpp"
+
+#include <string>
+
+#include "io/error.hpp"
+
+namespace ptq {
+namespace {
+
+std::string shape_string(const std::vector<std::int64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+const TensorView& require_shape(const Checkpoint& ckpt, const std::string& name,
+                                const std::vector<std::int64_t>& shape) {
+  const TensorView& t = ckpt.require(name);
+  if (t.shape != shape) {
+    throw input_error(t.file.string() + ": tensor " + name, "shape " + shape_string(shape),
+                      shape_string(t.shape));
+  }
+  return t;
+}
+
+RowMatrix to_matrix(const TensorView& t) {
+  RowMatrix m(t.shape[0], t.shape[1]);
+  convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), m.data(), t.name);
+  return m;
+}
+
+FloatVector to_vector(const TensorView& t) {
+  FloatVector v(t.shape[0]);
+  convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), v.data(), t.name);
+  return v;
+}
+
+bool bias_required(const ModelConfig& c, BiasRule rule) {
+  switch (rule) {
+    case BiasRule::attention_bias: return c.attention_bias;
+    case BiasRule::mlp_bias: return c.mlp_bias;
+    case BiasRule::optional: return false;
+  }
+  return false;
+}
+
+}  // namespace
+
+Model::Model(std::filesystem::path path, ModelConfig config, Checkpoint checkpoint)
+    : path_(std::move(path)), config_(std::move(config)), checkpoint_(std::move(checkpoint)) {
+  const std::int64_t vocab = config_.vocab_size, hidden = config_.hidden_size;
+  embedding_ = &require_shape(checkpoint_, std::string(embed_tokens_name), {vocab, hidden});
+  final_norm_ = to_vector(require_shape(checkpoint_, std::string(final_norm_name), {hidden}));
+  head_ = config_.tie_word_embeddings
+              ? to_matrix(*embedding_)
+              : to_matrix(require_shape(checkpoint_, std::string(lm_head_name), {vocab, hidden}));
+}
+
+Model Model::open(const std::filesystem::path& path) {
+  ModelConfig config = load_model_config(path);
+  config.validate(path);
+  return Model(path, std::move(config), Checkpoint::open(path));
+}
+
+BlockWeights Model::load_block(int layer) const {
+  PTQ_ASSERT(layer >= 0 && layer < config_.num_layers);
+  BlockWeights w;
+  w.layer = layer;
+  for (const LinearSpec& spec : linear_specs) {
+    const std::int64_t out = linear_out_features(config_, spec.role);
+    const std::int64_t in = linear_in_features(config_, spec.role);
+    const std::string module = block_tensor_name(layer, spec.module);
+    const auto i = static_cast<std::size_t>(spec.role);
+    w.linear[i] = to_matrix(require_shape(checkpoint_, module + ".weight", {out, in}));
+    if (bias_required(config_, spec.bias) || checkpoint_.find(module + ".bias")) {
+      w.bias[i] = to_vector(require_shape(checkpoint_, module + ".bias", {out}));
+    }
+  }
+  for (const NormSpec& spec : norm_specs) {
+    if (spec.needs_qk_norm && !config_.qk_norm) continue;
+    const std::int64_t size = spec.needs_qk_norm ? config_.head_dim : config_.hidden_size;
+    FloatVector v = to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
+    switch (spec.role) {
+      case NormRole::input: w.input_norm = std::move(v); break;
+      case NormRole::post_attention: w.post_attention_norm = std::move(v); break;
+      case NormRole::q_head: w.q_norm = std::move(v); break;
+      case NormRole::k_head: w.k_norm = std::move(v); break;
+    }
+  }
+  return w;
+}
+
+RowMatrix Model::embed(std::span<const std::int32_t> ids) const {
+  const int hidden = config_.hidden_size;
+  const std::size_t row_bytes = static_cast<std::size_t>(hidden) * dtype_size(embedding_->dtype);
+  RowMatrix x(static_cast<Eigen::Index>(ids.size()), hidden);
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    if (ids[t] < 0 || ids[t] >= config_.vocab_size) {
+      throw input_error("token " + std::to_string(t),
+                        "an id in [0, " + std::to_string(config_.vocab_size) + ")",
+                        std::to_string(ids[t]));
+    }
+    convert_to_float(embedding_->dtype, embedding_->bytes.data() + ids[t] * row_bytes, hidden,
+                     x.row(static_cast<Eigen::Index>(t)).data(), embedding_->name);
+  }
+  return x;
+}
+
+void Model::final_norm(RowMatrix& x) const {
+  rms_norm_rows(x, final_norm_, static_cast<float>(config_.rms_norm_eps));
+}
+
+RowMatrix Model::head(const RowMatrix& x, Eigen::Index begin, Eigen::Index count) const {
+  PTQ_ASSERT(begin >= 0 && begin + count <= x.rows());
+  return x.middleRows(begin, count) * head_.transpose();
+}
+
+BlockSource::BlockSource(const Model& model, std::size_t budget_bytes) : model_(model) {
+  const ModelConfig& c = model.config();
+  std::size_t per_block = 0;
+  for (LinearRole r : all_linear_roles) {
+    per_block += static_cast<std::size_t>(linear_out_features(c, r)) * linear_in_features(c, r);
+  }
+  resident_ = per_block * sizeof(float) * c.num_layers <= budget_bytes;
+  if (resident_) {
+    for (int i = 0; i < c.num_layers; ++i) blocks_.push_back(model.load_block(i));
+  }
+}
+
+const BlockWeights& BlockSource::block(int layer) {
+  if (resident_) return blocks_[static_cast<std::size_t>(layer)];
+  if (current_ != layer) {
+    blocks_.clear();
+    blocks_.push_back(model_.load_block(layer));
+    current_ = layer;
+  }
+  return blocks_.front();
+}
+
+RowMatrix final_hidden(const Model& model, BlockSource& blocks,
+                       std::span<const std::int32_t> ids, int seq_len,
+                       const ForwardOptions& options) {
+  PTQ_ASSERT(seq_len > 0 && ids.size() % static_cast<std::size_t>(seq_len) == 0);
+  Activations act{model.embed(ids), seq_len};
+  for (int layer = 0; layer < model.num_layers(); ++layer) {
+    block_forward(model.config(), blocks.block(layer), act, options);
+  }
+  model.final_norm(act.x);
+  return std::move(act.x);
+}
+
+RowMatrix logits(const Model& model, std::span<const std::int32_t> ids, int seq_len) {
+  BlockSource streamed(model, 0);
+  const RowMatrix hidden = final_hidden(model, streamed, ids, seq_len);
+  return model.head(hidden, 0, hidden.rows());
+}
+
+}  // namespace ptq

@@ -1,0 +1,73 @@
+#pragma once
+// A Llama-family checkpoint opened for a block-by-block float32 forward:
+// embed -> block 0 -> ... -> block n-1 -> final norm -> head. The checkpoint
+// stays memory-mapped; a block's weights are converted to float32 only when
+// load_block() is called. The final norm and the head (the embedding when
+// tied) are converted once at open(), since every forward ends with them.
+#include <cstdint>
+#include <filesystem>
+#include <span>
+
+#include "calibrate/block.hpp"
+#include "io/model_config.hpp"
+#include "io/safetensors.hpp"
+
+namespace ptq {
+
+class Model {
+ public:
+  // `path`: a folder with config.json and safetensors weights.
+  static Model open(const std::filesystem::path& path);
+
+  const ModelConfig& config() const { return config_; }
+  const std::filesystem::path& path() const { return path_; }
+  int num_layers() const { return config_.num_layers; }
+
+  // Block `layer`'s weights in float32; InputError on missing/mis-shaped tensors.
+  BlockWeights load_block(int layer) const;
+  // Rows of the embedding for `ids`: [ids.size(), hidden]; InputError if an id >= vocab.
+  RowMatrix embed(std::span<const std::int32_t> ids) const;
+  // Final RMSNorm of hidden states, in place.
+  void final_norm(RowMatrix& x) const;
+  // logits = x head^T for rows [begin, begin+count) of normalized x: [count, vocab].
+  RowMatrix head(const RowMatrix& x, Eigen::Index begin, Eigen::Index count) const;
+
+ private:
+  Model(std::filesystem::path path, ModelConfig config, Checkpoint checkpoint);
+
+  std::filesystem::path path_;
+  ModelConfig config_;
+  Checkpoint checkpoint_;
+  const TensorView* embedding_ = nullptr;  // [vocab, hidden], in checkpoint_
+  FloatVector final_norm_;                 // [hidden]
+  RowMatrix head_;                         // [vocab, hidden]
+};
+
+// Where eval gets block weights: all blocks stay resident when their float32
+// size fits `budget_bytes` (loaded once, reused for every batch of windows),
+// else one block at a time is loaded on demand and replaced by the next.
+class BlockSource {
+ public:
+  BlockSource(const Model& model, std::size_t budget_bytes);
+  const BlockWeights& block(int layer);
+  bool all_resident() const { return resident_; }
+
+ private:
+  const Model& model_;
+  bool resident_ = false;
+  std::vector<BlockWeights> blocks_;  // all layers, or one slot holding `current_`
+  int current_ = -1;
+};
+
+// Final hidden states (after the final norm) of a batch of sequences:
+// `ids` holds ids.size()/seq_len sequences back to back; returns
+// [ids.size(), hidden]. Runs each block over the whole batch.
+RowMatrix final_hidden(const Model& model, BlockSource& blocks,
+                       std::span<const std::int32_t> ids, int seq_len,
+                       const ForwardOptions& options = {});
+
+// Logits [ids.size(), vocab] of one or more sequences of length seq_len,
+// streaming the blocks from the checkpoint one at a time.
+RowMatrix logits(const Model& model, std::span<const std::int32_t> ids, int seq_len);
+
+}  // namespace ptq

@@ -1,0 +1,77 @@
+#pragma once
+// The one table that maps Hugging Face tensor names to their roles in the
+// Llama family (Llama, Mistral, Qwen2, Qwen3). Every other file asks this
+// table; no code elsewhere spells a tensor name.
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "io/model_config.hpp"
+
+namespace ptq {
+
+// The seven Linear layers of a decoder block, in execution order.
+enum class LinearRole { q, k, v, o, gate, up, down };
+inline constexpr std::array<LinearRole, 7> all_linear_roles = {
+    LinearRole::q,    LinearRole::k,  LinearRole::v,   LinearRole::o,
+    LinearRole::gate, LinearRole::up, LinearRole::down};
+inline constexpr int linear_role_count = static_cast<int>(all_linear_roles.size());
+
+// Which block input a Linear reads: q/k/v share one, gate/up share one.
+enum class LinearInput { attention_in, attention_out, mlp_in, mlp_hidden };
+
+// When a Linear's bias tensor must be present.
+enum class BiasRule {
+  attention_bias,  // required when config.attention_bias (q, k, v)
+  optional,        // loaded if the checkpoint has it (o: Llama with attention_bias)
+  mlp_bias,        // required when config.mlp_bias
+};
+
+struct LinearSpec {
+  LinearRole role;
+  std::string_view module;  // below "model.layers.{i}."; ".weight"/".bias" appended
+  LinearInput input;
+  BiasRule bias;
+};
+
+// Row i describes all_linear_roles[i].
+inline constexpr std::array<LinearSpec, linear_role_count> linear_specs = {{
+    {LinearRole::q, "self_attn.q_proj", LinearInput::attention_in, BiasRule::attention_bias},
+    {LinearRole::k, "self_attn.k_proj", LinearInput::attention_in, BiasRule::attention_bias},
+    {LinearRole::v, "self_attn.v_proj", LinearInput::attention_in, BiasRule::attention_bias},
+    {LinearRole::o, "self_attn.o_proj", LinearInput::attention_out, BiasRule::optional},
+    {LinearRole::gate, "mlp.gate_proj", LinearInput::mlp_in, BiasRule::mlp_bias},
+    {LinearRole::up, "mlp.up_proj", LinearInput::mlp_in, BiasRule::mlp_bias},
+    {LinearRole::down, "mlp.down_proj", LinearInput::mlp_hidden, BiasRule::mlp_bias},
+}};
+
+// Per-block vectors (RMSNorm weights).
+enum class NormRole { input, post_attention, q_head, k_head };
+
+struct NormSpec {
+  NormRole role;
+  std::string_view name;  // below "model.layers.{i}."
+  bool needs_qk_norm;     // present only when config.qk_norm (Qwen3)
+};
+
+inline constexpr std::array<NormSpec, 4> norm_specs = {{
+    {NormRole::input, "input_layernorm.weight", false},
+    {NormRole::post_attention, "post_attention_layernorm.weight", false},
+    {NormRole::q_head, "self_attn.q_norm.weight", true},
+    {NormRole::k_head, "self_attn.k_norm.weight", true},
+}};
+
+// Tensors outside the blocks.
+inline constexpr std::string_view embed_tokens_name = "model.embed_tokens.weight";
+inline constexpr std::string_view final_norm_name = "model.norm.weight";
+inline constexpr std::string_view lm_head_name = "lm_head.weight";  // absent when tied
+
+std::string_view linear_role_name(LinearRole role);  // "q", "k", ..., "down"
+const LinearSpec& linear_spec(LinearRole role);
+// "model.layers.<layer>.<suffix>"
+std::string block_tensor_name(int layer, std::string_view suffix);
+// Output features of a Linear: [out, in] is its weight's shape.
+int linear_out_features(const ModelConfig& config, LinearRole role);
+int linear_in_features(const ModelConfig& config, LinearRole role);
+
+}  // namespace ptq

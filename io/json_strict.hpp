@@ -1,0 +1,21 @@
+#pragma once
+// JSON parsing for untrusted files: syntax errors and duplicate object keys
+// (which nlohmann would silently resolve by keeping the last) become InputError.
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+namespace ptq {
+
+// Parses `text`, keeping object keys in file order. `where` names the source
+// (a file path) in error messages.
+nlohmann::ordered_json parse_json_strict(std::string_view text, const std::string& where);
+
+// Reads a whole (small) file and parses it with parse_json_strict.
+nlohmann::ordered_json read_json_file(const std::string& path);
+
+// The JSON type name as users read it: "object", "string", "number", ...
+std::string json_type_name(const nlohmann::ordered_json& value);
+
+}  // namespace ptq

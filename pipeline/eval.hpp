@@ -1,0 +1,50 @@
+#pragma once
+// Perplexity (and, against a reference model, KL and top-1 agreement) by the
+// protocol of shared/fixtures/PROTOCOL.md: non-overlapping windows of `ctx`
+// tokens, remainder dropped, a fresh context per window, tokens 1..ctx-1 of
+// every window predicted, NLL summed in double.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <span>
+
+#include "calibrate/model.hpp"
+
+namespace ptq {
+
+struct EvalConfig {
+  int ctx = 512;            // window length in tokens
+  int max_windows = 0;      // evaluate only the first N windows; 0 = all
+  int batch_windows = 8;    // windows run through each block together (large GEMMs)
+  // All blocks' float32 weights stay resident (loaded once) when they fit this
+  // budget, per model; otherwise blocks are streamed once per batch.
+  std::size_t resident_budget_bytes = std::size_t{4} << 30;
+
+  void validate() const;  // InputError on a bad value
+};
+
+struct EvalResult {
+  double ppl = 0.0;
+  double nll_sum = 0.0;
+  std::int64_t predicted_tokens = 0;
+  int windows = 0;
+  std::optional<double> kl;    // KL(reference || model), mean over predicted positions
+  std::optional<double> top1;  // fraction of positions where both argmaxes agree
+};
+
+// Called after each batch with (windows done, windows in all).
+using EvalProgress = std::function<void(int, int)>;
+
+// InputError if `ids` holds fewer than ctx tokens or an id outside the vocab.
+EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids,
+                    const EvalConfig& config, const Model* reference = nullptr,
+                    const EvalProgress& progress = {});
+
+// Writes {"ppl", "nll_sum", "predicted_tokens", "windows", "ctx"[, "kl", "top1"]}
+// atomically (temporary file, then rename).
+void write_eval_json(const std::filesystem::path& path, const EvalResult& result,
+                     const EvalConfig& config);
+
+}  // namespace ptq
