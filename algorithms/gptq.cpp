@@ -1,0 +1,263 @@
+#include "algorithms/gptq.hpp"
+
+#include <lapacke.h>
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <mutex>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "algorithms/rtn.hpp"
+#include "io/error.hpp"
+
+namespace ptq {
+
+void GptqConfig::validate() const {
+  spec.validate();
+  if (!(damp > 0)) throw input_error("GptqConfig.damp", "a positive fraction", std::to_string(damp));
+  if (block_size < 1) {
+    throw input_error("GptqConfig.block_size", "a positive number of columns",
+                      std::to_string(block_size));
+  }
+  if (group_grids == GroupGrids::Static && spec.granularity != Granularity::Group) {
+    throw input_error("GptqConfig.group_grids", "Dynamic unless the granularity is Group",
+                      "Static");
+  }
+  if (max_damping_retries < 0) {
+    throw input_error("GptqConfig.max_damping_retries", ">= 0",
+                      std::to_string(max_damping_retries));
+  }
+  if (rows_per_task < 1) {
+    throw input_error("GptqConfig.rows_per_task", ">= 1", std::to_string(rows_per_task));
+  }
+}
+
+namespace {
+
+template <class T>
+using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+
+// The inputs to the column loop: H with dead columns fixed, permuted, damped and
+// factored; `order[j]` is the original index of the j-th quantized column.
+struct Factorization {
+  std::vector<Eigen::Index> order;
+  std::vector<char> dead;  // per original column: H_ii == 0
+  Eigen::MatrixXd U;       // upper factor of (H_perm + damping I)^-1 = U^T U
+  double damping = 0;
+  int retries = 0;
+  bool ok = false;
+};
+
+std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder order) {
+  std::vector<Eigen::Index> perm(diag.size());
+  std::iota(perm.begin(), perm.end(), Eigen::Index{0});
+  if (order == ColumnOrder::ActivationOrder) {
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](Eigen::Index a, Eigen::Index b) { return diag[a] > diag[b]; });
+  }
+  return perm;
+}
+
+// A (symmetric positive definite, column-major) becomes the upper U with
+// U^T U = A^-1, as the reference's cholesky -> cholesky_inverse -> cholesky(upper).
+// False when a factorization finds A not positive definite.
+bool inverse_upper_cholesky(Eigen::MatrixXd& A) {
+  const auto n = static_cast<lapack_int>(A.rows());
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
+  if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
+  A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', n, A.data(), n) != 0) return false;
+  A.triangularView<Eigen::StrictlyLower>().setZero();
+  return A.allFinite();
+}
+
+Factorization factor_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) {
+  Factorization f;
+  const Eigen::Index n = H.rows();
+  Eigen::VectorXd diag = H.diagonal();
+  f.dead.resize(n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    f.dead[i] = diag[i] == 0;
+    if (f.dead[i]) diag[i] = 1;
+  }
+  f.order = column_order(diag, config.order);
+  Eigen::MatrixXd Hp(n, n);
+  for (Eigen::Index j = 0; j < n; ++j) {
+    for (Eigen::Index i = 0; i < n; ++i) Hp(i, j) = H(f.order[i], f.order[j]);
+  }
+  Hp.diagonal() = diag(f.order);  // dead columns get H_ii = 1
+  f.damping = config.damp * diag.mean();
+  for (f.retries = 0;; ++f.retries, f.damping *= 10) {
+    f.U = Hp;
+    f.U.diagonal().array() += f.damping;
+    f.ok = inverse_upper_cholesky(f.U);
+    if (f.ok || f.retries == config.max_damping_retries) return f;
+  }
+}
+
+// Everything the row tasks share (read-only), for working precision T.
+template <class T>
+struct Plan {
+  const GptqConfig& config;
+  const Factorization& f;
+  ColMatrix<T> U;                    // f.U in T
+  ColMatrix<T> W;                    // [out, in] in T, dead columns zeroed, original order
+  GridTable<T> fixed;                // Tensor/Channel grids (original W) or static groups
+  std::vector<std::int32_t> g_idx;   // by original column
+};
+
+// Mutable per-row outputs; tasks write disjoint rows.
+template <class T>
+struct RowOutputs {
+  CodeMatrix& codes;           // [out, in], original column order
+  GridTable<T>& dynamic;       // dynamic group grids, [out, n_groups]
+  std::vector<double>& loss;   // per row
+};
+
+// The grids of a block of rows for quantized column j (permuted index).
+template <class T>
+void select_grids(const Plan<T>& plan, const ColMatrix<T>& W, Eigen::Index r0, Eigen::Index j,
+                  RowOutputs<T>& out, Eigen::Array<T, Eigen::Dynamic, 1>& scale,
+                  Eigen::Array<T, Eigen::Dynamic, 1>& zero) {
+  const QuantSpec& spec = plan.config.spec;
+  const bool dynamic_groups =
+      spec.granularity == Granularity::Group && plan.config.group_grids == GroupGrids::Dynamic;
+  if (dynamic_groups) {
+    if (j % spec.group_size != 0) return;
+    // Reference quirk kept on purpose: the group's range is read from the lazily
+    // updated W, which lacks this block's in-block updates.
+    const auto width = std::min<Eigen::Index>(spec.group_size, W.cols() - j);
+    const auto part = W.middleCols(j, width);
+    for (Eigen::Index r = 0; r < W.rows(); ++r) {
+      const auto g = grid_from_range<T>(part.row(r).minCoeff(), part.row(r).maxCoeff(),
+                                        spec.maxq(), spec.symmetry);
+      scale[r] = out.dynamic.scales(r0 + r, j / spec.group_size) = g.scale;
+      zero[r] = out.dynamic.zeros(r0 + r, j / spec.group_size) = g.zero;
+    }
+    return;
+  }
+  const Eigen::Index group = plan.g_idx[plan.f.order[j]];
+  for (Eigen::Index r = 0; r < W.rows(); ++r) {
+    scale[r] = plan.fixed.scales(r0 + r, group);
+    zero[r] = plan.fixed.zeros(r0 + r, group);
+  }
+}
+
+// GPTQ on rows [r0, r0 + rows): the reference's column loop with lazy block updates.
+template <class T>
+void quantize_rows(const Plan<T>& plan, Eigen::Index r0, Eigen::Index rows, RowOutputs<T>& out) {
+  const Eigen::Index n = plan.W.cols();
+  const int maxq = plan.config.spec.maxq();
+  ColMatrix<T> W(rows, n);  // this task's rows, permuted columns
+  for (Eigen::Index j = 0; j < n; ++j) W.col(j) = plan.W.col(plan.f.order[j]).segment(r0, rows);
+  Eigen::Array<T, Eigen::Dynamic, 1> scale(rows), zero(rows);
+  Eigen::Array<double, Eigen::Dynamic, 1> loss = Eigen::ArrayXd::Zero(rows);
+  for (Eigen::Index i1 = 0; i1 < n; i1 += plan.config.block_size) {
+    const Eigen::Index count = std::min<Eigen::Index>(plan.config.block_size, n - i1);
+    ColMatrix<T> W1 = W.middleCols(i1, count);
+    ColMatrix<T> err(rows, count);
+    for (Eigen::Index i = 0; i < count; ++i) {
+      const Eigen::Index j = i1 + i;
+      select_grids(plan, W, r0, j, out, scale, zero);
+      const T d = plan.U(j, j);
+      for (Eigen::Index r = 0; r < rows; ++r) {
+        const GridParams<T> grid{scale[r], zero[r]};
+        const T w = W1(r, i);
+        const T code = quantize_code(w, grid, maxq);
+        out.codes(r0 + r, plan.f.order[j]) = static_cast<std::uint8_t>(code);
+        err(r, i) = (w - dequantize_code(code, grid)) / d;
+        loss[r] += static_cast<double>(err(r, i)) * err(r, i) / 2;
+      }
+      for (Eigen::Index k = i + 1; k < count; ++k) W1.col(k) -= plan.U(j, i1 + k) * err.col(i);
+    }
+    // One GEMM carries the whole block's error to the columns right of it.
+    W.rightCols(n - i1 - count).noalias() -=
+        err * plan.U.block(i1, i1 + count, count, n - i1 - count);
+  }
+  for (Eigen::Index r = 0; r < rows; ++r) out.loss[r0 + r] = loss[r];
+}
+
+std::vector<std::int32_t> group_index(const QuantSpec& spec, const GptqConfig& config,
+                                      const std::vector<Eigen::Index>& order) {
+  std::vector<std::int32_t> g_idx(order.size(), 0);
+  if (spec.granularity != Granularity::Group) return g_idx;
+  for (std::size_t j = 0; j < order.size(); ++j) {
+    const auto column = config.group_grids == GroupGrids::Dynamic ? j : order[j];
+    g_idx[order[j]] = static_cast<std::int32_t>(column / spec.group_size);
+  }
+  return g_idx;
+}
+
+template <class T>
+GptqResult run_gptq(const MatrixRM& W, const Factorization& f, const GptqConfig& config) {
+  const QuantSpec& spec = config.spec;
+  Plan<T> plan{config, f, f.U.cast<T>(), W.cast<T>(), {}, group_index(spec, config, f.order)};
+  if (spec.granularity != Granularity::Group) plan.fixed = fit_grids(plan.W, spec);  // before
+  for (Eigen::Index c = 0; c < W.cols(); ++c) {                       // dead columns, as the
+    if (f.dead[c]) plan.W.col(c).setZero();                           // reference does
+  }
+  if (config.group_grids == GroupGrids::Static) plan.fixed = fit_grids(plan.W, spec);
+
+  GptqResult result;
+  result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
+  GridTable<T> dynamic = plan.fixed;
+  if (spec.granularity == Granularity::Group && config.group_grids == GroupGrids::Dynamic) {
+    const int n_groups = spec.groups_per_row(static_cast<int>(W.cols()));
+    dynamic.scales.resize(W.rows(), n_groups);
+    dynamic.zeros.resize(W.rows(), n_groups);
+  }
+  std::vector<double> loss(W.rows(), 0.0);
+  RowOutputs<T> out{result.quantized.codes, dynamic, loss};
+
+  const Eigen::Index step = config.rows_per_task;
+  const Eigen::Index tasks = (W.rows() + step - 1) / step;
+  std::mutex progress_mutex;
+  std::int64_t rows_done = 0;
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, tasks, 1), [&](const auto& range) {
+    for (Eigen::Index t = range.begin(); t < range.end(); ++t) {
+      const Eigen::Index rows = std::min(step, W.rows() - t * step);
+      RowOutputs<T> task_out = out;
+      quantize_rows(plan, t * step, rows, task_out);
+      if (config.progress) {
+        const std::lock_guard lock(progress_mutex);
+        rows_done += rows;
+        config.progress(rows_done, W.rows());
+      }
+    }
+  });
+  result.quantized.scales = dynamic.scales.template cast<float>();
+  result.quantized.zeros = dynamic.zeros.template cast<float>();
+  result.loss = std::accumulate(loss.begin(), loss.end(), 0.0);  // fixed order
+  return result;
+}
+
+}  // namespace
+
+GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {
+  config.validate();
+  require_weights(W, "gptq_quantize: W");
+  if (H.rows() != W.cols() || H.cols() != W.cols()) {
+    const std::string n = std::to_string(W.cols());
+    throw input_error("gptq_quantize: H", "[" + n + ", " + n + "] (W's input columns)",
+                      "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
+  }
+  const Factorization f = factor_hessian(H, config);
+  GptqResult result;
+  if (!f.ok) {
+    result.quantized = rtn_quantize(W, config.spec);
+    result.status = GptqStatus::CholeskyFailed;
+  } else if (config.precision == Precision::Float32) {
+    result = run_gptq<float>(W, f, config);
+  } else {
+    result = run_gptq<double>(W, f, config);
+  }
+  result.damping = f.damping;
+  result.damping_retries = f.retries;
+  result.weight_mse = weight_mse(W, result.quantized.dequantize());
+  return result;
+}
+
+}  // namespace ptq

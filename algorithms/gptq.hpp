@@ -1,0 +1,75 @@
+#pragma once
+// GPTQ (Frantar et al. 2022, "GPTQ: Accurate Post-Training Quantization for
+// Generative Pre-trained Transformers"), with the semantics of the reference
+// GPTQ.fasterquant (IST-DASLab/gptq): columns are quantized left to right and
+// each column's rounding error is spread over the columns not yet quantized
+// through the upper Cholesky factor of H^-1, in lazy blocks.
+#include <Eigen/Core>
+#include <cstdint>
+#include <functional>
+
+#include "algorithms/matrix.hpp"
+#include "algorithms/quantized_matrix.hpp"
+
+namespace ptq {
+
+// In which order columns are quantized.
+enum class ColumnOrder {
+  Natural,         // 0, 1, 2, ...
+  ActivationOrder  // descending diag(H) ("act-order"); ties by ascending index
+};
+
+// Where a group's grid comes from (Granularity::Group only).
+enum class GroupGrids {
+  Dynamic,  // from the error-updated weights when the group's first column comes up
+  Static    // from the original weights, up front, by original column index
+};
+
+// Working precision of the column loop and block updates.
+enum class Precision { Float32, Float64 };
+
+struct GptqConfig {
+  QuantSpec spec;
+  double damp = 0.01;    // damping = damp * mean(diag H) added to diag H (reference percdamp)
+  int block_size = 128;  // columns per lazy block (reference blocksize)
+  ColumnOrder order = ColumnOrder::Natural;
+  GroupGrids group_grids = GroupGrids::Dynamic;
+  // Each failed Cholesky multiplies the damping by 10 and retries, at most this often.
+  int max_damping_retries = 6;
+  Precision precision = Precision::Float32;  // Float32 like the reference's torch math
+  int rows_per_task = 64;  // rows per parallel task; the result does not depend on it
+  // Optional; called as rows finish (from worker threads, one call at a time).
+  std::function<void(std::int64_t rows_done, std::int64_t rows_total)> progress;
+
+  void validate() const;  // InputError naming the field
+};
+
+enum class GptqStatus {
+  Ok,
+  // H + damping stayed not positive definite after every retry; `quantized` then
+  // holds the RTN result so callers always get a usable matrix.
+  CholeskyFailed
+};
+
+struct GptqResult {
+  QuantizedMatrix quantized;  // original column order; g_idx maps columns to groups
+  GptqStatus status = GptqStatus::Ok;
+  double loss = 0;        // sum over weights of (w - q)^2 / d^2 / 2, d = diag of the factor
+  double weight_mse = 0;  // mean (W - W')^2 against the W given (dead columns included)
+  double damping = 0;     // absolute value added to diag(H), after retries
+  int damping_retries = 0;
+};
+
+// W: [out, in], row-major float32, non-empty and finite. H: [in, in], symmetric,
+// the Hessian proxy of the layer input X [n, in]. Any positive multiple of X^T X
+// gives the same quantized weights; `loss` is in H's scale, so pass the
+// reference's average H = 2/n X^T X to compare losses with it. Columns with
+// H_ii == 0 never saw a nonzero input: their weights become 0 (reference).
+// With ActivationOrder and dynamic groups, group k holds the k-th run of
+// group_size columns in quantization order and g_idx[c] says which; with static
+// groups g_idx[c] = c / group_size.
+// Deterministic: rows are independent given H and each row's arithmetic is the
+// same whatever the thread count.
+GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config);
+
+}  // namespace ptq

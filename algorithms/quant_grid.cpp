@@ -1,0 +1,24 @@
+#include "algorithms/quant_grid.hpp"
+
+#include <string>
+
+#include "io/error.hpp"
+
+namespace ptq {
+
+void QuantSpec::validate() const {
+  if (bits < 2 || bits > 8) {
+    throw input_error("QuantSpec.bits", "2..8", std::to_string(bits));
+  }
+  if (granularity == Granularity::Group && group_size < 1) {
+    throw input_error("QuantSpec.group_size", "a positive number of columns",
+                      std::to_string(group_size));
+  }
+}
+
+int QuantSpec::groups_per_row(int columns) const {
+  if (granularity != Granularity::Group) return 1;
+  return (columns + group_size - 1) / group_size;
+}
+
+}  // namespace ptq

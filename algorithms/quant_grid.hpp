@@ -1,0 +1,123 @@
+#pragma once
+// Uniform integer grids as in the reference Quantizer (IST-DASLab/gptq quant.py,
+// see shared/fixtures/PROTOCOL.md "Reference quantizers"): a grid is a scale and
+// an integer-valued zero point; a weight w maps to the code
+//   q = clamp(round(w / scale) + zero, 0, maxq)     (round half to even)
+// and back to scale * (q - zero). The math runs in T (float32 like torch, or
+// double for reference checks) in the reference's operation order.
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+
+namespace ptq {
+
+enum class Symmetry { Symmetric, Asymmetric };
+
+// Which weights share one grid: the whole tensor, one output channel (row), or
+// `group_size` consecutive input columns of one row.
+enum class Granularity { Tensor, Channel, Group };
+
+struct QuantSpec {
+  int bits = 4;  // 2..8; codes lie in [0, 2^bits - 1]
+  Symmetry symmetry = Symmetry::Asymmetric;
+  Granularity granularity = Granularity::Channel;
+  int group_size = 128;  // input columns per group; used only with Granularity::Group
+
+  // Throws InputError naming the offending field.
+  void validate() const;
+
+  int maxq() const { return (1 << bits) - 1; }
+  // Grids per row for a matrix of `columns` inputs; a last partial group counts.
+  int groups_per_row(int columns) const;
+};
+
+template <class T>
+struct GridParams {
+  T scale;
+  T zero;  // integer-valued
+};
+
+// The grid for weights whose minimum is `lo` and maximum `hi` (Quantizer.find_params):
+// the range always includes 0; symmetric grids are centred at (maxq + 1) / 2; an
+// all-zero range becomes [-1, 1] so the scale is never 0.
+template <class T>
+GridParams<T> grid_from_range(T lo, T hi, int maxq, Symmetry symmetry) {
+  T xmin = std::min(lo, T(0));
+  T xmax = std::max(hi, T(0));
+  if (symmetry == Symmetry::Symmetric) {
+    xmax = std::max(std::abs(xmin), xmax);
+    if (xmin < 0) xmin = -xmax;
+  }
+  if (xmin == 0 && xmax == 0) {
+    xmin = -1;
+    xmax = 1;
+  }
+  const T scale = (xmax - xmin) / static_cast<T>(maxq);
+  const T zero = symmetry == Symmetry::Symmetric ? static_cast<T>(maxq + 1) / T(2)
+                                                 : std::nearbyint(-xmin / scale);
+  return {scale, zero};
+}
+
+// The grid of a range of values (any iterable of T).
+template <class T, class Range>
+GridParams<T> grid_from_values(const Range& values, int maxq, Symmetry symmetry) {
+  const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
+  return grid_from_range<T>(*lo, *hi, maxq, symmetry);
+}
+
+// Code of one weight; std::nearbyint rounds half to even under the default
+// rounding mode, like torch.round.
+template <class T>
+T quantize_code(T w, const GridParams<T>& grid, int maxq) {
+  return std::clamp(std::nearbyint(w / grid.scale) + grid.zero, T(0), static_cast<T>(maxq));
+}
+
+template <class T>
+T dequantize_code(T code, const GridParams<T>& grid) {
+  return grid.scale * (code - grid.zero);
+}
+
+// Grids of a whole matrix W [out, in], one per (row, group): [out, n_groups].
+template <class T>
+struct GridTable {
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> scales;
+  Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> zeros;
+
+  GridParams<T> at(Eigen::Index row, Eigen::Index group) const {
+    return {scales(row, group), zeros(row, group)};
+  }
+};
+
+// The grids `spec` gives W (not empty): Tensor, one min/max over all of W (copied to every
+// row); Channel, per row; Group, per row and run of group_size columns.
+template <class Derived>
+GridTable<typename Derived::Scalar> fit_grids(const Eigen::MatrixBase<Derived>& W,
+                                              const QuantSpec& spec) {
+  using T = typename Derived::Scalar;
+  const auto columns = static_cast<int>(W.cols());
+  const int n_groups = spec.groups_per_row(columns);
+  GridTable<T> table{decltype(GridTable<T>::scales)(W.rows(), n_groups),
+                     decltype(GridTable<T>::zeros)(W.rows(), n_groups)};
+  const auto fill = [&](Eigen::Index row, int group, T lo, T hi) {
+    const GridParams<T> grid = grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry);
+    table.scales(row, group) = grid.scale;
+    table.zeros(row, group) = grid.zero;
+  };
+  if (spec.granularity == Granularity::Tensor) {
+    const T lo = W.minCoeff();
+    const T hi = W.maxCoeff();
+    for (Eigen::Index r = 0; r < W.rows(); ++r) fill(r, 0, lo, hi);
+    return table;
+  }
+  const int width = spec.granularity == Granularity::Group ? spec.group_size : columns;
+  for (Eigen::Index r = 0; r < W.rows(); ++r) {
+    for (int g = 0; g < n_groups; ++g) {
+      const int begin = g * width;
+      const auto part = W.row(r).segment(begin, std::min(width, columns - begin));
+      fill(r, g, part.minCoeff(), part.maxCoeff());
+    }
+  }
+  return table;
+}
+
+}  // namespace ptq

@@ -1,0 +1,48 @@
+#include "algorithms/rtn.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <string>
+
+#include "io/error.hpp"
+
+namespace ptq {
+
+void require_weights(const MatrixRM& W, const char* what) {
+  if (W.size() == 0) {
+    throw input_error(what, "a non-empty matrix",
+                      std::to_string(W.rows()) + " x " + std::to_string(W.cols()));
+  }
+  if (W.allFinite()) return;
+  Eigen::Index r = 0;
+  Eigen::Index c = 0;
+  (W.array().isFinite() == false).maxCoeff(&r, &c);
+  throw input_error(what, "finite weights",
+                    std::to_string(W(r, c)) + " at [" + std::to_string(r) + ", " +
+                        std::to_string(c) + "]");
+}
+
+QuantizedMatrix rtn_quantize(const MatrixRM& W, const QuantSpec& spec) {
+  spec.validate();
+  require_weights(W, "rtn_quantize: W");
+  const GridTable<float> grids = fit_grids(W, spec);
+  QuantizedMatrix out{spec, CodeMatrix(W.rows(), W.cols()), grids.scales, grids.zeros,
+                      std::vector<std::int32_t>(W.cols(), 0)};
+  if (spec.granularity == Granularity::Group) {
+    for (Eigen::Index c = 0; c < W.cols(); ++c) out.g_idx[c] = c / spec.group_size;
+  }
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, W.rows()),
+                    [&](const tbb::blocked_range<Eigen::Index>& rows) {
+                      for (Eigen::Index r = rows.begin(); r < rows.end(); ++r) {
+                        for (Eigen::Index c = 0; c < W.cols(); ++c) {
+                          const float code =
+                              quantize_code(W(r, c), grids.at(r, out.g_idx[c]), spec.maxq());
+                          out.codes(r, c) = static_cast<std::uint8_t>(code);
+                        }
+                      }
+                    });
+  return out;
+}
+
+}  // namespace ptq
