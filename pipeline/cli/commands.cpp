@@ -2,6 +2,8 @@
 
 namespace ptq::cli {
 
-void add_all(CLI::App& app) { (void)app; }
+void add_all(CLI::App& app) {
+  add_quantize(app);
+}
 
 }  // namespace ptq::cli

@@ -1,0 +1,90 @@
+// ptq quantize --model PATH (--recipe FILE | --method ... --bits ... --group ...) [--calib ...] --out PATH
+#include <cstdio>
+#include <iostream>
+
+#include "io/error.hpp"
+#include "pipeline/cli/commands.hpp"
+#include "pipeline/quantize_run.hpp"
+
+namespace ptq::cli {
+
+namespace {
+
+struct QuantizeFlags {
+  std::string model, out, recipe, method, group, calib_ids, field = "text";
+  std::vector<std::string> calib;
+  int bits = 4, samples = 128, seqlen = 512, threads = 0, batch_windows = 16;
+  std::uint64_t seed = 0;
+  double damp = 0.01;
+  bool act_order = false, sym = false, static_groups = false, resume = false, dry_run = false;
+};
+
+// The recipe file (if any), then every flag given on the command line on top.
+Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
+  Recipe r = f.recipe.empty() ? Recipe{} : load_recipe(f.recipe);
+  auto given = [&](const char* name) { return cmd.get_option(name)->count() > 0; };
+  if (given("--method")) r.method = f.method == "rtn" ? Method::Rtn : Method::Gptq;
+  if (given("--bits")) r.spec.bits = f.bits;
+  if (given("--group")) set_granularity(r.spec, f.group, "--group");
+  if (given("--sym")) r.spec.symmetry = Symmetry::Symmetric;
+  if (given("--act-order")) r.order = ColumnOrder::ActivationOrder;
+  if (given("--static-groups")) r.group_grids = GroupGrids::Static;
+  if (given("--damp")) r.damp = f.damp;
+  if (given("--samples")) r.calibration.samples = f.samples;
+  if (given("--seqlen")) r.calibration.seqlen = f.seqlen;
+  if (given("--seed")) r.calibration.seed = f.seed;
+  if (given("--field")) r.calibration.jsonl_field = f.field;
+  if (given("--calib") || given("--calib-ids")) {
+    r.sources.clear();
+    for (const auto& spec : f.calib) r.sources.push_back(parse_calib_spec(spec));
+    if (!f.calib_ids.empty()) r.sources.push_back({std::filesystem::path(f.calib_ids).stem().string(), f.calib_ids, 1.0});
+  }
+  if (f.recipe.empty() && !given("--method"))
+    throw input_error("ptq quantize", "--recipe FILE or --method rtn|gptq", "neither");
+  r.validate();
+  if (r.needs_calibration() && r.sources.empty())
+    throw input_error("ptq quantize", "calibration data for " + std::string(method_name(r.method)) +
+                      " (--calib NAME=PATH[:WEIGHT] or --calib-ids FILE)", "none");
+  return r;
+}
+
+}  // namespace
+
+void add_quantize(CLI::App& app) {
+  auto flags = std::make_shared<QuantizeFlags>();
+  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN or GPTQ)");
+  auto& f = *flags;
+  cmd->add_option("--model", f.model, "Hugging Face checkpoint folder")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--out", f.out, "Output folder (new or empty)")->required();
+  cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")->check(CLI::ExistingFile);
+  cmd->add_option("--method", f.method, "rtn or gptq")->check(CLI::IsMember({"rtn", "gptq"}));
+  cmd->add_option("--bits", f.bits, "Bits per weight (2..8)");
+  cmd->add_option("--group", f.group, "Group size, 'channel' or 'tensor'");
+  cmd->add_flag("--sym", f.sym, "Symmetric grid");
+  cmd->add_flag("--act-order", f.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+  cmd->add_flag("--static-groups", f.static_groups, "GPTQ: group grids from the original weights");
+  cmd->add_option("--damp", f.damp, "GPTQ damping, fraction of the mean Hessian diagonal");
+  cmd->add_option("--calib", f.calib, "Calibration source NAME=PATH[:WEIGHT] (text, folder, .jsonl or .ids)");
+  cmd->add_option("--calib-ids", f.calib_ids, "Shorthand for one .ids calibration source")->check(CLI::ExistingFile);
+  cmd->add_option("--field", f.field, "Text field of .jsonl calibration sources");
+  cmd->add_option("--samples", f.samples, "Calibration windows in all");
+  cmd->add_option("--seqlen", f.seqlen, "Tokens per calibration window");
+  cmd->add_option("--seed", f.seed, "Seed of the window draw from text sources");
+  cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
+  cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
+  cmd->add_flag("--resume", f.resume, "Continue an interrupted run from its per-block checkpoints");
+  cmd->add_flag("--dry-run", f.dry_run, "Print the expected output size, peak memory and time; write nothing");
+  cmd->callback([flags, cmd] {
+    const auto& f = *flags;
+    QuantizeJob job{f.model, f.out, build_recipe(f, *cmd), f.threads, f.resume, f.batch_windows, {}};
+    if (f.dry_run) {
+      std::cout << estimate_quantize(job).text();
+      return;
+    }
+    QuantizeProgress progress{[](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
+    run_quantize(job, progress);
+    std::fprintf(stderr, "wrote %s\n", f.out.c_str());
+  });
+}
+
+}  // namespace ptq::cli

@@ -1,0 +1,39 @@
+#pragma once
+// The whole `ptq quantize` job as a list of named steps: load the calibration
+// data, quantize block by block (with resumable checkpoints), write the output
+// folder. The CLI only fills QuantizeJob.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "pipeline/quantized_output.hpp"
+#include "pipeline/recipe.hpp"
+
+namespace ptq {
+
+struct QuantizeJob {
+  std::filesystem::path model;
+  std::filesystem::path out;
+  Recipe recipe;
+  int threads = 0;  // 0 = all cores
+  bool resume = false;
+  int batch_windows = 16;
+  OutputOptions output;
+};
+
+struct QuantizeEstimate {
+  std::uint64_t output_bytes = 0;
+  std::uint64_t peak_bytes = 0;
+  double seconds = 0.0;
+  std::string text() const;
+};
+
+// Reads the calibration sources of the recipe (tokenizing text sources with the model's tokenizer).
+CalibrationSet load_calibration(const std::filesystem::path& model, const Recipe& recipe);
+
+QuantizeEstimate estimate_quantize(const QuantizeJob& job);
+
+// Returns the warnings written into the output (also logged through `log`).
+std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProgress& progress);
+
+}  // namespace ptq

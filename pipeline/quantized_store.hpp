@@ -1,0 +1,20 @@
+#pragma once
+// HDF5 layout of quantized Linears, shared by the final quantized.h5 and the
+// per-block resume checkpoints:
+//   <prefix>/codes  uint8 [out, in]     <prefix>/scales float32 [out, groups]
+//   <prefix>/zeros  int32 [out, groups] <prefix>/g_idx  int32 [in]
+//   attributes: bits, symmetric, granularity, group_size, weight_mse, gptq_loss,
+//   damping, damping_retries, cholesky_failed
+#include <string>
+
+#include "io/hdf5.hpp"
+#include "pipeline/quantize.hpp"
+
+namespace ptq {
+
+std::string linear_group_path(int layer, LinearRole role);  // "layers/<i>/<role>"
+
+void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, bool with_timing);
+QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role);
+
+}  // namespace ptq

@@ -1,0 +1,160 @@
+#include "pipeline/recipe.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <set>
+#include <sstream>
+
+#include "io/error.hpp"
+
+namespace ptq {
+
+std::string_view method_name(Method m) { return m == Method::Rtn ? "rtn" : "gptq"; }
+
+GptqConfig Recipe::gptq_config() const {
+  GptqConfig c;
+  c.spec = spec;
+  c.damp = damp;
+  c.block_size = block_size;
+  c.order = order;
+  c.group_grids = group_grids;
+  return c;
+}
+
+void Recipe::validate() const {
+  spec.validate();
+  calibration.validate();
+  if (method == Method::Gptq) gptq_config().validate();
+}
+
+void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
+  if (group == "channel") {
+    spec.granularity = Granularity::Channel;
+  } else if (group == "tensor") {
+    spec.granularity = Granularity::Tensor;
+  } else {
+    std::size_t used = 0;
+    int size = 0;
+    try {
+      size = std::stoi(group, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != group.size() || size < 1)
+      throw input_error(where, "a group size >= 1, \"channel\" or \"tensor\"", "\"" + group + "\"");
+    spec.granularity = Granularity::Group;
+    spec.group_size = size;
+  }
+}
+
+std::string granularity_text(const QuantSpec& spec) {
+  switch (spec.granularity) {
+    case Granularity::Channel: return "channel";
+    case Granularity::Tensor: return "tensor";
+    case Granularity::Group: return std::to_string(spec.group_size);
+  }
+  return "?";
+}
+
+namespace {
+
+const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
+                                         "static_groups", "damp", "block_size", "calibration"};
+const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
+
+template <class T>
+T scalar(const YAML::Node& node, const std::string& where, const char* expected) {
+  try {
+    return node.as<T>();
+  } catch (const YAML::Exception&) {
+    throw input_error(where, expected, "\"" + YAML::Dump(node) + "\"");
+  }
+}
+
+void check_keys(const YAML::Node& map, const std::set<std::string>& known, const std::string& where) {
+  for (const auto& kv : map) {
+    const auto key = kv.first.as<std::string>();
+    if (!known.count(key)) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      throw input_error(where + ": key \"" + key + "\"", "one of " + list, "an unknown key");
+    }
+  }
+}
+
+void read_calibration(const YAML::Node& node, Recipe& r, const std::string& where) {
+  if (!node.IsMap()) throw input_error(where, "a mapping", "another YAML type");
+  check_keys(node, kCalibKeys, where);
+  if (node["samples"]) r.calibration.samples = scalar<int>(node["samples"], where + ".samples", "an integer");
+  if (node["seqlen"]) r.calibration.seqlen = scalar<int>(node["seqlen"], where + ".seqlen", "an integer");
+  if (node["seed"]) r.calibration.seed = scalar<std::uint64_t>(node["seed"], where + ".seed", "an integer >= 0");
+  if (!node["sources"]) return;
+  for (const auto& s : node["sources"]) {
+    CalibSourceSpec spec;
+    spec.name = scalar<std::string>(s["name"], where + ".sources.name", "a string");
+    spec.path = scalar<std::string>(s["path"], where + ".sources.path", "a string");
+    if (s["weight"]) spec.weight = scalar<double>(s["weight"], where + ".sources.weight", "a number");
+    r.sources.push_back(spec);
+  }
+}
+
+}  // namespace
+
+Recipe load_recipe(const std::filesystem::path& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path.string());
+  } catch (const YAML::BadFile&) {
+    throw input_error(path.string(), "a readable recipe file", "cannot open");
+  } catch (const YAML::Exception& e) {
+    throw input_error(path.string(), "YAML or JSON", std::string("a parse error: ") + e.what());
+  }
+  const std::string where = path.string();
+  if (!root.IsMap()) throw input_error(where, "a mapping of recipe keys", "another YAML type");
+  check_keys(root, kTopKeys, where);
+  Recipe r;
+  if (root["method"]) {
+    const auto m = scalar<std::string>(root["method"], where + ": method", "rtn or gptq");
+    if (m != "rtn" && m != "gptq") throw input_error(where + ": method", "rtn or gptq", "\"" + m + "\"");
+    r.method = m == "rtn" ? Method::Rtn : Method::Gptq;
+  }
+  if (root["bits"]) r.spec.bits = scalar<int>(root["bits"], where + ": bits", "an integer");
+  if (root["group"]) set_granularity(r.spec, scalar<std::string>(root["group"], where + ": group", "a string"), where + ": group");
+  if (root["symmetric"] && scalar<bool>(root["symmetric"], where + ": symmetric", "true or false"))
+    r.spec.symmetry = Symmetry::Symmetric;
+  if (root["act_order"] && scalar<bool>(root["act_order"], where + ": act_order", "true or false"))
+    r.order = ColumnOrder::ActivationOrder;
+  if (root["static_groups"] && scalar<bool>(root["static_groups"], where + ": static_groups", "true or false"))
+    r.group_grids = GroupGrids::Static;
+  if (root["damp"]) r.damp = scalar<double>(root["damp"], where + ": damp", "a number");
+  if (root["block_size"]) r.block_size = scalar<int>(root["block_size"], where + ": block_size", "an integer");
+  if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
+  r.validate();
+  return r;
+}
+
+std::string recipe_to_yaml(const Recipe& r) {
+  std::ostringstream out;
+  out << "method: " << method_name(r.method) << "\n"
+      << "bits: " << r.spec.bits << "\n"
+      << "group: " << granularity_text(r.spec) << "\n"
+      << "symmetric: " << (r.spec.symmetry == Symmetry::Symmetric ? "true" : "false") << "\n";
+  if (r.method == Method::Gptq) {
+    out << "act_order: " << (r.order == ColumnOrder::ActivationOrder ? "true" : "false") << "\n"
+        << "static_groups: " << (r.group_grids == GroupGrids::Static ? "true" : "false") << "\n"
+        << "damp: " << r.damp << "\n"
+        << "block_size: " << r.block_size << "\n";
+  }
+  out << "calibration:\n"
+      << "  samples: " << r.calibration.samples << "\n"
+      << "  seqlen: " << r.calibration.seqlen << "\n"
+      << "  seed: " << r.calibration.seed << "\n";
+  if (!r.sources.empty()) {
+    out << "  sources:\n";
+    for (const auto& s : r.sources)
+      out << "    - {name: " << s.name << ", path: \"" << s.path.string() << "\", weight: " << s.weight << "}\n";
+  }
+  return out.str();
+}
+
+}  // namespace ptq
