@@ -36,9 +36,11 @@ json parse_json(const fs::path& path) {
 
 std::string type_of(const json& j) { return j.is_object() ? j.value("type", std::string("(no type)")) : j.dump(); }
 
-std::unordered_map<std::string, std::int32_t> parse_vocab(const json& j, const std::string& where) {
+using Vocab = std::unordered_map<std::string, std::int32_t>;
+
+Vocab parse_vocab(const json& j, const std::string& where) {
   if (!j.is_object()) throw input_error(where + ": vocab", "an object of token: id", j.type_name());
-  std::unordered_map<std::string, std::int32_t> vocab;
+  Vocab vocab;
   vocab.reserve(j.size());
   for (const auto& [token, id] : j.items()) {
     if (!id.is_number_integer()) throw input_error(where + ": vocab token '" + token + "'", "an integer id", id.dump());
@@ -51,16 +53,23 @@ std::unordered_map<std::string, std::int32_t> parse_vocab(const json& j, const s
   return vocab;
 }
 
-// "a b" (one space) or ["a", "b"].
-std::pair<std::string, std::string> parse_merge(const json& m, const std::string& where) {
+// "a b" or ["a", "b"]. Some files (Llama 2's) have tokens containing spaces, as
+// "   " for " " + " ": then the one split whose halves and whole are tokens is it.
+std::pair<std::string, std::string> parse_merge(const json& m, const Vocab& vocab, const std::string& where) {
   if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) return {m[0], m[1]};
+  std::vector<std::pair<std::string, std::string>> splits;
   if (m.is_string()) {
     const auto s = m.get<std::string>();
-    const auto space = s.find(' ');
-    if (space != std::string::npos && s.find(' ', space + 1) == std::string::npos) {
-      return {s.substr(0, space), s.substr(space + 1)};
+    for (auto space = s.find(' '); space != std::string::npos; space = s.find(' ', space + 1)) {
+      splits.emplace_back(s.substr(0, space), s.substr(space + 1));
+    }
+    if (splits.size() > 1) {
+      std::erase_if(splits, [&](const auto& p) {
+        return !vocab.count(p.first) || !vocab.count(p.second) || !vocab.count(p.first + p.second);
+      });
     }
   }
+  if (splits.size() == 1) return splits[0];
   throw input_error(where, "a merge \"left right\" or [left, right]", m.dump());
 }
 
@@ -201,9 +210,9 @@ std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
   if (m.value("type", "BPE") != "BPE") throw input_error(where + ": model type", "BPE", m.value("type", ""));
   if (!m.contains("vocab") || !m.contains("merges")) throw input_error(where + ": model", "vocab and merges", "a model without them");
   auto added = parse_added(j.value("added_tokens", json()), where);
-  std::vector<std::pair<std::string, std::string>> merges;
-  for (const auto& x : m.at("merges")) merges.push_back(parse_merge(x, where + ": merges"));
   auto vocab = parse_vocab(m.at("vocab"), where);
+  std::vector<std::pair<std::string, std::string>> merges;
+  for (const auto& x : m.at("merges")) merges.push_back(parse_merge(x, vocab, where + ": merges"));
   const auto limit = static_cast<std::int32_t>(vocab.size() + added.size());
   auto t = std::make_unique<Tokenizer::Impl>(where, BpeModel(std::move(vocab), merges, limit, where));
   t->added = std::move(added);
@@ -228,7 +237,7 @@ Tokenizer::Impl load_merges_txt(const fs::path& vocab_json, const fs::path& merg
   std::string line;
   for (int number = 1; std::getline(lines, line); ++number) {
     if (line.empty() || (number == 1 && line.starts_with("#version"))) continue;
-    merges.push_back(parse_merge(line, merges_txt.string() + ":" + std::to_string(number)));
+    merges.push_back(parse_merge(line, vocab, merges_txt.string() + ":" + std::to_string(number)));
   }
   const auto where = vocab_json.string() + " + " + merges_txt.filename().string();
   const auto limit = static_cast<std::int32_t>(vocab.size());
