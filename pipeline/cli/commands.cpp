@@ -3,6 +3,9 @@
 namespace ptq::cli {
 
 void add_all(CLI::App& app) {
+  add_inspect(app);
+  add_tokenize(app);
+  add_eval(app);
   add_quantize(app);
 }
 

@@ -6,6 +6,10 @@
 namespace ptq::cli {
 
 void add_all(CLI::App& app);
+
+void add_inspect(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_eval(CLI::App& app);
 void add_quantize(CLI::App& app);
 
 }  // namespace ptq::cli
