@@ -73,11 +73,18 @@ int main(int argc, char** argv) {
     ptq::GptqConfig config;
     config.spec = run.spec;
     config.order = run.order;
+    // Each block prepares its two input widths' Hessians once, as a pipeline
+    // does for layers that read the same input.
     const auto t0 = Clock::now();
     double loss = 0;
+    double prepare_s = 0;
     for (int b = 0; b < blocks; ++b) {
+      const auto tp = Clock::now();
+      std::map<int, ptq::GptqHessian> prepared;
+      for (const auto& [in, H] : hessians) prepared.emplace(in, ptq::prepare_hessian(H, config));
+      prepare_s += seconds_since(tp);
       for (std::size_t i = 0; i < shapes.size(); ++i) {
-        loss += ptq::gptq_quantize(weights[i], hessians[shapes[i].in], config).loss;
+        loss += ptq::gptq_quantize(weights[i], prepared.at(shapes[i].in), config).loss;
       }
     }
     const double gptq_s = seconds_since(t0);
@@ -85,8 +92,8 @@ int main(int argc, char** argv) {
     for (int b = 0; b < blocks; ++b) {
       for (const auto& W : weights) ptq::rtn_quantize(W, run.spec);
     }
-    std::printf("%-18s gptq %.3f s (loss %.4g)  rtn %.3f s\n", run.name, gptq_s, loss,
-                seconds_since(t1));
+    std::printf("%-18s gptq %.3f s (of which prepare %.3f s, loss %.4g)  rtn %.3f s\n", run.name,
+                gptq_s, prepare_s, loss, seconds_since(t1));
   }
   return 0;
 }

@@ -88,9 +88,9 @@ ReferenceResult rtn_reference(const MatrixRM& W, const QuantSpec& spec) {
   const int in = static_cast<int>(W.cols());
   const int n_groups = group_count(spec, in);
   const int width = n_groups == 1 ? in : spec.group_size;
-  ReferenceResult ref{Eigen::MatrixXi(out, in), Eigen::MatrixXd(out, n_groups),
+  ReferenceResult ref{Eigen::MatrixXi(out, in),       Eigen::MatrixXd(out, n_groups),
                       Eigen::MatrixXd(out, n_groups), Eigen::MatrixXd(out, in),
-                      std::vector<std::int32_t>(in), 0.0};
+                      std::vector<std::int32_t>(in),  0.0};
   for (int r = 0; r < out; ++r) {
     for (int g = 0; g < n_groups; ++g) {
       float lo = W(r, g * width);
@@ -200,7 +200,8 @@ MatrixRM random_weights(int out, int in, unsigned seed) {
   return W;
 }
 
-Eigen::MatrixXd correlated_hessian(int in, int samples, unsigned seed, const std::vector<int>& dead) {
+Eigen::MatrixXd correlated_hessian(int in, int samples, unsigned seed,
+                                   const std::vector<int>& dead) {
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
   std::uniform_real_distribution<double> spread(-1.0, 1.5);

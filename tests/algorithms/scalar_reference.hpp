@@ -16,7 +16,7 @@ struct ReferenceResult {
   Eigen::MatrixXi codes;   // [out, in], original column order
   Eigen::MatrixXd scales;  // [out, n_groups]
   Eigen::MatrixXd zeros;
-  Eigen::MatrixXd Q;       // dequantized, original column order
+  Eigen::MatrixXd Q;  // dequantized, original column order
   std::vector<std::int32_t> g_idx;
   double loss = 0;
 };

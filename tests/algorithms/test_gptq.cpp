@@ -28,8 +28,8 @@ constexpr double kFloat32LossRelTolerance = 1e-4;
 // correlated inputs it is measured at 0.80 (2-bit, tensor grid) or lower.
 constexpr double kMaxErrorRatioToRtn = 0.9;
 
-constexpr int kOut = 80;   // two row tasks of 64: one full, one partial
-constexpr int kIn = 320;   // blocks of 128, 128, 64
+constexpr int kOut = 80;  // two row tasks of 64: one full, one partial
+constexpr int kIn = 320;  // blocks of 128, 128, 64
 const std::vector<int> kDeadColumns = {5, 200};
 
 struct Case {
@@ -87,7 +87,8 @@ TEST_P(GptqCases, Float32CloseToReference) {
   const GptqResult result = gptq_quantize(data().W, data().H, config);
   const test::ReferenceResult ref = test::gptq_reference(data().W, data().H, config);
   ASSERT_EQ(result.status, GptqStatus::Ok);
-  const double mismatch = static_cast<double>(count_mismatches(result.quantized, ref)) / (kOut * kIn);
+  const double mismatch =
+      static_cast<double>(count_mismatches(result.quantized, ref)) / (kOut * kIn);
   EXPECT_LE(mismatch, kFloat32CodeMismatchFraction);
   EXPECT_NEAR(result.loss, ref.loss, kFloat32LossRelTolerance * ref.loss);
   EXPECT_EQ(result.quantized.g_idx, ref.g_idx);
@@ -200,6 +201,21 @@ TEST(Gptq, ScaledHessianGivesSameCodesAndScaledLoss) {
       (kOut * kIn);
   EXPECT_LE(mismatch, kFloat32CodeMismatchFraction);
   EXPECT_NEAR(b.loss, 4.0 * a.loss, kFloat32LossRelTolerance * b.loss);
+}
+
+TEST(Gptq, SharedPreparedHessianGivesSameResult) {
+  GptqConfig config;
+  config.order = ColumnOrder::ActivationOrder;
+  const GptqHessian prepared = prepare_hessian(data().H, config);
+  const GptqResult shared = gptq_quantize(data().W, prepared, config);
+  const GptqResult direct = gptq_quantize(data().W, data().H, config);
+  EXPECT_EQ(shared.quantized.codes, direct.quantized.codes);
+  EXPECT_EQ(shared.loss, direct.loss);
+  std::vector<int> dead;
+  for (int c = 0; c < kIn; ++c) {
+    if (prepared.dead[c]) dead.push_back(c);
+  }
+  EXPECT_EQ(dead, kDeadColumns);
 }
 
 TEST(Gptq, ProgressReachesEveryRow) {

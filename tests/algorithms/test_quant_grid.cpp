@@ -14,12 +14,12 @@ TEST(QuantGrid, AsymmetricRangeAndRoundHalfToEven) {
   const auto g = grid_from_range(-2.0f, 1.75f, 15, Symmetry::Asymmetric);
   EXPECT_EQ(g.scale, 0.25f);
   EXPECT_EQ(g.zero, 8.0f);
-  EXPECT_EQ(quantize_code(0.125f, g, 15), 8.0f);    // 0.5 rounds to 0 (even)
-  EXPECT_EQ(quantize_code(0.375f, g, 15), 10.0f);   // 1.5 rounds to 2 (even)
-  EXPECT_EQ(quantize_code(-0.125f, g, 15), 8.0f);   // -0.5 rounds to -0
-  EXPECT_EQ(quantize_code(-0.375f, g, 15), 6.0f);   // -1.5 rounds to -2
-  EXPECT_EQ(quantize_code(5.0f, g, 15), 15.0f);     // clamped to maxq
-  EXPECT_EQ(quantize_code(-5.0f, g, 15), 0.0f);     // clamped to 0
+  EXPECT_EQ(quantize_code(0.125f, g, 15), 8.0f);   // 0.5 rounds to 0 (even)
+  EXPECT_EQ(quantize_code(0.375f, g, 15), 10.0f);  // 1.5 rounds to 2 (even)
+  EXPECT_EQ(quantize_code(-0.125f, g, 15), 8.0f);  // -0.5 rounds to -0
+  EXPECT_EQ(quantize_code(-0.375f, g, 15), 6.0f);  // -1.5 rounds to -2
+  EXPECT_EQ(quantize_code(5.0f, g, 15), 15.0f);    // clamped to maxq
+  EXPECT_EQ(quantize_code(-5.0f, g, 15), 0.0f);    // clamped to 0
   EXPECT_EQ(dequantize_code(10.0f, g), 0.5f);
 }
 
@@ -73,10 +73,10 @@ TEST(QuantGrid, FitGridsByGranularity) {
   spec.group_size = 2;  // groups {0,1} {2,3} {4}: the last one partial
   auto g = fit_grids(W, spec);
   ASSERT_EQ(g.scales.cols(), 3);
-  EXPECT_EQ(g.scales(0, 0), 0.25f);          // [-2, 1.75]
-  EXPECT_EQ(g.scales(0, 2), 0.25f);          // [0, 3.75]
-  EXPECT_EQ(g.zeros(1, 1), 15.0f);           // [-3.75, 0]
-  EXPECT_EQ(g.scales(1, 2), 2.0f / 15.0f);   // all zero -> [-1, 1]
+  EXPECT_EQ(g.scales(0, 0), 0.25f);         // [-2, 1.75]
+  EXPECT_EQ(g.scales(0, 2), 0.25f);         // [0, 3.75]
+  EXPECT_EQ(g.zeros(1, 1), 15.0f);          // [-3.75, 0]
+  EXPECT_EQ(g.scales(1, 2), 2.0f / 15.0f);  // all zero -> [-1, 1]
 }
 
 TEST(QuantGrid, ValidateNamesTheField) {

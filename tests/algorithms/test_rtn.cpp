@@ -71,10 +71,10 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Rtn, FourBitsBeatTwoBits) {
   const MatrixRM W = test::random_weights(64, 256, 13);
-  const double mse4 = weight_mse(W, rtn_quantize(W, make_spec(4, Symmetry::Asymmetric,
-                                                              Granularity::Group)).dequantize());
-  const double mse2 = weight_mse(W, rtn_quantize(W, make_spec(2, Symmetry::Asymmetric,
-                                                              Granularity::Group)).dequantize());
+  const double mse4 = weight_mse(
+      W, rtn_quantize(W, make_spec(4, Symmetry::Asymmetric, Granularity::Group)).dequantize());
+  const double mse2 = weight_mse(
+      W, rtn_quantize(W, make_spec(2, Symmetry::Asymmetric, Granularity::Group)).dequantize());
   EXPECT_LT(mse4 * 10, mse2);
 }
 
