@@ -17,7 +17,8 @@ namespace ptq {
 
 void GptqConfig::validate() const {
   spec.validate();
-  if (!(damp > 0)) throw input_error("GptqConfig.damp", "a positive fraction", std::to_string(damp));
+  if (!(damp > 0))
+    throw input_error("GptqConfig.damp", "a positive fraction", std::to_string(damp));
   if (block_size < 1) {
     throw input_error("GptqConfig.block_size", "a positive number of columns",
                       std::to_string(block_size));
@@ -40,17 +41,6 @@ namespace {
 template <class T>
 using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
 
-// The inputs to the column loop: H with dead columns fixed, permuted, damped and
-// factored; `order[j]` is the original index of the j-th quantized column.
-struct Factorization {
-  std::vector<Eigen::Index> order;
-  std::vector<char> dead;  // per original column: H_ii == 0
-  Eigen::MatrixXd U;       // upper factor of (H_perm + damping I)^-1 = U^T U
-  double damping = 0;
-  int retries = 0;
-  bool ok = false;
-};
-
 std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder order) {
   std::vector<Eigen::Index> perm(diag.size());
   std::iota(perm.begin(), perm.end(), Eigen::Index{0});
@@ -66,16 +56,25 @@ std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder 
 // False when a factorization finds A not positive definite.
 bool inverse_upper_cholesky(Eigen::MatrixXd& A) {
   const auto n = static_cast<lapack_int>(A.rows());
-  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
-  if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
+  // The _work variants skip LAPACKE's NaN scans; a NaN in H fails a pivot or
+  // is caught by the final check.
+  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
+  if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
   A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
-  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', n, A.data(), n) != 0) return false;
+  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', n, A.data(), n) != 0) return false;
   A.triangularView<Eigen::StrictlyLower>().setZero();
   return A.allFinite();
 }
 
-Factorization factor_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) {
-  Factorization f;
+}  // namespace
+
+GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) {
+  config.validate();
+  if (H.rows() != H.cols()) {
+    throw input_error("prepare_hessian: H", "a square matrix",
+                      "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
+  }
+  GptqHessian f;
   const Eigen::Index n = H.rows();
   Eigen::VectorXd diag = H.diagonal();
   f.dead.resize(n);
@@ -90,37 +89,40 @@ Factorization factor_hessian(const Eigen::MatrixXd& H, const GptqConfig& config)
   }
   Hp.diagonal() = diag(f.order);  // dead columns get H_ii = 1
   f.damping = config.damp * diag.mean();
-  for (f.retries = 0;; ++f.retries, f.damping *= 10) {
+  for (f.damping_retries = 0;; ++f.damping_retries, f.damping *= 10) {
     f.U = Hp;
     f.U.diagonal().array() += f.damping;
-    f.ok = inverse_upper_cholesky(f.U);
-    if (f.ok || f.retries == config.max_damping_retries) return f;
+    const bool ok = inverse_upper_cholesky(f.U);
+    f.status = ok ? GptqStatus::Ok : GptqStatus::CholeskyFailed;
+    if (ok || f.damping_retries == config.max_damping_retries) return f;
   }
 }
+
+namespace {
 
 // Everything the row tasks share (read-only), for working precision T.
 template <class T>
 struct Plan {
   const GptqConfig& config;
-  const Factorization& f;
-  ColMatrix<T> U;                    // f.U in T
-  ColMatrix<T> W;                    // [out, in] in T, dead columns zeroed, original order
-  GridTable<T> fixed;                // Tensor/Channel grids (original W) or static groups
-  std::vector<std::int32_t> g_idx;   // by original column
+  const GptqHessian& f;
+  ColMatrix<T> U;                   // f.U in T
+  ColMatrix<T> W;                   // [out, in] in T, dead columns zeroed, original order
+  GridTable<T> fixed;               // Tensor/Channel grids (original W) or static groups
+  std::vector<std::int32_t> g_idx;  // by original column
 };
 
 // Mutable per-row outputs; tasks write disjoint rows.
 template <class T>
 struct RowOutputs {
-  CodeMatrix& codes;           // [out, in], original column order
-  GridTable<T>& dynamic;       // dynamic group grids, [out, n_groups]
-  std::vector<double>& loss;   // per row
+  CodeMatrix& codes;          // [out, in], original column order
+  GridTable<T>& grids;        // [out, n_groups]; tasks write dynamic group grids
+  std::vector<double>& loss;  // per row
 };
 
 // The grids of a block of rows for quantized column j (permuted index).
 template <class T>
 void select_grids(const Plan<T>& plan, const ColMatrix<T>& W, Eigen::Index r0, Eigen::Index j,
-                  RowOutputs<T>& out, Eigen::Array<T, Eigen::Dynamic, 1>& scale,
+                  const RowOutputs<T>& out, Eigen::Array<T, Eigen::Dynamic, 1>& scale,
                   Eigen::Array<T, Eigen::Dynamic, 1>& zero) {
   const QuantSpec& spec = plan.config.spec;
   const bool dynamic_groups =
@@ -132,10 +134,10 @@ void select_grids(const Plan<T>& plan, const ColMatrix<T>& W, Eigen::Index r0, E
     const auto width = std::min<Eigen::Index>(spec.group_size, W.cols() - j);
     const auto part = W.middleCols(j, width);
     for (Eigen::Index r = 0; r < W.rows(); ++r) {
-      const auto g = grid_from_range<T>(part.row(r).minCoeff(), part.row(r).maxCoeff(),
-                                        spec.maxq(), spec.symmetry);
-      scale[r] = out.dynamic.scales(r0 + r, j / spec.group_size) = g.scale;
-      zero[r] = out.dynamic.zeros(r0 + r, j / spec.group_size) = g.zero;
+      const auto g = grid_from_range<T>(part.row(r).minCoeff(), part.row(r).maxCoeff(), spec.maxq(),
+                                        spec.symmetry);
+      scale[r] = out.grids.scales(r0 + r, j / spec.group_size) = g.scale;
+      zero[r] = out.grids.zeros(r0 + r, j / spec.group_size) = g.zero;
     }
     return;
   }
@@ -148,7 +150,8 @@ void select_grids(const Plan<T>& plan, const ColMatrix<T>& W, Eigen::Index r0, E
 
 // GPTQ on rows [r0, r0 + rows): the reference's column loop with lazy block updates.
 template <class T>
-void quantize_rows(const Plan<T>& plan, Eigen::Index r0, Eigen::Index rows, RowOutputs<T>& out) {
+void quantize_rows(const Plan<T>& plan, Eigen::Index r0, Eigen::Index rows,
+                   const RowOutputs<T>& out) {
   const Eigen::Index n = plan.W.cols();
   const int maxq = plan.config.spec.maxq();
   ColMatrix<T> W(rows, n);  // this task's rows, permuted columns
@@ -192,25 +195,26 @@ std::vector<std::int32_t> group_index(const QuantSpec& spec, const GptqConfig& c
 }
 
 template <class T>
-GptqResult run_gptq(const MatrixRM& W, const Factorization& f, const GptqConfig& config) {
+GptqResult run_gptq(const MatrixRM& W, const GptqHessian& f, const GptqConfig& config) {
   const QuantSpec& spec = config.spec;
   Plan<T> plan{config, f, f.U.cast<T>(), W.cast<T>(), {}, group_index(spec, config, f.order)};
-  if (spec.granularity != Granularity::Group) plan.fixed = fit_grids(plan.W, spec);  // before
-  for (Eigen::Index c = 0; c < W.cols(); ++c) {                       // dead columns, as the
-    if (f.dead[c]) plan.W.col(c).setZero();                           // reference does
+  // As in the reference, per-tensor/channel grids see W before dead columns are zeroed.
+  if (spec.granularity != Granularity::Group) plan.fixed = fit_grids(plan.W, spec);
+  for (Eigen::Index c = 0; c < W.cols(); ++c) {
+    if (f.dead[c]) plan.W.col(c).setZero();
   }
   if (config.group_grids == GroupGrids::Static) plan.fixed = fit_grids(plan.W, spec);
 
   GptqResult result;
   result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
-  GridTable<T> dynamic = plan.fixed;
+  GridTable<T> grids = plan.fixed;  // dynamic group grids: filled in by the row tasks
   if (spec.granularity == Granularity::Group && config.group_grids == GroupGrids::Dynamic) {
     const int n_groups = spec.groups_per_row(static_cast<int>(W.cols()));
-    dynamic.scales.resize(W.rows(), n_groups);
-    dynamic.zeros.resize(W.rows(), n_groups);
+    grids.scales.resize(W.rows(), n_groups);
+    grids.zeros.resize(W.rows(), n_groups);
   }
   std::vector<double> loss(W.rows(), 0.0);
-  RowOutputs<T> out{result.quantized.codes, dynamic, loss};
+  const RowOutputs<T> out{result.quantized.codes, grids, loss};
 
   const Eigen::Index step = config.rows_per_task;
   const Eigen::Index tasks = (W.rows() + step - 1) / step;
@@ -219,8 +223,7 @@ GptqResult run_gptq(const MatrixRM& W, const Factorization& f, const GptqConfig&
   tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, tasks, 1), [&](const auto& range) {
     for (Eigen::Index t = range.begin(); t < range.end(); ++t) {
       const Eigen::Index rows = std::min(step, W.rows() - t * step);
-      RowOutputs<T> task_out = out;
-      quantize_rows(plan, t * step, rows, task_out);
+      quantize_rows(plan, t * step, rows, out);
       if (config.progress) {
         const std::lock_guard lock(progress_mutex);
         rows_done += rows;
@@ -228,36 +231,43 @@ GptqResult run_gptq(const MatrixRM& W, const Factorization& f, const GptqConfig&
       }
     }
   });
-  result.quantized.scales = dynamic.scales.template cast<float>();
-  result.quantized.zeros = dynamic.zeros.template cast<float>();
+  result.quantized.scales = grids.scales.template cast<float>();
+  result.quantized.zeros = grids.zeros.template cast<float>();
   result.loss = std::accumulate(loss.begin(), loss.end(), 0.0);  // fixed order
   return result;
 }
 
+void require_hessian_shape(const Eigen::MatrixXd& H, const MatrixRM& W) {
+  if (H.rows() == W.cols() && H.cols() == W.cols()) return;
+  const std::string n = std::to_string(W.cols());
+  throw input_error("gptq_quantize: H", "[" + n + ", " + n + "] (W's input columns)",
+                    "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
+}
+
 }  // namespace
 
-GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {
+GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
   config.validate();
   require_weights(W, "gptq_quantize: W");
-  if (H.rows() != W.cols() || H.cols() != W.cols()) {
-    const std::string n = std::to_string(W.cols());
-    throw input_error("gptq_quantize: H", "[" + n + ", " + n + "] (W's input columns)",
-                      "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
-  }
-  const Factorization f = factor_hessian(H, config);
+  require_hessian_shape(hessian.U, W);
   GptqResult result;
-  if (!f.ok) {
+  if (hessian.status != GptqStatus::Ok) {
     result.quantized = rtn_quantize(W, config.spec);
-    result.status = GptqStatus::CholeskyFailed;
   } else if (config.precision == Precision::Float32) {
-    result = run_gptq<float>(W, f, config);
+    result = run_gptq<float>(W, hessian, config);
   } else {
-    result = run_gptq<double>(W, f, config);
+    result = run_gptq<double>(W, hessian, config);
   }
-  result.damping = f.damping;
-  result.damping_retries = f.retries;
+  result.status = hessian.status;
+  result.damping = hessian.damping;
+  result.damping_retries = hessian.damping_retries;
   result.weight_mse = weight_mse(W, result.quantized.dequantize());
   return result;
+}
+
+GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {
+  require_hessian_shape(H, W);
+  return gptq_quantize(W, prepare_hessian(H, config), config);
 }
 
 }  // namespace ptq

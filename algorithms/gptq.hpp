@@ -7,6 +7,7 @@
 #include <Eigen/Core>
 #include <cstdint>
 #include <functional>
+#include <vector>
 
 #include "algorithms/matrix.hpp"
 #include "algorithms/quantized_matrix.hpp"
@@ -60,6 +61,23 @@ struct GptqResult {
   int damping_retries = 0;
 };
 
+// H made ready for the column loop: dead columns found, columns ordered, damped
+// and factored. It depends on H and on config.order, damp and
+// max_damping_retries only, so layers that read the same input (q, k, v; gate,
+// up) can share one.
+struct GptqHessian {
+  std::vector<Eigen::Index> order;  // order[j]: original index of the j-th quantized column
+  std::vector<char> dead;           // per original column: H_ii == 0
+  Eigen::MatrixXd U;                // upper factor, U^T U = (H_ordered + damping I)^-1
+  double damping = 0;               // absolute value added to diag(H), after retries
+  int damping_retries = 0;
+  GptqStatus status = GptqStatus::Ok;
+};
+
+// H: [in, in], symmetric (see gptq_quantize). Never throws for a numerical
+// failure: the status says whether a factor was found.
+GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config);
+
 // W: [out, in], row-major float32, non-empty and finite. H: [in, in], symmetric,
 // the Hessian proxy of the layer input X [n, in]. Any positive multiple of X^T X
 // gives the same quantized weights; `loss` is in H's scale, so pass the
@@ -71,5 +89,8 @@ struct GptqResult {
 // Deterministic: rows are independent given H and each row's arithmetic is the
 // same whatever the thread count.
 GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config);
+
+// The same with H prepared once for several layers (W.cols() == hessian.U.rows()).
+GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config);
 
 }  // namespace ptq

@@ -13,9 +13,9 @@ using CodeMatrix = Eigen::Matrix<std::uint8_t, Eigen::Dynamic, Eigen::Dynamic, E
 
 struct QuantizedMatrix {
   QuantSpec spec;
-  CodeMatrix codes;             // [out, in], row-major, each in [0, spec.maxq()]
-  MatrixRM scales;              // [out, n_groups]
-  MatrixRM zeros;               // [out, n_groups], integer-valued
+  CodeMatrix codes;                 // [out, in], row-major, each in [0, spec.maxq()]
+  MatrixRM scales;                  // [out, n_groups]
+  MatrixRM zeros;                   // [out, n_groups], integer-valued
   std::vector<std::int32_t> g_idx;  // [in]: the group (column of scales/zeros) of each input
 
   int rows() const { return static_cast<int>(codes.rows()); }

@@ -18,9 +18,9 @@ void require_weights(const MatrixRM& W, const char* what) {
   Eigen::Index r = 0;
   Eigen::Index c = 0;
   (W.array().isFinite() == false).maxCoeff(&r, &c);
-  throw input_error(what, "finite weights",
-                    std::to_string(W(r, c)) + " at [" + std::to_string(r) + ", " +
-                        std::to_string(c) + "]");
+  throw input_error(
+      what, "finite weights",
+      std::to_string(W(r, c)) + " at [" + std::to_string(r) + ", " + std::to_string(c) + "]");
 }
 
 QuantizedMatrix rtn_quantize(const MatrixRM& W, const QuantSpec& spec) {
