@@ -6,5 +6,6 @@
 namespace ptq::cli {
 
 void add_all(CLI::App& app);
+void add_tokenize(CLI::App& app);
 
 }  // namespace ptq::cli
