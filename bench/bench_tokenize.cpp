@@ -38,7 +38,9 @@ int main(int argc, char** argv) {
   try {
     const std::string text = read_file(argv[1]);
     const double mb = static_cast<double>(text.size()) / 1e6;
-    std::printf("| model | load s | encode s (best of %d) | MB/s | tokens |\n|---|---|---|---|---|\n", repeats);
+    std::printf(
+        "| model | load s | encode s (best of %d) | MB/s | tokens |\n|---|---|---|---|---|\n",
+        repeats);
     for (int i = 2; i < argc; ++i) {
       auto start = clock_type::now();
       const auto tok = ptq::Tokenizer::load(argv[i]);

@@ -36,7 +36,8 @@ void run_tokenize(const TokenizeOptions& o) {
 
 void add_tokenize(CLI::App& app) {
   auto options = std::make_shared<TokenizeOptions>();
-  auto* cmd = app.add_subcommand("tokenize", "Tokenize a text file (one string, no BOS) into int32 .ids");
+  auto* cmd =
+      app.add_subcommand("tokenize", "Tokenize a text file (one string, no BOS) into int32 .ids");
   cmd->add_option("--model", options->model, "Model folder or tokenizer.json")->required();
   cmd->add_option("--text", options->text, "UTF-8 text file")->required();
   cmd->add_option("--out", options->out, "Output .ids file (little-endian int32)")->required();

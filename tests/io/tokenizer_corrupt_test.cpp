@@ -51,8 +51,9 @@ TEST(TokenizerCorrupt, MissingModelSection) {
 TEST(TokenizerCorrupt, MergeWithUnknownToken) {
   auto j = tiny_tokenizer_json();
   j["model"]["merges"][3] = json::array({"Ġ", "NOT_A_TOKEN"});
-  expect_load_error(j.dump(), "merge #3 'Ġ NOT_A_TOKEN': expected tokens that are in the vocab, "
-                              "found unknown token 'NOT_A_TOKEN'");
+  expect_load_error(j.dump(),
+                    "merge #3 'Ġ NOT_A_TOKEN': expected tokens that are in the vocab, "
+                    "found unknown token 'NOT_A_TOKEN'");
 }
 
 TEST(TokenizerCorrupt, VocabIdOutOfRange) {
@@ -65,7 +66,8 @@ TEST(TokenizerCorrupt, DuplicateVocabIds) {
   auto j = tiny_tokenizer_json();
   j["model"]["vocab"]["Ġthe"] = j["model"]["vocab"]["a"];
   const auto id = j["model"]["vocab"]["a"].get<int>();
-  expect_load_error(j.dump(), "vocab id " + std::to_string(id) + ": expected one token per id, found both");
+  expect_load_error(j.dump(),
+                    "vocab id " + std::to_string(id) + ": expected one token per id, found both");
 }
 
 TEST(TokenizerCorrupt, UnknownPreTokenizerRegex) {
@@ -73,16 +75,23 @@ TEST(TokenizerCorrupt, UnknownPreTokenizerRegex) {
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers",
-       json::array({{{"type", "Split"}, {"pattern", {{"Regex", "\\w+|\\s+"}}}, {"behavior", "Isolated"}, {"invert", false}},
+       json::array({{{"type", "Split"},
+                     {"pattern", {{"Regex", "\\w+|\\s+"}}},
+                     {"behavior", "Isolated"},
+                     {"invert", false}},
                     {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}})}};
-  expect_load_error(j.dump(), "pre_tokenizer Split pattern: expected the GPT-2, Llama 3 or Qwen2 regex, found '\\w+|\\s+'");
+  expect_load_error(
+      j.dump(),
+      "pre_tokenizer Split pattern: expected the GPT-2, Llama 3 or Qwen2 regex, found '\\w+|\\s+'");
 }
 
 TEST(TokenizerCorrupt, ByteLevelVocabMissingAByte) {
   auto j = tiny_tokenizer_json();
   j["model"]["vocab"].erase("Ā");  // byte 0x00's character
   j["model"]["merges"] = json::array();
-  expect_load_error(j.dump(), "byte-level vocab: expected a token for each of the 256 byte characters, found 'Ā' missing");
+  expect_load_error(
+      j.dump(),
+      "byte-level vocab: expected a token for each of the 256 byte characters, found 'Ā' missing");
 }
 
 TEST(IdsFile, RoundTrip) {
@@ -101,8 +110,11 @@ TEST(IdsFile, CorruptOddSize) {
     read_ids(path);
     ADD_FAILURE() << "read an .ids file of 7 bytes";
   } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find(path.string() + ": expected a size that is a multiple of 4 (int32 ids), found 7 bytes"),
-              std::string::npos) << e.what();
+    EXPECT_NE(
+        std::string(e.what()).find(
+            path.string() + ": expected a size that is a multiple of 4 (int32 ids), found 7 bytes"),
+        std::string::npos)
+        << e.what();
   }
 }
 

@@ -15,11 +15,12 @@ std::string read_bytes(const std::filesystem::path& p) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-void expect_reproduces(const std::string& model, const std::string& text, const std::string& golden) {
+void expect_reproduces(const std::string& model, const std::string& text,
+                       const std::string& golden) {
   const auto out = test::temp_dir("tokenize") / "out.ids";
   const std::string cmd = test::ptq_binary().string() + " tokenize --model " +
-                          test::fixture("models/" + model).string() + " --text " + test::fixture(text).string() +
-                          " --out " + out.string();
+                          test::fixture("models/" + model).string() + " --text " +
+                          test::fixture(text).string() + " --out " + out.string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
   const auto expected = read_bytes(test::fixture("goldens/" + model + "/" + golden));
   ASSERT_FALSE(expected.empty());
@@ -41,7 +42,8 @@ TEST(TokenizeCli, SmallDomainEval) {
 
 TEST(TokenizeCli, MissingTextFileIsAnInputError) {
   const auto out = test::temp_dir("tokenize") / "out.ids";
-  const std::string cmd = test::ptq_binary().string() + " tokenize --model " + test::fixture("models/tiny").string() +
+  const std::string cmd = test::ptq_binary().string() + " tokenize --model " +
+                          test::fixture("models/tiny").string() +
                           " --text /nonexistent.txt --out " + out.string() + " 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2);
   EXPECT_FALSE(std::filesystem::exists(out));
