@@ -53,7 +53,7 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index) {
   for (const auto& [tensor, shard] : it->items()) {
     if (!shard.is_string()) {
       throw input_error(index.string() + ": weight_map \"" + tensor + "\"", "a shard file name string",
-                        json_type_name(shard) + " " + shard.dump());
+                        describe_json(shard));
     }
     weight_map.emplace(tensor, shard.get<std::string>());
   }

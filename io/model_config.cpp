@@ -70,7 +70,7 @@ class Fields {
   std::optional<double> optional_number(const char* key) const {
     const json* v = find(key);
     if (v == nullptr) return std::nullopt;
-    if (!v->is_number()) throw input_error(where(key), "a number", describe(*v));
+    if (!v->is_number()) throw input_error(where(key), "a number", describe_json(*v));
     return v->get<double>();
   }
   double required_number(const char* key) const {
@@ -80,16 +80,14 @@ class Fields {
   bool optional_bool(const char* key, bool fallback) const {
     const json* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_boolean()) throw input_error(where(key), "true or false", describe(*v));
+    if (!v->is_boolean()) throw input_error(where(key), "true or false", describe_json(*v));
     return v->get<bool>();
   }
-
-  static std::string describe(const json& v) { return json_type_name(v) + " " + v.dump(); }
 
  private:
   int to_int(const json& v, const char* key) const {
     if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxInt) {
-      throw input_error(where(key), "a non-negative 32-bit integer", describe(v));
+      throw input_error(where(key), "a non-negative 32-bit integer", describe_json(v));
     }
     return v.get<int>();
   }
@@ -102,12 +100,12 @@ const ArchitectureInfo& find_architecture(const Fields& f) {
   const json* type = f.find("model_type");
   if (type == nullptr || !type->is_string()) {
     throw input_error(f.where("model_type"), "one of " + supported_architectures(),
-                      type ? Fields::describe(*type) : "none");
+                      type ? describe_json(*type) : "none");
   }
   for (const auto& a : kArchitectures) {
     if (a.model_type == type->get<std::string>()) return a;
   }
-  throw input_error(f.where("model_type"), "one of " + supported_architectures(), "\"" + type->get<std::string>() + "\"");
+  throw input_error(f.where("model_type"), "one of " + supported_architectures(), describe_json(*type));
 }
 
 RopeType parse_rope_type(const Fields& scaling) {
@@ -117,7 +115,7 @@ RopeType parse_rope_type(const Fields& scaling) {
   for (const auto& r : kRopeTypes) {
     if (type->is_string() && r.name == type->get<std::string>()) return r.type;
   }
-  throw input_error(scaling.where("rope_type"), "one of " + supported_rope_types(), Fields::describe(*type));
+  throw input_error(scaling.where("rope_type"), "one of " + supported_rope_types(), describe_json(*type));
 }
 
 // New style: rope_parameters {rope_theta, rope_type, ...}. Old style: top-level
@@ -128,7 +126,7 @@ RopeConfig parse_rope(const Fields& top, const std::string& where) {
   if (auto theta = top.optional_number("rope_theta")) rope.theta = *theta;
   const json* section = top.find(section_key);
   if (section == nullptr) return rope;
-  if (!section->is_object()) throw input_error(top.where(section_key), "an object", Fields::describe(*section));
+  if (!section->is_object()) throw input_error(top.where(section_key), "an object", describe_json(*section));
   const Fields f(*section, where + ": " + section_key);
   if (auto theta = f.optional_number("rope_theta")) rope.theta = *theta;
   rope.type = parse_rope_type(f);
@@ -149,7 +147,7 @@ std::vector<int> parse_eos(const Fields& f) {
   std::vector<int> ids;
   for (const auto& id : list) {
     if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > kMaxInt) {
-      throw input_error(f.where("eos_token_id"), "a token id or a list of token ids", Fields::describe(*eos));
+      throw input_error(f.where("eos_token_id"), "a token id or a list of token ids", describe_json(*eos));
     }
     ids.push_back(id.get<int>());
   }

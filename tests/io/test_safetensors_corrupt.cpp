@@ -55,7 +55,7 @@ TEST(SafetensorsCorrupt, MissingDtypeField) {
 
 TEST(SafetensorsCorrupt, UnknownDtype) {
   expect_open_fails(corrupt_file(R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})"),
-                    {"tensor \"w\" dtype", "one of F64, F32", "found \"F8_E4M3\""});
+                    {"tensor \"w\" dtype", "one of F64, F32", "found string \"F8_E4M3\""});
 }
 
 TEST(SafetensorsCorrupt, NegativeShape) {
@@ -121,6 +121,23 @@ TEST(SafetensorsCorrupt, MetadataNotStringToString) {
   expect_open_fails(corrupt_file(R"({"__metadata__": {"format": "pt", "n": 5}})"),
                     {"__metadata__ key \"n\"", "a string value", "integer 5"});
   expect_open_fails(corrupt_file(R"({"__metadata__": ["pt"]})"), {"__metadata__", "an object of strings"});
+}
+
+TEST(SafetensorsHostile, DeeplyNestedHeaderIsRefusedWithoutRecursion) {
+  const std::size_t depth = 200000;
+  expect_open_fails(corrupt_file(std::string(depth, '[') + std::string(depth, ']')),
+                    {"bad.safetensors: header", "a JSON object", "array"});
+}
+
+TEST(SafetensorsHostile, HugeFieldValueIsShortenedInMessage) {
+  const std::string dtype(100000, 'X');
+  try {
+    SafetensorsFile::open(corrupt_file(R"({"w": {"dtype": ")" + dtype + R"(", "shape": [], "data_offsets": [0, 0]}})"));
+    ADD_FAILURE() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor \"w\" dtype"), std::string::npos) << e.what();
+    EXPECT_LT(std::string(e.what()).size(), 400u);
+  }
 }
 
 // --- Checkpoint folders and shard indexes ---
