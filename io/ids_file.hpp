@@ -1,0 +1,16 @@
+#pragma once
+// Token-id files (*.ids): raw little-endian int32, no header.
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <vector>
+
+namespace ptq {
+
+// InputError if the file is missing or its size is not a multiple of 4.
+std::vector<std::int32_t> read_ids(const std::filesystem::path& path);
+
+// Atomic: writes a temporary file beside `path`, then renames it over `path`.
+void write_ids(const std::filesystem::path& path, std::span<const std::int32_t> ids);
+
+}  // namespace ptq
