@@ -1,0 +1,245 @@
+// config.json -> ModelConfig. Every field is type-checked; what an architecture
+// fixes by definition (Qwen2's q/k/v bias, Qwen3's q/k norms) and its defaults
+// live in one table.
+#include "io/model_config.hpp"
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <optional>
+
+#include "io/error.hpp"
+#include "io/json_strict.hpp"
+
+namespace ptq {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+constexpr std::int64_t kMaxInt = std::numeric_limits<int>::max();
+
+struct ArchitectureInfo {
+  Architecture arch;
+  std::string_view model_type;
+  int default_max_position_embeddings;  // transformers' default for the family
+  bool forced_attention_bias;           // Qwen2: q/k/v always carry a bias
+  bool qk_norm;                         // Qwen3: RMSNorm on q and k per head
+};
+
+constexpr std::array<ArchitectureInfo, 4> kArchitectures{{
+    {Architecture::Llama, "llama", 2048, false, false},
+    {Architecture::Mistral, "mistral", 131072, false, false},
+    {Architecture::Qwen2, "qwen2", 32768, true, false},
+    {Architecture::Qwen3, "qwen3", 32768, false, true},
+}};
+
+struct RopeTypeInfo {
+  RopeType type;
+  std::string_view name;
+};
+constexpr std::array<RopeTypeInfo, 2> kRopeTypes{{{RopeType::Default, "default"}, {RopeType::Llama3, "llama3"}}};
+
+std::string supported_rope_types() {
+  std::string out;
+  for (const auto& r : kRopeTypes) out += (out.empty() ? "" : ", ") + std::string(r.name);
+  return out;
+}
+
+// Reads typed fields of one JSON object; `where_` prefixes error messages.
+class Fields {
+ public:
+  Fields(const json& object, std::string where) : object_(object), where_(std::move(where)) {}
+
+  const json* find(const char* key) const {
+    auto it = object_.find(key);
+    return it == object_.end() || it->is_null() ? nullptr : &*it;
+  }
+  std::string where(const char* key) const { return where_ + ": " + key; }
+
+  int required_int(const char* key) const {
+    const json* v = find(key);
+    if (v == nullptr) throw input_error(where(key), "a positive integer", "none");
+    return to_int(*v, key);
+  }
+  std::optional<int> optional_int(const char* key) const {
+    const json* v = find(key);
+    return v ? std::optional<int>(to_int(*v, key)) : std::nullopt;
+  }
+  std::optional<double> optional_number(const char* key) const {
+    const json* v = find(key);
+    if (v == nullptr) return std::nullopt;
+    if (!v->is_number()) throw input_error(where(key), "a number", describe(*v));
+    return v->get<double>();
+  }
+  double required_number(const char* key) const {
+    if (auto v = optional_number(key)) return *v;
+    throw input_error(where(key), "a number", "none");
+  }
+  bool optional_bool(const char* key, bool fallback) const {
+    const json* v = find(key);
+    if (v == nullptr) return fallback;
+    if (!v->is_boolean()) throw input_error(where(key), "true or false", describe(*v));
+    return v->get<bool>();
+  }
+
+  static std::string describe(const json& v) { return json_type_name(v) + " " + v.dump(); }
+
+ private:
+  int to_int(const json& v, const char* key) const {
+    if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxInt) {
+      throw input_error(where(key), "a non-negative 32-bit integer", describe(v));
+    }
+    return v.get<int>();
+  }
+
+  const json& object_;
+  std::string where_;
+};
+
+const ArchitectureInfo& find_architecture(const Fields& f) {
+  const json* type = f.find("model_type");
+  if (type == nullptr || !type->is_string()) {
+    throw input_error(f.where("model_type"), "one of " + supported_architectures(),
+                      type ? Fields::describe(*type) : "none");
+  }
+  for (const auto& a : kArchitectures) {
+    if (a.model_type == type->get<std::string>()) return a;
+  }
+  throw input_error(f.where("model_type"), "one of " + supported_architectures(), "\"" + type->get<std::string>() + "\"");
+}
+
+RopeType parse_rope_type(const Fields& scaling) {
+  const json* type = scaling.find("rope_type");
+  if (type == nullptr) type = scaling.find("type");  // older spelling
+  if (type == nullptr) return RopeType::Default;
+  for (const auto& r : kRopeTypes) {
+    if (type->is_string() && r.name == type->get<std::string>()) return r.type;
+  }
+  throw input_error(scaling.where("rope_type"), "one of " + supported_rope_types(), Fields::describe(*type));
+}
+
+// New style: rope_parameters {rope_theta, rope_type, ...}. Old style: top-level
+// rope_theta plus an optional rope_scaling {type|rope_type, factor, ...}.
+RopeConfig parse_rope(const Fields& top, const std::string& where) {
+  RopeConfig rope;
+  const char* section_key = top.find("rope_parameters") ? "rope_parameters" : "rope_scaling";
+  if (auto theta = top.optional_number("rope_theta")) rope.theta = *theta;
+  const json* section = top.find(section_key);
+  if (section == nullptr) return rope;
+  if (!section->is_object()) throw input_error(top.where(section_key), "an object", Fields::describe(*section));
+  const Fields f(*section, where + ": " + section_key);
+  if (auto theta = f.optional_number("rope_theta")) rope.theta = *theta;
+  rope.type = parse_rope_type(f);
+  if (rope.type == RopeType::Llama3) {
+    rope.factor = f.required_number("factor");
+    rope.low_freq_factor = f.required_number("low_freq_factor");
+    rope.high_freq_factor = f.required_number("high_freq_factor");
+    rope.original_max_position_embeddings = f.required_int("original_max_position_embeddings");
+  }
+  return rope;
+}
+
+// eos_token_id: an integer, a list of integers, or absent.
+std::vector<int> parse_eos(const Fields& f) {
+  const json* eos = f.find("eos_token_id");
+  if (eos == nullptr) return {};
+  const json list = eos->is_array() ? *eos : json::array({*eos});
+  std::vector<int> ids;
+  for (const auto& id : list) {
+    if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > kMaxInt) {
+      throw input_error(f.where("eos_token_id"), "a token id or a list of token ids", Fields::describe(*eos));
+    }
+    ids.push_back(id.get<int>());
+  }
+  return ids;
+}
+
+}  // namespace
+
+std::string_view architecture_name(Architecture a) {
+  for (const auto& info : kArchitectures) {
+    if (info.arch == a) return info.model_type;
+  }
+  PTQ_ASSERT(false && "Architecture missing from kArchitectures");
+  return {};
+}
+
+std::string supported_architectures() {
+  std::string out;
+  for (const auto& a : kArchitectures) out += (out.empty() ? "" : ", ") + std::string(a.model_type);
+  return out;
+}
+
+ModelConfig load_model_config(const fs::path& path) {
+  const fs::path file = fs::is_directory(path) ? path / "config.json" : path;
+  if (!fs::is_regular_file(file)) throw input_error(file.string(), "a config.json file", "no such file");
+  const json root = read_json_file(file.string());
+  if (!root.is_object()) throw input_error(file.string(), "a JSON object", json_type_name(root));
+  const Fields f(root, file.string());
+
+  const ArchitectureInfo& arch = find_architecture(f);
+  ModelConfig c;
+  c.arch = arch.arch;
+  c.model_type = arch.model_type;
+  c.hidden_size = f.required_int("hidden_size");
+  c.intermediate_size = f.required_int("intermediate_size");
+  c.num_layers = f.required_int("num_hidden_layers");
+  c.num_heads = f.required_int("num_attention_heads");
+  c.num_kv_heads = f.optional_int("num_key_value_heads").value_or(c.num_heads);
+  c.vocab_size = f.required_int("vocab_size");
+  if (auto head_dim = f.optional_int("head_dim")) {
+    c.head_dim = *head_dim;
+  } else if (c.num_heads > 0 && c.hidden_size % c.num_heads == 0) {
+    c.head_dim = c.hidden_size / c.num_heads;
+  } else {
+    throw input_error(f.where("hidden_size"),
+                      "a multiple of num_attention_heads (" + std::to_string(c.num_heads) + ") when head_dim is absent",
+                      std::to_string(c.hidden_size));
+  }
+  c.max_position_embeddings = f.optional_int("max_position_embeddings").value_or(arch.default_max_position_embeddings);
+  c.rms_norm_eps = f.optional_number("rms_norm_eps").value_or(c.rms_norm_eps);
+  c.rope = parse_rope(f, file.string());
+  c.tie_word_embeddings = f.optional_bool("tie_word_embeddings", false);
+  c.attention_bias = arch.forced_attention_bias || f.optional_bool("attention_bias", false);
+  c.mlp_bias = f.optional_bool("mlp_bias", false);
+  c.qk_norm = arch.qk_norm;
+  c.bos_token_id = f.optional_int("bos_token_id").value_or(-1);
+  c.eos_token_ids = parse_eos(f);
+  c.validate(file);
+  return c;
+}
+
+void ModelConfig::validate(const fs::path& source) const {
+  const std::string where = source.string();
+  auto positive = [&](const char* key, int value) {
+    if (value <= 0) throw input_error(where + ": " + key, "a positive integer", std::to_string(value));
+  };
+  positive("hidden_size", hidden_size);
+  positive("intermediate_size", intermediate_size);
+  positive("num_hidden_layers", num_layers);
+  positive("num_attention_heads", num_heads);
+  positive("num_key_value_heads", num_kv_heads);
+  positive("head_dim", head_dim);
+  positive("vocab_size", vocab_size);
+  if (num_heads % num_kv_heads != 0) {
+    throw input_error(where + ": num_key_value_heads",
+                      "a divisor of num_attention_heads (" + std::to_string(num_heads) + ")",
+                      std::to_string(num_kv_heads));
+  }
+  if (head_dim % 2 != 0) throw input_error(where + ": head_dim", "an even number (RoPE rotates pairs)", std::to_string(head_dim));
+  if (!(rms_norm_eps > 0)) throw input_error(where + ": rms_norm_eps", "a positive number", std::to_string(rms_norm_eps));
+  if (!(rope.theta > 0)) throw input_error(where + ": rope_theta", "a positive number", std::to_string(rope.theta));
+  if (rope.type == RopeType::Llama3 &&
+      !(rope.factor > 0 && rope.low_freq_factor > 0 && rope.high_freq_factor > rope.low_freq_factor &&
+        rope.original_max_position_embeddings > 0)) {
+    throw input_error(where + ": rope llama3 parameters",
+                      "factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0",
+                      "factor " + std::to_string(rope.factor) + ", low_freq_factor " +
+                          std::to_string(rope.low_freq_factor) + ", high_freq_factor " +
+                          std::to_string(rope.high_freq_factor));
+  }
+}
+
+}  // namespace ptq

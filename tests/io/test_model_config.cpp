@@ -1,0 +1,151 @@
+// config.json parsing: the fixtures, one hand-written config per architecture,
+// and malformed configs.
+#include <gtest/gtest.h>
+
+#include "io/model_config.hpp"
+#include "io_test_util.hpp"
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+ModelConfig load_text(const std::string& json_text) {
+  const auto dir = test::temp_dir("cfg");
+  test::write_text(dir / "config.json", json_text);
+  return load_model_config(dir);
+}
+
+TEST(ModelConfig, FixturesMatchTheirDocumentedShape) {
+  // Values from PROTOCOL.md's model table (an independent description).
+  const ModelConfig tiny = load_model_config(test::fixture("models/tiny"));
+  EXPECT_EQ(tiny.arch, Architecture::Llama);
+  EXPECT_EQ(tiny.hidden_size, 256);
+  EXPECT_EQ(tiny.num_layers, 4);
+  EXPECT_EQ(tiny.num_heads, 4);
+  EXPECT_EQ(tiny.num_kv_heads, 2);
+  EXPECT_EQ(tiny.intermediate_size, 768);
+  EXPECT_EQ(tiny.vocab_size, 2048);
+  EXPECT_FALSE(tiny.tie_word_embeddings);
+  EXPECT_DOUBLE_EQ(tiny.rms_norm_eps, 1e-5);
+  EXPECT_DOUBLE_EQ(tiny.rope.theta, 10000.0);
+  EXPECT_EQ(tiny.rope.type, RopeType::Default);
+  EXPECT_EQ(tiny.eos_token_ids, std::vector<int>{0});
+  EXPECT_EQ(tiny.bos_token_id, 0);
+
+  const ModelConfig small = load_model_config(test::fixture("models/small/config.json"));
+  EXPECT_EQ(small.hidden_size, 512);
+  EXPECT_EQ(small.num_layers, 6);
+  EXPECT_EQ(small.num_heads, 8);
+  EXPECT_EQ(small.num_kv_heads, 4);
+  EXPECT_EQ(small.intermediate_size, 1280);
+  EXPECT_EQ(small.vocab_size, 8192);
+  EXPECT_TRUE(small.tie_word_embeddings);
+  EXPECT_FALSE(small.attention_bias || small.mlp_bias || small.qk_norm);
+}
+
+TEST(ModelConfig, LlamaOldStyleRopeScalingLlama3) {
+  const auto c = load_text(R"({"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
+    "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+    "max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
+    "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+      "original_max_position_embeddings": 8192, "rope_type": "llama3"},
+    "tie_word_embeddings": true, "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009]})");
+  EXPECT_EQ(c.head_dim, 64);  // hidden / heads
+  EXPECT_DOUBLE_EQ(c.rope.theta, 500000.0);
+  EXPECT_EQ(c.rope.type, RopeType::Llama3);
+  EXPECT_DOUBLE_EQ(c.rope.factor, 32.0);
+  EXPECT_EQ(c.rope.original_max_position_embeddings, 8192);
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int>{128001, 128008, 128009}));
+  EXPECT_TRUE(c.tie_word_embeddings);
+}
+
+TEST(ModelConfig, MistralDefaultsKvHeadsAndNullHeadDim) {
+  const auto c = load_text(R"({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
+    "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32000, "head_dim": null,
+    "rope_theta": 1000000.0, "rope_scaling": null, "sliding_window": null, "eos_token_id": 2})");
+  EXPECT_EQ(c.arch, Architecture::Mistral);
+  EXPECT_EQ(c.num_kv_heads, 32);
+  EXPECT_EQ(c.head_dim, 128);
+  EXPECT_EQ(c.rope.type, RopeType::Default);
+  EXPECT_EQ(c.bos_token_id, -1);
+}
+
+TEST(ModelConfig, Qwen2HasAttentionBiasByDefinition) {
+  const auto c = load_text(R"({"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864,
+    "num_hidden_layers": 24, "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936,
+    "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "tie_word_embeddings": true})");
+  EXPECT_EQ(c.arch, Architecture::Qwen2);
+  EXPECT_TRUE(c.attention_bias);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_EQ(c.head_dim, 64);
+}
+
+TEST(ModelConfig, Qwen3NewStyleRopeParametersAndQkNorm) {
+  const auto c = load_text(R"({"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072,
+    "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128,
+    "vocab_size": 151936, "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
+    "attention_bias": false})");
+  EXPECT_EQ(c.arch, Architecture::Qwen3);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_FALSE(c.attention_bias);
+  EXPECT_EQ(c.head_dim, 128);  // explicit, not hidden / heads (= 64)
+  EXPECT_DOUBLE_EQ(c.rope.theta, 1000000.0);
+  EXPECT_EQ(architecture_name(c.arch), "qwen3");
+}
+
+constexpr const char* kSizes = R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+    "vocab_size": 100)";
+
+TEST(ModelConfigCorrupt, UnknownModelTypeListsSupported) {
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "gpt2", "num_attention_heads": 4, )") + kSizes + "}"); },
+                           {"model_type", "llama, mistral, qwen2, qwen3", "\"gpt2\""});
+}
+
+TEST(ModelConfigCorrupt, MissingHiddenSize) {
+  test::expect_input_error([] { load_text(R"({"model_type": "llama", "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})"); },
+                           {"config.json: hidden_size", "positive integer", "none"});
+}
+
+TEST(ModelConfigCorrupt, KvHeadsNotDividingHeads) {
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "num_key_value_heads": 3, )") + kSizes + "}"); },
+                           {"num_key_value_heads", "divisor of num_attention_heads (4)", "found 3"});
+}
+
+TEST(ModelConfigCorrupt, HiddenNotDivisibleByHeadsWithoutHeadDim) {
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 5, )") + kSizes + "}"); },
+                           {"hidden_size", "multiple of num_attention_heads (5)", "found 64"});
+}
+
+TEST(ModelConfigCorrupt, UnsupportedRopeType) {
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "rope_scaling": {"type": "yarn", "factor": 4.0}, )") + kSizes + "}"); },
+                           {"rope_scaling: rope_type", "default, llama3", "\"yarn\""});
+}
+
+TEST(ModelConfigCorrupt, Llama3RopeMissingFactor) {
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}, )") + kSizes + "}"); },
+                           {"rope_parameters: factor", "a number", "none"});
+}
+
+TEST(ModelConfigCorrupt, StringWhereIntegerExpected) {
+  test::expect_input_error([] { load_text(R"({"model_type": "llama", "hidden_size": "64", "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})"); },
+                           {"hidden_size", "integer", "string \"64\""});
+}
+
+TEST(ModelConfigCorrupt, NotJsonAndDuplicateKey) {
+  test::expect_input_error([] { load_text("{\"model_type\": \"llama\",,}"); }, {"config.json", "valid JSON"});
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "hidden_size": 32, )") + kSizes + "}"); }, {"config.json", "key \"hidden_size\" twice"});
+}
+
+TEST(ModelConfigCorrupt, BadEosList) {
+  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "eos_token_id": [1, "x"], )") + kSizes + "}"); }, {"eos_token_id", "list of token ids"});
+}
+
+}  // namespace
+}  // namespace ptq
