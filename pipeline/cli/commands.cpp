@@ -2,6 +2,6 @@
 
 namespace ptq::cli {
 
-void add_all(CLI::App& app) { (void)app; }
+void add_all(CLI::App& app) { add_eval(app); }
 
 }  // namespace ptq::cli

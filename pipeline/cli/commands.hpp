@@ -7,4 +7,6 @@ namespace ptq::cli {
 
 void add_all(CLI::App& app);
 
+void add_eval(CLI::App& app);
+
 }  // namespace ptq::cli

@@ -1,0 +1,60 @@
+// ptq eval: perplexity of a checkpoint on a token file (KL/top-1 against a reference).
+#include <cstdio>
+#include <memory>
+#include <optional>
+
+#include "calibrate/threads.hpp"
+#include "io/ids_file.hpp"
+#include "pipeline/cli/commands.hpp"
+#include "pipeline/eval.hpp"
+#include "pipeline/progress.hpp"
+
+namespace ptq::cli {
+namespace {
+
+struct EvalOptions {
+  std::string model, ids_file, json_out, reference;
+  int threads = 0;
+  EvalConfig config;
+};
+
+void print_result(const EvalResult& r) {
+  std::printf("ppl %.6f  nll_sum %.6f  predicted_tokens %lld  windows %d\n", r.ppl, r.nll_sum,
+              static_cast<long long>(r.predicted_tokens), r.windows);
+  if (r.kl) std::printf("kl %.6f  top1 %.6f\n", *r.kl, *r.top1);
+}
+
+void run_eval(const EvalOptions& o) {
+  o.config.validate();
+  const ThreadScope threads(o.threads);
+  const std::vector<std::int32_t> ids = read_ids(o.ids_file);
+  const Model model = Model::open(o.model);
+  std::optional<Model> reference;
+  if (!o.reference.empty()) reference.emplace(Model::open(o.reference));
+  ProgressReporter progress("eval");
+  const EvalResult r = evaluate(model, ids, o.config, reference ? &*reference : nullptr,
+                                [&](int done, int total) { progress.update(done, total); });
+  print_result(r);
+  if (!o.json_out.empty()) write_eval_json(o.json_out, r, o.config);
+}
+
+}  // namespace
+
+void add_eval(CLI::App& app) {
+  auto options = std::make_shared<EvalOptions>();
+  CLI::App* cmd = app.add_subcommand("eval", "Perplexity (and KL/top-1 vs a reference) of a model");
+  cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors)")
+      ->required();
+  cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32")->required();
+  cmd->add_option("--ctx", options->config.ctx, "Window length in tokens")->capture_default_str();
+  cmd->add_option("--max-windows", options->config.max_windows, "Evaluate the first N windows (0 = all)")
+      ->capture_default_str();
+  cmd->add_option("--json", options->json_out, "Write the result as JSON to this file");
+  cmd->add_option("--threads", options->threads, "Threads for BLAS and TBB (0 = all cores)")
+      ->capture_default_str();
+  cmd->add_option("--reference", options->reference,
+                  "Reference checkpoint: also report KL(reference || model) and top-1 agreement");
+  cmd->callback([options] { run_eval(*options); });
+}
+
+}  // namespace ptq::cli

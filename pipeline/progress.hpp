@@ -1,0 +1,22 @@
+#pragma once
+// Progress on stderr: a redrawn bar with ETA on a terminal, plain lines
+// (about every 10 %) when stderr is a file or a pipe.
+#include <chrono>
+#include <string>
+
+namespace ptq {
+
+class ProgressReporter {
+ public:
+  explicit ProgressReporter(std::string label);
+  // `done` of `total` units finished.
+  void update(long done, long total);
+
+ private:
+  std::string label_;
+  bool terminal_;
+  int last_decile_ = -1;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace ptq
