@@ -2,6 +2,9 @@
 
 namespace ptq::cli {
 
-void add_all(CLI::App& app) { add_eval(app); }
+void add_all(CLI::App& app) {
+  add_eval(app);
+  add_inspect(app);
+}
 
 }  // namespace ptq::cli

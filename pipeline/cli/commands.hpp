@@ -8,5 +8,6 @@ namespace ptq::cli {
 void add_all(CLI::App& app);
 
 void add_eval(CLI::App& app);
+void add_inspect(CLI::App& app);
 
 }  // namespace ptq::cli

@@ -1,0 +1,107 @@
+// `ptq inspect PATH [--json]`: what a checkpoint holds (architecture, key
+// config values, tensors, parameter count, bytes), for people or scripts.
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+#include <nlohmann/json.hpp>
+
+#include "io/model_config.hpp"
+#include "io/safetensors.hpp"
+#include "pipeline/cli/commands.hpp"
+
+namespace ptq::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+enum class InspectFormat { Text, Json };
+
+struct InspectOptions {
+  fs::path path;
+  InspectFormat format = InspectFormat::Text;
+};
+
+// config.json sits in the checkpoint folder, or beside a single weights file.
+std::optional<ModelConfig> find_config(const fs::path& path) {
+  const fs::path dir = fs::is_directory(path) ? path : path.parent_path();
+  if (!fs::is_regular_file(dir / "config.json")) return std::nullopt;
+  return load_model_config(dir);
+}
+
+json config_json(const ModelConfig& c) {
+  return {{"model_type", c.model_type},
+          {"hidden_size", c.hidden_size},
+          {"intermediate_size", c.intermediate_size},
+          {"num_hidden_layers", c.num_layers},
+          {"num_attention_heads", c.num_heads},
+          {"num_key_value_heads", c.num_kv_heads},
+          {"head_dim", c.head_dim},
+          {"vocab_size", c.vocab_size},
+          {"max_position_embeddings", c.max_position_embeddings},
+          {"rms_norm_eps", c.rms_norm_eps},
+          {"rope_theta", c.rope.theta},
+          {"rope_type", c.rope.type == RopeType::Llama3 ? "llama3" : "default"},
+          {"tie_word_embeddings", c.tie_word_embeddings},
+          {"attention_bias", c.attention_bias},
+          {"mlp_bias", c.mlp_bias},
+          {"qk_norm", c.qk_norm}};
+}
+
+json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config) {
+  json tensors = json::array();
+  std::int64_t parameters = 0;
+  for (const TensorView* t : ckpt.tensors()) {
+    tensors.push_back({{"name", t->name}, {"dtype", dtype_name(t->dtype)}, {"shape", t->shape},
+                       {"bytes", t->bytes.size()}});
+    parameters += t->numel();
+  }
+  json out;
+  out["architecture"] = config ? json(architecture_name(config->arch)) : json(nullptr);
+  out["config"] = config ? config_json(*config) : json(nullptr);
+  out["tensors"] = std::move(tensors);
+  out["parameters"] = parameters;
+  out["bytes"] = ckpt.total_bytes();
+  return out;
+}
+
+void print_text(const json& d) {
+  std::printf("architecture: %s\n", d["architecture"].is_null() ? "unknown (no config.json)"
+                                                                   : d["architecture"].get<std::string>().c_str());
+  if (!d["config"].is_null()) {
+    for (const auto& [key, value] : d["config"].items()) std::printf("  %-24s %s\n", key.c_str(), value.dump().c_str());
+  }
+  std::printf("tensors: %zu\n", d["tensors"].size());
+  for (const auto& t : d["tensors"]) {
+    std::printf("  %-48s %-5s %s\n", t["name"].get<std::string>().c_str(), t["dtype"].get<std::string>().c_str(),
+                t["shape"].dump().c_str());
+  }
+  std::printf("parameters: %lld\nbytes: %llu\n", static_cast<long long>(d["parameters"].get<std::int64_t>()),
+              static_cast<unsigned long long>(d["bytes"].get<std::uint64_t>()));
+}
+
+void run_inspect(const InspectOptions& options) {
+  const Checkpoint ckpt = Checkpoint::open(options.path);
+  const json description = describe(ckpt, find_config(options.path));
+  if (options.format == InspectFormat::Json) {
+    std::cout << description.dump(2) << '\n';
+  } else {
+    print_text(description);
+  }
+}
+
+}  // namespace
+
+void add_inspect(CLI::App& app) {
+  auto options = std::make_shared<InspectOptions>();
+  auto* cmd = app.add_subcommand("inspect", "Show a checkpoint's architecture, config, tensors and sizes");
+  cmd->add_option("path", options->path, "Checkpoint folder, .safetensors file or .index.json")->required();
+  cmd->add_flag_callback("--json", [options] { options->format = InspectFormat::Json; },
+                         "Print one JSON object instead of text");
+  cmd->callback([options] { run_inspect(*options); });
+}
+
+}  // namespace ptq::cli

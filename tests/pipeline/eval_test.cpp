@@ -1,0 +1,180 @@
+// ptq eval: protocol, KL/top-1, against independent straightforward
+// computations and the fixtures' reference numbers.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "calibrate/model.hpp"
+#include "io/error.hpp"
+#include "io/ids_file.hpp"
+#include "io/safetensors.hpp"
+#include "pipeline/eval.hpp"
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+constexpr int fast_windows = 6;       // windows used by the fast tests
+constexpr double sum_tolerance = 1e-6;  // relative: batched vs per-window sums
+
+std::vector<std::int32_t> tiny_eval_ids() {
+  return read_ids(test::fixture("goldens/tiny/eval_generic.ids"));
+}
+
+// Straightforward per-window statistics: logits() on one window at a time
+// (no batching, blocks streamed) and log-softmax in double in plain loops.
+struct Straightforward {
+  double nll = 0.0, kl = 0.0;
+  long positions = 0, agree = 0;
+};
+
+std::vector<double> log_softmax(const RowMatrix& logits, Eigen::Index row) {
+  double peak = -INFINITY, sum = 0.0;
+  for (Eigen::Index v = 0; v < logits.cols(); ++v) peak = std::max(peak, double(logits(row, v)));
+  for (Eigen::Index v = 0; v < logits.cols(); ++v) sum += std::exp(logits(row, v) - peak);
+  std::vector<double> out(static_cast<std::size_t>(logits.cols()));
+  for (Eigen::Index v = 0; v < logits.cols(); ++v) out[v] = logits(row, v) - peak - std::log(sum);
+  return out;
+}
+
+Straightforward straightforward(const Model& model, const Model& reference,
+                                const std::vector<std::int32_t>& ids, int ctx, int windows) {
+  Straightforward s;
+  for (int w = 0; w < windows; ++w) {
+    const std::span<const std::int32_t> window(ids.data() + w * ctx, ctx);
+    const RowMatrix q = logits(model, window, ctx), p = logits(reference, window, ctx);
+    for (int t = 0; t + 1 < ctx; ++t) {
+      const auto lq = log_softmax(q, t), lp = log_softmax(p, t);
+      s.nll -= lq[window[t + 1]];
+      for (std::size_t v = 0; v < lq.size(); ++v) s.kl += std::exp(lp[v]) * (lp[v] - lq[v]);
+      Eigen::Index aq, ap;
+      q.row(t).maxCoeff(&aq);
+      p.row(t).maxCoeff(&ap);
+      s.agree += aq == ap;
+      ++s.positions;
+    }
+  }
+  return s;
+}
+
+// A copy of tiny with every weight rounded to `mantissa_bits` bits, stored as F32.
+std::filesystem::path perturbed_tiny(const std::filesystem::path& dir, int mantissa_bits) {
+  const Checkpoint source = Checkpoint::open(test::fixture("models/tiny"));
+  std::vector<std::vector<float>> data;
+  std::vector<TensorToWrite> out;
+  for (const TensorView* t : source.tensors()) {
+    std::vector<float> v = t->to_float();
+    for (float& x : v) {
+      int e = 0;
+      const float m = std::frexp(x, &e);
+      x = std::ldexp(std::round(std::ldexp(m, mantissa_bits)), e - mantissa_bits);
+    }
+    data.push_back(std::move(v));
+  }
+  std::size_t i = 0;
+  for (const TensorView* t : source.tensors()) {
+    const auto& v = data[i++];
+    out.push_back({t->name, DType::F32, t->shape,
+                   std::as_bytes(std::span<const float>(v.data(), v.size()))});
+  }
+  write_safetensors(dir / "model.safetensors", out);
+  std::filesystem::copy_file(test::fixture("models/tiny/config.json"), dir / "config.json");
+  return dir;
+}
+
+EvalConfig fast_config() {
+  EvalConfig c;
+  c.max_windows = fast_windows;
+  c.batch_windows = 4;  // 6 windows: one full batch and one partial one
+  return c;
+}
+
+TEST(Eval, SelfReferenceHasZeroKlAndFullAgreement) {
+  const Model tiny = Model::open(test::fixture("models/tiny"));
+  const EvalResult r = evaluate(tiny, tiny_eval_ids(), fast_config(), &tiny);
+  ASSERT_TRUE(r.kl && r.top1);
+  EXPECT_NEAR(*r.kl, 0.0, 1e-9);
+  EXPECT_EQ(*r.top1, 1.0);
+  EXPECT_EQ(r.windows, fast_windows);
+  EXPECT_EQ(r.predicted_tokens, fast_windows * 511);
+}
+
+TEST(Eval, MatchesStraightforwardComputationAgainstPerturbedCopy) {
+  const Model tiny = Model::open(test::fixture("models/tiny"));
+  const Model coarse = Model::open(perturbed_tiny(test::temp_dir("coarse"), 4));
+  const auto ids = tiny_eval_ids();
+  const EvalResult r = evaluate(coarse, ids, fast_config(), &tiny);
+  const Straightforward s = straightforward(coarse, tiny, ids, 512, fast_windows);
+  ASSERT_TRUE(r.kl && r.top1);
+  EXPECT_GT(*r.kl, 1e-4);  // 4-bit mantissas visibly change the distribution
+  EXPECT_LT(*r.top1, 1.0);
+  EXPECT_EQ(r.predicted_tokens, s.positions);
+  EXPECT_NEAR(r.nll_sum, s.nll, sum_tolerance * s.nll);
+  EXPECT_NEAR(*r.kl, s.kl / s.positions, 1e-3 * s.kl / s.positions);
+  // Top-1 may flip only where two logits tie within float rounding.
+  EXPECT_NEAR(*r.top1, double(s.agree) / s.positions, 2.0 / s.positions);
+}
+
+TEST(Eval, ResultDoesNotDependOnBatchingOrResidency) {
+  const Model tiny = Model::open(test::fixture("models/tiny"));
+  const auto ids = tiny_eval_ids();
+  EvalConfig batched = fast_config();
+  EvalConfig streamed = fast_config();
+  streamed.batch_windows = 1;
+  streamed.resident_budget_bytes = 0;
+  const EvalResult a = evaluate(tiny, ids, batched), b = evaluate(tiny, ids, streamed);
+  EXPECT_NEAR(a.nll_sum, b.nll_sum, sum_tolerance * a.nll_sum);
+  EXPECT_EQ(a.predicted_tokens, b.predicted_tokens);
+}
+
+TEST(Eval, RejectsTooFewTokensAndOutOfVocabIds) {
+  const Model tiny = Model::open(test::fixture("models/tiny"));
+  std::vector<std::int32_t> ids(100, 1);
+  EXPECT_THROW(evaluate(tiny, ids, EvalConfig{}), InputError);
+  ids.assign(512, 1);
+  ids[7] = 2048;  // vocab is 2048
+  try {
+    evaluate(tiny, ids, EvalConfig{});
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("2048"), std::string::npos) << e.what();
+  }
+}
+
+// The CLI end to end: its JSON against evaluate() on the same windows.
+TEST(EvalCli, WritesJsonMatchingLibraryResult) {
+  const auto dir = test::temp_dir("cli");
+  const auto json_path = dir / "eval.json";
+  const std::string cmd = test::ptq_binary().string() + " eval --model " +
+                          test::fixture("models/tiny").string() + " --ids " +
+                          test::fixture("goldens/tiny/eval_generic.ids").string() +
+                          " --max-windows 3 --threads 2 --json " + json_path.string() +
+                          " 2>/dev/null >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream in(json_path);
+  const auto j = nlohmann::json::parse(in);
+  EvalConfig c;
+  c.max_windows = 3;
+  const EvalResult r = evaluate(Model::open(test::fixture("models/tiny")), tiny_eval_ids(), c);
+  EXPECT_EQ(j.at("windows").get<int>(), 3);
+  EXPECT_EQ(j.at("predicted_tokens").get<std::int64_t>(), r.predicted_tokens);
+  EXPECT_NEAR(j.at("nll_sum").get<double>(), r.nll_sum, sum_tolerance * r.nll_sum);
+  EXPECT_NEAR(j.at("ppl").get<double>(), r.ppl, 1e-6 * r.ppl);
+  EXPECT_FALSE(std::filesystem::exists(dir / "eval.json.tmp"));
+}
+
+TEST(EvalCli, MissingModelIsAnInputErrorExit) {
+  const std::string cmd = test::ptq_binary().string() + " eval --model /nonexistent --ids " +
+                          test::fixture("goldens/tiny/eval_generic.ids").string() +
+                          " 2>/dev/null >/dev/null";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+}
+
+}  // namespace
+}  // namespace ptq

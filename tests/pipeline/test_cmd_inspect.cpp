@@ -1,0 +1,76 @@
+// `ptq inspect` end to end: runs the built binary and checks its JSON against
+// numbers computed here from config.json.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+struct RunResult {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+RunResult run_ptq(const std::string& args) {
+  // Built by appending: GCC 12's -Wrestrict misfires on chained operator+ here.
+  std::string command = "'";
+  command.append(test::ptq_binary().string()).append("' ").append(args).append(" 2>&1");
+  FILE* pipe = ::popen(command.c_str(), "r");
+  EXPECT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[4096];
+  while (std::size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+// Llama parameter count from the config alone: embeddings, per layer two norms,
+// q/k/v/o and the SwiGLU MLP, the final norm, and lm_head unless tied.
+std::int64_t llama_parameters(const nlohmann::json& c) {
+  const std::int64_t h = c["hidden_size"], inter = c["intermediate_size"], vocab = c["vocab_size"];
+  const std::int64_t heads = c["num_attention_heads"], kv = c["num_key_value_heads"], hd = c["head_dim"];
+  const std::int64_t layer = 2 * h + h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * inter;
+  return vocab * h + c["num_hidden_layers"].get<std::int64_t>() * layer + h +
+         (c["tie_word_embeddings"].get<bool>() ? 0 : vocab * h);
+}
+
+TEST(CmdInspect, JsonParameterCountMatchesConfig) {
+  const auto model = test::source_dir() / "examples/models/tiny";
+  std::ifstream in(model / "config.json");
+  const auto config = nlohmann::json::parse(in);
+
+  const RunResult r = run_ptq("inspect '" + model.string() + "' --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto d = nlohmann::json::parse(r.output);
+  EXPECT_EQ(d["architecture"], "llama");
+  EXPECT_EQ(d["parameters"].get<std::int64_t>(), llama_parameters(config));
+  EXPECT_EQ(d["config"]["hidden_size"], config["hidden_size"]);
+  EXPECT_EQ(d["config"]["num_key_value_heads"], config["num_key_value_heads"]);
+
+  std::uint64_t bytes = 0;
+  for (const auto& t : d["tensors"]) {
+    std::uint64_t numel = 1;
+    for (const auto& dim : t["shape"]) numel *= dim.get<std::uint64_t>();
+    EXPECT_EQ(t["bytes"].get<std::uint64_t>(), numel * 2) << t["name"];  // all F16
+    bytes += t["bytes"].get<std::uint64_t>();
+  }
+  EXPECT_EQ(d["bytes"].get<std::uint64_t>(), bytes);
+  EXPECT_EQ(d["tensors"].size(), 2u + 9u * config["num_hidden_layers"].get<std::size_t>() + 1u);
+}
+
+TEST(CmdInspect, CorruptInputGivesExitCode2AndMessage) {
+  const auto dir = test::temp_dir("inspect");
+  std::ofstream(dir / "model.safetensors") << "tiny";
+  const RunResult r = run_ptq("inspect '" + dir.string() + "'");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("model.safetensors: expected at least 8 bytes"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace ptq
