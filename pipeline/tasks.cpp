@@ -204,4 +204,11 @@ TaskResult evaluate_task(const Model& model, const Model* reference, const Token
   return summarize_task(task, std::move(scores), &ref_scores);
 }
 
+nlohmann::json task_json(const TaskResult& r) {
+  nlohmann::json j = {{"items", r.items}, {"acc", r.acc}, {"acc_norm", r.acc_norm}};
+  if (r.agree) j["agree"] = *r.agree;
+  if (r.agree_norm) j["agree_norm"] = *r.agree_norm;
+  return j;
+}
+
 }  // namespace ptq

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -106,5 +107,8 @@ TaskResult summarize_task(const Task& task, std::vector<ItemScore> scores,
 TaskResult evaluate_task(const Model& model, const Model* reference, const Tokenizer& tokenizer,
                          const Task& task, const TaskEvalConfig& config,
                          const TaskProgress& progress = {});
+
+// {"items", "acc", "acc_norm"[, "agree", "agree_norm"]}
+nlohmann::json task_json(const TaskResult& result);
 
 }  // namespace ptq

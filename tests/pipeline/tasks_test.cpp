@@ -2,8 +2,12 @@
 // float32 log-likelihoods, reference accuracies) and an unbatched reference.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "calibrate/logprobs.hpp"
 #include "io/error.hpp"
@@ -89,21 +93,30 @@ TEST_P(TinyTasks, BatchedScoresMatchOneSequenceAtATime) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, TinyTasks, ::testing::ValuesIn(task_names));
 
+// Scores of `task`'s items made of the golden log-likelihoods of `golden_name`.
+std::vector<ItemScore> golden_scores(const std::string& model, const std::string& golden_name,
+                                     const Task& task) {
+  const nlohmann::json golden =
+      read_json(test::fixture("goldens/" + model + "/tasks.json"))[golden_name];
+  std::vector<ItemScore> scores(task.items.size());
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    for (std::size_t c = 0; c < task.items[i].choices.size(); ++c) {
+      scores[i].choices.push_back({golden[i]["loglik"][c].get<double>(),
+                                   golden[i]["cont_tokens"][c].get<int>(),
+                                   static_cast<int>(task.items[i].choices[c].size() + 1)});
+    }
+  }
+  return scores;
+}
+
 // acc / acc_norm from the golden log-likelihoods must give reference.json's
 // accuracies (independently computed), checking the argmax and byte rules.
 TEST(TaskSummary, GoldenLogLikelihoodsGiveReferenceAccuracies) {
   for (const std::string model : {"tiny", "small"}) {
-    const nlohmann::json golden = read_json(test::fixture("goldens/" + model + "/tasks.json"));
     const nlohmann::json ref = read_json(test::fixture("goldens/" + model + "/reference.json"));
     for (const std::string& name : task_names) {
       const Task task = fixture_task(name, golden_items);
-      std::vector<ItemScore> scores(task.items.size());
-      for (std::size_t i = 0; i < scores.size(); ++i) {
-        for (std::size_t c = 0; c < task.items[i].choices.size(); ++c) {
-          scores[i].choices.push_back({golden[name][i]["loglik"][c].get<double>(), 0,
-                                       static_cast<int>(task.items[i].choices[c].size() + 1)});
-        }
-      }
+      const std::vector<ItemScore> scores = golden_scores(model, name, task);
       const TaskResult r = summarize_task(task, scores, &scores);
       const nlohmann::json& expected = ref["task_" + name];
       EXPECT_EQ(r.items, expected["items"].get<int>());
@@ -184,6 +197,42 @@ TEST(TaskFiles, LimitReadsTheFirstItems) {
   ASSERT_EQ(some.items.size(), 7u);
   EXPECT_EQ(some.items[6].id, all.items[6].id);
   EXPECT_EQ(some.name, "arc_challenge_test");
+}
+
+// The CLI end to end (tasks only, no perplexity): its accuracies against those
+// of the golden log-likelihoods, and full agreement with itself as reference.
+TEST(TaskCli, WritesTaskAccuraciesMatchingGoldens) {
+  constexpr int items = 8;
+  const auto json_path = test::temp_dir("cli") / "eval.json";
+  const std::string tiny = test::fixture("models/tiny").string();
+  const std::string cmd = test::ptq_binary().string() + " eval --model " + tiny + " --reference " +
+                          tiny + " --tasks " + test::fixture("tasks/piqa_valid.jsonl").string() +
+                          " " + test::fixture("tasks/hellaswag_val_full.txt").string() +
+                          " --limit " + std::to_string(items) + " --threads 2 --json " +
+                          json_path.string() + " 2>/dev/null >/dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const nlohmann::json j = read_json(json_path);
+  EXPECT_FALSE(j.contains("ppl"));
+  const std::pair<std::string, std::string> runs[] = {{"piqa_valid", "piqa_valid"},
+                                                       {"hellaswag_val_full", "hellaswag_val"}};
+  for (const auto& [name, golden_name] : runs) {
+    const Task task = fixture_task(golden_name, items);
+    const TaskResult expected = summarize_task(task, golden_scores("tiny", golden_name, task));
+    const nlohmann::json& t = j.at("tasks").at(name);
+    EXPECT_EQ(t.at("items").get<int>(), items);
+    EXPECT_DOUBLE_EQ(t.at("acc").get<double>(), expected.acc) << name;
+    EXPECT_DOUBLE_EQ(t.at("acc_norm").get<double>(), expected.acc_norm) << name;
+    EXPECT_EQ(t.at("agree").get<double>(), 1.0);
+    EXPECT_EQ(t.at("agree_norm").get<double>(), 1.0);
+  }
+}
+
+TEST(TaskCli, NeitherIdsNorTasksIsAnInputErrorExit) {
+  const std::string cmd = test::ptq_binary().string() + " eval --model " +
+                          test::fixture("models/tiny").string() + " 2>/dev/null >/dev/null";
+  const int status = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
 }
 
 }  // namespace
