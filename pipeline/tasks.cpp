@@ -197,6 +197,11 @@ TaskResult summarize_task(const Task& task, std::vector<ItemScore> scores,
 TaskResult evaluate_task(const Model& model, const Model* reference, const Tokenizer& tokenizer,
                          const Task& task, const TaskEvalConfig& config,
                          const TaskProgress& progress) {
+  if (reference && reference->config().vocab_size != model.config().vocab_size) {
+    throw input_error(reference->path().string() + ": reference vocab_size",
+                      std::to_string(model.config().vocab_size) + " (as the evaluated model)",
+                      std::to_string(reference->config().vocab_size));
+  }
   const std::vector<TokenizedItem> tokens = tokenize_task(task, tokenizer);
   std::vector<ItemScore> scores = score_task(model, task, tokens, config, progress);
   if (!reference) return summarize_task(task, std::move(scores));

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "calibrate/logprobs.hpp"
+#include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "pipeline/tasks.hpp"
 #include "test_paths.hpp"
@@ -87,6 +88,22 @@ TEST_P(TinyTasks, BatchedScoresMatchOneSequenceAtATime) {
         expected += token_logprob({l.row(row).data(), static_cast<std::size_t>(l.cols())}, cont[j]);
       }
       EXPECT_NEAR(scores[i].choices[c].loglik, expected, 1e-4) << task.items[i].id << " " << c;
+    }
+  }
+}
+
+// Same scores, bit for bit, with one thread and with two.
+TEST_P(TinyTasks, ScoresDoNotDependOnThreadCount) {
+  const Task task = fixture_task(GetParam(), 4);
+  const std::vector<TokenizedItem> tokens = tokenize_task(task, *tokenizer_);
+  auto scores_with = [&](int threads) {
+    const ThreadScope scope(threads);
+    return score_task(*model_, task, tokens, TaskEvalConfig{});
+  };
+  const std::vector<ItemScore> one = scores_with(1), two = scores_with(2);
+  for (std::size_t i = 0; i < one.size(); ++i) {
+    for (std::size_t c = 0; c < one[i].choices.size(); ++c) {
+      EXPECT_EQ(one[i].choices[c].loglik, two[i].choices[c].loglik) << task.items[i].id << " " << c;
     }
   }
 }
