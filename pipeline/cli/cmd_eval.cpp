@@ -1,10 +1,14 @@
 // ptq eval: perplexity of a checkpoint on a token file (KL/top-1 against a reference).
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include "calibrate/threads.hpp"
+#include "io/error.hpp"
 #include "io/ids_file.hpp"
+#include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval.hpp"
 #include "pipeline/progress.hpp"
@@ -13,7 +17,7 @@ namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, ids_file, json_out, reference;
+  std::string model, text_file, ids_file, json_out, reference;
   int threads = 0;
   EvalConfig config;
 };
@@ -24,10 +28,21 @@ void print_result(const EvalResult& r) {
   if (r.kl) std::printf("kl %.6f  top1 %.6f\n", *r.kl, *r.top1);
 }
 
+// The whole text file tokenized as one string with the model's tokenizer
+// (no BOS), or the ids file as is.
+std::vector<std::int32_t> eval_tokens(const EvalOptions& o) {
+  if (!o.ids_file.empty()) return read_ids(o.ids_file);
+  std::ifstream in(o.text_file, std::ios::binary);
+  if (!in) throw input_error(o.text_file, "a readable text file", "no such file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return Tokenizer::load(o.model).encode(text.str());
+}
+
 void run_eval(const EvalOptions& o) {
   o.config.validate();
   const ThreadScope threads(o.threads);
-  const std::vector<std::int32_t> ids = read_ids(o.ids_file);
+  const std::vector<std::int32_t> ids = eval_tokens(o);
   const Model model = Model::open(o.model);
   std::optional<Model> reference;
   if (!o.reference.empty()) reference.emplace(Model::open(o.reference));
@@ -45,7 +60,11 @@ void add_eval(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Perplexity (and KL/top-1 vs a reference) of a model");
   cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors)")
       ->required();
-  cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32")->required();
+  auto* text = cmd->add_option("--text", options->text_file,
+                                "Text file, tokenized whole with the model's tokenizer");
+  auto* ids = cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32");
+  text->excludes(ids);
+  ids->excludes(text);
   cmd->add_option("--ctx", options->config.ctx, "Window length in tokens")->capture_default_str();
   cmd->add_option("--max-windows", options->config.max_windows, "Evaluate the first N windows (0 = all)")
       ->capture_default_str();
@@ -54,7 +73,10 @@ void add_eval(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--reference", options->reference,
                   "Reference checkpoint: also report KL(reference || model) and top-1 agreement");
-  cmd->callback([options] { run_eval(*options); });
+  cmd->callback([options, text, ids] {
+    if (text->count() + ids->count() != 1) throw CLI::RequiredError("--text or --ids");
+    run_eval(*options);
+  });
 }
 
 }  // namespace ptq::cli
