@@ -1,12 +1,15 @@
 // ptq eval: perplexity of a checkpoint on a token file (KL/top-1 against a reference)
 // and multiple-choice tasks (acc/acc_norm, agreement with a reference).
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
+#include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval.hpp"
 #include "pipeline/progress.hpp"
@@ -16,7 +19,7 @@ namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, ids_file, json_out, reference;
+  std::string model, text_file, ids_file, json_out, reference;
   std::vector<std::string> task_files;
   int task_limit = 0;
   int threads = 0;
@@ -27,6 +30,17 @@ void print_result(const EvalResult& r) {
   std::printf("ppl %.6f  nll_sum %.6f  predicted_tokens %lld  windows %d\n", r.ppl, r.nll_sum,
               static_cast<long long>(r.predicted_tokens), r.windows);
   if (r.kl) std::printf("kl %.6f  top1 %.6f\n", *r.kl, *r.top1);
+}
+
+// The whole text file tokenized as one string with the model's tokenizer
+// (no BOS), or the ids file as is.
+std::vector<std::int32_t> eval_tokens(const EvalOptions& o) {
+  if (!o.ids_file.empty()) return read_ids(o.ids_file);
+  std::ifstream in(o.text_file, std::ios::binary);
+  if (!in) throw input_error(o.text_file, "a readable text file", "no such file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return Tokenizer::load(o.model).encode(text.str());
 }
 
 void print_task(const TaskResult& r) {
@@ -49,7 +63,8 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
     ProgressReporter progress("task " + task.name);
     const TaskResult r = evaluate_task(model, reference, tokenizer, task, TaskEvalConfig{},
                                        [&](std::size_t done, std::size_t total) {
-                                         progress.update(static_cast<long>(done), static_cast<long>(total));
+                                         progress.update(static_cast<long>(done),
+                                                         static_cast<long>(total));
                                        });
     print_task(r);
     results[task.name] = task_json(r);
@@ -59,16 +74,17 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
 
 void run_eval(const EvalOptions& o) {
   o.config.validate();
-  if (o.ids_file.empty() && o.task_files.empty()) {
-    throw input_error("ptq eval", "--ids or --tasks (or both)", "neither");
+  const bool perplexity = !o.ids_file.empty() || !o.text_file.empty();
+  if (!perplexity && o.task_files.empty()) {
+    throw input_error("ptq eval", "--text, --ids or --tasks", "none of them");
   }
   const ThreadScope threads(o.threads);
   const Model model = Model::open(o.model);
   std::optional<Model> reference;
   if (!o.reference.empty()) reference.emplace(Model::open(o.reference));
   nlohmann::json j = nlohmann::json::object();
-  if (!o.ids_file.empty()) {
-    const std::vector<std::int32_t> ids = read_ids(o.ids_file);
+  if (perplexity) {
+    const std::vector<std::int32_t> ids = eval_tokens(o);
     ProgressReporter progress("eval");
     const EvalResult r = evaluate(model, ids, o.config, reference ? &*reference : nullptr,
                                   [&](int done, int total) { progress.update(done, total); });
@@ -87,7 +103,11 @@ void add_eval(CLI::App& app) {
       "eval", "Perplexity (and KL/top-1 vs a reference) and multiple-choice tasks of a model");
   cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors)")
       ->required();
-  cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32");
+  auto* text = cmd->add_option("--text", options->text_file,
+                                "Text file, tokenized whole with the model's tokenizer");
+  auto* ids = cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32");
+  text->excludes(ids);
+  ids->excludes(text);
   cmd->add_option("--tasks", options->task_files,
                   "Multiple-choice task files (JSONL {id, context, choices, gold}, or llama.cpp's "
                   "HellaSwag text layout)");
