@@ -75,7 +75,7 @@ void causal_attention(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v
   const int sequences = static_cast<int>(q.rows() / s.seq_len);
   tbb::enumerable_thread_specific<std::vector<float>> scratch;
   // Many small GEMMs: parallel over (sequence, head) with single-threaded BLAS
-  // beats multithreaded BLAS per GEMM (see docs/bench/forward.md).
+  // beats multithreaded BLAS per GEMM (measured: docs/forward.md).
   const SingleThreadedBlas single_threaded;
   tbb::parallel_for(0, sequences * s.heads, [&](int task) {
     attend_one_head(q, k, v, s, task / s.heads, task % s.heads, scratch.local(), out);

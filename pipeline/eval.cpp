@@ -111,8 +111,7 @@ EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids,
   return finish(totals, windows, reference != nullptr);
 }
 
-void write_eval_json(const std::filesystem::path& path, const EvalResult& r,
-                     const EvalConfig& config) {
+nlohmann::json eval_json(const EvalResult& r, const EvalConfig& config) {
   nlohmann::json j = {{"ppl", r.ppl},
                       {"nll_sum", r.nll_sum},
                       {"predicted_tokens", r.predicted_tokens},
@@ -120,6 +119,10 @@ void write_eval_json(const std::filesystem::path& path, const EvalResult& r,
                       {"ctx", config.ctx}};
   if (r.kl) j["kl"] = *r.kl;
   if (r.top1) j["top1"] = *r.top1;
+  return j;
+}
+
+void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j) {
   std::filesystem::path temp = path;
   temp += ".tmp";
   {
@@ -128,6 +131,11 @@ void write_eval_json(const std::filesystem::path& path, const EvalResult& r,
     if (!out) throw input_error(temp.string(), "a writable file", "a write error");
   }
   std::filesystem::rename(temp, path);
+}
+
+void write_eval_json(const std::filesystem::path& path, const EvalResult& r,
+                     const EvalConfig& config) {
+  write_json_atomic(path, eval_json(r, config));
 }
 
 }  // namespace ptq

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 
@@ -42,8 +43,13 @@ EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids,
                     const EvalConfig& config, const Model* reference = nullptr,
                     const EvalProgress& progress = {});
 
-// Writes {"ppl", "nll_sum", "predicted_tokens", "windows", "ctx"[, "kl", "top1"]}
-// atomically (temporary file, then rename).
+// {"ppl", "nll_sum", "predicted_tokens", "windows", "ctx"[, "kl", "top1"]}
+nlohmann::json eval_json(const EvalResult& result, const EvalConfig& config);
+
+// Writes `j` atomically (temporary file, then rename).
+void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j);
+
+// write_json_atomic(path, eval_json(result, config)).
 void write_eval_json(const std::filesystem::path& path, const EvalResult& result,
                      const EvalConfig& config);
 

@@ -1,19 +1,27 @@
-// ptq eval: perplexity of a checkpoint on a token file (KL/top-1 against a reference).
+// ptq eval: perplexity of a checkpoint on a token file (KL/top-1 against a reference)
+// and multiple-choice tasks (acc/acc_norm, agreement with a reference).
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <optional>
+#include <sstream>
 
 #include "calibrate/threads.hpp"
+#include "io/error.hpp"
 #include "io/ids_file.hpp"
+#include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval.hpp"
 #include "pipeline/progress.hpp"
+#include "pipeline/tasks.hpp"
 
 namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, ids_file, json_out, reference;
+  std::string model, text_file, ids_file, json_out, reference;
+  std::vector<std::string> task_files;
+  int task_limit = 0;
   int threads = 0;
   EvalConfig config;
 };
@@ -24,28 +32,87 @@ void print_result(const EvalResult& r) {
   if (r.kl) std::printf("kl %.6f  top1 %.6f\n", *r.kl, *r.top1);
 }
 
+// The whole text file tokenized as one string with the model's tokenizer
+// (no BOS), or the ids file as is.
+std::vector<std::int32_t> eval_tokens(const EvalOptions& o) {
+  if (!o.ids_file.empty()) return read_ids(o.ids_file);
+  std::ifstream in(o.text_file, std::ios::binary);
+  if (!in) throw input_error(o.text_file, "a readable text file", "no such file");
+  std::ostringstream text;
+  text << in.rdbuf();
+  return Tokenizer::load(o.model).encode(text.str());
+}
+
+void print_task(const TaskResult& r) {
+  std::printf("task %s  items %d  acc %.4f  acc_norm %.4f", r.name.c_str(), r.items, r.acc,
+              r.acc_norm);
+  if (r.agree) std::printf("  agree %.4f  agree_norm %.4f", *r.agree, *r.agree_norm);
+  std::printf("\n");
+}
+
+// Every task file in turn; the result is {"<task name>": task_json(...), ...}.
+nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference) {
+  const Tokenizer tokenizer = Tokenizer::load(o.model);
+  nlohmann::json results = nlohmann::json::object();
+  for (const std::string& file : o.task_files) {
+    const Task task = load_task(file, o.task_limit);
+    if (results.contains(task.name)) {
+      throw input_error(file, "a task name (file name without extension) not given before",
+                        "\"" + task.name + "\" again");
+    }
+    ProgressReporter progress("task " + task.name);
+    const TaskResult r = evaluate_task(model, reference, tokenizer, task, TaskEvalConfig{},
+                                       [&](std::size_t done, std::size_t total) {
+                                         progress.update(static_cast<long>(done),
+                                                         static_cast<long>(total));
+                                       });
+    print_task(r);
+    results[task.name] = task_json(r);
+  }
+  return results;
+}
+
 void run_eval(const EvalOptions& o) {
   o.config.validate();
+  const bool perplexity = !o.ids_file.empty() || !o.text_file.empty();
+  if (!perplexity && o.task_files.empty()) {
+    throw input_error("ptq eval", "--text, --ids or --tasks", "none of them");
+  }
   const ThreadScope threads(o.threads);
-  const std::vector<std::int32_t> ids = read_ids(o.ids_file);
   const Model model = Model::open(o.model);
   std::optional<Model> reference;
   if (!o.reference.empty()) reference.emplace(Model::open(o.reference));
-  ProgressReporter progress("eval");
-  const EvalResult r = evaluate(model, ids, o.config, reference ? &*reference : nullptr,
-                                [&](int done, int total) { progress.update(done, total); });
-  print_result(r);
-  if (!o.json_out.empty()) write_eval_json(o.json_out, r, o.config);
+  nlohmann::json j = nlohmann::json::object();
+  if (perplexity) {
+    const std::vector<std::int32_t> ids = eval_tokens(o);
+    ProgressReporter progress("eval");
+    const EvalResult r = evaluate(model, ids, o.config, reference ? &*reference : nullptr,
+                                  [&](int done, int total) { progress.update(done, total); });
+    print_result(r);
+    j = eval_json(r, o.config);
+  }
+  if (!o.task_files.empty()) j["tasks"] = run_tasks(o, model, reference ? &*reference : nullptr);
+  if (!o.json_out.empty()) write_json_atomic(o.json_out, j);
 }
 
 }  // namespace
 
 void add_eval(CLI::App& app) {
   auto options = std::make_shared<EvalOptions>();
-  CLI::App* cmd = app.add_subcommand("eval", "Perplexity (and KL/top-1 vs a reference) of a model");
+  CLI::App* cmd = app.add_subcommand(
+      "eval", "Perplexity (and KL/top-1 vs a reference) and multiple-choice tasks of a model");
   cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors)")
       ->required();
-  cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32")->required();
+  auto* text = cmd->add_option("--text", options->text_file,
+                                "Text file, tokenized whole with the model's tokenizer");
+  auto* ids = cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32");
+  text->excludes(ids);
+  ids->excludes(text);
+  cmd->add_option("--tasks", options->task_files,
+                  "Multiple-choice task files (JSONL {id, context, choices, gold}, or llama.cpp's "
+                  "HellaSwag text layout)");
+  cmd->add_option("--limit", options->task_limit, "Score the first N items of each task (0 = all)")
+      ->capture_default_str();
   cmd->add_option("--ctx", options->config.ctx, "Window length in tokens")->capture_default_str();
   cmd->add_option("--max-windows", options->config.max_windows, "Evaluate the first N windows (0 = all)")
       ->capture_default_str();
@@ -53,7 +120,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--threads", options->threads, "Threads for BLAS and TBB (0 = all cores)")
       ->capture_default_str();
   cmd->add_option("--reference", options->reference,
-                  "Reference checkpoint: also report KL(reference || model) and top-1 agreement");
+                  "Reference checkpoint: also report KL(reference || model) and top-1 agreement, "
+                  "and task agreement with its choices");
   cmd->callback([options] { run_eval(*options); });
 }
 

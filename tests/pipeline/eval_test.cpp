@@ -145,18 +145,24 @@ TEST(Eval, RejectsTooFewTokensAndOutOfVocabIds) {
   }
 }
 
-// The CLI end to end: its JSON against evaluate() on the same windows.
-TEST(EvalCli, WritesJsonMatchingLibraryResult) {
-  const auto dir = test::temp_dir("cli");
+// Runs `ptq eval` on tiny's first 3 windows with `input` ("--ids F" or
+// "--text F") and returns its JSON.
+nlohmann::json run_cli_eval(const std::string& input, const std::filesystem::path& dir) {
   const auto json_path = dir / "eval.json";
   const std::string cmd = test::ptq_binary().string() + " eval --model " +
-                          test::fixture("models/tiny").string() + " --ids " +
-                          test::fixture("goldens/tiny/eval_generic.ids").string() +
+                          test::fixture("models/tiny").string() + " " + input +
                           " --max-windows 3 --threads 2 --json " + json_path.string() +
                           " 2>/dev/null >/dev/null";
-  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  EXPECT_FALSE(std::filesystem::exists(dir / "eval.json.tmp"));
   std::ifstream in(json_path);
-  const auto j = nlohmann::json::parse(in);
+  return nlohmann::json::parse(in);
+}
+
+// The CLI end to end: its JSON against evaluate() on the same windows.
+TEST(EvalCli, WritesJsonMatchingLibraryResult) {
+  const auto j = run_cli_eval("--ids " + test::fixture("goldens/tiny/eval_generic.ids").string(),
+                              test::temp_dir("cli"));
   EvalConfig c;
   c.max_windows = 3;
   const EvalResult r = evaluate(Model::open(test::fixture("models/tiny")), tiny_eval_ids(), c);
@@ -164,7 +170,18 @@ TEST(EvalCli, WritesJsonMatchingLibraryResult) {
   EXPECT_EQ(j.at("predicted_tokens").get<std::int64_t>(), r.predicted_tokens);
   EXPECT_NEAR(j.at("nll_sum").get<double>(), r.nll_sum, sum_tolerance * r.nll_sum);
   EXPECT_NEAR(j.at("ppl").get<double>(), r.ppl, 1e-6 * r.ppl);
-  EXPECT_FALSE(std::filesystem::exists(dir / "eval.json.tmp"));
+}
+
+// --text tokenizes the whole file with the model's tokenizer: the same
+// windows as the golden ids (PROTOCOL.md step 1), hence the same result.
+TEST(EvalCli, TextInputMatchesGoldenIds) {
+  const auto from_ids = run_cli_eval(
+      "--ids " + test::fixture("goldens/tiny/eval_generic.ids").string(), test::temp_dir("ids"));
+  const auto from_text = run_cli_eval(
+      "--text " + test::fixture("corpus/generic_eval/wikitext2_test.txt").string(),
+      test::temp_dir("text"));
+  EXPECT_EQ(from_text.at("nll_sum").get<double>(), from_ids.at("nll_sum").get<double>());
+  EXPECT_EQ(from_text.at("predicted_tokens"), from_ids.at("predicted_tokens"));
 }
 
 TEST(EvalCli, MissingModelIsAnInputErrorExit) {
