@@ -51,19 +51,21 @@ std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder 
   return perm;
 }
 
-// A (symmetric positive definite, column-major) becomes the upper U with
-// U^T U = A^-1, as the reference's cholesky -> cholesky_inverse -> cholesky(upper).
-// False when a factorization finds A not positive definite.
-bool inverse_upper_cholesky(Eigen::MatrixXd& A) {
-  const auto n = static_cast<lapack_int>(A.rows());
-  // The _work variants skip LAPACKE's NaN scans; a NaN in H fails a pivot or
-  // is caught by the final check.
-  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
-  if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
-  A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
-  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', n, A.data(), n) != 0) return false;
-  A.triangularView<Eigen::StrictlyLower>().setZero();
-  return A.allFinite();
+// The upper U with U^T U = A^-1 (A symmetric positive definite), which the
+// reference gets as cholesky -> cholesky_inverse -> cholesky(upper): three
+// O(n^3) steps. With J the reversal permutation, J A J = M M^T (M lower) gives
+// A = R R^T with R = J M J upper, so A^-1 = (R^-1)^T R^-1 and, R^-1 being upper
+// with a positive diagonal, U = R^-1 = J M^-1 J: one Cholesky and one
+// triangular inverse. `reversed` holds J A J on entry and is overwritten.
+// False when A is not (numerically) positive definite.
+bool inverse_upper_cholesky(Eigen::MatrixXd& reversed, Eigen::MatrixXd& U) {
+  const auto n = static_cast<lapack_int>(reversed.rows());
+  // The _work variants skip LAPACKE's NaN scans; a NaN fails a pivot or the final check.
+  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, reversed.data(), n) != 0) return false;
+  if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, reversed.data(), n) != 0) return false;
+  reversed.triangularView<Eigen::StrictlyUpper>().setZero();
+  U = reversed.reverse();
+  return U.allFinite();
 }
 
 }  // namespace
@@ -83,16 +85,17 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) 
     if (f.dead[i]) diag[i] = 1;
   }
   f.order = column_order(diag, config.order);
-  Eigen::MatrixXd Hp(n, n);
+  // H in quantization order, reversed (see inverse_upper_cholesky).
+  Eigen::MatrixXd reversed(n, n);
   for (Eigen::Index j = 0; j < n; ++j) {
-    for (Eigen::Index i = 0; i < n; ++i) Hp(i, j) = H(f.order[i], f.order[j]);
+    for (Eigen::Index i = 0; i < n; ++i) reversed(i, j) = H(f.order[n - 1 - i], f.order[n - 1 - j]);
+    reversed(j, j) = diag[f.order[n - 1 - j]];  // dead columns get H_ii = 1
   }
-  Hp.diagonal() = diag(f.order);  // dead columns get H_ii = 1
   f.damping = config.damp * diag.mean();
   for (f.damping_retries = 0;; ++f.damping_retries, f.damping *= 10) {
-    f.U = Hp;
-    f.U.diagonal().array() += f.damping;
-    const bool ok = inverse_upper_cholesky(f.U);
+    Eigen::MatrixXd A = reversed;
+    A.diagonal().array() += f.damping;
+    const bool ok = inverse_upper_cholesky(A, f.U);
     f.status = ok ? GptqStatus::Ok : GptqStatus::CholeskyFailed;
     if (ok || f.damping_retries == config.max_damping_retries) return f;
   }
@@ -148,37 +151,58 @@ void select_grids(const Plan<T>& plan, const ColMatrix<T>& W, Eigen::Index r0, E
   }
 }
 
+// Columns per sub-block inside a lazy block: rank-1 updates stay inside a
+// sub-block and a small GEMM carries each sub-block's error to the rest of the
+// block. Same arithmetic as the reference up to summation order.
+constexpr Eigen::Index kSubBlock = 16;
+
+template <class T>
+using Column = Eigen::Array<T, Eigen::Dynamic, 1>;
+
+// Quantizes column i of the block W1 (quantized column j) for every row:
+// writes the codes and err(:, i) = (w - q) / d, and adds err^2 / 2 to loss.
+template <class T>
+void quantize_column(const Plan<T>& plan, Eigen::Index r0, Eigen::Index j, Eigen::Index i,
+                     const ColMatrix<T>& W1, const Column<T>& scale, const Column<T>& zero,
+                     ColMatrix<T>& err, Column<double>& loss, const RowOutputs<T>& out) {
+  const auto maxq = static_cast<T>(plan.config.spec.maxq());
+  const auto w = W1.col(i).array();
+  // quantize_code / dequantize_code, vectorized: rint rounds half to even.
+  const Column<T> code = ((w / scale).rint() + zero).max(T(0)).min(maxq);
+  err.col(i) = ((w - scale * (code - zero)) / plan.U(j, j)).matrix();
+  loss += err.col(i).array().template cast<double>().square() / 2;
+  const Eigen::Index column = plan.f.order[j];
+  for (Eigen::Index r = 0; r < code.size(); ++r) {
+    out.codes(r0 + r, column) = static_cast<std::uint8_t>(code[r]);
+  }
+}
+
 // GPTQ on rows [r0, r0 + rows): the reference's column loop with lazy block updates.
 template <class T>
 void quantize_rows(const Plan<T>& plan, Eigen::Index r0, Eigen::Index rows,
                    const RowOutputs<T>& out) {
   const Eigen::Index n = plan.W.cols();
-  const int maxq = plan.config.spec.maxq();
+  const ColMatrix<T>& U = plan.U;
   ColMatrix<T> W(rows, n);  // this task's rows, permuted columns
   for (Eigen::Index j = 0; j < n; ++j) W.col(j) = plan.W.col(plan.f.order[j]).segment(r0, rows);
-  Eigen::Array<T, Eigen::Dynamic, 1> scale(rows), zero(rows);
-  Eigen::Array<double, Eigen::Dynamic, 1> loss = Eigen::ArrayXd::Zero(rows);
+  Column<T> scale(rows), zero(rows);
+  Column<double> loss = Column<double>::Zero(rows);
   for (Eigen::Index i1 = 0; i1 < n; i1 += plan.config.block_size) {
     const Eigen::Index count = std::min<Eigen::Index>(plan.config.block_size, n - i1);
     ColMatrix<T> W1 = W.middleCols(i1, count);
     ColMatrix<T> err(rows, count);
-    for (Eigen::Index i = 0; i < count; ++i) {
-      const Eigen::Index j = i1 + i;
-      select_grids(plan, W, r0, j, out, scale, zero);
-      const T d = plan.U(j, j);
-      for (Eigen::Index r = 0; r < rows; ++r) {
-        const GridParams<T> grid{scale[r], zero[r]};
-        const T w = W1(r, i);
-        const T code = quantize_code(w, grid, maxq);
-        out.codes(r0 + r, plan.f.order[j]) = static_cast<std::uint8_t>(code);
-        err(r, i) = (w - dequantize_code(code, grid)) / d;
-        loss[r] += static_cast<double>(err(r, i)) * err(r, i) / 2;
+    for (Eigen::Index b1 = 0; b1 < count; b1 += kSubBlock) {
+      const Eigen::Index b2 = std::min(b1 + kSubBlock, count);
+      for (Eigen::Index i = b1; i < b2; ++i) {
+        select_grids(plan, W, r0, i1 + i, out, scale, zero);
+        quantize_column(plan, r0, i1 + i, i, W1, scale, zero, err, loss, out);
+        for (Eigen::Index k = i + 1; k < b2; ++k) W1.col(k) -= U(i1 + i, i1 + k) * err.col(i);
       }
-      for (Eigen::Index k = i + 1; k < count; ++k) W1.col(k) -= plan.U(j, i1 + k) * err.col(i);
+      W1.rightCols(count - b2).noalias() -=
+          err.middleCols(b1, b2 - b1) * U.block(i1 + b1, i1 + b2, b2 - b1, count - b2);
     }
     // One GEMM carries the whole block's error to the columns right of it.
-    W.rightCols(n - i1 - count).noalias() -=
-        err * plan.U.block(i1, i1 + count, count, n - i1 - count);
+    W.rightCols(n - i1 - count).noalias() -= err * U.block(i1, i1 + count, count, n - i1 - count);
   }
   for (Eigen::Index r = 0; r < rows; ++r) out.loss[r0 + r] = loss[r];
 }
@@ -237,11 +261,11 @@ GptqResult run_gptq(const MatrixRM& W, const GptqHessian& f, const GptqConfig& c
   return result;
 }
 
-void require_hessian_shape(const Eigen::MatrixXd& H, const MatrixRM& W) {
-  if (H.rows() == W.cols() && H.cols() == W.cols()) return;
+void require_hessian_shape(Eigen::Index rows, Eigen::Index cols, const MatrixRM& W) {
+  if (rows == W.cols() && cols == W.cols()) return;
   const std::string n = std::to_string(W.cols());
   throw input_error("gptq_quantize: H", "[" + n + ", " + n + "] (W's input columns)",
-                    "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
+                    "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
 }
 
 }  // namespace
@@ -249,7 +273,8 @@ void require_hessian_shape(const Eigen::MatrixXd& H, const MatrixRM& W) {
 GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
   config.validate();
   require_weights(W, "gptq_quantize: W");
-  require_hessian_shape(hessian.U, W);
+  const auto n = static_cast<Eigen::Index>(hessian.dead.size());  // U is empty on failure
+  require_hessian_shape(n, n, W);
   GptqResult result;
   if (hessian.status != GptqStatus::Ok) {
     result.quantized = rtn_quantize(W, config.spec);
@@ -266,7 +291,7 @@ GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const Gp
 }
 
 GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {
-  require_hessian_shape(H, W);
+  require_hessian_shape(H.rows(), H.cols(), W);
   return gptq_quantize(W, prepare_hessian(H, config), config);
 }
 
