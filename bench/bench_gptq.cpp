@@ -4,8 +4,6 @@
 // Usage: bench_gptq [blocks=6] [hidden=512] [kv_out=256] [mlp=1280]
 // On a busy machine, OPENBLAS_NUM_THREADS=1 keeps idle BLAS threads from spinning
 // against the TBB row tasks (measured 1.6-1.8 s vs 2.6-3.3 s on 2 loaded cores).
-#include <tbb/global_control.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
