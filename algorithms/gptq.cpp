@@ -5,7 +5,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <mutex>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -17,8 +16,9 @@ namespace ptq {
 
 void GptqConfig::validate() const {
   spec.validate();
-  if (!(damp > 0))
+  if (!(damp > 0)) {
     throw input_error("GptqConfig.damp", "a positive fraction", std::to_string(damp));
+  }
   if (block_size < 1) {
     throw input_error("GptqConfig.block_size", "a positive number of columns",
                       std::to_string(block_size));
@@ -40,6 +40,8 @@ namespace {
 
 template <class T>
 using ColMatrix = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+template <class T>
+using Column = Eigen::Array<T, Eigen::Dynamic, 1>;
 
 std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder order) {
   std::vector<Eigen::Index> perm(diag.size());
@@ -51,19 +53,21 @@ std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder 
   return perm;
 }
 
-// A (symmetric positive definite, column-major) becomes the upper U with
-// U^T U = A^-1, as the reference's cholesky -> cholesky_inverse -> cholesky(upper).
-// False when a factorization finds A not positive definite.
-bool inverse_upper_cholesky(Eigen::MatrixXd& A) {
-  const auto n = static_cast<lapack_int>(A.rows());
-  // The _work variants skip LAPACKE's NaN scans; a NaN in H fails a pivot or
-  // is caught by the final check.
-  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
-  if (LAPACKE_dpotri_work(LAPACK_COL_MAJOR, 'L', n, A.data(), n) != 0) return false;
-  A.triangularView<Eigen::StrictlyUpper>() = A.transpose();
-  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'U', n, A.data(), n) != 0) return false;
-  A.triangularView<Eigen::StrictlyLower>().setZero();
-  return A.allFinite();
+// The upper U with U^T U = A^-1 (A symmetric positive definite), which the
+// reference gets as cholesky -> cholesky_inverse -> cholesky(upper): three
+// O(n^3) steps. With J the reversal permutation, J A J = M M^T (M lower) gives
+// A = R R^T with R = J M J upper, so A^-1 = (R^-1)^T R^-1 and, R^-1 being upper
+// with a positive diagonal, U = R^-1 = J M^-1 J: one Cholesky and one
+// triangular inverse. `reversed` holds J A J on entry and is overwritten.
+// False when A is not (numerically) positive definite.
+bool inverse_upper_cholesky(Eigen::MatrixXd& reversed, Eigen::MatrixXd& U) {
+  const auto n = static_cast<lapack_int>(reversed.rows());
+  // The _work variants skip LAPACKE's NaN scans; a NaN fails a pivot or the final check.
+  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, reversed.data(), n) != 0) return false;
+  if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, reversed.data(), n) != 0) return false;
+  reversed.triangularView<Eigen::StrictlyUpper>().setZero();
+  U = reversed.reverse();
+  return U.allFinite();
 }
 
 }  // namespace
@@ -83,16 +87,17 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) 
     if (f.dead[i]) diag[i] = 1;
   }
   f.order = column_order(diag, config.order);
-  Eigen::MatrixXd Hp(n, n);
+  // H in quantization order, reversed (see inverse_upper_cholesky).
+  Eigen::MatrixXd reversed(n, n);
   for (Eigen::Index j = 0; j < n; ++j) {
-    for (Eigen::Index i = 0; i < n; ++i) Hp(i, j) = H(f.order[i], f.order[j]);
+    for (Eigen::Index i = 0; i < n; ++i) reversed(i, j) = H(f.order[n - 1 - i], f.order[n - 1 - j]);
+    reversed(j, j) = diag[f.order[n - 1 - j]];  // dead columns get H_ii = 1
   }
-  Hp.diagonal() = diag(f.order);  // dead columns get H_ii = 1
   f.damping = config.damp * diag.mean();
   for (f.damping_retries = 0;; ++f.damping_retries, f.damping *= 10) {
-    f.U = Hp;
-    f.U.diagonal().array() += f.damping;
-    const bool ok = inverse_upper_cholesky(f.U);
+    Eigen::MatrixXd A = reversed;
+    A.diagonal().array() += f.damping;
+    const bool ok = inverse_upper_cholesky(A, f.U);
     f.status = ok ? GptqStatus::Ok : GptqStatus::CholeskyFailed;
     if (ok || f.damping_retries == config.max_damping_retries) return f;
   }
@@ -104,83 +109,93 @@ namespace {
 template <class T>
 struct Plan {
   const GptqConfig& config;
-  const GptqHessian& f;
-  ColMatrix<T> U;                   // f.U in T
-  ColMatrix<T> W;                   // [out, in] in T, dead columns zeroed, original order
+  const GptqHessian& hessian;
+  ColMatrix<T> U;                   // hessian.U in T
   GridTable<T> fixed;               // Tensor/Channel grids (original W) or static groups
   std::vector<std::int32_t> g_idx;  // by original column
 };
 
-// Mutable per-row outputs; tasks write disjoint rows.
+// The column loop's state for all rows; row tasks touch disjoint rows.
 template <class T>
-struct RowOutputs {
-  CodeMatrix& codes;          // [out, in], original column order
-  GridTable<T>& grids;        // [out, n_groups]; tasks write dynamic group grids
-  std::vector<double>& loss;  // per row
+struct LoopState {
+  ColMatrix<T> W;         // [out, in] in quantization order, updated block by block
+  ColMatrix<T> W1;        // the current block's columns, updated column by column
+  ColMatrix<T> err;       // the current block's (w - q) / d
+  Column<T> scale, zero;  // each row's current grid
+  Column<double> loss;    // per row
+  GridTable<T> grids;     // [out, n_groups]: the grids used, dynamic ones written as found
+  CodeMatrix& codes;      // [out, in], original column order
 };
 
-// The grids of a block of rows for quantized column j (permuted index).
+// Sets the grids of rows [r0, r0 + rows) for quantized column j.
 template <class T>
-void select_grids(const Plan<T>& plan, const ColMatrix<T>& W, Eigen::Index r0, Eigen::Index j,
-                  const RowOutputs<T>& out, Eigen::Array<T, Eigen::Dynamic, 1>& scale,
-                  Eigen::Array<T, Eigen::Dynamic, 1>& zero) {
+void select_grids(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eigen::Index rows,
+                  Eigen::Index j) {
   const QuantSpec& spec = plan.config.spec;
   const bool dynamic_groups =
       spec.granularity == Granularity::Group && plan.config.group_grids == GroupGrids::Dynamic;
-  if (dynamic_groups) {
-    if (j % spec.group_size != 0) return;
-    // Reference quirk kept on purpose: the group's range is read from the lazily
-    // updated W, which lacks this block's in-block updates.
-    const auto width = std::min<Eigen::Index>(spec.group_size, W.cols() - j);
-    const auto part = W.middleCols(j, width);
-    for (Eigen::Index r = 0; r < W.rows(); ++r) {
-      const auto g = grid_from_range<T>(part.row(r).minCoeff(), part.row(r).maxCoeff(), spec.maxq(),
-                                        spec.symmetry);
-      scale[r] = out.grids.scales(r0 + r, j / spec.group_size) = g.scale;
-      zero[r] = out.grids.zeros(r0 + r, j / spec.group_size) = g.zero;
-    }
+  if (!dynamic_groups) {
+    const Eigen::Index group = plan.g_idx[plan.hessian.order[j]];
+    s.scale.segment(r0, rows) = plan.fixed.scales.col(group).segment(r0, rows);
+    s.zero.segment(r0, rows) = plan.fixed.zeros.col(group).segment(r0, rows);
     return;
   }
-  const Eigen::Index group = plan.g_idx[plan.f.order[j]];
-  for (Eigen::Index r = 0; r < W.rows(); ++r) {
-    scale[r] = plan.fixed.scales(r0 + r, group);
-    zero[r] = plan.fixed.zeros(r0 + r, group);
+  if (j % spec.group_size != 0) return;
+  // Reference quirk kept on purpose: the group's range is read from W, which
+  // lacks the current block's in-block updates (they live in W1).
+  const Eigen::Index group = j / spec.group_size;
+  const auto part = s.W.block(r0, j, rows, std::min<Eigen::Index>(spec.group_size, s.W.cols() - j));
+  for (Eigen::Index r = 0; r < rows; ++r) {
+    const auto g = grid_from_range<T>(part.row(r).minCoeff(), part.row(r).maxCoeff(), spec.maxq(),
+                                      spec.symmetry);
+    s.scale[r0 + r] = s.grids.scales(r0 + r, group) = g.scale;
+    s.zero[r0 + r] = s.grids.zeros(r0 + r, group) = g.zero;
   }
 }
 
-// GPTQ on rows [r0, r0 + rows): the reference's column loop with lazy block updates.
+// Quantizes block column i (quantized column i1 + i) of rows [r0, r0 + rows):
+// writes the codes and err = (w - q) / d, and adds err^2 / 2 to the loss.
 template <class T>
-void quantize_rows(const Plan<T>& plan, Eigen::Index r0, Eigen::Index rows,
-                   const RowOutputs<T>& out) {
-  const Eigen::Index n = plan.W.cols();
-  const int maxq = plan.config.spec.maxq();
-  ColMatrix<T> W(rows, n);  // this task's rows, permuted columns
-  for (Eigen::Index j = 0; j < n; ++j) W.col(j) = plan.W.col(plan.f.order[j]).segment(r0, rows);
-  Eigen::Array<T, Eigen::Dynamic, 1> scale(rows), zero(rows);
-  Eigen::Array<double, Eigen::Dynamic, 1> loss = Eigen::ArrayXd::Zero(rows);
-  for (Eigen::Index i1 = 0; i1 < n; i1 += plan.config.block_size) {
-    const Eigen::Index count = std::min<Eigen::Index>(plan.config.block_size, n - i1);
-    ColMatrix<T> W1 = W.middleCols(i1, count);
-    ColMatrix<T> err(rows, count);
-    for (Eigen::Index i = 0; i < count; ++i) {
-      const Eigen::Index j = i1 + i;
-      select_grids(plan, W, r0, j, out, scale, zero);
-      const T d = plan.U(j, j);
-      for (Eigen::Index r = 0; r < rows; ++r) {
-        const GridParams<T> grid{scale[r], zero[r]};
-        const T w = W1(r, i);
-        const T code = quantize_code(w, grid, maxq);
-        out.codes(r0 + r, plan.f.order[j]) = static_cast<std::uint8_t>(code);
-        err(r, i) = (w - dequantize_code(code, grid)) / d;
-        loss[r] += static_cast<double>(err(r, i)) * err(r, i) / 2;
-      }
-      for (Eigen::Index k = i + 1; k < count; ++k) W1.col(k) -= plan.U(j, i1 + k) * err.col(i);
+void quantize_column(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eigen::Index rows,
+                     Eigen::Index i1, Eigen::Index i) {
+  const auto maxq = static_cast<T>(plan.config.spec.maxq());
+  const auto w = s.W1.col(i).segment(r0, rows).array();
+  const auto scale = s.scale.segment(r0, rows);
+  const auto zero = s.zero.segment(r0, rows);
+  // quantize_code / dequantize_code, vectorized: rint rounds half to even.
+  const Column<T> code = ((w / scale).rint() + zero).max(T(0)).min(maxq);
+  const Column<T> err = (w - scale * (code - zero)) / plan.U(i1 + i, i1 + i);
+  s.err.col(i).segment(r0, rows) = err.matrix();
+  s.loss.segment(r0, rows) += err.template cast<double>().square() / 2;
+  const Eigen::Index column = plan.hessian.order[i1 + i];
+  for (Eigen::Index r = 0; r < rows; ++r)
+    s.codes(r0 + r, column) = static_cast<std::uint8_t>(code[r]);
+}
+
+// Columns per sub-block inside a lazy block: rank-1 updates stay inside a
+// sub-block and a small GEMM carries each sub-block's error to the rest of the
+// block. Same arithmetic as the reference up to summation order. With 64 rows
+// per task these GEMMs stay below OpenBLAS's threading threshold, so tasks
+// never nest BLAS threads.
+constexpr Eigen::Index kSubBlock = 16;
+
+// The block [i1, i1 + count) for rows [r0, r0 + rows): the reference's inner loop.
+template <class T>
+void quantize_block_rows(const Plan<T>& plan, LoopState<T>& s, Eigen::Index i1, Eigen::Index count,
+                         Eigen::Index r0, Eigen::Index rows) {
+  const ColMatrix<T>& U = plan.U;
+  auto W1 = s.W1.middleRows(r0, rows);
+  const auto err = s.err.middleRows(r0, rows);
+  for (Eigen::Index b1 = 0; b1 < count; b1 += kSubBlock) {
+    const Eigen::Index b2 = std::min(b1 + kSubBlock, count);
+    for (Eigen::Index i = b1; i < b2; ++i) {
+      select_grids(plan, s, r0, rows, i1 + i);
+      quantize_column(plan, s, r0, rows, i1, i);
+      for (Eigen::Index k = i + 1; k < b2; ++k) W1.col(k) -= U(i1 + i, i1 + k) * err.col(i);
     }
-    // One GEMM carries the whole block's error to the columns right of it.
-    W.rightCols(n - i1 - count).noalias() -=
-        err * plan.U.block(i1, i1 + count, count, n - i1 - count);
+    W1.rightCols(count - b2).noalias() -=
+        err.middleCols(b1, b2 - b1) * U.block(i1 + b1, i1 + b2, b2 - b1, count - b2);
   }
-  for (Eigen::Index r = 0; r < rows; ++r) out.loss[r0 + r] = loss[r];
 }
 
 std::vector<std::int32_t> group_index(const QuantSpec& spec, const GptqConfig& config,
@@ -194,54 +209,71 @@ std::vector<std::int32_t> group_index(const QuantSpec& spec, const GptqConfig& c
   return g_idx;
 }
 
+// W in T with dead columns zeroed, and the grids fixed up front.
 template <class T>
-GptqResult run_gptq(const MatrixRM& W, const GptqHessian& f, const GptqConfig& config) {
-  const QuantSpec& spec = config.spec;
-  Plan<T> plan{config, f, f.U.cast<T>(), W.cast<T>(), {}, group_index(spec, config, f.order)};
+ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
+  const QuantSpec& spec = plan.config.spec;
+  ColMatrix<T> Wt = W.cast<T>();
   // As in the reference, per-tensor/channel grids see W before dead columns are zeroed.
-  if (spec.granularity != Granularity::Group) plan.fixed = fit_grids(plan.W, spec);
+  if (spec.granularity != Granularity::Group) plan.fixed = fit_grids(Wt, spec);
   for (Eigen::Index c = 0; c < W.cols(); ++c) {
-    if (f.dead[c]) plan.W.col(c).setZero();
+    if (plan.hessian.dead[c]) Wt.col(c).setZero();
   }
-  if (config.group_grids == GroupGrids::Static) plan.fixed = fit_grids(plan.W, spec);
+  if (plan.config.group_grids == GroupGrids::Static) plan.fixed = fit_grids(Wt, spec);
+  ColMatrix<T> ordered(W.rows(), W.cols());
+  for (Eigen::Index j = 0; j < W.cols(); ++j) ordered.col(j) = Wt.col(plan.hessian.order[j]);
+  return ordered;
+}
 
+template <class T>
+GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
+  const QuantSpec& spec = config.spec;
+  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order)};
   GptqResult result;
   result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
-  GridTable<T> grids = plan.fixed;  // dynamic group grids: filled in by the row tasks
+  const Eigen::Index out = W.rows(), n = W.cols();
+  LoopState<T> s{prepare_weights(W, plan),
+                 {},
+                 {},
+                 Column<T>(out),
+                 Column<T>(out),
+                 Column<double>::Zero(out),
+                 plan.fixed,
+                 result.quantized.codes};
   if (spec.granularity == Granularity::Group && config.group_grids == GroupGrids::Dynamic) {
-    const int n_groups = spec.groups_per_row(static_cast<int>(W.cols()));
-    grids.scales.resize(W.rows(), n_groups);
-    grids.zeros.resize(W.rows(), n_groups);
+    s.grids.scales.resize(out, spec.groups_per_row(static_cast<int>(n)));
+    s.grids.zeros.resize(out, spec.groups_per_row(static_cast<int>(n)));
   }
-  std::vector<double> loss(W.rows(), 0.0);
-  const RowOutputs<T> out{result.quantized.codes, grids, loss};
-
   const Eigen::Index step = config.rows_per_task;
-  const Eigen::Index tasks = (W.rows() + step - 1) / step;
-  std::mutex progress_mutex;
-  std::int64_t rows_done = 0;
-  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, tasks, 1), [&](const auto& range) {
-    for (Eigen::Index t = range.begin(); t < range.end(); ++t) {
-      const Eigen::Index rows = std::min(step, W.rows() - t * step);
-      quantize_rows(plan, t * step, rows, out);
-      if (config.progress) {
-        const std::lock_guard lock(progress_mutex);
-        rows_done += rows;
-        config.progress(rows_done, W.rows());
+  const Eigen::Index tasks = (out + step - 1) / step;
+  for (Eigen::Index i1 = 0; i1 < n; i1 += config.block_size) {
+    const Eigen::Index count = std::min<Eigen::Index>(config.block_size, n - i1);
+    s.W1 = s.W.middleCols(i1, count);
+    s.err.resize(out, count);
+    // Rows are independent within a block; the fixed split keeps results
+    // identical for any thread count.
+    tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, tasks, 1), [&](const auto& range) {
+      for (Eigen::Index t = range.begin(); t < range.end(); ++t) {
+        quantize_block_rows(plan, s, i1, count, t * step, std::min(step, out - t * step));
       }
-    }
-  });
-  result.quantized.scales = grids.scales.template cast<float>();
-  result.quantized.zeros = grids.zeros.template cast<float>();
-  result.loss = std::accumulate(loss.begin(), loss.end(), 0.0);  // fixed order
+    });
+    // One GEMM over all rows, threaded by BLAS, carries the block's error to
+    // the columns right of it.
+    s.W.rightCols(n - i1 - count).noalias() -=
+        s.err * plan.U.block(i1, i1 + count, count, n - i1 - count);
+    if (config.progress) config.progress(i1 + count, n);
+  }
+  result.quantized.scales = s.grids.scales.template cast<float>();
+  result.quantized.zeros = s.grids.zeros.template cast<float>();
+  result.loss = s.loss.sum();  // fixed order
   return result;
 }
 
-void require_hessian_shape(const Eigen::MatrixXd& H, const MatrixRM& W) {
-  if (H.rows() == W.cols() && H.cols() == W.cols()) return;
+void require_hessian_shape(Eigen::Index rows, Eigen::Index cols, const MatrixRM& W) {
+  if (rows == W.cols() && cols == W.cols()) return;
   const std::string n = std::to_string(W.cols());
   throw input_error("gptq_quantize: H", "[" + n + ", " + n + "] (W's input columns)",
-                    "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
+                    "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
 }
 
 }  // namespace
@@ -249,7 +281,8 @@ void require_hessian_shape(const Eigen::MatrixXd& H, const MatrixRM& W) {
 GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
   config.validate();
   require_weights(W, "gptq_quantize: W");
-  require_hessian_shape(hessian.U, W);
+  const auto n = static_cast<Eigen::Index>(hessian.dead.size());  // U is empty on failure
+  require_hessian_shape(n, n, W);
   GptqResult result;
   if (hessian.status != GptqStatus::Ok) {
     result.quantized = rtn_quantize(W, config.spec);
@@ -266,7 +299,7 @@ GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const Gp
 }
 
 GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {
-  require_hessian_shape(H, W);
+  require_hessian_shape(H.rows(), H.cols(), W);
   return gptq_quantize(W, prepare_hessian(H, config), config);
 }
 

@@ -16,8 +16,10 @@ namespace ptq {
 
 // In which order columns are quantized.
 enum class ColumnOrder {
-  Natural,         // 0, 1, 2, ...
-  ActivationOrder  // descending diag(H) ("act-order"); ties by ascending index
+  Natural,  // 0, 1, 2, ...
+  // Descending diag(H) ("act-order"). Ties go by ascending index; the
+  // reference's torch.argsort is not stable, so it may order ties differently.
+  ActivationOrder
 };
 
 // Where a group's grid comes from (Granularity::Group only).
@@ -37,10 +39,12 @@ struct GptqConfig {
   GroupGrids group_grids = GroupGrids::Dynamic;
   // Each failed Cholesky multiplies the damping by 10 and retries, at most this often.
   int max_damping_retries = 6;
-  Precision precision = Precision::Float32;  // Float32 like the reference's torch math
+  // Column loop and block updates in Float32, like the reference's torch math.
+  // The factor of H^-1 is always computed in double (the reference uses float32).
+  Precision precision = Precision::Float32;
   int rows_per_task = 64;  // rows per parallel task; the result does not depend on it
-  // Optional; called as rows finish (from worker threads, one call at a time).
-  std::function<void(std::int64_t rows_done, std::int64_t rows_total)> progress;
+  // Optional; called on the calling thread after each block of columns.
+  std::function<void(std::int64_t columns_done, std::int64_t columns_total)> progress;
 
   void validate() const;  // InputError naming the field
 };
@@ -68,8 +72,8 @@ struct GptqResult {
 struct GptqHessian {
   std::vector<Eigen::Index> order;  // order[j]: original index of the j-th quantized column
   std::vector<char> dead;           // per original column: H_ii == 0
-  Eigen::MatrixXd U;                // upper factor, U^T U = (H_ordered + damping I)^-1
-  double damping = 0;               // absolute value added to diag(H), after retries
+  Eigen::MatrixXd U;   // upper factor, U^T U = (H_ordered + damping I)^-1; empty on failure
+  double damping = 0;  // absolute value added to diag(H), after retries
   int damping_retries = 0;
   GptqStatus status = GptqStatus::Ok;
 };
@@ -80,8 +84,9 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config);
 
 // W: [out, in], row-major float32, non-empty and finite. H: [in, in], symmetric,
 // the Hessian proxy of the layer input X [n, in]. Any positive multiple of X^T X
-// gives the same quantized weights; `loss` is in H's scale, so pass the
-// reference's average H = 2/n X^T X to compare losses with it. Columns with
+// gives the same quantized weights (up to float rounding); only `loss` scales
+// with H. Pass the reference's average H = 2/n X^T X (unnormalised sums work
+// as well) to compare losses with the reference. Columns with
 // H_ii == 0 never saw a nonzero input: their weights become 0 (reference).
 // With ActivationOrder and dynamic groups, group k holds the k-th run of
 // group_size columns in quantization order and g_idx[c] says which; with static
@@ -90,7 +95,7 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config);
 // same whatever the thread count.
 GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config);
 
-// The same with H prepared once for several layers (W.cols() == hessian.U.rows()).
+// The same with H prepared once for several layers (W.cols() == hessian.dead.size()).
 GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config);
 
 }  // namespace ptq
