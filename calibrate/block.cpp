@@ -49,11 +49,14 @@ void linear(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMat
   if (b.size() > 0) y.rowwise() += b.transpose();
 }
 
-// Observes then transforms the input shared by `roles`.
-void prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRole> roles,
+// Observes then transforms the input shared by `roles`; true when the
+// forward should stop here (ForwardOptions::stop_after).
+bool prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRole> roles,
                    RowMatrix& x) {
   if (o.observer) o.observer->observe(layer, roles, x);
+  if (o.stop_after == linear_spec(roles.front()).input) return true;
   if (o.input_transform) o.input_transform->apply(layer, roles, x);
+  return false;
 }
 
 // Per-head RMSNorm (Qwen3) on a [tokens, heads*head_dim] matrix.
@@ -97,11 +100,12 @@ void rope_tables(const ModelConfig& c, int seq_len, RowMatrix& cos, RowMatrix& s
   }
 }
 
-void attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
+// Both sublayers return true when the forward stopped early.
+bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
                         const ForwardOptions& o) {
   RowMatrix h = act.x;
   rms_norm_rows(h, w.input_norm, static_cast<float>(c.rms_norm_eps));
-  prepare_input(o, w.layer, qkv_roles, h);
+  if (prepare_input(o, w.layer, qkv_roles, h)) return true;
   RowMatrix q, k, v;
   linear(h, w.weight(LinearRole::q), w.bias_of(LinearRole::q), q, Residual::overwrite);
   linear(h, w.weight(LinearRole::k), w.bias_of(LinearRole::k), k, Residual::overwrite);
@@ -116,15 +120,16 @@ void attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations
   apply_rope(k, cos, sin, act.seq_len, c.head_dim);
   RowMatrix attended;
   causal_attention(q, k, v, {act.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, attended);
-  prepare_input(o, w.layer, o_roles, attended);
+  if (prepare_input(o, w.layer, o_roles, attended)) return true;
   linear(attended, w.weight(LinearRole::o), w.bias_of(LinearRole::o), act.x, Residual::accumulate);
+  return false;
 }
 
-void mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
+bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
                   const ForwardOptions& o) {
   RowMatrix h = act.x;
   rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
-  prepare_input(o, w.layer, gate_up_roles, h);
+  if (prepare_input(o, w.layer, gate_up_roles, h)) return true;
   RowMatrix gate, up;
   linear(h, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
   linear(h, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
@@ -134,8 +139,9 @@ void mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
     const float* u = up.row(t).data();
     for (Eigen::Index i = 0; i < gate.cols(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   });
-  prepare_input(o, w.layer, down_roles, gate);
+  if (prepare_input(o, w.layer, down_roles, gate)) return true;
   linear(gate, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
+  return false;
 }
 
 }  // namespace
@@ -182,7 +188,7 @@ void block_forward(const ModelConfig& config, const BlockWeights& w, Activations
                    const ForwardOptions& options) {
   PTQ_ASSERT(act.seq_len > 0 && act.x.rows() % act.seq_len == 0);
   PTQ_ASSERT(act.x.cols() == config.hidden_size);
-  attention_sublayer(config, w, act, options);
+  if (attention_sublayer(config, w, act, options)) return;
   mlp_sublayer(config, w, act, options);
 }
 

@@ -3,6 +3,7 @@
 // calibration and quantization stages plug into.
 #include <Eigen/Core>
 #include <array>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -59,6 +60,9 @@ class LinearInputTransform {
 struct ForwardOptions {
   LinearObserver* observer = nullptr;
   const LinearInputTransform* input_transform = nullptr;
+  // Statistics passes need no block output: stop right after this input has
+  // been observed (the activations are then left partly updated).
+  std::optional<LinearInput> stop_after;
 };
 
 // RoPE inverse frequencies [head_dim/2] for the config (default or llama3).

@@ -96,7 +96,7 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
     std::optional<InputCollector> collector;
     if (recipe.needs_calibration()) {
       collector.emplace(input, linear_in_features(config, roles.front()));
-      run_block(config, w, *x, seq_len, batch, false, ForwardOptions{&*collector, nullptr});
+      run_block(config, w, *x, seq_len, batch, false, ForwardOptions{&*collector, nullptr, input});
     }
     for (LinearRole role : roles) {
       out.push_back(quantize_linear(recipe, layer, role, w.weight(role), collector ? &collector->stats() : nullptr));
