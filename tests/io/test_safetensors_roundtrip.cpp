@@ -127,6 +127,23 @@ TEST(SafetensorsRoundTrip, ShardedCheckpoint) {
                            {"tensor nope", "expected present", "missing"});
 }
 
+TEST(SafetensorsRoundTrip, FailedWriteLeavesNothingAndOverwriteReplaces) {
+  const auto dir = test::temp_dir("w");
+  const auto tensors = sample_tensors();
+  std::vector<TensorToWrite> views;
+  for (const auto& t : tensors) views.push_back(t.view());
+  test::expect_input_error([&] { write_safetensors(dir / "missing" / "m.safetensors", views); },
+                           {"missing/m.safetensors", "a file that can be created"});
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+
+  test::write_text(dir / "m.safetensors", "old contents");
+  write_safetensors(dir / "m.safetensors", views);
+  EXPECT_EQ(SafetensorsFile::open(dir / "m.safetensors")->tensors().size(), tensors.size());
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir),
+                          std::filesystem::directory_iterator()),
+            1);
+}
+
 TEST(SafetensorsRoundTrip, ToFloatConvertsHalf) {
   const auto dir = test::temp_dir("f");
   const std::vector<float> values{0.5f, -3.0f, 1024.0f};
