@@ -1,10 +1,9 @@
 #pragma once
 // JSON parsing for untrusted files: syntax errors and duplicate object keys
 // (which nlohmann would silently resolve by keeping the last) become InputError.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace ptq {
 

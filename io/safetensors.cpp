@@ -45,7 +45,8 @@ std::uint64_t read_header_length(const std::byte* map, std::size_t file_size,
   return length;
 }
 
-std::map<std::string, std::string> parse_metadata(const json& value, const std::filesystem::path& path) {
+std::map<std::string, std::string> parse_metadata(const json& value,
+                                                  const std::filesystem::path& path) {
   const std::string where = path.string() + ": " + kMetadataKey;
   if (!value.is_object()) throw input_error(where, "an object of strings", describe_json(value));
   std::map<std::string, std::string> metadata;
@@ -75,7 +76,8 @@ DType parse_tensor_dtype(const json& value, const std::string& where) {
 // Shape dimensions and the byte count they imply, with every product overflow-checked.
 std::vector<std::int64_t> parse_shape(const json& value, DType dtype, const std::string& where,
                                       std::uint64_t& byte_count) {
-  if (!value.is_array()) throw input_error(where + " shape", "an array of integers", describe_json(value));
+  if (!value.is_array())
+    throw input_error(where + " shape", "an array of integers", describe_json(value));
   std::vector<std::int64_t> shape;
   std::uint64_t count = dtype_size(dtype);
   for (const auto& dim : value) {
@@ -110,21 +112,26 @@ std::pair<std::uint64_t, std::uint64_t> parse_offsets(const json& value, const s
   return {begin, end};
 }
 
-TensorView parse_tensor(const std::string& name, const json& entry, const std::filesystem::path& path,
-                        const std::byte* data, std::uint64_t data_size) {
+TensorView parse_tensor(const std::string& name, const json& entry,
+                        const std::filesystem::path& path, const std::byte* data,
+                        std::uint64_t data_size) {
   const std::string where = tensor_where(path, name);
-  if (!entry.is_object()) throw input_error(where, "an object {dtype, shape, data_offsets}", describe_json(entry));
+  if (!entry.is_object())
+    throw input_error(where, "an object {dtype, shape, data_offsets}", describe_json(entry));
   const DType dtype = parse_tensor_dtype(require_field(entry, "dtype", where), where);
   std::uint64_t expected_bytes = 0;
   auto shape = parse_shape(require_field(entry, "shape", where), dtype, where, expected_bytes);
-  const auto [begin, end] = parse_offsets(require_field(entry, "data_offsets", where), where, data_size);
+  const auto [begin, end] =
+      parse_offsets(require_field(entry, "data_offsets", where), where, data_size);
   if (end - begin != expected_bytes) {
-    throw input_error(where, std::to_string(expected_bytes) + " bytes (" + std::string(dtype_name(dtype)) +
-                                 " x shape)",
-                      std::to_string(end - begin) + " bytes in data_offsets");
+    throw input_error(
+        where,
+        std::to_string(expected_bytes) + " bytes (" + std::string(dtype_name(dtype)) + " x shape)",
+        std::to_string(end - begin) + " bytes in data_offsets");
   }
   return TensorView{name, dtype, std::move(shape),
-                    std::span<const std::byte>(data + begin, static_cast<std::size_t>(end - begin)), path};
+                    std::span<const std::byte>(data + begin, static_cast<std::size_t>(end - begin)),
+                    path};
 }
 
 void check_no_overlap(const std::vector<TensorView>& tensors, const std::filesystem::path& path) {
@@ -132,8 +139,9 @@ void check_no_overlap(const std::vector<TensorView>& tensors, const std::filesys
   for (const auto& t : tensors) {
     if (!t.bytes.empty()) by_offset.push_back(&t);
   }
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const TensorView* a, const TensorView* b) { return a->bytes.data() < b->bytes.data(); });
+  std::sort(by_offset.begin(), by_offset.end(), [](const TensorView* a, const TensorView* b) {
+    return a->bytes.data() < b->bytes.data();
+  });
   for (std::size_t i = 1; i < by_offset.size(); ++i) {
     const auto* prev = by_offset[i - 1];
     const auto* cur = by_offset[i];
@@ -185,7 +193,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   const std::string_view header_text(reinterpret_cast<const char*>(file->map_ + kLengthPrefixBytes),
                                      static_cast<std::size_t>(header_length));
   const json header = parse_json_strict(header_text, path.string() + ": header");
-  if (!header.is_object()) throw input_error(path.string() + ": header", "a JSON object", describe_json(header));
+  if (!header.is_object())
+    throw input_error(path.string() + ": header", "a JSON object", describe_json(header));
 
   const std::byte* data = file->map_ + kLengthPrefixBytes + header_length;
   const std::uint64_t data_size = size - kLengthPrefixBytes - header_length;
