@@ -60,7 +60,8 @@ void prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRol
 void head_norm(RowMatrix& x, const FloatVector& w, int head_dim, float eps) {
   const int heads = static_cast<int>(x.cols()) / head_dim;
   for_rows(x.rows(), [&](Eigen::Index t) {
-    for (int h = 0; h < heads; ++h) rms_norm(x.row(t).data() + h * head_dim, w.data(), head_dim, eps);
+    for (int h = 0; h < heads; ++h)
+      rms_norm(x.row(t).data() + h * head_dim, w.data(), head_dim, eps);
   });
 }
 
@@ -135,7 +136,8 @@ void mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
     for (Eigen::Index i = 0; i < gate.cols(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   });
   prepare_input(o, w.layer, down_roles, gate);
-  linear(gate, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
+  linear(gate, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x,
+         Residual::accumulate);
 }
 
 }  // namespace

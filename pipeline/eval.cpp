@@ -77,9 +77,8 @@ void EvalConfig::validate() const {
   }
 }
 
-EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids,
-                    const EvalConfig& config, const Model* reference,
-                    const EvalProgress& progress) {
+EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids, const EvalConfig& config,
+                    const Model* reference, const EvalProgress& progress) {
   config.validate();
   int windows = static_cast<int>(ids.size() / static_cast<std::size_t>(config.ctx));
   if (windows == 0) {

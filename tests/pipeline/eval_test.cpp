@@ -1,5 +1,7 @@
 // ptq eval: protocol, KL/top-1, against independent straightforward
 // computations and the fixtures' reference numbers.
+#include "pipeline/eval.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,13 +14,12 @@
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
 #include "io/safetensors.hpp"
-#include "pipeline/eval.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
 namespace {
 
-constexpr int fast_windows = 6;       // windows used by the fast tests
+constexpr int fast_windows = 6;         // windows used by the fast tests
 constexpr double sum_tolerance = 1e-6;  // relative: batched vs per-window sums
 
 std::vector<std::int32_t> tiny_eval_ids() {
@@ -78,8 +79,8 @@ std::filesystem::path perturbed_tiny(const std::filesystem::path& dir, int manti
   std::size_t i = 0;
   for (const TensorView* t : source.tensors()) {
     const auto& v = data[i++];
-    out.push_back({t->name, DType::F32, t->shape,
-                   std::as_bytes(std::span<const float>(v.data(), v.size()))});
+    out.push_back(
+        {t->name, DType::F32, t->shape, std::as_bytes(std::span<const float>(v.data(), v.size()))});
   }
   write_safetensors(dir / "model.safetensors", out);
   std::filesystem::copy_file(test::fixture("models/tiny/config.json"), dir / "config.json");
@@ -177,9 +178,9 @@ TEST(EvalCli, WritesJsonMatchingLibraryResult) {
 TEST(EvalCli, TextInputMatchesGoldenIds) {
   const auto from_ids = run_cli_eval(
       "--ids " + test::fixture("goldens/tiny/eval_generic.ids").string(), test::temp_dir("ids"));
-  const auto from_text = run_cli_eval(
-      "--text " + test::fixture("corpus/generic_eval/wikitext2_test.txt").string(),
-      test::temp_dir("text"));
+  const auto from_text =
+      run_cli_eval("--text " + test::fixture("corpus/generic_eval/wikitext2_test.txt").string(),
+                   test::temp_dir("text"));
   EXPECT_EQ(from_text.at("nll_sum").get<double>(), from_ids.at("nll_sum").get<double>());
   EXPECT_EQ(from_text.at("predicted_tokens"), from_ids.at("predicted_tokens"));
 }
