@@ -124,7 +124,10 @@ void write_eval_json(const std::filesystem::path& path, const EvalResult& r,
   {
     std::ofstream out(temp);
     out << j.dump(1) << '\n';
-    if (!out) throw input_error(temp.string(), "a writable file", "a write error");
+    if (!out) {
+      std::filesystem::remove(temp);
+      throw input_error(temp.string(), "a writable file", "a write error");
+    }
   }
   std::filesystem::rename(temp, path);
 }
