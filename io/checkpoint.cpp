@@ -23,21 +23,24 @@ bool is_pickle_name(const fs::path& p) {
 }
 
 [[noreturn]] void throw_pickled(const fs::path& where, const fs::path& pickle) {
-  throw input_error(where.string(), "safetensors weights (model.safetensors or model.safetensors.index.json)",
-                    "only the pickled checkpoint " + pickle.filename().string() +
-                        "; pickled checkpoints are not read (they can run code): convert to safetensors, "
-                        "e.g. with transformers: model.save_pretrained(dir, safe_serialization=True)");
+  throw input_error(
+      where.string(), "safetensors weights (model.safetensors or model.safetensors.index.json)",
+      "only the pickled checkpoint " + pickle.filename().string() +
+          "; pickled checkpoints are not read (they can run code): convert to safetensors, "
+          "e.g. with transformers: model.save_pretrained(dir, safe_serialization=True)");
 }
 
 // A shard name from the index must be a plain file name in the index's folder.
 fs::path shard_path(const fs::path& index, const std::string& shard) {
   const fs::path name(shard);
-  if (shard.empty() || name.has_parent_path() || name != name.filename() || shard == "." || shard == "..") {
+  if (shard.empty() || name.has_parent_path() || name != name.filename() || shard == "." ||
+      shard == "..") {
     throw input_error(index.string(), "shard names that are plain file names", "\"" + shard + "\"");
   }
   const fs::path path = index.parent_path() / name;
   if (!fs::is_regular_file(path)) {
-    throw input_error(index.string(), "shard \"" + shard + "\" to exist", "no such file " + path.string());
+    throw input_error(index.string(), "shard \"" + shard + "\" to exist",
+                      "no such file " + path.string());
   }
   return path;
 }
@@ -47,13 +50,14 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index) {
   const json doc = read_json_file(index.string());
   const auto it = doc.is_object() ? doc.find("weight_map") : doc.end();
   if (it == doc.end() || !it->is_object()) {
-    throw input_error(index.string(), "an object with a \"weight_map\" object", json_type_name(doc));
+    throw input_error(index.string(), "an object with a \"weight_map\" object",
+                      json_type_name(doc));
   }
   std::map<std::string, std::string> weight_map;
   for (const auto& [tensor, shard] : it->items()) {
     if (!shard.is_string()) {
-      throw input_error(index.string() + ": weight_map \"" + tensor + "\"", "a shard file name string",
-                        json_type_name(shard) + " " + shard.dump());
+      throw input_error(index.string() + ": weight_map \"" + tensor + "\"",
+                        "a shard file name string", describe_json(shard));
     }
     weight_map.emplace(tensor, shard.get<std::string>());
   }
@@ -84,7 +88,8 @@ Checkpoint Checkpoint::open(const fs::path& path) {
     for (const auto& [tensor, shard] : weight_map) {
       const TensorView* t = ckpt.find(tensor);
       if (t == nullptr || t->file.filename() != shard) {
-        throw input_error(index.string() + ": tensor \"" + tensor + "\"", "present in shard " + shard,
+        throw input_error(index.string() + ": tensor \"" + tensor + "\"",
+                          "present in shard " + shard,
                           t == nullptr ? "missing" : "it in " + t->file.filename().string());
       }
     }
@@ -97,9 +102,11 @@ Checkpoint Checkpoint::open(const fs::path& path) {
       open_index(path / kIndexFile);
     } else {
       for (const auto& entry : fs::directory_iterator(path)) {
-        if (entry.is_regular_file() && is_pickle_name(entry.path())) throw_pickled(path, entry.path());
+        if (entry.is_regular_file() && is_pickle_name(entry.path()))
+          throw_pickled(path, entry.path());
       }
-      throw input_error(path.string(), std::string("a folder with ") + kSingleFile + " or " + kIndexFile,
+      throw input_error(path.string(),
+                        std::string("a folder with ") + kSingleFile + " or " + kIndexFile,
                         "neither");
     }
   } else if (path.string().ends_with(".index.json")) {
@@ -109,7 +116,8 @@ Checkpoint Checkpoint::open(const fs::path& path) {
   } else if (is_pickle_name(path)) {
     throw_pickled(path, path);
   } else {
-    throw input_error(path.string(), "a checkpoint folder, a .safetensors file or a .index.json file",
+    throw input_error(path.string(),
+                      "a checkpoint folder, a .safetensors file or a .index.json file",
                       fs::exists(path) ? "another kind of file" : "nothing at that path");
   }
   return ckpt;

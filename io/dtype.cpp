@@ -103,7 +103,8 @@ std::uint16_t float_to_half(float f) {
   const std::uint32_t abs = bits & kF32AbsMask;
   if (abs > kF32InfBits) {
     // NaN: keep the top payload bits, force quiet so it cannot become inf.
-    return static_cast<std::uint16_t>(sign | kF16InfBits | kF16QuietBit | ((abs >> kMantShift) & 0x3ffu));
+    return static_cast<std::uint16_t>(sign | kF16InfBits | kF16QuietBit |
+                                      ((abs >> kMantShift) & 0x3ffu));
   }
   if (abs >= kF16OverflowBits) return static_cast<std::uint16_t>(sign | kF16InfBits);
   if (abs >= kF16MinNormalBits) {

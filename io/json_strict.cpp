@@ -47,4 +47,15 @@ std::string json_type_name(const nlohmann::ordered_json& value) {
   return value.type_name();
 }
 
+std::string describe_json(const nlohmann::ordered_json& value) {
+  constexpr std::size_t kMaxFlatEntries = 16;
+  constexpr std::size_t kMaxChars = 80;
+  bool flat = !value.is_structured() || value.size() <= kMaxFlatEntries;
+  for (const auto& child : value)
+    flat = flat && !child.is_structured();  // a primitive iterates over itself
+  std::string text = flat ? value.dump() : "with " + std::to_string(value.size()) + " entries";
+  if (text.size() > kMaxChars) text = text.substr(0, kMaxChars) + "...";
+  return json_type_name(value) + " " + text;
+}
+
 }  // namespace ptq

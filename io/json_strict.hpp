@@ -1,10 +1,9 @@
 #pragma once
 // JSON parsing for untrusted files: syntax errors and duplicate object keys
 // (which nlohmann would silently resolve by keeping the last) become InputError.
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 namespace ptq {
 
@@ -17,5 +16,10 @@ nlohmann::ordered_json read_json_file(const std::string& path);
 
 // The JSON type name as users read it: "object", "string", "number", ...
 std::string json_type_name(const nlohmann::ordered_json& value);
+
+// "<type> <short text>" for error messages: the value itself when it is small
+// and flat, else only its size, so a hostile file cannot blow up a message
+// (or the stack: dumping deeply nested JSON recurses).
+std::string describe_json(const nlohmann::ordered_json& value);
 
 }  // namespace ptq

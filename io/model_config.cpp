@@ -39,7 +39,8 @@ struct RopeTypeInfo {
   RopeType type;
   std::string_view name;
 };
-constexpr std::array<RopeTypeInfo, 2> kRopeTypes{{{RopeType::Default, "default"}, {RopeType::Llama3, "llama3"}}};
+constexpr std::array<RopeTypeInfo, 2> kRopeTypes{
+    {{RopeType::Default, "default"}, {RopeType::Llama3, "llama3"}}};
 
 std::string supported_rope_types() {
   std::string out;
@@ -70,7 +71,7 @@ class Fields {
   std::optional<double> optional_number(const char* key) const {
     const json* v = find(key);
     if (v == nullptr) return std::nullopt;
-    if (!v->is_number()) throw input_error(where(key), "a number", describe(*v));
+    if (!v->is_number()) throw input_error(where(key), "a number", describe_json(*v));
     return v->get<double>();
   }
   double required_number(const char* key) const {
@@ -80,16 +81,14 @@ class Fields {
   bool optional_bool(const char* key, bool fallback) const {
     const json* v = find(key);
     if (v == nullptr) return fallback;
-    if (!v->is_boolean()) throw input_error(where(key), "true or false", describe(*v));
+    if (!v->is_boolean()) throw input_error(where(key), "true or false", describe_json(*v));
     return v->get<bool>();
   }
-
-  static std::string describe(const json& v) { return json_type_name(v) + " " + v.dump(); }
 
  private:
   int to_int(const json& v, const char* key) const {
     if (!v.is_number_integer() || v.get<std::int64_t>() < 0 || v.get<std::int64_t>() > kMaxInt) {
-      throw input_error(where(key), "a non-negative 32-bit integer", describe(v));
+      throw input_error(where(key), "a non-negative 32-bit integer", describe_json(v));
     }
     return v.get<int>();
   }
@@ -102,12 +101,13 @@ const ArchitectureInfo& find_architecture(const Fields& f) {
   const json* type = f.find("model_type");
   if (type == nullptr || !type->is_string()) {
     throw input_error(f.where("model_type"), "one of " + supported_architectures(),
-                      type ? Fields::describe(*type) : "none");
+                      type ? describe_json(*type) : "none");
   }
   for (const auto& a : kArchitectures) {
     if (a.model_type == type->get<std::string>()) return a;
   }
-  throw input_error(f.where("model_type"), "one of " + supported_architectures(), "\"" + type->get<std::string>() + "\"");
+  throw input_error(f.where("model_type"), "one of " + supported_architectures(),
+                    describe_json(*type));
 }
 
 RopeType parse_rope_type(const Fields& scaling) {
@@ -117,7 +117,8 @@ RopeType parse_rope_type(const Fields& scaling) {
   for (const auto& r : kRopeTypes) {
     if (type->is_string() && r.name == type->get<std::string>()) return r.type;
   }
-  throw input_error(scaling.where("rope_type"), "one of " + supported_rope_types(), Fields::describe(*type));
+  throw input_error(scaling.where("rope_type"), "one of " + supported_rope_types(),
+                    describe_json(*type));
 }
 
 // New style: rope_parameters {rope_theta, rope_type, ...}. Old style: top-level
@@ -128,7 +129,8 @@ RopeConfig parse_rope(const Fields& top, const std::string& where) {
   if (auto theta = top.optional_number("rope_theta")) rope.theta = *theta;
   const json* section = top.find(section_key);
   if (section == nullptr) return rope;
-  if (!section->is_object()) throw input_error(top.where(section_key), "an object", Fields::describe(*section));
+  if (!section->is_object())
+    throw input_error(top.where(section_key), "an object", describe_json(*section));
   const Fields f(*section, where + ": " + section_key);
   if (auto theta = f.optional_number("rope_theta")) rope.theta = *theta;
   rope.type = parse_rope_type(f);
@@ -149,7 +151,8 @@ std::vector<int> parse_eos(const Fields& f) {
   std::vector<int> ids;
   for (const auto& id : list) {
     if (!id.is_number_integer() || id.get<std::int64_t>() < 0 || id.get<std::int64_t>() > kMaxInt) {
-      throw input_error(f.where("eos_token_id"), "a token id or a list of token ids", Fields::describe(*eos));
+      throw input_error(f.where("eos_token_id"), "a token id or a list of token ids",
+                        describe_json(*eos));
     }
     ids.push_back(id.get<int>());
   }
@@ -174,7 +177,8 @@ std::string supported_architectures() {
 
 ModelConfig load_model_config(const fs::path& path) {
   const fs::path file = fs::is_directory(path) ? path / "config.json" : path;
-  if (!fs::is_regular_file(file)) throw input_error(file.string(), "a config.json file", "no such file");
+  if (!fs::is_regular_file(file))
+    throw input_error(file.string(), "a config.json file", "no such file");
   const json root = read_json_file(file.string());
   if (!root.is_object()) throw input_error(file.string(), "a JSON object", json_type_name(root));
   const Fields f(root, file.string());
@@ -195,10 +199,12 @@ ModelConfig load_model_config(const fs::path& path) {
     c.head_dim = c.hidden_size / c.num_heads;
   } else {
     throw input_error(f.where("hidden_size"),
-                      "a multiple of num_attention_heads (" + std::to_string(c.num_heads) + ") when head_dim is absent",
+                      "a multiple of num_attention_heads (" + std::to_string(c.num_heads) +
+                          ") when head_dim is absent",
                       std::to_string(c.hidden_size));
   }
-  c.max_position_embeddings = f.optional_int("max_position_embeddings").value_or(arch.default_max_position_embeddings);
+  c.max_position_embeddings =
+      f.optional_int("max_position_embeddings").value_or(arch.default_max_position_embeddings);
   c.rms_norm_eps = f.optional_number("rms_norm_eps").value_or(c.rms_norm_eps);
   c.rope = parse_rope(f, file.string());
   c.tie_word_embeddings = f.optional_bool("tie_word_embeddings", false);
@@ -214,7 +220,8 @@ ModelConfig load_model_config(const fs::path& path) {
 void ModelConfig::validate(const fs::path& source) const {
   const std::string where = source.string();
   auto positive = [&](const char* key, int value) {
-    if (value <= 0) throw input_error(where + ": " + key, "a positive integer", std::to_string(value));
+    if (value <= 0)
+      throw input_error(where + ": " + key, "a positive integer", std::to_string(value));
   };
   positive("hidden_size", hidden_size);
   positive("intermediate_size", intermediate_size);
@@ -228,17 +235,22 @@ void ModelConfig::validate(const fs::path& source) const {
                       "a divisor of num_attention_heads (" + std::to_string(num_heads) + ")",
                       std::to_string(num_kv_heads));
   }
-  if (head_dim % 2 != 0) throw input_error(where + ": head_dim", "an even number (RoPE rotates pairs)", std::to_string(head_dim));
-  if (!(rms_norm_eps > 0)) throw input_error(where + ": rms_norm_eps", "a positive number", std::to_string(rms_norm_eps));
-  if (!(rope.theta > 0)) throw input_error(where + ": rope_theta", "a positive number", std::to_string(rope.theta));
-  if (rope.type == RopeType::Llama3 &&
-      !(rope.factor > 0 && rope.low_freq_factor > 0 && rope.high_freq_factor > rope.low_freq_factor &&
-        rope.original_max_position_embeddings > 0)) {
-    throw input_error(where + ": rope llama3 parameters",
-                      "factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0",
-                      "factor " + std::to_string(rope.factor) + ", low_freq_factor " +
-                          std::to_string(rope.low_freq_factor) + ", high_freq_factor " +
-                          std::to_string(rope.high_freq_factor));
+  if (head_dim % 2 != 0)
+    throw input_error(where + ": head_dim", "an even number (RoPE rotates pairs)",
+                      std::to_string(head_dim));
+  if (!(rms_norm_eps > 0))
+    throw input_error(where + ": rms_norm_eps", "a positive number", std::to_string(rms_norm_eps));
+  if (!(rope.theta > 0))
+    throw input_error(where + ": rope_theta", "a positive number", std::to_string(rope.theta));
+  if (rope.type == RopeType::Llama3 && !(rope.factor > 0 && rope.low_freq_factor > 0 &&
+                                         rope.high_freq_factor > rope.low_freq_factor &&
+                                         rope.original_max_position_embeddings > 0)) {
+    throw input_error(
+        where + ": rope llama3 parameters",
+        "factor > 0, 0 < low_freq_factor < high_freq_factor, original_max_position_embeddings > 0",
+        "factor " + std::to_string(rope.factor) + ", low_freq_factor " +
+            std::to_string(rope.low_freq_factor) + ", high_freq_factor " +
+            std::to_string(rope.high_freq_factor));
   }
 }
 

@@ -24,8 +24,6 @@ using json = nlohmann::ordered_json;
 constexpr std::size_t kLengthPrefixBytes = 8;  // u64 little-endian header length
 constexpr const char* kMetadataKey = "__metadata__";
 
-std::string describe(const json& v) { return json_type_name(v) + " " + v.dump(); }
-
 std::string tensor_where(const std::filesystem::path& file, const std::string& name) {
   return file.string() + ": tensor \"" + name + "\"";
 }
@@ -47,13 +45,14 @@ std::uint64_t read_header_length(const std::byte* map, std::size_t file_size,
   return length;
 }
 
-std::map<std::string, std::string> parse_metadata(const json& value, const std::filesystem::path& path) {
+std::map<std::string, std::string> parse_metadata(const json& value,
+                                                  const std::filesystem::path& path) {
   const std::string where = path.string() + ": " + kMetadataKey;
-  if (!value.is_object()) throw input_error(where, "an object of strings", describe(value));
+  if (!value.is_object()) throw input_error(where, "an object of strings", describe_json(value));
   std::map<std::string, std::string> metadata;
   for (const auto& [key, entry] : value.items()) {
     if (!entry.is_string()) {
-      throw input_error(where + " key \"" + key + "\"", "a string value", describe(entry));
+      throw input_error(where + " key \"" + key + "\"", "a string value", describe_json(entry));
     }
     metadata.emplace(key, entry.get<std::string>());
   }
@@ -67,27 +66,28 @@ const json& require_field(const json& entry, const char* field, const std::strin
 }
 
 DType parse_tensor_dtype(const json& value, const std::string& where) {
-  if (!value.is_string()) throw input_error(where + " dtype", "a string", describe(value));
+  if (!value.is_string()) throw input_error(where + " dtype", "a string", describe_json(value));
   const auto text = value.get<std::string>();
   if (auto dtype = parse_dtype(text)) return *dtype;
   throw input_error(where + " dtype", "one of F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL",
-                    "\"" + text + "\"");
+                    describe_json(value));
 }
 
 // Shape dimensions and the byte count they imply, with every product overflow-checked.
 std::vector<std::int64_t> parse_shape(const json& value, DType dtype, const std::string& where,
                                       std::uint64_t& byte_count) {
-  if (!value.is_array()) throw input_error(where + " shape", "an array of integers", describe(value));
+  if (!value.is_array())
+    throw input_error(where + " shape", "an array of integers", describe_json(value));
   std::vector<std::int64_t> shape;
   std::uint64_t count = dtype_size(dtype);
   for (const auto& dim : value) {
     if (!dim.is_number_unsigned()) {
-      throw input_error(where + " shape", "non-negative integer dimensions", describe(dim));
+      throw input_error(where + " shape", "non-negative integer dimensions", describe_json(dim));
     }
     const auto d = dim.get<std::uint64_t>();
     if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
         __builtin_mul_overflow(count, d, &count)) {
-      throw input_error(where + " shape", "a byte size that fits in 64 bits", value.dump());
+      throw input_error(where + " shape", "a byte size that fits in 64 bits", describe_json(value));
     }
     shape.push_back(static_cast<std::int64_t>(d));
   }
@@ -100,7 +100,7 @@ std::pair<std::uint64_t, std::uint64_t> parse_offsets(const json& value, const s
   const std::string what = where + " data_offsets";
   if (!value.is_array() || value.size() != 2 || !value[0].is_number_unsigned() ||
       !value[1].is_number_unsigned()) {
-    throw input_error(what, "[begin, end] as two non-negative integers", describe(value));
+    throw input_error(what, "[begin, end] as two non-negative integers", describe_json(value));
   }
   const auto begin = value[0].get<std::uint64_t>();
   const auto end = value[1].get<std::uint64_t>();
@@ -112,21 +112,26 @@ std::pair<std::uint64_t, std::uint64_t> parse_offsets(const json& value, const s
   return {begin, end};
 }
 
-TensorView parse_tensor(const std::string& name, const json& entry, const std::filesystem::path& path,
-                        const std::byte* data, std::uint64_t data_size) {
+TensorView parse_tensor(const std::string& name, const json& entry,
+                        const std::filesystem::path& path, const std::byte* data,
+                        std::uint64_t data_size) {
   const std::string where = tensor_where(path, name);
-  if (!entry.is_object()) throw input_error(where, "an object {dtype, shape, data_offsets}", describe(entry));
+  if (!entry.is_object())
+    throw input_error(where, "an object {dtype, shape, data_offsets}", describe_json(entry));
   const DType dtype = parse_tensor_dtype(require_field(entry, "dtype", where), where);
   std::uint64_t expected_bytes = 0;
   auto shape = parse_shape(require_field(entry, "shape", where), dtype, where, expected_bytes);
-  const auto [begin, end] = parse_offsets(require_field(entry, "data_offsets", where), where, data_size);
+  const auto [begin, end] =
+      parse_offsets(require_field(entry, "data_offsets", where), where, data_size);
   if (end - begin != expected_bytes) {
-    throw input_error(where, std::to_string(expected_bytes) + " bytes (" + std::string(dtype_name(dtype)) +
-                                 " x shape)",
-                      std::to_string(end - begin) + " bytes in data_offsets");
+    throw input_error(
+        where,
+        std::to_string(expected_bytes) + " bytes (" + std::string(dtype_name(dtype)) + " x shape)",
+        std::to_string(end - begin) + " bytes in data_offsets");
   }
   return TensorView{name, dtype, std::move(shape),
-                    std::span<const std::byte>(data + begin, static_cast<std::size_t>(end - begin)), path};
+                    std::span<const std::byte>(data + begin, static_cast<std::size_t>(end - begin)),
+                    path};
 }
 
 void check_no_overlap(const std::vector<TensorView>& tensors, const std::filesystem::path& path) {
@@ -134,8 +139,9 @@ void check_no_overlap(const std::vector<TensorView>& tensors, const std::filesys
   for (const auto& t : tensors) {
     if (!t.bytes.empty()) by_offset.push_back(&t);
   }
-  std::sort(by_offset.begin(), by_offset.end(),
-            [](const TensorView* a, const TensorView* b) { return a->bytes.data() < b->bytes.data(); });
+  std::sort(by_offset.begin(), by_offset.end(), [](const TensorView* a, const TensorView* b) {
+    return a->bytes.data() < b->bytes.data();
+  });
   for (std::size_t i = 1; i < by_offset.size(); ++i) {
     const auto* prev = by_offset[i - 1];
     const auto* cur = by_offset[i];
@@ -187,7 +193,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   const std::string_view header_text(reinterpret_cast<const char*>(file->map_ + kLengthPrefixBytes),
                                      static_cast<std::size_t>(header_length));
   const json header = parse_json_strict(header_text, path.string() + ": header");
-  if (!header.is_object()) throw input_error(path.string() + ": header", "a JSON object", describe(header));
+  if (!header.is_object())
+    throw input_error(path.string() + ": header", "a JSON object", describe_json(header));
 
   const std::byte* data = file->map_ + kLengthPrefixBytes + header_length;
   const std::uint64_t data_size = size - kLengthPrefixBytes - header_length;

@@ -11,12 +11,11 @@
 
 #include <cerrno>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "io/error.hpp"
 #include "io/safetensors.hpp"
-
-#include <nlohmann/json.hpp>
 
 namespace ptq {
 
@@ -74,7 +73,8 @@ void write_safetensors(const std::filesystem::path& path, std::span<const Tensor
     write_all(fd, &header_length, sizeof header_length, temp);
     write_all(fd, header.data(), header.size(), temp);
     for (const auto& t : tensors) write_all(fd, t.bytes.data(), t.bytes.size(), temp);
-    if (::fsync(fd) != 0) throw input_error(temp.string(), "a file synced to disk", std::strerror(errno));
+    if (::fsync(fd) != 0)
+      throw input_error(temp.string(), "a file synced to disk", std::strerror(errno));
   } catch (...) {
     ::close(fd);
     ::unlink(temp.c_str());

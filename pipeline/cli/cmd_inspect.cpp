@@ -3,9 +3,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
-#include <optional>
-
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
@@ -55,7 +54,9 @@ json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config) 
   json tensors = json::array();
   std::int64_t parameters = 0;
   for (const TensorView* t : ckpt.tensors()) {
-    tensors.push_back({{"name", t->name}, {"dtype", dtype_name(t->dtype)}, {"shape", t->shape},
+    tensors.push_back({{"name", t->name},
+                       {"dtype", dtype_name(t->dtype)},
+                       {"shape", t->shape},
                        {"bytes", t->bytes.size()}});
     parameters += t->numel();
   }
@@ -69,17 +70,20 @@ json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config) 
 }
 
 void print_text(const json& d) {
-  std::printf("architecture: %s\n", d["architecture"].is_null() ? "unknown (no config.json)"
-                                                                   : d["architecture"].get<std::string>().c_str());
+  std::printf("architecture: %s\n", d["architecture"].is_null()
+                                        ? "unknown (no config.json)"
+                                        : d["architecture"].get<std::string>().c_str());
   if (!d["config"].is_null()) {
-    for (const auto& [key, value] : d["config"].items()) std::printf("  %-24s %s\n", key.c_str(), value.dump().c_str());
+    for (const auto& [key, value] : d["config"].items())
+      std::printf("  %-24s %s\n", key.c_str(), value.dump().c_str());
   }
   std::printf("tensors: %zu\n", d["tensors"].size());
   for (const auto& t : d["tensors"]) {
-    std::printf("  %-48s %-5s %s\n", t["name"].get<std::string>().c_str(), t["dtype"].get<std::string>().c_str(),
-                t["shape"].dump().c_str());
+    std::printf("  %-48s %-5s %s\n", t["name"].get<std::string>().c_str(),
+                t["dtype"].get<std::string>().c_str(), t["shape"].dump().c_str());
   }
-  std::printf("parameters: %lld\nbytes: %llu\n", static_cast<long long>(d["parameters"].get<std::int64_t>()),
+  std::printf("parameters: %lld\nbytes: %llu\n",
+              static_cast<long long>(d["parameters"].get<std::int64_t>()),
               static_cast<unsigned long long>(d["bytes"].get<std::uint64_t>()));
 }
 
@@ -97,10 +101,13 @@ void run_inspect(const InspectOptions& options) {
 
 void add_inspect(CLI::App& app) {
   auto options = std::make_shared<InspectOptions>();
-  auto* cmd = app.add_subcommand("inspect", "Show a checkpoint's architecture, config, tensors and sizes");
-  cmd->add_option("path", options->path, "Checkpoint folder, .safetensors file or .index.json")->required();
-  cmd->add_flag_callback("--json", [options] { options->format = InspectFormat::Json; },
-                         "Print one JSON object instead of text");
+  auto* cmd =
+      app.add_subcommand("inspect", "Show a checkpoint's architecture, config, tensors and sizes");
+  cmd->add_option("path", options->path, "Checkpoint folder, .safetensors file or .index.json")
+      ->required();
+  cmd->add_flag_callback(
+      "--json", [options] { options->format = InspectFormat::Json; },
+      "Print one JSON object instead of text");
   cmd->callback([options] { run_inspect(*options); });
 }
 

@@ -24,7 +24,8 @@ inline std::string read_bytes(const std::filesystem::path& path) {
 
 // A raw safetensors file: u64 LE header length, the header text, then `data`.
 inline void write_raw_safetensors(const std::filesystem::path& path, const std::string& header,
-                                  const std::string& data, std::uint64_t claimed_length = UINT64_MAX) {
+                                  const std::string& data,
+                                  std::uint64_t claimed_length = UINT64_MAX) {
   const std::uint64_t length = claimed_length == UINT64_MAX ? header.size() : claimed_length;
   char prefix[8];
   std::memcpy(prefix, &length, 8);
@@ -40,7 +41,8 @@ void expect_input_error(Fn&& fn, std::initializer_list<std::string> needles) {
   } catch (const InputError& e) {
     const std::string message = e.what();
     for (const auto& needle : needles) {
-      EXPECT_NE(message.find(needle), std::string::npos) << "missing \"" << needle << "\" in: " << message;
+      EXPECT_NE(message.find(needle), std::string::npos)
+          << "missing \"" << needle << "\" in: " << message;
     }
   }
 }

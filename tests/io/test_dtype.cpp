@@ -32,8 +32,8 @@ double half_reference(std::uint16_t h) {
 bool is_half_nan(std::uint16_t h) { return (h & 0x7c00) == 0x7c00 && (h & 0x3ff) != 0; }
 
 TEST(DType, NamesSizesParse) {
-  for (DType t : {DType::F64, DType::F32, DType::F16, DType::BF16, DType::I64, DType::I32, DType::I16,
-                  DType::I8, DType::U8, DType::BOOL}) {
+  for (DType t : {DType::F64, DType::F32, DType::F16, DType::BF16, DType::I64, DType::I32,
+                  DType::I16, DType::I8, DType::U8, DType::BOOL}) {
     EXPECT_EQ(parse_dtype(dtype_name(t)), t);
   }
   EXPECT_EQ(dtype_size(DType::BF16), 2u);
@@ -70,7 +70,8 @@ std::uint16_t nearest_half_reference(float f) {
   const double x = std::fabs(static_cast<double>(f));
   const std::uint16_t sign = std::signbit(f) ? 0x8000 : 0;
   if (x >= 65520.0) return sign | 0x7c00;
-  const auto hi = static_cast<std::size_t>(std::lower_bound(values.begin(), values.end(), x) - values.begin());
+  const auto hi =
+      static_cast<std::size_t>(std::lower_bound(values.begin(), values.end(), x) - values.begin());
   if (hi == 0) return sign;
   if (hi == values.size()) return sign | 0x7bff;
   const std::size_t lo = hi - 1;
@@ -100,9 +101,9 @@ TEST(DType, FloatToHalfTiesAndNeighbours) {
   // 1 + 3*2^-11 is halfway between 1+2^-10 and 1+2^-9 -> even (1+2^-9).
   EXPECT_EQ(float_to_half(1.0f + 0x1p-11f), 0x3c00);
   EXPECT_EQ(float_to_half(1.0f + 3 * 0x1p-11f), 0x3c02);
-  EXPECT_EQ(float_to_half(0x1p-25f), 0x0000);        // half the smallest subnormal -> 0
-  EXPECT_EQ(float_to_half(3 * 0x1p-25f), 0x0002);    // 1.5 subnormal ulps -> 2 (even)
-  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);        // tie above the max rounds to inf
+  EXPECT_EQ(float_to_half(0x1p-25f), 0x0000);      // half the smallest subnormal -> 0
+  EXPECT_EQ(float_to_half(3 * 0x1p-25f), 0x0002);  // 1.5 subnormal ulps -> 2 (even)
+  EXPECT_EQ(float_to_half(65520.0f), 0x7c00);      // tie above the max rounds to inf
   EXPECT_EQ(float_to_half(-INFINITY), 0xfc00);
 }
 
@@ -120,13 +121,15 @@ TEST(DType, FloatToHalfRandomMatchesSearch) {
 // means overflow to inf.
 double bf16_formula(std::uint16_t b) {
   const int exp = (b >> 7) & 0xff, mant = b & 0x7f;
-  const double magnitude = exp == 0 ? std::ldexp(mant / 128.0, -126) : std::ldexp(1.0 + mant / 128.0, exp - 127);
+  const double magnitude =
+      exp == 0 ? std::ldexp(mant / 128.0, -126) : std::ldexp(1.0 + mant / 128.0, exp - 127);
   return (b & 0x8000) ? -magnitude : magnitude;
 }
 
 std::uint16_t nearest_bf16_reference(float f) {
-  const auto down = static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(f) >> 16);  // toward zero
-  const auto up = static_cast<std::uint16_t>(down + 1);                                  // away from zero
+  const auto down =
+      static_cast<std::uint16_t>(std::bit_cast<std::uint32_t>(f) >> 16);  // toward zero
+  const auto up = static_cast<std::uint16_t>(down + 1);                   // away from zero
   const double dlo = std::fabs(f - bf16_formula(down)), dhi = std::fabs(bf16_formula(up) - f);
   if (dlo != dhi) return dlo < dhi ? down : up;
   return (down & 1) ? up : down;

@@ -44,7 +44,8 @@ TEST(ModelConfig, FixturesMatchTheirDocumentedShape) {
 }
 
 TEST(ModelConfig, LlamaOldStyleRopeScalingLlama3) {
-  const auto c = load_text(R"({"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
+  const auto c =
+      load_text(R"({"model_type": "llama", "hidden_size": 2048, "intermediate_size": 8192,
     "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
     "max_position_embeddings": 131072, "rms_norm_eps": 1e-05, "rope_theta": 500000.0,
     "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
@@ -60,7 +61,8 @@ TEST(ModelConfig, LlamaOldStyleRopeScalingLlama3) {
 }
 
 TEST(ModelConfig, MistralDefaultsKvHeadsAndNullHeadDim) {
-  const auto c = load_text(R"({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
+  const auto c =
+      load_text(R"({"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
     "num_hidden_layers": 32, "num_attention_heads": 32, "vocab_size": 32000, "head_dim": null,
     "rope_theta": 1000000.0, "rope_scaling": null, "sliding_window": null, "eos_token_id": 2})");
   EXPECT_EQ(c.arch, Architecture::Mistral);
@@ -81,7 +83,8 @@ TEST(ModelConfig, Qwen2HasAttentionBiasByDefinition) {
 }
 
 TEST(ModelConfig, Qwen3NewStyleRopeParametersAndQkNorm) {
-  const auto c = load_text(R"({"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072,
+  const auto c =
+      load_text(R"({"model_type": "qwen3", "hidden_size": 1024, "intermediate_size": 3072,
     "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 128,
     "vocab_size": 151936, "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"},
     "attention_bias": false})");
@@ -93,58 +96,96 @@ TEST(ModelConfig, Qwen3NewStyleRopeParametersAndQkNorm) {
   EXPECT_EQ(architecture_name(c.arch), "qwen3");
 }
 
-constexpr const char* kSizes = R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+constexpr const char* kSizes =
+    R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
     "vocab_size": 100)";
 
 TEST(ModelConfigCorrupt, UnknownModelTypeListsSupported) {
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "gpt2", "num_attention_heads": 4, )") + kSizes + "}"); },
-                           {"model_type", "llama, mistral, qwen2, qwen3", "\"gpt2\""});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "gpt2", "num_attention_heads": 4, )") + kSizes +
+                  "}");
+      },
+      {"model_type", "llama, mistral, qwen2, qwen3", "\"gpt2\""});
 }
 
 TEST(ModelConfigCorrupt, MissingHiddenSize) {
-  test::expect_input_error([] { load_text(R"({"model_type": "llama", "intermediate_size": 128,
-      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})"); },
-                           {"config.json: hidden_size", "positive integer", "none"});
+  test::expect_input_error(
+      [] {
+        load_text(R"({"model_type": "llama", "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})");
+      },
+      {"config.json: hidden_size", "positive integer", "none"});
 }
 
 TEST(ModelConfigCorrupt, KvHeadsNotDividingHeads) {
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
-      "num_key_value_heads": 3, )") + kSizes + "}"); },
-                           {"num_key_value_heads", "divisor of num_attention_heads (4)", "found 3"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "num_key_value_heads": 3, )") +
+                  kSizes + "}");
+      },
+      {"num_key_value_heads", "divisor of num_attention_heads (4)", "found 3"});
 }
 
 TEST(ModelConfigCorrupt, HiddenNotDivisibleByHeadsWithoutHeadDim) {
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 5, )") + kSizes + "}"); },
-                           {"hidden_size", "multiple of num_attention_heads (5)", "found 64"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 5, )") + kSizes +
+                  "}");
+      },
+      {"hidden_size", "multiple of num_attention_heads (5)", "found 64"});
 }
 
 TEST(ModelConfigCorrupt, UnsupportedRopeType) {
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
-      "rope_scaling": {"type": "yarn", "factor": 4.0}, )") + kSizes + "}"); },
-                           {"rope_scaling: rope_type", "default, llama3", "\"yarn\""});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "rope_scaling": {"type": "yarn", "factor": 4.0}, )") +
+                  kSizes + "}");
+      },
+      {"rope_scaling: rope_type", "default, llama3", "\"yarn\""});
 }
 
 TEST(ModelConfigCorrupt, Llama3RopeMissingFactor) {
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
-      "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}, )") + kSizes + "}"); },
-                           {"rope_parameters: factor", "a number", "none"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}, )") +
+                  kSizes + "}");
+      },
+      {"rope_parameters: factor", "a number", "none"});
 }
 
 TEST(ModelConfigCorrupt, StringWhereIntegerExpected) {
-  test::expect_input_error([] { load_text(R"({"model_type": "llama", "hidden_size": "64", "intermediate_size": 128,
-      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})"); },
-                           {"hidden_size", "integer", "string \"64\""});
+  test::expect_input_error(
+      [] {
+        load_text(R"({"model_type": "llama", "hidden_size": "64", "intermediate_size": 128,
+      "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})");
+      },
+      {"hidden_size", "integer", "string \"64\""});
 }
 
 TEST(ModelConfigCorrupt, NotJsonAndDuplicateKey) {
-  test::expect_input_error([] { load_text("{\"model_type\": \"llama\",,}"); }, {"config.json", "valid JSON"});
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
-      "hidden_size": 32, )") + kSizes + "}"); }, {"config.json", "key \"hidden_size\" twice"});
+  test::expect_input_error([] { load_text("{\"model_type\": \"llama\",,}"); },
+                           {"config.json", "valid JSON"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "hidden_size": 32, )") +
+                  kSizes + "}");
+      },
+      {"config.json", "key \"hidden_size\" twice"});
 }
 
 TEST(ModelConfigCorrupt, BadEosList) {
-  test::expect_input_error([] { load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
-      "eos_token_id": [1, "x"], )") + kSizes + "}"); }, {"eos_token_id", "list of token ids"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "llama", "num_attention_heads": 4,
+      "eos_token_id": [1, "x"], )") +
+                  kSizes + "}");
+      },
+      {"eos_token_id", "list of token ids"});
 }
 
 }  // namespace

@@ -64,7 +64,8 @@ TEST_P(ReferenceCheckpoint, ConfigMatchesManifest) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceCheckpoint,
-                         ::testing::Values("mistral", "qwen2", "qwen3", "llama3rope", "llama3rope_band"));
+                         ::testing::Values("mistral", "qwen2", "qwen3", "llama3rope",
+                                           "llama3rope_band"));
 
 TEST(ReferenceCheckpoint, OldStyleRopeEqualsNewStyle) {
   for (const char* name : {"llama3rope", "llama3rope_band"}) {
@@ -77,7 +78,9 @@ TEST(ReferenceCheckpoint, OldStyleRopeEqualsNewStyle) {
       EXPECT_DOUBLE_EQ(c->rope.factor, rp["factor"].get<double>()) << name;
       EXPECT_DOUBLE_EQ(c->rope.low_freq_factor, rp["low_freq_factor"].get<double>()) << name;
       EXPECT_DOUBLE_EQ(c->rope.high_freq_factor, rp["high_freq_factor"].get<double>()) << name;
-      EXPECT_EQ(c->rope.original_max_position_embeddings, rp["original_max_position_embeddings"].get<int>()) << name;
+      EXPECT_EQ(c->rope.original_max_position_embeddings,
+                rp["original_max_position_embeddings"].get<int>())
+          << name;
     }
   }
 }

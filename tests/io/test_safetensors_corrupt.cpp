@@ -33,7 +33,8 @@ TEST(SafetensorsCorrupt, ShorterThanLengthPrefix) {
 }
 
 TEST(SafetensorsCorrupt, HeaderLengthBeyondFile) {
-  expect_open_fails(corrupt_file("{}", 0, 1000), {"bad.safetensors", "header length at most 2", "found header length 1000"});
+  expect_open_fails(corrupt_file("{}", 0, 1000),
+                    {"bad.safetensors", "header length at most 2", "found header length 1000"});
 }
 
 TEST(SafetensorsHostile, HeaderLengthNearUint64MaxDoesNotWrap) {
@@ -41,7 +42,8 @@ TEST(SafetensorsHostile, HeaderLengthNearUint64MaxDoesNotWrap) {
 }
 
 TEST(SafetensorsCorrupt, HeaderNotJson) {
-  expect_open_fails(corrupt_file("{\"w\": {\"dtype\": "), {"bad.safetensors: header", "valid JSON"});
+  expect_open_fails(corrupt_file("{\"w\": {\"dtype\": "),
+                    {"bad.safetensors: header", "valid JSON"});
 }
 
 TEST(SafetensorsCorrupt, HeaderNotObject) {
@@ -54,34 +56,41 @@ TEST(SafetensorsCorrupt, MissingDtypeField) {
 }
 
 TEST(SafetensorsCorrupt, UnknownDtype) {
-  expect_open_fails(corrupt_file(R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})"),
-                    {"tensor \"w\" dtype", "one of F64, F32", "found \"F8_E4M3\""});
+  expect_open_fails(
+      corrupt_file(R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})"),
+      {"tensor \"w\" dtype", "one of F64, F32", "found string \"F8_E4M3\""});
 }
 
 TEST(SafetensorsCorrupt, NegativeShape) {
-  expect_open_fails(corrupt_file(R"({"w": {"dtype": "F16", "shape": [2, -2], "data_offsets": [0, 8]}})"),
-                    {"tensor \"w\" shape", "non-negative integer dimensions", "-2"});
+  expect_open_fails(
+      corrupt_file(R"({"w": {"dtype": "F16", "shape": [2, -2], "data_offsets": [0, 8]}})"),
+      {"tensor \"w\" shape", "non-negative integer dimensions", "-2"});
 }
 
 TEST(SafetensorsHostile, HugeShapeOverflowIsCaught) {
   // 2^32 * 2^32 * 2 bytes wraps a 64-bit product to 0 = the claimed size.
-  expect_open_fails(corrupt_file(R"({"w": {"dtype": "F16", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})"),
-                    {"tensor \"w\" shape", "fits in 64 bits"});
+  expect_open_fails(
+      corrupt_file(
+          R"({"w": {"dtype": "F16", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})"),
+      {"tensor \"w\" shape", "fits in 64 bits"});
 }
 
 TEST(SafetensorsCorrupt, ShapeNotArrayOfIntegers) {
-  expect_open_fails(corrupt_file(R"({"w": {"dtype": "F16", "shape": [2.5], "data_offsets": [0, 4]}})"),
-                    {"tensor \"w\" shape", "non-negative integer dimensions", "2.5"});
+  expect_open_fails(
+      corrupt_file(R"({"w": {"dtype": "F16", "shape": [2.5], "data_offsets": [0, 4]}})"),
+      {"tensor \"w\" shape", "non-negative integer dimensions", "2.5"});
 }
 
 TEST(SafetensorsCorrupt, SizeDisagreesWithDtypeTimesShape) {
-  expect_open_fails(corrupt_file(R"({"w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 6]}})"),
-                    {"tensor \"w\"", "expected 8 bytes (F16 x shape)", "found 6 bytes"});
+  expect_open_fails(
+      corrupt_file(R"({"w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 6]}})"),
+      {"tensor \"w\"", "expected 8 bytes (F16 x shape)", "found 6 bytes"});
 }
 
 TEST(SafetensorsCorrupt, OffsetsPastEndOfData) {
-  expect_open_fails(corrupt_file(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})", 16),
-                    {"tensor \"w\" data_offsets", "end <= 16", "[8,24]"});
+  expect_open_fails(
+      corrupt_file(R"({"w": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})", 16),
+      {"tensor \"w\" data_offsets", "end <= 16", "[8,24]"});
 }
 
 TEST(SafetensorsCorrupt, TruncatedFile) {
@@ -90,7 +99,8 @@ TEST(SafetensorsCorrupt, TruncatedFile) {
   const std::vector<TensorToWrite> one{{"layer.weight", DType::F32, {4, 4}, data}};
   write_safetensors(dir / "t.safetensors", one);
   fs::resize_file(dir / "t.safetensors", fs::file_size(dir / "t.safetensors") - 10);
-  expect_open_fails(dir / "t.safetensors", {"t.safetensors: tensor \"layer.weight\" data_offsets", "end <= 54"});
+  expect_open_fails(dir / "t.safetensors",
+                    {"t.safetensors: tensor \"layer.weight\" data_offsets", "end <= 54"});
 }
 
 TEST(SafetensorsCorrupt, BeginAfterEnd) {
@@ -106,9 +116,10 @@ TEST(SafetensorsCorrupt, OffsetsIllTyped) {
 }
 
 TEST(SafetensorsCorrupt, OverlappingTensors) {
-  expect_open_fails(corrupt_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+  expect_open_fails(
+      corrupt_file(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
                                     "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})"),
-                    {"bad.safetensors: tensor \"b\"", "not overlapping", "overlap with tensor \"a\""});
+      {"bad.safetensors: tensor \"b\"", "not overlapping", "overlap with tensor \"a\""});
 }
 
 TEST(SafetensorsCorrupt, DuplicateTensorName) {
@@ -120,7 +131,26 @@ TEST(SafetensorsCorrupt, DuplicateTensorName) {
 TEST(SafetensorsCorrupt, MetadataNotStringToString) {
   expect_open_fails(corrupt_file(R"({"__metadata__": {"format": "pt", "n": 5}})"),
                     {"__metadata__ key \"n\"", "a string value", "integer 5"});
-  expect_open_fails(corrupt_file(R"({"__metadata__": ["pt"]})"), {"__metadata__", "an object of strings"});
+  expect_open_fails(corrupt_file(R"({"__metadata__": ["pt"]})"),
+                    {"__metadata__", "an object of strings"});
+}
+
+TEST(SafetensorsHostile, DeeplyNestedHeaderIsRefusedWithoutRecursion) {
+  const std::size_t depth = 200000;
+  expect_open_fails(corrupt_file(std::string(depth, '[') + std::string(depth, ']')),
+                    {"bad.safetensors: header", "a JSON object", "array"});
+}
+
+TEST(SafetensorsHostile, HugeFieldValueIsShortenedInMessage) {
+  const std::string dtype(100000, 'X');
+  try {
+    SafetensorsFile::open(corrupt_file(R"({"w": {"dtype": ")" + dtype +
+                                       R"(", "shape": [], "data_offsets": [0, 0]}})"));
+    ADD_FAILURE() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor \"w\" dtype"), std::string::npos) << e.what();
+    EXPECT_LT(std::string(e.what()).size(), 400u);
+  }
 }
 
 // --- Checkpoint folders and shard indexes ---
@@ -144,14 +174,16 @@ TEST(CheckpointCorrupt, IndexNamesMissingShard) {
   const auto dir = two_shards();
   test::write_text(dir / "model.safetensors.index.json",
                    R"({"weight_map": {"a": "s1.safetensors", "b": "s3.safetensors"}})");
-  expect_checkpoint_fails(dir, {"model.safetensors.index.json", "shard \"s3.safetensors\" to exist", "no such file"});
+  expect_checkpoint_fails(
+      dir, {"model.safetensors.index.json", "shard \"s3.safetensors\" to exist", "no such file"});
 }
 
 TEST(CheckpointCorrupt, IndexTensorAbsentFromItsShard) {
   const auto dir = two_shards();
   test::write_text(dir / "model.safetensors.index.json",
                    R"({"weight_map": {"a": "s1.safetensors", "b": "s1.safetensors"}})");
-  expect_checkpoint_fails(dir, {"model.safetensors.index.json: tensor \"b\"", "present in shard s1.safetensors"});
+  expect_checkpoint_fails(
+      dir, {"model.safetensors.index.json: tensor \"b\"", "present in shard s1.safetensors"});
 }
 
 TEST(CheckpointCorrupt, TensorInTwoShards) {
@@ -166,13 +198,16 @@ TEST(CheckpointCorrupt, TensorInTwoShards) {
 
 TEST(CheckpointCorrupt, IndexShardOutsideFolder) {
   const auto dir = two_shards();
-  test::write_text(dir / "model.safetensors.index.json", R"({"weight_map": {"a": "../s1.safetensors"}})");
-  expect_checkpoint_fails(dir, {"model.safetensors.index.json", "plain file names", "\"../s1.safetensors\""});
+  test::write_text(dir / "model.safetensors.index.json",
+                   R"({"weight_map": {"a": "../s1.safetensors"}})");
+  expect_checkpoint_fails(
+      dir, {"model.safetensors.index.json", "plain file names", "\"../s1.safetensors\""});
 }
 
 TEST(CheckpointCorrupt, IndexWithoutWeightMap) {
   const auto dir = two_shards();
-  test::write_text(dir / "model.safetensors.index.json", R"({"metadata": {}, "weight_map": ["s1.safetensors"]})");
+  test::write_text(dir / "model.safetensors.index.json",
+                   R"({"metadata": {}, "weight_map": ["s1.safetensors"]})");
   expect_checkpoint_fails(dir, {"model.safetensors.index.json", "\"weight_map\" object"});
   test::write_text(dir / "model.safetensors.index.json", R"({"weight_map": {"a": 1}})");
   expect_checkpoint_fails(dir, {"weight_map \"a\"", "shard file name string", "integer 1"});
@@ -181,13 +216,15 @@ TEST(CheckpointCorrupt, IndexWithoutWeightMap) {
 TEST(CheckpointCorrupt, PickledCheckpointIsRefusedWithAdvice) {
   const auto dir = test::temp_dir("ckpt");
   test::write_text(dir / "pytorch_model.bin", "PK\x03\x04 not really a zip");
-  expect_checkpoint_fails(dir, {"pytorch_model.bin", "pickled checkpoints are not read", "safe_serialization=True"});
+  expect_checkpoint_fails(
+      dir, {"pytorch_model.bin", "pickled checkpoints are not read", "safe_serialization=True"});
   expect_checkpoint_fails(dir / "pytorch_model.bin", {"pickled checkpoints are not read"});
 }
 
 TEST(CheckpointCorrupt, FolderWithoutWeights) {
   const auto dir = test::temp_dir("ckpt");
-  expect_checkpoint_fails(dir, {"model.safetensors or model.safetensors.index.json", "found neither"});
+  expect_checkpoint_fails(dir,
+                          {"model.safetensors or model.safetensors.index.json", "found neither"});
   expect_checkpoint_fails(dir / "nothing.safetensors", {"nothing.safetensors", "a readable file"});
 }
 

@@ -17,8 +17,10 @@ namespace {
 using Shapes = std::map<std::string, std::vector<std::int64_t>>;
 
 Shapes expected_llama_tensors(const nlohmann::json& c) {
-  const std::int64_t hidden = c["hidden_size"], inter = c["intermediate_size"], vocab = c["vocab_size"];
-  const std::int64_t heads = c["num_attention_heads"], kv = c["num_key_value_heads"], hd = c["head_dim"];
+  const std::int64_t hidden = c["hidden_size"], inter = c["intermediate_size"],
+                     vocab = c["vocab_size"];
+  const std::int64_t heads = c["num_attention_heads"], kv = c["num_key_value_heads"],
+                     hd = c["head_dim"];
   Shapes s{{"model.embed_tokens.weight", {vocab, hidden}}, {"model.norm.weight", {hidden}}};
   if (!c["tie_word_embeddings"].get<bool>()) s["lm_head.weight"] = {vocab, hidden};
   for (int i = 0; i < c["num_hidden_layers"].get<int>(); ++i) {

@@ -19,7 +19,8 @@ struct OwnedTensor {
   TensorToWrite view() const { return {name, dtype, shape, data}; }
 };
 
-OwnedTensor random_tensor(std::string name, DType dtype, std::vector<std::int64_t> shape, std::mt19937& rng) {
+OwnedTensor random_tensor(std::string name, DType dtype, std::vector<std::int64_t> shape,
+                          std::mt19937& rng) {
   std::size_t bytes = dtype_size(dtype);
   for (auto d : shape) bytes *= static_cast<std::size_t>(d);
   std::vector<std::byte> data(bytes);
@@ -42,7 +43,8 @@ void expect_same(const TensorView& read, const OwnedTensor& written) {
   EXPECT_EQ(read.dtype, written.dtype) << written.name;
   EXPECT_EQ(read.shape, written.shape) << written.name;
   ASSERT_EQ(read.bytes.size(), written.data.size()) << written.name;
-  EXPECT_TRUE(std::equal(read.bytes.begin(), read.bytes.end(), written.data.begin())) << written.name;
+  EXPECT_TRUE(std::equal(read.bytes.begin(), read.bytes.end(), written.data.begin()))
+      << written.name;
 }
 
 TEST(SafetensorsRoundTrip, WriteReadIdentical) {
@@ -67,7 +69,9 @@ TEST(SafetensorsRoundTrip, WriteReadIdentical) {
   std::uint64_t header_length = 0;
   std::memcpy(&header_length, raw.data(), 8);
   EXPECT_EQ(header_length % 8, 0u);
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir), std::filesystem::directory_iterator()), 1);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir),
+                          std::filesystem::directory_iterator()),
+            1);
 
   // Rewriting what was read gives the same bytes (deterministic output).
   std::vector<TensorToWrite> reread;
@@ -89,7 +93,8 @@ TEST(SafetensorsRoundTrip, FixtureRewriteMatchesHuggingFaceBytes) {
   for (const auto& t : file->tensors()) {
     const TensorView& c = copy.require(t.name);
     EXPECT_EQ(c.shape, t.shape);
-    EXPECT_TRUE(std::equal(c.bytes.begin(), c.bytes.end(), t.bytes.begin(), t.bytes.end())) << t.name;
+    EXPECT_TRUE(std::equal(c.bytes.begin(), c.bytes.end(), t.bytes.begin(), t.bytes.end()))
+        << t.name;
   }
   EXPECT_TRUE(test::read_bytes(dir / "tiny.safetensors") == test::read_bytes(src));
 }
@@ -101,7 +106,8 @@ TEST(SafetensorsRoundTrip, ShardedCheckpoint) {
   std::vector<TensorToWrite> second{tensors[2].view(), tensors[3].view(), tensors[4].view()};
   write_safetensors(dir / "model-00001-of-00002.safetensors", first);
   write_safetensors(dir / "model-00002-of-00002.safetensors", second);
-  test::write_text(dir / "model.safetensors.index.json", R"({"metadata": {"total_size": 47}, "weight_map": {
+  test::write_text(dir / "model.safetensors.index.json",
+                   R"({"metadata": {"total_size": 47}, "weight_map": {
     "b.weight": "model-00001-of-00002.safetensors", "a.weight": "model-00001-of-00002.safetensors",
     "scalar": "model-00002-of-00002.safetensors", "empty": "model-00002-of-00002.safetensors",
     "codes": "model-00002-of-00002.safetensors"}})");
@@ -117,7 +123,25 @@ TEST(SafetensorsRoundTrip, ShardedCheckpoint) {
   }
   EXPECT_EQ(ckpt.total_bytes(), total);
   EXPECT_EQ(ckpt.require("scalar").file.filename(), "model-00002-of-00002.safetensors");
-  test::expect_input_error([&] { ckpt.require("nope"); }, {"tensor nope", "expected present", "missing"});
+  test::expect_input_error([&] { ckpt.require("nope"); },
+                           {"tensor nope", "expected present", "missing"});
+}
+
+TEST(SafetensorsRoundTrip, FailedWriteLeavesNothingAndOverwriteReplaces) {
+  const auto dir = test::temp_dir("w");
+  const auto tensors = sample_tensors();
+  std::vector<TensorToWrite> views;
+  for (const auto& t : tensors) views.push_back(t.view());
+  test::expect_input_error([&] { write_safetensors(dir / "missing" / "m.safetensors", views); },
+                           {"missing/m.safetensors", "a file that can be created"});
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+
+  test::write_text(dir / "m.safetensors", "old contents");
+  write_safetensors(dir / "m.safetensors", views);
+  EXPECT_EQ(SafetensorsFile::open(dir / "m.safetensors")->tensors().size(), tensors.size());
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir),
+                          std::filesystem::directory_iterator()),
+            1);
 }
 
 TEST(SafetensorsRoundTrip, ToFloatConvertsHalf) {

@@ -34,8 +34,10 @@ RunResult run_ptq(const std::string& args) {
 // q/k/v/o and the SwiGLU MLP, the final norm, and lm_head unless tied.
 std::int64_t llama_parameters(const nlohmann::json& c) {
   const std::int64_t h = c["hidden_size"], inter = c["intermediate_size"], vocab = c["vocab_size"];
-  const std::int64_t heads = c["num_attention_heads"], kv = c["num_key_value_heads"], hd = c["head_dim"];
-  const std::int64_t layer = 2 * h + h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * inter;
+  const std::int64_t heads = c["num_attention_heads"], kv = c["num_key_value_heads"],
+                     hd = c["head_dim"];
+  const std::int64_t layer =
+      2 * h + h * heads * hd + 2 * h * kv * hd + heads * hd * h + 3 * h * inter;
   return vocab * h + c["num_hidden_layers"].get<std::int64_t>() * layer + h +
          (c["tie_word_embeddings"].get<bool>() ? 0 : vocab * h);
 }
@@ -69,7 +71,8 @@ TEST(CmdInspect, CorruptInputGivesExitCode2AndMessage) {
   std::ofstream(dir / "model.safetensors") << "tiny";
   const RunResult r = run_ptq("inspect '" + dir.string() + "'");
   EXPECT_EQ(r.exit_code, 2);
-  EXPECT_NE(r.output.find("model.safetensors: expected at least 8 bytes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("model.safetensors: expected at least 8 bytes"), std::string::npos)
+      << r.output;
 }
 
 }  // namespace
