@@ -21,7 +21,9 @@ class BpeModel {
 
   const std::unordered_map<std::string, std::int32_t>& vocab() const { return vocab_; }
   // "" for ids no model token uses (e.g. taken by added tokens).
-  const std::string& token(std::int32_t id) const { return id_to_token_[static_cast<std::size_t>(id)]; }
+  const std::string& token(std::int32_t id) const {
+    return id_to_token_[static_cast<std::size_t>(id)];
+  }
   std::int32_t id_limit() const { return static_cast<std::int32_t>(id_to_token_.size()); }
   const std::int32_t* find(std::string_view token) const;
 

@@ -61,7 +61,8 @@ class Scanner {
   // 's|'t|'re|'ve|'m|'ll|'d; returns the end or 0 when none matches.
   std::size_t contraction(std::size_t i, Case c) const {
     if (!is_char(i, U'\'')) return 0;
-    static constexpr std::array<std::string_view, 7> k_suffixes{"s", "t", "re", "ve", "m", "ll", "d"};
+    static constexpr std::array<std::string_view, 7> k_suffixes{"s", "t",  "re", "ve",
+                                                                "m", "ll", "d"};
     for (auto suffix : k_suffixes) {
       std::size_t k = 0;
       while (k < suffix.size() && letter_equals(i + 1 + k, suffix[k], c)) ++k;

@@ -22,7 +22,8 @@ struct Segment {
 };
 
 bool space_at(std::string_view text, std::size_t pos) {
-  const auto n = std::min(unicode::utf8_length(static_cast<unsigned char>(text[pos])), text.size() - pos);
+  const auto n =
+      std::min(unicode::utf8_length(static_cast<unsigned char>(text[pos])), text.size() - pos);
   const auto cp = unicode::decode_utf8(text.substr(pos, n), "added-token context").code_points;
   return !cp.empty() && unicode::classify(cp[0]) == CharClass::space;
 }
@@ -74,7 +75,8 @@ struct StringHash {
   std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 // Ids of words already encoded in this call: text repeats words a lot.
-using WordCache = std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>>;
+using WordCache =
+    std::unordered_map<std::string, std::vector<std::int32_t>, StringHash, std::equal_to<>>;
 
 enum class Position { text_start, later };
 
@@ -141,8 +143,10 @@ class Encoder {
   void metaspace(std::string_view piece, Position at, std::vector<std::int32_t>& out) {
     std::string s;
     for (char c : piece) {
-      if (c == ' ') s += k_space_marker;
-      else s += c;
+      if (c == ' ')
+        s += k_space_marker;
+      else
+        s += c;
     }
     const auto scheme = t_.pre_tokenizer.prepend;
     const bool prepend = scheme == PrependScheme::always ||
@@ -169,7 +173,8 @@ class Encoder {
     }
     symbols_.clear();
     for (std::size_t pos = 0; pos < word.size();) {
-      const auto len = std::min(unicode::utf8_length(static_cast<unsigned char>(word[pos])), word.size() - pos);
+      const auto len =
+          std::min(unicode::utf8_length(static_cast<unsigned char>(word[pos])), word.size() - pos);
       add_symbol(word.substr(pos, len));
       pos += len;
     }
@@ -183,11 +188,14 @@ class Encoder {
       return;
     }
     if (!t_.model.unk_id) {
-      throw input_error(t_.source, "every character of the text in the vocabulary (no unk token, no byte fallback)",
-                        "'" + std::string(ch) + "'");
+      throw input_error(
+          t_.source,
+          "every character of the text in the vocabulary (no unk token, no byte fallback)",
+          "'" + std::string(ch) + "'");
     }
     // fuse_unk: a run of unknown characters becomes one unk.
-    if (symbols_.empty() || symbols_.back() != *t_.model.unk_id) symbols_.push_back(*t_.model.unk_id);
+    if (symbols_.empty() || symbols_.back() != *t_.model.unk_id)
+      symbols_.push_back(*t_.model.unk_id);
   }
 
   bool has_fallback(std::string_view ch) const {
@@ -229,8 +237,10 @@ std::string Tokenizer::Impl::normalize(std::string_view piece) const {
       case NormalizerStep::spaces_to_marker: {
         std::string r;
         for (char c : s) {
-          if (c == ' ') r += k_space_marker;
-          else r += c;
+          if (c == ' ')
+            r += k_space_marker;
+          else
+            r += c;
         }
         s = std::move(r);
         break;
@@ -268,8 +278,10 @@ std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
     } else if (t.decoder.kind == DecoderKind::byte_level) {
       for (char32_t c : unicode::decode_utf8(tok, t.source).code_points) {
         const int b = unicode::char_to_byte(c);
-        if (b >= 0) out += static_cast<char>(b);
-        else unicode::append_utf8(out, c);
+        if (b >= 0)
+          out += static_cast<char>(b);
+        else
+          unicode::append_utf8(out, c);
       }
     } else if (auto b = t.byte_of_fallback_id.find(id); b != t.byte_of_fallback_id.end()) {
       bytes += static_cast<char>(b->second);
@@ -287,14 +299,17 @@ std::string Tokenizer::decode(std::span<const std::int32_t> ids) const {
   }
   flush_bytes(bytes, out);
   std::size_t strip = 0;
-  while (strip < static_cast<std::size_t>(t.decoder.strip_leading_spaces) && strip < out.size() && out[strip] == ' ') ++strip;
+  while (strip < static_cast<std::size_t>(t.decoder.strip_leading_spaces) && strip < out.size() &&
+         out[strip] == ' ')
+    ++strip;
   return out.substr(strip);
 }
 
 int Tokenizer::vocab_size() const { return static_cast<int>(impl_->id_to_token.size()); }
 
 std::optional<std::int32_t> Tokenizer::token_id(std::string_view token) const {
-  if (auto it = impl_->added_by_content.find(std::string(token)); it != impl_->added_by_content.end()) {
+  if (auto it = impl_->added_by_content.find(std::string(token));
+      it != impl_->added_by_content.end()) {
     return it->second;
   }
   if (const auto* id = impl_->bpe.find(token)) return *id;
@@ -303,8 +318,10 @@ std::optional<std::int32_t> Tokenizer::token_id(std::string_view token) const {
 
 const std::string& Tokenizer::token(std::int32_t id) const {
   const auto& all = impl_->id_to_token;
-  if (id < 0 || static_cast<std::size_t>(id) >= all.size() || all[static_cast<std::size_t>(id)].empty()) {
-    throw input_error(impl_->source + ": token id", "an id of the vocabulary (size " + std::to_string(all.size()) + ")",
+  if (id < 0 || static_cast<std::size_t>(id) >= all.size() ||
+      all[static_cast<std::size_t>(id)].empty()) {
+    throw input_error(impl_->source + ": token id",
+                      "an id of the vocabulary (size " + std::to_string(all.size()) + ")",
                       std::to_string(id));
   }
   return all[static_cast<std::size_t>(id)];

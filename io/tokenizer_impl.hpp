@@ -4,10 +4,10 @@
 #include <array>
 #include <cstdint>
 #include <optional>
-#include <string_view>
-#include <utility>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "io/bpe.hpp"
@@ -33,7 +33,7 @@ enum class PreTokenizerKind { none, byte_level, metaspace };
 
 struct PreTokenizerConfig {
   PreTokenizerKind kind = PreTokenizerKind::none;
-  std::optional<SplitRegex> regex;  // byte_level: the word split (none: one word)
+  std::optional<SplitRegex> regex;               // byte_level: the word split (none: one word)
   PrependScheme prepend = PrependScheme::never;  // metaspace; byte_level: a " "
   MetaspaceSplit split = MetaspaceSplit::off;    // metaspace
 };

@@ -1,9 +1,8 @@
 // Loading tokenizers: tokenizer.json (+ tokenizer_config.json) and GPT-2 style
 // vocab.json + merges.txt. Each section of tokenizer.json maps to a part of
 // Tokenizer::Impl; anything we do not implement is an InputError naming it.
-#include <nlohmann/json.hpp>
-
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "io/error.hpp"
@@ -34,7 +33,9 @@ json parse_json(const fs::path& path) {
   }
 }
 
-std::string type_of(const json& j) { return j.is_object() ? j.value("type", std::string("(no type)")) : j.dump(); }
+std::string type_of(const json& j) {
+  return j.is_object() ? j.value("type", std::string("(no type)")) : j.dump();
+}
 
 using Vocab = std::unordered_map<std::string, std::int32_t>;
 
@@ -43,10 +44,12 @@ Vocab parse_vocab(const json& j, const std::string& where) {
   Vocab vocab;
   vocab.reserve(j.size());
   for (const auto& [token, id] : j.items()) {
-    if (!id.is_number_integer()) throw input_error(where + ": vocab token '" + token + "'", "an integer id", id.dump());
+    if (!id.is_number_integer())
+      throw input_error(where + ": vocab token '" + token + "'", "an integer id", id.dump());
     const auto v = id.get<std::int64_t>();
     if (v < 0 || v > INT32_MAX) {
-      throw input_error(where + ": vocab token '" + token + "'", "an id in [0, 2^31)", std::to_string(v));
+      throw input_error(where + ": vocab token '" + token + "'", "an id in [0, 2^31)",
+                        std::to_string(v));
     }
     vocab.emplace(token, static_cast<std::int32_t>(v));
   }
@@ -55,7 +58,8 @@ Vocab parse_vocab(const json& j, const std::string& where) {
 
 // "a b" or ["a", "b"]. Some files (Llama 2's) have tokens containing spaces, as
 // "   " for " " + " ": then the one split whose halves and whole are tokens is it.
-std::pair<std::string, std::string> parse_merge(const json& m, const Vocab& vocab, const std::string& where) {
+std::pair<std::string, std::string> parse_merge(const json& m, const Vocab& vocab,
+                                                const std::string& where) {
   if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) return {m[0], m[1]};
   std::vector<std::pair<std::string, std::string>> splits;
   if (m.is_string()) {
@@ -79,11 +83,13 @@ std::vector<AddedToken> parse_added(const json& j, const std::string& where) {
   for (const auto& t : j) {
     const auto content = t.at("content").get<std::string>();
     if (t.value("single_word", false)) {
-      throw input_error(where + ": added token '" + content + "'", "single_word false", "true (not supported)");
+      throw input_error(where + ": added token '" + content + "'", "single_word false",
+                        "true (not supported)");
     }
-    added.push_back({content, t.at("id").get<std::int32_t>(),
-                     t.value("normalized", false) ? AddedTokenStage::normalized : AddedTokenStage::raw,
-                     t.value("lstrip", false), t.value("rstrip", false)});
+    added.push_back(
+        {content, t.at("id").get<std::int32_t>(),
+         t.value("normalized", false) ? AddedTokenStage::normalized : AddedTokenStage::raw,
+         t.value("lstrip", false), t.value("rstrip", false)});
   }
   return added;
 }
@@ -98,10 +104,12 @@ void parse_normalizer(const json& j, std::vector<NormalizerStep>& steps, const s
     steps.push_back(NormalizerStep::nfc);
   } else if (type == "Prepend" && j.value("prepend", "") == marker) {
     steps.push_back(NormalizerStep::prepend_marker);
-  } else if (type == "Replace" && j.at("pattern").value("String", "") == " " && j.value("content", "") == marker) {
+  } else if (type == "Replace" && j.at("pattern").value("String", "") == " " &&
+             j.value("content", "") == marker) {
     steps.push_back(NormalizerStep::spaces_to_marker);
   } else {
-    throw input_error(where + ": normalizer", "Sequence, NFC, Prepend(\"▁\") or Replace(\" \", \"▁\")", j.dump());
+    throw input_error(where + ": normalizer",
+                      "Sequence, NFC, Prepend(\"▁\") or Replace(\" \", \"▁\")", j.dump());
   }
 }
 
@@ -124,16 +132,21 @@ void parse_pre_tokenizer(const json& j, PreTokenizerConfig& pre, const std::stri
   } else if (type == "Split") {
     const auto pattern = j.at("pattern").value("Regex", j.at("pattern").value("String", ""));
     const auto regex = recognise_split_pattern(pattern);
-    if (!regex) throw input_error(where + ": pre_tokenizer Split pattern", "the GPT-2, Llama 3 or Qwen2 regex", "'" + pattern + "'");
+    if (!regex)
+      throw input_error(where + ": pre_tokenizer Split pattern",
+                        "the GPT-2, Llama 3 or Qwen2 regex", "'" + pattern + "'");
     if (j.value("behavior", "") != "Isolated" || j.value("invert", false)) {
-      throw input_error(where + ": pre_tokenizer Split", "behavior Isolated, invert false", j.dump());
+      throw input_error(where + ": pre_tokenizer Split", "behavior Isolated, invert false",
+                        j.dump());
     }
     pre.regex = regex;
   } else if (type == "ByteLevel") {
     pre.kind = PreTokenizerKind::byte_level;
     pre.prepend = j.value("add_prefix_space", false) ? PrependScheme::always : PrependScheme::never;
     if (j.value("use_regex", true)) {
-      if (pre.regex) throw input_error(where + ": pre_tokenizer", "one word split", "a Split and a ByteLevel with use_regex");
+      if (pre.regex)
+        throw input_error(where + ": pre_tokenizer", "one word split",
+                          "a Split and a ByteLevel with use_regex");
       pre.regex = SplitRegex::gpt2;
     }
   } else if (type == "Metaspace" && j.value("replacement", "") == std::string(k_space_marker)) {
@@ -141,10 +154,12 @@ void parse_pre_tokenizer(const json& j, PreTokenizerConfig& pre, const std::stri
     pre.prepend = parse_prepend_scheme(j, where);
     pre.split = j.value("split", true) ? MetaspaceSplit::on : MetaspaceSplit::off;
   } else {
-    throw input_error(where + ": pre_tokenizer", "Sequence, Split, ByteLevel or Metaspace(\"▁\")", j.dump());
+    throw input_error(where + ": pre_tokenizer", "Sequence, Split, ByteLevel or Metaspace(\"▁\")",
+                      j.dump());
   }
   if (pre.regex && pre.kind == PreTokenizerKind::metaspace) {
-    throw input_error(where + ": pre_tokenizer", "a Split only with ByteLevel", "a Split with Metaspace");
+    throw input_error(where + ": pre_tokenizer", "a Split only with ByteLevel",
+                      "a Split with Metaspace");
   }
 }
 
@@ -163,7 +178,8 @@ void parse_decoder(const json& j, DecoderConfig& dec, const std::string& where) 
   } else if (type == "Strip" && j.value("content", "") == " " && j.value("stop", 0) == 0) {
     dec.strip_leading_spaces = j.value("start", 0);
   } else {
-    throw input_error(where + ": decoder", "ByteLevel, Metaspace, Replace, ByteFallback, Fuse or Strip", j.dump());
+    throw input_error(where + ": decoder",
+                      "ByteLevel, Metaspace, Replace, ByteFallback, Fuse or Strip", j.dump());
   }
 }
 
@@ -181,10 +197,13 @@ std::optional<std::string> special_token_text(const json& config, const char* ke
 void apply_tokenizer_config(const fs::path& path, Tokenizer::Impl& t) {
   const auto config = parse_json(path);
   const auto& n = t.normalizer;
-  const bool llama_normalizer = std::find(n.begin(), n.end(), NormalizerStep::prepend_marker) != n.end();
-  if (config.value("legacy", true) == false && llama_normalizer && t.pre_tokenizer.kind == PreTokenizerKind::none) {
+  const bool llama_normalizer =
+      std::find(n.begin(), n.end(), NormalizerStep::prepend_marker) != n.end();
+  if (config.value("legacy", true) == false && llama_normalizer &&
+      t.pre_tokenizer.kind == PreTokenizerKind::none) {
     std::erase_if(t.normalizer, [](NormalizerStep s) { return s != NormalizerStep::nfc; });
-    t.pre_tokenizer = {PreTokenizerKind::metaspace, std::nullopt, PrependScheme::first, MetaspaceSplit::off};
+    t.pre_tokenizer = {PreTokenizerKind::metaspace, std::nullopt, PrependScheme::first,
+                       MetaspaceSplit::off};
   }
   t.source += " + " + path.filename().string();
   auto lookup = [&](const char* key) -> std::optional<std::int32_t> {
@@ -207,25 +226,33 @@ std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
     throw input_error(where, "a \"model\" object", "none");
   }
   const auto& m = j.at("model");
-  if (m.value("type", "BPE") != "BPE") throw input_error(where + ": model type", "BPE", m.value("type", ""));
-  if (!m.contains("vocab") || !m.contains("merges")) throw input_error(where + ": model", "vocab and merges", "a model without them");
+  if (m.value("type", "BPE") != "BPE")
+    throw input_error(where + ": model type", "BPE", m.value("type", ""));
+  if (!m.contains("vocab") || !m.contains("merges"))
+    throw input_error(where + ": model", "vocab and merges", "a model without them");
   auto added = parse_added(j.value("added_tokens", json()), where);
   auto vocab = parse_vocab(m.at("vocab"), where);
   std::vector<std::pair<std::string, std::string>> merges;
   for (const auto& x : m.at("merges")) merges.push_back(parse_merge(x, vocab, where + ": merges"));
   const auto limit = static_cast<std::int32_t>(vocab.size() + added.size());
-  auto t = std::make_unique<Tokenizer::Impl>(where, BpeModel(std::move(vocab), merges, limit, where));
+  auto t =
+      std::make_unique<Tokenizer::Impl>(where, BpeModel(std::move(vocab), merges, limit, where));
   t->added = std::move(added);
   t->model.byte_fallback = m.value("byte_fallback", false) ? ByteFallback::on : ByteFallback::off;
-  t->model.whole_word_lookup = m.value("ignore_merges", false) ? WholeWordLookup::on : WholeWordLookup::off;
+  t->model.whole_word_lookup =
+      m.value("ignore_merges", false) ? WholeWordLookup::on : WholeWordLookup::off;
   if (m.contains("unk_token") && m.at("unk_token").is_string()) {
     const auto* unk = t->bpe.find(m.at("unk_token").get<std::string>());
-    if (!unk) throw input_error(where + ": model unk_token", "a token of the vocab", m.at("unk_token").dump());
+    if (!unk)
+      throw input_error(where + ": model unk_token", "a token of the vocab",
+                        m.at("unk_token").dump());
     t->model.unk_id = *unk;
   }
   parse_normalizer(j.value("normalizer", json()), t->normalizer, where);
   parse_pre_tokenizer(j.value("pre_tokenizer", json()), t->pre_tokenizer, where);
-  t->decoder.kind = t->pre_tokenizer.kind == PreTokenizerKind::byte_level ? DecoderKind::byte_level : DecoderKind::sentencepiece;
+  t->decoder.kind = t->pre_tokenizer.kind == PreTokenizerKind::byte_level
+                        ? DecoderKind::byte_level
+                        : DecoderKind::sentencepiece;
   parse_decoder(j.value("decoder", json()), t->decoder, where);
   return t;
 }
@@ -256,40 +283,51 @@ void Tokenizer::Impl::finish() {
   std::int32_t limit = bpe.id_limit();
   for (const auto& a : added) limit = std::max(limit, a.id + 1);
   id_to_token.assign(static_cast<std::size_t>(limit), "");
-  for (std::int32_t id = 0; id < bpe.id_limit(); ++id) id_to_token[static_cast<std::size_t>(id)] = bpe.token(id);
+  for (std::int32_t id = 0; id < bpe.id_limit(); ++id)
+    id_to_token[static_cast<std::size_t>(id)] = bpe.token(id);
   while (!id_to_token.empty() && id_to_token.back().empty()) id_to_token.pop_back();
   for (std::size_t i = 0; i < added.size(); ++i) {
     const auto& a = added[i];
-    if (a.id < 0) throw input_error(source + ": added token '" + a.content + "'", "a non-negative id", std::to_string(a.id));
-    if (static_cast<std::size_t>(a.id) >= id_to_token.size()) id_to_token.resize(static_cast<std::size_t>(a.id) + 1);
+    if (a.id < 0)
+      throw input_error(source + ": added token '" + a.content + "'", "a non-negative id",
+                        std::to_string(a.id));
+    if (static_cast<std::size_t>(a.id) >= id_to_token.size())
+      id_to_token.resize(static_cast<std::size_t>(a.id) + 1);
     auto& slot = id_to_token[static_cast<std::size_t>(a.id)];
     if (!slot.empty() && slot != a.content) {
-      throw input_error(source + ": added token id " + std::to_string(a.id), "'" + a.content + "' or an unused id", "model token '" + slot + "'");
+      throw input_error(source + ": added token id " + std::to_string(a.id),
+                        "'" + a.content + "' or an unused id", "model token '" + slot + "'");
     }
     slot = a.content;
     added_by_content[a.content] = a.id;
-    if (a.stage == AddedTokenStage::raw) raw_added.add(a.content, i);
-    else normalized_added.add(normalize(a.content), i);
+    if (a.stage == AddedTokenStage::raw)
+      raw_added.add(a.content, i);
+    else
+      normalized_added.add(normalize(a.content), i);
   }
   char name[8];
   for (int b = 0; b < 256; ++b) {
     std::snprintf(name, sizeof name, "<0x%02X>", b);
     const auto* id = bpe.find(name);
     byte_fallback_ids[static_cast<std::size_t>(b)] = id ? *id : -1;
-    if (id && model.byte_fallback == ByteFallback::on) byte_of_fallback_id[*id] = static_cast<unsigned char>(b);
+    if (id && model.byte_fallback == ByteFallback::on)
+      byte_of_fallback_id[*id] = static_cast<unsigned char>(b);
   }
   if (pre_tokenizer.kind != PreTokenizerKind::byte_level) return;
   for (char32_t c : unicode::byte_to_char()) {
     std::string s;
     unicode::append_utf8(s, c);
-    if (!bpe.find(s)) throw input_error(source + ": byte-level vocab", "a token for each of the 256 byte characters", "'" + s + "' missing");
+    if (!bpe.find(s))
+      throw input_error(source + ": byte-level vocab",
+                        "a token for each of the 256 byte characters", "'" + s + "' missing");
   }
 }
 
 Tokenizer Tokenizer::load(const fs::path& dir_or_tokenizer_json) {
   const auto& p = dir_or_tokenizer_json;
   if (fs::is_directory(p) && !fs::exists(p / "tokenizer.json")) {
-    if (fs::exists(p / "vocab.json") && fs::exists(p / "merges.txt")) return load_gpt2_files(p / "vocab.json", p / "merges.txt");
+    if (fs::exists(p / "vocab.json") && fs::exists(p / "merges.txt"))
+      return load_gpt2_files(p / "vocab.json", p / "merges.txt");
     throw input_error(p.string(), "tokenizer.json or vocab.json + merges.txt", "neither");
   }
   const auto json_path = fs::is_directory(p) ? p / "tokenizer.json" : p;
@@ -304,9 +342,11 @@ Tokenizer Tokenizer::load(const fs::path& dir_or_tokenizer_json) {
   }
 }
 
-Tokenizer Tokenizer::load_gpt2_files(const fs::path& vocab_json, const fs::path& merges_txt, const Gpt2FilesConfig& config) {
+Tokenizer Tokenizer::load_gpt2_files(const fs::path& vocab_json, const fs::path& merges_txt,
+                                     const Gpt2FilesConfig& config) {
   auto impl = std::make_unique<Impl>(load_merges_txt(vocab_json, merges_txt));
-  impl->pre_tokenizer = {PreTokenizerKind::byte_level, config.regex, PrependScheme::never, MetaspaceSplit::off};
+  impl->pre_tokenizer = {PreTokenizerKind::byte_level, config.regex, PrependScheme::never,
+                         MetaspaceSplit::off};
   impl->decoder.kind = DecoderKind::byte_level;
   impl->model.whole_word_lookup = config.whole_word_lookup;
   impl->finish();

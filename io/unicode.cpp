@@ -37,7 +37,8 @@ std::optional<std::size_t> first_invalid_utf8(std::string_view text) {
   const auto* bytes = reinterpret_cast<const utf8proc_uint8_t*>(text.data());
   for (std::size_t pos = 0; pos < text.size();) {
     utf8proc_int32_t cp = 0;
-    const auto n = utf8proc_iterate(bytes + pos, static_cast<utf8proc_ssize_t>(text.size() - pos), &cp);
+    const auto n =
+        utf8proc_iterate(bytes + pos, static_cast<utf8proc_ssize_t>(text.size() - pos), &cp);
     if (n <= 0) return pos;
     pos += static_cast<std::size_t>(n);
   }
@@ -52,7 +53,8 @@ DecodedText decode_utf8(std::string_view text, std::string_view where) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     utf8proc_int32_t cp = 0;
-    const auto n = utf8proc_iterate(bytes + pos, static_cast<utf8proc_ssize_t>(text.size() - pos), &cp);
+    const auto n =
+        utf8proc_iterate(bytes + pos, static_cast<utf8proc_ssize_t>(text.size() - pos), &cp);
     if (n <= 0) {
       throw input_error(std::string(where), "valid UTF-8 text",
                         "an invalid byte sequence at byte " + std::to_string(pos));

@@ -5,6 +5,7 @@ namespace ptq::cli {
 void add_all(CLI::App& app) {
   add_eval(app);
   add_inspect(app);
+  add_tokenize(app);
 }
 
 }  // namespace ptq::cli

@@ -9,5 +9,6 @@ void add_all(CLI::App& app);
 
 void add_eval(CLI::App& app);
 void add_inspect(CLI::App& app);
+void add_tokenize(CLI::App& app);
 
 }  // namespace ptq::cli

@@ -29,7 +29,8 @@ std::vector<VocabCase> load_cases(const std::string& name) {
   const std::string inp = read_all(base.string() + ".inp");
   const std::string sep = "\n__ggml_vocab_test__\n";
   std::vector<VocabCase> cases;
-  for (std::size_t pos = 0, next; (next = inp.find(sep, pos)) != std::string::npos; pos = next + sep.size()) {
+  for (std::size_t pos = 0, next; (next = inp.find(sep, pos)) != std::string::npos;
+       pos = next + sep.size()) {
     cases.push_back({inp.substr(pos, next - pos), {}});
   }
   std::istringstream out(read_all(base.string() + ".out"));
@@ -45,7 +46,8 @@ std::vector<VocabCase> load_cases(const std::string& name) {
 }
 
 void expect_all_match(const Tokenizer& tok, const std::string& name) {
-  for (const auto& c : load_cases(name)) EXPECT_EQ(tok.encode(c.text), c.ids) << name << ": '" << c.text << "'";
+  for (const auto& c : load_cases(name))
+    EXPECT_EQ(tok.encode(c.text), c.ids) << name << ": '" << c.text << "'";
 }
 
 TEST(GgufVocab, Gpt2MatchesLlamaCpp) {

@@ -53,7 +53,9 @@ void check_model(const std::string& model, const std::filesystem::path& dir) {
 }
 
 TEST(TokenizerGolden, Gpt2) { check_model("gpt2", test::fixture("tokenizers/gpt2")); }
-TEST(TokenizerGolden, Phi3) { check_model("phi-3-mini-hf", test::fixture("tokenizers/phi-3-mini-hf")); }
+TEST(TokenizerGolden, Phi3) {
+  check_model("phi-3-mini-hf", test::fixture("tokenizers/phi-3-mini-hf"));
+}
 TEST(TokenizerGolden, Tiny) { check_model("tiny", test::fixture("models/tiny")); }
 TEST(TokenizerGolden, Small) { check_model("small", test::fixture("models/small")); }
 

@@ -1,0 +1,53 @@
+// End to end: `ptq tokenize` reproduces the evaluation .ids goldens byte for byte.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+std::string read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void expect_reproduces(const std::string& model, const std::string& text,
+                       const std::string& golden) {
+  const auto out = test::temp_dir("tokenize") / "out.ids";
+  const std::string cmd = test::ptq_binary().string() + " tokenize --model " +
+                          test::fixture("models/" + model).string() + " --text " +
+                          test::fixture(text).string() + " --out " + out.string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const auto expected = read_bytes(test::fixture("goldens/" + model + "/" + golden));
+  ASSERT_FALSE(expected.empty());
+  EXPECT_TRUE(read_bytes(out) == expected) << model << " " << golden;
+}
+
+TEST(TokenizeCli, TinyGenericEval) {
+  expect_reproduces("tiny", "corpus/generic_eval/wikitext2_test.txt", "eval_generic.ids");
+}
+TEST(TokenizeCli, TinyDomainEval) {
+  expect_reproduces("tiny", "corpus/domain_eval/curl_code_heldout.txt", "eval_domain.ids");
+}
+TEST(TokenizeCli, SmallGenericEval) {
+  expect_reproduces("small", "corpus/generic_eval/wikitext2_test.txt", "eval_generic.ids");
+}
+TEST(TokenizeCli, SmallDomainEval) {
+  expect_reproduces("small", "corpus/domain_eval/curl_code_heldout.txt", "eval_domain.ids");
+}
+
+TEST(TokenizeCli, MissingTextFileIsAnInputError) {
+  const auto out = test::temp_dir("tokenize") / "out.ids";
+  const std::string cmd = test::ptq_binary().string() + " tokenize --model " +
+                          test::fixture("models/tiny").string() +
+                          " --text /nonexistent.txt --out " + out.string() + " 2>/dev/null";
+  EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2);
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+}  // namespace
+}  // namespace ptq
