@@ -24,7 +24,8 @@ double best_seconds(int repeats, F&& f) {
   for (int i = 0; i < repeats; ++i) {
     const auto t0 = std::chrono::steady_clock::now();
     f();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    best = std::min(best,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
   return best;
 }
@@ -34,8 +35,8 @@ double sgemm_gflops(int repeats) {
   const RowMatrix a = RowMatrix::Random(n, n), b = RowMatrix::Random(n, n);
   RowMatrix c(n, n);
   const double s = best_seconds(repeats, [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(),
-                n, 0.0f, c.data(), n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
+                0.0f, c.data(), n);
   });
   return 2.0 * n * n * n / s / 1e9;
 }
@@ -55,7 +56,8 @@ double flops_per_token(const ptq::ModelConfig& c, int ctx) {
 
 int main(int argc, char** argv) {
   if (argc < 3) {
-    std::fprintf(stderr, "usage: %s MODEL_DIR IDS_FILE [ctx] [windows] [threads] [repeats]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL_DIR IDS_FILE [ctx] [windows] [threads] [repeats]\n",
+                 argv[0]);
     return 2;
   }
   const int ctx = argc > 3 ? std::atoi(argv[3]) : 512;

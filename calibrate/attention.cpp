@@ -52,7 +52,8 @@ void attend_one_head(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
     const int cols = r0 + rows;  // keys 0..cols-1 are visible to some row of this tile
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, s.head_dim, scale,
                 qh + static_cast<std::size_t>(r0) * ldq, ldq, kh, ldk, 0.0f, scores.data(), cols);
-    for (int r = 0; r < rows; ++r) masked_softmax_row(scores.data() + static_cast<std::size_t>(r) * cols, cols, r0 + r);
+    for (int r = 0; r < rows; ++r)
+      masked_softmax_row(scores.data() + static_cast<std::size_t>(r) * cols, cols, r0 + r);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, s.head_dim, cols, 1.0f,
                 scores.data(), cols, vh, ldk, 0.0f, oh + static_cast<std::size_t>(r0) * ldq, ldq);
   }

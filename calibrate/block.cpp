@@ -63,7 +63,8 @@ bool prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRol
 void head_norm(RowMatrix& x, const FloatVector& w, int head_dim, float eps) {
   const int heads = static_cast<int>(x.cols()) / head_dim;
   for_rows(x.rows(), [&](Eigen::Index t) {
-    for (int h = 0; h < heads; ++h) rms_norm(x.row(t).data() + h * head_dim, w.data(), head_dim, eps);
+    for (int h = 0; h < heads; ++h)
+      rms_norm(x.row(t).data() + h * head_dim, w.data(), head_dim, eps);
   });
 }
 

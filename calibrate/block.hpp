@@ -34,7 +34,7 @@ struct BlockWeights {
 
 // Hidden states of a batch of equally long sequences.
 struct Activations {
-  RowMatrix x;      // [sequences * seq_len, hidden]; sequence s owns rows [s*seq_len, (s+1)*seq_len)
+  RowMatrix x;  // [sequences * seq_len, hidden]; sequence s owns rows [s*seq_len, (s+1)*seq_len)
   int seq_len = 0;  // positions 0..seq_len-1 in every sequence
 
   int sequences() const { return seq_len == 0 ? 0 : static_cast<int>(x.rows()) / seq_len; }

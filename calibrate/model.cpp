@@ -37,9 +37,12 @@ FloatVector to_vector(const TensorView& t) {
 
 bool bias_required(const ModelConfig& c, BiasRule rule) {
   switch (rule) {
-    case BiasRule::attention_bias: return c.attention_bias;
-    case BiasRule::mlp_bias: return c.mlp_bias;
-    case BiasRule::optional: return false;
+    case BiasRule::attention_bias:
+      return c.attention_bias;
+    case BiasRule::mlp_bias:
+      return c.mlp_bias;
+    case BiasRule::optional:
+      return false;
   }
   return false;
 }
@@ -79,12 +82,21 @@ BlockWeights Model::load_block(int layer) const {
   for (const NormSpec& spec : norm_specs) {
     if (spec.needs_qk_norm && !config_.qk_norm) continue;
     const std::int64_t size = spec.needs_qk_norm ? config_.head_dim : config_.hidden_size;
-    FloatVector v = to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
+    FloatVector v =
+        to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
     switch (spec.role) {
-      case NormRole::input: w.input_norm = std::move(v); break;
-      case NormRole::post_attention: w.post_attention_norm = std::move(v); break;
-      case NormRole::q_head: w.q_norm = std::move(v); break;
-      case NormRole::k_head: w.k_norm = std::move(v); break;
+      case NormRole::input:
+        w.input_norm = std::move(v);
+        break;
+      case NormRole::post_attention:
+        w.post_attention_norm = std::move(v);
+        break;
+      case NormRole::q_head:
+        w.q_norm = std::move(v);
+        break;
+      case NormRole::k_head:
+        w.k_norm = std::move(v);
+        break;
     }
   }
   return w;
@@ -137,9 +149,8 @@ const BlockWeights& BlockSource::block(int layer) {
   return blocks_.front();
 }
 
-RowMatrix final_hidden(const Model& model, BlockSource& blocks,
-                       std::span<const std::int32_t> ids, int seq_len,
-                       const ForwardOptions& options) {
+RowMatrix final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
+                       int seq_len, const ForwardOptions& options) {
   PTQ_ASSERT(seq_len > 0 && ids.size() % static_cast<std::size_t>(seq_len) == 0);
   Activations act{model.embed(ids), seq_len};
   for (int layer = 0; layer < model.num_layers(); ++layer) {

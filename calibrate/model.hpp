@@ -62,9 +62,8 @@ class BlockSource {
 // Final hidden states (after the final norm) of a batch of sequences:
 // `ids` holds ids.size()/seq_len sequences back to back; returns
 // [ids.size(), hidden]. Runs each block over the whole batch.
-RowMatrix final_hidden(const Model& model, BlockSource& blocks,
-                       std::span<const std::int32_t> ids, int seq_len,
-                       const ForwardOptions& options = {});
+RowMatrix final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
+                       int seq_len, const ForwardOptions& options = {});
 
 // Logits [ids.size(), vocab] of one or more sequences of length seq_len,
 // streaming the blocks from the checkpoint one at a time.

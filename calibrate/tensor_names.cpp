@@ -22,13 +22,17 @@ std::string block_tensor_name(int layer, std::string_view suffix) {
 
 int linear_out_features(const ModelConfig& c, LinearRole role) {
   switch (role) {
-    case LinearRole::q: return c.num_heads * c.head_dim;
+    case LinearRole::q:
+      return c.num_heads * c.head_dim;
     case LinearRole::k:
-    case LinearRole::v: return c.num_kv_heads * c.head_dim;
+    case LinearRole::v:
+      return c.num_kv_heads * c.head_dim;
     case LinearRole::o:
-    case LinearRole::down: return c.hidden_size;
+    case LinearRole::down:
+      return c.hidden_size;
     case LinearRole::gate:
-    case LinearRole::up: return c.intermediate_size;
+    case LinearRole::up:
+      return c.intermediate_size;
   }
   PTQ_ASSERT(false);
   return 0;
@@ -37,9 +41,12 @@ int linear_out_features(const ModelConfig& c, LinearRole role) {
 int linear_in_features(const ModelConfig& c, LinearRole role) {
   switch (linear_spec(role).input) {
     case LinearInput::attention_in:
-    case LinearInput::mlp_in: return c.hidden_size;
-    case LinearInput::attention_out: return c.num_heads * c.head_dim;
-    case LinearInput::mlp_hidden: return c.intermediate_size;
+    case LinearInput::mlp_in:
+      return c.hidden_size;
+    case LinearInput::attention_out:
+      return c.num_heads * c.head_dim;
+    case LinearInput::mlp_hidden:
+      return c.intermediate_size;
   }
   PTQ_ASSERT(false);
   return 0;

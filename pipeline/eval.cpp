@@ -77,9 +77,8 @@ void EvalConfig::validate() const {
   }
 }
 
-EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids,
-                    const EvalConfig& config, const Model* reference,
-                    const EvalProgress& progress) {
+EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids, const EvalConfig& config,
+                    const Model* reference, const EvalProgress& progress) {
   config.validate();
   int windows = static_cast<int>(ids.size() / static_cast<std::size_t>(config.ctx));
   if (windows == 0) {
@@ -128,7 +127,10 @@ void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& 
   {
     std::ofstream out(temp);
     out << j.dump(1) << '\n';
-    if (!out) throw input_error(temp.string(), "a writable file", "a write error");
+    if (!out) {
+      std::filesystem::remove(temp);
+      throw input_error(temp.string(), "a writable file", "a write error");
+    }
   }
   std::filesystem::rename(temp, path);
 }

@@ -16,9 +16,9 @@
 namespace ptq {
 
 struct EvalConfig {
-  int ctx = 512;            // window length in tokens
-  int max_windows = 0;      // evaluate only the first N windows; 0 = all
-  int batch_windows = 8;    // windows run through each block together (large GEMMs)
+  int ctx = 512;          // window length in tokens
+  int max_windows = 0;    // evaluate only the first N windows; 0 = all
+  int batch_windows = 8;  // windows run through each block together (large GEMMs)
   // All blocks' float32 weights stay resident (loaded once) when they fit this
   // budget, per model; otherwise blocks are streamed once per batch.
   std::size_t resident_budget_bytes = std::size_t{4} << 30;
@@ -39,9 +39,8 @@ struct EvalResult {
 using EvalProgress = std::function<void(int, int)>;
 
 // InputError if `ids` holds fewer than ctx tokens or an id outside the vocab.
-EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids,
-                    const EvalConfig& config, const Model* reference = nullptr,
-                    const EvalProgress& progress = {});
+EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids, const EvalConfig& config,
+                    const Model* reference = nullptr, const EvalProgress& progress = {});
 
 // {"ppl", "nll_sum", "predicted_tokens", "windows", "ctx"[, "kl", "top1"]}
 nlohmann::json eval_json(const EvalResult& result, const EvalConfig& config);

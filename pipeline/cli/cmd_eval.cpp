@@ -104,7 +104,7 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors)")
       ->required();
   auto* text = cmd->add_option("--text", options->text_file,
-                                "Text file, tokenized whole with the model's tokenizer");
+                               "Text file, tokenized whole with the model's tokenizer");
   auto* ids = cmd->add_option("--ids", options->ids_file, "Token ids: raw little-endian int32");
   text->excludes(ids);
   ids->excludes(text);
@@ -114,7 +114,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--limit", options->task_limit, "Score the first N items of each task (0 = all)")
       ->capture_default_str();
   cmd->add_option("--ctx", options->config.ctx, "Window length in tokens")->capture_default_str();
-  cmd->add_option("--max-windows", options->config.max_windows, "Evaluate the first N windows (0 = all)")
+  cmd->add_option("--max-windows", options->config.max_windows,
+                  "Evaluate the first N windows (0 = all)")
       ->capture_default_str();
   cmd->add_option("--json", options->json_out, "Write the result as JSON to this file");
   cmd->add_option("--threads", options->threads, "Threads for BLAS and TBB (0 = all cores)")

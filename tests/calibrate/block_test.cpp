@@ -78,7 +78,8 @@ TEST(Forward, ObserverSeesEachSharedInputOnceWithItsRoles) {
   Recorder rec;
   block_forward(c, w, act, {.observer = &rec});
   using R = LinearRole;
-  const std::vector<std::vector<R>> expected = {{R::q, R::k, R::v}, {R::o}, {R::gate, R::up}, {R::down}};
+  const std::vector<std::vector<R>> expected = {
+      {R::q, R::k, R::v}, {R::o}, {R::gate, R::up}, {R::down}};
   ASSERT_EQ(rec.roles, expected);
   for (std::size_t i = 0; i < expected.size(); ++i) {
     EXPECT_EQ(rec.inputs[i].rows(), static_cast<Eigen::Index>(ids.size()));
@@ -147,11 +148,13 @@ void expect_input_error(const std::function<void()>& f, const std::string& must_
 TEST(ModelCorrupt, MisShapedAndMissingTensorsAreInputErrors) {
   const std::string q = "model.layers.1.self_attn.k_proj.weight";
   const Model reshaped = Model::open(broken_tiny(test::temp_dir("reshaped"), q, false));
-  expect_input_error([&] { reshaped.load_block(1); }, q + ": expected shape [128, 256], found [256, 128]");
+  expect_input_error([&] { reshaped.load_block(1); },
+                     q + ": expected shape [128, 256], found [256, 128]");
   const Model missing = Model::open(broken_tiny(test::temp_dir("missing"), q, true));
   expect_input_error([&] { missing.load_block(1); }, q);
-  expect_input_error([&] { Model::open(broken_tiny(test::temp_dir("head"), "lm_head.weight", true)); },
-                     "lm_head.weight");
+  expect_input_error(
+      [&] { Model::open(broken_tiny(test::temp_dir("head"), "lm_head.weight", true)); },
+      "lm_head.weight");
 }
 
 }  // namespace

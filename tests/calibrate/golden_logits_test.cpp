@@ -19,7 +19,8 @@ constexpr float random_model_tolerance = 1e-4f;
 std::vector<float> read_f32(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::vector<float> v(std::filesystem::file_size(path) / sizeof(float));
-  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  in.read(reinterpret_cast<char*>(v.data()),
+          static_cast<std::streamsize>(v.size() * sizeof(float)));
   return v;
 }
 

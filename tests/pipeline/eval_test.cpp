@@ -1,5 +1,7 @@
 // ptq eval: protocol, KL/top-1, against independent straightforward
 // computations and the fixtures' reference numbers.
+#include "pipeline/eval.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,13 +14,12 @@
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
 #include "io/safetensors.hpp"
-#include "pipeline/eval.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
 namespace {
 
-constexpr int fast_windows = 6;       // windows used by the fast tests
+constexpr int fast_windows = 6;         // windows used by the fast tests
 constexpr double sum_tolerance = 1e-6;  // relative: batched vs per-window sums
 
 std::vector<std::int32_t> tiny_eval_ids() {
@@ -78,8 +79,8 @@ std::filesystem::path perturbed_tiny(const std::filesystem::path& dir, int manti
   std::size_t i = 0;
   for (const TensorView* t : source.tensors()) {
     const auto& v = data[i++];
-    out.push_back({t->name, DType::F32, t->shape,
-                   std::as_bytes(std::span<const float>(v.data(), v.size()))});
+    out.push_back(
+        {t->name, DType::F32, t->shape, std::as_bytes(std::span<const float>(v.data(), v.size()))});
   }
   write_safetensors(dir / "model.safetensors", out);
   std::filesystem::copy_file(test::fixture("models/tiny/config.json"), dir / "config.json");
@@ -92,6 +93,43 @@ EvalConfig fast_config() {
   c.batch_windows = 4;  // 6 windows: one full batch and one partial one
   return c;
 }
+
+std::vector<float> read_f32(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<float> v(std::filesystem::file_size(path) / sizeof(float));
+  in.read(reinterpret_cast<char*>(v.data()),
+          static_cast<std::streamsize>(v.size() * sizeof(float)));
+  return v;
+}
+
+// The protocol at the scale of the golden logits: logits_prompt.ids are the
+// first 64 eval tokens, so one window of ctx 64 must give the NLL of tokens
+// 1..63 under the golden (HF float32) logits. The full-set comparison with
+// reference.json is bench/eval_reference.sh (minutes; docs/bench/eval_reference.md).
+class GoldenWindow : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GoldenWindow, NllOfFirstWindowMatchesGoldenLogits) {
+  const std::string m = GetParam();
+  const auto ids = read_ids(test::fixture("goldens/" + m + "/logits_prompt.ids"));
+  const auto golden = read_f32(test::fixture("goldens/" + m + "/logits_prompt.f32"));
+  const auto eval_ids = read_ids(test::fixture("goldens/" + m + "/eval_generic.ids"));
+  ASSERT_TRUE(std::equal(ids.begin(), ids.end(), eval_ids.begin()));
+  const std::size_t vocab = golden.size() / ids.size();
+  double golden_nll = 0.0;
+  for (std::size_t t = 0; t + 1 < ids.size(); ++t) {
+    const RowMatrix row = Eigen::Map<const RowMatrix>(golden.data() + t * vocab, 1, vocab);
+    golden_nll -= log_softmax(row, 0)[ids[t + 1]];
+  }
+  EvalConfig c;
+  c.ctx = static_cast<int>(ids.size());
+  c.max_windows = 1;
+  const EvalResult r = evaluate(Model::open(test::fixture("models/" + m)), eval_ids, c);
+  EXPECT_EQ(r.predicted_tokens, static_cast<std::int64_t>(ids.size()) - 1);
+  EXPECT_NEAR(r.nll_sum, golden_nll, 1e-5 * golden_nll);
+  EXPECT_NEAR(r.ppl, std::exp(golden_nll / (ids.size() - 1)), 5e-4 * r.ppl);  // the 0.05 % bar
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenWindow, ::testing::Values("tiny", "small"));
 
 TEST(Eval, SelfReferenceHasZeroKlAndFullAgreement) {
   const Model tiny = Model::open(test::fixture("models/tiny"));
@@ -177,9 +215,9 @@ TEST(EvalCli, WritesJsonMatchingLibraryResult) {
 TEST(EvalCli, TextInputMatchesGoldenIds) {
   const auto from_ids = run_cli_eval(
       "--ids " + test::fixture("goldens/tiny/eval_generic.ids").string(), test::temp_dir("ids"));
-  const auto from_text = run_cli_eval(
-      "--text " + test::fixture("corpus/generic_eval/wikitext2_test.txt").string(),
-      test::temp_dir("text"));
+  const auto from_text =
+      run_cli_eval("--text " + test::fixture("corpus/generic_eval/wikitext2_test.txt").string(),
+                   test::temp_dir("text"));
   EXPECT_EQ(from_text.at("nll_sum").get<double>(), from_ids.at("nll_sum").get<double>());
   EXPECT_EQ(from_text.at("predicted_tokens"), from_ids.at("predicted_tokens"));
 }
