@@ -1,4 +1,4 @@
-// bench_gptq DIR [--threads N]
+// bench_gptq_torch DIR [--threads N]
 //
 // Times gptq_quantize on the layers that bench/gptq_reference.py (PyTorch) wrote into
 // DIR, with the configuration and thread count it used, and cross-checks our result on
@@ -230,7 +230,7 @@ void print_cross_checks(const fs::path& dir, const std::vector<LayerRow>& rows,
 
 int run(int argc, char** argv) {
   if (argc != 2 && !(argc == 4 && std::string(argv[2]) == "--threads")) {
-    std::fprintf(stderr, "usage: bench_gptq DIR [--threads N]\n");
+    std::fprintf(stderr, "usage: bench_gptq_torch DIR [--threads N]\n");
     return 2;
   }
   const fs::path dir = argv[1];
@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
   try {
     return ptq::run(argc, argv);
   } catch (const ptq::InputError& e) {
-    std::fprintf(stderr, "bench_gptq: %s\n", e.what());
+    std::fprintf(stderr, "bench_gptq_torch: %s\n", e.what());
     return 2;
   }
 }
