@@ -5,7 +5,7 @@
 // its cross-check layer against its codes and dequantized weights (file formats: the
 // docstring of gptq_reference.py). Prints two Markdown tables on stdout, progress on
 // stderr. Run by bench/gptq.sh; never by ctest.
-#include <cblas.h>  // openblas_set_num_threads
+#include <cblas.h>  // openblas_set_num_threads, openblas_get_corename
 #include <tbb/global_control.h>
 
 #include <algorithm>
@@ -242,6 +242,10 @@ int run(int argc, char** argv) {
   openblas_set_num_threads(threads);
   const auto configs = read_configs(dir);
   const auto rows = read_layer_rows(dir);
+  // OpenBLAS picks its kernels from the CPU model; one it does not know falls back to
+  // slow generic ones (OPENBLAS_CORETYPE overrides), which matters for reading the numbers.
+  std::printf("ptq's OpenBLAS kernels: %s (%s).\n\n", openblas_get_corename(),
+              openblas_get_config());
   std::printf("### Seconds per layer (best of 3; 1 run where in >= 4096)\n\n");
   print_timings(dir, rows, configs);
   std::printf("\n### Cross-check against the PyTorch implementation\n\n");

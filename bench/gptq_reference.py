@@ -22,8 +22,8 @@ Writes, into --out (tables are tab-separated, one row per line):
   <config>.codes.u8    codes of the cross-check layer, [out, in], original column order
   <config>.deq.f32     its dequantized weights, float32
 
-The C++ side (bench_gptq_torch) reads these files, times gptq_quantize on the same layers and
-compares its result for the cross-check layer with ours.
+The C++ side (bench_gptq_torch) reads these files, times gptq_quantize on the same
+layers and compares its result for the cross-check layer with ours.
 """
 import argparse
 import dataclasses
