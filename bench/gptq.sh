@@ -10,6 +10,7 @@
 # --keep-data keeps the layers in DIR/bench-gptq-data (about 1 GB) for profiling.
 set -euo pipefail
 
+command="bench/gptq.sh $*"
 root=$(cd "$(dirname "$0")/.." && pwd)
 threads=2
 python=${PTQ_BENCH_PYTHON:-/tmp/venv/bin/python}
@@ -52,7 +53,9 @@ cat >"$tmp" <<EOF
 
 Written by \`bench/gptq.sh\` on $started (commit $commit).
 
-- Machine: $(lscpu | sed -n 's/^Model name: *//p'), nproc $(nproc); both sides limited to
+- Command: \`${OPENBLAS_CORETYPE:+OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE }$command\`.
+- Machine: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'),
+  model $(lscpu | sed -n 's/^Model: *//p')), nproc $(nproc); both sides limited to
   **$threads threads** (\`torch.set_num_threads($threads)\`; TBB \`global_control\` and
   \`openblas_set_num_threads($threads)\` for ptq).
 - Load average (1, 5, 15 min) before: $load_before; after: $load_after. The machine may
