@@ -153,8 +153,8 @@ double best_seconds(const std::function<void()>& run, int repeats) {
   for (int i = 0; i < repeats; ++i) {
     const auto start = std::chrono::steady_clock::now();
     run();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-                              .count());
+    best = std::min(
+        best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   return best;
 }
@@ -166,8 +166,8 @@ void print_timings(const fs::path& dir, const std::vector<LayerRow>& rows,
   for (const LayerRow& row : rows) {
     const Layer layer = read_layer(dir, row);
     const GptqConfig& config = find_config(configs, row.config);
-    const double ptq_s = best_seconds([&] { gptq_quantize(layer.W, layer.H, config); },
-                                      repeats_for(layer));
+    const double ptq_s =
+        best_seconds([&] { gptq_quantize(layer.W, layer.H, config); }, repeats_for(layer));
     std::fprintf(stderr, "ptq %s: %.3f s (torch %.3f s)\n", row.name.c_str(), ptq_s,
                  row.torch_seconds);
     std::printf("| %s | %s | %.3f | %.3f | %.2f |\n", row.name.c_str(), row.config.c_str(),
@@ -209,18 +209,18 @@ Agreement compare(const Layer& layer, const QuantizedMatrix& ours, const fs::pat
 
 void print_cross_checks(const fs::path& dir, const std::vector<LayerRow>& rows,
                         const std::map<std::string, GptqConfig>& configs) {
-  std::printf("| config | differing codes | rows with a difference | max abs diff of W' | "
-              "output error ptq | output error torch |\n");
+  std::printf(
+      "| config | differing codes | rows with a difference | max abs diff of W' | "
+      "output error ptq | output error torch |\n");
   std::printf("|---|---:|---:|---:|---:|---:|\n");
   for (const Row& r : read_table(dir / "xcheck.tsv", 2)) {
-    const auto row = std::find_if(rows.begin(), rows.end(), [&](const LayerRow& l) {
-      return l.name == r[1];
-    });
+    const auto row =
+        std::find_if(rows.begin(), rows.end(), [&](const LayerRow& l) { return l.name == r[1]; });
     if (row == rows.end()) throw input_error("xcheck.tsv " + r[0], "a layer of layers.tsv", r[1]);
     const Layer layer = read_layer(dir, *row);
     const GptqResult ours = gptq_quantize(layer.W, layer.H, find_config(configs, r[0]));
-    const Agreement a = compare(layer, ours.quantized, dir / (r[0] + ".codes.u8"),
-                                dir / (r[0] + ".deq.f32"));
+    const Agreement a =
+        compare(layer, ours.quantized, dir / (r[0] + ".codes.u8"), dir / (r[0] + ".deq.f32"));
     std::printf("| %s on %s | %td of %td | %td of %td | %.3g | %.6g | %.6g |\n", r[0].c_str(),
                 r[1].c_str(), a.differing_codes, a.codes, a.differing_rows, layer.out,
                 a.max_abs_diff, a.output_error_ptq, a.output_error_torch);

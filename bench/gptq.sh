@@ -31,7 +31,8 @@ while [[ $# -gt 0 ]]; do
 done
 
 if [[ $build == 1 ]]; then
-  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPTQ_BUILD_TESTS=OFF >/dev/null
+  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPTQ_BUILD_TESTS=OFF \
+    >/dev/null
   cmake --build "$build_dir" -j2 --target bench_gptq_torch
 fi
 bench=$build_dir/bench/bench_gptq_torch
