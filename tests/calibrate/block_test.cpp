@@ -76,7 +76,7 @@ TEST(Forward, ObserverSeesEachSharedInputOnceWithItsRoles) {
   Activations act{tiny.embed(ids), static_cast<int>(ids.size())};
   const RowMatrix embedded = act.x;
   Recorder rec;
-  block_forward(c, w, act, {.observer = &rec});
+  block_forward(c, w, act, {.observer = &rec, .input_transform = nullptr, .stop_after = {}});
   using R = LinearRole;
   const std::vector<std::vector<R>> expected = {
       {R::q, R::k, R::v}, {R::o}, {R::gate, R::up}, {R::down}};
@@ -112,7 +112,7 @@ TEST(Forward, InputTransformAndReplacedWeightsAgree) {
   Activations transformed{tiny.embed(ids), len}, replaced{tiny.embed(ids), len},
       plain{tiny.embed(ids), len};
   const DoubleDownInput doubler;
-  block_forward(tiny.config(), w, transformed, {.input_transform = &doubler});
+  block_forward(tiny.config(), w, transformed, {.observer = nullptr, .input_transform = &doubler, .stop_after = {}});
   block_forward(tiny.config(), w, plain);
   w.weight(LinearRole::down) *= 2.0f;
   block_forward(tiny.config(), w, replaced);
