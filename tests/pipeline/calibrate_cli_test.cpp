@@ -2,6 +2,7 @@
 // against an independent double-precision X^T X of the float forward, and
 // mix_stats of the two sources against a one-source run over the same windows.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -47,7 +48,8 @@ double relative_max_diff(const A& got, const B& want) {
 class CalibrateCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::filesystem::path(test::temp_dir("calibrate"));
+    // ctest runs each test in its own process, possibly in parallel: one folder per process.
+    dir_ = new std::filesystem::path(test::temp_dir("calibrate-" + std::to_string(getpid())));
     calibrate(mix_args(), *dir_ / "mix.h5");
   }
   static void TearDownTestSuite() { delete dir_; }
