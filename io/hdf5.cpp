@@ -97,6 +97,24 @@ H5Writer::~H5Writer() {
   }
 }
 
+namespace {
+
+// Creates every missing group on the way to `abs` (not `abs` itself), without
+// timestamps: groups that the link property creates implicitly would carry the
+// creation time and make the same content give different bytes.
+void create_parent_groups(hid_t file, const std::string& abs, const std::filesystem::path& file_path) {
+  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
+  H5Pset_obj_track_times(gcpl.get(), false);
+  for (auto slash = abs.find('/', 1); slash != std::string::npos; slash = abs.find('/', slash + 1)) {
+    const std::string parent = abs.substr(0, slash);
+    if (link_exists(file, parent)) continue;
+    Handle group(H5Gcreate2(file, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
+    if (!group.ok()) throw h5_error(file_path, parent, "cannot create group");
+  }
+}
+
+}  // namespace
+
 template <typename T>
 void H5Writer::write(const std::string& path, std::span<const T> data,
                      const std::vector<std::int64_t>& shape) {
@@ -105,6 +123,7 @@ void H5Writer::write(const std::string& path, std::span<const T> data,
   for (hsize_t d : dims) count *= d;
   PTQ_ASSERT(count == data.size());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+  create_parent_groups(file_, absolute(path), temp_path_);
   Handle set(H5Dcreate2(file_, absolute(path).c_str(), native_type<T>(), space.get(), lcpl_, ocpl_,
                         H5P_DEFAULT),
              H5Dclose);
@@ -116,6 +135,7 @@ void H5Writer::write(const std::string& path, std::span<const T> data,
 std::int64_t H5Writer::open_group(const std::string& path) {
   const std::string abs = absolute(path);
   if (abs == "/" || link_exists(file_, abs)) return H5Oopen(file_, abs.c_str(), H5P_DEFAULT);
+  create_parent_groups(file_, abs, temp_path_);
   Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   H5Pset_obj_track_times(gcpl.get(), false);
   return H5Gcreate2(file_, abs.c_str(), lcpl_, gcpl.get(), H5P_DEFAULT);

@@ -1,10 +1,17 @@
 #include "pipeline/progress.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
 
 namespace ptq {
+
+std::uint64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<std::uint64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
+}
 namespace {
 
 std::string format_seconds(double s) {

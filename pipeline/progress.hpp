@@ -2,9 +2,13 @@
 // Progress on stderr: a redrawn bar with ETA on a terminal, plain lines
 // (about every 10 %) when stderr is a file or a pipe.
 #include <chrono>
+#include <cstdint>
 #include <string>
 
 namespace ptq {
+
+// Peak resident set size of this process so far (getrusage ru_maxrss), in bytes.
+std::uint64_t peak_rss_bytes();
 
 class ProgressReporter {
  public:

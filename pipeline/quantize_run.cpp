@@ -9,6 +9,7 @@
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "io/tokenizer.hpp"
+#include "pipeline/progress.hpp"
 
 namespace ptq {
 
@@ -43,12 +44,13 @@ double measured_gflops() {
 
 }  // namespace
 
-CalibrationSet load_calibration(const std::filesystem::path& model, const Recipe& recipe) {
+CalibrationSet load_calibration(const std::filesystem::path& model, std::span<const CalibSourceSpec> sources,
+                                const CalibConfig& config) {
   bool needs_tokenizer = false;
-  for (const auto& s : recipe.sources) needs_tokenizer |= s.path.extension() != ".ids";
-  if (!needs_tokenizer) return build_calibration_set(recipe.sources, recipe.calibration, nullptr, 0);
+  for (const auto& s : sources) needs_tokenizer |= s.path.extension() != ".ids";
+  if (!needs_tokenizer) return build_calibration_set(sources, config, nullptr, 0);
   const Tokenizer tokenizer = Tokenizer::load(model);
-  return build_calibration_set(recipe.sources, recipe.calibration, &tokenizer,
+  return build_calibration_set(sources, config, &tokenizer,
                                eos_of(load_model_config(model), tokenizer));
 }
 
@@ -96,7 +98,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   const Model model = Model::open(job.model);
   std::optional<CalibrationSet> calibration;
   if (job.recipe.needs_calibration()) {
-    calibration = load_calibration(job.model, job.recipe);
+    calibration = load_calibration(job.model, job.recipe.sources, job.recipe.calibration);
     if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
                                    std::to_string(job.recipe.calibration.seqlen) + " tokens");
   }
@@ -106,8 +108,13 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration ? &*calibration : nullptr,
                                               linears, run, job.output);
   std::filesystem::remove_all(checkpoint_dir(job.out));
-  if (progress.log)
+  if (progress.log) {
     for (const auto& w : warnings) progress.log("warning: " + w);
+    char line[128];
+    std::snprintf(line, sizeof line, "done in %.1f s, peak RSS %.1f MiB",
+                  std::chrono::duration<double>(Clock::now() - t0).count(), peak_rss_bytes() / 1048576.0);
+    progress.log(line);
+  }
   return warnings;
 }
 

@@ -28,8 +28,9 @@ struct QuantizeEstimate {
   std::string text() const;
 };
 
-// Reads the calibration sources of the recipe (tokenizing text sources with the model's tokenizer).
-CalibrationSet load_calibration(const std::filesystem::path& model, const Recipe& recipe);
+// Reads calibration sources (tokenizing text sources with the model's tokenizer).
+CalibrationSet load_calibration(const std::filesystem::path& model, std::span<const CalibSourceSpec> sources,
+                                const CalibConfig& config);
 
 QuantizeEstimate estimate_quantize(const QuantizeJob& job);
 

@@ -12,6 +12,8 @@
 #include "io/hash.hpp"
 #include "io/hdf5.hpp"
 #include "io/safetensors.hpp"
+#include "pipeline/progress.hpp"
+#include "pipeline/provenance.hpp"
 #include "pipeline/quantized_store.hpp"
 
 namespace ptq {
@@ -111,16 +113,6 @@ void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor
   write_text_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
 }
 
-std::string model_hash(const std::filesystem::path& model) {
-  std::vector<std::filesystem::path> files;
-  for (const auto& e : std::filesystem::directory_iterator(model))
-    if (e.path().extension() == ".safetensors") files.push_back(e.path());
-  std::sort(files.begin(), files.end());
-  Fnv1a64 h;
-  for (const auto& f : files) h.update(hash_path(f));
-  return h.hex();
-}
-
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source, const Recipe& recipe,
                     const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears) {
   H5Writer out(path);
@@ -129,30 +121,8 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   out.set_attribute("/", "source_model", source.filename().string());
   out.set_attribute("/", "source_model_hash", model_hash(source));
   out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
-  if (calibration != nullptr && !calibration->windows.empty()) {
-    const auto& c = *calibration;
-    out.set_attribute("calibration", "samples", std::int64_t{c.config.samples});
-    out.set_attribute("calibration", "seqlen", std::int64_t{c.config.seqlen});
-    out.set_attribute("calibration", "seed", static_cast<std::int64_t>(c.config.seed));
-    for (const auto& s : c.sources) {
-      const std::string g = "calibration/sources/" + s.spec.name;
-      out.set_attribute(g, "path", s.spec.path.string());
-      out.set_attribute(g, "content_hash", s.content_hash);
-      out.set_attribute(g, "weight", s.spec.weight);
-      out.set_attribute(g, "windows", std::int64_t{s.windows});
-    }
-    std::vector<std::int32_t> ids, source_of;
-    std::vector<std::int64_t> start;
-    for (const auto& w : c.windows) {
-      ids.insert(ids.end(), w.ids.begin(), w.ids.end());
-      source_of.push_back(w.source);
-      start.push_back(w.start);
-    }
-    const auto n = static_cast<std::int64_t>(c.windows.size());
-    out.write<std::int32_t>("calibration/window_ids", ids, {n, c.config.seqlen});
-    out.write<std::int32_t>("calibration/window_source", source_of, {n});
-    out.write<std::int64_t>("calibration/window_start", start, {n});
-  }
+  if (calibration != nullptr && !calibration->windows.empty())
+    write_calibration_record(out, "calibration", *calibration);
   for (const auto& q : linears) write_quantized_linear(out, q, false);
   out.commit();
 }
@@ -192,6 +162,7 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run, const 
   nlohmann::ordered_json j;
   j["seconds"] = run.seconds;
   j["threads"] = run.threads;
+  j["peak_rss_bytes"] = peak_rss_bytes();  // after the weights were written: the whole run
   j["warnings"] = run.warnings;
   for (const auto& q : linears)
     j["linears"].push_back({{"layer", q.layer}, {"linear", linear_role_name(q.role)}, {"seconds", q.report.seconds}});

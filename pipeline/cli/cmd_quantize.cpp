@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "io/error.hpp"
+#include "pipeline/cli/calib_flags.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/quantize_run.hpp"
 
@@ -11,10 +12,9 @@ namespace ptq::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, recipe, method, group, calib_ids, field = "text";
-  std::vector<std::string> calib;
-  int bits = 4, samples = 128, seqlen = 512, threads = 0, batch_windows = 16;
-  std::uint64_t seed = 0;
+  std::string model, out, recipe, method, group;
+  CalibFlags calib;
+  int bits = 4, threads = 0, batch_windows = 16;
   double damp = 0.01;
   bool act_order = false, sym = false, static_groups = false, resume = false, dry_run = false;
 };
@@ -30,15 +30,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--act-order")) r.order = ColumnOrder::ActivationOrder;
   if (given("--static-groups")) r.group_grids = GroupGrids::Static;
   if (given("--damp")) r.damp = f.damp;
-  if (given("--samples")) r.calibration.samples = f.samples;
-  if (given("--seqlen")) r.calibration.seqlen = f.seqlen;
-  if (given("--seed")) r.calibration.seed = f.seed;
-  if (given("--field")) r.calibration.jsonl_field = f.field;
-  if (given("--calib") || given("--calib-ids")) {
-    r.sources.clear();
-    for (const auto& spec : f.calib) r.sources.push_back(parse_calib_spec(spec));
-    if (!f.calib_ids.empty()) r.sources.push_back({std::filesystem::path(f.calib_ids).stem().string(), f.calib_ids, 1.0});
-  }
+  apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
     throw input_error("ptq quantize", "--recipe FILE or --method rtn|gptq", "neither");
   r.validate();
@@ -64,12 +56,7 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--act-order", f.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
   cmd->add_flag("--static-groups", f.static_groups, "GPTQ: group grids from the original weights");
   cmd->add_option("--damp", f.damp, "GPTQ damping, fraction of the mean Hessian diagonal");
-  cmd->add_option("--calib", f.calib, "Calibration source NAME=PATH[:WEIGHT] (text, folder, .jsonl or .ids)");
-  cmd->add_option("--calib-ids", f.calib_ids, "Shorthand for one .ids calibration source")->check(CLI::ExistingFile);
-  cmd->add_option("--field", f.field, "Text field of .jsonl calibration sources");
-  cmd->add_option("--samples", f.samples, "Calibration windows in all");
-  cmd->add_option("--seqlen", f.seqlen, "Tokens per calibration window");
-  cmd->add_option("--seed", f.seed, "Seed of the window draw from text sources");
+  add_calib_flags(*cmd, f.calib);
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->add_flag("--resume", f.resume, "Continue an interrupted run from its per-block checkpoints");

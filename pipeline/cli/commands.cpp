@@ -7,6 +7,7 @@ void add_all(CLI::App& app) {
   add_tokenize(app);
   add_eval(app);
   add_quantize(app);
+  add_calibrate(app);
 }
 
 }  // namespace ptq::cli

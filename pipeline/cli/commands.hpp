@@ -11,5 +11,6 @@ void add_inspect(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_quantize(CLI::App& app);
+void add_calibrate(CLI::App& app);
 
 }  // namespace ptq::cli

@@ -1,0 +1,202 @@
+// `ptq quantize` end to end: quality against the reference quantizers on the
+// full tiny eval set, resume after an interruption, --dry-run estimates, bad input,
+// and the example recipes.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "calibrate/model.hpp"
+#include "io/error.hpp"
+#include "io/hdf5.hpp"
+#include "io/ids_file.hpp"
+#include "pipeline/eval.hpp"
+#include "pipeline/quantize_run.hpp"
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+constexpr double kRtnTolerance = 0.002;   // relative: same grid as the reference, float rounding only
+constexpr double kGptqAllowance = 0.003;  // relative: GPTQ ppl at most reference + 0.3 %
+constexpr double kEstimateTolerance = 0.10;
+
+std::filesystem::path tiny() { return test::fixture("models/tiny"); }
+std::filesystem::path recipe(const std::string& name) { return test::source_dir() / "recipes" / (name + ".yaml"); }
+
+std::string read_bytes(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct CliResult {
+  int exit_code = 0;
+  std::string stdout_text, stderr_text;
+};
+
+CliResult run_quantize_cli(const std::string& args) {
+  const auto dir = test::temp_dir("cli-output");
+  const std::string cmd = test::ptq_binary().string() + " quantize --model " + tiny().string() + " " + args + " >" +
+                          (dir / "out.txt").string() + " 2>" + (dir / "err.txt").string();
+  const int status = std::system(cmd.c_str());
+  return {WEXITSTATUS(status), read_bytes(dir / "out.txt"), read_bytes(dir / "err.txt")};
+}
+
+double reference_ppl(const std::string& key) {
+  std::ifstream in(test::fixture("goldens/tiny/reference_quantizers.json"));
+  return nlohmann::json::parse(in)[key]["generic"]["ppl"].get<double>();
+}
+
+double full_generic_ppl(const std::filesystem::path& model_dir) {
+  const Model model = Model::open(model_dir);
+  const auto ids = read_ids(test::fixture("goldens/tiny/eval_generic.ids"));
+  const EvalResult r = evaluate(model, ids, EvalConfig{});
+  EXPECT_EQ(r.windows, 939);
+  return r.ppl;
+}
+
+TEST(QuantizeQuality, RtnW4G128MatchesReference) {
+  const auto out = test::temp_dir("rtn") / "model";
+  const auto r = run_quantize_cli("--recipe " + recipe("rtn-w4-g128").string() + " --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  const double ppl = full_generic_ppl(out), want = reference_ppl("rtn-w4-g128");
+  EXPECT_NEAR(ppl, want, kRtnTolerance * want);
+  // The peak RSS is logged and recorded.
+  EXPECT_NE(r.stderr_text.find("peak RSS"), std::string::npos);
+  std::ifstream run_json(out / "run.json");
+  EXPECT_GT(nlohmann::json::parse(run_json)["peak_rss_bytes"].get<double>(), 1e6);
+}
+
+TEST(QuantizeQuality, GptqW4G128NoWorseThanReference) {
+  const auto out = test::temp_dir("gptq") / "model";
+  const auto r = run_quantize_cli("--recipe " + recipe("gptq-w4-g128").string() + " --calib-ids " +
+                                  test::fixture("goldens/tiny/calib_generic.ids").string() +
+                                  " --samples 128 --out " + out.string());
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
+  const double ppl = full_generic_ppl(out), want = reference_ppl("gptq-w4-g128");
+  EXPECT_LE(ppl, want * (1.0 + kGptqAllowance));
+}
+
+// A small GPTQ job for the resume tests: 4 windows of 128 tokens.
+Recipe small_gptq() {
+  Recipe r = load_recipe(recipe("gptq-w4-g128"));
+  r.calibration.samples = 4;
+  r.calibration.seqlen = 128;
+  r.sources = {{"generic", test::fixture("goldens/tiny/calib_generic.ids"), 1.0}};
+  return r;
+}
+
+struct Interrupted : std::runtime_error {
+  Interrupted() : std::runtime_error("interrupted") {}
+};
+
+std::filesystem::path write_output(const Model& model, const Recipe& recipe, const CalibrationSet& calib,
+                                   const std::vector<QuantizedLinear>& linears, const std::filesystem::path& out) {
+  write_quantized_model(model.path(), out, recipe, &calib, linears, RunInfo{});
+  return out;
+}
+
+TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
+  const auto dir = test::temp_dir("resume");
+  const Model model = Model::open(tiny());
+  const Recipe recipe = small_gptq();
+  const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
+  const auto full = quantize_blocks(model, recipe, &calib, QuantizeRunOptions{16, dir / "ckpt_full", false});
+  write_output(model, recipe, calib, full, dir / "full");
+
+  // Interrupted as block 2 starts: blocks 0 and 1 and their output activations are checkpointed.
+  const QuantizeRunOptions options{16, dir / "ckpt", true};
+  QuantizeProgress stop_at_block_2{[](const std::string& line) {
+    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
+  }};
+  EXPECT_THROW(quantize_blocks(model, recipe, &calib, options, stop_at_block_2), Interrupted);
+  ASSERT_TRUE(std::filesystem::exists(dir / "ckpt" / "block_1.h5"));
+  ASSERT_FALSE(std::filesystem::exists(dir / "ckpt" / "block_2.h5"));
+  EXPECT_EQ(H5Reader(dir / "ckpt" / "activations.h5").int_attribute("/", "after_layer"), 1);
+
+  std::vector<std::string> log;
+  const auto resumed = quantize_blocks(model, recipe, &calib, options, {[&](const std::string& l) { log.push_back(l); }});
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.front(), "resuming after block 1");
+  write_output(model, recipe, calib, resumed, dir / "resumed");
+  for (const char* f : {"model.safetensors", "quantized.h5", "README.md"})
+    EXPECT_TRUE(read_bytes(dir / "full" / f) == read_bytes(dir / "resumed" / f)) << f;
+
+  // A checkpoint of another recipe is refused.
+  Recipe other = recipe;
+  other.damp = 0.02;
+  try {
+    quantize_blocks(model, other, &calib, options);
+    ADD_FAILURE() << "a checkpoint of another recipe was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find((dir / "ckpt").string()), std::string::npos) << e.what();
+  }
+}
+
+std::uintmax_t folder_bytes(const std::filesystem::path& dir) {
+  std::uintmax_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) total += e.file_size();
+  return total;
+}
+
+TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
+  const auto dir = test::temp_dir("dry");
+  const std::string args = "--recipe " + recipe("rtn-w4-g128").string() + " --out " + (dir / "model").string();
+  const auto dry = run_quantize_cli(args + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.stderr_text;
+  EXPECT_FALSE(std::filesystem::exists(dir / "model"));
+  EXPECT_TRUE(std::filesystem::is_empty(dir));
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dry.stdout_text, m, std::regex(R"(output size\s+([0-9.]+) MiB)"))) << dry.stdout_text;
+  EXPECT_NE(dry.stdout_text.find("peak memory"), std::string::npos);
+  EXPECT_NE(dry.stdout_text.find("time"), std::string::npos);
+  const double estimated = std::stod(m[1]) * 1048576.0;
+
+  const auto real = run_quantize_cli(args);
+  ASSERT_EQ(real.exit_code, 0) << real.stderr_text;
+  const double actual = static_cast<double>(folder_bytes(dir / "model"));
+  EXPECT_NEAR(estimated, actual, kEstimateTolerance * actual);
+}
+
+void expect_input_error(const std::string& args, const std::string& named) {
+  const auto r = run_quantize_cli(args);
+  EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find(named), std::string::npos) << "stderr does not name '" << named << "':\n"
+                                                          << r.stderr_text;
+}
+
+TEST(QuantizeBadInput, EachExitsTwoNamingTheProblem) {
+  const auto dir = test::temp_dir("bad");
+  std::ofstream(dir / "typo.yaml") << "method: rtn\nbitz: 4\n";
+  expect_input_error("--recipe " + (dir / "typo.yaml").string() + " --out " + (dir / "a").string(), "bitz");
+  expect_input_error("--method rtn --group abc --out " + (dir / "b").string(), "abc");
+  expect_input_error("--method gptq --out " + (dir / "c").string(), "calibration");
+  std::filesystem::create_directories(dir / "full");
+  std::ofstream(dir / "full" / "file.txt") << "x";
+  expect_input_error("--method rtn --out " + (dir / "full").string(), (dir / "full").string());
+  for (const char* out : {"a", "b", "c"}) EXPECT_FALSE(std::filesystem::exists(dir / out)) << out;
+}
+
+TEST(Recipes, ExamplesLoadWithTheirFields) {
+  const Recipe rtn = load_recipe(recipe("rtn-w4-g128"));
+  EXPECT_EQ(rtn.method, Method::Rtn);
+  EXPECT_EQ(rtn.spec.bits, 4);
+  EXPECT_EQ(rtn.spec.granularity, Granularity::Group);
+  EXPECT_EQ(rtn.spec.group_size, 128);
+  const Recipe gptq = load_recipe(recipe("gptq-w4-g128"));
+  EXPECT_EQ(gptq.method, Method::Gptq);
+  EXPECT_EQ(gptq.order, ColumnOrder::Natural);
+  EXPECT_EQ(gptq.calibration.samples, 128);
+  const Recipe w3 = load_recipe(recipe("gptq-w3-g128-actorder"));
+  EXPECT_EQ(w3.spec.bits, 3);
+  EXPECT_EQ(w3.order, ColumnOrder::ActivationOrder);
+  EXPECT_EQ(w3.group_grids, GroupGrids::Static);
+  EXPECT_EQ(w3.spec.symmetry, Symmetry::Asymmetric);
+}
+
+}  // namespace
+}  // namespace ptq
