@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "algorithms/parallel_gemm.hpp"
 #include "algorithms/rtn.hpp"
 #include "io/error.hpp"
 
@@ -74,6 +75,7 @@ bool inverse_upper_cholesky(Eigen::MatrixXd& reversed, Eigen::MatrixXd& U) {
 
 GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) {
   config.validate();
+  use_single_threaded_blas();  // multithreaded dpotrf/dtrtri would vary with the thread count
   if (H.rows() != H.cols()) {
     throw input_error("prepare_hessian: H", "a square matrix",
                       "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
@@ -174,9 +176,8 @@ void quantize_column(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eige
 
 // Columns per sub-block inside a lazy block: rank-1 updates stay inside a
 // sub-block and a small GEMM carries each sub-block's error to the rest of the
-// block. Same arithmetic as the reference up to summation order. With 64 rows
-// per task these GEMMs stay below OpenBLAS's threading threshold, so tasks
-// never nest BLAS threads.
+// block. Same arithmetic as the reference up to summation order. Eigen sends
+// these products to OpenBLAS, single-threaded by policy (parallel_gemm.hpp).
 constexpr Eigen::Index kSubBlock = 16;
 
 // The block [i1, i1 + count) for rows [r0, r0 + rows): the reference's inner loop.
@@ -227,6 +228,7 @@ ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
 
 template <class T>
 GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
+  use_single_threaded_blas();
   const QuantSpec& spec = config.spec;
   Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order)};
   GptqResult result;
@@ -250,17 +252,17 @@ GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqCon
     const Eigen::Index count = std::min<Eigen::Index>(config.block_size, n - i1);
     s.W1 = s.W.middleCols(i1, count);
     s.err.resize(out, count);
-    // Rows are independent within a block; the fixed split keeps results
-    // identical for any thread count.
+    // Rows are independent given U: each fixed row chunk quantizes the block
+    // and carries its error to the columns right of it (single-threaded BLAS),
+    // so results are identical for any thread count.
     tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, tasks, 1), [&](const auto& range) {
       for (Eigen::Index t = range.begin(); t < range.end(); ++t) {
-        quantize_block_rows(plan, s, i1, count, t * step, std::min(step, out - t * step));
+        const Eigen::Index r0 = t * step, rows = std::min(step, out - r0);
+        quantize_block_rows(plan, s, i1, count, r0, rows);
+        s.W.block(r0, i1 + count, rows, n - i1 - count).noalias() -=
+            s.err.middleRows(r0, rows) * plan.U.block(i1, i1 + count, count, n - i1 - count);
       }
     });
-    // One GEMM over all rows, threaded by BLAS, carries the block's error to
-    // the columns right of it.
-    s.W.rightCols(n - i1 - count).noalias() -=
-        s.err * plan.U.block(i1, i1 + count, count, n - i1 - count);
     if (config.progress) config.progress(i1 + count, n);
   }
   result.quantized.scales = s.grids.scales.template cast<float>();

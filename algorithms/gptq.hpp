@@ -42,7 +42,8 @@ struct GptqConfig {
   // Column loop and block updates in Float32, like the reference's torch math.
   // The factor of H^-1 is always computed in double (the reference uses float32).
   Precision precision = Precision::Float32;
-  int rows_per_task = 64;  // rows per parallel task; the result does not depend on it
+  // Rows per parallel task: fixed chunks, so the result does not depend on the thread count.
+  int rows_per_task = 64;
   // Optional; called on the calling thread after each block of columns.
   std::function<void(std::int64_t columns_done, std::int64_t columns_total)> progress;
 

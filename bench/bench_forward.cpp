@@ -1,5 +1,6 @@
 // Forward throughput of a model at a given context, beside the rate of one
-// large cblas_sgemm with the same thread count, measured in the same run.
+// large cblas_sgemm with the same thread count (OpenBLAS's own threads),
+// measured in the same run.
 // Usage: bench_forward MODEL_DIR IDS_FILE [ctx=512] [windows=4] [threads=2] [repeats=3]
 #include <cblas.h>
 
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "algorithms/parallel_gemm.hpp"
 #include "calibrate/model.hpp"
 #include "calibrate/threads.hpp"
 #include "io/ids_file.hpp"
@@ -30,14 +32,18 @@ double best_seconds(int repeats, F&& f) {
   return best;
 }
 
-double sgemm_gflops(int repeats) {
+// The reference keeps OpenBLAS's own threading (`threads` threads), as before
+// ptq switched BLAS to one thread, so the ratio stays comparable.
+double sgemm_gflops(int threads, int repeats) {
   constexpr int n = 2048;
+  openblas_set_num_threads(threads);
   const RowMatrix a = RowMatrix::Random(n, n), b = RowMatrix::Random(n, n);
   RowMatrix c(n, n);
   const double s = best_seconds(repeats, [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
   });
+  ptq::force_single_threaded_blas();
   return 2.0 * n * n * n / s / 1e9;
 }
 
@@ -76,7 +82,7 @@ int main(int argc, char** argv) {
   });
   const double tokens = static_cast<double>(ids.size());
   const double forward_gflops = flops_per_token(model.config(), ctx) * tokens / forward_s / 1e9;
-  const double gemm_gflops = sgemm_gflops(repeats);
+  const double gemm_gflops = sgemm_gflops(threads, repeats);
   std::printf("model %s  ctx %d  windows %d  threads %d\n", argv[1], ctx, windows, threads);
   std::printf("forward: %.3f s  %.0f tokens/s  %.1f GFLOP/s\n", forward_s, tokens / forward_s,
               forward_gflops);

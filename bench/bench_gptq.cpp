@@ -2,8 +2,7 @@
 // shapes of a whole model (the `small` fixture by default: 6 blocks of q, k, v,
 // o, gate, up, down), each with a correlated Hessian of its input width.
 // Usage: bench_gptq [blocks=6] [hidden=512] [kv_out=256] [mlp=1280]
-// On a busy machine, OPENBLAS_NUM_THREADS=1 keeps idle BLAS threads from spinning
-// against the TBB row tasks (measured 1.6-1.8 s vs 2.6-3.3 s on 2 loaded cores).
+// Threads: TBB's default (all cores); OpenBLAS single-threaded (ptq's policy).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

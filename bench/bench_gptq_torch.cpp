@@ -5,7 +5,7 @@
 // its cross-check layer against its codes and dequantized weights (file formats: the
 // docstring of gptq_reference.py). Prints two Markdown tables on stdout, progress on
 // stderr. Run by bench/gptq.sh; never by ctest.
-#include <cblas.h>  // openblas_set_num_threads, openblas_get_corename
+#include <cblas.h>  // openblas_get_corename
 #include <tbb/global_control.h>
 
 #include <algorithm>
@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "algorithms/gptq.hpp"
+#include "algorithms/parallel_gemm.hpp"
 #include "algorithms/quantized_matrix.hpp"
 #include "io/error.hpp"
 
@@ -236,10 +237,11 @@ int run(int argc, char** argv) {
   const fs::path dir = argv[1];
   const int threads = argc == 4 ? parse_number<int>(argv[3], "--threads") : 2;
   if (threads < 1) throw input_error("--threads", ">= 1", std::to_string(threads));
-  // The same budget as torch.set_num_threads(threads): TBB's row tasks and OpenBLAS.
+  // The same budget as torch.set_num_threads(threads): TBB's row tasks, with
+  // OpenBLAS single-threaded inside them (ptq's policy, algorithms/parallel_gemm.hpp).
   const tbb::global_control tbb_threads(tbb::global_control::max_allowed_parallelism,
                                         static_cast<std::size_t>(threads));
-  openblas_set_num_threads(threads);
+  ptq::force_single_threaded_blas();
   const auto configs = read_configs(dir);
   const auto rows = read_layer_rows(dir);
   // OpenBLAS picks its kernels from the CPU model; one it does not know falls back to

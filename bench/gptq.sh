@@ -58,7 +58,7 @@ Written by \`bench/gptq.sh\` on $started (commit $commit).
 - Machine: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'),
   model $(lscpu | sed -n 's/^Model: *//p')), nproc $(nproc); both sides limited to
   **$threads threads** (\`torch.set_num_threads($threads)\`; TBB \`global_control\` and
-  \`openblas_set_num_threads($threads)\` for ptq).
+  single-threaded OpenBLAS inside the row tasks for ptq).
 - Load average (1, 5, 15 min) before: $load_before; after: $load_after. The machine may
   be shared: where the load exceeds the core count, both columns are inflated.
 - torch $torch_version on the CPU, float32, our own implementation of the reference

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "calibrate/threads.hpp"
+#include "algorithms/parallel_gemm.hpp"
 #include "io/error.hpp"
 
 namespace ptq {
@@ -75,9 +75,9 @@ void causal_attention(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v
   out.resize(q.rows(), q.cols());
   const int sequences = static_cast<int>(q.rows() / s.seq_len);
   tbb::enumerable_thread_specific<std::vector<float>> scratch;
-  // Many small GEMMs: parallel over (sequence, head) with single-threaded BLAS
-  // beats multithreaded BLAS per GEMM (measured: docs/forward.md).
-  const SingleThreadedBlas single_threaded;
+  // Many small GEMMs, each single-threaded BLAS (the policy of
+  // algorithms/parallel_gemm.hpp), parallel over (sequence, head).
+  use_single_threaded_blas();
   tbb::parallel_for(0, sequences * s.heads, [&](int task) {
     attend_one_head(q, k, v, s, task / s.heads, task % s.heads, scratch.local(), out);
   });

@@ -1,12 +1,12 @@
 #include "calibrate/block.hpp"
 
-#include <cblas.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
 #include <cmath>
 #include <numbers>
 
+#include "algorithms/parallel_gemm.hpp"
 #include "calibrate/attention.hpp"
 #include "io/error.hpp"
 
@@ -42,10 +42,8 @@ void linear(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMat
   PTQ_ASSERT(x.cols() == w.cols());
   if (mode == Residual::overwrite) y.resize(x.rows(), w.rows());
   PTQ_ASSERT(y.rows() == x.rows() && y.cols() == w.rows());
-  const int m = static_cast<int>(x.rows()), n = static_cast<int>(w.rows());
-  const int k = static_cast<int>(x.cols());
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x.data(), k, w.data(), k,
-              mode == Residual::accumulate ? 1.0f : 0.0f, y.data(), n);
+  parallel_gemm(x, w, GemmOp::transposed, y,
+                mode == Residual::accumulate ? GemmOutput::accumulate : GemmOutput::overwrite);
   if (b.size() > 0) y.rowwise() += b.transpose();
 }
 

@@ -1,9 +1,8 @@
 #include "calibrate/input_stats.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 
+#include "algorithms/parallel_gemm.hpp"
 #include "io/error.hpp"
 
 namespace ptq {
@@ -26,9 +25,8 @@ void InputStats::add(const MatrixRM& x) {
   Eigen::MatrixXf partial = Eigen::MatrixXf::Zero(n, n);
   for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += kRowsPerFloatSum) {
     const Eigen::Index rows = std::min(kRowsPerFloatSum, x.rows() - r0);
-    // Row-major x is a column-major x^T: C = (x^T)(x^T)^T with C upper in column-major.
-    cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, n, static_cast<int>(rows), 1.0f,
-                x.data() + r0 * n, n, 0.0f, partial.data(), n);
+    // Chunks are summed in order; the parallelism is inside each chunk's product.
+    parallel_xtx_upper(x.middleRows(r0, rows), partial);
     xtx += partial.cast<double>();
   }
   xtx.triangularView<Eigen::StrictlyLower>() = xtx.transpose().triangularView<Eigen::StrictlyLower>();

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "algorithms/parallel_gemm.hpp"
 #include "io/error.hpp"
 
 namespace ptq {
@@ -124,7 +125,9 @@ void Model::final_norm(RowMatrix& x) const {
 
 RowMatrix Model::head(const RowMatrix& x, Eigen::Index begin, Eigen::Index count) const {
   PTQ_ASSERT(begin >= 0 && begin + count <= x.rows());
-  return x.middleRows(begin, count) * head_.transpose();
+  RowMatrix out(count, head_.rows());
+  parallel_gemm(x.middleRows(begin, count), head_, GemmOp::transposed, out, GemmOutput::overwrite);
+  return out;
 }
 
 BlockSource::BlockSource(const Model& model, std::size_t budget_bytes) : model_(model) {

@@ -81,14 +81,11 @@ H5Writer::H5Writer(std::filesystem::path final_path) : final_path_(std::move(fin
   H5Pset_obj_track_times(fcpl.get(), false);
   file_ = H5Fcreate(temp_path_.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (file_ < 0) throw h5_error(temp_path_, "/", "cannot create the HDF5 file (is the folder writable?)");
-  lcpl_ = H5Pcreate(H5P_LINK_CREATE);
-  H5Pset_create_intermediate_group(lcpl_, 1);
   ocpl_ = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_obj_track_times(ocpl_, false);
 }
 
 H5Writer::~H5Writer() {
-  if (lcpl_ >= 0) H5Pclose(lcpl_);
   if (ocpl_ >= 0) H5Pclose(ocpl_);
   if (file_ >= 0) {
     H5Fclose(file_);
@@ -96,24 +93,6 @@ H5Writer::~H5Writer() {
     std::filesystem::remove(temp_path_, ignored);
   }
 }
-
-namespace {
-
-// Creates every missing group on the way to `abs` (not `abs` itself), without
-// timestamps: groups that the link property creates implicitly would carry the
-// creation time and make the same content give different bytes.
-void create_parent_groups(hid_t file, const std::string& abs, const std::filesystem::path& file_path) {
-  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
-  H5Pset_obj_track_times(gcpl.get(), false);
-  for (auto slash = abs.find('/', 1); slash != std::string::npos; slash = abs.find('/', slash + 1)) {
-    const std::string parent = abs.substr(0, slash);
-    if (link_exists(file, parent)) continue;
-    Handle group(H5Gcreate2(file, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
-    if (!group.ok()) throw h5_error(file_path, parent, "cannot create group");
-  }
-}
-
-}  // namespace
 
 template <typename T>
 void H5Writer::write(const std::string& path, std::span<const T> data,
@@ -123,8 +102,10 @@ void H5Writer::write(const std::string& path, std::span<const T> data,
   for (hsize_t d : dims) count *= d;
   PTQ_ASSERT(count == data.size());
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-  create_parent_groups(file_, absolute(path), temp_path_);
-  Handle set(H5Dcreate2(file_, absolute(path).c_str(), native_type<T>(), space.get(), lcpl_, ocpl_,
+  const std::string abs = absolute(path);
+  const Handle parent(open_group(abs.substr(0, abs.rfind('/'))), H5Oclose);
+  if (!parent.ok()) throw h5_error(temp_path_, path, "cannot create its parent group");
+  Handle set(H5Dcreate2(file_, abs.c_str(), native_type<T>(), space.get(), H5P_DEFAULT, ocpl_,
                         H5P_DEFAULT),
              H5Dclose);
   if (!set.ok()) throw h5_error(temp_path_, path, "cannot create dataset (does it exist already?)");
@@ -135,10 +116,18 @@ void H5Writer::write(const std::string& path, std::span<const T> data,
 std::int64_t H5Writer::open_group(const std::string& path) {
   const std::string abs = absolute(path);
   if (abs == "/" || link_exists(file_, abs)) return H5Oopen(file_, abs.c_str(), H5P_DEFAULT);
-  create_parent_groups(file_, abs, temp_path_);
   Handle gcpl(H5Pcreate(H5P_GROUP_CREATE), H5Pclose);
   H5Pset_obj_track_times(gcpl.get(), false);
-  return H5Gcreate2(file_, abs.c_str(), lcpl_, gcpl.get(), H5P_DEFAULT);
+  // Missing parents one level at a time: groups that HDF5 creates as
+  // intermediates record creation times, so the file's bytes would vary by run.
+  for (auto slash = abs.find('/', 1); slash != std::string::npos; slash = abs.find('/', slash + 1)) {
+    const std::string parent = abs.substr(0, slash);
+    if (link_exists(file_, parent)) continue;
+    const Handle group(H5Gcreate2(file_, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
+                       H5Gclose);
+    if (!group.ok()) return -1;
+  }
+  return H5Gcreate2(file_, abs.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT);
 }
 
 namespace {

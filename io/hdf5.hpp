@@ -34,7 +34,6 @@ class H5Writer {
   std::filesystem::path final_path_;
   std::filesystem::path temp_path_;
   std::int64_t file_ = -1;  // hid_t
-  std::int64_t lcpl_ = -1;  // link creation: intermediate groups
   std::int64_t ocpl_ = -1;  // object creation: no timestamps
 };
 

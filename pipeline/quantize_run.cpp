@@ -1,10 +1,9 @@
 #include "pipeline/quantize_run.hpp"
 
-#include <cblas.h>
-
 #include <chrono>
 #include <cstdio>
 
+#include "algorithms/parallel_gemm.hpp"
 #include "calibrate/model.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
@@ -30,14 +29,15 @@ std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
                     "none");
 }
 
-// Measured single-precision GEMM rate on this machine, for the time estimate.
+// Measured single-precision GEMM rate on this machine, the way the forward
+// runs its GEMMs (parallel_gemm), for the time estimate.
 double measured_gflops() {
   const int n = 512;
-  std::vector<float> a(n * n, 1.0f), b(n * n, 1.0f), c(n * n);
+  const MatrixRM a = MatrixRM::Ones(n, n), b = MatrixRM::Ones(n, n);
+  MatrixRM c(n, n);
   const auto t0 = Clock::now();
   const int reps = 8;
-  for (int r = 0; r < reps; ++r)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n, 0.0f, c.data(), n);
+  for (int r = 0; r < reps; ++r) parallel_gemm(a, b, GemmOp::plain, c, GemmOutput::overwrite);
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   return 2.0 * n * n * n * reps / s / 1e9;
 }
