@@ -158,7 +158,7 @@ TEST_F(CalibrateCli, SameInputsGiveSameBytes) {
 // Fails today: the float forward / X^T X use multi-threaded BLAS whose sums
 // depend on the thread count (being reworked in calibrate/block.cpp and
 // calibrate/input_stats.cpp). Enable once that work lands.
-TEST_F(CalibrateCli, DISABLED_OutputBytesDoNotDependOnThreads) {
+TEST_F(CalibrateCli, OutputBytesDoNotDependOnThreads) {
   calibrate(mix_args(), *dir_ / "one_thread.h5", "--threads 1");
   EXPECT_TRUE(file_bytes(*dir_ / "one_thread.h5") == file_bytes(*dir_ / "mix.h5"));
 }
