@@ -7,7 +7,7 @@
 #
 #   bench/quantize_reference.sh [--models "tiny small"] [--rows "rtn-w4-pc gptq-w4-g128 ..."]
 #       [--threads N] [--jobs J] [--max-windows W] [--ptq BINARY] [--fixtures DIR]
-#       [--work DIR] [--out FILE] [--report-only]
+#       [--sets "generic domain"] [--work DIR] [--out FILE] [--report-only]
 #
 # Quantization runs one row at a time with N threads (its seconds are those of an idle
 # machine); the evaluations then run J at a time with N / J threads each.
@@ -25,6 +25,7 @@ rows=""
 threads=$(nproc)
 jobs=1
 max_windows=0
+sets="generic domain"
 ptq=$root/build-release/pipeline/ptq
 fixtures=${PTQ_SHARED_DIR:-$root/../shared}/fixtures
 work=$root/build-release/quantize-reference
@@ -37,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --threads) threads=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --max-windows) max_windows=$2; shift 2 ;;
+    --sets) sets=$2; shift 2 ;;
     --ptq) ptq=$2; shift 2 ;;
     --fixtures) fixtures=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
@@ -115,7 +117,7 @@ run_all() {
   for m in $models; do
     for r in $rows; do
       [[ -f $work/$m/$r/run.json ]] || continue
-      for s in generic domain; do
+      for s in $sets; do
         while (( $(jobs -rp | wc -l) >= jobs )); do wait -n || failed=1; done
         echo "eval $m $r $s" >&2
         eval_row "$m" "$r" "$s" &
