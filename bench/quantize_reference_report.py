@@ -47,22 +47,27 @@ def model_rows(work, fixtures, model, rows):
         if v == "FAIL":
             failures.append(f"{model} {row}: generic ppl {g['ppl']:.3f} vs reference "
                             f"{ref['generic']['ppl']:.3f} ({rel:+.2%})")
-        cells += [fmt(ref and ref["generic"]["ppl"], ".3f"), "—" if rel is None else f"{rel:+.2%}",
-                  fmt(ref and ref["domain"]["ppl"], ".3f"), "—" if rel_d is None else f"{rel_d:+.2%}",
-                  v or ("partial" if partial else "—"),
+        cells += [fmt(ref and ref["generic"]["ppl"], ".3f"), "—" if rel is None else f"{rel:+.3%}",
+                  fmt(ref and ref["domain"]["ppl"], ".3f"), "—" if rel_d is None else f"{rel_d:+.3%}",
+                  v or ("partial" if partial else "not run" if run is None else "not evaluated"),
                   fmt(run and run["seconds"], ".2f"), fmt(ref and ref.get("seconds"), ".2f")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines, failures
 
 
-def machine(work):
-    info = {}
-    path = work / "machine.txt"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition("=")
-            info[key] = value
-    return info
+def runs(work):
+    """Every run's machine*.txt (one per run of the script whose results were merged here)."""
+    return [dict(line.partition("=")[::2] for line in path.read_text().splitlines())
+            for path in sorted(work.glob("machine*.txt"))]
+
+
+def run_lines(m):
+    coretype = f"OPENBLAS_CORETYPE={m['openblas_coretype']} " if m.get("openblas_coretype") else ""
+    return [f"- `{coretype}{m.get('command', '?')}` ({m.get('date', '?')}, commit {m.get('commit', '?')})",
+            f"  - machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('threads_online', '?')} "
+            f"threads online; kernel {m.get('kernel', '?')}",
+            f"  - quantization one row at a time with --threads {m.get('threads', '?')}; evaluations "
+            f"{m.get('jobs', '?')} at a time, {m.get('threads', '?')}/{m.get('jobs', '?')} threads each"]
 
 
 def main():
@@ -74,21 +79,17 @@ def main():
     p.add_argument("--out", type=pathlib.Path, required=True)
     a = p.parse_args()
     rows = a.rows.split()
-    m = machine(a.work)
     text = ["# RTN and GPTQ against the reference quantizers", "",
             "Written by `bench/quantize_reference.sh` (report: `bench/quantize_reference_report.py`).",
             "Protocol and reference numbers: shared/fixtures/PROTOCOL.md, \"Reference quantizers\";",
             "reference values from `goldens/<model>/reference_quantizers.json`.", "",
-            f"- Command: `{m.get('command', '?')}`"
-            + (f" with OPENBLAS_CORETYPE={m['openblas_coretype']}" if m.get("openblas_coretype") else ""),
-            f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('threads_online', '?')} "
-            f"threads online; kernel {m.get('kernel', '?')}",
-            f"- Quantization: one row at a time, --threads {m.get('threads', '?')}; evaluation: "
-            f"{m.get('jobs', '?')} at a time with {m.get('threads', '?')}/{m.get('jobs', '?')} threads each",
-            f"- Date {m.get('date', '?')}, commit {m.get('commit', '?')}",
             "- Pass (generic ppl): RTN within ±0.2 % of the reference; GPTQ at most reference + 0.3 %.",
             "- ptq s: `seconds` of the output's run.json (load, calibration forward, quantization,",
-            "  writing); ref s: the reference's seconds on one H100 (including a slow driver).", ""]
+            "  writing); ref s: the reference's seconds on one H100 (including a slow driver).", "",
+            "Runs:", ""]
+    for m in runs(a.work):
+        text += run_lines(m)
+    text.append("")
     all_failures = []
     for model in a.models.split():
         lines, failures = model_rows(a.work, a.fixtures, model, rows)
