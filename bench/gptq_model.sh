@@ -63,7 +63,7 @@ for m in $models; do
     --threads "$threads" --out "$data/$m-torch" >"$data/$m-torch.log" 2>&1
   ptq_s=$(echo "$t1 - $t0" | bc -l)
   torch_s=$(sed -n 's/^seconds //p' "$data/$m-torch.log")
-  gptq_s=$(grep -o '[0-9.]*s$' "$data/$m-ptq.log" | tr -d s | paste -sd+ | bc -l)
+  gptq_s=$(awk '/^layer /{for(i=1;i<=NF;i++) if($i~/^[0-9.]+s$/) t+=$i} END{print t+0}' "$data/$m-ptq.log")
   rows+=$(printf '| %s | %.1f | %.1f | %.2f | %.1f | %s | %s |' "$m" "$torch_s" "$ptq_s" \
     "$(echo "$torch_s / $ptq_s" | bc -l)" "$gptq_s" "$(ppl "$data/$m-torch" "$m")" "$(ppl "$data/$m-ptq" "$m")")
   rows+=$'\n'
