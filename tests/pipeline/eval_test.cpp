@@ -105,7 +105,8 @@ std::vector<float> read_f32(const std::filesystem::path& path) {
 // The protocol at the scale of the golden logits: logits_prompt.ids are the
 // first 64 eval tokens, so one window of ctx 64 must give the NLL of tokens
 // 1..63 under the golden (HF float32) logits. The full-set comparison with
-// reference.json is bench/eval_reference.sh (minutes; docs/bench/eval_reference.md).
+// reference.json: tiny's generic set below, the rest in bench/eval_reference.sh
+// (docs/bench/eval_reference.md).
 class GoldenWindow : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GoldenWindow, NllOfFirstWindowMatchesGoldenLogits) {
@@ -130,6 +131,18 @@ TEST_P(GoldenWindow, NllOfFirstWindowMatchesGoldenLogits) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenWindow, ::testing::Values("tiny", "small"));
+
+// The whole generic eval set of tiny (939 windows, about a minute on two
+// cores) against reference.json; small's full sets are in the bench script.
+TEST(EvalReference, TinyGenericFullSetMatchesReferenceJson) {
+  std::ifstream in(test::fixture("goldens/tiny/reference.json"));
+  const auto ref = nlohmann::json::parse(in)["eval_generic"];
+  const EvalResult r = evaluate(Model::open(test::fixture("models/tiny")), tiny_eval_ids(), EvalConfig{});
+  EXPECT_EQ(r.windows, ref["windows"].get<int>());
+  EXPECT_EQ(r.predicted_tokens, ref["predicted_tokens"].get<std::int64_t>());
+  EXPECT_NEAR(r.ppl, ref["ppl"].get<double>(), 5e-4 * ref["ppl"].get<double>());  // the 0.05 % bar
+  EXPECT_NEAR(r.nll_sum, ref["nll_sum"].get<double>(), 1e-6 * ref["nll_sum"].get<double>());
+}
 
 TEST(Eval, SelfReferenceHasZeroKlAndFullAgreement) {
   const Model tiny = Model::open(test::fixture("models/tiny"));
