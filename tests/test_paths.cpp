@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 namespace ptq::test {
 
 std::filesystem::path shared_dir() { return PTQ_SHARED_DIR; }
@@ -21,6 +23,13 @@ std::filesystem::path temp_dir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+std::vector<float> read_f32(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<float> v(std::filesystem::file_size(path) / sizeof(float));
+  in.read(reinterpret_cast<char*>(v.data()), static_cast<std::streamsize>(v.size() * sizeof(float)));
+  return v;
 }
 
 }  // namespace ptq::test

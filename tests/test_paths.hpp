@@ -3,6 +3,7 @@
 // (committed test data, examples/) and the built ptq binary.
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace ptq::test {
 
@@ -11,5 +12,6 @@ std::filesystem::path fixture(const std::string& relative);  // shared/fixtures/
 std::filesystem::path source_dir();          // the repository root
 std::filesystem::path ptq_binary();          // the built `ptq` executable
 std::filesystem::path temp_dir(const std::string& name);  // fresh, empty, per test
+std::vector<float> read_f32(const std::filesystem::path& path);  // raw little-endian float32 (*.f32)
 
 }  // namespace ptq::test

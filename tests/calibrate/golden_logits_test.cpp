@@ -16,20 +16,12 @@ constexpr float golden_logits_tolerance = 1e-3f;  // PROTOCOL.md: expect |diff| 
 // (logits |max| ~ 6; HF itself differs by 4e-6 between two machines).
 constexpr float random_model_tolerance = 1e-4f;
 
-std::vector<float> read_f32(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<float> v(std::filesystem::file_size(path) / sizeof(float));
-  in.read(reinterpret_cast<char*>(v.data()),
-          static_cast<std::streamsize>(v.size() * sizeof(float)));
-  return v;
-}
-
 // Max |ours - golden| over all logits of ids in one sequence.
 float max_logit_error(const std::filesystem::path& model_dir, const std::filesystem::path& ids_file,
                       const std::filesystem::path& logits_file) {
   const Model model = Model::open(model_dir);
   const std::vector<std::int32_t> ids = read_ids(ids_file);
-  const std::vector<float> golden = read_f32(logits_file);
+  const std::vector<float> golden = test::read_f32(logits_file);
   const RowMatrix ours = logits(model, ids, static_cast<int>(ids.size()));
   EXPECT_EQ(static_cast<std::size_t>(ours.size()), golden.size());
   const Eigen::Map<const RowMatrix> expected(golden.data(), ours.rows(), ours.cols());

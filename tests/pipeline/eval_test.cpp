@@ -94,14 +94,6 @@ EvalConfig fast_config() {
   return c;
 }
 
-std::vector<float> read_f32(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::vector<float> v(std::filesystem::file_size(path) / sizeof(float));
-  in.read(reinterpret_cast<char*>(v.data()),
-          static_cast<std::streamsize>(v.size() * sizeof(float)));
-  return v;
-}
-
 // The protocol at the scale of the golden logits: logits_prompt.ids are the
 // first 64 eval tokens, so one window of ctx 64 must give the NLL of tokens
 // 1..63 under the golden (HF float32) logits. The full-set comparison with
@@ -112,7 +104,7 @@ class GoldenWindow : public ::testing::TestWithParam<std::string> {};
 TEST_P(GoldenWindow, NllOfFirstWindowMatchesGoldenLogits) {
   const std::string m = GetParam();
   const auto ids = read_ids(test::fixture("goldens/" + m + "/logits_prompt.ids"));
-  const auto golden = read_f32(test::fixture("goldens/" + m + "/logits_prompt.f32"));
+  const auto golden = test::read_f32(test::fixture("goldens/" + m + "/logits_prompt.f32"));
   const auto eval_ids = read_ids(test::fixture("goldens/" + m + "/eval_generic.ids"));
   ASSERT_TRUE(std::equal(ids.begin(), ids.end(), eval_ids.begin()));
   const std::size_t vocab = golden.size() / ids.size();
