@@ -9,6 +9,7 @@
 
 #include "calibrate/logprobs.hpp"
 #include "io/error.hpp"
+#include "io/text_file.hpp"
 
 namespace ptq {
 namespace {
@@ -122,17 +123,7 @@ nlohmann::json eval_json(const EvalResult& r, const EvalConfig& config) {
 }
 
 void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& j) {
-  std::filesystem::path temp = path;
-  temp += ".tmp";
-  {
-    std::ofstream out(temp);
-    out << j.dump(1) << '\n';
-    if (!out) {
-      std::filesystem::remove(temp);
-      throw input_error(temp.string(), "a writable file", "a write error");
-    }
-  }
-  std::filesystem::rename(temp, path);
+  write_text_atomic(path, j.dump(1) + "\n");
 }
 
 void write_eval_json(const std::filesystem::path& path, const EvalResult& r,

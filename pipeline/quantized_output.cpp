@@ -11,6 +11,7 @@
 #include "io/error.hpp"
 #include "io/hash.hpp"
 #include "io/hdf5.hpp"
+#include "io/text_file.hpp"
 #include "io/safetensors.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/provenance.hpp"
@@ -26,17 +27,6 @@ constexpr float kHalfMax = 65504.0f;  // largest finite IEEE float16
 constexpr std::array<std::string_view, 8> kCopiedFiles = {
     "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
     "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt"};
-
-void write_text_atomic(const std::filesystem::path& path, const std::string& text) {
-  auto tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << text;
-    if (!out.flush()) throw input_error(path.string(), "a writable file", "a write error (disk full?)");
-  }
-  std::filesystem::rename(tmp, path);
-}
 
 struct OutTensor {
   std::string name;
