@@ -105,20 +105,7 @@ bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations
   RowMatrix h = act.x;
   rms_norm_rows(h, w.input_norm, static_cast<float>(c.rms_norm_eps));
   if (prepare_input(o, w.layer, qkv_roles, h)) return true;
-  RowMatrix q, k, v;
-  linear(h, w.weight(LinearRole::q), w.bias_of(LinearRole::q), q, Residual::overwrite);
-  linear(h, w.weight(LinearRole::k), w.bias_of(LinearRole::k), k, Residual::overwrite);
-  linear(h, w.weight(LinearRole::v), w.bias_of(LinearRole::v), v, Residual::overwrite);
-  if (c.qk_norm) {
-    head_norm(q, w.q_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
-    head_norm(k, w.k_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
-  }
-  RowMatrix cos, sin;
-  rope_tables(c, act.seq_len, cos, sin);
-  apply_rope(q, cos, sin, act.seq_len, c.head_dim);
-  apply_rope(k, cos, sin, act.seq_len, c.head_dim);
-  RowMatrix attended;
-  causal_attention(q, k, v, {act.seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, attended);
+  RowMatrix attended = attention_context(c, w, h, act.seq_len);
   if (prepare_input(o, w.layer, o_roles, attended)) return true;
   linear(attended, w.weight(LinearRole::o), w.bias_of(LinearRole::o), act.x, Residual::accumulate);
   return false;
@@ -129,17 +116,9 @@ bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
   RowMatrix h = act.x;
   rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
   if (prepare_input(o, w.layer, gate_up_roles, h)) return true;
-  RowMatrix gate, up;
-  linear(h, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
-  linear(h, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
-  // SwiGLU: silu(gate) * up, written into gate.
-  for_rows(gate.rows(), [&](Eigen::Index t) {
-    float* g = gate.row(t).data();
-    const float* u = up.row(t).data();
-    for (Eigen::Index i = 0; i < gate.cols(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-  });
-  if (prepare_input(o, w.layer, down_roles, gate)) return true;
-  linear(gate, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
+  RowMatrix hidden = swiglu_hidden(w, h);
+  if (prepare_input(o, w.layer, down_roles, hidden)) return true;
+  linear(hidden, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
   return false;
 }
 
@@ -181,6 +160,45 @@ void rms_norm_rows(RowMatrix& x, const FloatVector& w, float eps) {
   PTQ_ASSERT(w.size() == x.cols());
   const int n = static_cast<int>(x.cols());
   for_rows(x.rows(), [&](Eigen::Index t) { rms_norm(x.row(t).data(), w.data(), n, eps); });
+}
+
+void linear_forward(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y) {
+  linear(x, w, b, y, Residual::overwrite);
+}
+
+void linear_accumulate(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y) {
+  linear(x, w, b, y, Residual::accumulate);
+}
+
+RowMatrix attention_context(const ModelConfig& c, const BlockWeights& w, const RowMatrix& normed, int seq_len) {
+  RowMatrix q, k, v;
+  linear(normed, w.weight(LinearRole::q), w.bias_of(LinearRole::q), q, Residual::overwrite);
+  linear(normed, w.weight(LinearRole::k), w.bias_of(LinearRole::k), k, Residual::overwrite);
+  linear(normed, w.weight(LinearRole::v), w.bias_of(LinearRole::v), v, Residual::overwrite);
+  if (c.qk_norm) {
+    head_norm(q, w.q_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
+    head_norm(k, w.k_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
+  }
+  RowMatrix cos, sin;
+  rope_tables(c, seq_len, cos, sin);
+  apply_rope(q, cos, sin, seq_len, c.head_dim);
+  apply_rope(k, cos, sin, seq_len, c.head_dim);
+  RowMatrix attended;
+  causal_attention(q, k, v, {seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, attended);
+  return attended;
+}
+
+RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed) {
+  RowMatrix gate, up;
+  linear(normed, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
+  linear(normed, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
+  // silu(gate) * up, written into gate.
+  for_rows(gate.rows(), [&](Eigen::Index t) {
+    float* g = gate.row(t).data();
+    const float* u = up.row(t).data();
+    for (Eigen::Index i = 0; i < gate.cols(); ++i) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  });
+  return gate;
 }
 
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,

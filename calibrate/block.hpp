@@ -71,6 +71,19 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim);
 // RMSNorm of every row, in place: x * rsqrt(mean(x^2) + eps) * w.
 void rms_norm_rows(RowMatrix& x, const FloatVector& w, float eps);
 
+// The stages of a block, for callers that run them one at a time (quantization
+// keeps each stage's input instead of rerunning the block; AWQ compares
+// sub-module outputs). block_forward is their composition.
+// y = x Wᵀ + b (linear_forward resizes y) or y += x Wᵀ + b (the residual add).
+void linear_forward(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y);
+void linear_accumulate(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y);
+// q/k/v projections of the normed input, q/k norms (Qwen3), RoPE and causal
+// attention over sequences of `seq_len` rows: the input of o_proj.
+RowMatrix attention_context(const ModelConfig& config, const BlockWeights& w, const RowMatrix& normed,
+                            int seq_len);
+// silu(normed Wgateᵀ + b) * (normed Wupᵀ + b): the input of down_proj.
+RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed);
+
 // Runs block `w` over `act` in place (residual stream in, residual stream out).
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,
                    const ForwardOptions& options = {});
