@@ -31,34 +31,6 @@ std::vector<LinearRole> roles_reading(LinearInput input) {
   return roles;
 }
 
-// Gathers statistics of one block input, ignoring the others.
-class InputCollector : public LinearObserver {
- public:
-  InputCollector(LinearInput wanted, int in_features) : wanted_(wanted), stats_(in_features) {}
-  void observe(int, std::span<const LinearRole> roles, const RowMatrix& x) override {
-    if (linear_spec(roles.front()).input == wanted_) stats_.add(x);
-  }
-  const InputStats& stats() const { return stats_; }
-
- private:
-  LinearInput wanted_;
-  InputStats stats_;
-};
-
-// Runs a block over all calibration windows, `batch` windows at a time, in
-// window order (so statistics accumulate in the same order for any thread count).
-// With `update`, x becomes the block's output; otherwise x is left unchanged.
-void run_block(const ModelConfig& config, const BlockWeights& w, RowMatrix& x, int seq_len, int batch,
-               bool update, const ForwardOptions& options) {
-  const Eigen::Index rows_per_batch = static_cast<Eigen::Index>(batch) * seq_len;
-  for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += rows_per_batch) {
-    const Eigen::Index rows = std::min(rows_per_batch, x.rows() - r0);
-    Activations act{x.middleRows(r0, rows), seq_len};
-    block_forward(config, w, act, options);
-    if (update) x.middleRows(r0, rows) = act.x;
-  }
-}
-
 QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const RowMatrix& w,
                                 const InputStats* stats) {
   const auto t0 = Clock::now();
@@ -83,36 +55,149 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
   return q;
 }
 
-// Quantizes the Linears of one block in true-sequential order, replacing each
-// group's weights by their dequantized values before the next group's
-// statistics are gathered; then advances x through the quantized block.
-std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, RowMatrix* x,
-                                            int seq_len, int batch, const QuantizeProgress& progress) {
-  const ModelConfig& config = model.config();
-  BlockWeights w = model.load_block(layer);
+void log_linear(const QuantizeProgress& progress, const LinearReport& r) {
+  if (!progress.log) return;
+  char line[160];
+  std::snprintf(line, sizeof line, "layer %d %-4s  weight mse %.3e  gptq loss %.4g  %.2fs%s", r.layer,
+                std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss, r.seconds,
+                r.damping_retries ? "  (Cholesky retried with more damping)" : "");
+  progress.log(line);
+}
+
+// One block being quantized: its float weights, replaced group by group by
+// their dequantized values, and the Linears quantized so far.
+struct BlockJob {
+  const Recipe& recipe;
+  BlockWeights w;
+  const QuantizeProgress& progress;
   std::vector<QuantizedLinear> out;
-  for (LinearInput input : kInputOrder) {
-    const auto roles = roles_reading(input);
-    std::optional<InputCollector> collector;
-    if (recipe.needs_calibration()) {
-      collector.emplace(input, linear_in_features(config, roles.front()));
-      run_block(config, w, *x, seq_len, batch, false, ForwardOptions{&*collector, nullptr, input});
-    }
-    for (LinearRole role : roles) {
-      out.push_back(quantize_linear(recipe, layer, role, w.weight(role), collector ? &collector->stats() : nullptr));
-      w.weight(role) = out.back().matrix.dequantize();
-      if (progress.log) {
-        const auto& r = out.back().report;
-        char line[160];
-        std::snprintf(line, sizeof line, "layer %d %-4s  weight mse %.3e  gptq loss %.4g  %.2fs%s", layer,
-                      std::string(linear_role_name(role)).c_str(), r.weight_mse, r.gptq_loss, r.seconds,
-                      r.damping_retries ? "  (Cholesky retried with more damping)" : "");
-        progress.log(line);
-      }
-    }
+};
+
+// Quantizes the Linears reading `input` (with that input's statistics; null
+// for RTN), then swaps in their dequantized weights so that later groups'
+// inputs see them.
+void quantize_group(BlockJob& job, LinearInput input, const InputStats* stats) {
+  for (LinearRole role : roles_reading(input)) {
+    job.out.push_back(quantize_linear(job.recipe, job.w.layer, role, job.w.weight(role), stats));
+    job.w.weight(role) = job.out.back().matrix.dequantize();
+    log_linear(job.progress, job.out.back().report);
   }
-  if (x != nullptr && recipe.needs_calibration()) run_block(config, w, *x, seq_len, batch, true, {});
-  return out;
+}
+
+// The calibration windows' residual stream, x: [windows * seq_len, hidden],
+// walked in batches of `batch_windows` whole windows, always in window order:
+// statistics accumulate batch by batch in that order, whatever the thread count.
+struct Stream {
+  RowMatrix& x;
+  int seq_len = 0;
+  int batch_windows = 0;
+
+  Eigen::Index batch_rows() const { return static_cast<Eigen::Index>(batch_windows) * seq_len; }
+  Eigen::Index batches() const { return (x.rows() + batch_rows() - 1) / batch_rows(); }
+  Eigen::Index first_row(Eigen::Index b) const { return b * batch_rows(); }
+  Eigen::Index rows(Eigen::Index b) const { return std::min(batch_rows(), x.rows() - first_row(b)); }
+  RowMatrix batch(Eigen::Index b) const { return x.middleRows(first_row(b), rows(b)); }
+};
+
+RowMatrix normed_batch(const Stream& s, Eigen::Index b, const FloatVector& norm, float eps) {
+  RowMatrix h = s.batch(b);
+  rms_norm_rows(h, norm, eps);
+  return h;
+}
+
+int input_features(const ModelConfig& c, LinearInput input) {
+  return linear_in_features(c, roles_reading(input).front());
+}
+
+// The input of one Linear group, batch by batch. The statistics pass computes
+// every batch; with CachePolicy::keep the batches stay for the residual update
+// (each freed once used), with CachePolicy::recompute that update computes them
+// again from the stream, which it has not yet advanced for that batch.
+class GroupInput {
+ public:
+  using Compute = std::function<RowMatrix(Eigen::Index batch)>;
+  GroupInput(Stream& s, LinearInput input, int features, CachePolicy policy, Compute compute)
+      : stream_(s), input_(input), features_(features), policy_(policy), compute_(std::move(compute)) {}
+
+  LinearInput input() const { return input_; }
+
+  InputStats stats() {
+    InputStats stats(features_);
+    for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
+      RowMatrix in = compute_(b);
+      stats.add(in);
+      if (policy_ == CachePolicy::keep) kept_.push_back(std::move(in));
+    }
+    return stats;
+  }
+
+  // x += input W_role^T + b, batch by batch: the residual add of o or down.
+  void add_projection(const BlockWeights& w, LinearRole role) {
+    for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
+      const RowMatrix in = policy_ == CachePolicy::keep ? std::move(kept_[b]) : compute_(b);
+      RowMatrix x = stream_.batch(b);
+      linear_accumulate(in, w.weight(role), w.bias_of(role), x);
+      stream_.x.middleRows(stream_.first_row(b), stream_.rows(b)) = x;
+    }
+    kept_.clear();
+  }
+
+ private:
+  Stream& stream_;
+  LinearInput input_;
+  int features_;
+  CachePolicy policy_;
+  Compute compute_;
+  std::vector<RowMatrix> kept_;
+};
+
+void quantize_group(BlockJob& job, GroupInput& input) {
+  const InputStats stats = input.stats();
+  quantize_group(job, input.input(), &stats);
+}
+
+// True-sequential quantization of one block over the calibration stream, each
+// stage run once per batch (about one block forward in all; docs/quantize.md):
+// the normed stream gives q/k/v's statistics; the attention context (from the
+// quantized q/k/v) gives o's, then x += o(context); the normed stream gives
+// gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
+// down's, then x += down(hidden). x leaves as the quantized block's output.
+void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s, const StageCaches& caches) {
+  const BlockWeights& w = job.w;  // the lambdas see each group's dequantized weights once swapped in
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  auto group = [&](LinearInput input, CachePolicy policy, GroupInput::Compute compute) {
+    return GroupInput(s, input, input_features(c, input), policy, std::move(compute));
+  };
+  GroupInput attention_in = group(LinearInput::attention_in, CachePolicy::recompute,
+                                  [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); });
+  quantize_group(job, attention_in);
+  GroupInput context = group(LinearInput::attention_out, caches.context, [&](Eigen::Index b) {
+    return attention_context(c, w, normed_batch(s, b, w.input_norm, eps), s.seq_len);
+  });
+  quantize_group(job, context);
+  context.add_projection(w, LinearRole::o);
+  GroupInput mlp_in = group(LinearInput::mlp_in, CachePolicy::recompute,
+                            [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); });
+  quantize_group(job, mlp_in);
+  GroupInput hidden = group(LinearInput::mlp_hidden, caches.hidden, [&](Eigen::Index b) {
+    return swiglu_hidden(w, normed_batch(s, b, w.post_attention_norm, eps));
+  });
+  quantize_group(job, hidden);
+  hidden.add_projection(w, LinearRole::down);
+}
+
+// Loads block `layer` and quantizes its Linears; with a stream (calibrated
+// methods) x is advanced through the quantized block. Transforms of the float
+// block before quantization (e.g. AWQ scales) belong right after the load.
+std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, Stream* stream,
+                                            const StageCaches& caches, const QuantizeProgress& progress) {
+  BlockJob job{recipe, model.load_block(layer), progress, {}};
+  if (stream == nullptr) {
+    for (LinearInput input : kInputOrder) quantize_group(job, input, nullptr);
+  } else {
+    quantize_calibrated(job, model.config(), *stream, caches);
+  }
+  return std::move(job.out);
 }
 
 // ---- resume checkpoints: block_<i>.h5 (its Linears) and activations.h5 (x after
@@ -164,6 +249,20 @@ int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerp
   return last + 1;
 }
 
+void log_caches(const QuantizeProgress& progress, const StageCaches& caches, const ModelConfig& c,
+                std::int64_t tokens, std::uint64_t budget_bytes) {
+  if (!progress.log) return;
+  auto note = [&](const char* what, LinearInput input, CachePolicy policy) {
+    if (policy == CachePolicy::keep) return;
+    char line[200];
+    std::snprintf(line, sizeof line, "%s of all windows (%.0f MiB) exceed the stage cache budget (%.0f MiB): recomputed for the residual add",
+                  what, double(stage_input_bytes(c, input, tokens)) / 1048576.0, double(budget_bytes) / 1048576.0);
+    progress.log(line);
+  };
+  note("attention context", LinearInput::attention_out, caches.context);
+  note("MLP hidden states", LinearInput::mlp_hidden, caches.hidden);
+}
+
 RowMatrix embed_windows(const Model& model, const CalibrationSet& calibration) {
   std::vector<std::int32_t> ids;
   for (const auto& w : calibration.windows) ids.insert(ids.end(), w.ids.begin(), w.ids.end());
@@ -172,6 +271,22 @@ RowMatrix embed_windows(const Model& model, const CalibrationSet& calibration) {
 
 }  // namespace
 
+void QuantizeRunOptions::validate() const {
+  if (batch_windows < 1)
+    throw input_error("--batch-windows", "at least 1 window per batch", std::to_string(batch_windows));
+}
+
+std::uint64_t stage_input_bytes(const ModelConfig& c, LinearInput input, std::int64_t tokens) {
+  return static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(input_features(c, input)) * sizeof(float);
+}
+
+StageCaches stage_caches(const ModelConfig& c, std::int64_t tokens, std::uint64_t budget_bytes) {
+  auto policy = [&](LinearInput input) {
+    return stage_input_bytes(c, input, tokens) <= budget_bytes ? CachePolicy::keep : CachePolicy::recompute;
+  };
+  return {policy(LinearInput::attention_out), policy(LinearInput::mlp_hidden)};
+}
+
 std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& recipe,
                                              const CalibrationSet* calibration,
                                              const QuantizeRunOptions& options,
@@ -179,10 +294,17 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
   recipe.validate();
   if (recipe.needs_calibration() && (calibration == nullptr || calibration->windows.empty()))
     throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
+  options.validate();
   RowMatrix x;
-  if (recipe.needs_calibration()) x = embed_windows(model, *calibration);
-  RowMatrix* xp = recipe.needs_calibration() ? &x : nullptr;
-  const int seq_len = calibration ? calibration->config.seqlen : 0;
+  StageCaches caches;
+  if (recipe.needs_calibration()) {
+    x = embed_windows(model, *calibration);
+    caches = stage_caches(model.config(), x.rows(), options.cache_budget_bytes);
+    log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
+  }
+  Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows};
+  Stream* sp = recipe.needs_calibration() ? &stream : nullptr;
+  RowMatrix* xp = sp ? &x : nullptr;
 
   const std::string fingerprint = run_fingerprint(model, recipe, calibration);
   std::vector<QuantizedLinear> out;
@@ -193,7 +315,7 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
     if (first > 0 && progress.log) progress.log("resuming after block " + std::to_string(first - 1));
   }
   for (int layer = first; layer < model.num_layers(); ++layer) {
-    auto block = quantize_block(model, recipe, layer, xp, seq_len, options.batch_windows, progress);
+    auto block = quantize_block(model, recipe, layer, sp, caches, progress);
     if (!options.checkpoint_dir.empty()) save_checkpoint(options.checkpoint_dir, layer, block, xp, fingerprint);
     std::move(block.begin(), block.end(), std::back_inserter(out));
   }

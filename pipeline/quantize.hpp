@@ -2,14 +2,17 @@
 // `ptq quantize`: block by block, the inputs of block i come from the blocks
 // before it, already quantized; inside a block the Linears are quantized in
 // true-sequential order (q/k/v, o, gate/up, down), each group's statistics
-// gathered with the earlier groups already quantized.
+// gathered with the earlier groups already quantized. Each stage of a block
+// runs once over the calibration windows (docs/quantize.md, "Staging").
 #include <filesystem>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "algorithms/quantized_matrix.hpp"
 #include "calibrate/tensor_names.hpp"
+#include "io/model_config.hpp"
 #include "pipeline/calib_data.hpp"
 #include "pipeline/recipe.hpp"
 
@@ -39,12 +42,29 @@ struct QuantizeProgress {
   std::function<void(const std::string&)> log;  // one line per event; may be empty
 };
 
+// Whether a block stage's input (attention context, MLP hidden state) is kept
+// for all windows between its statistics and its residual add, or recomputed.
+enum class CachePolicy { keep, recompute };
+struct StageCaches {
+  CachePolicy context = CachePolicy::keep;  // o_proj's input, [tokens, heads * head_dim]
+  CachePolicy hidden = CachePolicy::keep;   // down_proj's input, [tokens, intermediate]
+};
+
+inline constexpr std::uint64_t default_stage_cache_bytes = std::uint64_t{2} << 30;
+
+// float32 bytes of one block input over `tokens` calibration tokens.
+std::uint64_t stage_input_bytes(const ModelConfig& config, LinearInput input, std::int64_t tokens);
+// Each stage input is kept when it alone fits the budget (they are never held together).
+StageCaches stage_caches(const ModelConfig& config, std::int64_t tokens, std::uint64_t budget_bytes);
+
 struct QuantizeRunOptions {
-  int batch_windows = 16;  // calibration windows run through a block at once
+  int batch_windows = 16;  // calibration windows run through a block stage at once
   // Folder for per-block checkpoints; empty = none. With `resume`, blocks
   // recorded there are loaded instead of recomputed.
   std::filesystem::path checkpoint_dir;
   bool resume = false;
+  std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // see StageCaches
+  void validate() const;
 };
 
 // Quantizes every Linear of every block. `calibration` may be null for RTN.
