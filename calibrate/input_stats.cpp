@@ -11,6 +11,15 @@ namespace {
 // Rows summed in float before each double accumulation: bounds the float
 // rounding of x^T x while keeping the products in fast single-precision BLAS.
 constexpr Eigen::Index kRowsPerFloatSum = 2048;
+
+// Per column, the sum of x^2 in double, added row after row (the same order,
+// hence the same bits, as a column-by-column loop), but reading x along its
+// rows: row-major x is contiguous there, a column walk is strided and scalar.
+Eigen::VectorXd column_sum_sq(const MatrixRM& x) {
+  Eigen::RowVectorXd sum = Eigen::RowVectorXd::Zero(x.cols());
+  for (Eigen::Index r = 0; r < x.rows(); ++r) sum += x.row(r).cast<double>().cwiseAbs2();
+  return sum.transpose();
+}
 }  // namespace
 
 InputStats::InputStats(int in_features)
@@ -31,7 +40,7 @@ void InputStats::add(const MatrixRM& x) {
   }
   xtx.triangularView<Eigen::StrictlyLower>() = xtx.transpose().triangularView<Eigen::StrictlyLower>();
   absmax = absmax.cwiseMax(x.cwiseAbs().colwise().maxCoeff().transpose());
-  sum_sq += x.cast<double>().cwiseAbs2().colwise().sum().transpose();
+  sum_sq += column_sum_sq(x);
   magnitudes.add(std::span<const float>(x.data(), static_cast<std::size_t>(x.size())));
   tokens += x.rows();
 }
