@@ -55,39 +55,93 @@ CalibrationSet load_calibration(const std::filesystem::path& model, std::span<co
 }
 
 std::string QuantizeEstimate::text() const {
-  char buf[256];
-  std::snprintf(buf, sizeof buf, "output size  %.1f MiB\npeak memory  %.1f MiB (approx.)\ntime         %.0f s (approx., from a GEMM probe)\n",
-                output_bytes / 1048576.0, peak_bytes / 1048576.0, seconds);
+  char buf[384];
+  std::snprintf(buf, sizeof buf,
+                "output size  %.1f MiB\npeak memory  %.1f MiB (approx.; calibration activations %.1f MiB)\n"
+                "time         %.0f s (approx., from a GEMM probe)\n",
+                output_bytes / 1048576.0, peak_bytes / 1048576.0, calibration_bytes / 1048576.0, seconds);
   return buf;
 }
 
-QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
-  const ModelConfig c = load_model_config(job.model);
-  const Checkpoint ckpt = Checkpoint::open(job.model);
-  QuantizeEstimate e;
-  double linear_params = 0;
+namespace {
+
+// The process itself: binary, libraries, thread stacks, allocator slack
+// (RTN on tiny peaks at ~40 MiB with a 8 MiB checkpoint and 11 MiB output).
+constexpr double kProcessBytes = 32.0 * 1048576.0;
+
+struct ModelSizes {
+  double linear_params = 0;  // all quantized Linears
+  double groups = 0;         // quantization groups over all of them
+  double other_bytes = 0;    // checkpoint bytes of everything else
+  double checkpoint_bytes = 0;
+};
+
+ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const QuantSpec& spec) {
+  ModelSizes m;
   for (LinearRole r : all_linear_roles)
-    linear_params += double(linear_out_features(c, r)) * linear_in_features(c, r) * c.num_layers;
-  const double groups = job.recipe.spec.granularity == Granularity::Group
-                            ? linear_params / job.recipe.spec.group_size
-                            : linear_params / c.hidden_size;
-  double other_bytes = static_cast<double>(ckpt.total_bytes());
+    m.linear_params += double(linear_out_features(c, r)) * linear_in_features(c, r) * c.num_layers;
+  m.groups = spec.granularity == Granularity::Group ? m.linear_params / spec.group_size : m.linear_params / c.hidden_size;
+  m.checkpoint_bytes = static_cast<double>(ckpt.total_bytes());
+  m.other_bytes = m.checkpoint_bytes;
   for (int l = 0; l < c.num_layers; ++l)
     for (LinearRole r : all_linear_roles)
       if (const auto* t = ckpt.find(block_tensor_name(l, std::string(linear_spec(r).module) + ".weight")))
-        other_bytes -= static_cast<double>(t->bytes.size());
-  // float16 dequantized weights + uint8 codes + float scales and int zeros
-  e.output_bytes = static_cast<std::uint64_t>(other_bytes + linear_params * 3 + groups * 8);
-  const double tokens = job.recipe.needs_calibration() ? double(job.recipe.calibration.samples) * job.recipe.calibration.seqlen : 0;
+        m.other_bytes -= static_cast<double>(t->bytes.size());
+  return m;
+}
+
+// Memory of the calibration side at its peak (docs/quantize.md, "Staging"):
+// the windows' residual stream, the larger kept stage input (context or MLP
+// hidden state, never both), one batch's temporaries and the Hessians of the
+// widest group. RTN has none of it.
+double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
+  if (!job.recipe.needs_calibration()) return 0.0;
+  const auto tokens = std::int64_t{job.recipe.calibration.samples} * job.recipe.calibration.seqlen;
+  const StageCaches caches = stage_caches(c, tokens, job.cache_budget_bytes);
+  double kept = 0.0;
+  if (caches.context == CachePolicy::keep)
+    kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
+  if (caches.hidden == CachePolicy::keep)
+    kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
   const double widest = std::max(c.hidden_size, c.intermediate_size);
-  const double block_params = linear_params / c.num_layers;
-  // residual stream + one batch's temporaries + block weights (twice) + Hessian in double
-  e.peak_bytes = static_cast<std::uint64_t>(tokens * c.hidden_size * 4 +
-                                            double(job.batch_windows) * job.recipe.calibration.seqlen * widest * 4 * 6 +
-                                            block_params * 8 + widest * widest * 8 * 2 + e.output_bytes);
-  const double forward_flops = 2.0 * linear_params * tokens * 3;  // ~3 block passes per block
-  const double gptq_flops = job.recipe.method == Method::Gptq ? linear_params * widest * 2 : 0.0;
-  e.seconds = (forward_flops + gptq_flops) / (measured_gflops() * 1e9);
+  const double batch_tokens = double(job.batch_windows) * job.recipe.calibration.seqlen;
+  // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
+  const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
+  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
+  return double(tokens) * c.hidden_size * 4 + kept + batch_bytes + hessian_bytes;
+}
+
+// Forward FLOPs of the staged quantization (one pass of the Linears and the
+// attention per block) plus the XᵀX products and GPTQ itself.
+double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelSizes& m) {
+  if (!job.recipe.needs_calibration()) return 0.0;
+  const double tokens = double(job.recipe.calibration.samples) * job.recipe.calibration.seqlen;
+  const double attention = 2.0 * tokens * job.recipe.calibration.seqlen * c.num_heads * c.head_dim * c.num_layers;
+  double xtx = 0.0;
+  for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
+    xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  return 2.0 * m.linear_params * tokens + attention + xtx * tokens * c.num_layers + m.linear_params * widest * 2;
+}
+
+}  // namespace
+
+QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
+  const ModelConfig c = load_model_config(job.model);
+  const ModelSizes m = model_sizes(c, Checkpoint::open(job.model), job.recipe.spec);
+  QuantizeEstimate e;
+  // float16 dequantized weights + uint8 codes + float scales and int zeros
+  e.output_bytes = static_cast<std::uint64_t>(m.other_bytes + m.linear_params * 3 + m.groups * 8);
+  e.calibration_bytes = static_cast<std::uint64_t>(calibration_bytes(job, c));
+  const double head_bytes = double(c.vocab_size) * c.hidden_size * 4;
+  const double block_bytes = m.linear_params / c.num_layers * 4;
+  // Always resident: the mapped checkpoint, the float head and the quantized
+  // Linears. Then either the quantization phase (one float block with its
+  // dequantized copies, and the calibration side) or the output being written.
+  const double resident = kProcessBytes + m.checkpoint_bytes + head_bytes + m.linear_params + m.groups * 8;
+  const double quantizing = 2 * block_bytes + double(e.calibration_bytes);
+  e.peak_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, double(e.output_bytes)));
+  e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
   return e;
 }
 
@@ -102,7 +156,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
     if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
                                    std::to_string(job.recipe.calibration.seqlen) + " tokens");
   }
-  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume};
+  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume, job.cache_budget_bytes};
   const auto linears = quantize_blocks(model, job.recipe, calibration ? &*calibration : nullptr, options, progress);
   RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}};
   const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration ? &*calibration : nullptr,

@@ -19,11 +19,13 @@ struct QuantizeJob {
   bool resume = false;
   int batch_windows = 16;
   OutputOptions output;
+  std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // QuantizeRunOptions::cache_budget_bytes
 };
 
 struct QuantizeEstimate {
   std::uint64_t output_bytes = 0;
   std::uint64_t peak_bytes = 0;
+  std::uint64_t calibration_bytes = 0;  // of peak_bytes: activations, stage caches, Hessians (0 for RTN)
   double seconds = 0.0;
   std::string text() const;
 };

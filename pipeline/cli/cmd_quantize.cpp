@@ -15,6 +15,7 @@ struct QuantizeFlags {
   std::string model, out, recipe, method, group;
   CalibFlags calib;
   int bits = 4, threads = 0, batch_windows = 16;
+  std::uint64_t stage_cache_mib = default_stage_cache_bytes >> 20;
   double damp = 0.01;
   bool act_order = false, sym = false, static_groups = false, resume = false, dry_run = false;
 };
@@ -59,11 +60,15 @@ void add_quantize(CLI::App& app) {
   add_calib_flags(*cmd, f.calib);
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
+  cmd->add_option("--stage-cache-mib", f.stage_cache_mib,
+                  "Keep a block stage's input (attention context, MLP hidden state) for all windows up to this size; "
+                  "larger ones are recomputed");
   cmd->add_flag("--resume", f.resume, "Continue an interrupted run from its per-block checkpoints");
   cmd->add_flag("--dry-run", f.dry_run, "Print the expected output size, peak memory and time; write nothing");
   cmd->callback([flags, cmd] {
     const auto& f = *flags;
-    QuantizeJob job{f.model, f.out, build_recipe(f, *cmd), f.threads, f.resume, f.batch_windows, {}};
+    QuantizeJob job{f.model, f.out, build_recipe(f, *cmd), f.threads, f.resume, f.batch_windows, {},
+                    f.stage_cache_mib << 20};
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();
       return;

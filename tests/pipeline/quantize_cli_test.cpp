@@ -13,6 +13,7 @@
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
 #include "io/ids_file.hpp"
+#include "io/model_config.hpp"
 #include "pipeline/eval.hpp"
 #include "pipeline/quantize_run.hpp"
 #include "test_paths.hpp"
@@ -143,6 +144,19 @@ std::uintmax_t folder_bytes(const std::filesystem::path& dir) {
   return total;
 }
 
+double recorded_peak_rss(const std::filesystem::path& out) {
+  std::ifstream run_json(out / "run.json");
+  return nlohmann::json::parse(run_json)["peak_rss_bytes"].get<double>();
+}
+
+double estimated_peak(const std::string& dry_run_stdout) {
+  std::smatch m;
+  EXPECT_TRUE(std::regex_search(dry_run_stdout, m, std::regex(R"(peak memory\s+([0-9.]+) MiB)"))) << dry_run_stdout;
+  return m.empty() ? 0.0 : std::stod(m[1]) * 1048576.0;
+}
+
+constexpr double kPeakOverestimate = 2.0;  // the estimate may exceed the measured peak RSS by this factor
+
 TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
   const auto dir = test::temp_dir("dry");
   const std::string args = "--recipe " + recipe("rtn-w4-g128").string() + " --out " + (dir / "model").string();
@@ -160,6 +174,53 @@ TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
   ASSERT_EQ(real.exit_code, 0) << real.stderr_text;
   const double actual = static_cast<double>(folder_bytes(dir / "model"));
   EXPECT_NEAR(estimated, actual, kEstimateTolerance * actual);
+  const double peak = estimated_peak(dry.stdout_text), measured_peak = recorded_peak_rss(dir / "model");
+  EXPECT_GE(peak, measured_peak);
+  EXPECT_LE(peak, kPeakOverestimate * measured_peak);
+}
+
+QuantizeJob estimate_job(const std::string& recipe_name) {
+  QuantizeJob job;
+  job.model = tiny();
+  job.out = test::temp_dir("estimate") / "model";
+  job.recipe = load_recipe(recipe(recipe_name));
+  return job;
+}
+
+TEST(QuantizeDryRun, RtnEstimateHoldsNoCalibrationActivations) {
+  QuantizeJob job = estimate_job("rtn-w4-g128");
+  const QuantizeEstimate base = estimate_quantize(job);
+  EXPECT_EQ(base.calibration_bytes, 0u);
+  job.recipe.calibration.samples *= 4;  // ignored by RTN
+  job.batch_windows *= 4;
+  EXPECT_EQ(estimate_quantize(job).peak_bytes, base.peak_bytes);
+  EXPECT_EQ(base.seconds, 0.0);
+}
+
+TEST(QuantizeDryRun, GptqEstimateCoversStreamAndKeptHiddenStates) {
+  QuantizeJob job = estimate_job("gptq-w4-g128");
+  const ModelConfig c = load_model_config(tiny());
+  const double tokens = double(job.recipe.calibration.samples) * job.recipe.calibration.seqlen;
+  const double stream = tokens * c.hidden_size * 4, hidden = tokens * c.intermediate_size * 4;
+  EXPECT_GE(double(estimate_quantize(job).calibration_bytes), stream + hidden);
+  job.cache_budget_bytes = 0;  // nothing kept: only the stream
+  const double recomputing = double(estimate_quantize(job).calibration_bytes);
+  EXPECT_GE(recomputing, stream);
+  EXPECT_LT(recomputing, stream + hidden);
+}
+
+TEST(QuantizeDryRun, GptqPeakEstimateCoversTheMeasuredPeak) {
+  const auto dir = test::temp_dir("dry-gptq");
+  const std::string args = "--method gptq --bits 4 --group 128 --calib-ids " +
+                           test::fixture("goldens/tiny/calib_generic.ids").string() + " --samples 16 --out " +
+                           (dir / "model").string();
+  const auto dry = run_quantize_cli(args + " --dry-run");
+  ASSERT_EQ(dry.exit_code, 0) << dry.stderr_text;
+  const auto real = run_quantize_cli(args);
+  ASSERT_EQ(real.exit_code, 0) << real.stderr_text;
+  const double estimated = estimated_peak(dry.stdout_text), measured = recorded_peak_rss(dir / "model");
+  EXPECT_GE(estimated, measured);
+  EXPECT_LE(estimated, kPeakOverestimate * measured);
 }
 
 void expect_input_error(const std::string& args, const std::string& named) {
