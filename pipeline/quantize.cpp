@@ -1,6 +1,9 @@
 #include "pipeline/quantize.hpp"
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdio>
 
 #include "algorithms/rtn.hpp"
 #include "calibrate/input_stats.hpp"
