@@ -111,17 +111,32 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   return double(tokens) * c.hidden_size * 4 + kept + batch_bytes + hessian_bytes;
 }
 
+// Matmul FLOPs per token of one block's Linears reading `input`.
+double linear_flops(const ModelConfig& c, LinearInput input) {
+  double f = 0.0;
+  for (const auto& spec : linear_specs)
+    if (spec.input == input) f += 2.0 * linear_out_features(c, spec.role) * linear_in_features(c, spec.role);
+  return f;
+}
+
 // Forward FLOPs of the staged quantization (one pass of the Linears and the
-// attention per block) plus the XᵀX products and GPTQ itself.
+// attention per block, plus what a stage input recomputed for its residual
+// add costs again) and of the XᵀX products and GPTQ itself.
 double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelSizes& m) {
   if (!job.recipe.needs_calibration()) return 0.0;
-  const double tokens = double(job.recipe.calibration.samples) * job.recipe.calibration.seqlen;
-  const double attention = 2.0 * tokens * job.recipe.calibration.seqlen * c.num_heads * c.head_dim * c.num_layers;
+  const auto seqlen = job.recipe.calibration.seqlen;
+  const double tokens = double(job.recipe.calibration.samples) * seqlen;
+  const double attention = 2.0 * seqlen * c.num_heads * c.head_dim;  // per token: causal QKᵀ and PV
+  const StageCaches caches = stage_caches(c, static_cast<std::int64_t>(tokens), job.cache_budget_bytes);
+  double recomputed = 0.0;  // per token and block
+  if (caches.context == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::attention_in) + attention;
+  if (caches.hidden == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::mlp_in);
   double xtx = 0.0;
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
   const double widest = std::max(c.hidden_size, c.intermediate_size);
-  return 2.0 * m.linear_params * tokens + attention + xtx * tokens * c.num_layers + m.linear_params * widest * 2;
+  const double per_block_token = attention + recomputed + xtx;
+  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + m.linear_params * widest * 2;
 }
 
 }  // namespace
