@@ -65,8 +65,8 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
   QuantizedLinear q{layer, role, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
-  if (recipe.method == Method::Rtn) {
-    q.matrix = rtn_quantize(w, recipe.spec);
+  if (recipe.method != Method::Gptq) {
+    q.matrix = rtn_quantize(w, recipe.quant_spec());
   } else {
     PTQ_ASSERT(stats != nullptr);
     // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
@@ -83,18 +83,40 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
   return q;
 }
 
+// AWQ before rounding: the block's scales and clips (searched on the block input
+// x, or replayed), folded into w. Method awq searches on the float model's stream,
+// so x advances to the float block's output; otherwise x is left as it is.
+AwqBlock awq_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w, RowMatrix* x, int seq_len,
+                  int batch, const QuantizeRunOptions& options) {
+  AwqBlock awq;
+  if (options.awq_replay != nullptr) {
+    awq = options.awq_replay->at(static_cast<std::size_t>(w.layer));
+  } else if (recipe.method == Method::Awq) {
+    awq = awq_search_block(config, w, *x, seq_len, recipe.awq_options(batch));
+  } else {
+    RowMatrix stream = *x;
+    awq = awq_search_block(config, w, stream, seq_len, recipe.awq_options(batch));
+  }
+  awq_apply_block(w, awq, recipe.spec);
+  return awq;
+}
+
 // Quantizes the Linears of one block in true-sequential order, replacing each
 // group's weights by their dequantized values before the next group's
 // statistics are gathered; then advances x through the quantized block.
 std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, RowMatrix* x,
-                                            int seq_len, int batch, const QuantizeProgress& progress) {
+                                            int seq_len, const QuantizeRunOptions& options,
+                                            std::optional<AwqBlock>& awq, const QuantizeProgress& progress) {
   const ModelConfig& config = model.config();
+  const int batch = options.batch_windows;
   BlockWeights w = model.load_block(layer);
+  if (recipe.uses_awq()) awq = awq_step(config, recipe, w, x, seq_len, batch, options);
+  const bool gptq = recipe.method == Method::Gptq;
   std::vector<QuantizedLinear> out;
   for (LinearInput input : kInputOrder) {
     const auto roles = roles_reading(input);
     std::optional<InputCollector> collector;
-    if (recipe.needs_calibration()) {
+    if (gptq) {
       collector.emplace(input, linear_in_features(config, roles.front()));
       run_block(config, w, *x, seq_len, batch, false, ForwardOptions{&*collector, nullptr, input});
     }
@@ -111,7 +133,7 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
       }
     }
   }
-  if (x != nullptr && recipe.needs_calibration()) run_block(config, w, *x, seq_len, batch, true, {});
+  if (x != nullptr && gptq) run_block(config, w, *x, seq_len, batch, true, {});
   return out;
 }
 
@@ -132,9 +154,10 @@ std::string run_fingerprint(const Model& model, const Recipe& recipe, const Cali
 }
 
 void save_checkpoint(const std::filesystem::path& dir, int layer, const std::vector<QuantizedLinear>& block,
-                     const RowMatrix* x, const std::string& fingerprint) {
+                     const std::optional<AwqBlock>& awq, const RowMatrix* x, const std::string& fingerprint) {
   H5Writer b(block_file(dir, layer));
   for (const auto& q : block) write_quantized_linear(b, q, true);
+  if (awq) write_awq_block(b, *awq);
   b.commit();
   H5Writer a(dir / "activations.h5");
   a.set_attribute("/", "fingerprint", fingerprint);
@@ -144,8 +167,9 @@ void save_checkpoint(const std::filesystem::path& dir, int layer, const std::vec
 }
 
 // Loads finished blocks; returns the first layer still to do.
-int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerprint, RowMatrix* x,
-                    std::vector<QuantizedLinear>& done) {
+int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerprint, const Model& model,
+                    const Recipe& recipe, RowMatrix* x, std::vector<QuantizedLinear>& done,
+                    std::vector<AwqBlock>* awq_done) {
   if (!std::filesystem::exists(dir / "activations.h5")) return 0;
   H5Reader a(dir / "activations.h5");
   if (a.string_attribute("/", "fingerprint") != fingerprint)
@@ -160,6 +184,8 @@ int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerp
   for (int layer = 0; layer <= last; ++layer) {
     H5Reader b(block_file(dir, layer));
     for (LinearRole role : all_linear_roles) done.push_back(read_quantized_linear(b, layer, role));
+    if (recipe.uses_awq() && awq_done != nullptr)
+      awq_done->push_back(read_awq_block(b, layer, model.config(), recipe.spec));
   }
   return last + 1;
 }
@@ -177,11 +203,16 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
                                              const QuantizeRunOptions& options,
                                              const QuantizeProgress& progress) {
   recipe.validate();
-  if (recipe.needs_calibration() && (calibration == nullptr || calibration->windows.empty()))
+  if (options.awq_replay != nullptr && static_cast<int>(options.awq_replay->size()) != model.num_layers())
+    throw input_error("AWQ scales to replay", std::to_string(model.num_layers()) + " layers",
+                      std::to_string(options.awq_replay->size()));
+  // Replayed AWQ with RTN needs no activations.
+  const bool stream = recipe.method == Method::Gptq || (recipe.uses_awq() && options.awq_replay == nullptr);
+  if (stream && (calibration == nullptr || calibration->windows.empty()))
     throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
   RowMatrix x;
-  if (recipe.needs_calibration()) x = embed_windows(model, *calibration);
-  RowMatrix* xp = recipe.needs_calibration() ? &x : nullptr;
+  if (stream) x = embed_windows(model, *calibration);
+  RowMatrix* xp = stream ? &x : nullptr;
   const int seq_len = calibration ? calibration->config.seqlen : 0;
 
   const std::string fingerprint = run_fingerprint(model, recipe, calibration);
@@ -189,12 +220,15 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
   int first = 0;
   if (!options.checkpoint_dir.empty()) {
     std::filesystem::create_directories(options.checkpoint_dir);
-    if (options.resume) first = load_checkpoint(options.checkpoint_dir, fingerprint, xp, out);
+    if (options.resume)
+      first = load_checkpoint(options.checkpoint_dir, fingerprint, model, recipe, xp, out, options.awq_record);
     if (first > 0 && progress.log) progress.log("resuming after block " + std::to_string(first - 1));
   }
   for (int layer = first; layer < model.num_layers(); ++layer) {
-    auto block = quantize_block(model, recipe, layer, xp, seq_len, options.batch_windows, progress);
-    if (!options.checkpoint_dir.empty()) save_checkpoint(options.checkpoint_dir, layer, block, xp, fingerprint);
+    std::optional<AwqBlock> awq;
+    auto block = quantize_block(model, recipe, layer, xp, seq_len, options, awq, progress);
+    if (!options.checkpoint_dir.empty()) save_checkpoint(options.checkpoint_dir, layer, block, awq, xp, fingerprint);
+    if (awq && options.awq_record != nullptr) options.awq_record->push_back(std::move(*awq));
     std::move(block.begin(), block.end(), std::back_inserter(out));
   }
   return out;

@@ -19,6 +19,8 @@ struct QuantizeJob {
   bool resume = false;
   int batch_windows = 16;
   OutputOptions output;
+  // A quantized.h5 whose awq/ group is applied instead of searching (recipe must use AWQ).
+  std::filesystem::path load_scales;
 };
 
 struct QuantizeEstimate {
