@@ -1,8 +1,10 @@
 #include "pipeline/awq.hpp"
 
 #include <array>
+#include <memory>
 #include <string>
 
+#include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 
@@ -115,15 +117,44 @@ double module_error(const ModelConfig& config, const BlockWeights& w, const Scal
   return sum / static_cast<double>(reference.size());
 }
 
+// Rows of every k-th window, k = windows / wanted (all windows when wanted is 0 or too large).
+RowMatrix strided_windows(const RowMatrix& x, int seq_len, int wanted) {
+  const Eigen::Index windows = x.rows() / seq_len;
+  if (wanted <= 0 || wanted >= windows) return x;
+  const Eigen::Index stride = windows / wanted;
+  RowMatrix out(static_cast<Eigen::Index>(wanted) * seq_len, x.cols());
+  for (Eigen::Index i = 0; i < wanted; ++i) out.middleRows(i * seq_len, seq_len) = x.middleRows(i * stride * seq_len, seq_len);
+  return out;
+}
+
+// A single Linear's output error is quadratic in its weight change D = W' - W:
+// mean over tokens and outputs of (x Dᵀ)² = tr(D G Dᵀ) / (tokens · out) with G = XᵀX,
+// so all tokens are covered at the cost of one Gram matrix.
+AwqLossFn linear_loss(const RowMatrix& w, const RowMatrix& x, const QuantSpec& spec) {
+  InputStats stats(static_cast<int>(x.cols()));
+  stats.add(x);
+  auto gram = std::make_shared<Eigen::MatrixXd>(stats.mean_xtx());
+  return [gram, &w, spec](const VectorF& s) {
+    const Eigen::MatrixXd d = (awq_scaled_fake_quant(w, s, spec) - w).cast<double>();
+    return (d * *gram).cwiseProduct(d).sum() / static_cast<double>(w.rows());
+  };
+}
+
 AwqScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const RowMatrix& x,
                           int seq_len, const AwqOptions& o) {
-  RowMatrix reference;
-  module_error(config, w, site, x, seq_len, o.batch_windows, reference, false);
-  const AwqLossFn loss_of = [&](const VectorF& s) {
-    BlockWeights candidate = w;
-    for (LinearRole role : site.roles) candidate.weight(role) = awq_scaled_fake_quant(w.weight(role), s, o.spec);
-    return module_error(config, candidate, site, x, seq_len, o.batch_windows, reference, true);
-  };
+  AwqLossFn loss_of;
+  RowMatrix subset, reference;
+  if (site.inspect == Inspect::scaled_linear) {
+    loss_of = linear_loss(w.weight(site.roles.front()), x, o.spec);
+  } else {
+    subset = strided_windows(x, seq_len, o.search_windows);
+    module_error(config, w, site, subset, seq_len, o.batch_windows, reference, false);
+    loss_of = [&](const VectorF& s) {
+      BlockWeights candidate = w;
+      for (LinearRole role : site.roles) candidate.weight(role) = awq_scaled_fake_quant(w.weight(role), s, o.spec);
+      return module_error(config, candidate, site, subset, seq_len, o.batch_windows, reference, true);
+    };
+  }
   const AwqScaleSearch found = awq_search_scale(mean_abs_columns(x), o.scale, loss_of);
   return {site.prev, found.scales, found.ratio, found.loss};
 }
@@ -154,6 +185,7 @@ void AwqOptions::validate() const {
   spec.validate();
   scale.validate();
   clip.validate();
+  if (search_windows < 0) throw input_error("AwqOptions.search_windows", ">= 0", std::to_string(search_windows));
   if (batch_windows < 1) throw input_error("AwqOptions.batch_windows", ">= 1", std::to_string(batch_windows));
 }
 

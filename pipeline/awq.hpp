@@ -47,6 +47,10 @@ struct AwqOptions {
   AwqClipConfig clip;
   AwqClipMode clip_mode = AwqClipMode::Search;
   int batch_windows = 16;  // windows per module evaluation
+  // Windows (every k-th) over which the attention and MLP scale searches compare
+  // outputs; 0 = all, as the reference. Single-Linear searches always cover all
+  // tokens (exactly, through XᵀX); so do the activation means and the clip samples.
+  int search_windows = 16;
   void validate() const;
 };
 

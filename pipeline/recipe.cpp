@@ -35,6 +35,7 @@ AwqOptions Recipe::awq_options(int batch_windows) const {
   o.spec = spec;
   o.spec.range = RangeRule::MinMax;
   o.clip_mode = awq_clip;
+  o.search_windows = awq_search_windows;
   o.batch_windows = batch_windows;
   return o;
 }
@@ -90,6 +91,7 @@ namespace {
 
 const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
                                          "static_groups", "damp", "block_size", "scaling", "awq_clip",
+                                         "awq_search_windows",
                                          "calibration"};
 const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
 
@@ -155,6 +157,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
   }
   if (root["awq_clip"] && !scalar<bool>(root["awq_clip"], where + ": awq_clip", "true or false"))
     r.awq_clip = AwqClipMode::None;
+  if (root["awq_search_windows"])
+    r.awq_search_windows = scalar<int>(root["awq_search_windows"], where + ": awq_search_windows", "an integer");
   if (root["bits"]) r.spec.bits = scalar<int>(root["bits"], where + ": bits", "an integer");
   if (root["group"]) set_granularity(r.spec, scalar<std::string>(root["group"], where + ": group", "a string"), where + ": group");
   if (root["symmetric"] && scalar<bool>(root["symmetric"], where + ": symmetric", "true or false"))
@@ -183,7 +187,9 @@ std::string recipe_to_yaml(const Recipe& r) {
         << "block_size: " << r.block_size << "\n";
   }
   if (r.scaling == Scaling::Awq) out << "scaling: awq\n";
-  if (r.uses_awq()) out << "awq_clip: " << (r.awq_clip == AwqClipMode::Search ? "true" : "false") << "\n";
+  if (r.uses_awq())
+    out << "awq_clip: " << (r.awq_clip == AwqClipMode::Search ? "true" : "false") << "\n"
+        << "awq_search_windows: " << r.awq_search_windows << "\n";
   out << "calibration:\n"
       << "  samples: " << r.calibration.samples << "\n"
       << "  seqlen: " << r.calibration.seqlen << "\n"

@@ -5,6 +5,7 @@
 //   method: gptq          # rtn | gptq | awq (AWQ scales and clip, then RTN on the min/max grid)
 //   scaling: none         # none | awq: AWQ scales (and clip) folded in before GPTQ
 //   awq_clip: true        # awq: search clipping bounds after the scales
+//   awq_search_windows: 16  # awq: windows compared in the attention/MLP scale searches (0 = all)
 //   bits: 4
 //   group: 128            # a group size, "channel" or "tensor"
 //   symmetric: false
@@ -39,6 +40,7 @@ struct Recipe {
   int block_size = 128;
   Scaling scaling = Scaling::None;
   AwqClipMode awq_clip = AwqClipMode::Search;
+  int awq_search_windows = 16;  // see AwqOptions::search_windows (0 = all windows)
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
 

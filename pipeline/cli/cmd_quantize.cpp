@@ -14,7 +14,7 @@ namespace {
 struct QuantizeFlags {
   std::string model, out, recipe, method, group, scaling, load_scales;
   CalibFlags calib;
-  int bits = 4, threads = 0, batch_windows = 16;
+  int bits = 4, threads = 0, batch_windows = 16, awq_search_windows = 16;
   double damp = 0.01;
   bool act_order = false, sym = false, no_awq_clip = false, static_groups = false, resume = false, dry_run = false;
 };
@@ -26,6 +26,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--method")) r.method = parse_method(f.method, "--method");
   if (given("--scaling")) r.scaling = f.scaling == "awq" ? Scaling::Awq : Scaling::None;
   if (given("--no-awq-clip")) r.awq_clip = AwqClipMode::None;
+  if (given("--awq-search-windows")) r.awq_search_windows = f.awq_search_windows;
   if (given("--bits")) r.spec.bits = f.bits;
   if (given("--group")) set_granularity(r.spec, f.group, "--group");
   if (given("--sym")) r.spec.symmetry = Symmetry::Symmetric;
@@ -57,6 +58,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--scaling", f.scaling, "none or awq: fold AWQ scales (and clip) in before GPTQ")
       ->check(CLI::IsMember({"none", "awq"}));
   cmd->add_flag("--no-awq-clip", f.no_awq_clip, "AWQ: skip the clipping search");
+  cmd->add_option("--awq-search-windows", f.awq_search_windows,
+                  "AWQ: windows compared in the attention/MLP scale searches (0 = all, as the reference)");
   cmd->add_option("--load-scales", f.load_scales, "Apply the AWQ scales/clips of this quantized.h5 instead of searching")
       ->check(CLI::ExistingFile);
   cmd->add_option("--bits", f.bits, "Bits per weight (2..8)");
