@@ -97,23 +97,34 @@ RowMatrix module_output(const ModelConfig& config, const BlockWeights& w, const 
   return y;
 }
 
-// Runs the site's module over x in batches of whole windows; with `reference`,
-// returns the mean squared difference to it (summed in a fixed order), else stores
-// the output in `reference`.
-double module_error(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const RowMatrix& x,
-                    int seq_len, int batch, RowMatrix& reference, bool compare) {
+// Calls f(first row, module output) for x in batches of whole windows, in order.
+template <class F>
+void for_module_batches(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const RowMatrix& x,
+                        int seq_len, int batch, F&& f) {
   const Eigen::Index rows_per_batch = static_cast<Eigen::Index>(batch) * seq_len;
-  double sum = 0.0;
   for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += rows_per_batch) {
     const Eigen::Index rows = std::min(rows_per_batch, x.rows() - r0);
-    const RowMatrix y = module_output(config, w, site, x.middleRows(r0, rows), seq_len);
-    if (!compare) {
-      if (reference.rows() != x.rows()) reference.resize(x.rows(), y.cols());
-      reference.middleRows(r0, rows) = y;
-      continue;
-    }
-    sum += (reference.middleRows(r0, rows) - y).cast<double>().squaredNorm();
+    f(r0, module_output(config, w, site, x.middleRows(r0, rows), seq_len));
   }
+}
+
+RowMatrix module_outputs(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const RowMatrix& x,
+                         int seq_len, int batch) {
+  RowMatrix out;
+  for_module_batches(config, w, site, x, seq_len, batch, [&](Eigen::Index r0, const RowMatrix& y) {
+    if (out.rows() == 0) out.resize(x.rows(), y.cols());
+    out.middleRows(r0, y.rows()) = y;
+  });
+  return out;
+}
+
+// Mean squared difference to `reference`, summed batch by batch in a fixed order.
+double module_error(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const RowMatrix& x,
+                    int seq_len, int batch, const RowMatrix& reference) {
+  double sum = 0.0;
+  for_module_batches(config, w, site, x, seq_len, batch, [&](Eigen::Index r0, const RowMatrix& y) {
+    sum += (reference.middleRows(r0, y.rows()) - y).cast<double>().squaredNorm();
+  });
   return sum / static_cast<double>(reference.size());
 }
 
@@ -148,11 +159,11 @@ AwqScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, cons
     loss_of = linear_loss(w.weight(site.roles.front()), x, o.spec);
   } else {
     subset = strided_windows(x, seq_len, o.search_windows);
-    module_error(config, w, site, subset, seq_len, o.batch_windows, reference, false);
+    reference = module_outputs(config, w, site, subset, seq_len, o.batch_windows);
     loss_of = [&](const VectorF& s) {
       BlockWeights candidate = w;
       for (LinearRole role : site.roles) candidate.weight(role) = awq_scaled_fake_quant(w.weight(role), s, o.spec);
-      return module_error(config, candidate, site, subset, seq_len, o.batch_windows, reference, true);
+      return module_error(config, candidate, site, subset, seq_len, o.batch_windows, reference);
     };
   }
   const AwqScaleSearch found = awq_search_scale(mean_abs_columns(x), o.scale, loss_of);
