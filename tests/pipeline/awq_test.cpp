@@ -115,5 +115,30 @@ TEST(AwqReplay, RecipeWithoutAwqIsAnInputError) {
   EXPECT_THROW(run_quantize(rtn, {}), InputError);
 }
 
+TEST(AwqRecipe, ExamplesLoadAndRoundTrip) {
+  const auto dir = test::source_dir() / "recipes";
+  const Recipe awq = load_recipe(dir / "awq-w4-g128.yaml");
+  EXPECT_EQ(awq.method, Method::Awq);
+  EXPECT_EQ(awq.quant_spec().range, RangeRule::MinMax);
+  EXPECT_EQ(awq.awq_clip, AwqClipMode::Search);
+  const Recipe mixed = load_recipe(dir / "gptq-awq-w4-g128.yaml");
+  EXPECT_EQ(mixed.method, Method::Gptq);
+  EXPECT_EQ(mixed.scaling, Scaling::Awq);
+  EXPECT_EQ(mixed.quant_spec().range, RangeRule::IncludeZero);  // GPTQ keeps its grid
+  EXPECT_EQ(mixed.awq_options(1).spec.range, RangeRule::MinMax);  // the searches use llm-awq's
+  for (const Recipe& r : {awq, mixed}) {
+    const auto path = test::temp_dir("awq-recipe") / "r.yaml";
+    std::ofstream(path) << recipe_to_yaml(r);
+    EXPECT_EQ(recipe_to_yaml(load_recipe(path)), recipe_to_yaml(r));
+  }
+}
+
+TEST(AwqRecipe, SymmetricAwqIsAnInputError) {
+  Recipe r;
+  r.method = Method::Awq;
+  r.spec.symmetry = Symmetry::Symmetric;
+  EXPECT_THROW(r.validate(), InputError);
+}
+
 }  // namespace
 }  // namespace ptq
