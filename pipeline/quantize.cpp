@@ -110,7 +110,16 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
   const ModelConfig& config = model.config();
   const int batch = options.batch_windows;
   BlockWeights w = model.load_block(layer);
-  if (recipe.uses_awq()) awq = awq_step(config, recipe, w, x, seq_len, batch, options);
+  if (recipe.uses_awq()) {
+    awq = awq_step(config, recipe, w, x, seq_len, batch, options);
+    if (progress.log)
+      for (const AwqScaleGroup& g : awq->scales) {
+        char line[160];
+        std::snprintf(line, sizeof line, "layer %d awq scales after %-19s ratio %.2f  output error %.4g", layer,
+                      std::string(awq_prev_name(g.prev)).c_str(), g.ratio, g.loss);
+        progress.log(line);
+      }
+  }
   const bool gptq = recipe.method == Method::Gptq;
   std::vector<QuantizedLinear> out;
   for (LinearInput input : kInputOrder) {
