@@ -10,6 +10,9 @@ void QuantSpec::validate() const {
   if (bits < 2 || bits > 8) {
     throw input_error("QuantSpec.bits", "2..8", std::to_string(bits));
   }
+  if (range == RangeRule::MinMax && symmetry == Symmetry::Symmetric) {
+    throw input_error("QuantSpec.range", "an asymmetric grid with the min/max range rule", "symmetric");
+  }
   if (granularity == Granularity::Group && group_size < 1) {
     throw input_error("QuantSpec.group_size", "a positive number of columns",
                       std::to_string(group_size));

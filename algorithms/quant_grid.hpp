@@ -17,11 +17,17 @@ enum class Symmetry { Symmetric, Asymmetric };
 // `group_size` consecutive input columns of one row.
 enum class Granularity { Tensor, Channel, Group };
 
+// The range a grid covers: IncludeZero widens [min, max] to contain 0 (the
+// GPTQ Quantizer); MinMax spans exactly [min, max] of the weights and clamps the
+// zero point into the code range (llm-awq pseudo_quantize_tensor; asymmetric only).
+enum class RangeRule { IncludeZero, MinMax };
+
 struct QuantSpec {
   int bits = 4;  // 2..8; codes lie in [0, 2^bits - 1]
   Symmetry symmetry = Symmetry::Asymmetric;
   Granularity granularity = Granularity::Channel;
   int group_size = 128;  // input columns per group; used only with Granularity::Group
+  RangeRule range = RangeRule::IncludeZero;
 
   // Throws InputError naming the offending field.
   void validate() const;
@@ -56,6 +62,23 @@ GridParams<T> grid_from_range(T lo, T hi, int maxq, Symmetry symmetry) {
   const T zero = symmetry == Symmetry::Symmetric ? static_cast<T>(maxq + 1) / T(2)
                                                  : std::nearbyint(-xmin / scale);
   return {scale, zero};
+}
+
+// llm-awq's grid of weights spanning [lo, hi]: scale = max(hi - lo, 1e-5) / maxq,
+// zero = clamp(-round(lo / scale), 0, maxq). The range need not contain 0.
+template <class T>
+GridParams<T> grid_from_min_max(T lo, T hi, int maxq) {
+  constexpr T min_span = T(1e-5);  // pseudo_quantize_tensor's clamp(min=1e-5)
+  const T scale = std::max(hi - lo, min_span) / static_cast<T>(maxq);
+  const T zero = std::clamp(-std::nearbyint(lo / scale), T(0), static_cast<T>(maxq));
+  return {scale, zero};
+}
+
+// The grid `spec` gives weights spanning [lo, hi] (by spec.range).
+template <class T>
+GridParams<T> grid_for_spec(T lo, T hi, const QuantSpec& spec) {
+  if (spec.range == RangeRule::MinMax) return grid_from_min_max<T>(lo, hi, spec.maxq());
+  return grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry);
 }
 
 // The grid of a range of values (any iterable of T).
@@ -99,7 +122,7 @@ GridTable<typename Derived::Scalar> fit_grids(const Eigen::MatrixBase<Derived>& 
   GridTable<T> table{decltype(GridTable<T>::scales)(W.rows(), n_groups),
                      decltype(GridTable<T>::zeros)(W.rows(), n_groups)};
   const auto fill = [&](Eigen::Index row, int group, T lo, T hi) {
-    const GridParams<T> grid = grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry);
+    const GridParams<T> grid = grid_for_spec<T>(lo, hi, spec);
     table.scales(row, group) = grid.scale;
     table.zeros(row, group) = grid.zero;
   };

@@ -10,6 +10,7 @@
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "io/hash.hpp"
+#include "pipeline/awq.hpp"
 #include "pipeline/quantized_store.hpp"
 
 namespace ptq {
@@ -40,8 +41,8 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
   QuantizedLinear q{layer, role, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
-  if (recipe.method == Method::Rtn) {
-    q.matrix = rtn_quantize(w, recipe.spec);
+  if (recipe.method != Method::Gptq) {
+    q.matrix = rtn_quantize(w, recipe.quant_spec());
   } else {
     PTQ_ASSERT(stats != nullptr);
     // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
@@ -189,13 +190,46 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s, const S
   hidden.add_projection(w, LinearRole::down);
 }
 
-// Loads block `layer` and quantizes its Linears; with a stream (calibrated
-// methods) x is advanced through the quantized block. Transforms of the float
-// block before quantization (e.g. AWQ scales) belong right after the load.
+// AWQ before rounding: the block's scales and clips (searched on the block input
+// x, or replayed), folded into w. Method awq searches on the float model's stream,
+// so x advances to the float block's output; otherwise x is left as it is.
+AwqBlock awq_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w, Stream* stream,
+                  const QuantizeRunOptions& options) {
+  AwqBlock awq;
+  if (options.awq_replay != nullptr) {
+    awq = options.awq_replay->at(static_cast<std::size_t>(w.layer));
+  } else if (recipe.method == Method::Awq) {
+    awq = awq_search_block(config, w, stream->x, stream->seq_len, recipe.awq_options(stream->batch_windows));
+  } else {
+    RowMatrix copy = stream->x;
+    awq = awq_search_block(config, w, copy, stream->seq_len, recipe.awq_options(stream->batch_windows));
+  }
+  awq_apply_block(w, awq, recipe.spec);
+  return awq;
+}
+
+void log_awq(const QuantizeProgress& progress, int layer, const AwqBlock& awq) {
+  if (!progress.log) return;
+  for (const AwqScaleGroup& g : awq.scales) {
+    char line[160];
+    std::snprintf(line, sizeof line, "layer %d awq scales after %-19s ratio %.2f  output error %.4g", layer,
+                  std::string(awq_prev_name(g.prev)).c_str(), g.ratio, g.loss);
+    progress.log(line);
+  }
+}
+
+// Loads block `layer`, applies AWQ when the recipe asks for it, and quantizes
+// its Linears; GPTQ advances the stream through the quantized block (AWQ's
+// search advances it through the float block).
 std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, Stream* stream,
-                                            const StageCaches& caches, const QuantizeProgress& progress) {
+                                            const StageCaches& caches, const QuantizeRunOptions& options,
+                                            std::optional<AwqBlock>& awq, const QuantizeProgress& progress) {
   BlockJob job{recipe, model.load_block(layer), progress, {}};
-  if (stream == nullptr) {
+  if (recipe.uses_awq()) {
+    awq = awq_step(model.config(), recipe, job.w, stream, options);
+    log_awq(progress, layer, *awq);
+  }
+  if (recipe.method != Method::Gptq) {
     for (LinearInput input : kInputOrder) quantize_group(job, input, nullptr);
   } else {
     quantize_calibrated(job, model.config(), *stream, caches);
@@ -220,9 +254,10 @@ std::string run_fingerprint(const Model& model, const Recipe& recipe, const Cali
 }
 
 void save_checkpoint(const std::filesystem::path& dir, int layer, const std::vector<QuantizedLinear>& block,
-                     const RowMatrix* x, const std::string& fingerprint) {
+                     const std::optional<AwqBlock>& awq, const RowMatrix* x, const std::string& fingerprint) {
   H5Writer b(block_file(dir, layer));
   for (const auto& q : block) write_quantized_linear(b, q, true);
+  if (awq) write_awq_block(b, *awq);
   b.commit();
   H5Writer a(dir / "activations.h5");
   a.set_attribute("/", "fingerprint", fingerprint);
@@ -232,8 +267,9 @@ void save_checkpoint(const std::filesystem::path& dir, int layer, const std::vec
 }
 
 // Loads finished blocks; returns the first layer still to do.
-int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerprint, RowMatrix* x,
-                    std::vector<QuantizedLinear>& done) {
+int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerprint, const Model& model,
+                    const Recipe& recipe, RowMatrix* x, std::vector<QuantizedLinear>& done,
+                    std::vector<AwqBlock>* awq_done) {
   if (!std::filesystem::exists(dir / "activations.h5")) return 0;
   H5Reader a(dir / "activations.h5");
   if (a.string_attribute("/", "fingerprint") != fingerprint)
@@ -248,6 +284,8 @@ int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerp
   for (int layer = 0; layer <= last; ++layer) {
     H5Reader b(block_file(dir, layer));
     for (LinearRole role : all_linear_roles) done.push_back(read_quantized_linear(b, layer, role));
+    if (recipe.uses_awq() && awq_done != nullptr)
+      awq_done->push_back(read_awq_block(b, layer, model.config(), recipe.spec));
   }
   return last + 1;
 }
@@ -295,18 +333,23 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
                                              const QuantizeRunOptions& options,
                                              const QuantizeProgress& progress) {
   recipe.validate();
-  if (recipe.needs_calibration() && (calibration == nullptr || calibration->windows.empty()))
-    throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
   options.validate();
+  if (options.awq_replay != nullptr && static_cast<int>(options.awq_replay->size()) != model.num_layers())
+    throw input_error("AWQ scales to replay", std::to_string(model.num_layers()) + " layers",
+                      std::to_string(options.awq_replay->size()));
+  // Replayed AWQ with RTN needs no activations.
+  const bool calibrated = recipe.method == Method::Gptq || (recipe.uses_awq() && options.awq_replay == nullptr);
+  if (calibrated && (calibration == nullptr || calibration->windows.empty()))
+    throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
   RowMatrix x;
   StageCaches caches;
-  if (recipe.needs_calibration()) {
+  if (calibrated) {
     x = embed_windows(model, *calibration);
     caches = stage_caches(model.config(), x.rows(), options.cache_budget_bytes);
-    log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
+    if (recipe.method == Method::Gptq) log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
   }
   Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows};
-  Stream* sp = recipe.needs_calibration() ? &stream : nullptr;
+  Stream* sp = calibrated ? &stream : nullptr;
   RowMatrix* xp = sp ? &x : nullptr;
 
   const std::string fingerprint = run_fingerprint(model, recipe, calibration);
@@ -314,12 +357,15 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
   int first = 0;
   if (!options.checkpoint_dir.empty()) {
     std::filesystem::create_directories(options.checkpoint_dir);
-    if (options.resume) first = load_checkpoint(options.checkpoint_dir, fingerprint, xp, out);
+    if (options.resume)
+      first = load_checkpoint(options.checkpoint_dir, fingerprint, model, recipe, xp, out, options.awq_record);
     if (first > 0 && progress.log) progress.log("resuming after block " + std::to_string(first - 1));
   }
   for (int layer = first; layer < model.num_layers(); ++layer) {
-    auto block = quantize_block(model, recipe, layer, sp, caches, progress);
-    if (!options.checkpoint_dir.empty()) save_checkpoint(options.checkpoint_dir, layer, block, xp, fingerprint);
+    std::optional<AwqBlock> awq;
+    auto block = quantize_block(model, recipe, layer, sp, caches, options, awq, progress);
+    if (!options.checkpoint_dir.empty()) save_checkpoint(options.checkpoint_dir, layer, block, awq, xp, fingerprint);
+    if (awq && options.awq_record != nullptr) options.awq_record->push_back(std::move(*awq));
     std::move(block.begin(), block.end(), std::back_inserter(out));
   }
   return out;

@@ -63,6 +63,10 @@ struct QuantizeRunOptions {
   // recorded there are loaded instead of recomputed.
   std::filesystem::path checkpoint_dir;
   bool resume = false;
+  // AWQ (recipe.uses_awq()): blocks to apply instead of searching (--load-scales),
+  // one per layer in order; and where the applied blocks are recorded. Both may be null.
+  const std::vector<AwqBlock>* awq_replay = nullptr;
+  std::vector<AwqBlock>* awq_record = nullptr;
   std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // see StageCaches
   void validate() const;
 };

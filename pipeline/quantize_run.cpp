@@ -7,6 +7,7 @@
 #include "calibrate/model.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
+#include "io/hdf5.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/progress.hpp"
 
@@ -40,6 +41,20 @@ double measured_gflops() {
   for (int r = 0; r < reps; ++r) parallel_gemm(a, b, GemmOp::plain, c, GemmOutput::overwrite);
   const double s = std::chrono::duration<double>(Clock::now() - t0).count();
   return 2.0 * n * n * n * reps / s / 1e9;
+}
+
+// The AWQ blocks of every layer stored in `path` (a quantized.h5).
+std::vector<AwqBlock> load_awq_scales(const std::filesystem::path& path, const Model& model, const Recipe& recipe) {
+  if (!recipe.uses_awq())
+    throw input_error("--load-scales " + path.string(), "a recipe with method awq or scaling awq",
+                      "method " + std::string(method_name(recipe.method)) + " without AWQ scaling");
+  if (!std::filesystem::is_regular_file(path))
+    throw input_error("--load-scales " + path.string(), "a quantized.h5 file", "no such file");
+  const H5Reader in(path);
+  std::vector<AwqBlock> blocks;
+  for (int layer = 0; layer < model.num_layers(); ++layer)
+    blocks.push_back(read_awq_block(in, layer, model.config(), recipe.spec));
+  return blocks;
 }
 
 }  // namespace
@@ -165,17 +180,21 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   ThreadScope threads(job.threads);
   const auto t0 = Clock::now();
   const Model model = Model::open(job.model);
+  std::optional<std::vector<AwqBlock>> replay;
+  if (!job.load_scales.empty()) replay = load_awq_scales(job.load_scales, model, job.recipe);
   std::optional<CalibrationSet> calibration;
-  if (job.recipe.needs_calibration()) {
+  if (job.recipe.needs_calibration() && !job.recipe.sources.empty()) {
     calibration = load_calibration(job.model, job.recipe.sources, job.recipe.calibration);
     if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
                                    std::to_string(job.recipe.calibration.seqlen) + " tokens");
   }
-  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume, job.cache_budget_bytes};
+  std::vector<AwqBlock> awq;
+  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume,
+                                   replay ? &*replay : nullptr, &awq, job.cache_budget_bytes};
   const auto linears = quantize_blocks(model, job.recipe, calibration ? &*calibration : nullptr, options, progress);
   RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}};
   const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration ? &*calibration : nullptr,
-                                              linears, run, job.output);
+                                              linears, run, job.output, awq);
   std::filesystem::remove_all(checkpoint_dir(job.out));
   if (progress.log) {
     for (const auto& w : warnings) progress.log("warning: " + w);

@@ -20,6 +20,8 @@ struct QuantizeJob {
   int batch_windows = 16;
   OutputOptions output;
   std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // QuantizeRunOptions::cache_budget_bytes
+  // A quantized.h5 whose awq/ group is applied instead of searching (recipe must use AWQ).
+  std::filesystem::path load_scales;
 };
 
 struct QuantizeEstimate {

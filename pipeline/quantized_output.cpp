@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "io/hash.hpp"
 #include "io/hdf5.hpp"
@@ -49,13 +50,23 @@ std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) 
 }
 
 std::vector<OutTensor> output_tensors(const Checkpoint& source, const std::vector<QuantizedLinear>& linears,
-                                      std::vector<std::string>& warnings) {
+                                      const std::vector<FoldedNorm>& norms, std::vector<std::string>& warnings) {
   std::map<std::string, const QuantizedLinear*> quantized;
   for (const auto& q : linears)
     quantized[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
+  std::map<std::string, const FoldedNorm*> folded;
+  for (const auto& n : norms) folded[n.name] = &n;
   std::vector<OutTensor> out;
   for (const TensorView* t : source.tensors()) {
     OutTensor o{t->name, t->dtype, t->shape, {}, t->bytes};
+    if (auto it = folded.find(t->name); it != folded.end()) {
+      // float32: rounding the folded norm to float16 would undo part of the scaling's invariance.
+      const FloatVector& v = it->second->values;
+      o.dtype = DType::F32;
+      o.owned.resize(static_cast<std::size_t>(v.size()) * sizeof(float));
+      std::memcpy(o.owned.data(), v.data(), o.owned.size());
+      o.bytes = o.owned;
+    }
     if (auto it = quantized.find(t->name); it != quantized.end()) {
       std::int64_t overflow = 0;
       o.dtype = DType::F16;
@@ -104,7 +115,8 @@ void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor
 }
 
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source, const Recipe& recipe,
-                    const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears) {
+                    const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears,
+                    std::span<const AwqBlock> awq) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
@@ -114,6 +126,7 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   if (calibration != nullptr && !calibration->windows.empty())
     write_calibration_record(out, "calibration", *calibration);
   for (const auto& q : linears) write_quantized_linear(out, q, false);
+  for (const auto& block : awq) write_awq_block(out, block);
   out.commit();
 }
 
@@ -171,7 +184,8 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
                                                const std::filesystem::path& out_dir, const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
-                                               const RunInfo& run, const OutputOptions& options) {
+                                               const RunInfo& run, const OutputOptions& options,
+                                               std::span<const AwqBlock> awq) {
   check_output_folder(out_dir);
   auto staging = out_dir;
   staging += ".partial";
@@ -183,8 +197,10 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
 
   std::vector<std::string> warnings;
   const Checkpoint source = Checkpoint::open(source_model);
-  write_weights(staging, output_tensors(source, linears, warnings), options.max_shard_bytes);
-  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears);
+  const std::vector<FoldedNorm> norms = awq.empty() ? std::vector<FoldedNorm>{}
+                                                    : awq_folded_norms(Model::open(source_model), awq);
+  write_weights(staging, output_tensors(source, linears, norms, warnings), options.max_shard_bytes);
+  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, awq);
   write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());

@@ -29,12 +29,15 @@ struct OutputOptions {
   std::uint64_t max_shard_bytes = std::uint64_t{4} << 30;  // split safetensors above this
 };
 
+// `awq`: the AWQ blocks applied (recipe.uses_awq()), saved under awq/ in quantized.h5;
+// the norms they fold into are written as float32.
 // Returns warnings found while writing (e.g. float16 overflow of dequantized weights).
 std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
                                                const std::filesystem::path& out_dir, const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
-                                               const RunInfo& run, const OutputOptions& options = {});
+                                               const RunInfo& run, const OutputOptions& options = {},
+                                               std::span<const AwqBlock> awq = {});
 
 // InputError unless `out_dir` is absent or an empty folder (checked before a long run).
 void check_output_folder(const std::filesystem::path& out_dir);

@@ -24,6 +24,7 @@ void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, bool with_t
   out.set_attribute(p, "bits", std::int64_t{m.spec.bits});
   out.set_attribute(p, "symmetric", std::int64_t{m.spec.symmetry == Symmetry::Symmetric});
   out.set_attribute(p, "granularity", std::int64_t{static_cast<int>(m.spec.granularity)});
+  out.set_attribute(p, "min_max_range", std::int64_t{m.spec.range == RangeRule::MinMax});
   out.set_attribute(p, "group_size", std::int64_t{m.spec.group_size});
   const auto& r = q.report;
   out.set_attribute(p, "weight_mse", r.weight_mse);
@@ -41,6 +42,8 @@ QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole 
   m.spec.bits = static_cast<int>(in.int_attribute(p, "bits"));
   m.spec.symmetry = in.int_attribute(p, "symmetric") ? Symmetry::Symmetric : Symmetry::Asymmetric;
   m.spec.granularity = static_cast<Granularity>(in.int_attribute(p, "granularity"));
+  if (in.has_attribute(p, "min_max_range") && in.int_attribute(p, "min_max_range") != 0)
+    m.spec.range = RangeRule::MinMax;
   m.spec.group_size = static_cast<int>(in.int_attribute(p, "group_size"));
   const auto cs = in.shape(p + "/codes");
   const auto ss = in.shape(p + "/scales");

@@ -3,7 +3,7 @@
 // per-block resume checkpoints:
 //   <prefix>/codes  uint8 [out, in]     <prefix>/scales float32 [out, groups]
 //   <prefix>/zeros  int32 [out, groups] <prefix>/g_idx  int32 [in]
-//   attributes: bits, symmetric, granularity, group_size, weight_mse, gptq_loss,
+//   attributes: bits, symmetric, granularity, group_size, min_max_range, weight_mse, gptq_loss,
 //   damping, damping_retries, cholesky_failed
 #include <string>
 

@@ -9,7 +9,36 @@
 
 namespace ptq {
 
-std::string_view method_name(Method m) { return m == Method::Rtn ? "rtn" : "gptq"; }
+std::string_view method_name(Method m) {
+  switch (m) {
+    case Method::Rtn: return "rtn";
+    case Method::Gptq: return "gptq";
+    case Method::Awq: return "awq";
+  }
+  return "?";
+}
+
+Method parse_method(const std::string& name, const std::string& where) {
+  for (Method m : {Method::Rtn, Method::Gptq, Method::Awq})
+    if (name == method_name(m)) return m;
+  throw input_error(where, "rtn, gptq or awq", "\"" + name + "\"");
+}
+
+QuantSpec Recipe::quant_spec() const {
+  QuantSpec s = spec;
+  if (method == Method::Awq) s.range = RangeRule::MinMax;
+  return s;
+}
+
+AwqOptions Recipe::awq_options(int batch_windows) const {
+  AwqOptions o;
+  o.spec = spec;
+  o.spec.range = RangeRule::MinMax;
+  o.clip_mode = awq_clip;
+  o.search_windows = awq_search_windows;
+  o.batch_windows = batch_windows;
+  return o;
+}
 
 GptqConfig Recipe::gptq_config() const {
   GptqConfig c;
@@ -25,6 +54,8 @@ void Recipe::validate() const {
   spec.validate();
   calibration.validate();
   if (method == Method::Gptq) gptq_config().validate();
+  if (uses_awq()) awq_options(1).validate();
+  if (method == Method::Awq) quant_spec().validate();
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
@@ -59,7 +90,9 @@ std::string granularity_text(const QuantSpec& spec) {
 namespace {
 
 const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
-                                         "static_groups", "damp", "block_size", "calibration"};
+                                         "static_groups", "damp", "block_size", "scaling", "awq_clip",
+                                         "awq_search_windows",
+                                         "calibration"};
 const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
 
 template <class T>
@@ -114,10 +147,18 @@ Recipe load_recipe(const std::filesystem::path& path) {
   check_keys(root, kTopKeys, where);
   Recipe r;
   if (root["method"]) {
-    const auto m = scalar<std::string>(root["method"], where + ": method", "rtn or gptq");
-    if (m != "rtn" && m != "gptq") throw input_error(where + ": method", "rtn or gptq", "\"" + m + "\"");
-    r.method = m == "rtn" ? Method::Rtn : Method::Gptq;
+    r.method = parse_method(scalar<std::string>(root["method"], where + ": method", "rtn, gptq or awq"),
+                            where + ": method");
   }
+  if (root["scaling"]) {
+    const auto s = scalar<std::string>(root["scaling"], where + ": scaling", "none or awq");
+    if (s != "none" && s != "awq") throw input_error(where + ": scaling", "none or awq", "\"" + s + "\"");
+    r.scaling = s == "awq" ? Scaling::Awq : Scaling::None;
+  }
+  if (root["awq_clip"] && !scalar<bool>(root["awq_clip"], where + ": awq_clip", "true or false"))
+    r.awq_clip = AwqClipMode::None;
+  if (root["awq_search_windows"])
+    r.awq_search_windows = scalar<int>(root["awq_search_windows"], where + ": awq_search_windows", "an integer");
   if (root["bits"]) r.spec.bits = scalar<int>(root["bits"], where + ": bits", "an integer");
   if (root["group"]) set_granularity(r.spec, scalar<std::string>(root["group"], where + ": group", "a string"), where + ": group");
   if (root["symmetric"] && scalar<bool>(root["symmetric"], where + ": symmetric", "true or false"))
@@ -145,6 +186,10 @@ std::string recipe_to_yaml(const Recipe& r) {
         << "damp: " << r.damp << "\n"
         << "block_size: " << r.block_size << "\n";
   }
+  if (r.scaling == Scaling::Awq) out << "scaling: awq\n";
+  if (r.uses_awq())
+    out << "awq_clip: " << (r.awq_clip == AwqClipMode::Search ? "true" : "false") << "\n"
+        << "awq_search_windows: " << r.awq_search_windows << "\n";
   out << "calibration:\n"
       << "  samples: " << r.calibration.samples << "\n"
       << "  seqlen: " << r.calibration.seqlen << "\n"

@@ -2,7 +2,10 @@
 // A quantization recipe: every choice of a `ptq quantize` run, as data.
 // Loaded from YAML (or JSON, which YAML reads too); CLI flags override fields.
 // Example (recipes/*.yaml):
-//   method: gptq          # rtn | gptq
+//   method: gptq          # rtn | gptq | awq (AWQ scales and clip, then RTN on the min/max grid)
+//   scaling: none         # none | awq: AWQ scales (and clip) folded in before GPTQ
+//   awq_clip: true        # awq: search clipping bounds after the scales
+//   awq_search_windows: 16  # awq: windows compared in the attention/MLP scale searches (0 = all)
 //   bits: 4
 //   group: 128            # a group size, "channel" or "tensor"
 //   symmetric: false
@@ -15,13 +18,18 @@
 #include <string>
 
 #include "algorithms/gptq.hpp"
+#include "pipeline/awq.hpp"
 #include "pipeline/calib_data.hpp"
 
 namespace ptq {
 
-enum class Method { Rtn, Gptq };
+enum class Method { Rtn, Gptq, Awq };
+// A weight transform searched before rounding (method awq implies Awq).
+enum class Scaling { None, Awq };
 
 std::string_view method_name(Method m);
+// "rtn" | "gptq" | "awq"; InputError naming `where` otherwise.
+Method parse_method(const std::string& name, const std::string& where);
 
 struct Recipe {
   Method method = Method::Gptq;
@@ -30,11 +38,18 @@ struct Recipe {
   GroupGrids group_grids = GroupGrids::Dynamic;
   double damp = 0.01;
   int block_size = 128;
+  Scaling scaling = Scaling::None;
+  AwqClipMode awq_clip = AwqClipMode::Search;
+  int awq_search_windows = 16;  // see AwqOptions::search_windows (0 = all windows)
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
 
   bool needs_calibration() const { return method != Method::Rtn; }
+  bool uses_awq() const { return method == Method::Awq || scaling == Scaling::Awq; }
+  // The grid of the final rounding: method awq uses llm-awq's min/max grid.
+  QuantSpec quant_spec() const;
   GptqConfig gptq_config() const;
+  AwqOptions awq_options(int batch_windows) const;  // the searches run on llm-awq's grid
   void validate() const;  // InputError naming the field
 };
 

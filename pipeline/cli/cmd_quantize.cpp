@@ -12,19 +12,22 @@ namespace ptq::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, recipe, method, group;
+  std::string model, out, recipe, method, group, scaling, load_scales;
   CalibFlags calib;
-  int bits = 4, threads = 0, batch_windows = 16;
+  int bits = 4, threads = 0, batch_windows = 16, awq_search_windows = 16;
   std::uint64_t stage_cache_mib = default_stage_cache_bytes >> 20;
   double damp = 0.01;
-  bool act_order = false, sym = false, static_groups = false, resume = false, dry_run = false;
+  bool act_order = false, sym = false, no_awq_clip = false, static_groups = false, resume = false, dry_run = false;
 };
 
 // The recipe file (if any), then every flag given on the command line on top.
 Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   Recipe r = f.recipe.empty() ? Recipe{} : load_recipe(f.recipe);
   auto given = [&](const char* name) { return cmd.get_option(name)->count() > 0; };
-  if (given("--method")) r.method = f.method == "rtn" ? Method::Rtn : Method::Gptq;
+  if (given("--method")) r.method = parse_method(f.method, "--method");
+  if (given("--scaling")) r.scaling = f.scaling == "awq" ? Scaling::Awq : Scaling::None;
+  if (given("--no-awq-clip")) r.awq_clip = AwqClipMode::None;
+  if (given("--awq-search-windows")) r.awq_search_windows = f.awq_search_windows;
   if (given("--bits")) r.spec.bits = f.bits;
   if (given("--group")) set_granularity(r.spec, f.group, "--group");
   if (given("--sym")) r.spec.symmetry = Symmetry::Symmetric;
@@ -33,9 +36,10 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--damp")) r.damp = f.damp;
   apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
-    throw input_error("ptq quantize", "--recipe FILE or --method rtn|gptq", "neither");
+    throw input_error("ptq quantize", "--recipe FILE or --method rtn|gptq|awq", "neither");
   r.validate();
-  if (r.needs_calibration() && r.sources.empty())
+  const bool replayed_rtn = !f.load_scales.empty() && r.method == Method::Awq;  // needs no activations
+  if (r.needs_calibration() && r.sources.empty() && !replayed_rtn)
     throw input_error("ptq quantize", "calibration data for " + std::string(method_name(r.method)) +
                       " (--calib NAME=PATH[:WEIGHT] or --calib-ids FILE)", "none");
   return r;
@@ -45,12 +49,20 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
 
 void add_quantize(CLI::App& app) {
   auto flags = std::make_shared<QuantizeFlags>();
-  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN or GPTQ)");
+  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN, GPTQ or AWQ)");
   auto& f = *flags;
   cmd->add_option("--model", f.model, "Hugging Face checkpoint folder")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--out", f.out, "Output folder (new or empty)")->required();
   cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")->check(CLI::ExistingFile);
-  cmd->add_option("--method", f.method, "rtn or gptq")->check(CLI::IsMember({"rtn", "gptq"}));
+  cmd->add_option("--method", f.method, "rtn, gptq or awq (AWQ scales and clip, then RTN)")
+      ->check(CLI::IsMember({"rtn", "gptq", "awq"}));
+  cmd->add_option("--scaling", f.scaling, "none or awq: fold AWQ scales (and clip) in before GPTQ")
+      ->check(CLI::IsMember({"none", "awq"}));
+  cmd->add_flag("--no-awq-clip", f.no_awq_clip, "AWQ: skip the clipping search");
+  cmd->add_option("--awq-search-windows", f.awq_search_windows,
+                  "AWQ: windows compared in the attention/MLP scale searches (0 = all, as the reference)");
+  cmd->add_option("--load-scales", f.load_scales, "Apply the AWQ scales/clips of this quantized.h5 instead of searching")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--bits", f.bits, "Bits per weight (2..8)");
   cmd->add_option("--group", f.group, "Group size, 'channel' or 'tensor'");
   cmd->add_flag("--sym", f.sym, "Symmetric grid");
@@ -68,7 +80,7 @@ void add_quantize(CLI::App& app) {
   cmd->callback([flags, cmd] {
     const auto& f = *flags;
     QuantizeJob job{f.model, f.out, build_recipe(f, *cmd), f.threads, f.resume, f.batch_windows, {},
-                    f.stage_cache_mib << 20};
+                    f.stage_cache_mib << 20, f.load_scales};
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();
       return;
