@@ -65,12 +65,12 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
   QuantizedLinear q{layer, role, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
+  // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
+  const Eigen::MatrixXd h = stats != nullptr ? Eigen::MatrixXd(2.0 * stats->mean_xtx()) : Eigen::MatrixXd();
   if (recipe.method == Method::Rtn) {
-    q.matrix = rtn_quantize(w, recipe.spec);
+    q.matrix = rtn_quantize(w, recipe.spec, recipe.clip);
   } else {
     PTQ_ASSERT(stats != nullptr);
-    // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
-    const Eigen::MatrixXd h = 2.0 * stats->mean_xtx();
     GptqResult r = gptq_quantize(w, h, recipe.gptq_config());
     q.matrix = std::move(r.quantized);
     q.report.gptq_loss = r.loss;
@@ -78,6 +78,7 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
     q.report.damping_retries = r.damping_retries;
     q.report.cholesky_failed = r.status == GptqStatus::CholeskyFailed;
   }
+  if (recipe.refit == ScaleRefit::LeastSquares) refit_scales(q.matrix, w, h);
   q.report.weight_mse = weight_mse(w, q.matrix.dequantize());
   q.report.seconds = seconds_since(t0);
   return q;

@@ -18,12 +18,14 @@ GptqConfig Recipe::gptq_config() const {
   c.block_size = block_size;
   c.order = order;
   c.group_grids = group_grids;
+  c.clip = clip;
   return c;
 }
 
 void Recipe::validate() const {
   spec.validate();
   calibration.validate();
+  require_clip_applies(clip, spec, "recipe: clip");
   if (method == Method::Gptq) gptq_config().validate();
 }
 
@@ -59,7 +61,9 @@ std::string granularity_text(const QuantSpec& spec) {
 namespace {
 
 const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
-                                         "static_groups", "damp", "block_size", "calibration"};
+                                         "static_groups", "damp", "block_size", "clip", "refit",
+                                         "calibration"};
+const std::set<std::string> kClipKeys = {"method", "steps", "max_shrink", "norm", "weighting", "percentile"};
 const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
 
 template <class T>
@@ -98,6 +102,42 @@ void read_calibration(const YAML::Node& node, Recipe& r, const std::string& wher
   }
 }
 
+// One of `names` (a table of {text, value}); InputError listing them otherwise.
+template <class E, std::size_t N>
+E choice(const YAML::Node& node, const std::string& where, const std::pair<const char*, E> (&names)[N]) {
+  std::string list;
+  for (const auto& [text, value] : names) list += (list.empty() ? "" : " | ") + std::string(text);
+  const auto got = scalar<std::string>(node, where, list.c_str());
+  for (const auto& [text, value] : names)
+    if (got == text) return value;
+  throw input_error(where, list, "\"" + got + "\"");
+}
+
+constexpr std::pair<const char*, ClipMethod> kClipMethods[] = {
+    {"none", ClipMethod::None}, {"mse", ClipMethod::Mse}, {"percentile", ClipMethod::Percentile}};
+constexpr std::pair<const char*, ClipWeighting> kClipWeightings[] = {
+    {"uniform", ClipWeighting::Uniform}, {"hessian", ClipWeighting::Hessian}};
+constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
+    {"none", ScaleRefit::None}, {"least_squares", ScaleRefit::LeastSquares}};
+
+template <class E, std::size_t N>
+const char* choice_name(E value, const std::pair<const char*, E> (&names)[N]) {
+  for (const auto& [text, v] : names)
+    if (v == value) return text;
+  return "?";
+}
+
+void read_clip(const YAML::Node& node, ClipConfig& c, const std::string& where) {
+  if (!node.IsMap()) throw input_error(where, "a mapping", "another YAML type");
+  check_keys(node, kClipKeys, where);
+  if (node["method"]) c.method = choice(node["method"], where + ".method", kClipMethods);
+  if (node["steps"]) c.steps = scalar<int>(node["steps"], where + ".steps", "an integer");
+  if (node["max_shrink"]) c.max_shrink = scalar<double>(node["max_shrink"], where + ".max_shrink", "a number");
+  if (node["norm"]) c.norm = scalar<double>(node["norm"], where + ".norm", "a number");
+  if (node["weighting"]) c.weighting = choice(node["weighting"], where + ".weighting", kClipWeightings);
+  if (node["percentile"]) c.percentile = scalar<double>(node["percentile"], where + ".percentile", "a number");
+}
+
 }  // namespace
 
 Recipe load_recipe(const std::filesystem::path& path) {
@@ -128,6 +168,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
     r.group_grids = GroupGrids::Static;
   if (root["damp"]) r.damp = scalar<double>(root["damp"], where + ": damp", "a number");
   if (root["block_size"]) r.block_size = scalar<int>(root["block_size"], where + ": block_size", "an integer");
+  if (root["clip"]) read_clip(root["clip"], r.clip, where + ": clip");
+  if (root["refit"]) r.refit = choice(root["refit"], where + ": refit", kRefits);
   if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
   r.validate();
   return r;
@@ -145,6 +187,13 @@ std::string recipe_to_yaml(const Recipe& r) {
         << "damp: " << r.damp << "\n"
         << "block_size: " << r.block_size << "\n";
   }
+  if (r.clip.method != ClipMethod::None) {
+    out << "clip: {method: " << choice_name(r.clip.method, kClipMethods) << ", steps: " << r.clip.steps
+        << ", max_shrink: " << r.clip.max_shrink << ", norm: " << r.clip.norm
+        << ", weighting: " << choice_name(r.clip.weighting, kClipWeightings)
+        << ", percentile: " << r.clip.percentile << "}\n";
+  }
+  if (r.refit != ScaleRefit::None) out << "refit: " << choice_name(r.refit, kRefits) << "\n";
   out << "calibration:\n"
       << "  samples: " << r.calibration.samples << "\n"
       << "  seqlen: " << r.calibration.seqlen << "\n"

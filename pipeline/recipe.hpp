@@ -10,11 +10,15 @@
 //   static_groups: false  # gptq: group grids from the original weights
 //   damp: 0.01            # gptq: fraction of the mean Hessian diagonal
 //   block_size: 128       # gptq: lazy-update block
+//   clip: {method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}
+//                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+ percentile: 0.999)
+//   refit: least_squares  # none | least_squares: scales refit under H after quantizing (algorithms/refit.hpp)
 //   calibration: {samples: 128, seqlen: 512, seed: 0}
 #include <filesystem>
 #include <string>
 
 #include "algorithms/gptq.hpp"
+#include "algorithms/refit.hpp"
 #include "pipeline/calib_data.hpp"
 
 namespace ptq {
@@ -30,10 +34,12 @@ struct Recipe {
   GroupGrids group_grids = GroupGrids::Dynamic;
   double damp = 0.01;
   int block_size = 128;
+  ClipConfig clip;
+  ScaleRefit refit = ScaleRefit::None;  // needs calibration (H), also after RTN
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
 
-  bool needs_calibration() const { return method != Method::Rtn; }
+  bool needs_calibration() const { return method != Method::Rtn || refit != ScaleRefit::None; }
   GptqConfig gptq_config() const;
   void validate() const;  // InputError naming the field
 };
