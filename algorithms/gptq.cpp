@@ -28,6 +28,7 @@ void GptqConfig::validate() const {
     throw input_error("GptqConfig.group_grids", "Dynamic unless the granularity is Group",
                       "Static");
   }
+  require_clip_applies(clip, spec, "GptqConfig.clip");
   if (max_damping_retries < 0) {
     throw input_error("GptqConfig.max_damping_retries", ">= 0",
                       std::to_string(max_damping_retries));
@@ -83,6 +84,7 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) 
   GptqHessian f;
   const Eigen::Index n = H.rows();
   Eigen::VectorXd diag = H.diagonal();
+  f.diag = diag;
   f.dead.resize(n);
   for (Eigen::Index i = 0; i < n; ++i) {
     f.dead[i] = diag[i] == 0;
@@ -115,7 +117,18 @@ struct Plan {
   ColMatrix<T> U;                   // hessian.U in T
   GridTable<T> fixed;               // Tensor/Channel grids (original W) or static groups
   std::vector<std::int32_t> g_idx;  // by original column
+  // Clip importance d_c (empty = uniform) by original column and in quantization order.
+  Eigen::Matrix<T, Eigen::Dynamic, 1> importance, ordered_importance;
 };
+
+template <class T>
+void set_importance(Plan<T>& plan) {
+  if (plan.config.clip.weighting != ClipWeighting::Hessian) return;
+  plan.importance = plan.hessian.diag.template cast<T>();
+  plan.ordered_importance.resize(plan.importance.size());
+  for (Eigen::Index j = 0; j < plan.importance.size(); ++j)
+    plan.ordered_importance[j] = plan.importance[plan.hessian.order[j]];
+}
 
 // The column loop's state for all rows; row tasks touch disjoint rows.
 template <class T>
@@ -146,10 +159,12 @@ void select_grids(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eigen::
   // Reference quirk kept on purpose: the group's range is read from W, which
   // lacks the current block's in-block updates (they live in W1).
   const Eigen::Index group = j / spec.group_size;
-  const auto part = s.W.block(r0, j, rows, std::min<Eigen::Index>(spec.group_size, s.W.cols() - j));
+  const Eigen::Index width = std::min<Eigen::Index>(spec.group_size, s.W.cols() - j);
+  const auto part = s.W.block(r0, j, rows, width);
+  const auto& d = plan.ordered_importance;
+  const auto importance = d.size() == 0 ? d.segment(0, 0) : d.segment(j, width);
   for (Eigen::Index r = 0; r < rows; ++r) {
-    const auto g = grid_from_range<T>(part.row(r).minCoeff(), part.row(r).maxCoeff(), spec.maxq(),
-                                      spec.symmetry);
+    const auto g = clipped_grid<T>(part.row(r), importance, spec.maxq(), spec.symmetry, plan.config.clip);
     s.scale[r0 + r] = s.grids.scales(r0 + r, group) = g.scale;
     s.zero[r0 + r] = s.grids.zeros(r0 + r, group) = g.zero;
   }
@@ -216,11 +231,13 @@ ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
   const QuantSpec& spec = plan.config.spec;
   ColMatrix<T> Wt = W.cast<T>();
   // As in the reference, per-tensor/channel grids see W before dead columns are zeroed.
-  if (spec.granularity != Granularity::Group) plan.fixed = fit_grids(Wt, spec);
+  if (spec.granularity != Granularity::Group)
+    plan.fixed = fit_clipped_grids(Wt, spec, plan.config.clip, plan.importance);
   for (Eigen::Index c = 0; c < W.cols(); ++c) {
     if (plan.hessian.dead[c]) Wt.col(c).setZero();
   }
-  if (plan.config.group_grids == GroupGrids::Static) plan.fixed = fit_grids(Wt, spec);
+  if (plan.config.group_grids == GroupGrids::Static)
+    plan.fixed = fit_clipped_grids(Wt, spec, plan.config.clip, plan.importance);
   ColMatrix<T> ordered(W.rows(), W.cols());
   for (Eigen::Index j = 0; j < W.cols(); ++j) ordered.col(j) = Wt.col(plan.hessian.order[j]);
   return ordered;
@@ -230,7 +247,8 @@ template <class T>
 GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
   use_single_threaded_blas();
   const QuantSpec& spec = config.spec;
-  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order)};
+  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order), {}, {}};
+  set_importance(plan);
   GptqResult result;
   result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
   const Eigen::Index out = W.rows(), n = W.cols();
@@ -287,7 +305,7 @@ GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const Gp
   require_hessian_shape(n, n, W);
   GptqResult result;
   if (hessian.status != GptqStatus::Ok) {
-    result.quantized = rtn_quantize(W, config.spec);
+    result.quantized = rtn_quantize(W, config.spec, config.clip);
   } else if (config.precision == Precision::Float32) {
     result = run_gptq<float>(W, hessian, config);
   } else {

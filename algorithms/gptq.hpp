@@ -9,6 +9,7 @@
 #include <functional>
 #include <vector>
 
+#include "algorithms/clip.hpp"
 #include "algorithms/matrix.hpp"
 #include "algorithms/quantized_matrix.hpp"
 
@@ -37,6 +38,10 @@ struct GptqConfig {
   int block_size = 128;  // columns per lazy block (reference blocksize)
   ColumnOrder order = ColumnOrder::Natural;
   GroupGrids group_grids = GroupGrids::Dynamic;
+  // How each grid's range is chosen: for dynamic groups from the error-updated
+  // weights of the group, otherwise from the original weights. Hessian
+  // weighting uses diag(H).
+  ClipConfig clip;
   // Each failed Cholesky multiplies the damping by 10 and retries, at most this often.
   int max_damping_retries = 6;
   // Column loop and block updates in Float32, like the reference's torch math.
@@ -73,6 +78,7 @@ struct GptqResult {
 struct GptqHessian {
   std::vector<Eigen::Index> order;  // order[j]: original index of the j-th quantized column
   std::vector<char> dead;           // per original column: H_ii == 0
+  Eigen::VectorXd diag;             // per original column: H_ii (clip importance)
   Eigen::MatrixXd U;   // upper factor, U^T U = (H_ordered + damping I)^-1; empty on failure
   double damping = 0;  // absolute value added to diag(H), after retries
   int damping_retries = 0;

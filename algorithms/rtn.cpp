@@ -26,10 +26,11 @@ void require_weights(const MatrixRM& W, const char* what) {
       std::to_string(W(r, c)) + " at [" + std::to_string(r) + ", " + std::to_string(c) + "]");
 }
 
-QuantizedMatrix rtn_quantize(const MatrixRM& W, const QuantSpec& spec) {
+QuantizedMatrix rtn_quantize(const MatrixRM& W, const QuantSpec& spec, const ClipConfig& clip) {
   spec.validate();
+  require_clip_applies(clip, spec, "rtn_quantize: clip");
   require_weights(W, "rtn_quantize: W");
-  const GridTable<float> grids = fit_grids(W, spec);
+  const GridTable<float> grids = fit_clipped_grids(W, spec, clip, Eigen::VectorXf());
   QuantizedMatrix out{spec, CodeMatrix(W.rows(), W.cols()), grids.scales, grids.zeros,
                       std::vector<std::int32_t>(W.cols(), 0)};
   if (spec.granularity == Granularity::Group) {

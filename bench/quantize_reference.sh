@@ -66,10 +66,15 @@ declare -A recipe=(
   [gptq-w4-pc-calib-mix70-30]="--method gptq --bits 4 --group channel --calib g=@/calib_generic.ids:0.7 --calib d=@/calib_domain.ids:0.3"
   [awq-w4-g128]="--method awq --bits 4 --group 128 --calib-ids @/calib_generic.ids"
   [awq-w3-g128]="--method awq --bits 3 --group 128 --calib-ids @/calib_generic.ids"
+  # Issue 6: ptq's best recipes (docs/bench/best-notes.md); no reference row.
+  [w4-g128-best]="--recipe $root/recipes/w4-g128-best.yaml --calib-ids @/calib_generic.ids"
+  [w3-g128-best]="--recipe $root/recipes/w3-g128-best.yaml --calib-ids @/calib_generic.ids"
+  [w4-pc-best]="--recipe $root/recipes/w4-pc-best.yaml --calib-ids @/calib_generic.ids"
 )
 all_rows="rtn-w8-pc rtn-w4-pc rtn-w4-g128 rtn-w3-g128 gptq-w4-pc gptq-w4-pc-actorder gptq-w4-g128
   gptq-w4-g128-sym gptq-w3-g128 gptq-w3-g128-actorder gptq-w3-g128-calib-domain
-  gptq-w3-g128-calib-mix70-30 gptq-w4-pc-calib-domain gptq-w4-pc-calib-mix70-30 awq-w4-g128 awq-w3-g128"
+  gptq-w3-g128-calib-mix70-30 gptq-w4-pc-calib-domain gptq-w4-pc-calib-mix70-30 awq-w4-g128 awq-w3-g128
+  w4-g128-best w3-g128-best w4-pc-best"
 rows=${rows:-$all_rows}
 for r in $rows; do
   [[ -n ${recipe[$r]:-} ]] || { echo "quantize_reference.sh: unknown row $r" >&2; exit 2; }

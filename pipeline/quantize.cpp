@@ -41,12 +41,12 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
   QuantizedLinear q{layer, role, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
+  // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
+  const Eigen::MatrixXd h = stats != nullptr ? Eigen::MatrixXd(2.0 * stats->mean_xtx()) : Eigen::MatrixXd();
   if (recipe.method != Method::Gptq) {
-    q.matrix = rtn_quantize(w, recipe.quant_spec());
+    q.matrix = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
   } else {
     PTQ_ASSERT(stats != nullptr);
-    // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
-    const Eigen::MatrixXd h = 2.0 * stats->mean_xtx();
     GptqResult r = gptq_quantize(w, h, recipe.gptq_config());
     q.matrix = std::move(r.quantized);
     q.report.gptq_loss = r.loss;
@@ -54,6 +54,7 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
     q.report.damping_retries = r.damping_retries;
     q.report.cholesky_failed = r.status == GptqStatus::CholeskyFailed;
   }
+  if (recipe.refit == ScaleRefit::LeastSquares) refit_scales(q.matrix, w, h);
   q.report.weight_mse = weight_mse(w, q.matrix.dequantize());
   q.report.seconds = seconds_since(t0);
   return q;
@@ -219,8 +220,8 @@ void log_awq(const QuantizeProgress& progress, int layer, const AwqBlock& awq) {
 }
 
 // Loads block `layer`, applies AWQ when the recipe asks for it, and quantizes
-// its Linears; GPTQ advances the stream through the quantized block (AWQ's
-// search advances it through the float block).
+// its Linears; with statistics (GPTQ, refit) the stream advances through the
+// quantized block (method awq's search advances it through the float block).
 std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, Stream* stream,
                                             const StageCaches& caches, const QuantizeRunOptions& options,
                                             std::optional<AwqBlock>& awq, const QuantizeProgress& progress) {
@@ -229,10 +230,10 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
     awq = awq_step(model.config(), recipe, job.w, stream, options);
     log_awq(progress, layer, *awq);
   }
-  if (recipe.method != Method::Gptq) {
-    for (LinearInput input : kInputOrder) quantize_group(job, input, nullptr);
-  } else {
+  if (recipe.needs_statistics()) {
     quantize_calibrated(job, model.config(), *stream, caches);
+  } else {
+    for (LinearInput input : kInputOrder) quantize_group(job, input, nullptr);
   }
   return std::move(job.out);
 }
@@ -338,7 +339,7 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
     throw input_error("AWQ scales to replay", std::to_string(model.num_layers()) + " layers",
                       std::to_string(options.awq_replay->size()));
   // Replayed AWQ with RTN needs no activations.
-  const bool calibrated = recipe.method == Method::Gptq || (recipe.uses_awq() && options.awq_replay == nullptr);
+  const bool calibrated = recipe.needs_statistics() || (recipe.uses_awq() && options.awq_replay == nullptr);
   if (calibrated && (calibration == nullptr || calibration->windows.empty()))
     throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
   RowMatrix x;
@@ -346,7 +347,7 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
   if (calibrated) {
     x = embed_windows(model, *calibration);
     caches = stage_caches(model.config(), x.rows(), options.cache_budget_bytes);
-    if (recipe.method == Method::Gptq) log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
+    if (recipe.needs_statistics()) log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
   }
   Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows};
   Stream* sp = calibrated ? &stream : nullptr;

@@ -47,14 +47,20 @@ GptqConfig Recipe::gptq_config() const {
   c.block_size = block_size;
   c.order = order;
   c.group_grids = group_grids;
+  c.clip = clip;
   return c;
 }
 
 void Recipe::validate() const {
   spec.validate();
   calibration.validate();
+  require_clip_applies(clip, spec, "recipe: clip");
   if (method == Method::Gptq) gptq_config().validate();
   if (uses_awq()) awq_options(1).validate();
+  // Method awq advances the calibration stream through the float block, so no
+  // statistics of the quantized block's inputs exist for a refit.
+  if (method == Method::Awq && refit != ScaleRefit::None)
+    throw input_error("refit", "none with method awq (it searches on the float stream)", "least_squares");
   if (method == Method::Awq) quant_spec().validate();
 }
 
@@ -91,8 +97,9 @@ namespace {
 
 const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
                                          "static_groups", "damp", "block_size", "scaling", "awq_clip",
-                                         "awq_search_windows",
+                                         "awq_search_windows", "clip", "refit",
                                          "calibration"};
+const std::set<std::string> kClipKeys = {"method", "steps", "max_shrink", "norm", "weighting", "percentile"};
 const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
 
 template <class T>
@@ -129,6 +136,42 @@ void read_calibration(const YAML::Node& node, Recipe& r, const std::string& wher
     if (s["weight"]) spec.weight = scalar<double>(s["weight"], where + ".sources.weight", "a number");
     r.sources.push_back(spec);
   }
+}
+
+// One of `names` (a table of {text, value}); InputError listing them otherwise.
+template <class E, std::size_t N>
+E choice(const YAML::Node& node, const std::string& where, const std::pair<const char*, E> (&names)[N]) {
+  std::string list;
+  for (const auto& [text, value] : names) list += (list.empty() ? "" : " | ") + std::string(text);
+  const auto got = scalar<std::string>(node, where, list.c_str());
+  for (const auto& [text, value] : names)
+    if (got == text) return value;
+  throw input_error(where, list, "\"" + got + "\"");
+}
+
+constexpr std::pair<const char*, ClipMethod> kClipMethods[] = {
+    {"none", ClipMethod::None}, {"mse", ClipMethod::Mse}, {"percentile", ClipMethod::Percentile}};
+constexpr std::pair<const char*, ClipWeighting> kClipWeightings[] = {
+    {"uniform", ClipWeighting::Uniform}, {"hessian", ClipWeighting::Hessian}};
+constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
+    {"none", ScaleRefit::None}, {"least_squares", ScaleRefit::LeastSquares}};
+
+template <class E, std::size_t N>
+const char* choice_name(E value, const std::pair<const char*, E> (&names)[N]) {
+  for (const auto& [text, v] : names)
+    if (v == value) return text;
+  return "?";
+}
+
+void read_clip(const YAML::Node& node, ClipConfig& c, const std::string& where) {
+  if (!node.IsMap()) throw input_error(where, "a mapping", "another YAML type");
+  check_keys(node, kClipKeys, where);
+  if (node["method"]) c.method = choice(node["method"], where + ".method", kClipMethods);
+  if (node["steps"]) c.steps = scalar<int>(node["steps"], where + ".steps", "an integer");
+  if (node["max_shrink"]) c.max_shrink = scalar<double>(node["max_shrink"], where + ".max_shrink", "a number");
+  if (node["norm"]) c.norm = scalar<double>(node["norm"], where + ".norm", "a number");
+  if (node["weighting"]) c.weighting = choice(node["weighting"], where + ".weighting", kClipWeightings);
+  if (node["percentile"]) c.percentile = scalar<double>(node["percentile"], where + ".percentile", "a number");
 }
 
 }  // namespace
@@ -169,6 +212,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
     r.group_grids = GroupGrids::Static;
   if (root["damp"]) r.damp = scalar<double>(root["damp"], where + ": damp", "a number");
   if (root["block_size"]) r.block_size = scalar<int>(root["block_size"], where + ": block_size", "an integer");
+  if (root["clip"]) read_clip(root["clip"], r.clip, where + ": clip");
+  if (root["refit"]) r.refit = choice(root["refit"], where + ": refit", kRefits);
   if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
   r.validate();
   return r;
@@ -190,6 +235,13 @@ std::string recipe_to_yaml(const Recipe& r) {
   if (r.uses_awq())
     out << "awq_clip: " << (r.awq_clip == AwqClipMode::Search ? "true" : "false") << "\n"
         << "awq_search_windows: " << r.awq_search_windows << "\n";
+  if (r.clip.method != ClipMethod::None) {
+    out << "clip: {method: " << choice_name(r.clip.method, kClipMethods) << ", steps: " << r.clip.steps
+        << ", max_shrink: " << r.clip.max_shrink << ", norm: " << r.clip.norm
+        << ", weighting: " << choice_name(r.clip.weighting, kClipWeightings)
+        << ", percentile: " << r.clip.percentile << "}\n";
+  }
+  if (r.refit != ScaleRefit::None) out << "refit: " << choice_name(r.refit, kRefits) << "\n";
   out << "calibration:\n"
       << "  samples: " << r.calibration.samples << "\n"
       << "  seqlen: " << r.calibration.seqlen << "\n"

@@ -13,12 +13,16 @@
 //   static_groups: false  # gptq: group grids from the original weights
 //   damp: 0.01            # gptq: fraction of the mean Hessian diagonal
 //   block_size: 128       # gptq: lazy-update block
+//   clip: {method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}
+//                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+ percentile: 0.999)
+//   refit: least_squares  # none | least_squares: scales refit under H after quantizing (algorithms/refit.hpp)
 //   calibration: {samples: 128, seqlen: 512, seed: 0}
 #include <filesystem>
 #include <string>
 
 #include "algorithms/gptq.hpp"
 #include "pipeline/awq.hpp"
+#include "algorithms/refit.hpp"
 #include "pipeline/calib_data.hpp"
 
 namespace ptq {
@@ -41,11 +45,16 @@ struct Recipe {
   Scaling scaling = Scaling::None;
   AwqClipMode awq_clip = AwqClipMode::Search;
   int awq_search_windows = 16;  // see AwqOptions::search_windows (0 = all windows)
+  ClipConfig clip;
+  ScaleRefit refit = ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
 
-  bool needs_calibration() const { return method != Method::Rtn; }
+  bool needs_calibration() const { return method != Method::Rtn || refit != ScaleRefit::None; }
   bool uses_awq() const { return method == Method::Awq || scaling == Scaling::Awq; }
+  // Whether the Linears' input statistics are gathered on the stream (GPTQ's
+  // Hessians, or H for the scale refit).
+  bool needs_statistics() const { return method == Method::Gptq || refit != ScaleRefit::None; }
   // The grid of the final rounding: method awq uses llm-awq's min/max grid.
   QuantSpec quant_spec() const;
   GptqConfig gptq_config() const;

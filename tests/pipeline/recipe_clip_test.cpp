@@ -1,0 +1,63 @@
+// Recipe keys for clipping and scale refit, and the shipped *-best recipes.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "io/error.hpp"
+#include "pipeline/recipe.hpp"
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+std::filesystem::path write_recipe(const std::string& name, const std::string& text) {
+  const auto path = test::temp_dir("recipe-clip") / name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+TEST(RecipeClip, ReadsClipAndRefit) {
+  const Recipe r = load_recipe(write_recipe("a.yaml",
+      "method: gptq\nbits: 3\ngroup: 128\n"
+      "clip: {method: mse, steps: 50, max_shrink: 0.5, norm: 2, weighting: hessian}\n"
+      "refit: least_squares\n"));
+  EXPECT_EQ(r.clip.method, ClipMethod::Mse);
+  EXPECT_EQ(r.clip.steps, 50);
+  EXPECT_EQ(r.clip.max_shrink, 0.5);
+  EXPECT_EQ(r.clip.norm, 2.0);
+  EXPECT_EQ(r.clip.weighting, ClipWeighting::Hessian);
+  EXPECT_EQ(r.refit, ScaleRefit::LeastSquares);
+  EXPECT_EQ(r.gptq_config().clip.method, ClipMethod::Mse);
+  EXPECT_TRUE(r.needs_calibration());
+}
+
+TEST(RecipeClip, DefaultsLeaveTheGridAlone) {
+  const Recipe r = load_recipe(write_recipe("b.yaml", "method: rtn\nbits: 4\ngroup: 128\n"));
+  EXPECT_EQ(r.clip.method, ClipMethod::None);
+  EXPECT_EQ(r.refit, ScaleRefit::None);
+  EXPECT_FALSE(r.needs_calibration());
+  EXPECT_EQ(recipe_to_yaml(r).find("clip"), std::string::npos);
+}
+
+TEST(RecipeClip, BadValuesNameTheKey) {
+  try {
+    load_recipe(write_recipe("c.yaml", "method: gptq\nclip: {method: minmax}\n"));
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("clip.method"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_recipe(write_recipe("d.yaml", "method: gptq\nclip: {method: mse, max_shrink: 1.2}\n")),
+               InputError);
+  EXPECT_THROW(load_recipe(write_recipe("e.yaml", "method: gptq\nrefit: yes\n")), InputError);
+}
+
+TEST(RecipeClip, BestRecipesRoundTripThroughYaml) {
+  for (const char* name : {"w4-g128-best", "w3-g128-best", "w4-pc-best"}) {
+    const Recipe r = load_recipe(test::source_dir() / "recipes" / (std::string(name) + ".yaml"));
+    const std::string yaml = recipe_to_yaml(r);
+    EXPECT_EQ(recipe_to_yaml(load_recipe(write_recipe(std::string(name) + ".yaml", yaml))), yaml) << name;
+  }
+}
+
+}  // namespace
+}  // namespace ptq
