@@ -62,7 +62,7 @@ void run_block(const ModelConfig& config, const BlockWeights& w, RowMatrix& x, i
 QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const RowMatrix& w,
                                 const InputStats* stats) {
   const auto t0 = Clock::now();
-  QuantizedLinear q{layer, role, {}, {}};
+  QuantizedLinear q{layer, role, {}, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
   if (recipe.method == Method::Rtn) {
@@ -100,7 +100,7 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
     }
     for (LinearRole role : roles) {
       out.push_back(quantize_linear(recipe, layer, role, w.weight(role), collector ? &collector->stats() : nullptr));
-      w.weight(role) = out.back().matrix.dequantize();
+      w.weight(role) = out.back().dequantize();
       if (progress.log) {
         const auto& r = out.back().report;
         char line[160];

@@ -9,6 +9,7 @@
 #include "io/error.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/progress.hpp"
+#include "pipeline/w8a8.hpp"
 
 namespace ptq {
 
@@ -102,11 +103,19 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
     if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
                                    std::to_string(job.recipe.calibration.seqlen) + " tokens");
   }
-  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume};
-  const auto linears = quantize_blocks(model, job.recipe, calibration ? &*calibration : nullptr, options, progress);
+  const CalibrationSet* calib = calibration ? &*calibration : nullptr;
+  MethodOutput result;
+  if (job.recipe.method == Method::W8A8) {
+    result = quantize_w8a8(model, job.recipe, calib, job.batch_windows, progress);
+  } else if (job.recipe.method == Method::Nf4) {
+    result.linears = quantize_nf4(model, job.recipe, progress);
+  } else {
+    const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume};
+    result.linears = quantize_blocks(model, job.recipe, calib, options, progress);
+  }
   RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}};
-  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration ? &*calibration : nullptr,
-                                              linears, run, job.output);
+  const auto warnings =
+      write_quantized_model(job.model, job.out, job.recipe, calib, result.linears, run, job.output, result.extras);
   std::filesystem::remove_all(checkpoint_dir(job.out));
   if (progress.log) {
     for (const auto& w : warnings) progress.log("warning: " + w);

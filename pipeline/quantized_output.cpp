@@ -13,6 +13,7 @@
 #include "io/hdf5.hpp"
 #include "io/text_file.hpp"
 #include "io/safetensors.hpp"
+#include "pipeline/act_quant_io.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/provenance.hpp"
 #include "pipeline/quantized_store.hpp"
@@ -49,22 +50,32 @@ std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) 
 }
 
 std::vector<OutTensor> output_tensors(const Checkpoint& source, const std::vector<QuantizedLinear>& linears,
-                                      std::vector<std::string>& warnings) {
+                                      const ModelExtras& extras, std::vector<std::string>& warnings) {
+  std::map<std::string, const ReplacedTensor*> replaced;
+  for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
   for (const auto& q : linears)
     quantized[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
   std::vector<OutTensor> out;
   for (const TensorView* t : source.tensors()) {
     OutTensor o{t->name, t->dtype, t->shape, {}, t->bytes};
+    if (auto it = replaced.find(t->name); it != replaced.end()) {
+      PTQ_ASSERT(static_cast<std::int64_t>(it->second->values.size()) == t->numel());
+      o.dtype = DType::F32;
+      o.owned.resize(it->second->values.size() * sizeof(float));
+      std::memcpy(o.owned.data(), it->second->values.data(), o.owned.size());
+      o.bytes = o.owned;
+    }
     if (auto it = quantized.find(t->name); it != quantized.end()) {
       std::int64_t overflow = 0;
       o.dtype = DType::F16;
-      o.owned = to_half_bytes(it->second->matrix.dequantize(), overflow);
+      o.owned = to_half_bytes(it->second->dequantize(), overflow);
       o.bytes = o.owned;
       if (overflow > 0)
         warnings.push_back(t->name + ": " + std::to_string(overflow) +
                            " dequantized weights exceed the float16 range (65504) and became inf");
-      float max_scale = it->second->matrix.scales.cwiseAbs().maxCoeff();
+      const auto& scales = it->second->matrix.scales;
+      const float max_scale = scales.size() > 0 ? scales.cwiseAbs().maxCoeff() : 0.0f;
       if (max_scale > kHalfMax)
         warnings.push_back(t->name + ": a scale (" + std::to_string(max_scale) +
                            ") exceeds float16; packed float16-scale formats cannot hold it");
@@ -104,7 +115,8 @@ void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor
 }
 
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source, const Recipe& recipe,
-                    const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears) {
+                    const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears,
+                    const ModelExtras& extras) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
@@ -114,6 +126,9 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   if (calibration != nullptr && !calibration->windows.empty())
     write_calibration_record(out, "calibration", *calibration);
   for (const auto& q : linears) write_quantized_linear(out, q, false);
+  if (extras.activations) write_activation_scales(out, *extras.activations);
+  for (const auto& v : extras.search)
+    out.write<float>(v.path, v.values, {static_cast<std::int64_t>(v.values.size())});
   out.commit();
 }
 
@@ -171,7 +186,8 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
                                                const std::filesystem::path& out_dir, const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
-                                               const RunInfo& run, const OutputOptions& options) {
+                                               const RunInfo& run, const OutputOptions& options,
+                                               const ModelExtras& extras) {
   check_output_folder(out_dir);
   auto staging = out_dir;
   staging += ".partial";
@@ -183,8 +199,9 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
 
   std::vector<std::string> warnings;
   const Checkpoint source = Checkpoint::open(source_model);
-  write_weights(staging, output_tensors(source, linears, warnings), options.max_shard_bytes);
-  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears);
+  write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
+  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
+  if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
   write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/act_quant.hpp"
 #include "pipeline/quantize.hpp"
 
 namespace ptq {
@@ -23,6 +24,26 @@ struct RunInfo {
   double seconds = 0.0;
   int threads = 0;
   std::vector<std::string> warnings;
+};
+
+// A float tensor of the source that a method rewrites (SmoothQuant's norms); written as float32.
+// A named vector saved under quantized.h5 (path below the root), e.g. "smoothquant/0/attention_in".
+struct SavedVector {
+  std::string path;
+  std::vector<float> values;
+};
+
+struct ReplacedTensor {
+  std::string name;  // checkpoint name
+  std::vector<float> values;
+};
+
+// What a method changes besides the Linears. `activations` is recorded in
+// config.json (and static scales in quantized.h5) so `ptq eval` simulates them.
+struct ModelExtras {
+  std::vector<ReplacedTensor> tensors;
+  std::optional<ActivationQuant> activations;
+  std::vector<SavedVector> search;  // search results (e.g. smoothing scales) stored in quantized.h5
 };
 
 struct OutputOptions {
@@ -34,7 +55,8 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
                                                const std::filesystem::path& out_dir, const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
-                                               const RunInfo& run, const OutputOptions& options = {});
+                                               const RunInfo& run, const OutputOptions& options = {},
+                                               const ModelExtras& extras = {});
 
 // InputError unless `out_dir` is absent or an empty folder (checked before a long run).
 void check_output_folder(const std::filesystem::path& out_dir);

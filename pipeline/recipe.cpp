@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <array>
 #include <set>
 #include <sstream>
 
@@ -9,7 +10,44 @@
 
 namespace ptq {
 
-std::string_view method_name(Method m) { return m == Method::Rtn ? "rtn" : "gptq"; }
+namespace {
+
+struct MethodName {
+  Method method;
+  std::string_view name;
+};
+constexpr std::array<MethodName, 4> kMethods = {
+    {{Method::Rtn, "rtn"}, {Method::Gptq, "gptq"}, {Method::W8A8, "w8a8"}, {Method::Nf4, "nf4"}}};
+
+}  // namespace
+
+std::string_view method_name(Method m) {
+  for (const auto& e : kMethods)
+    if (e.method == m) return e.name;
+  return "?";
+}
+
+std::string method_names() {
+  std::string list;
+  for (const auto& e : kMethods) list += (list.empty() ? "" : ", ") + std::string(e.name);
+  return list;
+}
+
+Method parse_method(const std::string& name, const std::string& where) {
+  for (const auto& e : kMethods)
+    if (e.name == name) return e.method;
+  throw input_error(where, "one of " + method_names(), "\"" + name + "\"");
+}
+
+bool Recipe::needs_calibration() const {
+  switch (method) {
+    case Method::Rtn:
+    case Method::Nf4: return false;
+    case Method::Gptq: return true;
+    case Method::W8A8: return smoothquant.has_value() || act_granularity == ActGranularity::Tensor;
+  }
+  return true;
+}
 
 GptqConfig Recipe::gptq_config() const {
   GptqConfig c;
@@ -25,6 +63,10 @@ void Recipe::validate() const {
   spec.validate();
   calibration.validate();
   if (method == Method::Gptq) gptq_config().validate();
+  if (smoothquant) smoothquant->validate();
+  if (!(act_percentile > 0.0 && act_percentile <= 100.0))
+    throw input_error("activations.percentile", "a number in (0, 100]", std::to_string(act_percentile));
+  nf4.validate();
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
@@ -58,8 +100,11 @@ std::string granularity_text(const QuantSpec& spec) {
 
 namespace {
 
-const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
-                                         "static_groups", "damp", "block_size", "calibration"};
+const std::set<std::string> kTopKeys = {"method",     "bits",        "group",       "symmetric",  "act_order",
+                                         "static_groups", "damp",    "block_size", "calibration", "smoothquant",
+                                         "activations", "block"};
+const std::set<std::string> kSmoothKeys = {"alpha"};
+const std::set<std::string> kActivationKeys = {"granularity", "percentile"};
 const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
 
 template <class T>
@@ -98,7 +143,32 @@ void read_calibration(const YAML::Node& node, Recipe& r, const std::string& wher
   }
 }
 
+void read_w8a8(const YAML::Node& root, Recipe& r, const std::string& where) {
+  if (const auto& n = root["smoothquant"]) {
+    if (!n.IsMap()) throw input_error(where + ": smoothquant", "a mapping {alpha: X}", "another YAML type");
+    check_keys(n, kSmoothKeys, where + ": smoothquant");
+    r.smoothquant = SmoothQuantConfig{};
+    if (n["alpha"]) r.smoothquant->alpha = scalar<double>(n["alpha"], where + ": smoothquant.alpha", "a number");
+  }
+  if (const auto& n = root["activations"]) {
+    if (!n.IsMap()) throw input_error(where + ": activations", "a mapping", "another YAML type");
+    check_keys(n, kActivationKeys, where + ": activations");
+    if (n["granularity"])
+      r.act_granularity = parse_act_granularity(
+          scalar<std::string>(n["granularity"], where + ": activations.granularity", "token or tensor"),
+          where + ": activations.granularity");
+    if (n["percentile"])
+      r.act_percentile = scalar<double>(n["percentile"], where + ": activations.percentile", "a number");
+  }
+}
+
 }  // namespace
+
+ActGranularity parse_act_granularity(const std::string& text, const std::string& where) {
+  if (text == "token") return ActGranularity::Token;
+  if (text == "tensor") return ActGranularity::Tensor;
+  throw input_error(where, "token or tensor", "\"" + text + "\"");
+}
 
 Recipe load_recipe(const std::filesystem::path& path) {
   YAML::Node root;
@@ -113,11 +183,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (!root.IsMap()) throw input_error(where, "a mapping of recipe keys", "another YAML type");
   check_keys(root, kTopKeys, where);
   Recipe r;
-  if (root["method"]) {
-    const auto m = scalar<std::string>(root["method"], where + ": method", "rtn or gptq");
-    if (m != "rtn" && m != "gptq") throw input_error(where + ": method", "rtn or gptq", "\"" + m + "\"");
-    r.method = m == "rtn" ? Method::Rtn : Method::Gptq;
-  }
+  if (root["method"])
+    r.method = parse_method(scalar<std::string>(root["method"], where + ": method", "a string"), where + ": method");
   if (root["bits"]) r.spec.bits = scalar<int>(root["bits"], where + ": bits", "an integer");
   if (root["group"]) set_granularity(r.spec, scalar<std::string>(root["group"], where + ": group", "a string"), where + ": group");
   if (root["symmetric"] && scalar<bool>(root["symmetric"], where + ": symmetric", "true or false"))
@@ -129,16 +196,26 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (root["damp"]) r.damp = scalar<double>(root["damp"], where + ": damp", "a number");
   if (root["block_size"]) r.block_size = scalar<int>(root["block_size"], where + ": block_size", "an integer");
   if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
+  read_w8a8(root, r, where);
+  if (root["block"]) r.nf4.block_size = scalar<int>(root["block"], where + ": block", "an integer");
   r.validate();
   return r;
 }
 
 std::string recipe_to_yaml(const Recipe& r) {
   std::ostringstream out;
-  out << "method: " << method_name(r.method) << "\n"
-      << "bits: " << r.spec.bits << "\n"
-      << "group: " << granularity_text(r.spec) << "\n"
-      << "symmetric: " << (r.spec.symmetry == Symmetry::Symmetric ? "true" : "false") << "\n";
+  out << "method: " << method_name(r.method) << "\n";
+  if (r.method == Method::W8A8) {
+    if (r.smoothquant) out << "smoothquant: {alpha: " << r.smoothquant->alpha << "}\n";
+    out << "activations: {granularity: " << act_granularity_name(r.act_granularity)
+        << ", percentile: " << r.act_percentile << "}\n";
+  } else if (r.method == Method::Nf4) {
+    out << "block: " << r.nf4.block_size << "\n";
+  } else {
+    out << "bits: " << r.spec.bits << "\n"
+        << "group: " << granularity_text(r.spec) << "\n"
+        << "symmetric: " << (r.spec.symmetry == Symmetry::Symmetric ? "true" : "false") << "\n";
+  }
   if (r.method == Method::Gptq) {
     out << "act_order: " << (r.order == ColumnOrder::ActivationOrder ? "true" : "false") << "\n"
         << "static_groups: " << (r.group_grids == GroupGrids::Static ? "true" : "false") << "\n"

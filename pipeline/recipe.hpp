@@ -11,17 +11,31 @@
 //   damp: 0.01            # gptq: fraction of the mean Hessian diagonal
 //   block_size: 128       # gptq: lazy-update block
 //   calibration: {samples: 128, seqlen: 512, seed: 0}
+// W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
+//   method: w8a8
+//   smoothquant: {alpha: 0.5}                         # absent = naive W8A8
+//   activations: {granularity: token, percentile: 100}  # token (dynamic) | tensor (static)
+//   method: nf4
+//   block: 64             # weights per absmax (double-quantized in blocks of 256)
 #include <filesystem>
 #include <string>
 
+#include <optional>
+
 #include "algorithms/gptq.hpp"
+#include "algorithms/nf4.hpp"
+#include "algorithms/smoothquant.hpp"
+#include "calibrate/act_quant.hpp"
 #include "pipeline/calib_data.hpp"
 
 namespace ptq {
 
-enum class Method { Rtn, Gptq };
+enum class Method { Rtn, Gptq, W8A8, Nf4 };
 
 std::string_view method_name(Method m);
+// "rtn" -> Method::Rtn, ...; InputError naming `where` otherwise.
+Method parse_method(const std::string& name, const std::string& where);
+std::string method_names();  // "rtn, gptq, w8a8, nf4"
 
 struct Recipe {
   Method method = Method::Gptq;
@@ -32,8 +46,13 @@ struct Recipe {
   int block_size = 128;
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
+  // w8a8 (spec is ignored: weights are int8 per output channel, symmetric).
+  std::optional<SmoothQuantConfig> smoothquant;  // migrate scales into the norms first; none = naive
+  ActGranularity act_granularity = ActGranularity::Token;
+  double act_percentile = 100.0;  // Tensor: scale from this percentile of |x| (100 = absmax)
+  Nf4Config nf4;                  // nf4 (spec is ignored)
 
-  bool needs_calibration() const { return method != Method::Rtn; }
+  bool needs_calibration() const;
   GptqConfig gptq_config() const;
   void validate() const;  // InputError naming the field
 };
@@ -46,5 +65,7 @@ std::string recipe_to_yaml(const Recipe& recipe);
 // "128" -> Group/128, "channel", "tensor"; InputError otherwise.
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where);
 std::string granularity_text(const QuantSpec& spec);
+// "token" | "tensor"; InputError naming `where` otherwise.
+ActGranularity parse_act_granularity(const std::string& text, const std::string& where);
 
 }  // namespace ptq

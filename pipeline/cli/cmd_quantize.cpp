@@ -14,8 +14,9 @@ namespace {
 struct QuantizeFlags {
   std::string model, out, recipe, method, group;
   CalibFlags calib;
-  int bits = 4, threads = 0, batch_windows = 16;
-  double damp = 0.01;
+  std::string act_granularity;
+  int bits = 4, threads = 0, batch_windows = 16, nf4_block = 64;
+  double damp = 0.01, smoothquant = 0.5, act_percentile = 100.0;
   bool act_order = false, sym = false, static_groups = false, resume = false, dry_run = false;
 };
 
@@ -23,16 +24,20 @@ struct QuantizeFlags {
 Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   Recipe r = f.recipe.empty() ? Recipe{} : load_recipe(f.recipe);
   auto given = [&](const char* name) { return cmd.get_option(name)->count() > 0; };
-  if (given("--method")) r.method = f.method == "rtn" ? Method::Rtn : Method::Gptq;
+  if (given("--method")) r.method = parse_method(f.method, "--method");
   if (given("--bits")) r.spec.bits = f.bits;
   if (given("--group")) set_granularity(r.spec, f.group, "--group");
   if (given("--sym")) r.spec.symmetry = Symmetry::Symmetric;
   if (given("--act-order")) r.order = ColumnOrder::ActivationOrder;
   if (given("--static-groups")) r.group_grids = GroupGrids::Static;
   if (given("--damp")) r.damp = f.damp;
+  if (given("--smoothquant")) r.smoothquant = SmoothQuantConfig{f.smoothquant};
+  if (given("--act-granularity")) r.act_granularity = parse_act_granularity(f.act_granularity, "--act-granularity");
+  if (given("--act-percentile")) r.act_percentile = f.act_percentile;
+  if (given("--nf4-block")) r.nf4.block_size = f.nf4_block;
   apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
-    throw input_error("ptq quantize", "--recipe FILE or --method rtn|gptq", "neither");
+    throw input_error("ptq quantize", "--recipe FILE or --method " + method_names(), "neither");
   r.validate();
   if (r.needs_calibration() && r.sources.empty())
     throw input_error("ptq quantize", "calibration data for " + std::string(method_name(r.method)) +
@@ -44,18 +49,23 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
 
 void add_quantize(CLI::App& app) {
   auto flags = std::make_shared<QuantizeFlags>();
-  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN or GPTQ)");
+  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN, GPTQ, W8A8, NF4)");
   auto& f = *flags;
   cmd->add_option("--model", f.model, "Hugging Face checkpoint folder")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--out", f.out, "Output folder (new or empty)")->required();
   cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")->check(CLI::ExistingFile);
-  cmd->add_option("--method", f.method, "rtn or gptq")->check(CLI::IsMember({"rtn", "gptq"}));
+  cmd->add_option("--method", f.method, method_names());
   cmd->add_option("--bits", f.bits, "Bits per weight (2..8)");
   cmd->add_option("--group", f.group, "Group size, 'channel' or 'tensor'");
   cmd->add_flag("--sym", f.sym, "Symmetric grid");
   cmd->add_flag("--act-order", f.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
   cmd->add_flag("--static-groups", f.static_groups, "GPTQ: group grids from the original weights");
   cmd->add_option("--damp", f.damp, "GPTQ damping, fraction of the mean Hessian diagonal");
+  cmd->add_option("--smoothquant", f.smoothquant, "w8a8: SmoothQuant migration strength alpha in [0, 1]");
+  cmd->add_option("--act-granularity", f.act_granularity, "w8a8: int8 activations per token (dynamic) or tensor (static)")
+      ->check(CLI::IsMember({"token", "tensor"}));
+  cmd->add_option("--act-percentile", f.act_percentile, "w8a8 tensor: static scale from this percentile of |x|");
+  cmd->add_option("--nf4-block", f.nf4_block, "nf4: weights per absmax block");
   add_calib_flags(*cmd, f.calib);
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
