@@ -3,7 +3,10 @@
 // simulated int8 activations, and stores what it searched and quantized.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "calibrate/model.hpp"
+#include "io/error.hpp"
 #include "io/hdf5.hpp"
 #include "io/ids_file.hpp"
 #include "io/safetensors.hpp"
@@ -86,6 +89,53 @@ TEST(Nf4Output, CodesInQuantizedH5MatchTheFloat16Weights) {
   const MatrixRM deq = q.dequantize();
   EXPECT_LT((stored - deq).cwiseAbs().maxCoeff(), 1e-3f * deq.cwiseAbs().maxCoeff());  // float16 rounding
   EXPECT_FALSE(stored.isApprox(Model::open(tiny()).load_block(2).weight(LinearRole::down), 1e-3f));
+}
+
+}  // namespace
+}  // namespace ptq
+
+namespace ptq {
+namespace {
+
+std::filesystem::path recipe_file(const std::string& name) {
+  return test::source_dir() / "recipes" / (name + ".yaml");
+}
+
+TEST(W8A8Recipes, LoadAndRoundTrip) {
+  for (const char* name : {"w8a8-naive", "w8a8-smoothquant-a0.5", "w8a8-smoothquant-a0.8",
+                           "w8a8-smoothquant-a0.5-static", "nf4"}) {
+    const Recipe r = load_recipe(recipe_file(name));
+    const auto copy = test::temp_dir(std::string("recipe-") + name) / "r.yaml";
+    std::ofstream(copy) << recipe_to_yaml(r);
+    EXPECT_EQ(recipe_to_yaml(load_recipe(copy)), recipe_to_yaml(r)) << name;
+  }
+  const Recipe sq = load_recipe(recipe_file("w8a8-smoothquant-a0.8"));
+  EXPECT_EQ(sq.method, Method::W8A8);
+  ASSERT_TRUE(sq.smoothquant.has_value());
+  EXPECT_EQ(sq.smoothquant->alpha, 0.8);
+  EXPECT_TRUE(sq.needs_calibration());
+  EXPECT_FALSE(load_recipe(recipe_file("w8a8-naive")).needs_calibration());
+  EXPECT_EQ(load_recipe(recipe_file("nf4")).nf4.block_size, 64);
+}
+
+TEST(W8A8Recipes, BadValuesNameTheKey) {
+  const auto dir = test::temp_dir("bad-recipes");
+  const std::pair<const char*, const char*> cases[] = {
+      {"method: w8a8\nsmoothquant: {alpha: 2}\n", "smoothquant.alpha"},
+      {"method: w8a8\nactivations: {granularity: channel}\n", "activations.granularity"},
+      {"method: w8a8\nactivations: {percentile: 0}\n", "activations.percentile"},
+      {"method: nf4\nblock: 0\n", "block"},
+      {"method: int4\n", "method"},
+  };
+  for (const auto& [text, key] : cases) {
+    std::ofstream(dir / "r.yaml") << text;
+    try {
+      load_recipe(dir / "r.yaml");
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace
