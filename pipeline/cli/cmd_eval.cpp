@@ -53,7 +53,8 @@ void print_task(const TaskResult& r) {
 }
 
 // Every task file in turn; the result is {"<task name>": task_json(...), ...}.
-nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference) {
+nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference,
+                         const LinearInputTransform* transform) {
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   nlohmann::json results = nlohmann::json::object();
   for (const std::string& file : o.task_files) {
@@ -63,7 +64,9 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
                         "\"" + task.name + "\" again");
     }
     ProgressReporter progress("task " + task.name);
-    const TaskResult r = evaluate_task(model, reference, tokenizer, task, TaskEvalConfig{},
+    TaskEvalConfig config;
+    config.input_transform = transform;
+    const TaskResult r = evaluate_task(model, reference, tokenizer, task, config,
                                        [&](std::size_t done, std::size_t total) {
                                          progress.update(static_cast<long>(done),
                                                          static_cast<long>(total));
@@ -103,7 +106,8 @@ void run_eval(const EvalOptions& o) {
     print_result(r);
     j = eval_json(r, config);
   }
-  if (!o.task_files.empty()) j["tasks"] = run_tasks(o, model, reference ? &*reference : nullptr);
+  if (!o.task_files.empty())
+    j["tasks"] = run_tasks(o, model, reference ? &*reference : nullptr, config.input_transform);
   if (!o.json_out.empty()) write_json_atomic(o.json_out, j);
 }
 
