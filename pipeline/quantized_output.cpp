@@ -135,12 +135,18 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
 std::string model_card(const std::filesystem::path& source, const Recipe& recipe, const CalibrationSet* calibration,
                        const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings) {
   std::ostringstream md;
-  md << "# " << source.filename().string() << " — " << method_name(recipe.method) << " W" << recipe.spec.bits
-     << " (group " << granularity_text(recipe.spec) << ")\n\n"
+  md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n"
      << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
      << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, zeros\n"
-     << "and `g_idx` are in `quantized.h5`. Embeddings, norms and the head are unchanged.\n\n"
-     << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
+     << "and `g_idx` are in `quantized.h5`. Embeddings, norms and the head are unchanged.\n\n";
+  if (recipe.method == Method::W8A8)
+    md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
+       << "`config.json`; `ptq eval` simulates it)."
+       << (recipe.smoothquant ? " SmoothQuant scales are folded into input_layernorm and\n"
+                                "post_attention_layernorm (stored as float32; the scales in `quantized.h5`)."
+                              : "")
+       << "\n\n";
+  md << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
   if (calibration != nullptr && !calibration->windows.empty()) {
     md << "## Calibration data\n\n| source | path | weight | windows | content hash |\n|---|---|---|---|---|\n";
     for (const auto& s : calibration->sources)

@@ -202,6 +202,21 @@ Recipe load_recipe(const std::filesystem::path& path) {
   return r;
 }
 
+std::string recipe_title(const Recipe& r) {
+  std::ostringstream out;
+  out << method_name(r.method);
+  switch (r.method) {
+    case Method::W8A8:
+      if (r.smoothquant) out << " SmoothQuant alpha " << r.smoothquant->alpha << ",";
+      out << " int8 activations per " << act_granularity_name(r.act_granularity);
+      break;
+    case Method::Nf4: out << " (block " << r.nf4.block_size << ")"; break;
+    case Method::Rtn:
+    case Method::Gptq: out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")"; break;
+  }
+  return out.str();
+}
+
 std::string recipe_to_yaml(const Recipe& r) {
   std::ostringstream out;
   out << "method: " << method_name(r.method) << "\n";

@@ -57,6 +57,10 @@ struct Recipe {
   void validate() const;  // InputError naming the field
 };
 
+// One line naming the scheme, e.g. "gptq W4 (group 128)", "w8a8 SmoothQuant alpha 0.5,
+// int8 activations per token", "nf4 (block 64)" (model card titles).
+std::string recipe_title(const Recipe& recipe);
+
 // InputError naming the file and key on unknown keys or bad values.
 Recipe load_recipe(const std::filesystem::path& path);
 // The recipe as YAML, in the same keys load_recipe reads (recorded in outputs).
