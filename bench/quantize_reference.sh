@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ptq's RTN and GPTQ against the reference quantizers of shared/fixtures/PROTOCOL.md
+# ptq's RTN, GPTQ, W8A8 and NF4 against the reference quantizers of shared/fixtures/PROTOCOL.md
 # ("Reference quantizers"): every row ptq supports is quantized from the fixtures'
 # calibration windows, evaluated with `ptq eval` on eval_generic.ids and eval_domain.ids
 # (KL and top-1 against the float model), and compared with
@@ -70,11 +70,16 @@ declare -A recipe=(
   [w4-g128-best]="--recipe $root/recipes/w4-g128-best.yaml --calib-ids @/calib_generic.ids"
   [w3-g128-best]="--recipe $root/recipes/w3-g128-best.yaml --calib-ids @/calib_generic.ids"
   [w4-pc-best]="--recipe $root/recipes/w4-pc-best.yaml --calib-ids @/calib_generic.ids"
+  [w8a8-naive]="--method w8a8"
+  [w8a8-smoothquant-a0.5]="--method w8a8 --smoothquant 0.5 --calib-ids @/calib_generic.ids"
+  [w8a8-smoothquant-a0.8]="--method w8a8 --smoothquant 0.8 --calib-ids @/calib_generic.ids"
+  [nf4-b64]="--method nf4 --nf4-block 64"
+  [rtn-w4-g64]="--method rtn --bits 4 --group 64"
 )
 all_rows="rtn-w8-pc rtn-w4-pc rtn-w4-g128 rtn-w3-g128 gptq-w4-pc gptq-w4-pc-actorder gptq-w4-g128
   gptq-w4-g128-sym gptq-w3-g128 gptq-w3-g128-actorder gptq-w3-g128-calib-domain
   gptq-w3-g128-calib-mix70-30 gptq-w4-pc-calib-domain gptq-w4-pc-calib-mix70-30 awq-w4-g128 awq-w3-g128
-  w4-g128-best w3-g128-best w4-pc-best"
+  w8a8-naive w8a8-smoothquant-a0.5 w8a8-smoothquant-a0.8 nf4-b64 rtn-w4-g64 w4-g128-best w3-g128-best w4-pc-best"
 rows=${rows:-$all_rows}
 for r in $rows; do
   [[ -n ${recipe[$r]:-} ]] || { echo "quantize_reference.sh: unknown row $r" >&2; exit 2; }

@@ -96,7 +96,8 @@ EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids, const
   for (int first = 0; first < windows; first += config.batch_windows) {
     const int count = std::min(config.batch_windows, windows - first);
     const auto batch = ids.subspan(first * ctx, count * ctx);
-    const RowMatrix hidden = final_hidden(model, blocks, batch, config.ctx);
+    const RowMatrix hidden =
+        final_hidden(model, blocks, batch, config.ctx, ForwardOptions{nullptr, config.input_transform, std::nullopt});
     RowMatrix ref_hidden;
     if (reference) ref_hidden = final_hidden(*reference, *ref_blocks, batch, config.ctx);
     for (int w = 0; w < count; ++w) {

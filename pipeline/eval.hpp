@@ -22,6 +22,9 @@ struct EvalConfig {
   // All blocks' float32 weights stay resident (loaded once) when they fit this
   // budget, per model; otherwise blocks are streamed once per batch.
   std::size_t resident_budget_bytes = std::size_t{4} << 30;
+  // Applied to every Linear input of the evaluated model (not the reference),
+  // e.g. simulated int8 activations of a W8A8 model; may be null.
+  const LinearInputTransform* input_transform = nullptr;
 
   void validate() const;  // InputError on a bad value
 };

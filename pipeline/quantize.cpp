@@ -38,7 +38,7 @@ std::vector<LinearRole> roles_reading(LinearInput input) {
 QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const RowMatrix& w,
                                 const InputStats* stats) {
   const auto t0 = Clock::now();
-  QuantizedLinear q{layer, role, {}, {}};
+  QuantizedLinear q{layer, role, {}, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
   // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
@@ -84,7 +84,7 @@ struct BlockJob {
 void quantize_group(BlockJob& job, LinearInput input, const InputStats* stats) {
   for (LinearRole role : roles_reading(input)) {
     job.out.push_back(quantize_linear(job.recipe, job.w.layer, role, job.w.weight(role), stats));
-    job.w.weight(role) = job.out.back().matrix.dequantize();
+    job.w.weight(role) = job.out.back().dequantize();
     log_linear(job.progress, job.out.back().report);
   }
 }

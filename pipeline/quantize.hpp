@@ -7,9 +7,11 @@
 #include <filesystem>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "algorithms/nf4.hpp"
 #include "algorithms/quantized_matrix.hpp"
 #include "calibrate/tensor_names.hpp"
 #include "io/model_config.hpp"
@@ -34,8 +36,11 @@ struct LinearReport {
 struct QuantizedLinear {
   int layer = 0;
   LinearRole role = LinearRole::q;
-  QuantizedMatrix matrix;
+  QuantizedMatrix matrix;  // empty when nf4 is set
   LinearReport report;
+  std::optional<Nf4Matrix> nf4;  // NF4 codes index a nonuniform table: not a QuantizedMatrix
+
+  MatrixRM dequantize() const { return nf4 ? nf4->dequantize() : matrix.dequantize(); }
 };
 
 struct QuantizeProgress {

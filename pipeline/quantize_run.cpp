@@ -10,6 +10,7 @@
 #include "io/hdf5.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/progress.hpp"
+#include "pipeline/w8a8.hpp"
 
 namespace ptq {
 
@@ -188,13 +189,22 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
     if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
                                    std::to_string(job.recipe.calibration.seqlen) + " tokens");
   }
-  std::vector<AwqBlock> awq;
-  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume,
-                                   replay ? &*replay : nullptr, &awq, job.cache_budget_bytes};
-  const auto linears = quantize_blocks(model, job.recipe, calibration ? &*calibration : nullptr, options, progress);
+  const CalibrationSet* calib = calibration ? &*calibration : nullptr;
+  MethodOutput result;
+  if (job.recipe.method == Method::W8A8) {
+    result = quantize_w8a8(model, job.recipe, calib, job.batch_windows, progress);
+  } else if (job.recipe.method == Method::Nf4) {
+    result.linears = quantize_nf4(model, job.recipe, progress);
+  } else {
+    const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume,
+                                     replay ? &*replay : nullptr, &result.extras.awq, job.cache_budget_bytes};
+    result.linears = quantize_blocks(model, job.recipe, calib, options, progress);
+    for (auto& norm : awq_folded_norms(model, result.extras.awq))
+      result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});
+  }
   RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}};
-  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration ? &*calibration : nullptr,
-                                              linears, run, job.output, awq);
+  const auto warnings =
+      write_quantized_model(job.model, job.out, job.recipe, calib, result.linears, run, job.output, result.extras);
   std::filesystem::remove_all(checkpoint_dir(job.out));
   if (progress.log) {
     for (const auto& w : warnings) progress.log("warning: " + w);

@@ -14,6 +14,7 @@
 #include "io/hdf5.hpp"
 #include "io/text_file.hpp"
 #include "io/safetensors.hpp"
+#include "pipeline/act_quant_io.hpp"
 #include "pipeline/progress.hpp"
 #include "pipeline/provenance.hpp"
 #include "pipeline/quantized_store.hpp"
@@ -50,32 +51,32 @@ std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) 
 }
 
 std::vector<OutTensor> output_tensors(const Checkpoint& source, const std::vector<QuantizedLinear>& linears,
-                                      const std::vector<FoldedNorm>& norms, std::vector<std::string>& warnings) {
+                                      const ModelExtras& extras, std::vector<std::string>& warnings) {
+  std::map<std::string, const ReplacedTensor*> replaced;
+  for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
   for (const auto& q : linears)
     quantized[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
-  std::map<std::string, const FoldedNorm*> folded;
-  for (const auto& n : norms) folded[n.name] = &n;
   std::vector<OutTensor> out;
   for (const TensorView* t : source.tensors()) {
     OutTensor o{t->name, t->dtype, t->shape, {}, t->bytes};
-    if (auto it = folded.find(t->name); it != folded.end()) {
-      // float32: rounding the folded norm to float16 would undo part of the scaling's invariance.
-      const FloatVector& v = it->second->values;
+    if (auto it = replaced.find(t->name); it != replaced.end()) {
+      PTQ_ASSERT(static_cast<std::int64_t>(it->second->values.size()) == t->numel());
       o.dtype = DType::F32;
-      o.owned.resize(static_cast<std::size_t>(v.size()) * sizeof(float));
-      std::memcpy(o.owned.data(), v.data(), o.owned.size());
+      o.owned.resize(it->second->values.size() * sizeof(float));
+      std::memcpy(o.owned.data(), it->second->values.data(), o.owned.size());
       o.bytes = o.owned;
     }
     if (auto it = quantized.find(t->name); it != quantized.end()) {
       std::int64_t overflow = 0;
       o.dtype = DType::F16;
-      o.owned = to_half_bytes(it->second->matrix.dequantize(), overflow);
+      o.owned = to_half_bytes(it->second->dequantize(), overflow);
       o.bytes = o.owned;
       if (overflow > 0)
         warnings.push_back(t->name + ": " + std::to_string(overflow) +
                            " dequantized weights exceed the float16 range (65504) and became inf");
-      float max_scale = it->second->matrix.scales.cwiseAbs().maxCoeff();
+      const auto& scales = it->second->matrix.scales;
+      const float max_scale = scales.size() > 0 ? scales.cwiseAbs().maxCoeff() : 0.0f;
       if (max_scale > kHalfMax)
         warnings.push_back(t->name + ": a scale (" + std::to_string(max_scale) +
                            ") exceeds float16; packed float16-scale formats cannot hold it");
@@ -116,7 +117,7 @@ void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor
 
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source, const Recipe& recipe,
                     const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears,
-                    std::span<const AwqBlock> awq) {
+                    const ModelExtras& extras) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
@@ -126,19 +127,28 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   if (calibration != nullptr && !calibration->windows.empty())
     write_calibration_record(out, "calibration", *calibration);
   for (const auto& q : linears) write_quantized_linear(out, q, false);
-  for (const auto& block : awq) write_awq_block(out, block);
+  for (const auto& block : extras.awq) write_awq_block(out, block);
+  if (extras.activations) write_activation_scales(out, *extras.activations);
+  for (const auto& v : extras.search)
+    out.write<float>(v.path, v.values, {static_cast<std::int64_t>(v.values.size())});
   out.commit();
 }
 
 std::string model_card(const std::filesystem::path& source, const Recipe& recipe, const CalibrationSet* calibration,
                        const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings) {
   std::ostringstream md;
-  md << "# " << source.filename().string() << " — " << method_name(recipe.method) << " W" << recipe.spec.bits
-     << " (group " << granularity_text(recipe.spec) << ")\n\n"
+  md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n"
      << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
      << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, zeros\n"
-     << "and `g_idx` are in `quantized.h5`. Embeddings, norms and the head are unchanged.\n\n"
-     << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
+     << "and `g_idx` are in `quantized.h5`. Embeddings, norms and the head are unchanged.\n\n";
+  if (recipe.method == Method::W8A8)
+    md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
+       << "`config.json`; `ptq eval` simulates it)."
+       << (recipe.smoothquant ? " SmoothQuant scales are folded into input_layernorm and\n"
+                                "post_attention_layernorm (stored as float32; the scales in `quantized.h5`)."
+                              : "")
+       << "\n\n";
+  md << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
   if (calibration != nullptr && !calibration->windows.empty()) {
     md << "## Calibration data\n\n| source | path | weight | windows | content hash |\n|---|---|---|---|---|\n";
     for (const auto& s : calibration->sources)
@@ -185,7 +195,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
                                                const RunInfo& run, const OutputOptions& options,
-                                               std::span<const AwqBlock> awq) {
+                                               const ModelExtras& extras) {
   check_output_folder(out_dir);
   auto staging = out_dir;
   staging += ".partial";
@@ -197,10 +207,9 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
 
   std::vector<std::string> warnings;
   const Checkpoint source = Checkpoint::open(source_model);
-  const std::vector<FoldedNorm> norms = awq.empty() ? std::vector<FoldedNorm>{}
-                                                    : awq_folded_norms(Model::open(source_model), awq);
-  write_weights(staging, output_tensors(source, linears, norms, warnings), options.max_shard_bytes);
-  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, awq);
+  write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
+  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
+  if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
   write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "calibrate/act_quant.hpp"
+#include "pipeline/awq.hpp"
 #include "pipeline/quantize.hpp"
 
 namespace ptq {
@@ -25,19 +27,40 @@ struct RunInfo {
   std::vector<std::string> warnings;
 };
 
+// A named vector saved under quantized.h5 (path below the root), e.g. "smoothquant/0/attention_in".
+struct SavedVector {
+  std::string path;
+  std::vector<float> values;
+};
+
+// A float tensor of the source that a method rewrites (norms that SmoothQuant or
+// AWQ scales fold into); written as float32, since rounding it to float16 would
+// undo part of the fold's invariance.
+struct ReplacedTensor {
+  std::string name;  // checkpoint name
+  std::vector<float> values;
+};
+
+// What a method changes besides the Linears. `activations` is recorded in
+// config.json (and static scales in quantized.h5) so `ptq eval` simulates them.
+struct ModelExtras {
+  std::vector<ReplacedTensor> tensors;
+  std::optional<ActivationQuant> activations;
+  std::vector<SavedVector> search;  // search results (e.g. smoothing scales) stored in quantized.h5
+  std::vector<AwqBlock> awq;        // AWQ blocks applied (recipe.uses_awq()), saved under awq/
+};
+
 struct OutputOptions {
   std::uint64_t max_shard_bytes = std::uint64_t{4} << 30;  // split safetensors above this
 };
 
-// `awq`: the AWQ blocks applied (recipe.uses_awq()), saved under awq/ in quantized.h5;
-// the norms they fold into are written as float32.
 // Returns warnings found while writing (e.g. float16 overflow of dequantized weights).
 std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
                                                const std::filesystem::path& out_dir, const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
                                                const RunInfo& run, const OutputOptions& options = {},
-                                               std::span<const AwqBlock> awq = {});
+                                               const ModelExtras& extras = {});
 
 // InputError unless `out_dir` is absent or an empty folder (checked before a long run).
 void check_output_folder(const std::filesystem::path& out_dir);

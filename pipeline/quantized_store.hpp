@@ -5,6 +5,10 @@
 //   <prefix>/zeros  int32 [out, groups] <prefix>/g_idx  int32 [in]
 //   attributes: bits, symmetric, granularity, group_size, min_max_range, weight_mse, gptq_loss,
 //   damping, damping_retries, cholesky_failed
+// NF4 Linears store instead (see algorithms/nf4.hpp):
+//   <prefix>/nf4_codes uint8 [out, in]  <prefix>/absmax_codes uint8 [blocks]
+//   <prefix>/absmax_scales float32 [ceil(blocks / absmax_block)]
+//   attributes: format "nf4", block_size, absmax_block_size, absmax_offset
 #include <string>
 
 #include "io/hdf5.hpp"

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <array>
 #include <set>
 #include <sstream>
 
@@ -9,19 +10,47 @@
 
 namespace ptq {
 
+namespace {
+
+struct MethodName {
+  Method method;
+  std::string_view name;
+};
+constexpr std::array<MethodName, 5> kMethods = {{{Method::Rtn, "rtn"},
+                                                {Method::Gptq, "gptq"},
+                                                {Method::Awq, "awq"},
+                                                {Method::W8A8, "w8a8"},
+                                                {Method::Nf4, "nf4"}}};
+
+}  // namespace
+
 std::string_view method_name(Method m) {
-  switch (m) {
-    case Method::Rtn: return "rtn";
-    case Method::Gptq: return "gptq";
-    case Method::Awq: return "awq";
-  }
+  for (const auto& e : kMethods)
+    if (e.method == m) return e.name;
   return "?";
 }
 
+std::string method_names() {
+  std::string list;
+  for (const auto& e : kMethods) list += (list.empty() ? "" : ", ") + std::string(e.name);
+  return list;
+}
+
 Method parse_method(const std::string& name, const std::string& where) {
-  for (Method m : {Method::Rtn, Method::Gptq, Method::Awq})
-    if (name == method_name(m)) return m;
-  throw input_error(where, "rtn, gptq or awq", "\"" + name + "\"");
+  for (const auto& e : kMethods)
+    if (e.name == name) return e.method;
+  throw input_error(where, "one of " + method_names(), "\"" + name + "\"");
+}
+
+bool Recipe::needs_calibration() const {
+  switch (method) {
+    case Method::Rtn: return refit != ScaleRefit::None;
+    case Method::Nf4: return false;
+    case Method::Gptq:
+    case Method::Awq: return true;
+    case Method::W8A8: return smoothquant.has_value() || act_granularity == ActGranularity::Tensor;
+  }
+  return true;
 }
 
 QuantSpec Recipe::quant_spec() const {
@@ -62,6 +91,10 @@ void Recipe::validate() const {
   if (method == Method::Awq && refit != ScaleRefit::None)
     throw input_error("refit", "none with method awq (it searches on the float stream)", "least_squares");
   if (method == Method::Awq) quant_spec().validate();
+  if (smoothquant) smoothquant->validate();
+  if (!(act_percentile > 0.0 && act_percentile <= 100.0))
+    throw input_error("activations.percentile", "a number in (0, 100]", std::to_string(act_percentile));
+  nf4.validate();
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
@@ -95,11 +128,13 @@ std::string granularity_text(const QuantSpec& spec) {
 
 namespace {
 
-const std::set<std::string> kTopKeys = {"method", "bits", "group", "symmetric", "act_order",
-                                         "static_groups", "damp", "block_size", "scaling", "awq_clip",
-                                         "awq_search_windows", "clip", "refit",
-                                         "calibration"};
+const std::set<std::string> kTopKeys = {"method",     "bits",        "group",       "symmetric",  "act_order",
+                                         "static_groups", "damp",    "block_size", "calibration", "scaling",
+                                         "awq_clip", "awq_search_windows", "clip", "refit", "smoothquant",
+                                         "activations", "block"};
 const std::set<std::string> kClipKeys = {"method", "steps", "max_shrink", "norm", "weighting", "percentile"};
+const std::set<std::string> kSmoothKeys = {"alpha"};
+const std::set<std::string> kActivationKeys = {"granularity", "percentile"};
 const std::set<std::string> kCalibKeys = {"samples", "seqlen", "seed", "sources"};
 
 template <class T>
@@ -174,7 +209,32 @@ void read_clip(const YAML::Node& node, ClipConfig& c, const std::string& where) 
   if (node["percentile"]) c.percentile = scalar<double>(node["percentile"], where + ".percentile", "a number");
 }
 
+void read_w8a8(const YAML::Node& root, Recipe& r, const std::string& where) {
+  if (const auto& n = root["smoothquant"]) {
+    if (!n.IsMap()) throw input_error(where + ": smoothquant", "a mapping {alpha: X}", "another YAML type");
+    check_keys(n, kSmoothKeys, where + ": smoothquant");
+    r.smoothquant = SmoothQuantConfig{};
+    if (n["alpha"]) r.smoothquant->alpha = scalar<double>(n["alpha"], where + ": smoothquant.alpha", "a number");
+  }
+  if (const auto& n = root["activations"]) {
+    if (!n.IsMap()) throw input_error(where + ": activations", "a mapping", "another YAML type");
+    check_keys(n, kActivationKeys, where + ": activations");
+    if (n["granularity"])
+      r.act_granularity = parse_act_granularity(
+          scalar<std::string>(n["granularity"], where + ": activations.granularity", "token or tensor"),
+          where + ": activations.granularity");
+    if (n["percentile"])
+      r.act_percentile = scalar<double>(n["percentile"], where + ": activations.percentile", "a number");
+  }
+}
+
 }  // namespace
+
+ActGranularity parse_act_granularity(const std::string& text, const std::string& where) {
+  if (text == "token") return ActGranularity::Token;
+  if (text == "tensor") return ActGranularity::Tensor;
+  throw input_error(where, "token or tensor", "\"" + text + "\"");
+}
 
 Recipe load_recipe(const std::filesystem::path& path) {
   YAML::Node root;
@@ -189,10 +249,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (!root.IsMap()) throw input_error(where, "a mapping of recipe keys", "another YAML type");
   check_keys(root, kTopKeys, where);
   Recipe r;
-  if (root["method"]) {
-    r.method = parse_method(scalar<std::string>(root["method"], where + ": method", "rtn, gptq or awq"),
-                            where + ": method");
-  }
+  if (root["method"])
+    r.method = parse_method(scalar<std::string>(root["method"], where + ": method", "a string"), where + ": method");
   if (root["scaling"]) {
     const auto s = scalar<std::string>(root["scaling"], where + ": scaling", "none or awq");
     if (s != "none" && s != "awq") throw input_error(where + ": scaling", "none or awq", "\"" + s + "\"");
@@ -215,16 +273,42 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (root["clip"]) read_clip(root["clip"], r.clip, where + ": clip");
   if (root["refit"]) r.refit = choice(root["refit"], where + ": refit", kRefits);
   if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
+  read_w8a8(root, r, where);
+  if (root["block"]) r.nf4.block_size = scalar<int>(root["block"], where + ": block", "an integer");
   r.validate();
   return r;
 }
 
+std::string recipe_title(const Recipe& r) {
+  std::ostringstream out;
+  out << method_name(r.method);
+  switch (r.method) {
+    case Method::W8A8:
+      if (r.smoothquant) out << " SmoothQuant alpha " << r.smoothquant->alpha << ",";
+      out << " int8 activations per " << act_granularity_name(r.act_granularity);
+      break;
+    case Method::Nf4: out << " (block " << r.nf4.block_size << ")"; break;
+    case Method::Rtn:
+    case Method::Gptq:
+    case Method::Awq: out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")"; break;
+  }
+  return out.str();
+}
+
 std::string recipe_to_yaml(const Recipe& r) {
   std::ostringstream out;
-  out << "method: " << method_name(r.method) << "\n"
-      << "bits: " << r.spec.bits << "\n"
-      << "group: " << granularity_text(r.spec) << "\n"
-      << "symmetric: " << (r.spec.symmetry == Symmetry::Symmetric ? "true" : "false") << "\n";
+  out << "method: " << method_name(r.method) << "\n";
+  if (r.method == Method::W8A8) {
+    if (r.smoothquant) out << "smoothquant: {alpha: " << r.smoothquant->alpha << "}\n";
+    out << "activations: {granularity: " << act_granularity_name(r.act_granularity)
+        << ", percentile: " << r.act_percentile << "}\n";
+  } else if (r.method == Method::Nf4) {
+    out << "block: " << r.nf4.block_size << "\n";
+  } else {
+    out << "bits: " << r.spec.bits << "\n"
+        << "group: " << granularity_text(r.spec) << "\n"
+        << "symmetric: " << (r.spec.symmetry == Symmetry::Symmetric ? "true" : "false") << "\n";
+  }
   if (r.method == Method::Gptq) {
     out << "act_order: " << (r.order == ColumnOrder::ActivationOrder ? "true" : "false") << "\n"
         << "static_groups: " << (r.group_grids == GroupGrids::Static ? "true" : "false") << "\n"

@@ -17,23 +17,35 @@
 //                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+ percentile: 0.999)
 //   refit: least_squares  # none | least_squares: scales refit under H after quantizing (algorithms/refit.hpp)
 //   calibration: {samples: 128, seqlen: 512, seed: 0}
+// W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
+//   method: w8a8
+//   smoothquant: {alpha: 0.5}                         # absent = naive W8A8
+//   activations: {granularity: token, percentile: 100}  # token (dynamic) | tensor (static)
+//   method: nf4
+//   block: 64             # weights per absmax (double-quantized in blocks of 256)
 #include <filesystem>
 #include <string>
 
+#include <optional>
+
 #include "algorithms/gptq.hpp"
-#include "pipeline/awq.hpp"
+#include "algorithms/nf4.hpp"
 #include "algorithms/refit.hpp"
+#include "algorithms/smoothquant.hpp"
+#include "calibrate/act_quant.hpp"
+#include "pipeline/awq.hpp"
 #include "pipeline/calib_data.hpp"
 
 namespace ptq {
 
-enum class Method { Rtn, Gptq, Awq };
+enum class Method { Rtn, Gptq, Awq, W8A8, Nf4 };
 // A weight transform searched before rounding (method awq implies Awq).
 enum class Scaling { None, Awq };
 
 std::string_view method_name(Method m);
-// "rtn" | "gptq" | "awq"; InputError naming `where` otherwise.
+// "rtn" -> Method::Rtn, ...; InputError naming `where` otherwise.
 Method parse_method(const std::string& name, const std::string& where);
+std::string method_names();  // "rtn, gptq, awq, w8a8, nf4"
 
 struct Recipe {
   Method method = Method::Gptq;
@@ -49,8 +61,13 @@ struct Recipe {
   ScaleRefit refit = ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
+  // w8a8 (spec is ignored: weights are int8 per output channel, symmetric).
+  std::optional<SmoothQuantConfig> smoothquant;  // migrate scales into the norms first; none = naive
+  ActGranularity act_granularity = ActGranularity::Token;
+  double act_percentile = 100.0;  // Tensor: scale from this percentile of |x| (100 = absmax)
+  Nf4Config nf4;                  // nf4 (spec is ignored)
 
-  bool needs_calibration() const { return method != Method::Rtn || refit != ScaleRefit::None; }
+  bool needs_calibration() const;
   bool uses_awq() const { return method == Method::Awq || scaling == Scaling::Awq; }
   // Whether the Linears' input statistics are gathered on the stream (GPTQ's
   // Hessians, or H for the scale refit).
@@ -62,6 +79,10 @@ struct Recipe {
   void validate() const;  // InputError naming the field
 };
 
+// One line naming the scheme, e.g. "gptq W4 (group 128)", "w8a8 SmoothQuant alpha 0.5,
+// int8 activations per token", "nf4 (block 64)" (model card titles).
+std::string recipe_title(const Recipe& recipe);
+
 // InputError naming the file and key on unknown keys or bad values.
 Recipe load_recipe(const std::filesystem::path& path);
 // The recipe as YAML, in the same keys load_recipe reads (recorded in outputs).
@@ -70,5 +91,7 @@ std::string recipe_to_yaml(const Recipe& recipe);
 // "128" -> Group/128, "channel", "tensor"; InputError otherwise.
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where);
 std::string granularity_text(const QuantSpec& spec);
+// "token" | "tensor"; InputError naming `where` otherwise.
+ActGranularity parse_act_granularity(const std::string& text, const std::string& where);
 
 }  // namespace ptq

@@ -67,9 +67,11 @@ std::vector<std::int32_t> pack_group(std::span<const Sequence> group,
 // `scores`. Only the rows that predict a continuation token (positions
 // context_len-1 .. length-2) go through the head, in one product.
 void score_group(const Model& model, BlockSource& blocks, std::span<const Sequence> group,
-                 std::span<const TokenizedItem> tokens, std::vector<ItemScore>& scores) {
+                 std::span<const TokenizedItem> tokens, const LinearInputTransform* transform,
+                 std::vector<ItemScore>& scores) {
   const int padded_len = group.front().length();
-  const RowMatrix hidden = final_hidden(model, blocks, pack_group(group, tokens, padded_len), padded_len);
+  const RowMatrix hidden = final_hidden(model, blocks, pack_group(group, tokens, padded_len), padded_len,
+                                        ForwardOptions{nullptr, transform, std::nullopt});
   std::vector<Eigen::Index> first_row(group.size() + 1, 0);
   for (std::size_t g = 0; g < group.size(); ++g) {
     first_row[g + 1] = first_row[g] + group[g].continuation_len;
@@ -161,7 +163,7 @@ std::vector<ItemScore> score_task(const Model& model, const Task& task,
   BlockSource blocks(model, config.resident_budget_bytes);
   std::size_t done = 0;
   for (std::span<const Sequence> group : group_by_length(seqs, config.batch_tokens)) {
-    score_group(model, blocks, group, tokens, scores);
+    score_group(model, blocks, group, tokens, config.input_transform, scores);
     done += group.size();
     if (progress) progress(done, seqs.size());
   }
@@ -205,7 +207,9 @@ TaskResult evaluate_task(const Model& model, const Model* reference, const Token
   const std::vector<TokenizedItem> tokens = tokenize_task(task, tokenizer);
   std::vector<ItemScore> scores = score_task(model, task, tokens, config, progress);
   if (!reference) return summarize_task(task, std::move(scores));
-  const std::vector<ItemScore> ref_scores = score_task(*reference, task, tokens, config, progress);
+  TaskEvalConfig ref_config = config;
+  ref_config.input_transform = nullptr;
+  const std::vector<ItemScore> ref_scores = score_task(*reference, task, tokens, ref_config, progress);
   return summarize_task(task, std::move(scores), &ref_scores);
 }
 

@@ -74,6 +74,10 @@ struct TaskEvalConfig {
   int batch_tokens = 8192;
   // All blocks' float32 weights stay resident when they fit this budget.
   std::size_t resident_budget_bytes = std::size_t{4} << 30;
+  // Applied to every Linear input of the scored model (evaluate_task: not the
+  // reference), e.g. simulated int8 activations; may be null. Per-row or
+  // per-element transforms only, so padding rows do not affect real ones.
+  const LinearInputTransform* input_transform = nullptr;
 
   void validate() const;  // InputError on a bad value
 };

@@ -10,6 +10,7 @@
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
 #include "io/tokenizer.hpp"
+#include "pipeline/act_quant_io.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval.hpp"
 #include "pipeline/progress.hpp"
@@ -23,6 +24,7 @@ struct EvalOptions {
   std::vector<std::string> task_files;
   int task_limit = 0;
   int threads = 0;
+  bool int8_activations = false;
   EvalConfig config;
 };
 
@@ -51,7 +53,8 @@ void print_task(const TaskResult& r) {
 }
 
 // Every task file in turn; the result is {"<task name>": task_json(...), ...}.
-nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference) {
+nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference,
+                         const LinearInputTransform* transform) {
   const Tokenizer tokenizer = Tokenizer::load(o.model);
   nlohmann::json results = nlohmann::json::object();
   for (const std::string& file : o.task_files) {
@@ -61,7 +64,9 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
                         "\"" + task.name + "\" again");
     }
     ProgressReporter progress("task " + task.name);
-    const TaskResult r = evaluate_task(model, reference, tokenizer, task, TaskEvalConfig{},
+    TaskEvalConfig config;
+    config.input_transform = transform;
+    const TaskResult r = evaluate_task(model, reference, tokenizer, task, config,
                                        [&](std::size_t done, std::size_t total) {
                                          progress.update(static_cast<long>(done),
                                                          static_cast<long>(total));
@@ -80,18 +85,29 @@ void run_eval(const EvalOptions& o) {
   }
   const ThreadScope threads(o.threads);
   const Model model = Model::open(o.model);
+  std::optional<Int8Activations> activations;
+  EvalConfig config = o.config;
+  if (auto scheme = load_activation_quant(o.model, model.num_layers())) {
+    std::fprintf(stderr, "simulating int8 activations (%s) recorded in %s/config.json\n",
+                 std::string(act_granularity_name(scheme->granularity)).c_str(), o.model.c_str());
+    activations.emplace(std::move(*scheme));
+  } else if (o.int8_activations) {
+    activations.emplace(ActivationQuant{});
+  }
+  if (activations) config.input_transform = &*activations;
   std::optional<Model> reference;
   if (!o.reference.empty()) reference.emplace(Model::open(o.reference));
   nlohmann::json j = nlohmann::json::object();
   if (perplexity) {
     const std::vector<std::int32_t> ids = eval_tokens(o);
     ProgressReporter progress("eval");
-    const EvalResult r = evaluate(model, ids, o.config, reference ? &*reference : nullptr,
+    const EvalResult r = evaluate(model, ids, config, reference ? &*reference : nullptr,
                                   [&](int done, int total) { progress.update(done, total); });
     print_result(r);
-    j = eval_json(r, o.config);
+    j = eval_json(r, config);
   }
-  if (!o.task_files.empty()) j["tasks"] = run_tasks(o, model, reference ? &*reference : nullptr);
+  if (!o.task_files.empty())
+    j["tasks"] = run_tasks(o, model, reference ? &*reference : nullptr, config.input_transform);
   if (!o.json_out.empty()) write_json_atomic(o.json_out, j);
 }
 
@@ -120,6 +136,8 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--json", options->json_out, "Write the result as JSON to this file");
   cmd->add_option("--threads", options->threads, "Threads for BLAS and TBB (0 = all cores)")
       ->capture_default_str();
+  cmd->add_flag("--int8-activations", options->int8_activations,
+               "Simulate int8 per-token activations at every Linear input (automatic for W8A8 outputs)");
   cmd->add_option("--reference", options->reference,
                   "Reference checkpoint: also report KL(reference || model) and top-1 agreement, "
                   "and task agreement with its choices");

@@ -14,9 +14,10 @@ namespace {
 struct QuantizeFlags {
   std::string model, out, recipe, method, group, scaling, load_scales;
   CalibFlags calib;
-  int bits = 4, threads = 0, batch_windows = 16, awq_search_windows = 16;
+  std::string act_granularity;
+  int bits = 4, threads = 0, batch_windows = 16, awq_search_windows = 16, nf4_block = 64;
   std::uint64_t stage_cache_mib = default_stage_cache_bytes >> 20;
-  double damp = 0.01;
+  double damp = 0.01, smoothquant = 0.5, act_percentile = 100.0;
   bool act_order = false, sym = false, no_awq_clip = false, static_groups = false, resume = false, dry_run = false;
 };
 
@@ -34,9 +35,13 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--act-order")) r.order = ColumnOrder::ActivationOrder;
   if (given("--static-groups")) r.group_grids = GroupGrids::Static;
   if (given("--damp")) r.damp = f.damp;
+  if (given("--smoothquant")) r.smoothquant = SmoothQuantConfig{f.smoothquant};
+  if (given("--act-granularity")) r.act_granularity = parse_act_granularity(f.act_granularity, "--act-granularity");
+  if (given("--act-percentile")) r.act_percentile = f.act_percentile;
+  if (given("--nf4-block")) r.nf4.block_size = f.nf4_block;
   apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
-    throw input_error("ptq quantize", "--recipe FILE or --method rtn|gptq|awq", "neither");
+    throw input_error("ptq quantize", "--recipe FILE or --method " + method_names(), "neither");
   r.validate();
   const bool replayed_rtn = !f.load_scales.empty() && r.method == Method::Awq;  // needs no activations
   if (r.needs_calibration() && r.sources.empty() && !replayed_rtn)
@@ -49,13 +54,12 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
 
 void add_quantize(CLI::App& app) {
   auto flags = std::make_shared<QuantizeFlags>();
-  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN, GPTQ or AWQ)");
+  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN, GPTQ, AWQ, W8A8, NF4)");
   auto& f = *flags;
   cmd->add_option("--model", f.model, "Hugging Face checkpoint folder")->required()->check(CLI::ExistingDirectory);
   cmd->add_option("--out", f.out, "Output folder (new or empty)")->required();
   cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")->check(CLI::ExistingFile);
-  cmd->add_option("--method", f.method, "rtn, gptq or awq (AWQ scales and clip, then RTN)")
-      ->check(CLI::IsMember({"rtn", "gptq", "awq"}));
+  cmd->add_option("--method", f.method, method_names() + " (awq: AWQ scales and clip, then RTN)");
   cmd->add_option("--scaling", f.scaling, "none or awq: fold AWQ scales (and clip) in before GPTQ")
       ->check(CLI::IsMember({"none", "awq"}));
   cmd->add_flag("--no-awq-clip", f.no_awq_clip, "AWQ: skip the clipping search");
@@ -69,6 +73,11 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--act-order", f.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
   cmd->add_flag("--static-groups", f.static_groups, "GPTQ: group grids from the original weights");
   cmd->add_option("--damp", f.damp, "GPTQ damping, fraction of the mean Hessian diagonal");
+  cmd->add_option("--smoothquant", f.smoothquant, "w8a8: SmoothQuant migration strength alpha in [0, 1]");
+  cmd->add_option("--act-granularity", f.act_granularity, "w8a8: int8 activations per token (dynamic) or tensor (static)")
+      ->check(CLI::IsMember({"token", "tensor"}));
+  cmd->add_option("--act-percentile", f.act_percentile, "w8a8 tensor: static scale from this percentile of |x|");
+  cmd->add_option("--nf4-block", f.nf4_block, "nf4: weights per absmax block");
   add_calib_flags(*cmd, f.calib);
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
