@@ -160,22 +160,13 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   return e;
 }
 
-std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProgress& progress) {
-  check_output_folder(job.out);
-  ThreadScope threads(job.threads);
-  const auto t0 = Clock::now();
-  const Model model = Model::open(job.model);
-  std::optional<CalibrationSet> calibration;
-  if (job.recipe.needs_calibration()) {
-    calibration = load_calibration(job.model, job.recipe.sources, job.recipe.calibration);
-    if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
-                                   std::to_string(job.recipe.calibration.seqlen) + " tokens");
-  }
-  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume, job.cache_budget_bytes};
-  const auto linears = quantize_blocks(model, job.recipe, calibration ? &*calibration : nullptr, options, progress);
-  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}};
-  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration ? &*calibration : nullptr,
-                                              linears, run, job.output);
+namespace {
+
+std::vector<std::string> write_output(const QuantizeJob& job, const std::vector<QuantizedLinear>& linears,
+                                      const CalibrationSet* calibration, std::optional<StatsMixRecord> from_stats,
+                                      Clock::time_point t0, const QuantizeProgress& progress) {
+  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}, std::move(from_stats)};
+  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration, linears, run, job.output);
   std::filesystem::remove_all(checkpoint_dir(job.out));
   if (progress.log) {
     for (const auto& w : warnings) progress.log("warning: " + w);
@@ -185,6 +176,28 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
     progress.log(line);
   }
   return warnings;
+}
+
+}  // namespace
+
+std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProgress& progress) {
+  check_output_folder(job.out);
+  ThreadScope threads(job.threads);
+  const auto t0 = Clock::now();
+  const Model model = Model::open(job.model);
+  if (!job.stats.empty()) {
+    auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
+    return write_output(job, r.linears, nullptr, std::move(r.record), t0, progress);
+  }
+  std::optional<CalibrationSet> calibration;
+  if (job.recipe.needs_calibration()) {
+    calibration = load_calibration(job.model, job.recipe.sources, job.recipe.calibration);
+    if (progress.log) progress.log("calibration: " + std::to_string(calibration->windows.size()) + " windows of " +
+                                   std::to_string(job.recipe.calibration.seqlen) + " tokens");
+  }
+  const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume, job.cache_budget_bytes};
+  const auto linears = quantize_blocks(model, job.recipe, calibration ? &*calibration : nullptr, options, progress);
+  return write_output(job, linears, calibration ? &*calibration : nullptr, std::nullopt, t0, progress);
 }
 
 }  // namespace ptq

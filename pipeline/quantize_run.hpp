@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/quantize_from_stats.hpp"
 #include "pipeline/quantized_output.hpp"
 #include "pipeline/recipe.hpp"
 
@@ -20,6 +21,10 @@ struct QuantizeJob {
   int batch_windows = 16;
   OutputOptions output;
   std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // QuantizeRunOptions::cache_budget_bytes
+  // Non-empty: Hessians from these `ptq calibrate` statistics, mixed by `mix`
+  // (pipeline/quantize_from_stats.hpp), instead of a sequential calibration run.
+  std::filesystem::path stats;
+  std::vector<MixWeight> mix;
 };
 
 struct QuantizeEstimate {
