@@ -7,6 +7,7 @@ import json
 import pathlib
 
 REFERENCE_ROW = "gptq-w3-g128-calib-mix70-30"
+EXACT_SHARE = 30  # domain share (%) of the 70/30 generic/domain mix run exactly
 SETS = ("generic", "domain")
 
 
@@ -62,9 +63,8 @@ def partial(results, reference):
     return False
 
 
-def markdown(args, shares, approx, exact, reference, svg_name):
+def markdown(args, shares, approx, exact, reference, is_partial):
     m = machine(args.work)
-    is_partial = partial(list(approx.values()) + [exact], reference)
     lines = [
         f"# Calibration mix sweep ({args.model})",
         "",
@@ -75,35 +75,31 @@ def markdown(args, shares, approx, exact, reference, svg_name):
         f"- command: `{m.get('command', '?')}`",
         f"- quantize flags: `{m.get('flags', '?')}`",
         "",
-        "Domain share s: the calibration mix is (100 − s) % generic and s % domain. *Approx* quantizes",
-        "from one `ptq calibrate` file of per-source float statistics over all 128 generic and all 128",
-        "domain windows (`ptq quantize --stats --mix g=100-s --mix d=s`, no forward pass); *exact 70/30*",
-        "is the sequential GPTQ run on the first 90 generic and 38 domain windows, like the reference's",
-        "mix row (docs/calibration.md explains the difference).",
+        "Domain share s: the calibration mix is (100 − s) % generic and s % domain (70/30 is s = 30).",
+        "*Approx* quantizes from one `ptq calibrate` file of per-source float statistics over all 128",
+        "generic and all 128 domain windows (`ptq quantize --stats --mix g=100-s --mix d=s`, no forward",
+        "pass); *exact 70/30* is the sequential GPTQ run on the first 90 generic and 38 domain windows,",
+        "like the reference's mix row (docs/calibration.md explains the difference).",
         "",
     ]
     if is_partial:
         lines += [f"**Partial evaluation** (--max-windows {m.get('max_windows', '?')}): the first windows only, "
                   "not comparable with the reference.", ""]
     lines += [
-        f"![generic and domain ppl against the domain share]({svg_name})",
+        f"![generic and domain ppl against the domain share]({args.svg_name})",
         "",
         "| run | generic ppl | generic KL | generic top-1 | domain ppl | domain KL | domain top-1 |",
         "|---|---|---|---|---|---|---|",
     ]
-    lines += [table_row(f"approx {s} % domain", approx[s]) for s in shares]
-    lines.append(table_row("exact 70/30 (sequential)", exact))
+    lines += [table_row(f"approx {100 - s}/{s} ({s} % domain)", approx[s]) for s in shares]
+    lines.append(table_row(f"exact 70/30 ({EXACT_SHARE} % domain, sequential)", exact))
     if reference:
         lines.append(table_row(f"reference `{REFERENCE_ROW}`", reference_as_result(reference)))
     lines += ["", "Approximate against exact at 70/30:", ""]
-    lines += difference_lines(approx.get(70, empty()), exact) if 70 in approx else \
-        ["- the share 70 was not in --shares"]
+    lines += difference_lines(approx[EXACT_SHARE], exact) if EXACT_SHARE in approx else \
+        [f"- the share {EXACT_SHARE} was not in --shares"]
     lines.append("")
     return "\n".join(lines)
-
-
-def empty():
-    return {s: None for s in SETS}
 
 
 def reference_as_result(reference):
@@ -128,9 +124,9 @@ def panel(s, x0, shares, approx, exact, reference):
     points = [(sh, ppl(approx[sh], s)) for sh in shares if ppl(approx[sh], s) is not None]
     marks = []
     if ppl(exact, s) is not None:
-        marks.append(("exact", 70, ppl(exact, s)))
+        marks.append(("exact", EXACT_SHARE, ppl(exact, s)))
     if reference:
-        marks.append(("reference", 70, reference[s]["ppl"]))
+        marks.append(("reference", EXACT_SHARE, reference[s]["ppl"]))
     values = [v for _, v in points] + [v for _, _, v in marks]
     out = [f'<text x="{x0 + PANEL_W / 2:.1f}" y="{MARGIN_T - 12}" text-anchor="middle" '
            f'font-weight="bold">{s} ppl</text>',
@@ -202,8 +198,10 @@ def main():
     exact = evals(args.work / "exact-70")
     references = load(args.fixtures / "goldens" / args.model / "reference_quantizers.json") or {}
     reference = references.get(REFERENCE_ROW)
-    args.out.write_text(markdown(args, shares, approx, exact, reference, args.svg_name))
-    args.svg.write_text(svg(args.model, shares, approx, exact, reference))
+    is_partial = partial(list(approx.values()) + [exact], reference)
+    args.out.write_text(markdown(args, shares, approx, exact, reference, is_partial))
+    # A partial evaluation's perplexities are of other tokens than the reference's: not plotted together.
+    args.svg.write_text(svg(args.model, shares, approx, exact, None if is_partial else reference))
 
 
 if __name__ == "__main__":
