@@ -96,6 +96,10 @@ ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const Quant
 // widest group. RTN has none of it.
 double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   if (!job.recipe.needs_calibration()) return 0.0;
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
+  // --stats: no activations; the statistics file is held whole (its size, uncompressed).
+  if (!job.stats.empty()) return double(std::filesystem::file_size(job.stats)) + hessian_bytes;
   const auto tokens = std::int64_t{job.recipe.calibration.samples} * job.recipe.calibration.seqlen;
   const StageCaches caches = stage_caches(c, tokens, job.cache_budget_bytes);
   double kept = 0.0;
@@ -103,11 +107,9 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
     kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
   if (caches.hidden == CachePolicy::keep)
     kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
-  const double widest = std::max(c.hidden_size, c.intermediate_size);
   const double batch_tokens = double(job.batch_windows) * job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
   const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
-  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
   return double(tokens) * c.hidden_size * 4 + kept + batch_bytes + hessian_bytes;
 }
 
@@ -124,6 +126,9 @@ double linear_flops(const ModelConfig& c, LinearInput input) {
 // add costs again) and of the XᵀX products and GPTQ itself.
 double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelSizes& m) {
   if (!job.recipe.needs_calibration()) return 0.0;
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  const double gptq = m.linear_params * widest * 2;
+  if (!job.stats.empty()) return gptq;  // no forward pass
   const auto seqlen = job.recipe.calibration.seqlen;
   const double tokens = double(job.recipe.calibration.samples) * seqlen;
   const double attention = 2.0 * seqlen * c.num_heads * c.head_dim;  // per token: causal QKᵀ and PV
@@ -134,9 +139,8 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   double xtx = 0.0;
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
-  const double widest = std::max(c.hidden_size, c.intermediate_size);
   const double per_block_token = attention + recomputed + xtx;
-  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + m.linear_params * widest * 2;
+  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq;
 }
 
 }  // namespace

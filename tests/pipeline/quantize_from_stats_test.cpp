@@ -109,6 +109,17 @@ TEST_F(QuantizeFromStats, CliMix70To30IsGptqOnTheHandMixedHessian) {
   EXPECT_NE(read_text(out / "run.json").find("\"calibration_stats\""), std::string::npos);
 }
 
+TEST_F(QuantizeFromStats, SameBytesWhateverTheThreadCount) {
+  for (const char* threads : {"1", "2"}) {
+    const auto [code, err] = quantize_cli("--method gptq --bits 3 --group 128 --stats " + stats_file().string() +
+                                              " --threads " + threads + " --out " + (*dir_ / "t").string() + threads,
+                                          *dir_);
+    ASSERT_EQ(code, 0) << err;
+  }
+  for (const char* file : {"quantized.h5", "model.safetensors", "README.md"})
+    EXPECT_EQ(read_text(*dir_ / "t1" / file), read_text(*dir_ / "t2" / file)) << file;
+}
+
 TEST_F(QuantizeFromStats, BadInputIsRefusedByName) {
   const std::string base = "--bits 3 --stats " + stats_file().string() + " --out " +
                            (*dir_ / "refused").string() + " ";
