@@ -41,6 +41,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
     if (given("--calib") || given("--calib-ids"))
       throw input_error("--stats", "cached statistics or --calib/--calib-ids, not both", "both");
     check_recipe_for_stats(r);
+    r.sources.clear();  // the statistics file replaces any sources the recipe names
     return r;
   }
   if (given("--mix")) throw input_error("--mix", "--stats FILE to mix from", "no --stats");
