@@ -158,6 +158,10 @@ CalibrationStats load_calibration_stats(const std::filesystem::path& path) {
     b = std::min(names.find(',', a), names.size());
     info.sources.push_back(names.substr(a, b - a));
   }
+  for (const auto& source : info.sources) {
+    const std::string g = "calibration/sources/" + source;
+    info.weights.push_back(in.has_attribute(g, "weight") ? in.float_attribute(g, "weight") : 1.0);
+  }
   info.samples = static_cast<int>(in.int_attribute("calibration", "samples"));
   info.seqlen = static_cast<int>(in.int_attribute("calibration", "seqlen"));
   info.seed = static_cast<std::uint64_t>(in.int_attribute("calibration", "seed"));

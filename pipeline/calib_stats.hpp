@@ -40,6 +40,7 @@ using BlockInputStats = std::array<std::vector<InputStats>, all_linear_inputs.si
 struct CalibStatsInfo {
   std::string source_model_hash;
   std::vector<std::string> sources;  // names, in CalibrationSet order
+  std::vector<double> weights;       // per source, as recorded (1 where the file records none)
   int samples = 0, seqlen = 0;
   std::uint64_t seed = 0;
 };

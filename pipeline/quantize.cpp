@@ -28,6 +28,8 @@ double seconds_since(Clock::time_point t0) {
 constexpr std::array<LinearInput, 4> kInputOrder = {LinearInput::attention_in, LinearInput::attention_out,
                                                     LinearInput::mlp_in, LinearInput::mlp_hidden};
 
+}  // namespace
+
 std::vector<LinearRole> roles_reading(LinearInput input) {
   std::vector<LinearRole> roles;
   for (const auto& spec : linear_specs)
@@ -35,26 +37,30 @@ std::vector<LinearRole> roles_reading(LinearInput input) {
   return roles;
 }
 
+// The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
+Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx) { return 2.0 * mean_xtx; }
+
 QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const RowMatrix& w,
-                                const InputStats* stats) {
+                                const Eigen::MatrixXd* hessian) {
   const auto t0 = Clock::now();
   QuantizedLinear q{layer, role, {}, {}, {}};
   q.report.layer = layer;
   q.report.role = role;
-  // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
-  const Eigen::MatrixXd h = stats != nullptr ? Eigen::MatrixXd(2.0 * stats->mean_xtx()) : Eigen::MatrixXd();
   if (recipe.method != Method::Gptq) {
     q.matrix = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
   } else {
-    PTQ_ASSERT(stats != nullptr);
-    GptqResult r = gptq_quantize(w, h, recipe.gptq_config());
+    PTQ_ASSERT(hessian != nullptr);
+    GptqResult r = gptq_quantize(w, *hessian, recipe.gptq_config());
     q.matrix = std::move(r.quantized);
     q.report.gptq_loss = r.loss;
     q.report.damping = r.damping;
     q.report.damping_retries = r.damping_retries;
     q.report.cholesky_failed = r.status == GptqStatus::CholeskyFailed;
   }
-  if (recipe.refit == ScaleRefit::LeastSquares) refit_scales(q.matrix, w, h);
+  if (recipe.refit == ScaleRefit::LeastSquares) {
+    PTQ_ASSERT(hessian != nullptr);
+    refit_scales(q.matrix, w, *hessian);
+  }
   q.report.weight_mse = weight_mse(w, q.matrix.dequantize());
   q.report.seconds = seconds_since(t0);
   return q;
@@ -69,6 +75,8 @@ void log_linear(const QuantizeProgress& progress, const LinearReport& r) {
   progress.log(line);
 }
 
+namespace {
+
 // One block being quantized: its float weights, replaced group by group by
 // their dequantized values, and the Linears quantized so far.
 struct BlockJob {
@@ -82,8 +90,10 @@ struct BlockJob {
 // for RTN), then swaps in their dequantized weights so that later groups'
 // inputs see them.
 void quantize_group(BlockJob& job, LinearInput input, const InputStats* stats) {
+  const Eigen::MatrixXd hessian = stats != nullptr ? gptq_hessian(stats->mean_xtx()) : Eigen::MatrixXd();
   for (LinearRole role : roles_reading(input)) {
-    job.out.push_back(quantize_linear(job.recipe, job.w.layer, role, job.w.weight(role), stats));
+    job.out.push_back(
+        quantize_linear(job.recipe, job.w.layer, role, job.w.weight(role), stats != nullptr ? &hessian : nullptr));
     job.w.weight(role) = job.out.back().dequantize();
     log_linear(job.progress, job.out.back().report);
   }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "algorithms/matrix.hpp"
 #include "algorithms/nf4.hpp"
 #include "algorithms/quantized_matrix.hpp"
 #include "calibrate/tensor_names.hpp"
@@ -46,6 +47,20 @@ struct QuantizedLinear {
 struct QuantizeProgress {
   std::function<void(const std::string&)> log;  // one line per event; may be empty
 };
+
+// The Linears of a block that read `input`, in execution order.
+std::vector<LinearRole> roles_reading(LinearInput input);
+
+// GPTQ's Hessian from an input's mean X^T X: the reference's 2/n X^T X.
+Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx);
+
+// Quantizes one Linear, w: [out, in]: RTN, or GPTQ with `hessian` [in, in]
+// (null for RTN). Every Linear of `ptq quantize` goes through here.
+QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const MatrixRM& w,
+                                const Eigen::MatrixXd* hessian);
+
+// One line per quantized Linear (weight MSE, GPTQ loss, seconds).
+void log_linear(const QuantizeProgress& progress, const LinearReport& report);
 
 // Whether a block stage's input (attention context, MLP hidden state) is kept
 // for all windows between its statistics and its residual add, or recomputed.

@@ -112,6 +112,10 @@ ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const Quant
 // widest group. RTN has none of it.
 double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   if (!job.recipe.needs_calibration()) return 0.0;
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
+  // --stats: no activations; the statistics file is held whole (its size, uncompressed).
+  if (!job.stats.empty()) return double(std::filesystem::file_size(job.stats)) + hessian_bytes;
   const auto tokens = std::int64_t{job.recipe.calibration.samples} * job.recipe.calibration.seqlen;
   const StageCaches caches = stage_caches(c, tokens, job.cache_budget_bytes);
   double kept = 0.0;
@@ -119,11 +123,9 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
     kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
   if (caches.hidden == CachePolicy::keep)
     kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
-  const double widest = std::max(c.hidden_size, c.intermediate_size);
   const double batch_tokens = double(job.batch_windows) * job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
   const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
-  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
   return double(tokens) * c.hidden_size * 4 + kept + batch_bytes + hessian_bytes;
 }
 
@@ -140,6 +142,9 @@ double linear_flops(const ModelConfig& c, LinearInput input) {
 // add costs again) and of the XᵀX products and GPTQ itself.
 double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelSizes& m) {
   if (!job.recipe.needs_calibration()) return 0.0;
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  const double gptq = m.linear_params * widest * 2;
+  if (!job.stats.empty()) return gptq;  // no forward pass
   const auto seqlen = job.recipe.calibration.seqlen;
   const double tokens = double(job.recipe.calibration.samples) * seqlen;
   const double attention = 2.0 * seqlen * c.num_heads * c.head_dim;  // per token: causal QKᵀ and PV
@@ -150,9 +155,8 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   double xtx = 0.0;
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
-  const double widest = std::max(c.hidden_size, c.intermediate_size);
   const double per_block_token = attention + recomputed + xtx;
-  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + m.linear_params * widest * 2;
+  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq;
 }
 
 }  // namespace
@@ -176,11 +180,38 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   return e;
 }
 
+namespace {
+
+std::vector<std::string> write_output(const QuantizeJob& job, const MethodOutput& result,
+                                      const CalibrationSet* calibration, std::optional<StatsMixRecord> from_stats,
+                                      Clock::time_point t0, const QuantizeProgress& progress) {
+  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}, std::move(from_stats)};
+  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration, result.linears, run,
+                                              job.output, result.extras);
+  std::filesystem::remove_all(checkpoint_dir(job.out));
+  if (progress.log) {
+    for (const auto& w : warnings) progress.log("warning: " + w);
+    char line[128];
+    std::snprintf(line, sizeof line, "done in %.1f s, peak RSS %.1f MiB",
+                  std::chrono::duration<double>(Clock::now() - t0).count(), peak_rss_bytes() / 1048576.0);
+    progress.log(line);
+  }
+  return warnings;
+}
+
+}  // namespace
+
 std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProgress& progress) {
   check_output_folder(job.out);
   ThreadScope threads(job.threads);
   const auto t0 = Clock::now();
   const Model model = Model::open(job.model);
+  MethodOutput result;
+  if (!job.stats.empty()) {
+    auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
+    result.linears = std::move(r.linears);
+    return write_output(job, result, nullptr, std::move(r.record), t0, progress);
+  }
   std::optional<std::vector<AwqBlock>> replay;
   if (!job.load_scales.empty()) replay = load_awq_scales(job.load_scales, model, job.recipe);
   std::optional<CalibrationSet> calibration;
@@ -190,7 +221,6 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
                                    std::to_string(job.recipe.calibration.seqlen) + " tokens");
   }
   const CalibrationSet* calib = calibration ? &*calibration : nullptr;
-  MethodOutput result;
   if (job.recipe.method == Method::W8A8) {
     result = quantize_w8a8(model, job.recipe, calib, job.batch_windows, progress);
   } else if (job.recipe.method == Method::Nf4) {
@@ -202,18 +232,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
     for (auto& norm : awq_folded_norms(model, result.extras.awq))
       result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});
   }
-  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}};
-  const auto warnings =
-      write_quantized_model(job.model, job.out, job.recipe, calib, result.linears, run, job.output, result.extras);
-  std::filesystem::remove_all(checkpoint_dir(job.out));
-  if (progress.log) {
-    for (const auto& w : warnings) progress.log("warning: " + w);
-    char line[128];
-    std::snprintf(line, sizeof line, "done in %.1f s, peak RSS %.1f MiB",
-                  std::chrono::duration<double>(Clock::now() - t0).count(), peak_rss_bytes() / 1048576.0);
-    progress.log(line);
-  }
-  return warnings;
+  return write_output(job, result, calib, std::nullopt, t0, progress);
 }
 
 }  // namespace ptq

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/quantize_from_stats.hpp"
 #include "pipeline/quantized_output.hpp"
 #include "pipeline/recipe.hpp"
 
@@ -22,6 +23,10 @@ struct QuantizeJob {
   std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // QuantizeRunOptions::cache_budget_bytes
   // A quantized.h5 whose awq/ group is applied instead of searching (recipe must use AWQ).
   std::filesystem::path load_scales;
+  // Non-empty: Hessians from these `ptq calibrate` statistics, mixed by `mix`
+  // (pipeline/quantize_from_stats.hpp), instead of a sequential calibration run.
+  std::filesystem::path stats;
+  std::vector<MixWeight> mix;
 };
 
 struct QuantizeEstimate {

@@ -134,8 +134,22 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   out.commit();
 }
 
+constexpr std::string_view kStatsApproximation =
+    "non-sequential approximation: each Linear's GPTQ Hessian is 2 x the weighted mix of the per-source mean "
+    "X^T X of the FLOAT model's activations (ptq calibrate), not of inputs from already-quantized earlier "
+    "blocks and Linears; the mix weights per-token averages, not window counts (docs/calibration.md)";
+
+void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
+  md << "## Calibration data (cached statistics)\n\nFrom `" << r.file.filename().string() << "`, "
+     << kStatsApproximation << ".\n\n| source | weight | tokens in the file |\n|---|---|---|\n";
+  for (std::size_t s = 0; s < r.sources.size(); ++s)
+    md << "| " << r.sources[s] << " | " << r.weights[s] << " | " << r.tokens[s] << " |\n";
+  md << "\n";
+}
+
 std::string model_card(const std::filesystem::path& source, const Recipe& recipe, const CalibrationSet* calibration,
-                       const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings) {
+                       const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings,
+                       const std::optional<StatsMixRecord>& from_stats) {
   std::ostringstream md;
   md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n"
      << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
@@ -156,6 +170,7 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
          << s.windows << " | " << s.content_hash << " |\n";
     md << "\n";
   }
+  if (from_stats) stats_card(md, *from_stats);
   md << "## Per-layer errors\n\n| layer | linear | weight MSE | GPTQ loss | damping retries |\n|---|---|---|---|---|\n";
   char row[160];
   for (const auto& q : linears) {
@@ -177,6 +192,13 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run, const 
   j["threads"] = run.threads;
   j["peak_rss_bytes"] = peak_rss_bytes();  // after the weights were written: the whole run
   j["warnings"] = run.warnings;
+  if (const auto& r = run.from_stats) {
+    auto& c = j["calibration_stats"];
+    c["file"] = r->file.string();
+    c["approximation"] = kStatsApproximation;
+    for (std::size_t s = 0; s < r->sources.size(); ++s)
+      c["sources"].push_back({{"name", r->sources[s]}, {"weight", r->weights[s]}, {"tokens", r->tokens[s]}});
+  }
   for (const auto& q : linears)
     j["linears"].push_back({{"layer", q.layer}, {"linear", linear_role_name(q.role)}, {"seconds", q.report.seconds}});
   write_text_atomic(path, j.dump(2) + "\n");
@@ -210,7 +232,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
   if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
-  write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings));
+  write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings, run.from_stats));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
   write_run_log(staging / "run.json", logged, linears);

@@ -12,6 +12,7 @@
 // The folder is assembled under "<out>.partial" and renamed when complete.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,10 +22,21 @@
 
 namespace ptq {
 
+// Hessians mixed from cached float statistics (`ptq quantize --stats`)
+// instead of a sequential calibration run: an approximation, said so in the
+// README and run.json.
+struct StatsMixRecord {
+  std::filesystem::path file;
+  std::vector<std::string> sources;
+  std::vector<double> weights;       // per source, as given (not normalised)
+  std::vector<std::int64_t> tokens;  // per source, in the file
+};
+
 struct RunInfo {
   double seconds = 0.0;
   int threads = 0;
   std::vector<std::string> warnings;
+  std::optional<StatsMixRecord> from_stats;
 };
 
 // A named vector saved under quantized.h5 (path below the root), e.g. "smoothquant/0/attention_in".

@@ -1,4 +1,5 @@
-// ptq quantize --model PATH (--recipe FILE | --method ... --bits ... --group ...) [--calib ...] --out PATH
+// ptq quantize --model PATH (--recipe FILE | --method ... --bits ... --group ...)
+//              [--calib ... | --stats FILE [--mix NAME=WEIGHT ...]] --out PATH
 #include <cstdio>
 #include <iostream>
 
@@ -12,7 +13,8 @@ namespace ptq::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, recipe, method, group, scaling, load_scales;
+  std::string model, out, recipe, method, group, scaling, load_scales, stats;
+  std::vector<std::string> mix;
   CalibFlags calib;
   std::string act_granularity;
   int bits = 4, threads = 0, batch_windows = 16, awq_search_windows = 16, nf4_block = 64;
@@ -43,6 +45,14 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (f.recipe.empty() && !given("--method"))
     throw input_error("ptq quantize", "--recipe FILE or --method " + method_names(), "neither");
   r.validate();
+  if (given("--stats")) {
+    if (given("--calib") || given("--calib-ids"))
+      throw input_error("--stats", "cached statistics or --calib/--calib-ids, not both", "both");
+    check_recipe_for_stats(r);
+    r.sources.clear();  // the statistics file replaces any sources the recipe names
+    return r;
+  }
+  if (given("--mix")) throw input_error("--mix", "--stats FILE to mix from", "no --stats");
   const bool replayed_rtn = !f.load_scales.empty() && r.method == Method::Awq;  // needs no activations
   if (r.needs_calibration() && r.sources.empty() && !replayed_rtn)
     throw input_error("ptq quantize", "calibration data for " + std::string(method_name(r.method)) +
@@ -79,6 +89,10 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--act-percentile", f.act_percentile, "w8a8 tensor: static scale from this percentile of |x|");
   cmd->add_option("--nf4-block", f.nf4_block, "nf4: weights per absmax block");
   add_calib_flags(*cmd, f.calib);
+  cmd->add_option("--stats", f.stats,
+                  "GPTQ from `ptq calibrate` statistics, no forward pass (float-activation approximation)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--mix", f.mix, "With --stats: source weight NAME=WEIGHT (repeatable; default: the file's weights)");
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->add_option("--stage-cache-mib", f.stage_cache_mib,
@@ -89,7 +103,8 @@ void add_quantize(CLI::App& app) {
   cmd->callback([flags, cmd] {
     const auto& f = *flags;
     QuantizeJob job{f.model, f.out, build_recipe(f, *cmd), f.threads, f.resume, f.batch_windows, {},
-                    f.stage_cache_mib << 20, f.load_scales};
+                    f.stage_cache_mib << 20, f.load_scales, f.stats, {}};
+    for (const auto& spec : f.mix) job.mix.push_back(parse_mix_spec(spec));
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();
       return;
