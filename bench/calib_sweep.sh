@@ -11,13 +11,15 @@
 #
 #   bench/calib_sweep.sh [--model small] [--flags "<ptq quantize flags>" | --recipe FILE]
 #       [--shares "0 30 50 70 100"] [--max-windows W] [--threads N] [--jobs J]
-#       [--ptq BINARY] [--fixtures DIR] [--work DIR] [--out FILE] [--report-only]
+#       [--ptq BINARY] [--fixtures DIR] [--work DIR] [--out FILE] [--no-kl] [--report-only]
 #
 # --flags default: "--method gptq --bits 3 --group 128"; --recipe FILE passes
 # "--recipe FILE" instead (calibration flags are the script's: do not put --calib in them).
 # Calibration and quantization run one at a time with N threads; the evaluations then
 # run J at a time with N / J threads each. --work keeps every run (model folders,
 # run.json, eval JSON, logs) under DIR/<model>/{stats.h5,approx-<s>,exact-70}/;
+# --no-kl evaluates perplexity only (no float reference run: half the evaluation time;
+# the KL and top-1 columns are then left blank).
 # --report-only writes the report from an existing DIR (e.g. copied back from another
 # machine). --max-windows W evaluates the first W windows only (a quick check; the
 # report says so and its numbers are not comparable with the reference).
@@ -36,6 +38,7 @@ fixtures=${PTQ_SHARED_DIR:-$root/../shared}/fixtures
 work=$root/build-release/calib-sweep
 out=$root/docs/bench/calib_sweep.md
 run=1
+reference_flags=()
 while [[ $# -gt 0 ]]; do
   case $1 in
     --model) model=$2; shift 2 ;;
@@ -49,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --fixtures) fixtures=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --no-kl) no_kl=1; shift ;;
     --report-only) run=0; shift ;;
     *) echo "calib_sweep.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
   esac
@@ -58,6 +62,7 @@ for s in $shares; do
 done
 
 goldens=$fixtures/goldens/$model
+[[ -n ${no_kl:-} ]] || reference_flags=(--reference "$fixtures/models/$model")
 dir=$work/$model
 
 # Both sources whole: weights 0.5 / 0.5 of 256 samples = 128 windows each.
@@ -82,7 +87,7 @@ quantize() {  # run-name extra-flags...
 
 evaluate() {  # run-name set
   local d=$dir/$1 s=$2
-  "$ptq" eval --model "$d/model" --reference "$fixtures/models/$model" --ids "$goldens/eval_$s.ids" \
+  "$ptq" eval --model "$d/model" "${reference_flags[@]}" --ids "$goldens/eval_$s.ids" \
     --max-windows "$max_windows" --threads $(( threads / jobs > 0 ? threads / jobs : 1 )) --json "$d/$s.json" \
     >"$d/eval_$s.log" 2>&1 || { echo "FAILED: eval $1 $s (see $d/eval_$s.log)" >&2; return 1; }
 }

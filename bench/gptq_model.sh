@@ -61,11 +61,11 @@ for m in $models; do
   t1=$(now)
   taskset -c "$cpus" "$python" "$root/bench/gptq_model_torch.py" --model "$model" --calib-ids "$calib" \
     --threads "$threads" --out "$data/$m-torch" >"$data/$m-torch.log" 2>&1
-  ptq_s=$(echo "$t1 - $t0" | bc -l)
+  ptq_s=$(awk -v a="$t1" -v b="$t0" 'BEGIN{print a - b}')
   torch_s=$(sed -n 's/^seconds //p' "$data/$m-torch.log")
   gptq_s=$(awk '/^layer /{for(i=1;i<=NF;i++) if($i~/^[0-9.]+s$/) t+=$i} END{print t+0}' "$data/$m-ptq.log")
   rows+=$(printf '| %s | %.1f | %.1f | %.2f | %.1f | %s | %s |' "$m" "$torch_s" "$ptq_s" \
-    "$(echo "$torch_s / $ptq_s" | bc -l)" "$gptq_s" "$(ppl "$data/$m-torch" "$m")" "$(ppl "$data/$m-ptq" "$m")")
+    "$(awk -v a="$torch_s" -v b="$ptq_s" 'BEGIN{print a / b}')" "$gptq_s" "$(ppl "$data/$m-torch" "$m")" "$(ppl "$data/$m-ptq" "$m")")
   rows+=$'\n'
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
