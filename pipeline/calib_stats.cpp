@@ -126,9 +126,7 @@ void collect_calibration_stats(const Model& model, const CalibrationSet& calibra
   out.set_attribute("/", "sources", joined_names(calibration));
   write_calibration_record(out, "calibration", calibration);
 
-  std::vector<std::int32_t> ids;
-  for (const auto& w : calibration.windows) ids.insert(ids.end(), w.ids.begin(), w.ids.end());
-  RowMatrix x = model.embed(ids);
+  RowMatrix x = embed_windows(model, calibration);
   for (int layer = 0; layer < model.num_layers(); ++layer) {
     BlockInputStats stats = empty_block_stats(model.config(), calibration.sources.size());
     SourceCollector collector(stats);

@@ -315,13 +315,13 @@ void log_caches(const QuantizeProgress& progress, const StageCaches& caches, con
   note("MLP hidden states", LinearInput::mlp_hidden, caches.hidden);
 }
 
-RowMatrix embed_windows(const Model& model, const CalibrationSet& calibration) {
+}  // namespace
+
+MatrixRM embed_windows(const Model& model, const CalibrationSet& calibration) {
   std::vector<std::int32_t> ids;
   for (const auto& w : calibration.windows) ids.insert(ids.end(), w.ids.begin(), w.ids.end());
   return model.embed(ids);
 }
-
-}  // namespace
 
 void QuantizeRunOptions::validate() const {
   if (batch_windows < 1)

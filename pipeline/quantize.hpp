@@ -91,6 +91,10 @@ struct QuantizeRunOptions {
   void validate() const;
 };
 
+// The embeddings of all calibration windows in window order: the residual
+// stream [windows * seqlen, hidden] that calibrated methods run block by block.
+MatrixRM embed_windows(const Model& model, const CalibrationSet& calibration);
+
 // Quantizes every Linear of every block. `calibration` may be null for RTN.
 std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& recipe,
                                              const CalibrationSet* calibration,

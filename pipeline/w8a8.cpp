@@ -131,11 +131,7 @@ MethodOutput quantize_w8a8(const Model& model, const Recipe& recipe, const Calib
   MethodOutput out;
   out.extras.activations = ActivationQuant{recipe.act_granularity, {}};
   RowMatrix x;
-  std::vector<std::int32_t> ids;
-  if (statistics) {
-    for (const auto& w : calibration->windows) ids.insert(ids.end(), w.ids.begin(), w.ids.end());
-    x = model.embed(ids);
-  }
+  if (statistics) x = embed_windows(model, *calibration);
   const int seq_len = statistics ? calibration->config.seqlen : 0;
   const bool sketch = tensor && recipe.act_percentile < 100.0;
   for (int layer = 0; layer < model.num_layers(); ++layer) {
