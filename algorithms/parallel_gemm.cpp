@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <mutex>
+#include <utility>
+#include <vector>
 
 #include "io/error.hpp"
 
@@ -61,20 +63,24 @@ void parallel_xtx_upper(const Eigen::Ref<const MatrixRM>& x, Eigen::MatrixXf& up
   // Row-major x is the column-major x^T [n, rows] with leading dimension ld.
   const auto rows = static_cast<int>(x.rows()), ld = static_cast<int>(x.outerStride());
   const auto ldc = static_cast<int>(n);
-  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, tiles(n, syrk_tile_cols), 1),
-                    [&](const tbb::blocked_range<Eigen::Index>& r) {
-    for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
-      // Columns [j0, j0 + w) of the upper triangle: rows above the diagonal
-      // block by GEMM, the diagonal block by SYRK.
-      const Eigen::Index j0 = t * syrk_tile_cols;
-      const auto w = static_cast<int>(std::min(syrk_tile_cols, n - j0));
-      float* column = upper.data() + j0 * n;
-      if (j0 > 0) {
-        cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, static_cast<int>(j0), w, rows, 1.0f,
-                    x.data(), ld, x.data() + j0, ld, 0.0f, column, ldc);
-      }
-      cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, w, rows, 1.0f, x.data() + j0, ld, 0.0f,
-                  column + j0, ldc);
+  // The upper triangle in square tiles (row tile i <= column tile j), one task
+  // each: a diagonal tile by SYRK, the others by GEMM. Equal-sized tasks keep
+  // two threads busy even at n = 512 (column strips would not: their work
+  // grows with the column index).
+  const Eigen::Index t = tiles(n, syrk_tile_cols);
+  std::vector<std::pair<Eigen::Index, Eigen::Index>> tasks;
+  for (Eigen::Index j = 0; j < t; ++j)
+    for (Eigen::Index i = 0; i <= j; ++i) tasks.emplace_back(i, j);
+  tbb::parallel_for(std::size_t{0}, tasks.size(), [&](std::size_t k) {
+    const Eigen::Index i0 = tasks[k].first * syrk_tile_cols, j0 = tasks[k].second * syrk_tile_cols;
+    const auto h = static_cast<int>(std::min(syrk_tile_cols, n - i0));
+    const auto w = static_cast<int>(std::min(syrk_tile_cols, n - j0));
+    float* c = upper.data() + j0 * n + i0;
+    if (i0 == j0) {
+      cblas_ssyrk(CblasColMajor, CblasUpper, CblasNoTrans, w, rows, 1.0f, x.data() + j0, ld, 0.0f, c, ldc);
+    } else {
+      cblas_sgemm(CblasColMajor, CblasNoTrans, CblasTrans, h, w, rows, 1.0f, x.data() + i0, ld,
+                  x.data() + j0, ld, 0.0f, c, ldc);
     }
   });
 }

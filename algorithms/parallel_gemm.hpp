@@ -35,7 +35,7 @@ inline constexpr Eigen::Index gemm_tile_rows = 128;
 inline constexpr Eigen::Index gemm_tile_cols = 1024;
 
 // The upper triangle of x^T x into `upper` ([n, n], column-major; the strictly
-// lower triangle is left untouched), x: [rows, n] row-major. Fixed column
+// lower triangle is left untouched), x: [rows, n] row-major. Fixed square
 // tiles of syrk_tile_cols, each computed by single-threaded BLAS, in parallel.
 void parallel_xtx_upper(const Eigen::Ref<const MatrixRM>& x, Eigen::MatrixXf& upper);
 

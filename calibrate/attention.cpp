@@ -21,15 +21,10 @@ constexpr int query_tile = 128;
 // Softmax of row `r` of a tile whose columns are keys 0..cols-1; keys after
 // `last_key` are masked to probability 0.
 void masked_softmax_row(float* row, int cols, int last_key) {
-  float peak = row[0];
-  for (int j = 1; j <= last_key; ++j) peak = std::max(peak, row[j]);
-  float sum = 0.0f;
-  for (int j = 0; j <= last_key; ++j) {
-    row[j] = std::exp(row[j] - peak);
-    sum += row[j];
-  }
-  const float inv = 1.0f / sum;
-  for (int j = 0; j <= last_key; ++j) row[j] *= inv;
+  // Eigen's packet exp: several times faster than a scalar std::exp loop.
+  Eigen::Map<Eigen::ArrayXf> live(row, last_key + 1);
+  live = (live - live.maxCoeff()).exp();
+  live *= 1.0f / live.sum();
   std::fill(row + last_key + 1, row + cols, 0.0f);
 }
 

@@ -22,8 +22,9 @@ Eigen::VectorXd column_sum_sq(const MatrixRM& x) {
 }
 }  // namespace
 
-InputStats::InputStats(int in_features)
-    : absmax(Eigen::VectorXf::Zero(in_features)),
+InputStats::InputStats(int in_features, StatsContent content)
+    : content(content),
+      absmax(Eigen::VectorXf::Zero(in_features)),
       sum_sq(Eigen::VectorXd::Zero(in_features)),
       xtx(Eigen::MatrixXd::Zero(in_features, in_features)) {}
 
@@ -39,14 +40,15 @@ void InputStats::add(const MatrixRM& x) {
     xtx += partial.cast<double>();
   }
   xtx.triangularView<Eigen::StrictlyLower>() = xtx.transpose().triangularView<Eigen::StrictlyLower>();
+  tokens += x.rows();
+  if (content == StatsContent::hessian) return;
   absmax = absmax.cwiseMax(x.cwiseAbs().colwise().maxCoeff().transpose());
   sum_sq += column_sum_sq(x);
   magnitudes.add(std::span<const float>(x.data(), static_cast<std::size_t>(x.size())));
-  tokens += x.rows();
 }
 
 void InputStats::merge(const InputStats& other) {
-  PTQ_ASSERT(other.in_features() == in_features());
+  PTQ_ASSERT(other.in_features() == in_features() && other.content == content);
   tokens += other.tokens;
   absmax = absmax.cwiseMax(other.absmax);
   sum_sq += other.sum_sq;

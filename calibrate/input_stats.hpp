@@ -12,16 +12,22 @@
 
 namespace ptq {
 
+// What add() collects: everything, or only x^T x (and the token count). GPTQ
+// and the scale refit need only the Hessian; skipping the per-channel passes
+// and the quantile sketch saves serial work on every calibration batch.
+enum class StatsContent { full, hessian };
+
 struct InputStats {
   std::int64_t tokens = 0;
+  StatsContent content = StatsContent::full;
   Eigen::VectorXf absmax;     // [in] max |x| per input channel
   Eigen::VectorXd sum_sq;     // [in] sum of x^2 per channel, in double
   Eigen::MatrixXd xtx;        // [in, in] sum of x^T x, in double (GPTQ's Hessian up to 2/N)
   QuantileSketch magnitudes;  // all |x|, pooled over channels
 
   InputStats() = default;
-  explicit InputStats(int in_features);
-  int in_features() const { return static_cast<int>(absmax.size()); }
+  explicit InputStats(int in_features, StatsContent content = StatsContent::full);
+  int in_features() const { return static_cast<int>(xtx.rows()); }
 
   // x: [tokens, in]. The product x^T x is formed in float per call (one window
   // or batch) and accumulated in double, so the result depends only on the

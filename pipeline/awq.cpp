@@ -142,7 +142,7 @@ RowMatrix strided_windows(const RowMatrix& x, int seq_len, int wanted) {
 // mean over tokens and outputs of (x Dᵀ)² = tr(D G Dᵀ) / (tokens · out) with G = XᵀX,
 // so all tokens are covered at the cost of one Gram matrix.
 AwqLossFn linear_loss(const RowMatrix& w, const RowMatrix& x, const QuantSpec& spec) {
-  InputStats stats(static_cast<int>(x.cols()));
+  InputStats stats(static_cast<int>(x.cols()), StatsContent::hessian);
   stats.add(x);
   auto gram = std::make_shared<Eigen::MatrixXd>(stats.mean_xtx());
   return [gram, &w, spec](const VectorF& s) {

@@ -137,7 +137,7 @@ class GroupInput {
   LinearInput input() const { return input_; }
 
   InputStats stats() {
-    InputStats stats(features_);
+    InputStats stats(features_, StatsContent::hessian);
     for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
       RowMatrix in = compute_(b);
       stats.add(in);
@@ -264,12 +264,17 @@ std::string run_fingerprint(const Model& model, const Recipe& recipe, const Cali
   return h.hex();
 }
 
-void save_checkpoint(const std::filesystem::path& dir, int layer, const std::vector<QuantizedLinear>& block,
-                     const std::optional<AwqBlock>& awq, const RowMatrix* x, const std::string& fingerprint) {
+void save_block(const std::filesystem::path& dir, int layer, const std::vector<QuantizedLinear>& block,
+                const std::optional<AwqBlock>& awq) {
   H5Writer b(block_file(dir, layer));
   for (const auto& q : block) write_quantized_linear(b, q, true);
   if (awq) write_awq_block(b, *awq);
   b.commit();
+}
+
+// The point a resume starts from: after block `layer`, with the stream x there
+// (null when the method runs without activations).
+void save_activations(const std::filesystem::path& dir, int layer, const RowMatrix* x, const std::string& fingerprint) {
   H5Writer a(dir / "activations.h5");
   a.set_attribute("/", "fingerprint", fingerprint);
   a.set_attribute("/", "after_layer", std::int64_t{layer});
@@ -326,6 +331,8 @@ MatrixRM embed_windows(const Model& model, const CalibrationSet& calibration) {
 void QuantizeRunOptions::validate() const {
   if (batch_windows < 1)
     throw input_error("--batch-windows", "at least 1 window per batch", std::to_string(batch_windows));
+  if (!(activation_checkpoint_seconds >= 0.0))
+    throw input_error("--checkpoint-seconds", "a number of seconds >= 0", std::to_string(activation_checkpoint_seconds));
 }
 
 std::uint64_t stage_input_bytes(const ModelConfig& c, LinearInput input, std::int64_t tokens) {
@@ -372,10 +379,19 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
       first = load_checkpoint(options.checkpoint_dir, fingerprint, model, recipe, xp, out, options.awq_record);
     if (first > 0 && progress.log) progress.log("resuming after block " + std::to_string(first - 1));
   }
+  auto activations_saved = Clock::now();
   for (int layer = first; layer < model.num_layers(); ++layer) {
     std::optional<AwqBlock> awq;
     auto block = quantize_block(model, recipe, layer, sp, caches, options, awq, progress);
-    if (!options.checkpoint_dir.empty()) save_checkpoint(options.checkpoint_dir, layer, block, awq, xp, fingerprint);
+    if (!options.checkpoint_dir.empty()) {
+      save_block(options.checkpoint_dir, layer, block, awq);
+      const bool due = seconds_since(activations_saved) >= options.activation_checkpoint_seconds &&
+                       layer + 1 < model.num_layers();
+      if (xp == nullptr || due) {
+        save_activations(options.checkpoint_dir, layer, xp, fingerprint);
+        activations_saved = Clock::now();
+      }
+    }
     if (awq && options.awq_record != nullptr) options.awq_record->push_back(std::move(*awq));
     std::move(block.begin(), block.end(), std::back_inserter(out));
   }

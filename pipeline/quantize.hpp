@@ -88,6 +88,10 @@ struct QuantizeRunOptions {
   const std::vector<AwqBlock>* awq_replay = nullptr;
   std::vector<AwqBlock>* awq_record = nullptr;
   std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // see StageCaches
+  // The stream's activations (the large part of a checkpoint) are saved once at
+  // least this many seconds have passed since they last were (0: after every
+  // block); a resume recomputes the blocks after them. Never after the last block.
+  double activation_checkpoint_seconds = 0.0;
   void validate() const;
 };
 

@@ -226,8 +226,9 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   } else if (job.recipe.method == Method::Nf4) {
     result.linears = quantize_nf4(model, job.recipe, progress);
   } else {
-    const QuantizeRunOptions options{job.batch_windows, checkpoint_dir(job.out), job.resume,
-                                     replay ? &*replay : nullptr, &result.extras.awq, job.cache_budget_bytes};
+    const QuantizeRunOptions options{job.batch_windows,         checkpoint_dir(job.out), job.resume,
+                                     replay ? &*replay : nullptr, &result.extras.awq,     job.cache_budget_bytes,
+                                     job.checkpoint_seconds};
     result.linears = quantize_blocks(model, job.recipe, calib, options, progress);
     for (auto& norm : awq_folded_norms(model, result.extras.awq))
       result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});

@@ -21,6 +21,7 @@ struct QuantizeJob {
   int batch_windows = 16;
   OutputOptions output;
   std::uint64_t cache_budget_bytes = default_stage_cache_bytes;  // QuantizeRunOptions::cache_budget_bytes
+  double checkpoint_seconds = 60.0;  // QuantizeRunOptions::activation_checkpoint_seconds
   // A quantized.h5 whose awq/ group is applied instead of searching (recipe must use AWQ).
   std::filesystem::path load_scales;
   // Non-empty: Hessians from these `ptq calibrate` statistics, mixed by `mix`

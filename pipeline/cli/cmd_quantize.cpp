@@ -19,7 +19,7 @@ struct QuantizeFlags {
   std::string act_granularity;
   int bits = 4, threads = 0, batch_windows = 16, awq_search_windows = 16, nf4_block = 64;
   std::uint64_t stage_cache_mib = default_stage_cache_bytes >> 20;
-  double damp = 0.01, smoothquant = 0.5, act_percentile = 100.0;
+  double damp = 0.01, smoothquant = 0.5, act_percentile = 100.0, checkpoint_seconds = 60.0;
   bool act_order = false, sym = false, no_awq_clip = false, static_groups = false, resume = false, dry_run = false;
 };
 
@@ -99,11 +99,13 @@ void add_quantize(CLI::App& app) {
                   "Keep a block stage's input (attention context, MLP hidden state) for all windows up to this size; "
                   "larger ones are recomputed");
   cmd->add_flag("--resume", f.resume, "Continue an interrupted run from its per-block checkpoints");
+  cmd->add_option("--checkpoint-seconds", f.checkpoint_seconds,
+                  "Save the calibration activations for --resume at most this often (0 = after every block)");
   cmd->add_flag("--dry-run", f.dry_run, "Print the expected output size, peak memory and time; write nothing");
   cmd->callback([flags, cmd] {
     const auto& f = *flags;
     QuantizeJob job{f.model, f.out, build_recipe(f, *cmd), f.threads, f.resume, f.batch_windows, {},
-                    f.stage_cache_mib << 20, f.load_scales, f.stats, {}};
+                    f.stage_cache_mib << 20, f.checkpoint_seconds, f.load_scales, f.stats, {}};
     for (const auto& spec : f.mix) job.mix.push_back(parse_mix_spec(spec));
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();

@@ -126,6 +126,20 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   for (const char* f : {"model.safetensors", "quantized.h5", "README.md"})
     EXPECT_TRUE(read_bytes(dir / "full" / f) == read_bytes(dir / "resumed" / f)) << f;
 
+  // With activations saved rarely, an interruption before the first save resumes
+  // from block 0 (the saved blocks are recomputed) and still gives the same output.
+  QuantizeRunOptions sparse{16, dir / "ckpt_sparse", true};
+  sparse.activation_checkpoint_seconds = 1e9;
+  EXPECT_THROW(quantize_blocks(model, recipe, &calib, sparse, stop_at_block_2), Interrupted);
+  ASSERT_TRUE(std::filesystem::exists(dir / "ckpt_sparse" / "block_1.h5"));
+  ASSERT_FALSE(std::filesystem::exists(dir / "ckpt_sparse" / "activations.h5"));
+  log.clear();
+  const auto redone = quantize_blocks(model, recipe, &calib, sparse, {[&](const std::string& l) { log.push_back(l); }});
+  ASSERT_FALSE(log.empty());
+  EXPECT_EQ(log.front().rfind("layer 0 ", 0), 0u) << log.front();
+  write_output(model, recipe, calib, redone, dir / "redone");
+  EXPECT_TRUE(read_bytes(dir / "full" / "quantized.h5") == read_bytes(dir / "redone" / "quantized.h5"));
+
   // A checkpoint of another recipe is refused.
   Recipe other = recipe;
   other.damp = 0.02;
