@@ -32,8 +32,9 @@ SEQUENTIAL = [
     ["mlp.gate_proj", "mlp.up_proj"],
     ["mlp.down_proj"],
 ]
-# The configuration of `ptq quantize --method gptq --bits 4 --group 128` (damp 0.01, block 128).
-CONFIG = Config("w4-g128", bits=4, group_size=128, percdamp=0.01, block_size=128)
+# The configuration of `ptq quantize --method gptq --bits B --group 128` (damp 0.01, block 128).
+def config(bits):
+    return Config(f"w{bits}-g128", bits=bits, group_size=128, percdamp=0.01, block_size=128)
 
 
 class Hessian:
@@ -98,7 +99,7 @@ def run_layer(layer, inputs, kwargs):
     return [layer(x, **kwargs) for x in inputs]
 
 
-def quantize_group(layer, names, inputs, kwargs):
+def quantize_group(layer, names, inputs, kwargs, cfg):
     """Gathers the Hessians of `names` over all windows, then GPTQ-quantizes each Linear."""
     modules = {name: layer.get_submodule(name) for name in names}
     hessians = {name: Hessian(m.in_features) for name, m in modules.items()}
@@ -110,17 +111,17 @@ def quantize_group(layer, names, inputs, kwargs):
     for hook in hooks:
         hook.remove()
     for name, m in modules.items():
-        _, deq = gptq(m.weight.data, hessians[name].h, CONFIG)
+        _, deq = gptq(m.weight.data, hessians[name].h, cfg)
         m.weight.data = deq.to(m.weight.dtype)
 
 
 @torch.no_grad()
-def quantize_model(model, windows):
+def quantize_model(model, windows, cfg):
     inputs, kwargs = capture_layer0_inputs(model, windows)
     for index, layer in enumerate(model.model.layers):
         start = time.perf_counter()
         for names in SEQUENTIAL:
-            quantize_group(layer, names, inputs, kwargs)
+            quantize_group(layer, names, inputs, kwargs, cfg)
         inputs = run_layer(layer, inputs, kwargs)
         print(f"layer {index}: {time.perf_counter() - start:.2f} s", flush=True)
 
@@ -131,6 +132,7 @@ def main():
     parser.add_argument("--calib-ids", type=pathlib.Path, required=True, help="int32 [windows, seqlen]")
     parser.add_argument("--seqlen", type=int, default=512)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bits", type=int, default=4, help="weight bits (groups of 128, asymmetric)")
     parser.add_argument("--out", type=pathlib.Path, help="save the quantized model here (float16)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -143,7 +145,7 @@ def main():
     model.eval()
 
     start = time.perf_counter()
-    quantize_model(model, windows)
+    quantize_model(model, windows, config(args.bits))
     seconds = time.perf_counter() - start
     print(f"seconds {seconds:.3f}", flush=True)
 
