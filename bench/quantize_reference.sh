@@ -70,6 +70,9 @@ declare -A recipe=(
   [w4-g128-best]="--recipe $root/recipes/w4-g128-best.yaml --calib-ids @/calib_generic.ids"
   [w3-g128-best]="--recipe $root/recipes/w3-g128-best.yaml --calib-ids @/calib_generic.ids"
   [w4-pc-best]="--recipe $root/recipes/w4-pc-best.yaml --calib-ids @/calib_generic.ids"
+  # Issue 5: SmoothQuant's scales folded in, then GPTQ rounding; no reference row.
+  [gptq-smoothquant-w4-g128]="--recipe $root/recipes/gptq-smoothquant-w4-g128.yaml --calib-ids @/calib_generic.ids"
+  [gptq-smoothquant-a0.2-w4-g128]="--recipe $root/recipes/gptq-smoothquant-w4-g128.yaml --smoothquant 0.2 --calib-ids @/calib_generic.ids"
   [w8a8-naive]="--method w8a8"
   [w8a8-smoothquant-a0.5]="--method w8a8 --smoothquant 0.5 --calib-ids @/calib_generic.ids"
   [w8a8-smoothquant-a0.8]="--method w8a8 --smoothquant 0.8 --calib-ids @/calib_generic.ids"
@@ -79,7 +82,8 @@ declare -A recipe=(
 all_rows="rtn-w8-pc rtn-w4-pc rtn-w4-g128 rtn-w3-g128 gptq-w4-pc gptq-w4-pc-actorder gptq-w4-g128
   gptq-w4-g128-sym gptq-w3-g128 gptq-w3-g128-actorder gptq-w3-g128-calib-domain
   gptq-w3-g128-calib-mix70-30 gptq-w4-pc-calib-domain gptq-w4-pc-calib-mix70-30 awq-w4-g128 awq-w3-g128
-  w8a8-naive w8a8-smoothquant-a0.5 w8a8-smoothquant-a0.8 nf4-b64 rtn-w4-g64 w4-g128-best w3-g128-best w4-pc-best"
+  w8a8-naive w8a8-smoothquant-a0.5 w8a8-smoothquant-a0.8 nf4-b64 rtn-w4-g64 w4-g128-best w3-g128-best w4-pc-best
+  gptq-smoothquant-w4-g128 gptq-smoothquant-a0.2-w4-g128"
 rows=${rows:-$all_rows}
 for r in $rows; do
   [[ -n ${recipe[$r]:-} ]] || { echo "quantize_reference.sh: unknown row $r" >&2; exit 2; }

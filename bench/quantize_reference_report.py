@@ -88,7 +88,8 @@ def main():
             "Protocol and reference numbers: shared/fixtures/PROTOCOL.md, \"Reference quantizers\";",
             "reference values from `goldens/<model>/reference_quantizers.json`.", "",
             "- Pass (generic ppl): RTN within ±0.2 % of the reference; GPTQ at most reference + 0.3 %;",
-            "  W8A8 at most reference + 0.1 %. nf4-b64 and rtn-w4-g64 have no reference row.",
+            "  W8A8 at most reference + 0.1 %. nf4-b64, rtn-w4-g64, the *-best and gptq-smoothquant-* rows\n"
+            "  have no reference row.",
             "- ptq s: `seconds` of the output's run.json (load, calibration forward, quantization,",
             "  writing); ref s: the reference's seconds on one H100 (including a slow driver).", "",
             "Runs:", ""]

@@ -200,6 +200,24 @@ RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed) {
   return gate;
 }
 
+void forward_windows(const ModelConfig& config, const BlockWeights& w, RowMatrix& x, const WindowWalk& walk,
+                     LinearObserver* observer, bool advance,
+                     const std::function<void(int first_window, int windows)>& on_batch) {
+  PTQ_ASSERT(walk.seq_len > 0 && walk.batch_windows > 0 && x.rows() % walk.seq_len == 0);
+  const auto n = static_cast<int>(x.rows() / walk.seq_len);
+  for (int first = 0; first < n;) {
+    int last = first + 1;
+    while (last < n && last - first < walk.batch_windows && !(walk.splits_before && walk.splits_before(last))) ++last;
+    if (on_batch) on_batch(first, last - first);
+    const auto r0 = static_cast<Eigen::Index>(first) * walk.seq_len;
+    const auto rows = static_cast<Eigen::Index>(last - first) * walk.seq_len;
+    Activations act{x.middleRows(r0, rows), walk.seq_len};
+    block_forward(config, w, act, ForwardOptions{observer, nullptr, std::nullopt});
+    if (advance) x.middleRows(r0, rows) = act.x;
+    first = last;
+  }
+}
+
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,
                    const ForwardOptions& options) {
   PTQ_ASSERT(act.seq_len > 0 && act.x.rows() % act.seq_len == 0);

@@ -3,6 +3,7 @@
 // calibration and quantization stages plug into.
 #include <Eigen/Core>
 #include <array>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -87,5 +88,23 @@ RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed);
 // Runs block `w` over `act` in place (residual stream in, residual stream out).
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,
                    const ForwardOptions& options = {});
+
+// How forward_windows walks a stream of windows: `batch_windows` whole windows at
+// a time, in window order, so that observers accumulate in a fixed order whatever
+// the thread count. A batch also ends before any window where `splits_before`
+// (optional) is true, e.g. where the calibration source changes.
+struct WindowWalk {
+  int seq_len = 0;
+  int batch_windows = 16;
+  std::function<bool(int window)> splits_before;
+};
+
+// Runs block `w` over every window of x ([windows * seq_len, hidden]), batch by
+// batch: `on_batch(first_window, windows)` (optional) is called, then `observer`
+// (may be null) sees the batch's Linear inputs. With `advance`, x becomes the
+// block's output; otherwise x is left unchanged.
+void forward_windows(const ModelConfig& config, const BlockWeights& w, RowMatrix& x, const WindowWalk& walk,
+                     LinearObserver* observer, bool advance,
+                     const std::function<void(int first_window, int windows)>& on_batch = {});
 
 }  // namespace ptq

@@ -69,14 +69,8 @@ FeatureCache cache_features(const ModelConfig& config, const BlockWeights& w, Ro
   FeatureCache cache;
   for (LinearRole role : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     cache.features[index_of(linear_spec(role).input)].resize(x.rows(), linear_in_features(config, role));
-  const Eigen::Index rows_per_batch = static_cast<Eigen::Index>(batch) * seq_len;
-  for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += rows_per_batch) {
-    const Eigen::Index rows = std::min(rows_per_batch, x.rows() - r0);
-    cache.row0 = r0;
-    Activations act{x.middleRows(r0, rows), seq_len};
-    block_forward(config, w, act, ForwardOptions{&cache, nullptr, std::nullopt});
-    x.middleRows(r0, rows) = act.x;
-  }
+  forward_windows(config, w, x, {seq_len, batch, {}}, &cache, true,
+                  [&](int first, int) { cache.row0 = static_cast<Eigen::Index>(first) * seq_len; });
   return cache;
 }
 

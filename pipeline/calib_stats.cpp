@@ -62,19 +62,11 @@ BlockInputStats empty_block_stats(const ModelConfig& config, std::size_t sources
 // windows of one source (window order, so sums accumulate in a fixed order).
 void run_block_by_source(const ModelConfig& config, const BlockWeights& w, const CalibrationSet& set,
                          RowMatrix& x, int batch_windows, SourceCollector& collector) {
-  const int seq_len = set.config.seqlen;
-  const auto n = static_cast<int>(set.windows.size());
-  for (int first = 0; first < n;) {
-    int last = first + 1;
-    while (last < n && last - first < batch_windows && set.windows[last].source == set.windows[first].source)
-      ++last;
-    collector.set_source(set.windows[first].source);
-    const auto r0 = static_cast<Eigen::Index>(first) * seq_len, rows = static_cast<Eigen::Index>(last - first) * seq_len;
-    Activations act{x.middleRows(r0, rows), seq_len};
-    block_forward(config, w, act, ForwardOptions{&collector, nullptr, std::nullopt});
-    x.middleRows(r0, rows) = act.x;
-    first = last;
-  }
+  const auto source_changes = [&](int window) {
+    return set.windows[static_cast<std::size_t>(window)].source != set.windows[static_cast<std::size_t>(window) - 1].source;
+  };
+  forward_windows(config, w, x, {set.config.seqlen, batch_windows, source_changes}, &collector, true,
+                  [&](int first, int) { collector.set_source(set.windows[static_cast<std::size_t>(first)].source); });
 }
 
 void write_stats(H5Writer& out, const std::string& group, const InputStats& s) {

@@ -12,6 +12,7 @@
 #include "io/hash.hpp"
 #include "pipeline/awq.hpp"
 #include "pipeline/quantized_store.hpp"
+#include "pipeline/smoothing.hpp"
 
 namespace ptq {
 
@@ -201,15 +202,19 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s, const S
   hidden.add_projection(w, LinearRole::down);
 }
 
-// AWQ before rounding: the block's scales and clips (searched on the block input
-// x, or replayed), folded into w. Method awq searches on the float model's stream,
-// so x advances to the float block's output; otherwise x is left as it is.
-AwqBlock awq_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w, Stream* stream,
-                  const QuantizeRunOptions& options) {
+// Scaling before rounding: the block's AWQ scales and clips or SmoothQuant scales
+// (from the block input x, or replayed), folded into w. Without statistics of the
+// quantized block (method awq, RTN), the stream advances through the float block
+// here; otherwise x is left as it is.
+AwqBlock scaling_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w, Stream* stream,
+                      const QuantizeRunOptions& options) {
   AwqBlock awq;
   if (options.awq_replay != nullptr) {
     awq = options.awq_replay->at(static_cast<std::size_t>(w.layer));
-  } else if (recipe.method == Method::Awq) {
+  } else if (recipe.scaling == Scaling::SmoothQuant) {
+    awq = smoothquant_block(config, w, stream->x, stream->seq_len, stream->batch_windows, *recipe.smoothquant,
+                            !recipe.needs_statistics());
+  } else if (recipe.method == Method::Awq || !recipe.needs_statistics()) {
     awq = awq_search_block(config, w, stream->x, stream->seq_len, recipe.awq_options(stream->batch_windows));
   } else {
     RowMatrix copy = stream->x;
@@ -223,21 +228,22 @@ void log_awq(const QuantizeProgress& progress, int layer, const AwqBlock& awq) {
   if (!progress.log) return;
   for (const AwqScaleGroup& g : awq.scales) {
     char line[160];
-    std::snprintf(line, sizeof line, "layer %d awq scales after %-19s ratio %.2f  output error %.4g", layer,
+    std::snprintf(line, sizeof line, "layer %d scales after %-19s ratio %.2f  output error %.4g", layer,
                   std::string(awq_prev_name(g.prev)).c_str(), g.ratio, g.loss);
     progress.log(line);
   }
 }
 
-// Loads block `layer`, applies AWQ when the recipe asks for it, and quantizes
-// its Linears; with statistics (GPTQ, refit) the stream advances through the
-// quantized block (method awq's search advances it through the float block).
+// Loads block `layer`, folds in scales when the recipe asks for them, and
+// quantizes its Linears; with statistics (GPTQ, refit) the stream advances
+// through the quantized block (otherwise the scaling step advances it through
+// the float block).
 std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, Stream* stream,
                                             const StageCaches& caches, const QuantizeRunOptions& options,
                                             std::optional<AwqBlock>& awq, const QuantizeProgress& progress) {
   BlockJob job{recipe, model.load_block(layer), progress, {}};
-  if (recipe.uses_awq()) {
-    awq = awq_step(model.config(), recipe, job.w, stream, options);
+  if (recipe.folds_scales()) {
+    awq = scaling_step(model.config(), recipe, job.w, stream, options);
     log_awq(progress, layer, *awq);
   }
   if (recipe.needs_statistics()) {
@@ -300,7 +306,7 @@ int load_checkpoint(const std::filesystem::path& dir, const std::string& fingerp
   for (int layer = 0; layer <= last; ++layer) {
     H5Reader b(block_file(dir, layer));
     for (LinearRole role : all_linear_roles) done.push_back(read_quantized_linear(b, layer, role));
-    if (recipe.uses_awq() && awq_done != nullptr)
+    if (recipe.folds_scales() && awq_done != nullptr)
       awq_done->push_back(read_awq_block(b, layer, model.config(), recipe.spec));
   }
   return last + 1;
@@ -356,7 +362,7 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
     throw input_error("AWQ scales to replay", std::to_string(model.num_layers()) + " layers",
                       std::to_string(options.awq_replay->size()));
   // Replayed AWQ with RTN needs no activations.
-  const bool calibrated = recipe.needs_statistics() || (recipe.uses_awq() && options.awq_replay == nullptr);
+  const bool calibrated = recipe.needs_statistics() || (recipe.folds_scales() && options.awq_replay == nullptr);
   if (calibrated && (calibration == nullptr || calibration->windows.empty()))
     throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
   RowMatrix x;

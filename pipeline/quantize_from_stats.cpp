@@ -85,9 +85,9 @@ void check_stats_fit(const CalibrationStats& stats, const Model& model, const st
 }
 
 void check_recipe_for_stats(const Recipe& recipe) {
-  if (recipe.uses_awq())
-    throw input_error("--stats", "a recipe without AWQ (its search needs the activations themselves)",
-                      "AWQ scaling");
+  if (recipe.folds_scales())
+    throw input_error("--stats", "a recipe without scaling (its search needs the activations themselves)",
+                      std::string(scaling_name(recipe.uses_awq() ? Scaling::Awq : recipe.scaling)) + " scaling");
   switch (recipe.method) {
     case Method::Gptq: return;
     case Method::Rtn:

@@ -46,9 +46,10 @@ double measured_gflops() {
 
 // The AWQ blocks of every layer stored in `path` (a quantized.h5).
 std::vector<AwqBlock> load_awq_scales(const std::filesystem::path& path, const Model& model, const Recipe& recipe) {
-  if (!recipe.uses_awq())
-    throw input_error("--load-scales " + path.string(), "a recipe with method awq or scaling awq",
-                      "method " + std::string(method_name(recipe.method)) + " without AWQ scaling");
+  if (!recipe.folds_scales())
+    throw input_error("--load-scales " + path.string(),
+                      "a recipe that folds scales (method awq, scaling awq or smoothquant, w8a8 with smoothquant)",
+                      "method " + std::string(method_name(recipe.method)) + " without scaling");
   if (!std::filesystem::is_regular_file(path))
     throw input_error("--load-scales " + path.string(), "a quantized.h5 file", "no such file");
   const H5Reader in(path);
@@ -222,7 +223,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   }
   const CalibrationSet* calib = calibration ? &*calibration : nullptr;
   if (job.recipe.method == Method::W8A8) {
-    result = quantize_w8a8(model, job.recipe, calib, job.batch_windows, progress);
+    result = quantize_w8a8(model, job.recipe, calib, job.batch_windows, replay ? &*replay : nullptr, progress);
   } else if (job.recipe.method == Method::Nf4) {
     result.linears = quantize_nf4(model, job.recipe, progress);
   } else {
@@ -230,9 +231,9 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
                                      replay ? &*replay : nullptr, &result.extras.awq,     job.cache_budget_bytes,
                                      job.checkpoint_seconds};
     result.linears = quantize_blocks(model, job.recipe, calib, options, progress);
-    for (auto& norm : awq_folded_norms(model, result.extras.awq))
-      result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});
   }
+  for (auto& norm : awq_folded_norms(model, result.extras.awq))
+    result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});
   return write_output(job, result, calib, std::nullopt, t0, progress);
 }
 

@@ -129,8 +129,6 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   for (const auto& q : linears) write_quantized_linear(out, q, false);
   for (const auto& block : extras.awq) write_awq_block(out, block);
   if (extras.activations) write_activation_scales(out, *extras.activations);
-  for (const auto& v : extras.search)
-    out.write<float>(v.path, v.values, {static_cast<std::int64_t>(v.values.size())});
   out.commit();
 }
 

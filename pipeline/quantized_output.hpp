@@ -39,12 +39,6 @@ struct RunInfo {
   std::optional<StatsMixRecord> from_stats;
 };
 
-// A named vector saved under quantized.h5 (path below the root), e.g. "smoothquant/0/attention_in".
-struct SavedVector {
-  std::string path;
-  std::vector<float> values;
-};
-
 // A float tensor of the source that a method rewrites (norms that SmoothQuant or
 // AWQ scales fold into); written as float32, since rounding it to float16 would
 // undo part of the fold's invariance.
@@ -58,8 +52,9 @@ struct ReplacedTensor {
 struct ModelExtras {
   std::vector<ReplacedTensor> tensors;
   std::optional<ActivationQuant> activations;
-  std::vector<SavedVector> search;  // search results (e.g. smoothing scales) stored in quantized.h5
-  std::vector<AwqBlock> awq;        // AWQ blocks applied (recipe.uses_awq()), saved under awq/
+  // Scales folded in before rounding (recipe.folds_scales(): AWQ's scales and
+  // clips, or SmoothQuant's scales), saved under awq/ and replayed by --load-scales.
+  std::vector<AwqBlock> awq;
 };
 
 struct OutputOptions {

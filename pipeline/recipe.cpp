@@ -22,7 +22,23 @@ constexpr std::array<MethodName, 5> kMethods = {{{Method::Rtn, "rtn"},
                                                 {Method::W8A8, "w8a8"},
                                                 {Method::Nf4, "nf4"}}};
 
+constexpr std::array<std::pair<Scaling, std::string_view>, 3> kScalings = {
+    {{Scaling::None, "none"}, {Scaling::Awq, "awq"}, {Scaling::SmoothQuant, "smoothquant"}}};
+constexpr const char* kScalingNames = "none, awq or smoothquant";
+
 }  // namespace
+
+std::string_view scaling_name(Scaling s) {
+  for (const auto& [value, name] : kScalings)
+    if (value == s) return name;
+  return "?";
+}
+
+Scaling parse_scaling(const std::string& name, const std::string& where) {
+  for (const auto& [value, text] : kScalings)
+    if (text == name) return value;
+  throw input_error(where, kScalingNames, "\"" + name + "\"");
+}
 
 std::string_view method_name(Method m) {
   for (const auto& e : kMethods)
@@ -44,7 +60,7 @@ Method parse_method(const std::string& name, const std::string& where) {
 
 bool Recipe::needs_calibration() const {
   switch (method) {
-    case Method::Rtn: return refit != ScaleRefit::None;
+    case Method::Rtn: return refit != ScaleRefit::None || scaling != Scaling::None;
     case Method::Nf4: return false;
     case Method::Gptq:
     case Method::Awq: return true;
@@ -92,6 +108,14 @@ void Recipe::validate() const {
     throw input_error("refit", "none with method awq (it searches on the float stream)", "least_squares");
   if (method == Method::Awq) quant_spec().validate();
   if (smoothquant) smoothquant->validate();
+  if (scaling != Scaling::None && method != Method::Rtn && method != Method::Gptq)
+    throw input_error("scaling", "none with method " + std::string(method_name(method)),
+                      std::string(scaling_name(scaling)));
+  if (scaling == Scaling::SmoothQuant && !smoothquant)
+    throw input_error("scaling", "smoothquant.alpha with scaling smoothquant", "no smoothquant key");
+  if (smoothquant && method != Method::W8A8 && scaling != Scaling::SmoothQuant)
+    throw input_error("smoothquant", "method w8a8 or scaling smoothquant",
+                      "method " + std::string(method_name(method)) + " with scaling " + std::string(scaling_name(scaling)));
   if (!(act_percentile > 0.0 && act_percentile <= 100.0))
     throw input_error("activations.percentile", "a number in (0, 100]", std::to_string(act_percentile));
   nf4.validate();
@@ -251,11 +275,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
   Recipe r;
   if (root["method"])
     r.method = parse_method(scalar<std::string>(root["method"], where + ": method", "a string"), where + ": method");
-  if (root["scaling"]) {
-    const auto s = scalar<std::string>(root["scaling"], where + ": scaling", "none or awq");
-    if (s != "none" && s != "awq") throw input_error(where + ": scaling", "none or awq", "\"" + s + "\"");
-    r.scaling = s == "awq" ? Scaling::Awq : Scaling::None;
-  }
+  if (root["scaling"])
+    r.scaling = parse_scaling(scalar<std::string>(root["scaling"], where + ": scaling", kScalingNames), where + ": scaling");
   if (root["awq_clip"] && !scalar<bool>(root["awq_clip"], where + ": awq_clip", "true or false"))
     r.awq_clip = AwqClipMode::None;
   if (root["awq_search_windows"])
@@ -274,6 +295,7 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (root["refit"]) r.refit = choice(root["refit"], where + ": refit", kRefits);
   if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
   read_w8a8(root, r, where);
+  if (r.scaling == Scaling::SmoothQuant && !r.smoothquant) r.smoothquant = SmoothQuantConfig{};
   if (root["block"]) r.nf4.block_size = scalar<int>(root["block"], where + ": block", "an integer");
   r.validate();
   return r;
@@ -298,8 +320,8 @@ std::string recipe_title(const Recipe& r) {
 std::string recipe_to_yaml(const Recipe& r) {
   std::ostringstream out;
   out << "method: " << method_name(r.method) << "\n";
+  if (r.smoothquant) out << "smoothquant: {alpha: " << r.smoothquant->alpha << "}\n";
   if (r.method == Method::W8A8) {
-    if (r.smoothquant) out << "smoothquant: {alpha: " << r.smoothquant->alpha << "}\n";
     out << "activations: {granularity: " << act_granularity_name(r.act_granularity)
         << ", percentile: " << r.act_percentile << "}\n";
   } else if (r.method == Method::Nf4) {
@@ -315,7 +337,7 @@ std::string recipe_to_yaml(const Recipe& r) {
         << "damp: " << r.damp << "\n"
         << "block_size: " << r.block_size << "\n";
   }
-  if (r.scaling == Scaling::Awq) out << "scaling: awq\n";
+  if (r.scaling != Scaling::None) out << "scaling: " << scaling_name(r.scaling) << "\n";
   if (r.uses_awq())
     out << "awq_clip: " << (r.awq_clip == AwqClipMode::Search ? "true" : "false") << "\n"
         << "awq_search_windows: " << r.awq_search_windows << "\n";

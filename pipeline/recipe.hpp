@@ -3,7 +3,8 @@
 // Loaded from YAML (or JSON, which YAML reads too); CLI flags override fields.
 // Example (recipes/*.yaml):
 //   method: gptq          # rtn | gptq | awq (AWQ scales and clip, then RTN on the min/max grid)
-//   scaling: none         # none | awq: AWQ scales (and clip) folded in before GPTQ
+//   scaling: none         # none | awq | smoothquant: scales folded in before rtn/gptq
+//                         # (AWQ's searched scales and clip, or SmoothQuant's with smoothquant.alpha)
 //   awq_clip: true        # awq: search clipping bounds after the scales
 //   awq_search_windows: 16  # awq: windows compared in the attention/MLP scale searches (0 = all)
 //   bits: 4
@@ -40,12 +41,15 @@ namespace ptq {
 
 enum class Method { Rtn, Gptq, Awq, W8A8, Nf4 };
 // A weight transform searched before rounding (method awq implies Awq).
-enum class Scaling { None, Awq };
+enum class Scaling { None, Awq, SmoothQuant };
 
 std::string_view method_name(Method m);
 // "rtn" -> Method::Rtn, ...; InputError naming `where` otherwise.
 Method parse_method(const std::string& name, const std::string& where);
 std::string method_names();  // "rtn, gptq, awq, w8a8, nf4"
+std::string_view scaling_name(Scaling s);
+// "none" | "awq" | "smoothquant"; InputError naming `where` otherwise.
+Scaling parse_scaling(const std::string& name, const std::string& where);
 
 struct Recipe {
   Method method = Method::Gptq;
@@ -61,14 +65,20 @@ struct Recipe {
   ScaleRefit refit = ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
-  // w8a8 (spec is ignored: weights are int8 per output channel, symmetric).
-  std::optional<SmoothQuantConfig> smoothquant;  // migrate scales into the norms first; none = naive
+  // w8a8 (spec is ignored: weights are int8 per output channel, symmetric), or
+  // scaling smoothquant: migrate scales into the norms first; none = naive W8A8.
+  std::optional<SmoothQuantConfig> smoothquant;
   ActGranularity act_granularity = ActGranularity::Token;
   double act_percentile = 100.0;  // Tensor: scale from this percentile of |x| (100 = absmax)
   Nf4Config nf4;                  // nf4 (spec is ignored)
 
   bool needs_calibration() const;
   bool uses_awq() const { return method == Method::Awq || scaling == Scaling::Awq; }
+  // Scales are folded into the weights before rounding (AWQ's or SmoothQuant's):
+  // saved under awq/ in quantized.h5 and replayable with --load-scales.
+  bool folds_scales() const {
+    return uses_awq() || scaling == Scaling::SmoothQuant || (method == Method::W8A8 && smoothquant);
+  }
   // Whether the Linears' input statistics are gathered on the stream (GPTQ's
   // Hessians, or H for the scale refit).
   bool needs_statistics() const { return method == Method::Gptq || refit != ScaleRefit::None; }

@@ -13,5 +13,6 @@ std::filesystem::path source_dir();          // the repository root
 std::filesystem::path ptq_binary();          // the built `ptq` executable
 std::filesystem::path temp_dir(const std::string& name);  // fresh, empty, per test
 std::vector<float> read_f32(const std::filesystem::path& path);  // raw little-endian float32 (*.f32)
+std::string read_bytes(const std::filesystem::path& path);       // a whole file
 
 }  // namespace ptq::test

@@ -28,7 +28,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   Recipe r = f.recipe.empty() ? Recipe{} : load_recipe(f.recipe);
   auto given = [&](const char* name) { return cmd.get_option(name)->count() > 0; };
   if (given("--method")) r.method = parse_method(f.method, "--method");
-  if (given("--scaling")) r.scaling = f.scaling == "awq" ? Scaling::Awq : Scaling::None;
+  if (given("--scaling")) r.scaling = parse_scaling(f.scaling, "--scaling");
   if (given("--no-awq-clip")) r.awq_clip = AwqClipMode::None;
   if (given("--awq-search-windows")) r.awq_search_windows = f.awq_search_windows;
   if (given("--bits")) r.spec.bits = f.bits;
@@ -41,6 +41,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--act-granularity")) r.act_granularity = parse_act_granularity(f.act_granularity, "--act-granularity");
   if (given("--act-percentile")) r.act_percentile = f.act_percentile;
   if (given("--nf4-block")) r.nf4.block_size = f.nf4_block;
+  if (r.scaling == Scaling::SmoothQuant && !r.smoothquant) r.smoothquant = SmoothQuantConfig{};
   apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
     throw input_error("ptq quantize", "--recipe FILE or --method " + method_names(), "neither");
@@ -53,7 +54,9 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
     return r;
   }
   if (given("--mix")) throw input_error("--mix", "--stats FILE to mix from", "no --stats");
-  const bool replayed_rtn = !f.load_scales.empty() && r.method == Method::Awq;  // needs no activations
+  // Replayed scales need no activations unless GPTQ, a refit or static activation scales do.
+  const bool replayed_rtn = !f.load_scales.empty() && !r.needs_statistics() &&
+                            !(r.method == Method::W8A8 && r.act_granularity == ActGranularity::Tensor);
   if (r.needs_calibration() && r.sources.empty() && !replayed_rtn)
     throw input_error("ptq quantize", "calibration data for " + std::string(method_name(r.method)) +
                       " (--calib NAME=PATH[:WEIGHT] or --calib-ids FILE)", "none");
@@ -70,8 +73,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--out", f.out, "Output folder (new or empty)")->required();
   cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")->check(CLI::ExistingFile);
   cmd->add_option("--method", f.method, method_names() + " (awq: AWQ scales and clip, then RTN)");
-  cmd->add_option("--scaling", f.scaling, "none or awq: fold AWQ scales (and clip) in before GPTQ")
-      ->check(CLI::IsMember({"none", "awq"}));
+  cmd->add_option("--scaling", f.scaling,
+                  "none, awq or smoothquant: fold AWQ's scales (and clip) or SmoothQuant's scales in before rtn/gptq");
   cmd->add_flag("--no-awq-clip", f.no_awq_clip, "AWQ: skip the clipping search");
   cmd->add_option("--awq-search-windows", f.awq_search_windows,
                   "AWQ: windows compared in the attention/MLP scale searches (0 = all, as the reference)");
@@ -83,7 +86,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--act-order", f.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
   cmd->add_flag("--static-groups", f.static_groups, "GPTQ: group grids from the original weights");
   cmd->add_option("--damp", f.damp, "GPTQ damping, fraction of the mean Hessian diagonal");
-  cmd->add_option("--smoothquant", f.smoothquant, "w8a8: SmoothQuant migration strength alpha in [0, 1]");
+  cmd->add_option("--smoothquant", f.smoothquant,
+                  "w8a8 or --scaling smoothquant: SmoothQuant migration strength alpha in [0, 1] (default 0.5)");
   cmd->add_option("--act-granularity", f.act_granularity, "w8a8: int8 activations per token (dynamic) or tensor (static)")
       ->check(CLI::IsMember({"token", "tensor"}));
   cmd->add_option("--act-percentile", f.act_percentile, "w8a8 tensor: static scale from this percentile of |x|");

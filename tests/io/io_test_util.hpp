@@ -17,11 +17,6 @@ inline void write_text(const std::filesystem::path& path, const std::string& tex
   out << text;
 }
 
-inline std::string read_bytes(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 // A raw safetensors file: u64 LE header length, the header text, then `data`.
 inline void write_raw_safetensors(const std::filesystem::path& path, const std::string& header,
                                   const std::string& data,

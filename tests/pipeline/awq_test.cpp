@@ -50,11 +50,6 @@ TEST(AwqFold, ScalesLeaveBlockOutputUnchanged) {
   EXPECT_LT((after.x - before.x).cwiseAbs().maxCoeff(), kFoldTolerance * scale);
 }
 
-std::string read_bytes(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 // A small AWQ job: 4 windows of 128 tokens, W3 g128.
 QuantizeJob small_awq_job(const std::filesystem::path& out) {
   QuantizeJob job;
@@ -86,9 +81,9 @@ TEST(AwqReplay, LoadedScalesGiveIdenticalWeights) {
   replayed.recipe.sources.clear();  // replayed RTN needs no calibration data
   replayed.load_scales = searched_output() / "quantized.h5";
   run_quantize(replayed, {});
-  const std::string a = read_bytes(searched_output() / "model.safetensors");
+  const std::string a = test::read_bytes(searched_output() / "model.safetensors");
   ASSERT_GT(a.size(), 1000u);
-  EXPECT_TRUE(a == read_bytes(dir / "replayed" / "model.safetensors"));
+  EXPECT_TRUE(a == test::read_bytes(dir / "replayed" / "model.safetensors"));
   // The norms the scales folded into are written (float32), so they differ from the source.
   const Model source = Model::open(tiny()), quantized = Model::open(searched_output());
   EXPECT_FALSE(source.load_block(0).input_norm.isApprox(quantized.load_block(0).input_norm));

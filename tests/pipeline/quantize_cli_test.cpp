@@ -28,11 +28,6 @@ constexpr double kEstimateTolerance = 0.10;
 std::filesystem::path tiny() { return test::fixture("models/tiny"); }
 std::filesystem::path recipe(const std::string& name) { return test::source_dir() / "recipes" / (name + ".yaml"); }
 
-std::string read_bytes(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 struct CliResult {
   int exit_code = 0;
   std::string stdout_text, stderr_text;
@@ -43,7 +38,7 @@ CliResult run_quantize_cli(const std::string& args) {
   const std::string cmd = test::ptq_binary().string() + " quantize --model " + tiny().string() + " " + args + " >" +
                           (dir / "out.txt").string() + " 2>" + (dir / "err.txt").string();
   const int status = std::system(cmd.c_str());
-  return {WEXITSTATUS(status), read_bytes(dir / "out.txt"), read_bytes(dir / "err.txt")};
+  return {WEXITSTATUS(status), test::read_bytes(dir / "out.txt"), test::read_bytes(dir / "err.txt")};
 }
 
 double reference_ppl(const std::string& key) {
@@ -124,7 +119,7 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   EXPECT_EQ(log.front(), "resuming after block 1");
   write_output(model, recipe, calib, resumed, dir / "resumed");
   for (const char* f : {"model.safetensors", "quantized.h5", "README.md"})
-    EXPECT_TRUE(read_bytes(dir / "full" / f) == read_bytes(dir / "resumed" / f)) << f;
+    EXPECT_TRUE(test::read_bytes(dir / "full" / f) == test::read_bytes(dir / "resumed" / f)) << f;
 
   // With activations saved rarely, an interruption before the first save resumes
   // from block 0 (the saved blocks are recomputed) and still gives the same output.
@@ -138,7 +133,7 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   ASSERT_FALSE(log.empty());
   EXPECT_EQ(log.front().rfind("layer 0 ", 0), 0u) << log.front();
   write_output(model, recipe, calib, redone, dir / "redone");
-  EXPECT_TRUE(read_bytes(dir / "full" / "quantized.h5") == read_bytes(dir / "redone" / "quantized.h5"));
+  EXPECT_TRUE(test::read_bytes(dir / "full" / "quantized.h5") == test::read_bytes(dir / "redone" / "quantized.h5"));
 
   // A checkpoint of another recipe is refused.
   Recipe other = recipe;

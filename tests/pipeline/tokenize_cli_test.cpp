@@ -10,11 +10,6 @@
 namespace ptq {
 namespace {
 
-std::string read_bytes(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 void expect_reproduces(const std::string& model, const std::string& text,
                        const std::string& golden) {
   const auto out = test::temp_dir("tokenize") / "out.ids";
@@ -22,9 +17,9 @@ void expect_reproduces(const std::string& model, const std::string& text,
                           test::fixture("models/" + model).string() + " --text " +
                           test::fixture(text).string() + " --out " + out.string();
   ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
-  const auto expected = read_bytes(test::fixture("goldens/" + model + "/" + golden));
+  const auto expected = test::read_bytes(test::fixture("goldens/" + model + "/" + golden));
   ASSERT_FALSE(expected.empty());
-  EXPECT_TRUE(read_bytes(out) == expected) << model << " " << golden;
+  EXPECT_TRUE(test::read_bytes(out) == expected) << model << " " << golden;
 }
 
 TEST(TokenizeCli, TinyGenericEval) {

@@ -67,7 +67,8 @@ TEST(W8A8, SmoothQuantOutputEvaluatesCloseToFloat) {
   const std::string norm = block_tensor_name(0, "input_layernorm.weight");
   EXPECT_EQ(quantized.find(norm)->dtype, DType::F32);
   EXPECT_NE(quantized.find(norm)->to_float(), source.find(norm)->to_float());
-  EXPECT_EQ(H5Reader(out / "quantized.h5").shape("smoothquant/3/mlp_in"), std::vector<std::int64_t>{256});
+  EXPECT_EQ(H5Reader(out / "quantized.h5").shape("awq/layers/3/scales/post_attention_norm"),
+            std::vector<std::int64_t>{256});
 }
 
 TEST(W8A8, StaticPerTensorScalesAreStoredAndUsed) {
