@@ -54,7 +54,8 @@ def model_rows(work, fixtures, model, rows):
         cells += [fmt(ref and ref["generic"]["ppl"], ".3f"), "—" if rel is None else f"{rel:+.3%}",
                   fmt(ref and ref["domain"]["ppl"], ".3f"), "—" if rel_d is None else f"{rel_d:+.3%}",
                   v or ("partial" if partial else "not run" if run is None else "not evaluated"),
-                  fmt(run and run["seconds"], ".2f"), fmt(ref and ref.get("seconds"), ".2f")]
+                  fmt(run and run["seconds"], ".2f"), fmt(ref and ref.get("seconds"), ".2f"),
+                  fmt(run and run.get("peak_rss_bytes") and run["peak_rss_bytes"] / 2**20, ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return lines, failures
 
@@ -91,7 +92,8 @@ def main():
             "  W8A8 at most reference + 0.1 %. nf4-b64, rtn-w4-g64, the *-best and gptq-smoothquant-* rows\n"
             "  have no reference row.",
             "- ptq s: `seconds` of the output's run.json (load, calibration forward, quantization,",
-            "  writing); ref s: the reference's seconds on one H100 (including a slow driver).", "",
+            "  writing); ref s: the reference's seconds on one H100 (including a slow driver);",
+            "  peak MiB: `peak_rss_bytes` of run.json, the quantize process's peak resident memory.", "",
             "Runs:", ""]
     for m in runs(a.work):
         text += run_lines(m)
@@ -102,8 +104,8 @@ def main():
         all_failures += failures
         text += [f"## {model}", "",
                  "| run | generic ppl | generic KL | generic top-1 | domain ppl | domain KL | domain top-1 "
-                 "| ref generic ppl | rel. diff | ref domain ppl | rel. diff (domain) | pass | ptq s | ref s |",
-                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|", *lines, ""]
+                 "| ref generic ppl | rel. diff | ref domain ppl | rel. diff (domain) | pass | ptq s | ref s | peak MiB |",
+                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|", *lines, ""]
     text += ["## Rows outside their tolerance", ""]
     text += [f"- {f}" for f in all_failures] or ["None."]
     a.out.write_text("\n".join(text) + "\n")
