@@ -107,10 +107,19 @@ ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const Quant
   return m;
 }
 
+// Bytes of one float activation row per token of every block input at once:
+// what AWQ's search keeps for all windows (q/k/v, o, gate/up and down inputs).
+double awq_feature_bytes_per_token(const ModelConfig& c) {
+  double features = 0.0;
+  for (LinearInput input : all_linear_inputs) features += stage_input_bytes(c, input, 1);
+  return features;
+}
+
 // Memory of the calibration side at its peak (docs/quantize.md, "Staging"):
 // the windows' residual stream, the larger kept stage input (context or MLP
-// hidden state, never both), one batch's temporaries and the Hessians of the
-// widest group. RTN has none of it.
+// hidden state, never both) or AWQ's features, one batch's temporaries and
+// the Hessians of the widest group. W8A8 keeps only the stream and a batch;
+// RTN has none of it.
 double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   if (!job.recipe.needs_calibration()) return 0.0;
   const double widest = std::max(c.hidden_size, c.intermediate_size);
@@ -127,7 +136,10 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   const double batch_tokens = double(job.batch_windows) * job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
   const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
-  return double(tokens) * c.hidden_size * 4 + kept + batch_bytes + hessian_bytes;
+  const double stream = double(tokens) * c.hidden_size * 4;
+  if (job.recipe.method == Method::W8A8) return stream + batch_bytes;
+  if (job.recipe.uses_awq()) kept = std::max(kept, double(tokens) * awq_feature_bytes_per_token(c));
+  return stream + kept + batch_bytes + hessian_bytes;
 }
 
 // Matmul FLOPs per token of one block's Linears reading `input`.
@@ -149,6 +161,11 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   const auto seqlen = job.recipe.calibration.seqlen;
   const double tokens = double(job.recipe.calibration.samples) * seqlen;
   const double attention = 2.0 * seqlen * c.num_heads * c.head_dim;  // per token: causal QKᵀ and PV
+  const double float_pass = (2.0 * m.linear_params / c.num_layers + attention) * tokens * c.num_layers;
+  if (job.recipe.method == Method::W8A8) {  // a float pass to smooth, another for static scales
+    const bool both = job.recipe.smoothquant && job.recipe.act_granularity == ActGranularity::Tensor;
+    return float_pass * (both ? 2.0 : 1.0);
+  }
   const StageCaches caches = stage_caches(c, static_cast<std::int64_t>(tokens), job.cache_budget_bytes);
   double recomputed = 0.0;  // per token and block
   if (caches.context == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::attention_in) + attention;

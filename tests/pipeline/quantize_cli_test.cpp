@@ -218,6 +218,19 @@ TEST(QuantizeDryRun, GptqEstimateCoversStreamAndKeptHiddenStates) {
   EXPECT_LT(recomputing, stream + hidden);
 }
 
+TEST(QuantizeDryRun, W8A8KeepsOnlyTheStreamAndAwqAllItsFeatures) {
+  const ModelConfig c = load_model_config(tiny());
+  QuantizeJob w8a8 = estimate_job("w8a8-smoothquant-a0.5");
+  const double tokens = double(w8a8.recipe.calibration.samples) * w8a8.recipe.calibration.seqlen;
+  const double stream = tokens * c.hidden_size * 4;
+  const double w8a8_bytes = double(estimate_quantize(w8a8).calibration_bytes);
+  EXPECT_GE(w8a8_bytes, stream);
+  EXPECT_LT(w8a8_bytes, stream + tokens * c.intermediate_size * 4);  // no stage cache, no Hessian
+  // AWQ's search keeps every block input of every window: 3 x hidden + intermediate.
+  const double features = tokens * (3.0 * c.hidden_size + c.intermediate_size) * 4;
+  EXPECT_GE(double(estimate_quantize(estimate_job("awq-w4-g128")).calibration_bytes), stream + features);
+}
+
 TEST(QuantizeDryRun, GptqPeakEstimateCoversTheMeasuredPeak) {
   const auto dir = test::temp_dir("dry-gptq");
   const std::string args = "--method gptq --bits 4 --group 128 --calib-ids " +
