@@ -2,8 +2,6 @@
 // run replayed from saved scales (--load-scales) writes byte-identical weights.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
 #include <random>
 
 #include "calibrate/model.hpp"
@@ -110,7 +108,7 @@ TEST(AwqReplay, RecipeWithoutAwqIsAnInputError) {
   EXPECT_THROW(run_quantize(rtn, {}), InputError);
 }
 
-TEST(AwqRecipe, ExamplesLoadAndRoundTrip) {
+TEST(AwqRecipe, ExamplesLoad) {
   const auto dir = test::source_dir() / "recipes";
   const Recipe awq = load_recipe(dir / "awq-w4-g128.yaml");
   EXPECT_EQ(awq.method, Method::Awq);
@@ -121,11 +119,6 @@ TEST(AwqRecipe, ExamplesLoadAndRoundTrip) {
   EXPECT_EQ(mixed.scaling, Scaling::Awq);
   EXPECT_EQ(mixed.quant_spec().range, RangeRule::IncludeZero);  // GPTQ keeps its grid
   EXPECT_EQ(mixed.awq_options(1).spec.range, RangeRule::MinMax);  // the searches use llm-awq's
-  for (const Recipe& r : {awq, mixed}) {
-    const auto path = test::temp_dir("awq-recipe") / "r.yaml";
-    std::ofstream(path) << recipe_to_yaml(r);
-    EXPECT_EQ(recipe_to_yaml(load_recipe(path)), recipe_to_yaml(r));
-  }
 }
 
 TEST(AwqRecipe, SymmetricAwqIsAnInputError) {

@@ -3,8 +3,6 @@
 // them (--load-scales) writes byte-identical weights.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <iterator>
 
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
@@ -95,16 +93,13 @@ TEST(SmoothQuantScaling, W8A8ReplaysItsScalesWithoutCalibration) {
   EXPECT_TRUE(test::read_bytes(dir / "searched" / "model.safetensors") == test::read_bytes(dir / "replayed" / "model.safetensors"));
 }
 
-TEST(SmoothQuantScaling, ExampleRecipeLoadsAndRoundTrips) {
+TEST(SmoothQuantScaling, ExampleRecipeLoads) {
   const Recipe r = load_recipe(test::source_dir() / "recipes" / "gptq-smoothquant-w4-g128.yaml");
   EXPECT_EQ(r.method, Method::Gptq);
   EXPECT_EQ(r.scaling, Scaling::SmoothQuant);
   ASSERT_TRUE(r.smoothquant.has_value());
   EXPECT_EQ(r.smoothquant->alpha, 0.5);
   EXPECT_TRUE(r.folds_scales());
-  const auto path = test::temp_dir("sq-recipe") / "r.yaml";
-  std::ofstream(path) << recipe_to_yaml(r);
-  EXPECT_EQ(recipe_to_yaml(load_recipe(path)), recipe_to_yaml(r));
 }
 
 TEST(SmoothQuantScaling, RecipesRefuseScalingWhereItDoesNotApply) {

@@ -108,14 +108,7 @@ std::filesystem::path recipe_file(const std::string& name) {
   return test::source_dir() / "recipes" / (name + ".yaml");
 }
 
-TEST(W8A8Recipes, LoadAndRoundTrip) {
-  for (const char* name : {"w8a8-naive", "w8a8-smoothquant-a0.5", "w8a8-smoothquant-a0.8",
-                           "w8a8-smoothquant-a0.5-static", "nf4"}) {
-    const Recipe r = load_recipe(recipe_file(name));
-    const auto copy = test::temp_dir(std::string("recipe-") + name) / "r.yaml";
-    std::ofstream(copy) << recipe_to_yaml(r);
-    EXPECT_EQ(recipe_to_yaml(load_recipe(copy)), recipe_to_yaml(r)) << name;
-  }
+TEST(W8A8Recipes, Load) {
   const Recipe sq = load_recipe(recipe_file("w8a8-smoothquant-a0.8"));
   EXPECT_EQ(sq.method, Method::W8A8);
   ASSERT_TRUE(sq.smoothquant.has_value());
