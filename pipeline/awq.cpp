@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "algorithms/smoothquant.hpp"
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
@@ -165,21 +166,20 @@ AwqScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, cons
 }
 
 void fold_scales(BlockWeights& w, const AwqScaleGroup& g) {
-  const auto s = g.scales.array();
-  switch (g.prev) {
-    case AwqPrevOp::input_norm: w.input_norm.array() /= s; break;
-    case AwqPrevOp::post_attention_norm: w.post_attention_norm.array() /= s; break;
-    case AwqPrevOp::v:
-    case AwqPrevOp::up: {
-      const LinearRole prev = g.prev == AwqPrevOp::v ? LinearRole::v : LinearRole::up;
-      // The last rows of the previous Linear feed the scaled inputs (llm-awq scale_fc_fc).
-      w.weight(prev).bottomRows(s.size()).array().colwise() /= s;
-      auto& bias = w.bias[static_cast<std::size_t>(prev)];
-      if (bias.size() > 0) bias.tail(s.size()).array() /= s;
-      break;
-    }
+  std::vector<MatrixRM*> scaled;
+  for (LinearRole role : awq_scaled_roles(g.prev)) scaled.push_back(&w.weight(role));
+  if (g.prev == AwqPrevOp::input_norm || g.prev == AwqPrevOp::post_attention_norm) {
+    // A norm in front: SmoothQuant's fold (algorithms/smoothquant.hpp).
+    fold_smoothing(g.scales, g.prev == AwqPrevOp::input_norm ? w.input_norm : w.post_attention_norm, scaled);
+    return;
   }
-  for (LinearRole role : awq_scaled_roles(g.prev)) w.weight(role).array().rowwise() *= s.transpose();
+  const auto s = g.scales.array();
+  const LinearRole prev = g.prev == AwqPrevOp::v ? LinearRole::v : LinearRole::up;
+  // The last rows of the previous Linear feed the scaled inputs (llm-awq scale_fc_fc).
+  w.weight(prev).bottomRows(s.size()).array().colwise() /= s;
+  auto& bias = w.bias[static_cast<std::size_t>(prev)];
+  if (bias.size() > 0) bias.tail(s.size()).array() /= s;
+  for (MatrixRM* weight : scaled) weight->array().rowwise() *= s.transpose();
 }
 
 std::string block_path(int layer) { return "awq/layers/" + std::to_string(layer); }

@@ -45,8 +45,6 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
                                 const Eigen::MatrixXd* hessian) {
   const auto t0 = Clock::now();
   QuantizedLinear q{layer, role, {}, {}, {}};
-  q.report.layer = layer;
-  q.report.role = role;
   if (recipe.method != Method::Gptq) {
     q.matrix = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
   } else {
@@ -62,9 +60,15 @@ QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role
     PTQ_ASSERT(hessian != nullptr);
     refit_scales(q.matrix, w, *hessian);
   }
-  q.report.weight_mse = weight_mse(w, q.matrix.dequantize());
-  q.report.seconds = seconds_since(t0);
+  finish_report(q, w, t0);
   return q;
+}
+
+void finish_report(QuantizedLinear& q, const MatrixRM& w, Clock::time_point t0) {
+  q.report.layer = q.layer;
+  q.report.role = q.role;
+  q.report.weight_mse = weight_mse(w, q.dequantize());
+  q.report.seconds = seconds_since(t0);
 }
 
 void log_linear(const QuantizeProgress& progress, const LinearReport& r) {

@@ -4,6 +4,7 @@
 // true-sequential order (q/k/v, o, gate/up, down), each group's statistics
 // gathered with the earlier groups already quantized. Each stage of a block
 // runs once over the calibration windows (docs/quantize.md, "Staging").
+#include <chrono>
 #include <filesystem>
 #include <cstdint>
 #include <functional>
@@ -58,6 +59,10 @@ Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx);
 // (null for RTN). Every Linear of `ptq quantize` goes through here.
 QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const MatrixRM& w,
                                 const Eigen::MatrixXd* hessian);
+
+// Sets q.report's layer and role (from q), its weight MSE against the float `w`
+// and the seconds since t0: what every method reports the same way.
+void finish_report(QuantizedLinear& q, const MatrixRM& w, std::chrono::steady_clock::time_point t0);
 
 // One line per quantized Linear (weight MSE, GPTQ loss, seconds).
 void log_linear(const QuantizeProgress& progress, const LinearReport& report);

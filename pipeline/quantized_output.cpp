@@ -152,14 +152,13 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
   md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n"
      << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
      << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, zeros\n"
-     << "and `g_idx` are in `quantized.h5`. Embeddings, norms and the head are unchanged.\n\n";
+     << "and `g_idx` are in `quantized.h5`. Embeddings and the head are unchanged; "
+     << (recipe.folds_scales() ? "the norms hold the scales\nfolded in before rounding (float32; the scales "
+                                 "themselves under `awq/` in `quantized.h5`).\n\n"
+                               : "so are the norms.\n\n");
   if (recipe.method == Method::W8A8)
     md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
-       << "`config.json`; `ptq eval` simulates it)."
-       << (recipe.smoothquant ? " SmoothQuant scales are folded into input_layernorm and\n"
-                                "post_attention_layernorm (stored as float32; the scales in `quantized.h5`)."
-                              : "")
-       << "\n\n";
+       << "`config.json`; `ptq eval` simulates it).\n\n";
   md << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
   if (calibration != nullptr && !calibration->windows.empty()) {
     md << "## Calibration data\n\n| source | path | weight | windows | content hash |\n|---|---|---|---|---|\n";

@@ -2,8 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <array>
 #include <set>
+#include <utility>
 #include <sstream>
 
 #include "io/error.hpp"
@@ -12,50 +12,53 @@ namespace ptq {
 
 namespace {
 
-struct MethodName {
-  Method method;
-  std::string_view name;
-};
-constexpr std::array<MethodName, 5> kMethods = {{{Method::Rtn, "rtn"},
-                                                {Method::Gptq, "gptq"},
-                                                {Method::Awq, "awq"},
-                                                {Method::W8A8, "w8a8"},
-                                                {Method::Nf4, "nf4"}}};
+// Every enum a recipe names is a table of {text, value}, read and written
+// through the three helpers below.
+template <class E, std::size_t N>
+using NameTable = std::pair<const char*, E>[N];
 
-constexpr std::array<std::pair<Scaling, std::string_view>, 3> kScalings = {
-    {{Scaling::None, "none"}, {Scaling::Awq, "awq"}, {Scaling::SmoothQuant, "smoothquant"}}};
-constexpr const char* kScalingNames = "none, awq or smoothquant";
-
-}  // namespace
-
-std::string_view scaling_name(Scaling s) {
-  for (const auto& [value, name] : kScalings)
-    if (value == s) return name;
-  return "?";
-}
-
-Scaling parse_scaling(const std::string& name, const std::string& where) {
-  for (const auto& [value, text] : kScalings)
-    if (text == name) return value;
-  throw input_error(where, kScalingNames, "\"" + name + "\"");
-}
-
-std::string_view method_name(Method m) {
-  for (const auto& e : kMethods)
-    if (e.method == m) return e.name;
-  return "?";
-}
-
-std::string method_names() {
+template <class E, std::size_t N>
+std::string name_list(const NameTable<E, N>& names, const char* separator) {
   std::string list;
-  for (const auto& e : kMethods) list += (list.empty() ? "" : ", ") + std::string(e.name);
+  for (const auto& [text, value] : names) list += (list.empty() ? "" : separator) + std::string(text);
   return list;
 }
 
+// The value named `text`; InputError naming `where` and what was `expected` otherwise.
+template <class E, std::size_t N>
+E named(const std::string& text, const std::string& where, const std::string& expected,
+        const NameTable<E, N>& names) {
+  for (const auto& [name, value] : names)
+    if (text == name) return value;
+  throw input_error(where, expected, "\"" + text + "\"");
+}
+
+template <class E, std::size_t N>
+const char* choice_name(E value, const NameTable<E, N>& names) {
+  for (const auto& [text, v] : names)
+    if (v == value) return text;
+  return "?";
+}
+
+constexpr std::pair<const char*, Method> kMethods[] = {
+    {"rtn", Method::Rtn}, {"gptq", Method::Gptq}, {"awq", Method::Awq}, {"w8a8", Method::W8A8}, {"nf4", Method::Nf4}};
+constexpr std::pair<const char*, Scaling> kScalings[] = {
+    {"none", Scaling::None}, {"awq", Scaling::Awq}, {"smoothquant", Scaling::SmoothQuant}};
+
+}  // namespace
+
+std::string_view scaling_name(Scaling s) { return choice_name(s, kScalings); }
+
+Scaling parse_scaling(const std::string& name, const std::string& where) {
+  return named(name, where, "one of " + name_list(kScalings, ", "), kScalings);
+}
+
+std::string_view method_name(Method m) { return choice_name(m, kMethods); }
+
+std::string method_names() { return name_list(kMethods, ", "); }
+
 Method parse_method(const std::string& name, const std::string& where) {
-  for (const auto& e : kMethods)
-    if (e.name == name) return e.method;
-  throw input_error(where, "one of " + method_names(), "\"" + name + "\"");
+  return named(name, where, "one of " + method_names(), kMethods);
 }
 
 bool Recipe::needs_calibration() const {
@@ -94,6 +97,10 @@ GptqConfig Recipe::gptq_config() const {
   c.group_grids = group_grids;
   c.clip = clip;
   return c;
+}
+
+void Recipe::apply_implied_defaults() {
+  if (scaling == Scaling::SmoothQuant && !smoothquant) smoothquant = SmoothQuantConfig{};
 }
 
 void Recipe::validate() const {
@@ -197,15 +204,11 @@ void read_calibration(const YAML::Node& node, Recipe& r, const std::string& wher
   }
 }
 
-// One of `names` (a table of {text, value}); InputError listing them otherwise.
+// One of `names`; InputError listing them otherwise.
 template <class E, std::size_t N>
-E choice(const YAML::Node& node, const std::string& where, const std::pair<const char*, E> (&names)[N]) {
-  std::string list;
-  for (const auto& [text, value] : names) list += (list.empty() ? "" : " | ") + std::string(text);
-  const auto got = scalar<std::string>(node, where, list.c_str());
-  for (const auto& [text, value] : names)
-    if (got == text) return value;
-  throw input_error(where, list, "\"" + got + "\"");
+E choice(const YAML::Node& node, const std::string& where, const NameTable<E, N>& names) {
+  const std::string list = name_list(names, " | ");
+  return named(scalar<std::string>(node, where, list.c_str()), where, list, names);
 }
 
 constexpr std::pair<const char*, ClipMethod> kClipMethods[] = {
@@ -214,13 +217,6 @@ constexpr std::pair<const char*, ClipWeighting> kClipWeightings[] = {
     {"uniform", ClipWeighting::Uniform}, {"hessian", ClipWeighting::Hessian}};
 constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
     {"none", ScaleRefit::None}, {"least_squares", ScaleRefit::LeastSquares}};
-
-template <class E, std::size_t N>
-const char* choice_name(E value, const std::pair<const char*, E> (&names)[N]) {
-  for (const auto& [text, v] : names)
-    if (v == value) return text;
-  return "?";
-}
 
 void read_clip(const YAML::Node& node, ClipConfig& c, const std::string& where) {
   if (!node.IsMap()) throw input_error(where, "a mapping", "another YAML type");
@@ -276,7 +272,7 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (root["method"])
     r.method = parse_method(scalar<std::string>(root["method"], where + ": method", "a string"), where + ": method");
   if (root["scaling"])
-    r.scaling = parse_scaling(scalar<std::string>(root["scaling"], where + ": scaling", kScalingNames), where + ": scaling");
+    r.scaling = choice(root["scaling"], where + ": scaling", kScalings);
   if (root["awq_clip"] && !scalar<bool>(root["awq_clip"], where + ": awq_clip", "true or false"))
     r.awq_clip = AwqClipMode::None;
   if (root["awq_search_windows"])
@@ -295,7 +291,7 @@ Recipe load_recipe(const std::filesystem::path& path) {
   if (root["refit"]) r.refit = choice(root["refit"], where + ": refit", kRefits);
   if (root["calibration"]) read_calibration(root["calibration"], r, where + ": calibration");
   read_w8a8(root, r, where);
-  if (r.scaling == Scaling::SmoothQuant && !r.smoothquant) r.smoothquant = SmoothQuantConfig{};
+  r.apply_implied_defaults();
   if (root["block"]) r.nf4.block_size = scalar<int>(root["block"], where + ": block", "an integer");
   r.validate();
   return r;

@@ -86,6 +86,9 @@ struct Recipe {
   QuantSpec quant_spec() const;
   GptqConfig gptq_config() const;
   AwqOptions awq_options(int batch_windows) const;  // the searches run on llm-awq's grid
+  // Defaults one key implies for another, for recipe files and flags alike:
+  // scaling smoothquant without smoothquant.alpha takes alpha 0.5.
+  void apply_implied_defaults();
   void validate() const;  // InputError naming the field
 };
 

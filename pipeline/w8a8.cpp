@@ -24,10 +24,7 @@ InputScales static_scales(const InputRanges& ranges, double percentile) {
 QuantizedLinear int8_linear(int layer, LinearRole role, const RowMatrix& w) {
   const auto t0 = Clock::now();
   QuantizedLinear q{layer, role, int8_quantize_rows(w), {}, {}};
-  q.report.layer = layer;
-  q.report.role = role;
-  q.report.weight_mse = weight_mse(w, q.matrix.dequantize());
-  q.report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  finish_report(q, w, t0);
   return q;
 }
 
@@ -91,10 +88,7 @@ std::vector<QuantizedLinear> quantize_nf4(const Model& model, const Recipe& reci
       q.layer = layer;
       q.role = role;
       q.nf4 = nf4_quantize(w.weight(role), recipe.nf4);
-      q.report.layer = layer;
-      q.report.role = role;
-      q.report.weight_mse = weight_mse(w.weight(role), q.dequantize());
-      q.report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      finish_report(q, w.weight(role), t0);
       out.push_back(std::move(q));
     }
     log_block(progress, "nf4", layer, std::span(out).subspan(first));

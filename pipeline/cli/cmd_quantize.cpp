@@ -41,7 +41,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--act-granularity")) r.act_granularity = parse_act_granularity(f.act_granularity, "--act-granularity");
   if (given("--act-percentile")) r.act_percentile = f.act_percentile;
   if (given("--nf4-block")) r.nf4.block_size = f.nf4_block;
-  if (r.scaling == Scaling::SmoothQuant && !r.smoothquant) r.smoothquant = SmoothQuantConfig{};
+  r.apply_implied_defaults();
   apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
     throw input_error("ptq quantize", "--recipe FILE or --method " + method_names(), "neither");
