@@ -1,7 +1,6 @@
 #include "io/hdf5.hpp"
 
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -70,28 +69,24 @@ std::string absolute(const std::string& path) { return path.empty() || path[0] !
 
 // ---------------------------------------------------------------- writer
 
-H5Writer::H5Writer(std::filesystem::path final_path) : final_path_(std::move(final_path)) {
+H5Writer::H5Writer(const std::filesystem::path& final_path) : output_(final_path, "") {
   silence_hdf5();
-  temp_path_ = final_path_;
-  temp_path_ += ".tmp-" + std::to_string(::getpid());
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // Pin the format so the bytes do not depend on library defaults.
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18);
   Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_obj_track_times(fcpl.get(), false);
-  file_ = H5Fcreate(temp_path_.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
-  if (file_ < 0) throw h5_error(temp_path_, "/", "cannot create the HDF5 file (is the folder writable?)");
+  file_ = H5Fcreate(output_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
+  if (file_ < 0)
+    throw h5_error(output_.final_path(), "/",
+                   "cannot create the HDF5 file (is the folder writable?)");
   ocpl_ = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_obj_track_times(ocpl_, false);
 }
 
 H5Writer::~H5Writer() {
   if (ocpl_ >= 0) H5Pclose(ocpl_);
-  if (file_ >= 0) {
-    H5Fclose(file_);
-    std::error_code ignored;
-    std::filesystem::remove(temp_path_, ignored);
-  }
+  if (file_ >= 0) H5Fclose(file_);  // before output_ removes the temporary file
 }
 
 template <typename T>
@@ -104,13 +99,14 @@ void H5Writer::write(const std::string& path, std::span<const T> data,
   Handle space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
   const std::string abs = absolute(path);
   const Handle parent(open_group(abs.substr(0, abs.rfind('/'))), H5Oclose);
-  if (!parent.ok()) throw h5_error(temp_path_, path, "cannot create its parent group");
+  if (!parent.ok()) throw h5_error(output_.final_path(), path, "cannot create its parent group");
   Handle set(H5Dcreate2(file_, abs.c_str(), native_type<T>(), space.get(), H5P_DEFAULT, ocpl_,
                         H5P_DEFAULT),
              H5Dclose);
-  if (!set.ok()) throw h5_error(temp_path_, path, "cannot create dataset (does it exist already?)");
+  if (!set.ok())
+    throw h5_error(output_.final_path(), path, "cannot create dataset (does it exist already?)");
   if (H5Dwrite(set.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0)
-    throw h5_error(temp_path_, path, "write failed (disk full?)");
+    throw h5_error(output_.final_path(), path, "write failed (disk full?)");
 }
 
 std::int64_t H5Writer::open_group(const std::string& path) {
@@ -146,31 +142,31 @@ void write_attribute(hid_t object, const std::string& name, hid_t type, const vo
 void H5Writer::set_attribute(const std::string& object, const std::string& name,
                              const std::string& value) {
   Handle obj(open_group(object), H5Oclose);
-  if (!obj.ok()) throw h5_error(temp_path_, object, "cannot open or create object");
+  if (!obj.ok()) throw h5_error(output_.final_path(), object, "cannot open or create object");
   Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
   H5Tset_size(type.get(), std::max<std::size_t>(1, value.size()));
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
-  write_attribute(obj.get(), name, type.get(), value.data(), temp_path_, object);
+  write_attribute(obj.get(), name, type.get(), value.data(), output_.final_path(), object);
 }
 
 void H5Writer::set_attribute(const std::string& object, const std::string& name, std::int64_t value) {
   Handle obj(open_group(object), H5Oclose);
-  if (!obj.ok()) throw h5_error(temp_path_, object, "cannot open or create object");
-  write_attribute(obj.get(), name, H5T_NATIVE_INT64, &value, temp_path_, object);
+  if (!obj.ok()) throw h5_error(output_.final_path(), object, "cannot open or create object");
+  write_attribute(obj.get(), name, H5T_NATIVE_INT64, &value, output_.final_path(), object);
 }
 
 void H5Writer::set_attribute(const std::string& object, const std::string& name, double value) {
   Handle obj(open_group(object), H5Oclose);
-  if (!obj.ok()) throw h5_error(temp_path_, object, "cannot open or create object");
-  write_attribute(obj.get(), name, H5T_NATIVE_DOUBLE, &value, temp_path_, object);
+  if (!obj.ok()) throw h5_error(output_.final_path(), object, "cannot open or create object");
+  write_attribute(obj.get(), name, H5T_NATIVE_DOUBLE, &value, output_.final_path(), object);
 }
 
 void H5Writer::commit() {
   PTQ_ASSERT(file_ >= 0);
   const herr_t closed = H5Fclose(file_);
   file_ = -1;
-  if (closed < 0) throw h5_error(temp_path_, "/", "closing the file failed (disk full?)");
-  std::filesystem::rename(temp_path_, final_path_);
+  if (closed < 0) throw h5_error(output_.final_path(), "/", "closing the file failed (disk full?)");
+  output_.commit();
 }
 
 template void H5Writer::write<float>(const std::string&, std::span<const float>, const std::vector<std::int64_t>&);

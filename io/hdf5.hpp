@@ -1,6 +1,8 @@
 #pragma once
 // HDF5 files for calibration statistics and quantized tensors.
-// Writing is atomic (temporary name, rename on commit()) and byte-deterministic:
+// Writing goes through OutputFile (io/output_path.hpp): a hidden temporary file,
+// renamed on commit(); a symlink or special file at the final path is refused.
+// It is byte-deterministic:
 // HDF5's per-object timestamps are switched off, so the same content gives the
 // same bytes. Datasets are addressed by '/'-separated paths; groups are created
 // on demand. All errors are InputError naming the file and object.
@@ -10,11 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "io/output_path.hpp"
+
 namespace ptq {
 
 class H5Writer {
  public:
-  explicit H5Writer(std::filesystem::path final_path);
+  explicit H5Writer(const std::filesystem::path& final_path);
   ~H5Writer();  // without commit(): the temporary file is removed
   H5Writer(const H5Writer&) = delete;
   H5Writer& operator=(const H5Writer&) = delete;
@@ -31,8 +35,7 @@ class H5Writer {
 
  private:
   std::int64_t open_group(const std::string& path);  // hid_t; caller closes
-  std::filesystem::path final_path_;
-  std::filesystem::path temp_path_;
+  OutputFile output_;
   std::int64_t file_ = -1;  // hid_t
   std::int64_t ocpl_ = -1;  // object creation: no timestamps
 };

@@ -1,10 +1,10 @@
 #include "io/ids_file.hpp"
 
 #include <bit>
-#include <cstdio>
 #include <fstream>
 
 #include "io/error.hpp"
+#include "io/output_path.hpp"
 
 namespace ptq {
 
@@ -27,24 +27,15 @@ std::vector<std::int32_t> read_ids(const std::filesystem::path& path) {
 }
 
 void write_ids(const std::filesystem::path& path, std::span<const std::int32_t> ids) {
-  auto temp = path;
-  temp += ".tmp";
+  OutputFile file(path, "");
   {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    std::ofstream out(file.temp_path(), std::ios::binary | std::ios::trunc);
     out.write(reinterpret_cast<const char*>(ids.data()),
               static_cast<std::streamsize>(ids.size_bytes()));
-    if (!out.flush()) {
-      out.close();
-      std::filesystem::remove(temp);
-      throw input_error(path.string(), "a writable location", "a write error");
-    }
+    out.close();
+    if (!out) throw input_error(path.string(), "a writable location", "a write error");
   }
-  std::error_code ec;
-  std::filesystem::rename(temp, path, ec);
-  if (ec) {
-    std::filesystem::remove(temp);
-    throw input_error(path.string(), "a writable location", ec.message());
-  }
+  file.commit();
 }
 
 }  // namespace ptq

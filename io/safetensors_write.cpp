@@ -15,6 +15,7 @@
 #include <set>
 
 #include "io/error.hpp"
+#include "io/output_path.hpp"
 #include "io/safetensors.hpp"
 
 namespace ptq {
@@ -65,26 +66,23 @@ void write_safetensors(const std::filesystem::path& path, std::span<const Tensor
   const std::string header = build_header(tensors, metadata);
   const std::uint64_t header_length = header.size();  // written little-endian (host order)
 
-  std::filesystem::path temp = path;
-  temp += ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw input_error(temp.string(), "a file that can be created", std::strerror(errno));
+  OutputFile file(path, "");
+  const int fd = ::open(file.temp_path().c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) throw input_error(path.string(), "a file that can be written", std::strerror(errno));
   try {
-    write_all(fd, &header_length, sizeof header_length, temp);
-    write_all(fd, header.data(), header.size(), temp);
-    for (const auto& t : tensors) write_all(fd, t.bytes.data(), t.bytes.size(), temp);
+    write_all(fd, &header_length, sizeof header_length, path);
+    write_all(fd, header.data(), header.size(), path);
+    for (const auto& t : tensors) write_all(fd, t.bytes.data(), t.bytes.size(), path);
     if (::fsync(fd) != 0)
-      throw input_error(temp.string(), "a file synced to disk", std::strerror(errno));
+      throw input_error(path.string(), "a file synced to disk", std::strerror(errno));
   } catch (...) {
     ::close(fd);
-    ::unlink(temp.c_str());
     throw;
   }
-  if (::close(fd) != 0 || ::rename(temp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(temp.c_str());
-    throw input_error(path.string(), "a file that can be written", std::strerror(err));
+  if (::close(fd) != 0) {
+    throw input_error(path.string(), "a file that can be written", std::strerror(errno));
   }
+  file.commit();
 }
 
 }  // namespace ptq

@@ -3,22 +3,19 @@
 #include <fstream>
 
 #include "io/error.hpp"
+#include "io/output_path.hpp"
 
 namespace ptq {
 
 void write_text_atomic(const std::filesystem::path& path, std::string_view text) {
-  std::filesystem::path temp = path;
-  temp += ".tmp";
+  OutputFile file(path, "");
   {
-    std::ofstream out(temp, std::ios::binary);
+    std::ofstream out(file.temp_path(), std::ios::binary | std::ios::trunc);
     out << text;
-    if (!out.flush()) {
-      out.close();
-      std::filesystem::remove(temp);
-      throw input_error(temp.string(), "a writable file", "a write error (disk full?)");
-    }
+    out.close();
+    if (!out) throw input_error(path.string(), "a writable file", "a write error (disk full?)");
   }
-  std::filesystem::rename(temp, path);
+  file.commit();
 }
 
 }  // namespace ptq

@@ -1,12 +1,15 @@
 #pragma once
-// Atomic text output: written to "<path>.tmp", renamed over `path` when complete,
-// so a reader never sees a half-written file.
+// Atomic text output through OutputFile (io/output_path.hpp): written under a
+// hidden temporary name beside `path`, renamed into place when complete, so a
+// reader never sees a half-written file; a symlink or special file at `path`
+// is refused, never replaced or written through.
 #include <filesystem>
 #include <string_view>
 
 namespace ptq {
 
-// InputError naming the file on a write failure (the temporary file is removed).
+// InputError naming the file on a bad path or a write failure (the temporary
+// file is removed).
 void write_text_atomic(const std::filesystem::path& path, std::string_view text);
 
 }  // namespace ptq

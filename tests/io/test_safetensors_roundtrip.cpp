@@ -133,7 +133,7 @@ TEST(SafetensorsRoundTrip, FailedWriteLeavesNothingAndOverwriteReplaces) {
   std::vector<TensorToWrite> views;
   for (const auto& t : tensors) views.push_back(t.view());
   test::expect_input_error([&] { write_safetensors(dir / "missing" / "m.safetensors", views); },
-                           {"missing/m.safetensors", "a file that can be created"});
+                           {"missing/m.safetensors", "expected an existing parent folder"});
   EXPECT_TRUE(std::filesystem::is_empty(dir));
 
   test::write_text(dir / "m.safetensors", "old contents");
