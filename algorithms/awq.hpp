@@ -17,7 +17,6 @@
 
 namespace ptq {
 
-using VectorF = Eigen::VectorXf;
 
 struct AwqScaleConfig {
   int n_grid = 20;  // ratios 0, 1/n_grid, ..., (n_grid - 1)/n_grid (auto_scale.py)
@@ -46,6 +45,9 @@ MatrixRM awq_scaled_fake_quant(const MatrixRM& W, const VectorF& s, const QuantS
 // Evaluates every ratio in order and keeps the first with the smallest loss.
 // InputError if no loss is finite.
 AwqScaleSearch awq_search_scale(const VectorF& act_scale, const AwqScaleConfig& config, const AwqLossFn& loss_of);
+
+// Whether AWQ searches clipping bounds after its scales (llm-awq auto_clip_block).
+enum class AwqClipMode { None, Search };
 
 struct AwqClipConfig {
   int n_grid = 20;           // shrink step 1 / n_grid of the group's absmax

@@ -18,7 +18,7 @@
 
 namespace {
 
-using ptq::RowMatrix;
+using ptq::MatrixRM;
 
 template <class F>
 double best_seconds(int repeats, F&& f) {
@@ -37,8 +37,8 @@ double best_seconds(int repeats, F&& f) {
 double sgemm_gflops(int threads, int repeats) {
   constexpr int n = 2048;
   openblas_set_num_threads(threads);
-  const RowMatrix a = RowMatrix::Random(n, n), b = RowMatrix::Random(n, n);
-  RowMatrix c(n, n);
+  const MatrixRM a = MatrixRM::Random(n, n), b = MatrixRM::Random(n, n);
+  MatrixRM c(n, n);
   const double s = best_seconds(repeats, [&] {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
   ids.resize(static_cast<std::size_t>(ctx) * windows);
   ptq::BlockSource blocks(model, std::size_t{1} << 34);
   const double forward_s = best_seconds(repeats, [&] {
-    const RowMatrix hidden = ptq::final_hidden(model, blocks, ids, ctx);
-    const RowMatrix logits = model.head(hidden, 0, hidden.rows());
+    const MatrixRM hidden = ptq::final_hidden(model, blocks, ids, ctx);
+    const MatrixRM logits = model.head(hidden, 0, hidden.rows());
     if (logits.size() == 0) std::abort();
   });
   const double tokens = static_cast<double>(ids.size());

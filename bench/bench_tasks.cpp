@@ -11,7 +11,7 @@
 #include <string>
 
 #include "calibrate/threads.hpp"
-#include "pipeline/tasks.hpp"
+#include "pipeline/eval/tasks.hpp"
 
 namespace {
 

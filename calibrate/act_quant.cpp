@@ -21,7 +21,7 @@ void ActivationQuant::validate(int num_layers) const {
       if (!(s > 0.0f)) throw input_error("static activation scales", "positive scales", std::to_string(s));
 }
 
-void Int8Activations::apply(int layer, std::span<const LinearRole> roles, RowMatrix& x) const {
+void Int8Activations::apply(int layer, std::span<const LinearRole> roles, MatrixRM& x) const {
   if (scheme_.granularity == ActGranularity::Token) {
     fake_quant_int8_rows(x);
     return;

@@ -28,7 +28,7 @@ struct ActivationQuant {
 class Int8Activations : public LinearInputTransform {
  public:
   explicit Int8Activations(ActivationQuant scheme) : scheme_(std::move(scheme)) {}
-  void apply(int layer, std::span<const LinearRole> roles, RowMatrix& x) const override;
+  void apply(int layer, std::span<const LinearRole> roles, MatrixRM& x) const override;
 
  private:
   ActivationQuant scheme_;

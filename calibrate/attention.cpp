@@ -30,9 +30,9 @@ void masked_softmax_row(float* row, int cols, int last_key) {
 
 // One (sequence, head) pair: tiles of query rows, each a GEMM for scores, a
 // masked softmax and a GEMM with V. Called with OpenBLAS single-threaded.
-void attend_one_head(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
+void attend_one_head(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                      const AttentionShape& s, int seq, int head, std::vector<float>& scores,
-                     RowMatrix& out) {
+                     MatrixRM& out) {
   const int kv_head = head / (s.heads / s.kv_heads);
   const int ldq = static_cast<int>(q.cols()), ldk = static_cast<int>(k.cols());
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
@@ -54,7 +54,7 @@ void attend_one_head(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
   }
 }
 
-void check_shapes(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
+void check_shapes(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                   const AttentionShape& s) {
   PTQ_ASSERT(s.seq_len > 0 && s.kv_heads > 0 && s.heads % s.kv_heads == 0);
   PTQ_ASSERT(q.rows() % s.seq_len == 0 && k.rows() == q.rows() && v.rows() == q.rows());
@@ -64,8 +64,8 @@ void check_shapes(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
 
 }  // namespace
 
-void causal_attention(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
-                      const AttentionShape& s, RowMatrix& out) {
+void causal_attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
+                      const AttentionShape& s, MatrixRM& out) {
   check_shapes(q, k, v, s);
   out.resize(q.rows(), q.cols());
   const int sequences = static_cast<int>(q.rows() / s.seq_len);
@@ -78,8 +78,8 @@ void causal_attention(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v
   });
 }
 
-void causal_attention_reference(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
-                                const AttentionShape& s, RowMatrix& out) {
+void causal_attention_reference(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
+                                const AttentionShape& s, MatrixRM& out) {
   check_shapes(q, k, v, s);
   out.setZero(q.rows(), q.cols());
   const int group = s.heads / s.kv_heads;

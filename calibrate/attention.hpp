@@ -14,12 +14,12 @@ struct AttentionShape {
 // q: [tokens, heads*head_dim], k, v: [tokens, kv_heads*head_dim], all after
 // RoPE; out: [tokens, heads*head_dim] = softmax(q k^T / sqrt(head_dim) + causal mask) v
 // per sequence and head, softmax in float32.
-void causal_attention(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
-                      const AttentionShape& shape, RowMatrix& out);
+void causal_attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
+                      const AttentionShape& shape, MatrixRM& out);
 
 // Scalar reference of the same function (plain loops, double accumulation),
 // for tests of the fast path.
-void causal_attention_reference(const RowMatrix& q, const RowMatrix& k, const RowMatrix& v,
-                                const AttentionShape& shape, RowMatrix& out);
+void causal_attention_reference(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
+                                const AttentionShape& shape, MatrixRM& out);
 
 }  // namespace ptq

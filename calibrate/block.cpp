@@ -37,7 +37,7 @@ void rms_norm(float* x, const float* w, int n, float eps) {
 enum class Residual { overwrite, accumulate };
 
 // y = x W^T + b (overwrite) or y += x W^T + b (accumulate: the residual add).
-void linear(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y,
+void linear(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y,
             Residual mode) {
   PTQ_ASSERT(x.cols() == w.cols());
   if (mode == Residual::overwrite) y.resize(x.rows(), w.rows());
@@ -50,7 +50,7 @@ void linear(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMat
 // Observes then transforms the input shared by `roles`; true when the
 // forward should stop here (ForwardOptions::stop_after).
 bool prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRole> roles,
-                   RowMatrix& x) {
+                   MatrixRM& x) {
   if (o.observer) o.observer->observe(layer, roles, x);
   if (o.stop_after == linear_spec(roles.front()).input) return true;
   if (o.input_transform) o.input_transform->apply(layer, roles, x);
@@ -58,7 +58,7 @@ bool prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRol
 }
 
 // Per-head RMSNorm (Qwen3) on a [tokens, heads*head_dim] matrix.
-void head_norm(RowMatrix& x, const FloatVector& w, int head_dim, float eps) {
+void head_norm(MatrixRM& x, const VectorF& w, int head_dim, float eps) {
   const int heads = static_cast<int>(x.cols()) / head_dim;
   for_rows(x.rows(), [&](Eigen::Index t) {
     for (int h = 0; h < heads; ++h)
@@ -67,7 +67,7 @@ void head_norm(RowMatrix& x, const FloatVector& w, int head_dim, float eps) {
 }
 
 // Rotate-half RoPE on every head of every row; position = row % seq_len.
-void apply_rope(RowMatrix& x, const RowMatrix& cos, const RowMatrix& sin, int seq_len,
+void apply_rope(MatrixRM& x, const MatrixRM& cos, const MatrixRM& sin, int seq_len,
                 int head_dim) {
   const int half = head_dim / 2, heads = static_cast<int>(x.cols()) / head_dim;
   for_rows(x.rows(), [&](Eigen::Index t) {
@@ -85,7 +85,7 @@ void apply_rope(RowMatrix& x, const RowMatrix& cos, const RowMatrix& sin, int se
 }
 
 // cos/sin tables [seq_len, head_dim/2]; angles in float32 like HF.
-void rope_tables(const ModelConfig& c, int seq_len, RowMatrix& cos, RowMatrix& sin) {
+void rope_tables(const ModelConfig& c, int seq_len, MatrixRM& cos, MatrixRM& sin) {
   const std::vector<float> inv_freq = rope_inv_freq(c.rope, c.head_dim);
   const int half = c.head_dim / 2;
   cos.resize(seq_len, half);
@@ -102,10 +102,10 @@ void rope_tables(const ModelConfig& c, int seq_len, RowMatrix& cos, RowMatrix& s
 // Both sublayers return true when the forward stopped early.
 bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
                         const ForwardOptions& o) {
-  RowMatrix h = act.x;
+  MatrixRM h = act.x;
   rms_norm_rows(h, w.input_norm, static_cast<float>(c.rms_norm_eps));
   if (prepare_input(o, w.layer, qkv_roles, h)) return true;
-  RowMatrix attended = attention_context(c, w, h, act.seq_len);
+  MatrixRM attended = attention_context(c, w, h, act.seq_len);
   if (prepare_input(o, w.layer, o_roles, attended)) return true;
   linear(attended, w.weight(LinearRole::o), w.bias_of(LinearRole::o), act.x, Residual::accumulate);
   return false;
@@ -113,10 +113,10 @@ bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations
 
 bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
                   const ForwardOptions& o) {
-  RowMatrix h = act.x;
+  MatrixRM h = act.x;
   rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
   if (prepare_input(o, w.layer, gate_up_roles, h)) return true;
-  RowMatrix hidden = swiglu_hidden(w, h);
+  MatrixRM hidden = swiglu_hidden(w, h);
   if (prepare_input(o, w.layer, down_roles, hidden)) return true;
   linear(hidden, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
   return false;
@@ -156,22 +156,22 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim) {
   return inv;
 }
 
-void rms_norm_rows(RowMatrix& x, const FloatVector& w, float eps) {
+void rms_norm_rows(MatrixRM& x, const VectorF& w, float eps) {
   PTQ_ASSERT(w.size() == x.cols());
   const int n = static_cast<int>(x.cols());
   for_rows(x.rows(), [&](Eigen::Index t) { rms_norm(x.row(t).data(), w.data(), n, eps); });
 }
 
-void linear_forward(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y) {
+void linear_forward(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y) {
   linear(x, w, b, y, Residual::overwrite);
 }
 
-void linear_accumulate(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y) {
+void linear_accumulate(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y) {
   linear(x, w, b, y, Residual::accumulate);
 }
 
-RowMatrix attention_context(const ModelConfig& c, const BlockWeights& w, const RowMatrix& normed, int seq_len) {
-  RowMatrix q, k, v;
+MatrixRM attention_context(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed, int seq_len) {
+  MatrixRM q, k, v;
   linear(normed, w.weight(LinearRole::q), w.bias_of(LinearRole::q), q, Residual::overwrite);
   linear(normed, w.weight(LinearRole::k), w.bias_of(LinearRole::k), k, Residual::overwrite);
   linear(normed, w.weight(LinearRole::v), w.bias_of(LinearRole::v), v, Residual::overwrite);
@@ -179,17 +179,17 @@ RowMatrix attention_context(const ModelConfig& c, const BlockWeights& w, const R
     head_norm(q, w.q_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
     head_norm(k, w.k_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
   }
-  RowMatrix cos, sin;
+  MatrixRM cos, sin;
   rope_tables(c, seq_len, cos, sin);
   apply_rope(q, cos, sin, seq_len, c.head_dim);
   apply_rope(k, cos, sin, seq_len, c.head_dim);
-  RowMatrix attended;
+  MatrixRM attended;
   causal_attention(q, k, v, {seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, attended);
   return attended;
 }
 
-RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed) {
-  RowMatrix gate, up;
+MatrixRM swiglu_hidden(const BlockWeights& w, const MatrixRM& normed) {
+  MatrixRM gate, up;
   linear(normed, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
   linear(normed, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
   // silu(gate) * up, written into gate.
@@ -200,8 +200,8 @@ RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed) {
   return gate;
 }
 
-void forward_windows(const ModelConfig& config, const BlockWeights& w, RowMatrix& x, const WindowWalk& walk,
-                     LinearObserver* observer, bool advance,
+void forward_windows(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, const WindowWalk& walk,
+                     LinearObserver* observer, StreamUpdate update,
                      const std::function<void(int first_window, int windows)>& on_batch) {
   PTQ_ASSERT(walk.seq_len > 0 && walk.batch_windows > 0 && x.rows() % walk.seq_len == 0);
   const auto n = static_cast<int>(x.rows() / walk.seq_len);
@@ -213,7 +213,7 @@ void forward_windows(const ModelConfig& config, const BlockWeights& w, RowMatrix
     const auto rows = static_cast<Eigen::Index>(last - first) * walk.seq_len;
     Activations act{x.middleRows(r0, rows), walk.seq_len};
     block_forward(config, w, act, ForwardOptions{observer, nullptr, std::nullopt});
-    if (advance) x.middleRows(r0, rows) = act.x;
+    if (update == StreamUpdate::advance) x.middleRows(r0, rows) = act.x;
     first = last;
   }
 }

@@ -8,34 +8,32 @@
 #include <span>
 #include <vector>
 
+#include "algorithms/matrix.hpp"
 #include "calibrate/tensor_names.hpp"
 #include "io/model_config.hpp"
 
 namespace ptq {
-
-using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using FloatVector = Eigen::VectorXf;
 
 // A block's weights in float32. Callers may overwrite any matrix (e.g. with a
 // dequantized copy) before running the block: that is how quantized models
 // are evaluated and how GPTQ proceeds block by block.
 struct BlockWeights {
   int layer = 0;
-  std::array<RowMatrix, linear_role_count> linear;  // W: [out, in], row-major
-  std::array<FloatVector, linear_role_count> bias;  // [out], or size 0 when absent
-  FloatVector input_norm;                           // [hidden]
-  FloatVector post_attention_norm;                  // [hidden]
-  FloatVector q_norm, k_norm;                       // [head_dim] (Qwen3), else size 0
+  std::array<MatrixRM, linear_role_count> linear;  // W: [out, in], row-major
+  std::array<VectorF, linear_role_count> bias;  // [out], or size 0 when absent
+  VectorF input_norm;                           // [hidden]
+  VectorF post_attention_norm;                  // [hidden]
+  VectorF q_norm, k_norm;                       // [head_dim] (Qwen3), else size 0
 
-  RowMatrix& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
-  const RowMatrix& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
-  const FloatVector& bias_of(LinearRole r) const { return bias[static_cast<std::size_t>(r)]; }
+  MatrixRM& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
+  const MatrixRM& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
+  const VectorF& bias_of(LinearRole r) const { return bias[static_cast<std::size_t>(r)]; }
   std::size_t float_count() const;  // resident size, for memory budgets
 };
 
 // Hidden states of a batch of equally long sequences.
 struct Activations {
-  RowMatrix x;  // [sequences * seq_len, hidden]; sequence s owns rows [s*seq_len, (s+1)*seq_len)
+  MatrixRM x;  // [sequences * seq_len, hidden]; sequence s owns rows [s*seq_len, (s+1)*seq_len)
   int seq_len = 0;  // positions 0..seq_len-1 in every sequence
 
   int sequences() const { return seq_len == 0 ? 0 : static_cast<int>(x.rows()) / seq_len; }
@@ -47,7 +45,7 @@ struct Activations {
 class LinearObserver {
  public:
   virtual ~LinearObserver() = default;
-  virtual void observe(int layer, std::span<const LinearRole> roles, const RowMatrix& x) = 0;
+  virtual void observe(int layer, std::span<const LinearRole> roles, const MatrixRM& x) = 0;
 };
 
 // Rewrites a Linear input in place before the matmul (e.g. simulated int8
@@ -55,7 +53,7 @@ class LinearObserver {
 class LinearInputTransform {
  public:
   virtual ~LinearInputTransform() = default;
-  virtual void apply(int layer, std::span<const LinearRole> roles, RowMatrix& x) const = 0;
+  virtual void apply(int layer, std::span<const LinearRole> roles, MatrixRM& x) const = 0;
 };
 
 struct ForwardOptions {
@@ -70,20 +68,20 @@ struct ForwardOptions {
 std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim);
 
 // RMSNorm of every row, in place: x * rsqrt(mean(x^2) + eps) * w.
-void rms_norm_rows(RowMatrix& x, const FloatVector& w, float eps);
+void rms_norm_rows(MatrixRM& x, const VectorF& w, float eps);
 
 // The stages of a block, for callers that run them one at a time (quantization
 // keeps each stage's input instead of rerunning the block; AWQ compares
 // sub-module outputs). block_forward is their composition.
 // y = x Wᵀ + b (linear_forward resizes y) or y += x Wᵀ + b (the residual add).
-void linear_forward(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y);
-void linear_accumulate(const RowMatrix& x, const RowMatrix& w, const FloatVector& b, RowMatrix& y);
+void linear_forward(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y);
+void linear_accumulate(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y);
 // q/k/v projections of the normed input, q/k norms (Qwen3), RoPE and causal
 // attention over sequences of `seq_len` rows: the input of o_proj.
-RowMatrix attention_context(const ModelConfig& config, const BlockWeights& w, const RowMatrix& normed,
+MatrixRM attention_context(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed,
                             int seq_len);
 // silu(normed Wgateᵀ + b) * (normed Wupᵀ + b): the input of down_proj.
-RowMatrix swiglu_hidden(const BlockWeights& w, const RowMatrix& normed);
+MatrixRM swiglu_hidden(const BlockWeights& w, const MatrixRM& normed);
 
 // Runs block `w` over `act` in place (residual stream in, residual stream out).
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,
@@ -101,10 +99,11 @@ struct WindowWalk {
 
 // Runs block `w` over every window of x ([windows * seq_len, hidden]), batch by
 // batch: `on_batch(first_window, windows)` (optional) is called, then `observer`
-// (may be null) sees the batch's Linear inputs. With `advance`, x becomes the
-// block's output; otherwise x is left unchanged.
-void forward_windows(const ModelConfig& config, const BlockWeights& w, RowMatrix& x, const WindowWalk& walk,
-                     LinearObserver* observer, bool advance,
+// (may be null) sees the batch's Linear inputs. With StreamUpdate::advance, x
+// becomes the block's output; with keep, x is left unchanged.
+enum class StreamUpdate { advance, keep };
+void forward_windows(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, const WindowWalk& walk,
+                     LinearObserver* observer, StreamUpdate update,
                      const std::function<void(int first_window, int windows)>& on_batch = {});
 
 }  // namespace ptq

@@ -24,14 +24,14 @@ const TensorView& require_shape(const Checkpoint& ckpt, const std::string& name,
   return t;
 }
 
-RowMatrix to_matrix(const TensorView& t) {
-  RowMatrix m(t.shape[0], t.shape[1]);
+MatrixRM to_matrix(const TensorView& t) {
+  MatrixRM m(t.shape[0], t.shape[1]);
   convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), m.data(), t.name);
   return m;
 }
 
-FloatVector to_vector(const TensorView& t) {
-  FloatVector v(t.shape[0]);
+VectorF to_vector(const TensorView& t) {
+  VectorF v(t.shape[0]);
   convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), v.data(), t.name);
   return v;
 }
@@ -83,7 +83,7 @@ BlockWeights Model::load_block(int layer) const {
   for (const NormSpec& spec : norm_specs) {
     if (spec.needs_qk_norm && !config_.qk_norm) continue;
     const std::int64_t size = spec.needs_qk_norm ? config_.head_dim : config_.hidden_size;
-    FloatVector v =
+    VectorF v =
         to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
     switch (spec.role) {
       case NormRole::input:
@@ -103,10 +103,10 @@ BlockWeights Model::load_block(int layer) const {
   return w;
 }
 
-RowMatrix Model::embed(std::span<const std::int32_t> ids) const {
+MatrixRM Model::embed(std::span<const std::int32_t> ids) const {
   const int hidden = config_.hidden_size;
   const std::size_t row_bytes = static_cast<std::size_t>(hidden) * dtype_size(embedding_->dtype);
-  RowMatrix x(static_cast<Eigen::Index>(ids.size()), hidden);
+  MatrixRM x(static_cast<Eigen::Index>(ids.size()), hidden);
   for (std::size_t t = 0; t < ids.size(); ++t) {
     if (ids[t] < 0 || ids[t] >= config_.vocab_size) {
       throw input_error("token " + std::to_string(t),
@@ -119,13 +119,13 @@ RowMatrix Model::embed(std::span<const std::int32_t> ids) const {
   return x;
 }
 
-void Model::final_norm(RowMatrix& x) const {
+void Model::final_norm(MatrixRM& x) const {
   rms_norm_rows(x, final_norm_, static_cast<float>(config_.rms_norm_eps));
 }
 
-RowMatrix Model::head(const RowMatrix& x, Eigen::Index begin, Eigen::Index count) const {
+MatrixRM Model::head(const MatrixRM& x, Eigen::Index begin, Eigen::Index count) const {
   PTQ_ASSERT(begin >= 0 && begin + count <= x.rows());
-  RowMatrix out(count, head_.rows());
+  MatrixRM out(count, head_.rows());
   parallel_gemm(x.middleRows(begin, count), head_, GemmOp::transposed, out, GemmOutput::overwrite);
   return out;
 }
@@ -152,7 +152,7 @@ const BlockWeights& BlockSource::block(int layer) {
   return blocks_.front();
 }
 
-RowMatrix final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
+MatrixRM final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
                        int seq_len, const ForwardOptions& options) {
   PTQ_ASSERT(seq_len > 0 && ids.size() % static_cast<std::size_t>(seq_len) == 0);
   Activations act{model.embed(ids), seq_len};
@@ -163,9 +163,9 @@ RowMatrix final_hidden(const Model& model, BlockSource& blocks, std::span<const 
   return std::move(act.x);
 }
 
-RowMatrix logits(const Model& model, std::span<const std::int32_t> ids, int seq_len) {
+MatrixRM logits(const Model& model, std::span<const std::int32_t> ids, int seq_len) {
   BlockSource streamed(model, 0);
-  const RowMatrix hidden = final_hidden(model, streamed, ids, seq_len);
+  const MatrixRM hidden = final_hidden(model, streamed, ids, seq_len);
   return model.head(hidden, 0, hidden.rows());
 }
 

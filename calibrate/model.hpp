@@ -26,11 +26,11 @@ class Model {
   // Block `layer`'s weights in float32; InputError on missing/mis-shaped tensors.
   BlockWeights load_block(int layer) const;
   // Rows of the embedding for `ids`: [ids.size(), hidden]; InputError if an id >= vocab.
-  RowMatrix embed(std::span<const std::int32_t> ids) const;
+  MatrixRM embed(std::span<const std::int32_t> ids) const;
   // Final RMSNorm of hidden states, in place.
-  void final_norm(RowMatrix& x) const;
+  void final_norm(MatrixRM& x) const;
   // logits = x head^T for rows [begin, begin+count) of normalized x: [count, vocab].
-  RowMatrix head(const RowMatrix& x, Eigen::Index begin, Eigen::Index count) const;
+  MatrixRM head(const MatrixRM& x, Eigen::Index begin, Eigen::Index count) const;
 
  private:
   Model(std::filesystem::path path, ModelConfig config, Checkpoint checkpoint);
@@ -39,8 +39,8 @@ class Model {
   ModelConfig config_;
   Checkpoint checkpoint_;
   const TensorView* embedding_ = nullptr;  // [vocab, hidden], in checkpoint_
-  FloatVector final_norm_;                 // [hidden]
-  RowMatrix head_;                         // [vocab, hidden]
+  VectorF final_norm_;                 // [hidden]
+  MatrixRM head_;                         // [vocab, hidden]
 };
 
 // Where eval gets block weights: all blocks stay resident when their float32
@@ -62,11 +62,11 @@ class BlockSource {
 // Final hidden states (after the final norm) of a batch of sequences:
 // `ids` holds ids.size()/seq_len sequences back to back; returns
 // [ids.size(), hidden]. Runs each block over the whole batch.
-RowMatrix final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
+MatrixRM final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
                        int seq_len, const ForwardOptions& options = {});
 
 // Logits [ids.size(), vocab] of one or more sequences of length seq_len,
 // streaming the blocks from the checkpoint one at a time.
-RowMatrix logits(const Model& model, std::span<const std::int32_t> ids, int seq_len);
+MatrixRM logits(const Model& model, std::span<const std::int32_t> ids, int seq_len);
 
 }  // namespace ptq

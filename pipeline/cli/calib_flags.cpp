@@ -6,17 +6,16 @@ void add_calib_flags(CLI::App& cmd, CalibFlags& f) {
   cmd.add_option("--calib", f.calib, "Calibration source NAME=PATH[:WEIGHT] (text, folder, .jsonl or .ids)");
   cmd.add_option("--calib-ids", f.calib_ids, "Shorthand for one .ids calibration source")->check(CLI::ExistingFile);
   cmd.add_option("--field", f.field, "Text field of .jsonl calibration sources");
-  cmd.add_option("--samples", f.samples, "Calibration windows in all");
-  cmd.add_option("--seqlen", f.seqlen, "Tokens per calibration window");
-  cmd.add_option("--seed", f.seed, "Seed of the window draw from text sources");
+  add_recipe_flags(cmd, f.config, KeySet::calibration);
 }
 
 void apply_calib_flags(const CalibFlags& f, const CLI::App& cmd, CalibConfig& config,
                        std::vector<CalibSourceSpec>& sources) {
   auto given = [&](const char* name) { return cmd.get_option(name)->count() > 0; };
-  if (given("--samples")) config.samples = f.samples;
-  if (given("--seqlen")) config.seqlen = f.seqlen;
-  if (given("--seed")) config.seed = f.seed;
+  Recipe recipe;
+  recipe.calibration = config;
+  apply_recipe_flags(f.config, cmd, recipe, KeySet::calibration);
+  config = recipe.calibration;
   if (given("--field")) config.jsonl_field = f.field;
   if (given("--calib") || given("--calib-ids")) {
     sources.clear();

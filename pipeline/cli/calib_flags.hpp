@@ -1,20 +1,21 @@
 #pragma once
 // The calibration-data flags shared by `ptq quantize` and `ptq calibrate`:
-// --calib, --calib-ids, --samples, --seqlen, --seed, --field.
+// --calib, --calib-ids, --field, and the recipe's calibration.* keys
+// (--samples, --seqlen, --seed).
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "pipeline/calib_data.hpp"
+#include "pipeline/cli/recipe_flags.hpp"
+#include "pipeline/recipe/calib_data.hpp"
 
 namespace ptq::cli {
 
 struct CalibFlags {
   std::vector<std::string> calib;
   std::string calib_ids, field = "text";
-  int samples = 128, seqlen = 512;
-  std::uint64_t seed = 0;
+  RecipeFlags config;  // the calibration.* recipe keys
 };
 
 void add_calib_flags(CLI::App& cmd, CalibFlags& flags);

@@ -4,10 +4,10 @@
 #include "calibrate/model.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
-#include "pipeline/calib_stats.hpp"
+#include "pipeline/quantize/calib_stats.hpp"
 #include "pipeline/cli/calib_flags.hpp"
 #include "pipeline/cli/commands.hpp"
-#include "pipeline/quantize_run.hpp"
+#include "pipeline/quantize/quantize_run.hpp"
 
 namespace ptq::cli {
 

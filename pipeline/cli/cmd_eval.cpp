@@ -10,11 +10,11 @@
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
 #include "io/tokenizer.hpp"
-#include "pipeline/act_quant_io.hpp"
+#include "pipeline/output/act_quant_io.hpp"
 #include "pipeline/cli/commands.hpp"
-#include "pipeline/eval.hpp"
-#include "pipeline/progress.hpp"
-#include "pipeline/tasks.hpp"
+#include "pipeline/eval/eval.hpp"
+#include "pipeline/output/progress.hpp"
+#include "pipeline/eval/tasks.hpp"
 
 namespace ptq::cli {
 namespace {

@@ -18,9 +18,9 @@ namespace {
 
 constexpr float attention_tolerance = 2e-5f;  // float tiles vs double reference, |values| ~ 1
 
-RowMatrix random_matrix(Eigen::Index rows, Eigen::Index cols, std::mt19937& rng) {
+MatrixRM random_matrix(Eigen::Index rows, Eigen::Index cols, std::mt19937& rng) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  RowMatrix m(rows, cols);
+  MatrixRM m(rows, cols);
   for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(rng);
   return m;
 }
@@ -29,9 +29,9 @@ TEST(Attention, MatchesScalarReferenceWithGqaAndPartialTiles) {
   std::mt19937 rng(7);
   // 2 sequences of 200 tokens (tiles of 128 + 72), 6 heads over 2 kv heads.
   const AttentionShape shape{200, 6, 2, 16};
-  const RowMatrix q = random_matrix(400, 96, rng), k = random_matrix(400, 32, rng),
+  const MatrixRM q = random_matrix(400, 96, rng), k = random_matrix(400, 32, rng),
                   v = random_matrix(400, 32, rng);
-  RowMatrix fast, reference;
+  MatrixRM fast, reference;
   causal_attention(q, k, v, shape, fast);
   causal_attention_reference(q, k, v, shape, reference);
   EXPECT_LT((fast - reference).cwiseAbs().maxCoeff(), attention_tolerance);
@@ -41,7 +41,7 @@ std::vector<std::int32_t> prompt_ids() {
   return read_ids(test::fixture("goldens/tiny/logits_prompt.ids"));
 }
 
-RowMatrix tiny_prompt_logits(int threads) {
+MatrixRM tiny_prompt_logits(int threads) {
   const ThreadScope scope(threads);
   const Model tiny = Model::open(test::fixture("models/tiny"));
   const auto ids = prompt_ids();
@@ -51,8 +51,8 @@ RowMatrix tiny_prompt_logits(int threads) {
 // Fixed-size chunks and single-threaded BLAS (algorithms/parallel_gemm.hpp):
 // the logits are bit-identical for any thread count.
 TEST(Forward, LogitsDoNotDependOnThreadCount) {
-  const RowMatrix one = tiny_prompt_logits(1);
-  const RowMatrix two = tiny_prompt_logits(2);
+  const MatrixRM one = tiny_prompt_logits(1);
+  const MatrixRM two = tiny_prompt_logits(2);
   ASSERT_EQ(one.rows(), two.rows());
   ASSERT_EQ(one.cols(), two.cols());
   EXPECT_EQ(std::memcmp(one.data(), two.data(), sizeof(float) * one.size()), 0);
@@ -61,8 +61,8 @@ TEST(Forward, LogitsDoNotDependOnThreadCount) {
 // Records every observed Linear input of one block.
 struct Recorder : LinearObserver {
   std::vector<std::vector<LinearRole>> roles;
-  std::vector<RowMatrix> inputs;
-  void observe(int, std::span<const LinearRole> r, const RowMatrix& x) override {
+  std::vector<MatrixRM> inputs;
+  void observe(int, std::span<const LinearRole> r, const MatrixRM& x) override {
     roles.emplace_back(r.begin(), r.end());
     inputs.push_back(x);
   }
@@ -74,7 +74,7 @@ TEST(Forward, ObserverSeesEachSharedInputOnceWithItsRoles) {
   const auto ids = prompt_ids();
   const BlockWeights w = tiny.load_block(0);
   Activations act{tiny.embed(ids), static_cast<int>(ids.size())};
-  const RowMatrix embedded = act.x;
+  const MatrixRM embedded = act.x;
   Recorder rec;
   block_forward(c, w, act, {.observer = &rec, .input_transform = nullptr, .stop_after = {}});
   using R = LinearRole;
@@ -99,7 +99,7 @@ TEST(Forward, ObserverSeesEachSharedInputOnceWithItsRoles) {
 
 // Scales the input of `down` by 2: the same as doubling W_down.
 struct DoubleDownInput : LinearInputTransform {
-  void apply(int, std::span<const LinearRole> roles, RowMatrix& x) const override {
+  void apply(int, std::span<const LinearRole> roles, MatrixRM& x) const override {
     if (roles.front() == LinearRole::down) x *= 2.0f;
   }
 };

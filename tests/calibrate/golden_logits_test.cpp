@@ -22,9 +22,9 @@ float max_logit_error(const std::filesystem::path& model_dir, const std::filesys
   const Model model = Model::open(model_dir);
   const std::vector<std::int32_t> ids = read_ids(ids_file);
   const std::vector<float> golden = test::read_f32(logits_file);
-  const RowMatrix ours = logits(model, ids, static_cast<int>(ids.size()));
+  const MatrixRM ours = logits(model, ids, static_cast<int>(ids.size()));
   EXPECT_EQ(static_cast<std::size_t>(ours.size()), golden.size());
-  const Eigen::Map<const RowMatrix> expected(golden.data(), ours.rows(), ours.cols());
+  const Eigen::Map<const MatrixRM> expected(golden.data(), ours.rows(), ours.cols());
   return (ours - expected).cwiseAbs().maxCoeff();
 }
 

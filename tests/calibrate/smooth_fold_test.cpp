@@ -13,7 +13,7 @@ namespace {
 // Per-channel absmax of the attention and MLP inputs, as SmoothQuant collects them.
 class NormedInputAbsmax : public LinearObserver {
  public:
-  void observe(int, std::span<const LinearRole> roles, const RowMatrix& x) override {
+  void observe(int, std::span<const LinearRole> roles, const MatrixRM& x) override {
     const LinearInput input = linear_spec(roles.front()).input;
     if (input == LinearInput::attention_in) attention = x.cwiseAbs().colwise().maxCoeff().transpose();
     if (input == LinearInput::mlp_in) mlp = x.cwiseAbs().colwise().maxCoeff().transpose();

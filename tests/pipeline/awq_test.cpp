@@ -6,8 +6,8 @@
 
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
-#include "pipeline/awq.hpp"
-#include "pipeline/quantize_run.hpp"
+#include "pipeline/quantize/awq.hpp"
+#include "pipeline/quantize/quantize_run.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -35,13 +35,13 @@ TEST(AwqFold, ScalesLeaveBlockOutputUnchanged) {
   Activations after = before;
   block_forward(c, w, before);
 
-  AwqBlock awq{1, {}, {}};
-  for (AwqPrevOp prev : {AwqPrevOp::input_norm, AwqPrevOp::post_attention_norm, AwqPrevOp::up}) {
-    const int in = linear_in_features(c, awq_scaled_roles(prev).front());
+  BlockScales awq{1, {}, {}};
+  for (FoldSite prev : {FoldSite::input_norm, FoldSite::post_attention_norm, FoldSite::up}) {
+    const int in = linear_in_features(c, scaled_roles(prev).front());
     awq.scales.push_back({prev, random_scales(in, 30 + static_cast<unsigned>(prev)), 0.5f, 0.0});
   }
-  const RowMatrix q_before = w.weight(LinearRole::q);
-  awq_apply_block(w, awq, QuantSpec{});
+  const MatrixRM q_before = w.weight(LinearRole::q);
+  apply_block_scales(w, awq, QuantSpec{});
   ASSERT_FALSE(w.weight(LinearRole::q).isApprox(q_before));  // the fold did change the weights
   block_forward(c, w, after);
   const float scale = before.x.cwiseAbs().maxCoeff();
@@ -118,7 +118,7 @@ TEST(AwqRecipe, ExamplesLoad) {
   EXPECT_EQ(mixed.method, Method::Gptq);
   EXPECT_EQ(mixed.scaling, Scaling::Awq);
   EXPECT_EQ(mixed.quant_spec().range, RangeRule::IncludeZero);  // GPTQ keeps its grid
-  EXPECT_EQ(mixed.awq_options(1).spec.range, RangeRule::MinMax);  // the searches use llm-awq's
+  EXPECT_EQ(awq_options(mixed, 1).spec.range, RangeRule::MinMax);  // the searches use llm-awq's
 }
 
 TEST(AwqRecipe, SymmetricAwqIsAnInputError) {

@@ -13,8 +13,8 @@
 #include "calibrate/model.hpp"
 #include "io/hdf5.hpp"
 #include "io/ids_file.hpp"
-#include "pipeline/calib_stats.hpp"
-#include "pipeline/provenance.hpp"
+#include "pipeline/quantize/calib_stats.hpp"
+#include "pipeline/recipe/provenance.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -86,7 +86,7 @@ class DoubleGram : public LinearObserver {
  public:
   std::map<std::pair<int, int>, Eigen::MatrixXd> xtx;  // (layer, input)
   std::map<std::pair<int, int>, float> absmax;
-  void observe(int layer, std::span<const LinearRole> roles, const RowMatrix& x) override {
+  void observe(int layer, std::span<const LinearRole> roles, const MatrixRM& x) override {
     const std::pair key{layer, static_cast<int>(linear_spec(roles.front()).input)};
     const Eigen::MatrixXd xd = x.cast<double>();
     xtx[key] = xd.transpose() * xd;

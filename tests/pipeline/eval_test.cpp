@@ -1,6 +1,6 @@
 // ptq eval: protocol, KL/top-1, against independent straightforward
 // computations and the fixtures' reference numbers.
-#include "pipeline/eval.hpp"
+#include "pipeline/eval/eval.hpp"
 
 #include <gtest/gtest.h>
 
@@ -33,7 +33,7 @@ struct Straightforward {
   long positions = 0, agree = 0;
 };
 
-std::vector<double> log_softmax(const RowMatrix& logits, Eigen::Index row) {
+std::vector<double> log_softmax(const MatrixRM& logits, Eigen::Index row) {
   double peak = -INFINITY, sum = 0.0;
   for (Eigen::Index v = 0; v < logits.cols(); ++v) peak = std::max(peak, double(logits(row, v)));
   for (Eigen::Index v = 0; v < logits.cols(); ++v) sum += std::exp(logits(row, v) - peak);
@@ -47,7 +47,7 @@ Straightforward straightforward(const Model& model, const Model& reference,
   Straightforward s;
   for (int w = 0; w < windows; ++w) {
     const std::span<const std::int32_t> window(ids.data() + w * ctx, ctx);
-    const RowMatrix q = logits(model, window, ctx), p = logits(reference, window, ctx);
+    const MatrixRM q = logits(model, window, ctx), p = logits(reference, window, ctx);
     for (int t = 0; t + 1 < ctx; ++t) {
       const auto lq = log_softmax(q, t), lp = log_softmax(p, t);
       s.nll -= lq[window[t + 1]];
@@ -110,7 +110,7 @@ TEST_P(GoldenWindow, NllOfFirstWindowMatchesGoldenLogits) {
   const std::size_t vocab = golden.size() / ids.size();
   double golden_nll = 0.0;
   for (std::size_t t = 0; t + 1 < ids.size(); ++t) {
-    const RowMatrix row = Eigen::Map<const RowMatrix>(golden.data() + t * vocab, 1, vocab);
+    const MatrixRM row = Eigen::Map<const MatrixRM>(golden.data() + t * vocab, 1, vocab);
     golden_nll -= log_softmax(row, 0)[ids[t + 1]];
   }
   EvalConfig c;

@@ -13,8 +13,8 @@
 #include "io/hdf5.hpp"
 #include "io/ids_file.hpp"
 #include "io/model_config.hpp"
-#include "pipeline/eval.hpp"
-#include "pipeline/quantize_run.hpp"
+#include "pipeline/eval/eval.hpp"
+#include "pipeline/quantize/quantize_run.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -99,11 +99,11 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   const Model model = Model::open(tiny());
   const Recipe recipe = small_gptq();
   const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
-  const auto full = quantize_blocks(model, recipe, &calib, QuantizeRunOptions{16, dir / "ckpt_full", false});
+  const auto full = quantize_blocks(model, recipe, &calib, QuantizeRunOptions{16, dir / "ckpt_full", Resume::no});
   write_output(model, recipe, calib, full, dir / "full");
 
   // Interrupted as block 2 starts: blocks 0 and 1 and their output activations are checkpointed.
-  const QuantizeRunOptions options{16, dir / "ckpt", true};
+  const QuantizeRunOptions options{16, dir / "ckpt", Resume::yes};
   QuantizeProgress stop_at_block_2{[](const std::string& line) {
     if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
   }};
@@ -122,7 +122,7 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
 
   // With activations saved rarely, an interruption before the first save resumes
   // from block 0 (the saved blocks are recomputed) and still gives the same output.
-  QuantizeRunOptions sparse{16, dir / "ckpt_sparse", true};
+  QuantizeRunOptions sparse{16, dir / "ckpt_sparse", Resume::yes};
   sparse.activation_checkpoint_seconds = 1e9;
   EXPECT_THROW(quantize_blocks(model, recipe, &calib, sparse, stop_at_block_2), Interrupted);
   ASSERT_TRUE(std::filesystem::exists(dir / "ckpt_sparse" / "block_1.h5"));

@@ -12,9 +12,9 @@
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
-#include "pipeline/calib_stats.hpp"
-#include "pipeline/quantize_from_stats.hpp"
-#include "pipeline/quantized_store.hpp"
+#include "pipeline/quantize/calib_stats.hpp"
+#include "pipeline/quantize/quantize_from_stats.hpp"
+#include "pipeline/output/quantized_model.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -80,7 +80,7 @@ TEST_F(QuantizeFromStats, OneSourceOfWeightOneIsGptqOnItsHessian) {
   for (const auto& q : got) {
     const auto h = own_hessian(stats.at(q.layer, linear_spec(q.role).input, 0));
     const auto want = gptq_quantize(model.load_block(q.layer).weight(q.role), h, recipe.gptq_config());
-    expect_same_bits(q.matrix, want.quantized,
+    expect_same_bits(std::get<QuantizedMatrix>(q.weight), want.quantized,
                      "layer " + std::to_string(q.layer) + " " + std::string(linear_role_name(q.role)));
   }
 }
@@ -102,7 +102,7 @@ TEST_F(QuantizeFromStats, CliMix70To30IsGptqOnTheHandMixedHessian) {
       const Eigen::MatrixXd h =
           2.0 * (0.7 * (g.xtx / static_cast<double>(g.tokens)) + 0.3 * (d.xtx / static_cast<double>(d.tokens)));
       const auto want = gptq_quantize(model.load_block(layer).weight(role), h, w3_g128().gptq_config());
-      expect_same_bits(read_quantized_linear(file, layer, role).matrix, want.quantized,
+      expect_same_bits(std::get<QuantizedMatrix>(read_quantized_linear(file, layer, role).weight), want.quantized,
                        "layer " + std::to_string(layer) + " " + std::string(linear_role_name(role)));
     }
   EXPECT_NE(read_text(out / "README.md").find("non-sequential approximation"), std::string::npos);

@@ -9,8 +9,8 @@
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
-#include "pipeline/quantize.hpp"
-#include "pipeline/quantize_run.hpp"
+#include "pipeline/quantize/quantize.hpp"
+#include "pipeline/quantize/quantize_run.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -38,7 +38,7 @@ Recipe gptq_recipe() {
 class Collector : public LinearObserver {
  public:
   Collector(LinearInput wanted, int in_features) : wanted_(wanted), stats(in_features) {}
-  void observe(int, std::span<const LinearRole> roles, const RowMatrix& x) override {
+  void observe(int, std::span<const LinearRole> roles, const MatrixRM& x) override {
     if (linear_spec(roles.front()).input == wanted_) stats.add(x);
   }
   LinearInput wanted_;
@@ -46,7 +46,7 @@ class Collector : public LinearObserver {
 };
 
 // Runs `w` over x batch by batch; with `advance`, x becomes the block output.
-void block_passes(const ModelConfig& c, const BlockWeights& w, RowMatrix& x, const ForwardOptions& options,
+void block_passes(const ModelConfig& c, const BlockWeights& w, MatrixRM& x, const ForwardOptions& options,
                   bool advance) {
   const Eigen::Index batch_rows = Eigen::Index{kBatchWindows} * kSeqLen;
   for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += batch_rows) {
@@ -61,7 +61,7 @@ std::vector<QuantizedMatrix> reference_quantize(const Model& model, const Recipe
                                                 const CalibrationSet& calib) {
   std::vector<std::int32_t> ids;
   for (const auto& w : calib.windows) ids.insert(ids.end(), w.ids.begin(), w.ids.end());
-  RowMatrix x = model.embed(ids);
+  MatrixRM x = model.embed(ids);
   std::vector<QuantizedMatrix> out;
   for (int layer = 0; layer < model.num_layers(); ++layer) {
     BlockWeights w = model.load_block(layer);
@@ -89,10 +89,10 @@ void expect_same(const std::vector<QuantizedLinear>& got, const std::vector<Quan
   for (std::size_t i = 0; i < got.size(); ++i) {
     const std::string what = "layer " + std::to_string(got[i].layer) + " " +
                              std::string(linear_role_name(got[i].role));
-    EXPECT_TRUE(got[i].matrix.codes == want[i].codes) << what;
-    EXPECT_TRUE(got[i].matrix.scales == want[i].scales) << what;
-    EXPECT_TRUE(got[i].matrix.zeros == want[i].zeros) << what;
-    EXPECT_EQ(got[i].matrix.g_idx, want[i].g_idx) << what;
+    EXPECT_TRUE(std::get<QuantizedMatrix>(got[i].weight).codes == want[i].codes) << what;
+    EXPECT_TRUE(std::get<QuantizedMatrix>(got[i].weight).scales == want[i].scales) << what;
+    EXPECT_TRUE(std::get<QuantizedMatrix>(got[i].weight).zeros == want[i].zeros) << what;
+    EXPECT_EQ(std::get<QuantizedMatrix>(got[i].weight).g_idx, want[i].g_idx) << what;
   }
 }
 

@@ -5,7 +5,7 @@
 #include <fstream>
 
 #include "io/error.hpp"
-#include "pipeline/recipe.hpp"
+#include "pipeline/recipe/recipe.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {

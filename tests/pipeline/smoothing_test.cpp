@@ -7,9 +7,9 @@
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
-#include "pipeline/calib_data.hpp"
-#include "pipeline/quantize.hpp"
-#include "pipeline/quantize_run.hpp"
+#include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/quantize/quantize.hpp"
+#include "pipeline/quantize/quantize_run.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -37,7 +37,7 @@ QuantizeJob smoothed_gptq_job(const std::filesystem::path& out) {
 // Max |x| per channel of block 0's two normed inputs in the float model.
 struct Block0Absmax : LinearObserver {
   Eigen::VectorXf attention_in, mlp_in;
-  void observe(int, std::span<const LinearRole> roles, const RowMatrix& x) override {
+  void observe(int, std::span<const LinearRole> roles, const MatrixRM& x) override {
     const LinearInput input = linear_spec(roles.front()).input;
     if (input != LinearInput::attention_in && input != LinearInput::mlp_in) return;
     Eigen::VectorXf& m = input == LinearInput::attention_in ? attention_in : mlp_in;

@@ -12,7 +12,7 @@
 #include "calibrate/logprobs.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
-#include "pipeline/tasks.hpp"
+#include "pipeline/eval/tasks.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -81,7 +81,7 @@ TEST_P(TinyTasks, BatchedScoresMatchOneSequenceAtATime) {
       std::vector<std::int32_t> seq = tokens[i].context;
       const auto& cont = tokens[i].continuations[c];
       seq.insert(seq.end(), cont.begin(), cont.end());
-      const RowMatrix l = logits(*model_, seq, static_cast<int>(seq.size()));
+      const MatrixRM l = logits(*model_, seq, static_cast<int>(seq.size()));
       double expected = 0.0;
       for (std::size_t j = 0; j < cont.size(); ++j) {
         const auto row = static_cast<Eigen::Index>(tokens[i].context.size() + j - 1);

@@ -10,10 +10,10 @@
 #include "io/hdf5.hpp"
 #include "io/ids_file.hpp"
 #include "io/safetensors.hpp"
-#include "pipeline/act_quant_io.hpp"
-#include "pipeline/eval.hpp"
-#include "pipeline/quantize_run.hpp"
-#include "pipeline/quantized_store.hpp"
+#include "pipeline/output/act_quant_io.hpp"
+#include "pipeline/eval/eval.hpp"
+#include "pipeline/quantize/quantize_run.hpp"
+#include "pipeline/output/quantized_model.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -91,7 +91,7 @@ TEST(Nf4Output, CodesInQuantizedH5MatchTheFloat16Weights) {
   const auto out = quantize("nf4", recipe);
   const H5Reader h5(out / "quantized.h5");
   const QuantizedLinear q = read_quantized_linear(h5, 2, LinearRole::down);
-  ASSERT_TRUE(q.nf4.has_value());
+  ASSERT_TRUE(std::holds_alternative<Nf4Matrix>(q.weight));
   const MatrixRM stored = Model::open(out).load_block(2).weight(LinearRole::down);
   const MatrixRM deq = q.dequantize();
   EXPECT_LT((stored - deq).cwiseAbs().maxCoeff(), 1e-3f * deq.cwiseAbs().maxCoeff());  // float16 rounding

@@ -1,0 +1,21 @@
+#pragma once
+// One quantized weight matrix, whatever grid it was rounded onto: the
+// vocabulary type that drivers produce and every writer takes.
+//   QuantizedMatrix  uniform integer grid (RTN, GPTQ, AWQ, int8): codes, scales, zeros, g_idx
+//   Nf4Matrix        NormalFloat-4 table with double-quantized absmax
+//   GgmlBlocks       one of ggml's block grids (Q4_0 ... Q6_K, IQ4_NL/XS)
+#include <variant>
+
+#include "algorithms/ggml_grid.hpp"
+#include "algorithms/matrix.hpp"
+#include "algorithms/nf4.hpp"
+#include "algorithms/quantized_matrix.hpp"
+
+namespace ptq {
+
+using QuantizedWeight = std::variant<QuantizedMatrix, Nf4Matrix, GgmlBlocks>;
+
+// W' in float32, [rows, cols].
+MatrixRM dequantize(const QuantizedWeight& q);
+
+}  // namespace ptq

@@ -1,0 +1,69 @@
+#include "pipeline/output/act_quant_io.hpp"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/error.hpp"
+#include "io/text_file.hpp"
+#include "pipeline/recipe/recipe.hpp"
+
+namespace ptq {
+
+namespace {
+
+constexpr const char* kScalesDataset = "activations/scales";
+
+nlohmann::ordered_json read_json(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw input_error(path.string(), "a readable JSON file", "cannot open");
+  try {
+    return nlohmann::ordered_json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw input_error(path.string(), "JSON", std::string("a parse error: ") + e.what());
+  }
+}
+
+}  // namespace
+
+void write_activation_config(const std::filesystem::path& config_json, const ActivationQuant& scheme) {
+  nlohmann::ordered_json config = read_json(config_json);
+  config[std::string(kActivationQuantKey)] = {
+      {"bits", 8}, {"symmetric", true}, {"granularity", std::string(act_granularity_name(scheme.granularity))}};
+  write_text_atomic(config_json, config.dump(2) + "\n");
+}
+
+void write_activation_scales(H5Writer& out, const ActivationQuant& scheme) {
+  if (scheme.granularity != ActGranularity::Tensor) return;
+  std::vector<float> flat;
+  for (const auto& layer : scheme.static_scales) flat.insert(flat.end(), layer.begin(), layer.end());
+  out.write<float>(kScalesDataset, flat,
+                   {static_cast<std::int64_t>(scheme.static_scales.size()), std::int64_t{linear_input_count}});
+}
+
+std::optional<ActivationQuant> load_activation_quant(const std::filesystem::path& model_dir, int num_layers) {
+  const auto config_path = model_dir / "config.json";
+  const nlohmann::ordered_json config = read_json(config_path);
+  const auto it = config.find(std::string(kActivationQuantKey));
+  if (it == config.end()) return std::nullopt;
+  const std::string where = config_path.string() + ": " + std::string(kActivationQuantKey);
+  if (!it->is_object() || it->value("bits", 0) != 8 || !it->contains("granularity") || !(*it)["granularity"].is_string())
+    throw input_error(where, "{\"bits\": 8, \"granularity\": \"token\" | \"tensor\"}", it->dump());
+  ActivationQuant scheme;
+  scheme.granularity = parse_act_granularity((*it)["granularity"].get<std::string>(), where + ".granularity");
+  if (scheme.granularity == ActGranularity::Tensor) {
+    const H5Reader h5(model_dir / "quantized.h5");
+    const auto shape = h5.shape(kScalesDataset);
+    if (shape != std::vector<std::int64_t>{num_layers, linear_input_count})
+      throw input_error(h5.path().string() + ": " + kScalesDataset,
+                        "[" + std::to_string(num_layers) + ", " + std::to_string(linear_input_count) + "]",
+                        "another shape");
+    const auto flat = h5.read<float>(kScalesDataset);
+    scheme.static_scales.resize(num_layers);
+    for (int l = 0; l < num_layers; ++l)
+      for (int i = 0; i < linear_input_count; ++i) scheme.static_scales[l][i] = flat[l * linear_input_count + i];
+  }
+  scheme.validate(num_layers);
+  return scheme;
+}
+
+}  // namespace ptq

@@ -1,0 +1,38 @@
+#include "pipeline/output/quantized_model.hpp"
+
+#include "pipeline/formats/weight_record.hpp"
+
+namespace ptq {
+
+std::string linear_group_path(int layer, LinearRole role) {
+  return "layers/" + std::to_string(layer) + "/" + std::string(linear_role_name(role));
+}
+
+void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, Timing timing) {
+  const std::string p = linear_group_path(q.layer, q.role);
+  write_weight(out, p, q.weight);
+  const auto& r = q.report;
+  out.set_attribute(p, "weight_mse", r.weight_mse);
+  out.set_attribute(p, "gptq_loss", r.gptq_loss);
+  out.set_attribute(p, "damping", r.damping);
+  out.set_attribute(p, "damping_retries", std::int64_t{r.damping_retries});
+  out.set_attribute(p, "cholesky_failed", std::int64_t{r.cholesky_failed});
+  if (timing == Timing::record) out.set_attribute(p, "seconds", r.seconds);
+}
+
+QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role) {
+  const std::string p = linear_group_path(layer, role);
+  QuantizedLinear q{layer, role, read_weight(in, p), {}};
+  auto& r = q.report;
+  r.layer = layer;
+  r.role = role;
+  r.weight_mse = in.float_attribute(p, "weight_mse");
+  r.gptq_loss = in.float_attribute(p, "gptq_loss");
+  r.damping = in.float_attribute(p, "damping");
+  r.damping_retries = static_cast<int>(in.int_attribute(p, "damping_retries"));
+  r.cholesky_failed = in.int_attribute(p, "cholesky_failed") != 0;
+  if (in.has_attribute(p, "seconds")) r.seconds = in.float_attribute(p, "seconds");
+  return q;
+}
+
+}  // namespace ptq

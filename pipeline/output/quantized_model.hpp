@@ -1,0 +1,84 @@
+#pragma once
+// What a quantization run produces, as the writers take it: each Linear's
+// quantized weight with its report, and what a method changes besides the
+// Linears. Drivers (pipeline/quantize/) fill these; writers never include the
+// drivers' headers.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "algorithms/quantized_weight.hpp"
+#include "calibrate/act_quant.hpp"
+#include "calibrate/tensor_names.hpp"
+#include "io/hdf5.hpp"
+#include "pipeline/output/block_scales.hpp"
+
+namespace ptq {
+
+struct LinearReport {
+  int layer = 0;
+  LinearRole role = LinearRole::q;
+  double weight_mse = 0.0;
+  double gptq_loss = 0.0;        // 0 for RTN
+  double damping = 0.0;          // absolute damping added to diag H (GPTQ)
+  int damping_retries = 0;       // Cholesky retries with more damping
+  bool cholesky_failed = false;  // fell back to RTN
+  double seconds = 0.0;
+};
+
+struct QuantizedLinear {
+  int layer = 0;
+  LinearRole role = LinearRole::q;
+  QuantizedWeight weight;
+  LinearReport report;
+
+  MatrixRM dequantize() const { return ptq::dequantize(weight); }
+};
+
+// A float tensor of the source that a method rewrites (norms that SmoothQuant or
+// AWQ scales fold into); written as float32, since rounding it to float16 would
+// undo part of the fold's invariance.
+struct ReplacedTensor {
+  std::string name;  // checkpoint name
+  std::vector<float> values;
+};
+
+// What a method changes besides the Linears. `activations` is recorded in
+// config.json (and static scales in quantized.h5) so `ptq eval` simulates them.
+struct ModelExtras {
+  std::vector<ReplacedTensor> tensors;
+  std::optional<ActivationQuant> activations;
+  // Scales folded in before rounding (recipe.folds_scales()), one per layer:
+  // saved in quantized.h5 and replayed by --load-scales.
+  std::vector<BlockScales> scales;
+};
+
+// Hessians mixed from cached float statistics (`ptq quantize --stats`)
+// instead of a sequential calibration run: an approximation, said so in the
+// README and run.json.
+struct StatsMixRecord {
+  std::filesystem::path file;
+  std::vector<std::string> sources;
+  std::vector<double> weights;       // per source, as given (not normalised)
+  std::vector<std::int64_t> tokens;  // per source, in the file
+};
+
+struct RunInfo {
+  double seconds = 0.0;
+  int threads = 0;
+  std::vector<std::string> warnings;
+  std::optional<StatsMixRecord> from_stats;
+};
+
+// HDF5 layout of a quantized Linear, shared by quantized.h5 and the resume
+// checkpoints: its weight (pipeline/formats/weight_record.hpp) under
+// layers/<i>/<role>, with the report as attributes (weight_mse, gptq_loss,
+// damping, damping_retries, cholesky_failed, and seconds `with_timing`).
+std::string linear_group_path(int layer, LinearRole role);  // "layers/<i>/<role>"
+enum class Timing { omit, record };
+void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, Timing timing);
+QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role);
+
+}  // namespace ptq

@@ -1,0 +1,243 @@
+#include "pipeline/output/quantized_output.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "calibrate/model.hpp"
+#include "io/error.hpp"
+#include "io/hash.hpp"
+#include "io/hdf5.hpp"
+#include "io/text_file.hpp"
+#include "io/safetensors.hpp"
+#include "pipeline/output/act_quant_io.hpp"
+#include "pipeline/output/progress.hpp"
+#include "pipeline/recipe/provenance.hpp"
+#include "pipeline/output/quantized_model.hpp"
+
+namespace ptq {
+
+namespace {
+
+constexpr float kHalfMax = 65504.0f;  // largest finite IEEE float16
+
+// Files a loader needs beside the weights; copied when present.
+constexpr std::array<std::string_view, 8> kCopiedFiles = {
+    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt"};
+
+struct OutTensor {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;
+  std::vector<std::byte> owned;       // dequantized float16 bytes, or empty
+  std::span<const std::byte> bytes;   // owned or a view into the source checkpoint
+};
+
+// Float16 bytes of a dequantized matrix; counts values beyond float16's range.
+std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) {
+  std::vector<std::byte> out(static_cast<std::size_t>(m.size()) * 2);
+  for (Eigen::Index i = 0; i < m.size(); ++i) {
+    const float v = m.data()[i];
+    if (std::fabs(v) > kHalfMax) ++overflow;
+    const std::uint16_t h = float_to_half(v);
+    std::memcpy(out.data() + 2 * i, &h, 2);
+  }
+  return out;
+}
+
+std::vector<OutTensor> output_tensors(const Checkpoint& source, const std::vector<QuantizedLinear>& linears,
+                                      const ModelExtras& extras, std::vector<std::string>& warnings) {
+  std::map<std::string, const ReplacedTensor*> replaced;
+  for (const auto& r : extras.tensors) replaced[r.name] = &r;
+  std::map<std::string, const QuantizedLinear*> quantized;
+  for (const auto& q : linears)
+    quantized[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
+  std::vector<OutTensor> out;
+  for (const TensorView* t : source.tensors()) {
+    OutTensor o{t->name, t->dtype, t->shape, {}, t->bytes};
+    if (auto it = replaced.find(t->name); it != replaced.end()) {
+      PTQ_ASSERT(static_cast<std::int64_t>(it->second->values.size()) == t->numel());
+      o.dtype = DType::F32;
+      o.owned.resize(it->second->values.size() * sizeof(float));
+      std::memcpy(o.owned.data(), it->second->values.data(), o.owned.size());
+      o.bytes = o.owned;
+    }
+    if (auto it = quantized.find(t->name); it != quantized.end()) {
+      std::int64_t overflow = 0;
+      o.dtype = DType::F16;
+      o.owned = to_half_bytes(it->second->dequantize(), overflow);
+      o.bytes = o.owned;
+      if (overflow > 0)
+        warnings.push_back(t->name + ": " + std::to_string(overflow) +
+                           " dequantized weights exceed the float16 range (65504) and became inf");
+      const auto* uniform = std::get_if<QuantizedMatrix>(&it->second->weight);
+      const float max_scale =
+          uniform != nullptr && uniform->scales.size() > 0 ? uniform->scales.cwiseAbs().maxCoeff() : 0.0f;
+      if (max_scale > kHalfMax)
+        warnings.push_back(t->name + ": a scale (" + std::to_string(max_scale) +
+                           ") exceeds float16; packed float16-scale formats cannot hold it");
+    }
+    out.push_back(std::move(o));
+  }
+  return out;
+}
+
+void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor>& tensors,
+                   std::uint64_t max_shard_bytes) {
+  std::vector<std::vector<TensorToWrite>> shards(1);
+  std::uint64_t shard_bytes = 0, total = 0;
+  for (const auto& t : tensors) {
+    if (shard_bytes > 0 && shard_bytes + t.bytes.size() > max_shard_bytes) {
+      shards.emplace_back();
+      shard_bytes = 0;
+    }
+    shards.back().push_back({t.name, t.dtype, t.shape, t.bytes});
+    shard_bytes += t.bytes.size();
+    total += t.bytes.size();
+  }
+  const std::map<std::string, std::string> meta = {{"format", "pt"}};
+  if (shards.size() == 1) {
+    write_safetensors(dir / "model.safetensors", shards[0], meta);
+    return;
+  }
+  nlohmann::ordered_json index;
+  index["metadata"]["total_size"] = total;
+  char name[64];
+  for (std::size_t s = 0; s < shards.size(); ++s) {
+    std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
+    write_safetensors(dir / name, shards[s], meta);
+    for (const auto& t : shards[s]) index["weight_map"][t.name] = name;
+  }
+  write_text_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
+}
+
+void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source, const Recipe& recipe,
+                    const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears,
+                    const ModelExtras& extras) {
+  H5Writer out(path);
+  out.set_attribute("/", "format", std::string("ptq-quantized"));
+  out.set_attribute("/", "format_version", std::int64_t{1});
+  out.set_attribute("/", "source_model", source.filename().string());
+  out.set_attribute("/", "source_model_hash", model_hash(source));
+  out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
+  if (calibration != nullptr && !calibration->windows.empty())
+    write_calibration_record(out, "calibration", *calibration);
+  for (const auto& q : linears) write_quantized_linear(out, q, Timing::omit);
+  for (const auto& block : extras.scales) write_block_scales(out, block);
+  if (extras.activations) write_activation_scales(out, *extras.activations);
+  out.commit();
+}
+
+constexpr std::string_view kStatsApproximation =
+    "non-sequential approximation: each Linear's GPTQ Hessian is 2 x the weighted mix of the per-source mean "
+    "X^T X of the FLOAT model's activations (ptq calibrate), not of inputs from already-quantized earlier "
+    "blocks and Linears; the mix weights per-token averages, not window counts (docs/calibration.md)";
+
+void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
+  md << "## Calibration data (cached statistics)\n\nFrom `" << r.file.filename().string() << "`, "
+     << kStatsApproximation << ".\n\n| source | weight | tokens in the file |\n|---|---|---|\n";
+  for (std::size_t s = 0; s < r.sources.size(); ++s)
+    md << "| " << r.sources[s] << " | " << r.weights[s] << " | " << r.tokens[s] << " |\n";
+  md << "\n";
+}
+
+std::string model_card(const std::filesystem::path& source, const Recipe& recipe, const CalibrationSet* calibration,
+                       const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings,
+                       const std::optional<StatsMixRecord>& from_stats) {
+  std::ostringstream md;
+  md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n"
+     << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
+     << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, zeros\n"
+     << "and `g_idx` are in `quantized.h5`. Embeddings and the head are unchanged; "
+     << (recipe.folds_scales() ? "the norms hold the scales\nfolded in before rounding (float32; the scales "
+                                 "themselves under `awq/` in `quantized.h5`).\n\n"
+                               : "so are the norms.\n\n");
+  if (recipe.method == Method::W8A8)
+    md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
+       << "`config.json`; `ptq eval` simulates it).\n\n";
+  md << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
+  if (calibration != nullptr && !calibration->windows.empty()) {
+    md << "## Calibration data\n\n| source | path | weight | windows | content hash |\n|---|---|---|---|---|\n";
+    for (const auto& s : calibration->sources)
+      md << "| " << s.spec.name << " | `" << s.spec.path.filename().string() << "` | " << s.spec.weight << " | "
+         << s.windows << " | " << s.content_hash << " |\n";
+    md << "\n";
+  }
+  if (from_stats) stats_card(md, *from_stats);
+  md << "## Per-layer errors\n\n| layer | linear | weight MSE | GPTQ loss | damping retries |\n|---|---|---|---|---|\n";
+  char row[160];
+  for (const auto& q : linears) {
+    std::snprintf(row, sizeof row, "| %d | %s | %.4e | %.4g | %d |\n", q.layer,
+                  std::string(linear_role_name(q.role)).c_str(), q.report.weight_mse, q.report.gptq_loss,
+                  q.report.damping_retries);
+    md << row;
+  }
+  if (!warnings.empty()) {
+    md << "\n## Warnings\n\n";
+    for (const auto& w : warnings) md << "- " << w << "\n";
+  }
+  return md.str();
+}
+
+void write_run_log(const std::filesystem::path& path, const RunInfo& run, const std::vector<QuantizedLinear>& linears) {
+  nlohmann::ordered_json j;
+  j["seconds"] = run.seconds;
+  j["threads"] = run.threads;
+  j["peak_rss_bytes"] = peak_rss_bytes();  // after the weights were written: the whole run
+  j["warnings"] = run.warnings;
+  if (const auto& r = run.from_stats) {
+    auto& c = j["calibration_stats"];
+    c["file"] = r->file.string();
+    c["approximation"] = kStatsApproximation;
+    for (std::size_t s = 0; s < r->sources.size(); ++s)
+      c["sources"].push_back({{"name", r->sources[s]}, {"weight", r->weights[s]}, {"tokens", r->tokens[s]}});
+  }
+  for (const auto& q : linears)
+    j["linears"].push_back({{"layer", q.layer}, {"linear", linear_role_name(q.role)}, {"seconds", q.report.seconds}});
+  write_text_atomic(path, j.dump(2) + "\n");
+}
+
+}  // namespace
+
+void check_output_folder(const std::filesystem::path& out_dir) {
+  if (std::filesystem::exists(out_dir) &&
+      (!std::filesystem::is_directory(out_dir) || !std::filesystem::is_empty(out_dir)))
+    throw input_error("--out " + out_dir.string(), "a new or empty folder", "an existing non-empty path");
+}
+
+std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
+                                               const std::filesystem::path& out_dir, const Recipe& recipe,
+                                               const CalibrationSet* calibration,
+                                               const std::vector<QuantizedLinear>& linears,
+                                               const RunInfo& run, const OutputOptions& options,
+                                               const ModelExtras& extras) {
+  check_output_folder(out_dir);
+  auto staging = out_dir;
+  staging += ".partial";
+  std::filesystem::remove_all(staging);
+  std::filesystem::create_directories(staging);
+  for (auto name : kCopiedFiles)
+    if (std::filesystem::exists(source_model / name))
+      std::filesystem::copy_file(source_model / name, staging / name);
+
+  std::vector<std::string> warnings;
+  const Checkpoint source = Checkpoint::open(source_model);
+  write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
+  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
+  if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
+  write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings, run.from_stats));
+  RunInfo logged = run;
+  logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
+  write_run_log(staging / "run.json", logged, linears);
+
+  if (std::filesystem::exists(out_dir)) std::filesystem::remove(out_dir);  // checked empty above
+  std::filesystem::rename(staging, out_dir);
+  return warnings;
+}
+
+}  // namespace ptq

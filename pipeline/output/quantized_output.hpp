@@ -1,0 +1,40 @@
+#pragma once
+// The output folder of `ptq quantize`, ready for Hugging Face transformers:
+//   config.json, tokenizer and generation files   copied from the source
+//   model.safetensors (or shards + index)          dequantized Linears as float16,
+//                                                  every other tensor as in the source
+//   quantized.h5                                   integer codes, scales, zeros, g_idx,
+//                                                  per-layer errors, recipe, calibration
+//                                                  windows and data hashes
+//   README.md                                      model card (recipe, data, errors)
+//   run.json                                       timings and threads of this run
+// Everything but run.json is byte-identical for the same inputs, recipe and seed.
+// The folder is assembled under "<out>.partial" and renamed when complete.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/recipe/recipe.hpp"
+
+namespace ptq {
+
+struct OutputOptions {
+  std::uint64_t max_shard_bytes = std::uint64_t{4} << 30;  // split safetensors above this
+};
+
+// Returns warnings found while writing (e.g. float16 overflow of dequantized weights).
+std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
+                                               const std::filesystem::path& out_dir, const Recipe& recipe,
+                                               const CalibrationSet* calibration,
+                                               const std::vector<QuantizedLinear>& linears,
+                                               const RunInfo& run, const OutputOptions& options = {},
+                                               const ModelExtras& extras = {});
+
+// InputError unless `out_dir` is absent or an empty folder (checked before a long run).
+void check_output_folder(const std::filesystem::path& out_dir);
+
+}  // namespace ptq

@@ -1,0 +1,202 @@
+#include "pipeline/quantize/awq.hpp"
+
+#include <array>
+#include <memory>
+#include <string>
+
+#include "calibrate/input_stats.hpp"
+#include "calibrate/model.hpp"
+#include "io/error.hpp"
+#include "pipeline/quantize/smoothing.hpp"
+
+namespace ptq {
+
+namespace {
+
+// The module whose output a scale search compares (llm-awq's module2inspect).
+enum class Inspect { attention, mlp, scaled_linear };
+
+// llm-awq auto_scale_block for Llama, in its order, with the module each
+// search compares. v -> o applies only when v and o have the same shape (not
+// with grouped-query attention).
+struct ScaleSite {
+  FoldSite site;
+  Inspect inspect;
+  std::span<const LinearRole> roles() const { return scaled_roles(site); }
+  LinearInput input() const { return scaled_input(site); }
+};
+
+constexpr std::array<ScaleSite, 4> kSites = {{
+    {FoldSite::input_norm, Inspect::attention},
+    {FoldSite::v, Inspect::scaled_linear},
+    {FoldSite::post_attention_norm, Inspect::mlp},
+    {FoldSite::up, Inspect::scaled_linear},
+}};
+
+bool site_applies(const ScaleSite& site, const BlockWeights& w) {
+  if (site.site != FoldSite::v) return true;
+  const MatrixRM& v = w.weight(LinearRole::v);
+  const MatrixRM& o = w.weight(LinearRole::o);
+  return v.rows() == o.rows() && v.cols() == o.cols();
+}
+
+constexpr std::size_t kInputs = 4;
+std::size_t index_of(LinearInput input) { return static_cast<std::size_t>(input); }
+
+// Copies every Linear input of the block into one [tokens, in] matrix per input.
+class FeatureCache : public LinearObserver {
+ public:
+  std::array<MatrixRM, kInputs> features;
+  Eigen::Index row0 = 0;  // first token of the batch being run
+
+  void observe(int, std::span<const LinearRole> roles, const MatrixRM& x) override {
+    MatrixRM& f = features[index_of(linear_spec(roles.front()).input)];
+    f.middleRows(row0, x.rows()) = x;
+  }
+};
+
+FeatureCache cache_features(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, int seq_len, int batch) {
+  FeatureCache cache;
+  for (LinearRole role : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
+    cache.features[index_of(linear_spec(role).input)].resize(x.rows(), linear_in_features(config, role));
+  forward_windows(config, w, x, {seq_len, batch, {}}, &cache, StreamUpdate::advance,
+                  [&](int first, int) { cache.row0 = static_cast<Eigen::Index>(first) * seq_len; });
+  return cache;
+}
+
+MatrixRM module_output(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
+                        int seq_len) {
+  MatrixRM y;
+  switch (site.inspect) {
+    case Inspect::attention:
+      linear_forward(attention_context(config, w, x, seq_len), w.weight(LinearRole::o), w.bias_of(LinearRole::o), y);
+      break;
+    case Inspect::mlp:
+      linear_forward(swiglu_hidden(w, x), w.weight(LinearRole::down), w.bias_of(LinearRole::down), y);
+      break;
+    case Inspect::scaled_linear:
+      linear_forward(x, w.weight(site.roles().front()), w.bias_of(site.roles().front()), y);
+      break;
+  }
+  return y;
+}
+
+// Calls f(first row, module output) for x in batches of whole windows, in order.
+template <class F>
+void for_module_batches(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
+                        int seq_len, int batch, F&& f) {
+  const Eigen::Index rows_per_batch = static_cast<Eigen::Index>(batch) * seq_len;
+  for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += rows_per_batch) {
+    const Eigen::Index rows = std::min(rows_per_batch, x.rows() - r0);
+    f(r0, module_output(config, w, site, x.middleRows(r0, rows), seq_len));
+  }
+}
+
+MatrixRM module_outputs(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
+                         int seq_len, int batch) {
+  MatrixRM out;
+  for_module_batches(config, w, site, x, seq_len, batch, [&](Eigen::Index r0, const MatrixRM& y) {
+    if (out.rows() == 0) out.resize(x.rows(), y.cols());
+    out.middleRows(r0, y.rows()) = y;
+  });
+  return out;
+}
+
+// Mean squared difference to `reference`, summed batch by batch in a fixed order.
+double module_error(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
+                    int seq_len, int batch, const MatrixRM& reference) {
+  double sum = 0.0;
+  for_module_batches(config, w, site, x, seq_len, batch, [&](Eigen::Index r0, const MatrixRM& y) {
+    sum += (reference.middleRows(r0, y.rows()) - y).cast<double>().squaredNorm();
+  });
+  return sum / static_cast<double>(reference.size());
+}
+
+// Rows of every k-th window, k = windows / wanted (all windows when wanted is 0 or too large).
+MatrixRM strided_windows(const MatrixRM& x, int seq_len, int wanted) {
+  const Eigen::Index windows = x.rows() / seq_len;
+  if (wanted <= 0 || wanted >= windows) return x;
+  const Eigen::Index stride = windows / wanted;
+  MatrixRM out(static_cast<Eigen::Index>(wanted) * seq_len, x.cols());
+  for (Eigen::Index i = 0; i < wanted; ++i) out.middleRows(i * seq_len, seq_len) = x.middleRows(i * stride * seq_len, seq_len);
+  return out;
+}
+
+// A single Linear's output error is quadratic in its weight change D = W' - W:
+// mean over tokens and outputs of (x Dᵀ)² = tr(D G Dᵀ) / (tokens · out) with G = XᵀX,
+// so all tokens are covered at the cost of one Gram matrix.
+AwqLossFn linear_loss(const MatrixRM& w, const MatrixRM& x, const QuantSpec& spec) {
+  InputStats stats(static_cast<int>(x.cols()), StatsContent::hessian);
+  stats.add(x);
+  auto gram = std::make_shared<Eigen::MatrixXd>(stats.mean_xtx());
+  return [gram, &w, spec](const VectorF& s) {
+    const Eigen::MatrixXd d = (awq_scaled_fake_quant(w, s, spec) - w).cast<double>();
+    return (d * *gram).cwiseProduct(d).sum() / static_cast<double>(w.rows());
+  };
+}
+
+ScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
+                          int seq_len, const AwqOptions& o) {
+  AwqLossFn loss_of;
+  MatrixRM subset, reference;
+  if (site.inspect == Inspect::scaled_linear) {
+    loss_of = linear_loss(w.weight(site.roles().front()), x, o.spec);
+  } else {
+    subset = strided_windows(x, seq_len, o.search_windows);
+    reference = module_outputs(config, w, site, subset, seq_len, o.batch_windows);
+    loss_of = [&](const VectorF& s) {
+      BlockWeights candidate = w;
+      for (LinearRole role : site.roles()) candidate.weight(role) = awq_scaled_fake_quant(w.weight(role), s, o.spec);
+      return module_error(config, candidate, site, subset, seq_len, o.batch_windows, reference);
+    };
+  }
+  const AwqScaleSearch found = awq_search_scale(mean_abs_columns(x), o.scale, loss_of);
+  return {site.site, found.scales, found.ratio, found.loss};
+}
+
+}  // namespace
+
+AwqOptions awq_options(const Recipe& recipe, int batch_windows) {
+  AwqOptions o;
+  o.spec = recipe.spec;
+  o.spec.range = RangeRule::MinMax;
+  o.clip_mode = recipe.awq_clip;
+  o.search_windows = recipe.awq_search_windows;
+  o.batch_windows = batch_windows;
+  return o;
+}
+
+void AwqOptions::validate() const {
+  spec.validate();
+  scale.validate();
+  clip.validate();
+  if (search_windows < 0) throw input_error("AwqOptions.search_windows", ">= 0", std::to_string(search_windows));
+  if (batch_windows < 1) throw input_error("AwqOptions.batch_windows", ">= 1", std::to_string(batch_windows));
+}
+
+BlockScales awq_search_block(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, int seq_len,
+                          const AwqOptions& options) {
+  options.validate();
+  FeatureCache cache = cache_features(config, w, x, seq_len, options.batch_windows);
+  BlockScales out{w.layer, {}, {}};
+  for (const ScaleSite& site : kSites)
+    if (site_applies(site, w))
+      out.scales.push_back(search_site(config, w, site, cache.features[index_of(site.input())], seq_len, options));
+  if (options.clip_mode == AwqClipMode::None) return out;
+
+  BlockWeights scaled = w;
+  std::array<MatrixRM, kInputs> samples;
+  for (std::size_t i = 0; i < kInputs; ++i) samples[i] = awq_sample_rows(cache.features[i], options.clip.sample_tokens);
+  for (const ScaleGroup& g : out.scales) {
+    fold_scale_group(scaled, g);
+    samples[index_of(scaled_input(g.site))].array().rowwise() /= g.scales.transpose().array();
+  }
+  // q and k are not clipped: their error passes through the q·k product (auto_clip_block).
+  for (LinearRole role : {LinearRole::v, LinearRole::o, LinearRole::gate, LinearRole::up, LinearRole::down}) {
+    const MatrixRM& X = samples[index_of(linear_spec(role).input)];
+    out.clips.push_back({role, awq_search_clip(scaled.weight(role), X, options.spec, options.clip)});
+  }
+  return out;
+}
+
+}  // namespace ptq

@@ -1,0 +1,64 @@
+#pragma once
+// `ptq calibrate`: statistics of the inputs of every Linear of the FLOAT model,
+// block by block, kept per calibration source so that a new mix of the same
+// sources needs no new forward pass (mix_stats in calibrate/input_stats.hpp).
+//
+// File layout (HDF5, byte-deterministic):
+//   /  attrs: format "ptq-calibration", format_version, source_model,
+//             source_model_hash, sources (names, comma-separated)
+//   /calibration                      provenance.hpp: samples, seqlen, seed,
+//                                     sources/<name> (path, hash, weight, windows),
+//                                     the windows' ids, source and start
+//   /layers/<i>/<input>/<source>/     one InputStats; <input> is attention_in,
+//                                     attention_out, mlp_in or mlp_hidden
+//       attrs: tokens
+//       absmax float32 [in]  sum_sq float64 [in]  xtx float64 [in, in]
+//       magnitudes int64 [buckets + 1]  (QuantileSketch counts)
+#include <array>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "calibrate/input_stats.hpp"
+#include "calibrate/tensor_names.hpp"
+#include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/quantize/quantize.hpp"
+
+namespace ptq {
+
+class Model;
+
+inline constexpr std::int64_t kCalibStatsFormatVersion = 1;
+
+inline constexpr std::array<LinearInput, 4> all_linear_inputs = {
+    LinearInput::attention_in, LinearInput::attention_out, LinearInput::mlp_in, LinearInput::mlp_hidden};
+std::string_view linear_input_name(LinearInput input);
+
+// Statistics of one block: [input][source].
+using BlockInputStats = std::array<std::vector<InputStats>, all_linear_inputs.size()>;
+
+struct CalibStatsInfo {
+  std::string source_model_hash;
+  std::vector<std::string> sources;  // names, in CalibrationSet order
+  std::vector<double> weights;       // per source, as recorded (1 where the file records none)
+  int samples = 0, seqlen = 0;
+  std::uint64_t seed = 0;
+};
+
+struct CalibrationStats {
+  CalibStatsInfo info;
+  std::vector<BlockInputStats> layers;  // [layer][input][source]
+
+  const InputStats& at(int layer, LinearInput input, int source) const;
+  int source_index(const std::string& name) const;  // InputError if absent
+};
+
+// Runs the float model over `calibration` block by block, `batch_windows`
+// windows of one source at a time, and writes the statistics to `out` (atomically).
+void collect_calibration_stats(const Model& model, const CalibrationSet& calibration, int batch_windows,
+                               const std::filesystem::path& out, const QuantizeProgress& progress = {});
+
+// InputError naming the file and object on a missing piece or another format version.
+CalibrationStats load_calibration_stats(const std::filesystem::path& path);
+
+}  // namespace ptq

@@ -1,0 +1,51 @@
+#pragma once
+// Resume checkpoints of `ptq quantize` (--resume), in a folder beside the
+// output: block_<i>.h5 (block i's Linears and folded scales, written when the
+// block is done) and activations.h5 (the calibration stream x after the last
+// saved block, with a fingerprint of the run it belongs to). x, the large part,
+// is saved at most every `activation_seconds` and never after the last block;
+// a resume recomputes the blocks after it.
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/recipe/recipe.hpp"
+
+namespace ptq {
+
+class Model;
+
+// What a checkpoint must belong to: the model's path, the recipe and the
+// calibration windows' ids.
+std::string run_fingerprint(const Model& model, const Recipe& recipe, const CalibrationSet* calibration);
+
+class ResumeCheckpoints {
+ public:
+  ResumeCheckpoints(std::filesystem::path dir, std::string fingerprint, double activation_seconds);
+
+  // Loads the blocks finished before the last saved stream into `done` (and
+  // their scales into `scales`, when the recipe folds scales and it is not
+  // null) and the stream into *x (null when the run has none). Returns the
+  // first layer still to do; InputError when the folder is another run's.
+  int load(const Model& model, const Recipe& recipe, MatrixRM* x, std::vector<QuantizedLinear>& done,
+           std::vector<BlockScales>* scales) const;
+
+  // Records block `layer` (of `layers`) and, when due, the stream x after it.
+  void save(int layer, int layers, const std::vector<QuantizedLinear>& block,
+            const std::optional<BlockScales>& scales, const MatrixRM* x);
+
+ private:
+  std::filesystem::path block_file(int layer) const;
+  void save_activations(int layer, const MatrixRM* x) const;
+
+  std::filesystem::path dir_;
+  std::string fingerprint_;
+  double activation_seconds_;
+  std::chrono::steady_clock::time_point activations_saved_;
+};
+
+}  // namespace ptq

@@ -1,0 +1,346 @@
+#include "pipeline/quantize/quantize.hpp"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+
+#include "algorithms/rtn.hpp"
+#include "calibrate/input_stats.hpp"
+#include "calibrate/model.hpp"
+#include "io/error.hpp"
+#include "pipeline/quantize/awq.hpp"
+#include "pipeline/quantize/checkpoints.hpp"
+#include "pipeline/quantize/smoothing.hpp"
+
+namespace ptq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Block inputs in execution order; the Linears reading each form one
+// true-sequential group.
+constexpr std::array<LinearInput, 4> kInputOrder = {LinearInput::attention_in, LinearInput::attention_out,
+                                                    LinearInput::mlp_in, LinearInput::mlp_hidden};
+
+}  // namespace
+
+std::vector<LinearRole> roles_reading(LinearInput input) {
+  std::vector<LinearRole> roles;
+  for (const auto& spec : linear_specs)
+    if (spec.input == input) roles.push_back(spec.role);
+  return roles;
+}
+
+// The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
+Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx) { return 2.0 * mean_xtx; }
+
+QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const MatrixRM& w,
+                                const Eigen::MatrixXd* hessian) {
+  const auto t0 = Clock::now();
+  QuantizedLinear q{layer, role, {}, {}};
+  QuantizedMatrix m;
+  if (recipe.method != Method::Gptq) {
+    m = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
+  } else {
+    PTQ_ASSERT(hessian != nullptr);
+    GptqResult r = gptq_quantize(w, *hessian, recipe.gptq_config());
+    m = std::move(r.quantized);
+    q.report.gptq_loss = r.loss;
+    q.report.damping = r.damping;
+    q.report.damping_retries = r.damping_retries;
+    q.report.cholesky_failed = r.status == GptqStatus::CholeskyFailed;
+  }
+  if (recipe.refit == ScaleRefit::LeastSquares) {
+    PTQ_ASSERT(hessian != nullptr);
+    refit_scales(m, w, *hessian);
+  }
+  q.weight = std::move(m);
+  finish_report(q, w, t0);
+  return q;
+}
+
+void finish_report(QuantizedLinear& q, const MatrixRM& w, Clock::time_point t0) {
+  q.report.layer = q.layer;
+  q.report.role = q.role;
+  q.report.weight_mse = weight_mse(w, q.dequantize());
+  q.report.seconds = seconds_since(t0);
+}
+
+void log_linear(const QuantizeProgress& progress, const LinearReport& r) {
+  if (!progress.log) return;
+  char line[160];
+  std::snprintf(line, sizeof line, "layer %d %-4s  weight mse %.3e  gptq loss %.4g  %.2fs%s", r.layer,
+                std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss, r.seconds,
+                r.damping_retries ? "  (Cholesky retried with more damping)" : "");
+  progress.log(line);
+}
+
+namespace {
+
+// One block being quantized: its float weights, replaced group by group by
+// their dequantized values, and the Linears quantized so far.
+struct BlockJob {
+  const Recipe& recipe;
+  BlockWeights w;
+  const QuantizeProgress& progress;
+  std::vector<QuantizedLinear> out;
+};
+
+// Quantizes the Linears reading `input` (with that input's statistics; null
+// for RTN), then swaps in their dequantized weights so that later groups'
+// inputs see them.
+void quantize_group(BlockJob& job, LinearInput input, const InputStats* stats) {
+  const Eigen::MatrixXd hessian = stats != nullptr ? gptq_hessian(stats->mean_xtx()) : Eigen::MatrixXd();
+  for (LinearRole role : roles_reading(input)) {
+    job.out.push_back(
+        quantize_linear(job.recipe, job.w.layer, role, job.w.weight(role), stats != nullptr ? &hessian : nullptr));
+    job.w.weight(role) = job.out.back().dequantize();
+    log_linear(job.progress, job.out.back().report);
+  }
+}
+
+// The calibration windows' residual stream, x: [windows * seq_len, hidden],
+// walked in batches of `batch_windows` whole windows, always in window order:
+// statistics accumulate batch by batch in that order, whatever the thread count.
+struct Stream {
+  MatrixRM& x;
+  int seq_len = 0;
+  int batch_windows = 0;
+
+  Eigen::Index batch_rows() const { return static_cast<Eigen::Index>(batch_windows) * seq_len; }
+  Eigen::Index batches() const { return (x.rows() + batch_rows() - 1) / batch_rows(); }
+  Eigen::Index first_row(Eigen::Index b) const { return b * batch_rows(); }
+  Eigen::Index rows(Eigen::Index b) const { return std::min(batch_rows(), x.rows() - first_row(b)); }
+  MatrixRM batch(Eigen::Index b) const { return x.middleRows(first_row(b), rows(b)); }
+};
+
+MatrixRM normed_batch(const Stream& s, Eigen::Index b, const VectorF& norm, float eps) {
+  MatrixRM h = s.batch(b);
+  rms_norm_rows(h, norm, eps);
+  return h;
+}
+
+int input_features(const ModelConfig& c, LinearInput input) {
+  return linear_in_features(c, roles_reading(input).front());
+}
+
+// The input of one Linear group, batch by batch. The statistics pass computes
+// every batch; with CachePolicy::keep the batches stay for the residual update
+// (each freed once used), with CachePolicy::recompute that update computes them
+// again from the stream, which it has not yet advanced for that batch.
+class GroupInput {
+ public:
+  using Compute = std::function<MatrixRM(Eigen::Index batch)>;
+  GroupInput(Stream& s, LinearInput input, int features, CachePolicy policy, Compute compute)
+      : stream_(s), input_(input), features_(features), policy_(policy), compute_(std::move(compute)) {}
+
+  LinearInput input() const { return input_; }
+
+  InputStats stats() {
+    InputStats stats(features_, StatsContent::hessian);
+    for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
+      MatrixRM in = compute_(b);
+      stats.add(in);
+      if (policy_ == CachePolicy::keep) kept_.push_back(std::move(in));
+    }
+    return stats;
+  }
+
+  // x += input W_role^T + b, batch by batch: the residual add of o or down.
+  void add_projection(const BlockWeights& w, LinearRole role) {
+    for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
+      const MatrixRM in = policy_ == CachePolicy::keep ? std::move(kept_[b]) : compute_(b);
+      MatrixRM x = stream_.batch(b);
+      linear_accumulate(in, w.weight(role), w.bias_of(role), x);
+      stream_.x.middleRows(stream_.first_row(b), stream_.rows(b)) = x;
+    }
+    kept_.clear();
+  }
+
+ private:
+  Stream& stream_;
+  LinearInput input_;
+  int features_;
+  CachePolicy policy_;
+  Compute compute_;
+  std::vector<MatrixRM> kept_;
+};
+
+void quantize_group(BlockJob& job, GroupInput& input) {
+  const InputStats stats = input.stats();
+  quantize_group(job, input.input(), &stats);
+}
+
+// True-sequential quantization of one block over the calibration stream, each
+// stage run once per batch (about one block forward in all; docs/quantize.md):
+// the normed stream gives q/k/v's statistics; the attention context (from the
+// quantized q/k/v) gives o's, then x += o(context); the normed stream gives
+// gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
+// down's, then x += down(hidden). x leaves as the quantized block's output.
+void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s, const StageCaches& caches) {
+  const BlockWeights& w = job.w;  // the lambdas see each group's dequantized weights once swapped in
+  const auto eps = static_cast<float>(c.rms_norm_eps);
+  auto group = [&](LinearInput input, CachePolicy policy, GroupInput::Compute compute) {
+    return GroupInput(s, input, input_features(c, input), policy, std::move(compute));
+  };
+  GroupInput attention_in = group(LinearInput::attention_in, CachePolicy::recompute,
+                                  [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); });
+  quantize_group(job, attention_in);
+  GroupInput context = group(LinearInput::attention_out, caches.context, [&](Eigen::Index b) {
+    return attention_context(c, w, normed_batch(s, b, w.input_norm, eps), s.seq_len);
+  });
+  quantize_group(job, context);
+  context.add_projection(w, LinearRole::o);
+  GroupInput mlp_in = group(LinearInput::mlp_in, CachePolicy::recompute,
+                            [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); });
+  quantize_group(job, mlp_in);
+  GroupInput hidden = group(LinearInput::mlp_hidden, caches.hidden, [&](Eigen::Index b) {
+    return swiglu_hidden(w, normed_batch(s, b, w.post_attention_norm, eps));
+  });
+  quantize_group(job, hidden);
+  hidden.add_projection(w, LinearRole::down);
+}
+
+// Scaling before rounding: the block's AWQ scales and clips or SmoothQuant scales
+// (from the block input x, or replayed), folded into w. Without statistics of the
+// quantized block (method awq, RTN), the stream advances through the float block
+// here; otherwise x is left as it is.
+BlockScales scaling_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w, Stream* stream,
+                      const QuantizeRunOptions& options) {
+  BlockScales awq;
+  if (options.scale_replay != nullptr) {
+    awq = options.scale_replay->at(static_cast<std::size_t>(w.layer));
+  } else if (recipe.scaling == Scaling::SmoothQuant) {
+    awq = smoothquant_block(config, w, stream->x, stream->seq_len, stream->batch_windows, *recipe.smoothquant,
+                            recipe.needs_statistics() ? StreamUpdate::keep : StreamUpdate::advance);
+  } else if (recipe.method == Method::Awq || !recipe.needs_statistics()) {
+    awq = awq_search_block(config, w, stream->x, stream->seq_len, awq_options(recipe, stream->batch_windows));
+  } else {
+    MatrixRM copy = stream->x;
+    awq = awq_search_block(config, w, copy, stream->seq_len, awq_options(recipe, stream->batch_windows));
+  }
+  apply_block_scales(w, awq, recipe.spec);
+  return awq;
+}
+
+void log_awq(const QuantizeProgress& progress, int layer, const BlockScales& awq) {
+  if (!progress.log) return;
+  for (const ScaleGroup& g : awq.scales) {
+    char line[160];
+    std::snprintf(line, sizeof line, "layer %d scales after %-19s ratio %.2f  output error %.4g", layer,
+                  std::string(fold_site_name(g.site)).c_str(), g.ratio, g.loss);
+    progress.log(line);
+  }
+}
+
+// Loads block `layer`, folds in scales when the recipe asks for them, and
+// quantizes its Linears; with statistics (GPTQ, refit) the stream advances
+// through the quantized block (otherwise the scaling step advances it through
+// the float block).
+std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, Stream* stream,
+                                            const StageCaches& caches, const QuantizeRunOptions& options,
+                                            std::optional<BlockScales>& awq, const QuantizeProgress& progress) {
+  BlockJob job{recipe, model.load_block(layer), progress, {}};
+  if (recipe.folds_scales()) {
+    awq = scaling_step(model.config(), recipe, job.w, stream, options);
+    log_awq(progress, layer, *awq);
+  }
+  if (recipe.needs_statistics()) {
+    quantize_calibrated(job, model.config(), *stream, caches);
+  } else {
+    for (LinearInput input : kInputOrder) quantize_group(job, input, nullptr);
+  }
+  return std::move(job.out);
+}
+
+void log_caches(const QuantizeProgress& progress, const StageCaches& caches, const ModelConfig& c,
+                std::int64_t tokens, std::uint64_t budget_bytes) {
+  if (!progress.log) return;
+  auto note = [&](const char* what, LinearInput input, CachePolicy policy) {
+    if (policy == CachePolicy::keep) return;
+    char line[200];
+    std::snprintf(line, sizeof line, "%s of all windows (%.0f MiB) exceed the stage cache budget (%.0f MiB): recomputed for the residual add",
+                  what, double(stage_input_bytes(c, input, tokens)) / 1048576.0, double(budget_bytes) / 1048576.0);
+    progress.log(line);
+  };
+  note("attention context", LinearInput::attention_out, caches.context);
+  note("MLP hidden states", LinearInput::mlp_hidden, caches.hidden);
+}
+
+}  // namespace
+
+MatrixRM embed_windows(const Model& model, const CalibrationSet& calibration) {
+  std::vector<std::int32_t> ids;
+  for (const auto& w : calibration.windows) ids.insert(ids.end(), w.ids.begin(), w.ids.end());
+  return model.embed(ids);
+}
+
+void QuantizeRunOptions::validate() const {
+  if (batch_windows < 1)
+    throw input_error("--batch-windows", "at least 1 window per batch", std::to_string(batch_windows));
+  if (!(activation_checkpoint_seconds >= 0.0))
+    throw input_error("--checkpoint-seconds", "a number of seconds >= 0", std::to_string(activation_checkpoint_seconds));
+}
+
+std::uint64_t stage_input_bytes(const ModelConfig& c, LinearInput input, std::int64_t tokens) {
+  return static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(input_features(c, input)) * sizeof(float);
+}
+
+StageCaches stage_caches(const ModelConfig& c, std::int64_t tokens, std::uint64_t budget_bytes) {
+  auto policy = [&](LinearInput input) {
+    return stage_input_bytes(c, input, tokens) <= budget_bytes ? CachePolicy::keep : CachePolicy::recompute;
+  };
+  return {policy(LinearInput::attention_out), policy(LinearInput::mlp_hidden)};
+}
+
+std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& recipe,
+                                             const CalibrationSet* calibration,
+                                             const QuantizeRunOptions& options,
+                                             const QuantizeProgress& progress) {
+  recipe.validate();
+  options.validate();
+  if (options.scale_replay != nullptr && static_cast<int>(options.scale_replay->size()) != model.num_layers())
+    throw input_error("AWQ scales to replay", std::to_string(model.num_layers()) + " layers",
+                      std::to_string(options.scale_replay->size()));
+  const bool calibrated = recipe.needs_calibration(options.scale_replay != nullptr ? ScaleSource::replay
+                                                                                  : ScaleSource::search);
+  if (calibrated && (calibration == nullptr || calibration->windows.empty()))
+    throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
+  MatrixRM x;
+  StageCaches caches;
+  if (calibrated) {
+    x = embed_windows(model, *calibration);
+    caches = stage_caches(model.config(), x.rows(), options.cache_budget_bytes);
+    if (recipe.needs_statistics()) log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
+  }
+  Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows};
+  Stream* sp = calibrated ? &stream : nullptr;
+  MatrixRM* xp = sp ? &x : nullptr;
+
+  std::vector<QuantizedLinear> out;
+  std::optional<ResumeCheckpoints> checkpoints;
+  int first = 0;
+  if (!options.checkpoint_dir.empty()) {
+    checkpoints.emplace(options.checkpoint_dir, run_fingerprint(model, recipe, calibration),
+                        options.activation_checkpoint_seconds);
+    if (options.resume == Resume::yes)
+      first = checkpoints->load(model, recipe, xp, out, options.scale_record);
+    if (first > 0 && progress.log) progress.log("resuming after block " + std::to_string(first - 1));
+  }
+  for (int layer = first; layer < model.num_layers(); ++layer) {
+    std::optional<BlockScales> scales;
+    auto block = quantize_block(model, recipe, layer, sp, caches, options, scales, progress);
+    if (checkpoints) checkpoints->save(layer, model.num_layers(), block, scales, xp);
+    if (scales && options.scale_record != nullptr) options.scale_record->push_back(std::move(*scales));
+    std::move(block.begin(), block.end(), std::back_inserter(out));
+  }
+  return out;
+}
+
+}  // namespace ptq

@@ -1,0 +1,286 @@
+#include "pipeline/quantize/quantize_run.hpp"
+
+#include <chrono>
+#include <cstdio>
+
+#include "algorithms/parallel_gemm.hpp"
+#include "calibrate/model.hpp"
+#include "calibrate/threads.hpp"
+#include "io/error.hpp"
+#include "io/hdf5.hpp"
+#include "io/tokenizer.hpp"
+#include "pipeline/output/progress.hpp"
+#include "pipeline/quantize/smoothing.hpp"
+#include "pipeline/quantize/w8a8.hpp"
+
+namespace ptq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::filesystem::path checkpoint_dir(const std::filesystem::path& out) {
+  auto dir = out;
+  dir += ".checkpoints";
+  return dir;
+}
+
+std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
+  if (!config.eos_token_ids.empty()) return config.eos_token_ids.front();
+  if (auto eos = tokenizer.eos_id()) return *eos;
+  throw input_error("config.json", "eos_token_id (documents in text calibration sources are joined with it)",
+                    "none");
+}
+
+// Measured single-precision GEMM rate on this machine, the way the forward
+// runs its GEMMs (parallel_gemm), for the time estimate.
+double measured_gflops() {
+  const int n = 512;
+  const MatrixRM a = MatrixRM::Ones(n, n), b = MatrixRM::Ones(n, n);
+  MatrixRM c(n, n);
+  const auto t0 = Clock::now();
+  const int reps = 8;
+  for (int r = 0; r < reps; ++r) parallel_gemm(a, b, GemmOp::plain, c, GemmOutput::overwrite);
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return 2.0 * n * n * n * reps / s / 1e9;
+}
+
+// Step "scale", replayed: the folded scales of every layer stored in `path` (a quantized.h5).
+std::vector<BlockScales> load_scales(const std::filesystem::path& path, const Model& model, const Recipe& recipe) {
+  if (!recipe.folds_scales())
+    throw input_error("--load-scales " + path.string(),
+                      "a recipe that folds scales (method awq, scaling awq or smoothquant, w8a8 with smoothquant)",
+                      "method " + std::string(method_name(recipe.method)) + " without scaling");
+  if (!std::filesystem::is_regular_file(path))
+    throw input_error("--load-scales " + path.string(), "a quantized.h5 file", "no such file");
+  const H5Reader in(path);
+  std::vector<BlockScales> blocks;
+  for (int layer = 0; layer < model.num_layers(); ++layer)
+    blocks.push_back(read_block_scales(in, layer, model.config(), recipe.spec));
+  return blocks;
+}
+
+}  // namespace
+
+CalibrationSet load_calibration(const std::filesystem::path& model, std::span<const CalibSourceSpec> sources,
+                                const CalibConfig& config) {
+  bool needs_tokenizer = false;
+  for (const auto& s : sources) needs_tokenizer |= s.path.extension() != ".ids";
+  if (!needs_tokenizer) return build_calibration_set(sources, config, nullptr, 0);
+  const Tokenizer tokenizer = Tokenizer::load(model);
+  return build_calibration_set(sources, config, &tokenizer,
+                               eos_of(load_model_config(model), tokenizer));
+}
+
+std::string QuantizeEstimate::text() const {
+  char buf[384];
+  std::snprintf(buf, sizeof buf,
+                "output size  %.1f MiB\npeak memory  %.1f MiB (approx.; calibration activations %.1f MiB)\n"
+                "time         %.0f s (approx., from a GEMM probe)\n",
+                output_bytes / 1048576.0, peak_bytes / 1048576.0, calibration_bytes / 1048576.0, seconds);
+  return buf;
+}
+
+namespace {
+
+// The process itself: binary, libraries, thread stacks, allocator slack
+// (RTN on tiny peaks at ~40 MiB with a 8 MiB checkpoint and 11 MiB output).
+constexpr double kProcessBytes = 32.0 * 1048576.0;
+
+struct ModelSizes {
+  double linear_params = 0;  // all quantized Linears
+  double groups = 0;         // quantization groups over all of them
+  double other_bytes = 0;    // checkpoint bytes of everything else
+  double checkpoint_bytes = 0;
+};
+
+ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const QuantSpec& spec) {
+  ModelSizes m;
+  for (LinearRole r : all_linear_roles)
+    m.linear_params += double(linear_out_features(c, r)) * linear_in_features(c, r) * c.num_layers;
+  m.groups = spec.granularity == Granularity::Group ? m.linear_params / spec.group_size : m.linear_params / c.hidden_size;
+  m.checkpoint_bytes = static_cast<double>(ckpt.total_bytes());
+  m.other_bytes = m.checkpoint_bytes;
+  for (int l = 0; l < c.num_layers; ++l)
+    for (LinearRole r : all_linear_roles)
+      if (const auto* t = ckpt.find(block_tensor_name(l, std::string(linear_spec(r).module) + ".weight")))
+        m.other_bytes -= static_cast<double>(t->bytes.size());
+  return m;
+}
+
+// Bytes of one float activation row per token of every block input at once:
+// what AWQ's search keeps for all windows (q/k/v, o, gate/up and down inputs).
+double awq_feature_bytes_per_token(const ModelConfig& c) {
+  double features = 0.0;
+  for (LinearInput input : all_linear_inputs) features += stage_input_bytes(c, input, 1);
+  return features;
+}
+
+// Memory of the calibration side at its peak (docs/quantize.md, "Staging"):
+// the windows' residual stream, the larger kept stage input (context or MLP
+// hidden state, never both) or AWQ's features, one batch's temporaries and
+// the Hessians of the widest group. W8A8 keeps only the stream and a batch;
+// RTN has none of it.
+double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
+  if (!job.recipe.needs_calibration()) return 0.0;
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
+  // --stats: no activations; the statistics file is held whole (its size, uncompressed).
+  if (!job.stats.empty()) return double(std::filesystem::file_size(job.stats)) + hessian_bytes;
+  const auto tokens = std::int64_t{job.recipe.calibration.samples} * job.recipe.calibration.seqlen;
+  const StageCaches caches = stage_caches(c, tokens, job.cache_budget_bytes);
+  double kept = 0.0;
+  if (caches.context == CachePolicy::keep)
+    kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
+  if (caches.hidden == CachePolicy::keep)
+    kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
+  const double batch_tokens = double(job.batch_windows) * job.recipe.calibration.seqlen;
+  // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
+  const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
+  const double stream = double(tokens) * c.hidden_size * 4;
+  if (job.recipe.method == Method::W8A8) return stream + batch_bytes;
+  if (job.recipe.uses_awq()) kept = std::max(kept, double(tokens) * awq_feature_bytes_per_token(c));
+  return stream + kept + batch_bytes + hessian_bytes;
+}
+
+// Matmul FLOPs per token of one block's Linears reading `input`.
+double linear_flops(const ModelConfig& c, LinearInput input) {
+  double f = 0.0;
+  for (const auto& spec : linear_specs)
+    if (spec.input == input) f += 2.0 * linear_out_features(c, spec.role) * linear_in_features(c, spec.role);
+  return f;
+}
+
+// Forward FLOPs of the staged quantization (one pass of the Linears and the
+// attention per block, plus what a stage input recomputed for its residual
+// add costs again) and of the XᵀX products and GPTQ itself.
+double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelSizes& m) {
+  if (!job.recipe.needs_calibration()) return 0.0;
+  const double widest = std::max(c.hidden_size, c.intermediate_size);
+  const double gptq = m.linear_params * widest * 2;
+  if (!job.stats.empty()) return gptq;  // no forward pass
+  const auto seqlen = job.recipe.calibration.seqlen;
+  const double tokens = double(job.recipe.calibration.samples) * seqlen;
+  const double attention = 2.0 * seqlen * c.num_heads * c.head_dim;  // per token: causal QKᵀ and PV
+  const double float_pass = (2.0 * m.linear_params / c.num_layers + attention) * tokens * c.num_layers;
+  if (job.recipe.method == Method::W8A8) {  // a float pass to smooth, another for static scales
+    const bool both = job.recipe.smoothquant && job.recipe.act_granularity == ActGranularity::Tensor;
+    return float_pass * (both ? 2.0 : 1.0);
+  }
+  const StageCaches caches = stage_caches(c, static_cast<std::int64_t>(tokens), job.cache_budget_bytes);
+  double recomputed = 0.0;  // per token and block
+  if (caches.context == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::attention_in) + attention;
+  if (caches.hidden == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::mlp_in);
+  double xtx = 0.0;
+  for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
+    xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
+  const double per_block_token = attention + recomputed + xtx;
+  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq;
+}
+
+}  // namespace
+
+QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
+  const ModelConfig c = load_model_config(job.model);
+  const ModelSizes m = model_sizes(c, Checkpoint::open(job.model), job.recipe.spec);
+  QuantizeEstimate e;
+  // float16 dequantized weights + uint8 codes + float scales and int zeros
+  e.output_bytes = static_cast<std::uint64_t>(m.other_bytes + m.linear_params * 3 + m.groups * 8);
+  e.calibration_bytes = static_cast<std::uint64_t>(calibration_bytes(job, c));
+  const double head_bytes = double(c.vocab_size) * c.hidden_size * 4;
+  const double block_bytes = m.linear_params / c.num_layers * 4;
+  // Always resident: the mapped checkpoint, the float head and the quantized
+  // Linears. Then either the quantization phase (one float block with its
+  // dequantized copies, and the calibration side) or the output being written.
+  const double resident = kProcessBytes + m.checkpoint_bytes + head_bytes + m.linear_params + m.groups * 8;
+  const double quantizing = 2 * block_bytes + double(e.calibration_bytes);
+  e.peak_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, double(e.output_bytes)));
+  e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
+  return e;
+}
+
+namespace {
+
+std::vector<std::string> write_output(const QuantizeJob& job, const MethodOutput& result,
+                                      const CalibrationSet* calibration, std::optional<StatsMixRecord> from_stats,
+                                      Clock::time_point t0, const QuantizeProgress& progress) {
+  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}, std::move(from_stats)};
+  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration, result.linears, run,
+                                              job.output, result.extras);
+  std::filesystem::remove_all(checkpoint_dir(job.out));
+  if (progress.log) {
+    for (const auto& w : warnings) progress.log("warning: " + w);
+    char line[128];
+    std::snprintf(line, sizeof line, "done in %.1f s, peak RSS %.1f MiB",
+                  std::chrono::duration<double>(Clock::now() - t0).count(), peak_rss_bytes() / 1048576.0);
+    progress.log(line);
+  }
+  return warnings;
+}
+
+}  // namespace
+
+namespace {
+
+// Step "calibrate": the calibration windows, when the recipe needs activations
+// and names sources (a replay may need none).
+std::optional<CalibrationSet> calibration_step(const QuantizeJob& job, const QuantizeProgress& progress) {
+  if (!job.recipe.needs_calibration() || job.recipe.sources.empty()) return std::nullopt;
+  CalibrationSet set = load_calibration(job.model, job.recipe.sources, job.recipe.calibration);
+  if (progress.log)
+    progress.log("calibration: " + std::to_string(set.windows.size()) + " windows of " +
+                 std::to_string(job.recipe.calibration.seqlen) + " tokens");
+  return set;
+}
+
+// Steps "scale" and "quantize per block": each method's driver folds its
+// scales (searched, or replayed from `replay`) and rounds every Linear.
+MethodOutput quantize_step(const QuantizeJob& job, const Model& model, const CalibrationSet* calibration,
+                           const std::vector<BlockScales>* replay, const QuantizeProgress& progress) {
+  MethodOutput result;
+  switch (job.recipe.method) {
+    case Method::W8A8:
+      result = quantize_w8a8(model, job.recipe, calibration, job.batch_windows, replay, progress);
+      break;
+    case Method::Nf4: result.linears = quantize_nf4(model, job.recipe, progress); break;
+    case Method::Rtn:
+    case Method::Gptq:
+    case Method::Awq: {
+      const QuantizeRunOptions options{.batch_windows = job.batch_windows,
+                                       .checkpoint_dir = checkpoint_dir(job.out),
+                                       .resume = job.resume,
+                                       .scale_replay = replay,
+                                       .scale_record = &result.extras.scales,
+                                       .cache_budget_bytes = job.cache_budget_bytes,
+                                       .activation_checkpoint_seconds = job.checkpoint_seconds};
+      result.linears = quantize_blocks(model, job.recipe, calibration, options, progress);
+      break;
+    }
+  }
+  // The norms the folded scales changed are written as float32 tensors.
+  for (auto& norm : folded_norms(model, result.extras.scales))
+    result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});
+  return result;
+}
+
+}  // namespace
+
+std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProgress& progress) {
+  check_output_folder(job.out);
+  ThreadScope threads(job.threads);
+  const auto t0 = Clock::now();
+  const Model model = Model::open(job.model);
+  if (!job.stats.empty()) {  // Hessians from cached statistics: no forward pass
+    auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
+    return write_output(job, MethodOutput{std::move(r.linears), {}}, nullptr, std::move(r.record), t0,
+                        progress);
+  }
+  std::optional<std::vector<BlockScales>> replay;
+  if (!job.load_scales.empty()) replay = load_scales(job.load_scales, model, job.recipe);
+  const std::optional<CalibrationSet> calibration = calibration_step(job, progress);
+  const CalibrationSet* calib = calibration ? &*calibration : nullptr;
+  const MethodOutput result = quantize_step(job, model, calib, replay ? &*replay : nullptr, progress);
+  return write_output(job, result, calib, std::nullopt, t0, progress);
+}
+
+}  // namespace ptq

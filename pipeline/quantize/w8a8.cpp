@@ -1,0 +1,98 @@
+#include "pipeline/quantize/w8a8.hpp"
+
+#include <chrono>
+#include <cstdio>
+
+#include "algorithms/int8.hpp"
+#include "calibrate/model.hpp"
+#include "io/error.hpp"
+#include "pipeline/quantize/smoothing.hpp"
+
+namespace ptq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+InputScales static_scales(const InputRanges& ranges, double percentile) {
+  InputScales s{};
+  for (int i = 0; i < linear_input_count; ++i)
+    s[i] = int8_scale(ranges.magnitude(static_cast<LinearInput>(i), percentile));
+  return s;
+}
+
+QuantizedLinear int8_linear(int layer, LinearRole role, const MatrixRM& w) {
+  const auto t0 = Clock::now();
+  QuantizedLinear q{layer, role, int8_quantize_rows(w), {}};
+  finish_report(q, w, t0);
+  return q;
+}
+
+void log_block(const QuantizeProgress& progress, const char* method, int layer,
+               std::span<const QuantizedLinear> block) {
+  if (!progress.log) return;
+  double mse = 0.0;
+  for (const auto& q : block) mse += q.report.weight_mse / static_cast<double>(block.size());
+  char line[128];
+  std::snprintf(line, sizeof line, "layer %d %s  mean weight mse %.3e", layer, method, mse);
+  progress.log(line);
+}
+
+}  // namespace
+
+MethodOutput quantize_w8a8(const Model& model, const Recipe& recipe, const CalibrationSet* calibration,
+                           int batch_windows, const std::vector<BlockScales>* replay, const QuantizeProgress& progress) {
+  recipe.validate();
+  PTQ_ASSERT(recipe.method == Method::W8A8);
+  const bool tensor = recipe.act_granularity == ActGranularity::Tensor;
+  const bool statistics =
+      recipe.needs_calibration(replay != nullptr ? ScaleSource::replay : ScaleSource::search);
+  if (statistics && (calibration == nullptr || calibration->windows.empty()))
+    throw input_error("w8a8 with smoothquant or tensor activations", "calibration data (--calib or --calib-ids)",
+                      "none");
+  MethodOutput out;
+  out.extras.activations = ActivationQuant{recipe.act_granularity, {}};
+  MatrixRM x;
+  if (statistics) x = embed_windows(model, *calibration);
+  const int seq_len = statistics ? calibration->config.seqlen : 0;
+  const bool sketch = tensor && recipe.act_percentile < 100.0;
+  for (int layer = 0; layer < model.num_layers(); ++layer) {
+    BlockWeights w = model.load_block(layer);
+    if (recipe.smoothquant) {
+      out.extras.scales.push_back(replay ? replay->at(static_cast<std::size_t>(layer))
+                                      : smoothquant_block(model.config(), w, x, seq_len, batch_windows,
+                                                          *recipe.smoothquant,
+                                                          tensor ? StreamUpdate::keep : StreamUpdate::advance));
+      apply_block_scales(w, out.extras.scales.back(), recipe.spec);
+    }
+    if (tensor) {  // static scales from the (smoothed) float block's inputs
+      InputRanges ranges(sketch);
+      forward_windows(model.config(), w, x, {seq_len, batch_windows, {}}, &ranges, StreamUpdate::advance);
+      out.extras.activations->static_scales.push_back(static_scales(ranges, recipe.act_percentile));
+    }
+    const std::size_t first = out.linears.size();
+    for (LinearRole role : all_linear_roles) out.linears.push_back(int8_linear(layer, role, w.weight(role)));
+    log_block(progress, "w8a8", layer, std::span(out.linears).subspan(first));
+  }
+  return out;
+}
+
+std::vector<QuantizedLinear> quantize_nf4(const Model& model, const Recipe& recipe, const QuantizeProgress& progress) {
+  recipe.validate();
+  PTQ_ASSERT(recipe.method == Method::Nf4);
+  std::vector<QuantizedLinear> out;
+  for (int layer = 0; layer < model.num_layers(); ++layer) {
+    const BlockWeights w = model.load_block(layer);
+    const std::size_t first = out.size();
+    for (LinearRole role : all_linear_roles) {
+      const auto t0 = Clock::now();
+      QuantizedLinear q{layer, role, nf4_quantize(w.weight(role), recipe.nf4), {}};
+      finish_report(q, w.weight(role), t0);
+      out.push_back(std::move(q));
+    }
+    log_block(progress, "nf4", layer, std::span(out).subspan(first));
+  }
+  return out;
+}
+
+}  // namespace ptq

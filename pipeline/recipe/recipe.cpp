@@ -1,0 +1,154 @@
+#include "pipeline/recipe/recipe.hpp"
+
+#include <utility>
+#include <sstream>
+
+#include "io/error.hpp"
+#include "pipeline/recipe/name_table.hpp"
+
+namespace ptq {
+
+using recipe_detail::choice_name;
+using recipe_detail::name_list;
+using recipe_detail::named;
+
+namespace {
+
+constexpr std::pair<const char*, Method> kMethods[] = {
+    {"rtn", Method::Rtn}, {"gptq", Method::Gptq}, {"awq", Method::Awq}, {"w8a8", Method::W8A8}, {"nf4", Method::Nf4}};
+constexpr std::pair<const char*, Scaling> kScalings[] = {
+    {"none", Scaling::None}, {"awq", Scaling::Awq}, {"smoothquant", Scaling::SmoothQuant}};
+
+}  // namespace
+
+std::string_view scaling_name(Scaling s) { return choice_name(s, kScalings); }
+
+Scaling parse_scaling(const std::string& name, const std::string& where) {
+  return named(name, where, "one of " + name_list(kScalings, ", "), kScalings);
+}
+
+std::string_view method_name(Method m) { return choice_name(m, kMethods); }
+
+std::string method_names() { return name_list(kMethods, ", "); }
+
+Method parse_method(const std::string& name, const std::string& where) {
+  return named(name, where, "one of " + method_names(), kMethods);
+}
+
+bool Recipe::needs_calibration(ScaleSource scales) const {
+  const bool searched = scales == ScaleSource::search;
+  switch (method) {
+    case Method::Nf4: return false;
+    case Method::W8A8:
+      return act_granularity == ActGranularity::Tensor || (smoothquant.has_value() && searched);
+    case Method::Rtn:
+    case Method::Gptq:
+    case Method::Awq: return needs_statistics() || (folds_scales() && searched);
+  }
+  return true;
+}
+
+QuantSpec Recipe::quant_spec() const {
+  QuantSpec s = spec;
+  if (method == Method::Awq) s.range = RangeRule::MinMax;
+  return s;
+}
+
+GptqConfig Recipe::gptq_config() const {
+  GptqConfig c;
+  c.spec = spec;
+  c.damp = damp;
+  c.block_size = block_size;
+  c.order = order;
+  c.group_grids = group_grids;
+  c.clip = clip;
+  return c;
+}
+
+void Recipe::apply_implied_defaults() {
+  if (scaling == Scaling::SmoothQuant && !smoothquant) smoothquant = SmoothQuantConfig{};
+}
+
+void Recipe::validate() const {
+  spec.validate();
+  calibration.validate();
+  require_clip_applies(clip, spec, "recipe: clip");
+  if (method == Method::Gptq) gptq_config().validate();
+  if (uses_awq()) {  // AWQ's searches run on llm-awq's min/max grid
+    QuantSpec search = spec;
+    search.range = RangeRule::MinMax;
+    search.validate();
+    if (awq_search_windows < 0)
+      throw input_error("AwqOptions.search_windows", ">= 0", std::to_string(awq_search_windows));
+  }
+  // Method awq advances the calibration stream through the float block, so no
+  // statistics of the quantized block's inputs exist for a refit.
+  if (method == Method::Awq && refit != ScaleRefit::None)
+    throw input_error("refit", "none with method awq (it searches on the float stream)", "least_squares");
+  if (method == Method::Awq) quant_spec().validate();
+  if (smoothquant) smoothquant->validate();
+  if (scaling != Scaling::None && method != Method::Rtn && method != Method::Gptq)
+    throw input_error("scaling", "none with method " + std::string(method_name(method)),
+                      std::string(scaling_name(scaling)));
+  if (scaling == Scaling::SmoothQuant && !smoothquant)
+    throw input_error("scaling", "smoothquant.alpha with scaling smoothquant", "no smoothquant key");
+  if (smoothquant && method != Method::W8A8 && scaling != Scaling::SmoothQuant)
+    throw input_error("smoothquant", "method w8a8 or scaling smoothquant",
+                      "method " + std::string(method_name(method)) + " with scaling " + std::string(scaling_name(scaling)));
+  if (!(act_percentile > 0.0 && act_percentile <= 100.0))
+    throw input_error("activations.percentile", "a number in (0, 100]", std::to_string(act_percentile));
+  nf4.validate();
+}
+
+void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
+  if (group == "channel") {
+    spec.granularity = Granularity::Channel;
+  } else if (group == "tensor") {
+    spec.granularity = Granularity::Tensor;
+  } else {
+    std::size_t used = 0;
+    int size = 0;
+    try {
+      size = std::stoi(group, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != group.size() || size < 1)
+      throw input_error(where, "a group size >= 1, \"channel\" or \"tensor\"", "\"" + group + "\"");
+    spec.granularity = Granularity::Group;
+    spec.group_size = size;
+  }
+}
+
+std::string granularity_text(const QuantSpec& spec) {
+  switch (spec.granularity) {
+    case Granularity::Channel: return "channel";
+    case Granularity::Tensor: return "tensor";
+    case Granularity::Group: return std::to_string(spec.group_size);
+  }
+  return "?";
+}
+
+ActGranularity parse_act_granularity(const std::string& text, const std::string& where) {
+  if (text == "token") return ActGranularity::Token;
+  if (text == "tensor") return ActGranularity::Tensor;
+  throw input_error(where, "token or tensor", "\"" + text + "\"");
+}
+
+std::string recipe_title(const Recipe& r) {
+  std::ostringstream out;
+  out << method_name(r.method);
+  switch (r.method) {
+    case Method::W8A8:
+      if (r.smoothquant) out << " SmoothQuant alpha " << r.smoothquant->alpha << ",";
+      out << " int8 activations per " << act_granularity_name(r.act_granularity);
+      break;
+    case Method::Nf4: out << " (block " << r.nf4.block_size << ")"; break;
+    case Method::Rtn:
+    case Method::Gptq:
+    case Method::Awq: out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")"; break;
+  }
+  return out.str();
+}
+
+}  // namespace ptq

@@ -1,0 +1,133 @@
+#pragma once
+// A quantization recipe: every choice of a `ptq quantize` run, as data.
+// Loaded from YAML (or JSON, which YAML reads too); CLI flags override fields.
+// Example (recipes/*.yaml):
+//   method: gptq          # rtn | gptq | awq (AWQ scales and clip, then RTN on the min/max grid)
+//   scaling: none         # none | awq | smoothquant: scales folded in before rtn/gptq
+//                         # (AWQ's searched scales and clip, or SmoothQuant's with smoothquant.alpha)
+//   awq_clip: true        # awq: search clipping bounds after the scales
+//   awq_search_windows: 16  # awq: windows compared in the attention/MLP scale searches (0 = all)
+//   bits: 4
+//   group: 128            # a group size, "channel" or "tensor"
+//   symmetric: false
+//   act_order: false      # gptq: quantize columns by descending Hessian diagonal
+//   static_groups: false  # gptq: group grids from the original weights
+//   damp: 0.01            # gptq: fraction of the mean Hessian diagonal
+//   block_size: 128       # gptq: lazy-update block
+//   clip: {method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}
+//                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+ percentile: 0.999)
+//   refit: least_squares  # none | least_squares: scales refit under H after quantizing (algorithms/refit.hpp)
+//   calibration: {samples: 128, seqlen: 512, seed: 0}
+// W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
+//   method: w8a8
+//   smoothquant: {alpha: 0.5}                         # absent = naive W8A8
+//   activations: {granularity: token, percentile: 100}  # token (dynamic) | tensor (static)
+//   method: nf4
+//   block: 64             # weights per absmax (double-quantized in blocks of 256)
+#include <filesystem>
+#include <string>
+
+#include <optional>
+
+#include "algorithms/awq.hpp"
+#include "algorithms/gptq.hpp"
+#include "algorithms/nf4.hpp"
+#include "algorithms/refit.hpp"
+#include "algorithms/smoothquant.hpp"
+#include "calibrate/act_quant.hpp"
+#include "pipeline/recipe/calib_data.hpp"
+
+namespace ptq {
+
+enum class Method { Rtn, Gptq, Awq, W8A8, Nf4 };
+// A weight transform searched before rounding (method awq implies Awq).
+enum class Scaling { None, Awq, SmoothQuant };
+// Where folded scales come from: searched on calibration activations, or
+// replayed from an earlier output (--load-scales).
+enum class ScaleSource { search, replay };
+
+std::string_view method_name(Method m);
+// "rtn" -> Method::Rtn, ...; InputError naming `where` otherwise.
+Method parse_method(const std::string& name, const std::string& where);
+std::string method_names();  // "rtn, gptq, awq, w8a8, nf4"
+std::string_view scaling_name(Scaling s);
+// "none" | "awq" | "smoothquant"; InputError naming `where` otherwise.
+Scaling parse_scaling(const std::string& name, const std::string& where);
+
+struct Recipe {
+  Method method = Method::Gptq;
+  QuantSpec spec;             // bits, symmetry, granularity, group size
+  ColumnOrder order = ColumnOrder::Natural;
+  GroupGrids group_grids = GroupGrids::Dynamic;
+  double damp = 0.01;
+  int block_size = 128;
+  Scaling scaling = Scaling::None;
+  AwqClipMode awq_clip = AwqClipMode::Search;
+  int awq_search_windows = 16;  // see AwqOptions::search_windows (0 = all windows)
+  ClipConfig clip;
+  ScaleRefit refit = ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
+  CalibConfig calibration;
+  std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
+  // w8a8 (spec is ignored: weights are int8 per output channel, symmetric), or
+  // scaling smoothquant: migrate scales into the norms first; none = naive W8A8.
+  std::optional<SmoothQuantConfig> smoothquant;
+  ActGranularity act_granularity = ActGranularity::Token;
+  double act_percentile = 100.0;  // Tensor: scale from this percentile of |x| (100 = absmax)
+  Nf4Config nf4;                  // nf4 (spec is ignored)
+
+  // Whether the run needs calibration activations: the one place that decides.
+  // GPTQ and the refit need input statistics; searched scales need the float
+  // stream (replayed ones do not); W8A8's static activation scales need it too.
+  bool needs_calibration(ScaleSource scales = ScaleSource::search) const;
+  bool uses_awq() const { return method == Method::Awq || scaling == Scaling::Awq; }
+  // Scales are folded into the weights before rounding (AWQ's or SmoothQuant's):
+  // saved under awq/ in quantized.h5 and replayable with --load-scales.
+  bool folds_scales() const {
+    return uses_awq() || scaling == Scaling::SmoothQuant || (method == Method::W8A8 && smoothquant);
+  }
+  // Whether the Linears' input statistics are gathered on the stream (GPTQ's
+  // Hessians, or H for the scale refit).
+  bool needs_statistics() const { return method == Method::Gptq || refit != ScaleRefit::None; }
+  // The grid of the final rounding: method awq uses llm-awq's min/max grid.
+  QuantSpec quant_spec() const;
+  GptqConfig gptq_config() const;
+  // Defaults one key implies for another, for recipe files and flags alike:
+  // scaling smoothquant without smoothquant.alpha takes alpha 0.5.
+  void apply_implied_defaults();
+  void validate() const;  // InputError naming the field
+};
+
+// One line naming the scheme, e.g. "gptq W4 (group 128)", "w8a8 SmoothQuant alpha 0.5,
+// int8 activations per token", "nf4 (block 64)" (model card titles).
+std::string recipe_title(const Recipe& recipe);
+
+// One recipe field: its YAML path ("bits", "clip.method", "calibration.seed"),
+// its `ptq quantize` flag, how it is set from text (a YAML scalar or a flag's
+// value) and written. recipe_keys() is the one table the YAML reader, the YAML
+// writer and the CLI flags walk (pipeline/recipe/recipe_keys.cpp); a new field
+// is a new row. calibration.sources, a list, is read and written beside it.
+enum class FlagKind { none, value, set_true, set_false };  // set_*: a flag without a value
+struct RecipeKey {
+  std::string_view path;
+  std::string_view flag;  // "" when the key has no flag
+  FlagKind flag_kind = FlagKind::none;
+  std::string_view help;
+  // InputError naming `where` when `text` is not a value of the field.
+  void (*set)(Recipe& recipe, const std::string& text, const std::string& where);
+  std::string (*text)(const Recipe& recipe);  // the value as recipe_to_yaml writes it
+  bool (*written)(const Recipe& recipe);      // whether recipe_to_yaml writes it
+};
+const std::vector<RecipeKey>& recipe_keys();
+
+// InputError naming the file and key on unknown keys or bad values.
+Recipe load_recipe(const std::filesystem::path& path);
+// The recipe as YAML, in the same keys load_recipe reads (recorded in outputs).
+std::string recipe_to_yaml(const Recipe& recipe);
+
+// "128" -> Group/128, "channel", "tensor"; InputError otherwise.
+void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where);
+std::string granularity_text(const QuantSpec& spec);
+// "token" | "tensor"; InputError naming `where` otherwise.
+ActGranularity parse_act_granularity(const std::string& text, const std::string& where);
+
+}  // namespace ptq

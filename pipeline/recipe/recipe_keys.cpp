@@ -1,0 +1,352 @@
+// The recipe key table: each recipe field once, with its YAML path, its CLI
+// flag, its help text, how it is set from text and how it is written. The
+// YAML reader, the YAML writer and `ptq quantize`'s flags all walk this table.
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <sstream>
+
+#include "io/error.hpp"
+#include "pipeline/recipe/name_table.hpp"
+#include "pipeline/recipe/recipe.hpp"
+
+namespace ptq {
+
+using recipe_detail::choice_name;
+using recipe_detail::name_list;
+using recipe_detail::named;
+using recipe_detail::NameTable;
+
+namespace {
+
+constexpr std::pair<const char*, Scaling> kScalingNames[] = {
+    {"none", Scaling::None}, {"awq", Scaling::Awq}, {"smoothquant", Scaling::SmoothQuant}};
+constexpr std::pair<const char*, ClipMethod> kClipMethods[] = {
+    {"none", ClipMethod::None}, {"mse", ClipMethod::Mse}, {"percentile", ClipMethod::Percentile}};
+constexpr std::pair<const char*, ClipWeighting> kClipWeightings[] = {
+    {"uniform", ClipWeighting::Uniform}, {"hessian", ClipWeighting::Hessian}};
+constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
+    {"none", ScaleRefit::None}, {"least_squares", ScaleRefit::LeastSquares}};
+
+// A scalar of type T from its text (YAML's own conversions, so a recipe file
+// and a flag accept the same spellings).
+template <class T>
+T scalar(const std::string& text, const std::string& where, const char* expected) {
+  try {
+    return YAML::Node(text).as<T>();
+  } catch (const YAML::Exception&) {
+    throw input_error(where, expected, "\"" + text + "\"");
+  }
+}
+
+template <class E, std::size_t N>
+E choice(const std::string& text, const std::string& where, const NameTable<E, N>& names) {
+  return named(text, where, name_list(names, " | "), names);
+}
+
+template <class T>
+std::string text_of(const T& value) {
+  std::ostringstream out;
+  out << value;
+  return out.str();
+}
+
+std::string bool_text(bool b) { return b ? "true" : "false"; }
+
+bool always(const Recipe&) { return true; }
+bool weight_grid(const Recipe& r) { return r.method != Method::W8A8 && r.method != Method::Nf4; }
+bool gptq(const Recipe& r) { return r.method == Method::Gptq; }
+bool w8a8(const Recipe& r) { return r.method == Method::W8A8; }
+bool awq(const Recipe& r) { return r.uses_awq(); }
+bool clipped(const Recipe& r) { return r.clip.method != ClipMethod::None; }
+
+SmoothQuantConfig& smoothquant_of(Recipe& r) {
+  if (!r.smoothquant) r.smoothquant = SmoothQuantConfig{};
+  return *r.smoothquant;
+}
+
+}  // namespace
+
+// Each row: path, flag, flag kind, help, set, text, written. Rows are in the
+// order recipe_to_yaml writes them; a section's keys are adjacent.
+const std::vector<RecipeKey>& recipe_keys() {
+  using F = FlagKind;
+  static const std::vector<RecipeKey> keys = {
+      {"method", "--method", F::value,
+       "rtn, gptq, awq, w8a8, nf4 (awq: AWQ scales and clip, then RTN)",
+       [](Recipe& r, const std::string& t, const std::string& w) { r.method = parse_method(t, w); },
+       [](const Recipe& r) { return std::string(method_name(r.method)); }, always},
+      {"smoothquant.alpha", "--smoothquant", F::value,
+       "w8a8 or --scaling smoothquant: SmoothQuant migration strength alpha in [0, 1] (default 0.5)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         smoothquant_of(r).alpha = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.smoothquant->alpha); },
+       [](const Recipe& r) { return r.smoothquant.has_value(); }},
+      {"activations.granularity", "--act-granularity", F::value,
+       "w8a8: int8 activations per token (dynamic) or tensor (static)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.act_granularity = parse_act_granularity(t, w);
+       },
+       [](const Recipe& r) { return std::string(act_granularity_name(r.act_granularity)); }, w8a8},
+      {"activations.percentile", "--act-percentile", F::value,
+       "w8a8 tensor: static scale from this percentile of |x|",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.act_percentile = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.act_percentile); }, w8a8},
+      {"block", "--nf4-block", F::value, "nf4: weights per absmax block",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.nf4.block_size = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.nf4.block_size); },
+       [](const Recipe& r) { return r.method == Method::Nf4; }},
+      {"bits", "--bits", F::value, "Bits per weight (2..8)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.spec.bits = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.spec.bits); }, weight_grid},
+      {"group", "--group", F::value, "Group size, 'channel' or 'tensor'",
+       [](Recipe& r, const std::string& t, const std::string& w) { set_granularity(r.spec, t, w); },
+       [](const Recipe& r) { return granularity_text(r.spec); }, weight_grid},
+      {"symmetric", "--sym", F::set_true, "Symmetric grid",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.spec.symmetry = scalar<bool>(t, w, "true or false") ? Symmetry::Symmetric
+                                                                : Symmetry::Asymmetric;
+       },
+       [](const Recipe& r) { return bool_text(r.spec.symmetry == Symmetry::Symmetric); },
+       weight_grid},
+      {"act_order", "--act-order", F::set_true,
+       "GPTQ: quantize columns by descending Hessian diagonal",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.order = scalar<bool>(t, w, "true or false") ? ColumnOrder::ActivationOrder
+                                                        : ColumnOrder::Natural;
+       },
+       [](const Recipe& r) { return bool_text(r.order == ColumnOrder::ActivationOrder); }, gptq},
+      {"static_groups", "--static-groups", F::set_true,
+       "GPTQ: group grids from the original weights",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.group_grids =
+             scalar<bool>(t, w, "true or false") ? GroupGrids::Static : GroupGrids::Dynamic;
+       },
+       [](const Recipe& r) { return bool_text(r.group_grids == GroupGrids::Static); }, gptq},
+      {"damp", "--damp", F::value, "GPTQ damping, fraction of the mean Hessian diagonal",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.damp = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.damp); }, gptq},
+      {"block_size", "", F::none, "GPTQ: columns per lazy-update block",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.block_size = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.block_size); }, gptq},
+      {"scaling", "--scaling", F::value,
+       "none, awq or smoothquant: fold AWQ's scales (and clip) or SmoothQuant's scales in before "
+       "rtn/gptq",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.scaling = choice(t, w, kScalingNames);
+       },
+       [](const Recipe& r) { return std::string(scaling_name(r.scaling)); },
+       [](const Recipe& r) { return r.scaling != Scaling::None; }},
+      {"awq_clip", "--no-awq-clip", F::set_false, "AWQ: skip the clipping search",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.awq_clip = scalar<bool>(t, w, "true or false") ? AwqClipMode::Search : AwqClipMode::None;
+       },
+       [](const Recipe& r) { return bool_text(r.awq_clip == AwqClipMode::Search); }, awq},
+      {"awq_search_windows", "--awq-search-windows", F::value,
+       "AWQ: windows compared in the attention/MLP scale searches (0 = all, as the reference)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.awq_search_windows = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.awq_search_windows); }, awq},
+      {"clip.method", "", F::none, "grid ranges: none | mse | percentile (algorithms/clip.hpp)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.clip.method = choice(t, w, kClipMethods);
+       },
+       [](const Recipe& r) { return std::string(choice_name(r.clip.method, kClipMethods)); },
+       clipped},
+      {"clip.steps", "", F::none, "clip search: candidate ranges",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.clip.steps = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.clip.steps); }, clipped},
+      {"clip.max_shrink", "", F::none, "clip search: smallest range tried, as a fraction",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.clip.max_shrink = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.clip.max_shrink); }, clipped},
+      {"clip.norm", "", F::none, "clip search: the error's norm exponent",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.clip.norm = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.clip.norm); }, clipped},
+      {"clip.weighting", "", F::none, "clip search: uniform | hessian (weights by diag H)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.clip.weighting = choice(t, w, kClipWeightings);
+       },
+       [](const Recipe& r) { return std::string(choice_name(r.clip.weighting, kClipWeightings)); },
+       clipped},
+      {"clip.percentile", "", F::none, "percentile clip: the kept fraction",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.clip.percentile = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.clip.percentile); }, clipped},
+      {"refit", "", F::none, "none | least_squares: scales refit under H (algorithms/refit.hpp)",
+       [](Recipe& r, const std::string& t, const std::string& w) { r.refit = choice(t, w, kRefits); },
+       [](const Recipe& r) { return std::string(choice_name(r.refit, kRefits)); },
+       [](const Recipe& r) { return r.refit != ScaleRefit::None; }},
+      {"calibration.samples", "--samples", F::value, "Calibration windows in all",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.calibration.samples = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.calibration.samples); }, always},
+      {"calibration.seqlen", "--seqlen", F::value, "Tokens per calibration window",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.calibration.seqlen = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.calibration.seqlen); }, always},
+      {"calibration.seed", "--seed", F::value, "Seed of the window draw from text sources",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.calibration.seed = scalar<std::uint64_t>(t, w, "an integer >= 0");
+       },
+       [](const Recipe& r) { return text_of(r.calibration.seed); }, always},
+  };
+  return keys;
+}
+
+
+namespace {
+
+// The part of a key's path before its first '.', or "" for a top-level key.
+std::string_view section_of(std::string_view path) {
+  const auto dot = path.find('.');
+  return dot == std::string_view::npos ? std::string_view() : path.substr(0, dot);
+}
+
+// calibration.sources is a list of {name, path, weight} maps, the one key that
+// is not a scalar.
+constexpr std::string_view kSourcesPath = "calibration.sources";
+
+void read_sources(const YAML::Node& node, Recipe& r, const std::string& where) {
+  if (!node.IsSequence()) throw input_error(where, "a list of {name, path, weight}", "another YAML type");
+  for (const auto& s : node) {
+    if (!s.IsMap()) throw input_error(where, "a mapping {name, path, weight}", "another YAML type");
+    CalibSourceSpec spec;
+    spec.name = scalar<std::string>(s["name"].Scalar(), where + ".name", "a string");
+    spec.path = scalar<std::string>(s["path"].Scalar(), where + ".path", "a string");
+    if (s["weight"]) spec.weight = scalar<double>(s["weight"].Scalar(), where + ".weight", "a number");
+    r.sources.push_back(spec);
+  }
+}
+
+void write_sources(std::ostringstream& out, const Recipe& r) {
+  if (r.sources.empty()) return;
+  out << "  sources:\n";
+  for (const auto& s : r.sources)
+    out << "    - {name: " << s.name << ", path: \"" << s.path.string() << "\", weight: " << s.weight
+        << "}\n";
+}
+
+// The names a mapping at `prefix` ("" or "clip.") may hold, sorted.
+std::string known_names(const std::string& prefix) {
+  std::vector<std::string> names;
+  for (const RecipeKey& key : recipe_keys()) {
+    const std::string_view path = key.path;
+    if (path.substr(0, prefix.size()) != prefix) continue;
+    const std::string_view rest = path.substr(prefix.size());
+    names.emplace_back(rest.substr(0, rest.find('.')));
+  }
+  if (prefix == "calibration.") names.emplace_back("sources");
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  return list;
+}
+
+const RecipeKey* find_key(std::string_view path) {
+  for (const RecipeKey& key : recipe_keys())
+    if (key.path == path) return &key;
+  return nullptr;
+}
+
+bool is_section(std::string_view name) {
+  for (const RecipeKey& key : recipe_keys())
+    if (section_of(key.path) == name) return true;
+  return false;
+}
+
+// Reads every key of the mapping `node` at `prefix` into r.
+void read_mapping(const YAML::Node& node, const std::string& prefix, const std::string& file,
+                  Recipe& r) {
+  const std::string where = prefix.empty() ? file : file + ": " + prefix.substr(0, prefix.size() - 1);
+  for (const auto& kv : node) {
+    const std::string name = kv.first.as<std::string>();
+    const std::string path = prefix + name;
+    const std::string key_where = file + ": " + path;
+    if (prefix.empty() && is_section(name)) {
+      if (!kv.second.IsMap()) throw input_error(key_where, "a mapping", "another YAML type");
+      if (name == "smoothquant") smoothquant_of(r);  // present: SmoothQuant, alpha defaulted
+      read_mapping(kv.second, path + ".", file, r);
+    } else if (path == kSourcesPath) {
+      read_sources(kv.second, r, key_where);
+    } else if (const RecipeKey* key = find_key(path)) {
+      if (!kv.second.IsScalar()) throw input_error(key_where, "a single value", "another YAML type");
+      key->set(r, kv.second.Scalar(), key_where);
+    } else {
+      throw input_error(where + ": key \"" + name + "\"", "one of " + known_names(prefix),
+                        "an unknown key");
+    }
+  }
+}
+
+}  // namespace
+
+Recipe load_recipe(const std::filesystem::path& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path.string());
+  } catch (const YAML::BadFile&) {
+    throw input_error(path.string(), "a readable recipe file", "cannot open");
+  } catch (const YAML::Exception& e) {
+    throw input_error(path.string(), "YAML or JSON", std::string("a parse error: ") + e.what());
+  }
+  if (!root.IsMap()) throw input_error(path.string(), "a mapping of recipe keys", "another YAML type");
+  Recipe r;
+  read_mapping(root, "", path.string(), r);
+  r.apply_implied_defaults();
+  r.validate();
+  return r;
+}
+
+// Top-level keys one per line; calibration as a block mapping (with its
+// sources); the other sections as one-line flow mappings.
+std::string recipe_to_yaml(const Recipe& r) {
+  std::ostringstream out;
+  const auto& keys = recipe_keys();
+  for (std::size_t i = 0; i < keys.size();) {
+    const std::string_view section = section_of(keys[i].path);
+    if (section.empty()) {
+      if (keys[i].written(r)) out << keys[i].path << ": " << keys[i].text(r) << "\n";
+      ++i;
+      continue;
+    }
+    std::vector<std::string> items;
+    for (; i < keys.size() && section_of(keys[i].path) == section; ++i)
+      if (keys[i].written(r))
+        items.push_back(std::string(keys[i].path.substr(section.size() + 1)) + ": " + keys[i].text(r));
+    if (section == "calibration") {
+      out << section << ":\n";
+      for (const auto& item : items) out << "  " << item << "\n";
+      write_sources(out, r);
+    } else if (!items.empty()) {
+      out << section << ": {";
+      for (std::size_t k = 0; k < items.size(); ++k) out << (k ? ", " : "") << items[k];
+      out << "}\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace ptq
