@@ -22,6 +22,9 @@ void require_clip_applies(const ClipConfig& clip, const QuantSpec& spec, const c
   clip.validate();
   if (clip.method != ClipMethod::None && spec.granularity == Granularity::Tensor)
     throw input_error(where, "channel or group granularity with clipping", "tensor granularity");
+  if (clip.method != ClipMethod::None && spec.range == RangeRule::Ggml)
+    throw input_error(where, "no clipping on a ggml grid (its scale rule is fixed)",
+                      "a clip method");
 }
 
 }  // namespace ptq

@@ -65,11 +65,13 @@ T order_statistic(const W& w, std::ptrdiff_t k) {
 // The grid of the weights `w` (a non-empty vector expression) under `clip`.
 // `importance` holds one d_c per weight, or is empty (then d_c = 1).
 template <class T, class W, class D>
-GridParams<T> clipped_grid(const W& w, const D& importance, int maxq, Symmetry symmetry,
+GridParams<T> clipped_grid(const W& w, const D& importance, const QuantSpec& spec,
                            const ClipConfig& clip) {
   const T lo = w.minCoeff();
   const T hi = w.maxCoeff();
-  if (clip.method == ClipMethod::None) return grid_from_range<T>(lo, hi, maxq, symmetry);
+  if (clip.method == ClipMethod::None) return grid_for_spec<T>(lo, hi, spec);
+  const int maxq = spec.maxq();
+  const Symmetry symmetry = spec.symmetry;
   if (clip.method == ClipMethod::Percentile) {
     // k-th largest and k-th smallest, symmetric by construction.
     const auto last = static_cast<std::ptrdiff_t>(w.size()) - 1;
@@ -112,7 +114,7 @@ GridTable<typename Derived::Scalar> fit_clipped_grids(
       const int size = std::min(width, columns - begin);
       const auto d = importance.size() == 0 ? importance.segment(0, 0) : importance.segment(begin, size);
       const GridParams<T> grid =
-          clipped_grid<T>(W.row(r).segment(begin, size), d, spec.maxq(), spec.symmetry, clip);
+          clipped_grid<T>(W.row(r).segment(begin, size), d, spec, clip);
       table.scales(r, g) = grid.scale;
       table.zeros(r, g) = grid.zero;
     }

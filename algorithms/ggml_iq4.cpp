@@ -36,7 +36,6 @@ namespace {
 constexpr int kBlock = 32;        // QK4_NL, and IQ4_XS's sub-block
 constexpr int kMaxSubBlocks = 8;  // IQ4_XS: QK_K / 32 sub-blocks per super-block
 constexpr int kTries = 7;         // ntry: trial inverse scales (values[0] + t) / max, |t| <= 7
-constexpr float kGroupMaxEps = 1e-15f;  // GROUP_MAX_EPS: a sub-block below it is all zero
 // IQ4_XS: super-block scale d = -max_scale / 32; sub-block scales l in [-32, 31]
 // are stored as l + 32 (6 bits).
 constexpr int kSubScaleBias = 32;

@@ -15,22 +15,14 @@
 
 #include "algorithms/ggml_families.hpp"
 #include "algorithms/ggml_round.hpp"
+#include "algorithms/ggml_search.hpp"
 #include "io/error.hpp"
 
 namespace ptq::ggml_detail {
 
 namespace {
 
-constexpr int kBlock = 32;              // QK8_0 = QK4_0 = QK4_1 = QK5_0 = QK5_1 (ggml-common.h)
-constexpr float kGroupMaxEps = 1e-15f;  // GROUP_MAX_EPS: a block below it is all zero
-// make_qx_quants tries iscale = -(nmax + kQxStep * is) / max for is = -9 ... 9.
-constexpr int kQxTries = 9;
-constexpr float kQxStep = 0.1f;
-// make_qkx3_quants's search as quantize_row_q4_1_impl / q5_1_impl call it:
-// iscale = (rmin + rdelta * is + nmax) / (max - min) for is = 0 ... nstep.
-constexpr float kQkxRmin = -0.9f;
-constexpr float kQkxRdelta = 0.05f;
-constexpr int kQkxSteps = 36;
+constexpr int kBlock = 32;  // QK8_0 = QK4_0 = QK4_1 = QK5_0 = QK5_1 (ggml-common.h)
 
 using Block = std::span<const float, kBlock>;
 using BlockCodes = std::span<std::int8_t, kBlock>;
@@ -120,124 +112,6 @@ BlockScales min_ref_block(Block x, int nmax, BlockCodes codes) {
   return {.d = fp32_to_fp16(d), .m = fp32_to_fp16(min)};
 }
 
-// make_qx_quants's weighted sums for one trial inverse scale; writes the codes
-// when `codes` is given.
-struct QxSums {
-  float sumlx = 0.0f, suml2 = 0.0f;
-};
-QxSums qx_trial(Block x, const BlockWeights& w, int nmax, float iscale, std::int8_t* codes) {
-  QxSums s;
-  for (int i = 0; i < kBlock; ++i) {
-    const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
-    if (codes != nullptr) codes[i] = static_cast<std::int8_t>(l + nmax);
-    const auto lf = static_cast<float>(l);
-    s.sumlx += w[i] * x[i] * lf;
-    s.suml2 += w[i] * lf * lf;
-  }
-  return s;
-}
-
-// make_qx_quants(n, nmax, x, L, rmse_type = 1, qw): the weighted least-squares
-// scale of the best of 19 trial roundings; returns d (0 and codes 0 for an all-zero block).
-float make_qx_quants(Block x, const BlockWeights& w, int nmax, BlockCodes codes) {
-  float amax = 0.0f, max = 0.0f;
-  for (const float v : x) {
-    if (std::fabs(v) > amax) {
-      amax = std::fabs(v);
-      max = v;
-    }
-  }
-  if (amax < kGroupMaxEps) {
-    std::fill(codes.begin(), codes.end(), std::int8_t{0});
-    return 0.0f;
-  }
-  QxSums s = qx_trial(x, w, nmax, static_cast<float>(-nmax) / max, codes.data());
-  float scale = s.suml2 != 0.0f ? s.sumlx / s.suml2 : 0.0f;
-  float best = scale * s.sumlx;
-  for (int is = -kQxTries; is <= kQxTries; ++is) {
-    if (is == 0) continue;
-    const float iscale = -(static_cast<float>(nmax) + kQxStep * static_cast<float>(is)) / max;
-    s = qx_trial(x, w, nmax, iscale, nullptr);
-    if (s.suml2 > 0.0f && s.sumlx * s.sumlx > best * s.suml2) {
-      qx_trial(x, w, nmax, iscale, codes.data());
-      scale = s.sumlx / s.suml2;
-      best = scale * s.sumlx;
-    }
-  }
-  return scale;
-}
-
-// make_qkx3_quants's weighted squared error of `codes` under (scale, min).
-float qkx_error(Block x, const BlockWeights& w, std::span<const std::int8_t, kBlock> codes,
-                float scale, float min) {
-  float error = 0.0f;
-  for (int i = 0; i < kBlock; ++i) {
-    const float diff = scale * static_cast<float>(codes[i]) + min - x[i];
-    error += w[i] * (diff * diff);
-  }
-  return error;
-}
-
-// make_qkx3_quants(n, nmax, x, weights, L, &the_min, Laux, -0.9, 0.05, 36,
-// use_mad = false): min <= 0 and scale fitted by weighted least squares over 37
-// trial roundings. Returns the scale; `min_out` gets the (non-positive) min.
-float make_qkx3_quants(Block x, const BlockWeights& w, int nmax, BlockCodes codes, float& min_out) {
-  float min = x[0], max = x[0];
-  float sum_w = w[0];
-  float sum_x = sum_w * x[0];
-  for (int i = 1; i < kBlock; ++i) {
-    if (x[i] < min) min = x[i];
-    if (x[i] > max) max = x[i];
-    sum_w += w[i];
-    sum_x += w[i] * x[i];
-  }
-  if (min > 0.0f) min = 0.0f;
-  if (max <= min) {
-    std::fill(codes.begin(), codes.end(), std::int8_t{0});
-    min_out = min;
-    return 0.0f;
-  }
-  const auto fnmax = static_cast<float>(nmax);
-  float iscale = fnmax / (max - min);
-  float scale = 1.0f / iscale;
-  for (int i = 0; i < kBlock; ++i) {
-    codes[i] = static_cast<std::int8_t>(std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax));
-  }
-  float best_error = qkx_error(x, w, codes, scale, min);
-  std::array<std::int8_t, kBlock> trial_codes{};
-  for (int is = 0; is <= kQkxSteps; ++is) {
-    iscale = (kQkxRmin + kQkxRdelta * static_cast<float>(is) + fnmax) / (max - min);
-    float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
-    for (int i = 0; i < kBlock; ++i) {
-      // min is the best fit so far and may sit near max: v can be huge, inf or NaN.
-      const float v = iscale * (x[i] - min);
-      const int l = v > 0.0f ? nearest_int(std::min(v, fnmax)) : 0;
-      trial_codes[i] = static_cast<std::int8_t>(l);
-      const auto lf = static_cast<float>(l);
-      sum_l += w[i] * lf;
-      sum_l2 += w[i] * lf * lf;
-      sum_xl += w[i] * lf * x[i];
-    }
-    const float det = sum_w * sum_l2 - sum_l * sum_l;
-    if (!(det > 0.0f)) continue;
-    float this_scale = (sum_w * sum_xl - sum_x * sum_l) / det;
-    float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / det;
-    if (this_min > 0.0f) {
-      this_min = 0.0f;
-      this_scale = sum_xl / sum_l2;
-    }
-    const float error = qkx_error(x, w, trial_codes, this_scale, this_min);
-    if (error < best_error) {
-      std::copy(trial_codes.begin(), trial_codes.end(), codes.begin());
-      best_error = error;
-      scale = this_scale;
-      min = this_min;
-    }
-  }
-  min_out = min;
-  return scale;
-}
-
 // quantize_row_q*_impl's weights: importance * sqrt(sigma2 + x^2), sigma2 the
 // row's mean square.
 BlockWeights importance_weights(Block x, std::span<const float, kBlock> qw, float sigma2) {
@@ -266,15 +140,15 @@ BlockScales ref_block(const LegacySpec& spec, Block x, BlockCodes codes) {
   return {};
 }
 
-// One block by quantize_row_q*_impl's importance-weighted search.
+// One block by quantize_row_q*_impl's importance-weighted search: make_qx_quants
+// (rmse_type 1) for Q4_0/Q5_0, make_qkx3_quants for Q4_1/Q5_1.
 BlockScales weighted_block(const LegacySpec& spec, Block x, const BlockWeights& w,
                            BlockCodes codes) {
   if (spec.rounding == Rounding::symmetric) {
-    return {.d = fp32_to_fp16(make_qx_quants(x, w, spec.nmax, codes))};
+    return {.d = fp32_to_fp16(fit_symmetric(x, w, spec.nmax, codes.data()))};
   }
-  float min = 0.0f;
-  const float d = make_qkx3_quants(x, w, spec.nmax, codes, min);
-  return {.d = fp32_to_fp16(d), .m = fp32_to_fp16(min)};
+  const AsymmetricFit fit = fit_asymmetric(x, w, imatrix_search(spec.nmax), codes.data());
+  return {.d = fp32_to_fp16(fit.scale), .m = fp32_to_fp16(-fit.neg_min)};
 }
 
 // One row: the reference rounding without importance (and always for Q8_0:

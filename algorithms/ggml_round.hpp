@@ -1,7 +1,7 @@
 #pragma once
-// ggml's scalar rounding, shared by the ggml grid quantizers (ggml_legacy.cpp,
-// ggml_kquants.cpp, ggml_iq4.cpp): reproducing llama-quantize bit for bit needs
-// these to round exactly as ggml does.
+// ggml's scalar rounding and its all-zero threshold, shared by the ggml grid
+// quantizers (ggml_legacy.cpp, ggml_kquants.cpp, ggml_search.cpp, ggml_iq4.cpp):
+// reproducing llama-quantize bit for bit needs these to round exactly as ggml does.
 //
 // No FMA: llama-quantize's ggml-quants.c (in ggml-base, built without the
 // AVX2/FMA flags of ggml-cpu) rounds every a*b + c twice; contracting those into
@@ -12,6 +12,10 @@
 #include <cstdint>
 
 namespace ptq::ggml_detail {
+
+// GROUP_MAX_EPS (ggml-quants.c): a group (block, sub-block, or the sub-scales of
+// a super-block) whose largest magnitude is below this is stored as all zero.
+constexpr float kGroupMaxEps = 1e-15f;
 
 // ggml's nearest_int (ggml-quants.c): adding 1.5 * 2^23 makes the FPU round x to
 // an integer (half to even) held in the low mantissa bits. Like ggml, valid for

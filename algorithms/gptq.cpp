@@ -164,7 +164,7 @@ void select_grids(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eigen::
   const auto& d = plan.ordered_importance;
   const auto importance = d.size() == 0 ? d.segment(0, 0) : d.segment(j, width);
   for (Eigen::Index r = 0; r < rows; ++r) {
-    const auto g = clipped_grid<T>(part.row(r), importance, spec.maxq(), spec.symmetry, plan.config.clip);
+    const auto g = clipped_grid<T>(part.row(r), importance, spec, plan.config.clip);
     s.scale[r0 + r] = s.grids.scales(r0 + r, group) = g.scale;
     s.zero[r0 + r] = s.grids.zeros(r0 + r, group) = g.zero;
   }

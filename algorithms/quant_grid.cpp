@@ -13,6 +13,12 @@ void QuantSpec::validate() const {
   if (range == RangeRule::MinMax && symmetry == Symmetry::Symmetric) {
     throw input_error("QuantSpec.range", "an asymmetric grid with the min/max range rule", "symmetric");
   }
+  if (range == RangeRule::Ggml &&
+      (symmetry != Symmetry::Symmetric || granularity != Granularity::Group || group_size != 32 ||
+       (bits != 4 && bits != 5 && bits != 8))) {
+    throw input_error("QuantSpec.range", "ggml's grid with symmetric groups of 32 and 4, 5 or 8 bits",
+                      std::to_string(bits) + " bits, group " + std::to_string(group_size));
+  }
   if (granularity == Granularity::Group && group_size < 1) {
     throw input_error("QuantSpec.group_size", "a positive number of columns",
                       std::to_string(group_size));

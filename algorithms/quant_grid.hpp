@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "algorithms/ggml_round.hpp"
+
 namespace ptq {
 
 enum class Symmetry { Symmetric, Asymmetric };
@@ -20,7 +22,12 @@ enum class Granularity { Tensor, Channel, Group };
 // The range a grid covers: IncludeZero widens [min, max] to contain 0 (the
 // GPTQ Quantizer); MinMax spans exactly [min, max] of the weights and clamps the
 // zero point into the code range (llm-awq pseudo_quantize_tensor; asymmetric only).
-enum class RangeRule { IncludeZero, MinMax };
+// Ggml is the scale rule of ggml's legacy symmetric blocks (ggml-quants.c
+// quantize_row_q4_0_ref / q5_0 / q8_0), so GPTQ can round onto the exact grid
+// llama.cpp stores: groups of 32, zero 2^(bits-1), scale d stored as float16;
+// 4 and 5 bits: d = (the value of largest magnitude, with its sign) / -2^(bits-1);
+// 8 bits: d = max |w| / 127. Symmetric, group 32, bits 4, 5 or 8 only.
+enum class RangeRule { IncludeZero, MinMax, Ggml };
 
 struct QuantSpec {
   int bits = 4;  // 2..8; codes lie in [0, 2^bits - 1]
@@ -32,6 +39,7 @@ struct QuantSpec {
   // Throws InputError naming the offending field.
   void validate() const;
 
+  bool operator==(const QuantSpec&) const = default;
   int maxq() const { return (1 << bits) - 1; }
   // Grids per row for a matrix of `columns` inputs; a last partial group counts.
   int groups_per_row(int columns) const;
@@ -74,10 +82,23 @@ GridParams<T> grid_from_min_max(T lo, T hi, int maxq) {
   return {scale, zero};
 }
 
+// ggml's legacy symmetric grid (RangeRule::Ggml) of weights spanning [lo, hi].
+// An all-zero range gives scale 0 (every code then is the zero point), as ggml.
+template <class T>
+GridParams<T> grid_from_ggml(T lo, T hi, int bits) {
+  const T zero = static_cast<T>(1 << (bits - 1));
+  constexpr T kQ8Levels = 127;  // quantize_row_q8_0_ref: d = amax / ((1 << 7) - 1)
+  const T d = bits == 8 ? std::max(std::abs(lo), std::abs(hi)) / kQ8Levels
+                        : (std::abs(lo) > std::abs(hi) ? lo : hi) / -zero;
+  const T stored = static_cast<T>(ggml_detail::fp16_to_fp32(ggml_detail::fp32_to_fp16(static_cast<float>(d))));
+  return {stored, zero};
+}
+
 // The grid `spec` gives weights spanning [lo, hi] (by spec.range).
 template <class T>
 GridParams<T> grid_for_spec(T lo, T hi, const QuantSpec& spec) {
   if (spec.range == RangeRule::MinMax) return grid_from_min_max<T>(lo, hi, spec.maxq());
+  if (spec.range == RangeRule::Ggml) return grid_from_ggml<T>(lo, hi, spec.bits);
   return grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry);
 }
 
@@ -90,8 +111,10 @@ GridParams<T> grid_from_values(const Range& values, int maxq, Symmetry symmetry)
 
 // Code of one weight; std::nearbyint rounds half to even under the default
 // rounding mode, like torch.round.
+// A zero scale (RangeRule::Ggml's all-zero group) maps every weight to the zero point.
 template <class T>
 T quantize_code(T w, const GridParams<T>& grid, int maxq) {
+  if (grid.scale == T(0)) return grid.zero;
   return std::clamp(std::nearbyint(w / grid.scale) + grid.zero, T(0), static_cast<T>(maxq));
 }
 

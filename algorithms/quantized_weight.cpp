@@ -1,5 +1,10 @@
 #include "algorithms/quantized_weight.hpp"
 
+#include <string>
+
+#include "algorithms/ggml_round.hpp"
+#include "io/error.hpp"
+
 namespace ptq {
 
 MatrixRM dequantize(const QuantizedWeight& q) {
@@ -11,6 +16,45 @@ MatrixRM dequantize(const QuantizedWeight& q) {
           return m.dequantize();
       },
       q);
+}
+
+QuantSpec ggml_uniform_spec(GgmlGrid grid) {
+  QuantSpec spec;
+  spec.symmetry = Symmetry::Symmetric;
+  spec.granularity = Granularity::Group;
+  spec.group_size = 32;
+  spec.range = RangeRule::Ggml;
+  switch (grid) {
+    case GgmlGrid::q4_0: spec.bits = 4; return spec;
+    case GgmlGrid::q5_0: spec.bits = 5; return spec;
+    case GgmlGrid::q8_0: spec.bits = 8; return spec;
+    default:
+      throw input_error(std::string(ggml_grid_info(grid).name),
+                        "a ggml type GPTQ can round onto (Q4_0, Q5_0, Q8_0)", "another type");
+  }
+}
+
+GgmlBlocks to_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid) {
+  const QuantSpec want = ggml_uniform_spec(grid);
+  PTQ_ASSERT(m.spec.range == RangeRule::Ggml && m.spec.bits == want.bits);
+  GgmlBlocks q = make_ggml_blocks(grid, m.rows(), m.columns());
+  const int offset = 1 << (want.bits - 1);
+  const int blocks_per_row = m.columns() / want.group_size;
+  for (int c = 0; c < m.columns(); ++c)
+    if (m.g_idx[c] != c / want.group_size)
+      throw input_error(std::string(ggml_grid_info(grid).name) + " blocks",
+                        "column c in group c / 32 (act-order only with static groups)",
+                        "column " + std::to_string(c) + " in group " + std::to_string(m.g_idx[c]));
+  for (int r = 0; r < m.rows(); ++r) {
+    for (int b = 0; b < blocks_per_row; ++b)
+      q.d[r * blocks_per_row + b] = ggml_detail::fp32_to_fp16(m.scales(r, b));
+    for (int c = 0; c < m.columns(); ++c) {
+      // Q8_0 stores signed codes, Q4_0/Q5_0 the unsigned ones.
+      const int code = m.codes(r, c) - (grid == GgmlGrid::q8_0 ? offset : 0);
+      q.codes[static_cast<std::size_t>(r) * m.columns() + c] = static_cast<std::int8_t>(code);
+    }
+  }
+  return q;
 }
 
 }  // namespace ptq

@@ -18,4 +18,12 @@ using QuantizedWeight = std::variant<QuantizedMatrix, Nf4Matrix, GgmlBlocks>;
 // W' in float32, [rows, cols].
 MatrixRM dequantize(const QuantizedWeight& q);
 
+// The uniform grid (RangeRule::Ggml) that rounds onto ggml's Q4_0, Q5_0 or
+// Q8_0 exactly, for GPTQ; InputError naming the grid for the others.
+QuantSpec ggml_uniform_spec(GgmlGrid grid);
+
+// A matrix quantized on ggml_uniform_spec(grid) as that grid's blocks (same
+// values: d is the float16 scale, codes as ggml stores them).
+GgmlBlocks to_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid);
+
 }  // namespace ptq

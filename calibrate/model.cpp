@@ -66,6 +66,12 @@ Model Model::open(const std::filesystem::path& path) {
   return Model(path, std::move(config), Checkpoint::open(path));
 }
 
+Model Model::from_checkpoint(const std::filesystem::path& path, ModelConfig config,
+                             Checkpoint checkpoint) {
+  config.validate(path);
+  return Model(path, std::move(config), std::move(checkpoint));
+}
+
 BlockWeights Model::load_block(int layer) const {
   PTQ_ASSERT(layer >= 0 && layer < config_.num_layers);
   BlockWeights w;

@@ -18,6 +18,10 @@ class Model {
  public:
   // `path`: a folder with config.json and safetensors weights.
   static Model open(const std::filesystem::path& path);
+  // A model from weights already in a Checkpoint (e.g. decoded from GGUF);
+  // `path` names it in messages.
+  static Model from_checkpoint(const std::filesystem::path& path, ModelConfig config,
+                               Checkpoint checkpoint);
 
   const ModelConfig& config() const { return config_; }
   const std::filesystem::path& path() const { return path_; }

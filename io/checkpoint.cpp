@@ -123,6 +123,26 @@ Checkpoint Checkpoint::open(const fs::path& path) {
   return ckpt;
 }
 
+Checkpoint Checkpoint::from_memory(const fs::path& path, std::vector<OwnedTensor> tensors) {
+  auto memory = std::make_shared<Memory>();
+  memory->tensors = std::move(tensors);
+  for (const OwnedTensor& t : memory->tensors) {
+    TensorView view{t.name, t.dtype, t.shape, t.bytes, path};
+    if (static_cast<std::size_t>(view.numel()) * dtype_size(t.dtype) != t.bytes.size())
+      throw input_error(path.string() + ": tensor " + t.name,
+                        std::to_string(view.numel() * dtype_size(t.dtype)) + " bytes",
+                        std::to_string(t.bytes.size()));
+    memory->views.push_back(std::move(view));
+  }
+  Checkpoint ckpt;
+  ckpt.path_ = path;
+  for (const TensorView& v : memory->views)
+    if (!ckpt.by_name_.emplace(v.name, &v).second)
+      throw input_error(path.string() + ": tensor " + v.name, "one tensor of each name", "it twice");
+  ckpt.memory_ = std::move(memory);
+  return ckpt;
+}
+
 const TensorView* Checkpoint::find(const std::string& name) const {
   auto it = by_name_.find(name);
   return it == by_name_.end() ? nullptr : it->second;

@@ -4,8 +4,6 @@
 #include "io/gguf.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include <utility>
 
 #include "io/error.hpp"
+#include "io/mapped_file.hpp"
 #include "io/output_path.hpp"
 
 namespace ptq::gguf {
@@ -617,25 +616,9 @@ std::int64_t TensorInfo::numel() const {
 std::unique_ptr<File> File::open(const std::filesystem::path& path) {
   std::unique_ptr<File> file(new File());
   file->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw input_error(path.string(), "a readable file", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw input_error(path.string(), "a regular file", "something else");
-  }
-  const auto size = static_cast<std::size_t>(st.st_size);
-  if (size > 0) {
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      const int err = errno;
-      ::close(fd);
-      throw input_error(path.string(), "a file that can be memory-mapped", std::strerror(err));
-    }
-    file->map_ = static_cast<const std::byte*>(map);
-    file->map_size_ = size;
-  }
-  ::close(fd);  // the mapping stays valid without the descriptor
+  const std::span<const std::byte> map = map_file(path);
+  file->map_ = map.data();
+  file->map_size_ = map.size();
 
   Cursor in(file->map_, file->map_size_, path);
   const auto [n_tensors, n_kv] = read_header(in, file->version_);
@@ -648,9 +631,7 @@ std::unique_ptr<File> File::open(const std::filesystem::path& path) {
   return file;
 }
 
-File::~File() {
-  if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), map_size_);
-}
+File::~File() { unmap_file({map_, map_size_}); }
 
 const Value* File::find(std::string_view key) const {
   auto it = key_index_.find(key);

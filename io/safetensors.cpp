@@ -2,18 +2,13 @@
 // truncated or hostile file can get wrong before any TensorView is handed out.
 #include "io/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "io/error.hpp"
 #include "io/json_strict.hpp"
+#include "io/mapped_file.hpp"
 
 namespace ptq {
 
@@ -169,27 +164,11 @@ std::vector<float> TensorView::to_float() const {
 std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::path& path) {
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path_ = path;
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw input_error(path.string(), "a readable file", std::strerror(errno));
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw input_error(path.string(), "a regular file", "something else");
-  }
-  const auto size = static_cast<std::size_t>(st.st_size);
-  if (size > 0) {
-    void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-      const int err = errno;
-      ::close(fd);
-      throw input_error(path.string(), "a file that can be memory-mapped", std::strerror(err));
-    }
-    file->map_ = static_cast<const std::byte*>(map);
-    file->map_size_ = size;
-  }
-  ::close(fd);  // the mapping stays valid without the descriptor
+  const std::span<const std::byte> map = map_file(path);
+  file->map_ = map.data();
+  file->map_size_ = map.size();
 
-  const std::uint64_t header_length = read_header_length(file->map_, size, path);
+  const std::uint64_t header_length = read_header_length(file->map_, file->map_size_, path);
   const std::string_view header_text(reinterpret_cast<const char*>(file->map_ + kLengthPrefixBytes),
                                      static_cast<std::size_t>(header_length));
   const json header = parse_json_strict(header_text, path.string() + ": header");
@@ -197,7 +176,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
     throw input_error(path.string() + ": header", "a JSON object", describe_json(header));
 
   const std::byte* data = file->map_ + kLengthPrefixBytes + header_length;
-  const std::uint64_t data_size = size - kLengthPrefixBytes - header_length;
+  const std::uint64_t data_size = file->map_size_ - kLengthPrefixBytes - header_length;
   for (const auto& [name, entry] : header.items()) {
     if (name == kMetadataKey) {
       file->metadata_ = parse_metadata(entry, path);
@@ -210,9 +189,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::filesystem::pa
   return file;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), map_size_);
-}
+SafetensorsFile::~SafetensorsFile() { unmap_file({map_, map_size_}); }
 
 const TensorView* SafetensorsFile::find(const std::string& name) const {
   auto it = index_.find(name);

@@ -53,9 +53,21 @@ class SafetensorsFile {
 // A Hugging Face checkpoint's weights: a folder with model.safetensors or
 // model.safetensors.index.json + shards, or a single .safetensors file.
 // A folder holding only pytorch_model.bin is refused with advice to convert.
+// A tensor held in memory (a decoded file of another format).
+struct OwnedTensor {
+  std::string name;
+  DType dtype = DType::F32;
+  std::vector<std::int64_t> shape;
+  std::vector<std::byte> bytes;
+};
+
 class Checkpoint {
  public:
   static Checkpoint open(const std::filesystem::path& path);
+  // Tensors decoded from another format (e.g. a GGUF file), named and shaped as
+  // a Hugging Face checkpoint's; `path` names them in messages. InputError on a
+  // repeated name or bytes that do not fit the shape.
+  static Checkpoint from_memory(const std::filesystem::path& path, std::vector<OwnedTensor> tensors);
 
   const std::filesystem::path& path() const { return path_; }
   const TensorView* find(const std::string& name) const;
@@ -67,6 +79,11 @@ class Checkpoint {
  private:
   std::filesystem::path path_;
   std::vector<std::shared_ptr<SafetensorsFile>> files_;
+  struct Memory {
+    std::vector<OwnedTensor> tensors;
+    std::vector<TensorView> views;  // into `tensors`
+  };
+  std::shared_ptr<const Memory> memory_;
   std::map<std::string, const TensorView*> by_name_;
 };
 

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ptq {
@@ -35,6 +36,27 @@ enum class WholeWordLookup { off, on };
 struct Gpt2FilesConfig {
   SplitRegex regex = SplitRegex::gpt2;
   WholeWordLookup whole_word_lookup = WholeWordLookup::off;
+};
+
+// The two tokenizer models we load.
+enum class TokenizerFamily {
+  byte_level_bpe,    // GPT-2 byte<->unicode mapping, a pre-tokenizer regex
+  sentencepiece_bpe  // "▁" for spaces, optional <0xNN> byte fallback
+};
+
+// What tokenizer.json says an id is, for converters to other formats (llama.cpp's
+// token types are derived from it in pipeline/formats/).
+enum class TokenOrigin {
+  model,          // an entry of the BPE model's vocab
+  byte_fallback,  // a SentencePiece-style <0xNN> token (byte_fallback on)
+  added,          // an added token not marked special
+  added_special,  // an added token marked "special": true
+  unused          // an id no token has (text is empty)
+};
+
+struct VocabEntry {
+  std::string text;  // the vocabulary string ("Ġthe", "▁the", "<|endoftext|>")
+  TokenOrigin origin = TokenOrigin::model;
 };
 
 class Tokenizer {
@@ -65,6 +87,15 @@ class Tokenizer {
   // From tokenizer_config.json when present ("bos_token"/"eos_token").
   std::optional<std::int32_t> bos_id() const;
   std::optional<std::int32_t> eos_id() const;
+
+  // The parts of the vocabulary a converter writes out (e.g. llama.cpp's GGUF):
+  TokenizerFamily family() const;
+  // Byte-level BPE: the pre-tokenizer regex (nullopt: no word split, or SentencePiece).
+  std::optional<SplitRegex> split_regex() const;
+  // Every id in [0, vocab_size()), in id order.
+  std::vector<VocabEntry> vocabulary() const;
+  // The BPE merges in rank order, as (left, right) vocabulary strings.
+  const std::vector<std::pair<std::string, std::string>>& merges() const;
 
   struct Impl;
 

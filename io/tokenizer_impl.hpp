@@ -61,6 +61,8 @@ struct AddedToken {
   AddedTokenStage stage = AddedTokenStage::raw;
   bool lstrip = false;  // swallows whitespace before it (tokenizer.json's field)
   bool rstrip = false;  // swallows whitespace after it
+  // tokenizer.json's "special": converters to other formats mark it a control token.
+  bool special = false;
 };
 
 // Added tokens of one stage, indexed by first byte for the leftmost-longest scan.
@@ -75,6 +77,9 @@ struct Tokenizer::Impl {
 
   std::string source;  // the file(s) it came from, for error messages
   BpeModel bpe;
+  // The merges as the file lists them, in rank order: BpeModel keeps only its
+  // lookup table, converters to other formats need the list.
+  std::vector<std::pair<std::string, std::string>> merges;
   ModelConfig model;
   std::vector<NormalizerStep> normalizer;
   PreTokenizerConfig pre_tokenizer;

@@ -89,7 +89,7 @@ std::vector<AddedToken> parse_added(const json& j, const std::string& where) {
     added.push_back(
         {content, t.at("id").get<std::int32_t>(),
          t.value("normalized", false) ? AddedTokenStage::normalized : AddedTokenStage::raw,
-         t.value("lstrip", false), t.value("rstrip", false)});
+         t.value("lstrip", false), t.value("rstrip", false), t.value("special", false)});
   }
   return added;
 }
@@ -237,6 +237,7 @@ std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
   const auto limit = static_cast<std::int32_t>(vocab.size() + added.size());
   auto t =
       std::make_unique<Tokenizer::Impl>(where, BpeModel(std::move(vocab), merges, limit, where));
+  t->merges = std::move(merges);
   t->added = std::move(added);
   t->model.byte_fallback = m.value("byte_fallback", false) ? ByteFallback::on : ByteFallback::off;
   t->model.whole_word_lookup =
@@ -268,7 +269,9 @@ Tokenizer::Impl load_merges_txt(const fs::path& vocab_json, const fs::path& merg
   }
   const auto where = vocab_json.string() + " + " + merges_txt.filename().string();
   const auto limit = static_cast<std::int32_t>(vocab.size());
-  return Tokenizer::Impl(where, BpeModel(std::move(vocab), merges, limit, where));
+  Tokenizer::Impl t(where, BpeModel(std::move(vocab), merges, limit, where));
+  t.merges = std::move(merges);
+  return t;
 }
 
 }  // namespace
@@ -351,6 +354,37 @@ Tokenizer Tokenizer::load_gpt2_files(const fs::path& vocab_json, const fs::path&
   impl->model.whole_word_lookup = config.whole_word_lookup;
   impl->finish();
   return Tokenizer(std::move(impl));
+}
+
+// The vocabulary as converters see it (tokenizer.hpp). Kept beside loading:
+// these accessors report what the loaded sections said.
+TokenizerFamily Tokenizer::family() const {
+  return impl_->pre_tokenizer.kind == PreTokenizerKind::byte_level
+             ? TokenizerFamily::byte_level_bpe
+             : TokenizerFamily::sentencepiece_bpe;
+}
+
+std::optional<SplitRegex> Tokenizer::split_regex() const { return impl_->pre_tokenizer.regex; }
+
+const std::vector<std::pair<std::string, std::string>>& Tokenizer::merges() const {
+  return impl_->merges;
+}
+
+std::vector<VocabEntry> Tokenizer::vocabulary() const {
+  const Impl& t = *impl_;
+  std::vector<VocabEntry> entries(t.id_to_token.size());
+  for (std::size_t id = 0; id < entries.size(); ++id) {
+    const auto& text = t.id_to_token[id];
+    const auto origin = text.empty() ? TokenOrigin::unused : TokenOrigin::model;
+    entries[id] = {text, origin};
+  }
+  for (const auto& fallback : t.byte_of_fallback_id)
+    entries[static_cast<std::size_t>(fallback.first)].origin = TokenOrigin::byte_fallback;
+  for (const auto& a : t.added) {
+    entries[static_cast<std::size_t>(a.id)].origin =
+        a.special ? TokenOrigin::added_special : TokenOrigin::added;
+  }
+  return entries;
 }
 
 }  // namespace ptq

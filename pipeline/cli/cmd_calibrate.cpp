@@ -4,6 +4,7 @@
 #include "calibrate/model.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
+#include "io/output_path.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
 #include "pipeline/cli/calib_flags.hpp"
 #include "pipeline/cli/commands.hpp"
@@ -27,7 +28,9 @@ void run(const CalibrateFlags& f, const CLI::App& cmd) {
   if (sources.empty())
     throw input_error("ptq calibrate", "calibration data (--calib NAME=PATH[:WEIGHT] or --calib-ids FILE)", "none");
   if (f.batch_windows < 1) throw input_error("--batch-windows", "at least 1", std::to_string(f.batch_windows));
-  if (std::filesystem::exists(f.out)) throw input_error("--out " + f.out, "a new file", "an existing path");
+  const auto out = check_output_path(f.out, OutputKind::file, "--out");
+  if (std::filesystem::symlink_status(out).type() != std::filesystem::file_type::not_found)
+    throw input_error("--out " + f.out, "a new file", "an existing path");
   ThreadScope threads(f.threads);
   const Model model = Model::open(f.model);
   const CalibrationSet calibration = load_calibration(f.model, sources, config);

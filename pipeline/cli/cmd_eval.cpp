@@ -9,10 +9,13 @@
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
+#include "io/output_path.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/output/act_quant_io.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval/eval.hpp"
+#include "pipeline/eval/model_open.hpp"
+#include "pipeline/eval/llamacpp_base.hpp"
 #include "pipeline/output/progress.hpp"
 #include "pipeline/eval/tasks.hpp"
 
@@ -20,7 +23,7 @@ namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, text_file, ids_file, json_out, reference;
+  std::string model, text_file, ids_file, json_out, reference, llamacpp_base;
   std::vector<std::string> task_files;
   int task_limit = 0;
   int threads = 0;
@@ -36,13 +39,23 @@ void print_result(const EvalResult& r) {
 
 // The whole text file tokenized as one string with the model's tokenizer
 // (no BOS), or the ids file as is.
+// Whose tokenizer.json tokenizes text: the model's folder, or for a GGUF model
+// (which carries its vocabulary as metadata) the float reference's.
+std::filesystem::path tokenizer_folder(const EvalOptions& o) {
+  if (!gguf_model_file(o.model)) return o.model;
+  if (o.reference.empty())
+    throw input_error("--model " + o.model, "--reference (a folder with tokenizer.json) or --ids",
+                      "a GGUF model and text to tokenize");
+  return o.reference;
+}
+
 std::vector<std::int32_t> eval_tokens(const EvalOptions& o) {
   if (!o.ids_file.empty()) return read_ids(o.ids_file);
   std::ifstream in(o.text_file, std::ios::binary);
   if (!in) throw input_error(o.text_file, "a readable text file", "no such file");
   std::ostringstream text;
   text << in.rdbuf();
-  return Tokenizer::load(o.model).encode(text.str());
+  return Tokenizer::load(tokenizer_folder(o)).encode(text.str());
 }
 
 void print_task(const TaskResult& r) {
@@ -55,7 +68,7 @@ void print_task(const TaskResult& r) {
 // Every task file in turn; the result is {"<task name>": task_json(...), ...}.
 nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference,
                          const LinearInputTransform* transform) {
-  const Tokenizer tokenizer = Tokenizer::load(o.model);
+  const Tokenizer tokenizer = Tokenizer::load(tokenizer_folder(o));
   nlohmann::json results = nlohmann::json::object();
   for (const std::string& file : o.task_files) {
     const Task task = load_task(file, o.task_limit);
@@ -77,17 +90,52 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
   return results;
 }
 
+// --llamacpp-base: the model on llama.cpp's tokens and chunks against its
+// log-probabilities; with --text, whether ptq's tokenizer gives the same tokens.
+nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model, const EvalConfig& config) {
+  LlamacppBase base = LlamacppBase::open(o.llamacpp_base);
+  ProgressReporter progress("llamacpp-base");
+  const LlamacppEvalResult r = evaluate_against_llamacpp(
+      model, base,
+      {.max_chunks = config.max_windows,
+       .batch_chunks = config.batch_windows,
+       .resident_budget_bytes = config.resident_budget_bytes,
+       .input_transform = config.input_transform},
+      [&](int done, int total) { progress.update(done, total); });
+  std::printf("llamacpp-base chunks %d  n_ctx %d  positions %lld  bos %s\n", r.chunks, base.n_ctx(),
+              static_cast<long long>(r.positions), r.bos_replaced ? "yes" : "no");
+  std::printf("kl %.6f  top1 %.6f  ppl %.6f  base_ppl %.6f\n", r.kl, r.top1, r.ppl, r.base_ppl);
+  nlohmann::json j = llamacpp_eval_json(r, base);
+  if (!o.text_file.empty()) {
+    const std::optional<std::int32_t> bos =
+        r.bos_replaced ? std::optional(model.config().bos_token_id) : std::nullopt;
+    const auto differs = first_token_difference(base, eval_tokens(o), bos);
+    if (differs) {
+      std::printf("tokens differ from ptq's tokenizer at %zu\n", *differs);
+    } else {
+      std::printf("tokens match ptq's tokenizer\n");
+    }
+    j["tokens_match"] = !differs;
+    if (differs) j["first_token_difference"] = *differs;
+  }
+  return j;
+}
+
 void run_eval(const EvalOptions& o) {
   o.config.validate();
-  const bool perplexity = !o.ids_file.empty() || !o.text_file.empty();
-  if (!perplexity && o.task_files.empty()) {
-    throw input_error("ptq eval", "--text, --ids or --tasks", "none of them");
+  // With --llamacpp-base, --text only checks the tokens.
+  const bool perplexity = (!o.ids_file.empty() || !o.text_file.empty()) && o.llamacpp_base.empty();
+  if (!perplexity && o.task_files.empty() && o.llamacpp_base.empty()) {
+    throw input_error("ptq eval", "--text, --ids, --tasks or --llamacpp-base", "none of them");
   }
+  if (!o.json_out.empty()) check_output_path(o.json_out, OutputKind::file, "--json");
   const ThreadScope threads(o.threads);
-  const Model model = Model::open(o.model);
+  const Model model = open_model(o.model);
   std::optional<Int8Activations> activations;
   EvalConfig config = o.config;
-  if (auto scheme = load_activation_quant(o.model, model.num_layers())) {
+  const auto scheme = gguf_model_file(o.model) ? std::nullopt
+                                               : load_activation_quant(o.model, model.num_layers());
+  if (scheme) {
     std::fprintf(stderr, "simulating int8 activations (%s) recorded in %s/config.json\n",
                  std::string(act_granularity_name(scheme->granularity)).c_str(), o.model.c_str());
     activations.emplace(std::move(*scheme));
@@ -96,7 +144,7 @@ void run_eval(const EvalOptions& o) {
   }
   if (activations) config.input_transform = &*activations;
   std::optional<Model> reference;
-  if (!o.reference.empty()) reference.emplace(Model::open(o.reference));
+  if (!o.reference.empty()) reference.emplace(open_model(o.reference));
   nlohmann::json j = nlohmann::json::object();
   if (perplexity) {
     const std::vector<std::int32_t> ids = eval_tokens(o);
@@ -106,6 +154,7 @@ void run_eval(const EvalOptions& o) {
     print_result(r);
     j = eval_json(r, config);
   }
+  if (!o.llamacpp_base.empty()) j["llamacpp_base"] = run_llamacpp_base(o, model, config);
   if (!o.task_files.empty())
     j["tasks"] = run_tasks(o, model, reference ? &*reference : nullptr, config.input_transform);
   if (!o.json_out.empty()) write_json_atomic(o.json_out, j);
@@ -117,7 +166,7 @@ void add_eval(CLI::App& app) {
   auto options = std::make_shared<EvalOptions>();
   CLI::App* cmd = app.add_subcommand(
       "eval", "Perplexity (and KL/top-1 vs a reference) and multiple-choice tasks of a model");
-  cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors)")
+  cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors), GGUF file or GGUF output folder")
       ->required();
   auto* text = cmd->add_option("--text", options->text_file,
                                "Text file, tokenized whole with the model's tokenizer");
@@ -141,6 +190,11 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--reference", options->reference,
                   "Reference checkpoint: also report KL(reference || model) and top-1 agreement, "
                   "and task agreement with its choices");
+  cmd->add_option("--llamacpp-base", options->llamacpp_base,
+                  "llama-perplexity --kl-divergence-base file: KL(llama.cpp || model) and top-1 on "
+                  "its tokens and chunks (--max-windows: first N chunks; with --text: compare "
+                  "ptq's tokens with llama.cpp's)")
+      ->excludes(ids);
   cmd->callback([options] { run_eval(*options); });
 }
 

@@ -1,5 +1,6 @@
-// `ptq inspect PATH [--json]`: what a checkpoint holds (architecture, key
-// config values, tensors, parameter count, bytes), for people or scripts.
+// `ptq inspect PATH [--json]`: what a checkpoint or GGUF file holds
+// (architecture, key config values, metadata, tensors, types, parameter
+// count, bytes, bits per weight), for people or scripts.
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -8,7 +9,10 @@
 
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
+#include "io/gguf.hpp"
 #include "pipeline/cli/commands.hpp"
+#include "pipeline/eval/model_open.hpp"
+#include "pipeline/formats/gguf_model.hpp"
 
 namespace ptq::cli {
 
@@ -69,6 +73,54 @@ json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config) 
   return out;
 }
 
+// A metadata value for people: long arrays (vocabularies, merges) as their
+// length and first items.
+json metadata_value(const gguf::Value& v) {
+  constexpr std::size_t kShown = 8;
+  if (const auto* a = std::get_if<gguf::Array>(&v.data)) {
+    json items = json::array();
+    for (std::size_t i = 0; i < std::min(kShown, a->items.size()); ++i)
+      items.push_back(metadata_value(a->items[i]));
+    if (a->items.size() <= kShown) return items;
+    return {{"length", a->items.size()}, {"first", std::move(items)}};
+  }
+  return std::visit(
+      [](const auto& x) -> json {
+        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, gguf::Array>) return nullptr;
+        else return x;
+      },
+      v.data);
+}
+
+// A GGUF file: its metadata, and per tensor its GGUF name, type, shape (ggml
+// order), bytes and bits per weight; the model's config as ptq reads it.
+json describe_gguf(const gguf::File& file) {
+  json metadata = json::object();
+  for (const auto& [key, value] : file.metadata()) metadata[key] = metadata_value(value);
+  json tensors = json::array();
+  std::int64_t parameters = 0;
+  std::uint64_t bytes = 0;
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    const gguf::TensorTypeInfo* type = gguf::find_tensor_type(t.type);
+    tensors.push_back({{"name", t.name},
+                       {"dtype", type != nullptr ? std::string(type->name) : std::to_string(t.type)},
+                       {"shape", t.ne},
+                       {"bytes", t.data.size()},
+                       {"bits_per_weight", 8.0 * double(t.data.size()) / double(t.numel())}});
+    parameters += t.numel();
+    bytes += t.data.size();
+  }
+  json out;
+  out["architecture"] = architecture_name(gguf_model_config(file).arch);
+  out["config"] = config_json(gguf_model_config(file));
+  out["metadata"] = std::move(metadata);
+  out["tensors"] = std::move(tensors);
+  out["parameters"] = parameters;
+  out["bytes"] = bytes;
+  out["bits_per_weight"] = 8.0 * double(bytes) / double(parameters);
+  return out;
+}
+
 void print_text(const json& d) {
   std::printf("architecture: %s\n", d["architecture"].is_null()
                                         ? "unknown (no config.json)"
@@ -77,19 +129,33 @@ void print_text(const json& d) {
     for (const auto& [key, value] : d["config"].items())
       std::printf("  %-24s %s\n", key.c_str(), value.dump().c_str());
   }
+  if (d.contains("metadata")) {
+    std::printf("metadata: %zu keys\n", d["metadata"].size());
+    for (const auto& [key, value] : d["metadata"].items())
+      std::printf("  %-40s %s\n", key.c_str(), value.dump().c_str());
+  }
   std::printf("tensors: %zu\n", d["tensors"].size());
   for (const auto& t : d["tensors"]) {
-    std::printf("  %-48s %-5s %s\n", t["name"].get<std::string>().c_str(),
+    std::printf("  %-48s %-6s %s", t["name"].get<std::string>().c_str(),
                 t["dtype"].get<std::string>().c_str(), t["shape"].dump().c_str());
+    if (t.contains("bits_per_weight"))
+      std::printf("  %.2f bits/weight", t["bits_per_weight"].get<double>());
+    std::printf("\n");
   }
+  if (d.contains("bits_per_weight"))
+    std::printf("bits per weight: %.3f\n", d["bits_per_weight"].get<double>());
   std::printf("parameters: %lld\nbytes: %llu\n",
               static_cast<long long>(d["parameters"].get<std::int64_t>()),
               static_cast<unsigned long long>(d["bytes"].get<std::uint64_t>()));
 }
 
 void run_inspect(const InspectOptions& options) {
-  const Checkpoint ckpt = Checkpoint::open(options.path);
-  const json description = describe(ckpt, find_config(options.path));
+  json description;
+  if (const auto gguf_path = gguf_model_file(options.path)) {
+    description = describe_gguf(*gguf::File::open(*gguf_path));
+  } else {
+    description = describe(Checkpoint::open(options.path), find_config(options.path));
+  }
   if (options.format == InspectFormat::Json) {
     std::cout << description.dump(2) << '\n';
   } else {
@@ -103,7 +169,7 @@ void add_inspect(CLI::App& app) {
   auto options = std::make_shared<InspectOptions>();
   auto* cmd =
       app.add_subcommand("inspect", "Show a checkpoint's architecture, config, tensors and sizes");
-  cmd->add_option("path", options->path, "Checkpoint folder, .safetensors file or .index.json")
+  cmd->add_option("path", options->path, "Checkpoint folder, .safetensors file, .index.json, .gguf file or GGUF output folder")
       ->required();
   cmd->add_flag_callback(
       "--json", [options] { options->format = InspectFormat::Json; },

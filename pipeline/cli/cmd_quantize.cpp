@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "io/error.hpp"
+#include "io/output_path.hpp"
 #include "pipeline/cli/calib_flags.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/cli/recipe_flags.hpp"
@@ -79,7 +80,7 @@ void add_quantize(CLI::App& app) {
   cmd->callback([flags, cmd] {
     const auto& f = *flags;
     QuantizeJob job{.model = f.model,
-                    .out = f.out,
+                    .out = check_output_path(f.out, OutputKind::folder, "--out"),
                     .recipe = build_recipe(f, *cmd),
                     .threads = f.threads,
                     .resume = f.resume ? Resume::yes : Resume::no,

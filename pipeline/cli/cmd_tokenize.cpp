@@ -6,6 +6,7 @@
 
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
+#include "io/output_path.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
 
@@ -27,6 +28,7 @@ std::string read_text_file(const std::string& path) {
 }
 
 void run_tokenize(const TokenizeOptions& o) {
+  check_output_path(o.out, OutputKind::file, "--out");
   const auto tokenizer = Tokenizer::load(o.model);
   const auto ids = tokenizer.encode(read_text_file(o.text));
   write_ids(o.out, ids);

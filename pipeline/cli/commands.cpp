@@ -8,6 +8,7 @@ void add_all(CLI::App& app) {
   add_eval(app);
   add_quantize(app);
   add_calibrate(app);
+  add_imatrix(app);
 }
 
 }  // namespace ptq::cli

@@ -12,5 +12,6 @@ void add_tokenize(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_calibrate(CLI::App& app);
+void add_imatrix(CLI::App& app);
 
 }  // namespace ptq::cli

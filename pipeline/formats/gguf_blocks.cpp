@@ -37,6 +37,17 @@ std::uint32_t gguf_type_id(GgmlGrid grid) {
   PTQ_ASSERT(false);
 }
 
+std::optional<GgmlGrid> gguf_grid(std::uint32_t type) {
+  for (const GgmlGridInfo& info : ggml_grids())
+    if (gguf_type_id(info.grid) == type) return info.grid;
+  return std::nullopt;
+}
+
+bool gguf_float_type(std::uint32_t type) {
+  constexpr std::uint32_t kF32 = 0, kF16 = 1, kBf16 = 30;  // ggml.h enum ggml_type
+  return type == kF32 || type == kF16 || type == kBf16;
+}
+
 std::size_t packed_size(GgmlGrid grid, std::int64_t rows, std::int64_t cols) {
   const auto blocks = static_cast<std::size_t>(rows * cols / ggml_grid_info(grid).block_size);
   return blocks * gguf_detail::block_bytes(grid);

@@ -4,6 +4,7 @@
 // Each block struct's size is static_assert'ed beside its layout.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -13,6 +14,12 @@ namespace ptq {
 
 // GGUF tensor type id of a grid (ggml.h enum ggml_type: Q4_0 = 2, ..., IQ4_XS = 23).
 std::uint32_t gguf_type_id(GgmlGrid grid);
+
+// The grid of a GGUF tensor type id; nullopt for the float types and types
+// ptq has no grid for.
+std::optional<GgmlGrid> gguf_grid(std::uint32_t type);
+// F32 (0), F16 (1) or BF16 (30).
+bool gguf_float_type(std::uint32_t type);
 
 // Packed size in bytes of `rows` rows of `cols` weights.
 std::size_t packed_size(GgmlGrid grid, std::int64_t rows, std::int64_t cols);

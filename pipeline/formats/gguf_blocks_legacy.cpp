@@ -1,40 +1,26 @@
 // The bytes of ggml's legacy blocks (ggml-common.h: block_q8_0, block_q4_0,
 // block_q4_1, block_q5_0, block_q5_1), and every grid's block size. Multi-byte
 // fields are little-endian, as on the hosts llama.cpp writes them from.
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
-
 #include <algorithm>
 #include <array>
 #include <bit>
 #include <cstdint>
-#include <cstring>
 #include <span>
 
 #include "io/error.hpp"
 #include "pipeline/formats/gguf_block_families.hpp"
+#include "pipeline/formats/gguf_block_packing.hpp"
 
 namespace ptq::gguf_detail {
 
-static_assert(std::endian::native == std::endian::little, "blocks are copied as little-endian");
-
 namespace {
-
-constexpr int kBlock = 32;  // QK8_0 = QK4_0 = QK4_1 = QK5_0 = QK5_1
-constexpr int kHalf = kBlock / 2;
-
-// Nibbles: byte j holds weight j (low 4 bits) and weight j + 16 (high 4 bits).
-using Nibbles = std::array<std::uint8_t, kHalf>;
 
 // The block structs, field for field as ggml-common.h declares them.
 struct BlockQ8Zero {
   std::uint16_t d;                     // f16
-  std::array<std::int8_t, kBlock> qs;  // codes -128 ... 127
+  std::array<std::int8_t, kGroup> qs;  // codes -128 ... 127
 };
-struct BlockQ4Zero {
-  std::uint16_t d;
-  Nibbles qs;  // codes 0 ... 15; value (code - 8) * d
-};
+using BlockQ4Zero = BlockNibbles;  // codes 0 ... 15; value (code - 8) * d
 struct BlockQ4One {
   std::uint16_t d, m;
   Nibbles qs;  // value code * d + m
@@ -50,122 +36,60 @@ struct BlockQ5One {
   Nibbles qs;  // value code * d + m
 };
 static_assert(sizeof(BlockQ8Zero) == 34);
-static_assert(sizeof(BlockQ4Zero) == 18);
 static_assert(sizeof(BlockQ4One) == 20);
 static_assert(sizeof(BlockQ5Zero) == 22);
 static_assert(sizeof(BlockQ5One) == 24);
 
-using Codes = std::span<const std::int8_t, kBlock>;
-using CodesOut = std::span<std::int8_t, kBlock>;
-
-Nibbles pack_nibbles(Codes c) {
-  Nibbles qs;
-  for (int j = 0; j < kHalf; ++j) {
-    qs[j] = static_cast<std::uint8_t>((c[j] & 0x0f) | ((c[j + kHalf] & 0x0f) << 4));
-  }
-  return qs;
-}
-
-void unpack_nibbles(const Nibbles& qs, CodesOut c) {
-  for (int j = 0; j < kHalf; ++j) {
-    c[j] = static_cast<std::int8_t>(qs[j] & 0x0f);
-    c[j + kHalf] = static_cast<std::int8_t>(qs[j] >> 4);
-  }
-}
-
-std::array<std::uint8_t, 4> pack_high_bits(Codes c) {
+std::array<std::uint8_t, 4> pack_high_bits(GroupCodes c) {
   std::uint32_t qh = 0;
-  for (int j = 0; j < kBlock; ++j) qh |= static_cast<std::uint32_t>((c[j] >> 4) & 1) << j;
+  for (int j = 0; j < kGroup; ++j) qh |= static_cast<std::uint32_t>((c[j] >> 4) & 1) << j;
   return std::bit_cast<std::array<std::uint8_t, 4>>(qh);
 }
 
-void add_high_bits(const std::array<std::uint8_t, 4>& bytes, CodesOut c) {
+void add_high_bits(const std::array<std::uint8_t, 4>& bytes, GroupCodesOut c) {
   const auto qh = std::bit_cast<std::uint32_t>(bytes);
-  for (int j = 0; j < kBlock; ++j) c[j] = static_cast<std::int8_t>(c[j] | (((qh >> j) & 1) << 4));
-}
-
-// The codes of block b.
-Codes codes_of(const GgmlBlocks& q, std::int64_t b) {
-  return std::span(q.codes).subspan(b * kBlock).first<kBlock>();
-}
-CodesOut codes_of(GgmlBlocks& q, std::int64_t b) {
-  return std::span(q.codes).subspan(b * kBlock).first<kBlock>();
+  for (int j = 0; j < kGroup; ++j) c[j] = static_cast<std::int8_t>(c[j] | (((qh >> j) & 1) << 4));
 }
 
 BlockQ8Zero encode_q8_0(const GgmlBlocks& q, std::int64_t b) {
   BlockQ8Zero blk{.d = q.d[b], .qs = {}};
-  const Codes c = codes_of(q, b);
+  const GroupCodes c = group_codes(q, b);
   std::copy(c.begin(), c.end(), blk.qs.begin());
   return blk;
 }
 void decode_q8_0(const BlockQ8Zero& blk, GgmlBlocks& q, std::int64_t b) {
   q.d[b] = blk.d;
-  std::copy(blk.qs.begin(), blk.qs.end(), codes_of(q, b).begin());
-}
-
-BlockQ4Zero encode_q4_0(const GgmlBlocks& q, std::int64_t b) {
-  return {.d = q.d[b], .qs = pack_nibbles(codes_of(q, b))};
-}
-void decode_q4_0(const BlockQ4Zero& blk, GgmlBlocks& q, std::int64_t b) {
-  q.d[b] = blk.d;
-  unpack_nibbles(blk.qs, codes_of(q, b));
+  std::copy(blk.qs.begin(), blk.qs.end(), group_codes(q, b).begin());
 }
 
 BlockQ4One encode_q4_1(const GgmlBlocks& q, std::int64_t b) {
-  return {.d = q.d[b], .m = q.dmin[b], .qs = pack_nibbles(codes_of(q, b))};
+  return {.d = q.d[b], .m = q.dmin[b], .qs = pack_nibbles(group_codes(q, b))};
 }
 void decode_q4_1(const BlockQ4One& blk, GgmlBlocks& q, std::int64_t b) {
   q.d[b] = blk.d;
   q.dmin[b] = blk.m;
-  unpack_nibbles(blk.qs, codes_of(q, b));
+  unpack_nibbles(blk.qs, group_codes(q, b));
 }
 
 BlockQ5Zero encode_q5_0(const GgmlBlocks& q, std::int64_t b) {
-  const Codes c = codes_of(q, b);
+  const GroupCodes c = group_codes(q, b);
   return {.d = q.d[b], .qh = pack_high_bits(c), .qs = pack_nibbles(c)};
 }
 void decode_q5_0(const BlockQ5Zero& blk, GgmlBlocks& q, std::int64_t b) {
   q.d[b] = blk.d;
-  unpack_nibbles(blk.qs, codes_of(q, b));
-  add_high_bits(blk.qh, codes_of(q, b));
+  unpack_nibbles(blk.qs, group_codes(q, b));
+  add_high_bits(blk.qh, group_codes(q, b));
 }
 
 BlockQ5One encode_q5_1(const GgmlBlocks& q, std::int64_t b) {
-  const Codes c = codes_of(q, b);
+  const GroupCodes c = group_codes(q, b);
   return {.d = q.d[b], .m = q.dmin[b], .qh = pack_high_bits(c), .qs = pack_nibbles(c)};
 }
 void decode_q5_1(const BlockQ5One& blk, GgmlBlocks& q, std::int64_t b) {
   q.d[b] = blk.d;
   q.dmin[b] = blk.m;
-  unpack_nibbles(blk.qs, codes_of(q, b));
-  add_high_bits(blk.qh, codes_of(q, b));
-}
-
-// Copies every block through its struct: encode(q, b) -> Block.
-template <typename Block, typename Encode>
-void pack_blocks(const GgmlBlocks& q, std::span<std::byte> out, Encode encode) {
-  PTQ_ASSERT(sizeof(Block) == block_bytes(q.grid));
-  PTQ_ASSERT(out.size() == static_cast<std::size_t>(q.blocks()) * sizeof(Block));
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, q.blocks()), [&](const auto& range) {
-    for (std::int64_t b = range.begin(); b != range.end(); ++b) {
-      const Block blk = encode(q, b);
-      std::memcpy(out.data() + b * sizeof(Block), &blk, sizeof(Block));
-    }
-  });
-}
-
-// decode(Block, q, b) fills block b of q.
-template <typename Block, typename Decode>
-void unpack_blocks(std::span<const std::byte> in, GgmlBlocks& q, Decode decode) {
-  PTQ_ASSERT(sizeof(Block) == block_bytes(q.grid));
-  PTQ_ASSERT(in.size() == static_cast<std::size_t>(q.blocks()) * sizeof(Block));
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, q.blocks()), [&](const auto& range) {
-    for (std::int64_t b = range.begin(); b != range.end(); ++b) {
-      Block blk;
-      std::memcpy(&blk, in.data() + b * sizeof(Block), sizeof(Block));
-      decode(blk, q, b);
-    }
-  });
+  unpack_nibbles(blk.qs, group_codes(q, b));
+  add_high_bits(blk.qh, group_codes(q, b));
 }
 
 }  // namespace
@@ -202,7 +126,7 @@ void pack_legacy(const GgmlBlocks& q, std::span<std::byte> out) {
       pack_blocks<BlockQ8Zero>(q, out, encode_q8_0);
       break;
     case GgmlGrid::q4_0:
-      pack_blocks<BlockQ4Zero>(q, out, encode_q4_0);
+      pack_blocks<BlockQ4Zero>(q, out, encode_nibbles);
       break;
     case GgmlGrid::q4_1:
       pack_blocks<BlockQ4One>(q, out, encode_q4_1);
@@ -224,7 +148,7 @@ void unpack_legacy(std::span<const std::byte> in, GgmlBlocks& q) {
       unpack_blocks<BlockQ8Zero>(in, q, decode_q8_0);
       break;
     case GgmlGrid::q4_0:
-      unpack_blocks<BlockQ4Zero>(in, q, decode_q4_0);
+      unpack_blocks<BlockQ4Zero>(in, q, decode_nibbles);
       break;
     case GgmlGrid::q4_1:
       unpack_blocks<BlockQ4One>(in, q, decode_q4_1);

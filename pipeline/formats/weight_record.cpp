@@ -57,6 +57,7 @@ void write_uniform(H5Writer& out, const std::string& p, const QuantizedMatrix& m
   out.set_attribute(p, "symmetric", std::int64_t{m.spec.symmetry == Symmetry::Symmetric});
   out.set_attribute(p, "granularity", std::int64_t{static_cast<int>(m.spec.granularity)});
   out.set_attribute(p, "min_max_range", std::int64_t{m.spec.range == RangeRule::MinMax});
+  if (m.spec.range == RangeRule::Ggml) out.set_attribute(p, "ggml_range", std::int64_t{1});
   out.set_attribute(p, "group_size", std::int64_t{m.spec.group_size});
 }
 
@@ -76,6 +77,7 @@ QuantSpec read_spec(const H5Reader& in, const std::string& p) {
                       std::to_string(granularity));
   spec.granularity = static_cast<Granularity>(granularity);
   if (in.has_attribute(p, "min_max_range") && flag("min_max_range")) spec.range = RangeRule::MinMax;
+  if (in.has_attribute(p, "ggml_range") && flag("ggml_range")) spec.range = RangeRule::Ggml;
   spec.group_size = static_cast<int>(in.int_attribute(p, "group_size"));
   try {
     spec.validate();

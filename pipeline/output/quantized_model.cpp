@@ -9,9 +9,12 @@ std::string linear_group_path(int layer, LinearRole role) {
 }
 
 void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, Timing timing) {
-  const std::string p = linear_group_path(q.layer, q.role);
-  write_weight(out, p, q.weight);
-  const auto& r = q.report;
+  write_weight(out, linear_group_path(q.layer, q.role), q.weight);
+  write_linear_report(out, q.report, timing);
+}
+
+void write_linear_report(H5Writer& out, const LinearReport& r, Timing timing) {
+  const std::string p = linear_group_path(r.layer, r.role);
   out.set_attribute(p, "weight_mse", r.weight_mse);
   out.set_attribute(p, "gptq_loss", r.gptq_loss);
   out.set_attribute(p, "damping", r.damping);

@@ -12,6 +12,8 @@
 #include "io/error.hpp"
 #include "io/hash.hpp"
 #include "io/hdf5.hpp"
+#include "io/output_path.hpp"
+#include "pipeline/output/gguf_output.hpp"
 #include "io/text_file.hpp"
 #include "io/safetensors.hpp"
 #include "pipeline/output/act_quant_io.hpp"
@@ -24,6 +26,7 @@ namespace ptq {
 namespace {
 
 constexpr float kHalfMax = 65504.0f;  // largest finite IEEE float16
+constexpr std::string_view kGgufFile = "model.gguf";
 
 // Files a loader needs beside the weights; copied when present.
 constexpr std::array<std::string_view, 8> kCopiedFiles = {
@@ -127,7 +130,13 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
   if (calibration != nullptr && !calibration->windows.empty())
     write_calibration_record(out, "calibration", *calibration);
-  for (const auto& q : linears) write_quantized_linear(out, q, Timing::omit);
+  if (recipe.format == OutputFormat::gguf) {
+    // The weights are in model.gguf, packed: the record keeps the reports only.
+    out.set_attribute("/", "weights", std::string(kGgufFile));
+    for (const auto& q : linears) write_linear_report(out, q.report, Timing::omit);
+  } else {
+    for (const auto& q : linears) write_quantized_linear(out, q, Timing::omit);
+  }
   for (const auto& block : extras.scales) write_block_scales(out, block);
   if (extras.activations) write_activation_scales(out, *extras.activations);
   out.commit();
@@ -150,13 +159,20 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
                        const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings,
                        const std::optional<StatsMixRecord>& from_stats) {
   std::ostringstream md;
-  md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n"
-     << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
+  md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n";
+  if (recipe.format == OutputFormat::gguf) {
+    md << "Quantized by ptq from `" << source.filename().string() << "` into `" << kGgufFile
+       << "`, llama.cpp's GGUF,\nwith llama-quantize's per-tensor types for " << recipe.gguf_type
+       << " (embeddings and head included); `quantized.h5`\nrecords the recipe, the calibration "
+          "data and the per-Linear errors.\n\n";
+  } else {
+    md << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
      << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, zeros\n"
      << "and `g_idx` are in `quantized.h5`. Embeddings and the head are unchanged; "
      << (recipe.folds_scales() ? "the norms hold the scales\nfolded in before rounding (float32; the scales "
                                  "themselves under `awq/` in `quantized.h5`).\n\n"
                                : "so are the norms.\n\n");
+  }
   if (recipe.method == Method::W8A8)
     md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
        << "`config.json`; `ptq eval` simulates it).\n\n";
@@ -204,30 +220,24 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run, const 
 
 }  // namespace
 
-void check_output_folder(const std::filesystem::path& out_dir) {
-  if (std::filesystem::exists(out_dir) &&
-      (!std::filesystem::is_directory(out_dir) || !std::filesystem::is_empty(out_dir)))
-    throw input_error("--out " + out_dir.string(), "a new or empty folder", "an existing non-empty path");
-}
-
 std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
                                                const std::filesystem::path& out_dir, const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
                                                const RunInfo& run, const OutputOptions& options,
                                                const ModelExtras& extras) {
-  check_output_folder(out_dir);
-  auto staging = out_dir;
-  staging += ".partial";
-  std::filesystem::remove_all(staging);
-  std::filesystem::create_directories(staging);
-  for (auto name : kCopiedFiles)
-    if (std::filesystem::exists(source_model / name))
-      std::filesystem::copy_file(source_model / name, staging / name);
-
+  OutputFolder folder(out_dir, "--out");
+  const std::filesystem::path& staging = folder.staging();
   std::vector<std::string> warnings;
-  const Checkpoint source = Checkpoint::open(source_model);
-  write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
+  if (recipe.format == OutputFormat::gguf) {
+    warnings = write_gguf_file(source_model, staging / kGgufFile, recipe, linears);
+  } else {
+    for (auto name : kCopiedFiles)
+      if (std::filesystem::exists(source_model / name))
+        std::filesystem::copy_file(source_model / name, staging / name);
+    const Checkpoint source = Checkpoint::open(source_model);
+    write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
+  }
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
   if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
   write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings, run.from_stats));
@@ -235,8 +245,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
   write_run_log(staging / "run.json", logged, linears);
 
-  if (std::filesystem::exists(out_dir)) std::filesystem::remove(out_dir);  // checked empty above
-  std::filesystem::rename(staging, out_dir);
+  folder.commit();
   return warnings;
 }
 

@@ -9,7 +9,8 @@
 //   README.md                                      model card (recipe, data, errors)
 //   run.json                                       timings and threads of this run
 // Everything but run.json is byte-identical for the same inputs, recipe and seed.
-// The folder is assembled under "<out>.partial" and renamed when complete.
+// The folder is assembled under a hidden staging name beside it and renamed
+// when complete (io/output_path.hpp: never over a symlink or special file).
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -34,7 +35,5 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
                                                const RunInfo& run, const OutputOptions& options = {},
                                                const ModelExtras& extras = {});
 
-// InputError unless `out_dir` is absent or an empty folder (checked before a long run).
-void check_output_folder(const std::filesystem::path& out_dir);
 
 }  // namespace ptq

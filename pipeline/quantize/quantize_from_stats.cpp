@@ -97,6 +97,7 @@ void check_recipe_for_stats(const Recipe& recipe) {
     case Method::Awq:
     case Method::W8A8:
     case Method::Nf4:
+    case Method::None:
       throw input_error("--stats", "gptq (or rtn with refit)", std::string(method_name(recipe.method)));
   }
 }

@@ -8,6 +8,7 @@
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
+#include "io/output_path.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/output/progress.hpp"
 #include "pipeline/quantize/smoothing.hpp"
@@ -243,7 +244,11 @@ MethodOutput quantize_step(const QuantizeJob& job, const Model& model, const Cal
       result = quantize_w8a8(model, job.recipe, calibration, job.batch_windows, replay, progress);
       break;
     case Method::Nf4: result.linears = quantize_nf4(model, job.recipe, progress); break;
+    case Method::None: break;
     case Method::Rtn:
+      // GGUF: ggml's quantizers round every tensor as the file is written.
+      if (job.recipe.format == OutputFormat::gguf) break;
+      [[fallthrough]];
     case Method::Gptq:
     case Method::Awq: {
       const QuantizeRunOptions options{.batch_windows = job.batch_windows,
@@ -266,7 +271,7 @@ MethodOutput quantize_step(const QuantizeJob& job, const Model& model, const Cal
 }  // namespace
 
 std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProgress& progress) {
-  check_output_folder(job.out);
+  check_output_path(job.out, OutputKind::folder, "--out");
   ThreadScope threads(job.threads);
   const auto t0 = Clock::now();
   const Model model = Model::open(job.model);

@@ -4,7 +4,10 @@
 #include <sstream>
 
 #include "io/error.hpp"
+#include "pipeline/formats/gguf_blocks.hpp"
+#include "pipeline/formats/gguf_policy.hpp"
 #include "pipeline/recipe/name_table.hpp"
+#include "algorithms/quantized_weight.hpp"
 
 namespace ptq {
 
@@ -15,7 +18,8 @@ using recipe_detail::named;
 namespace {
 
 constexpr std::pair<const char*, Method> kMethods[] = {
-    {"rtn", Method::Rtn}, {"gptq", Method::Gptq}, {"awq", Method::Awq}, {"w8a8", Method::W8A8}, {"nf4", Method::Nf4}};
+    {"rtn", Method::Rtn}, {"gptq", Method::Gptq}, {"awq", Method::Awq}, {"w8a8", Method::W8A8}, {"nf4", Method::Nf4},
+    {"none", Method::None}};
 constexpr std::pair<const char*, Scaling> kScalings[] = {
     {"none", Scaling::None}, {"awq", Scaling::Awq}, {"smoothquant", Scaling::SmoothQuant}};
 
@@ -38,7 +42,8 @@ Method parse_method(const std::string& name, const std::string& where) {
 bool Recipe::needs_calibration(ScaleSource scales) const {
   const bool searched = scales == ScaleSource::search;
   switch (method) {
-    case Method::Nf4: return false;
+    case Method::Nf4:
+    case Method::None: return false;
     case Method::W8A8:
       return act_granularity == ActGranularity::Tensor || (smoothquant.has_value() && searched);
     case Method::Rtn:
@@ -46,6 +51,18 @@ bool Recipe::needs_calibration(ScaleSource scales) const {
     case Method::Awq: return needs_statistics() || (folds_scales() && searched);
   }
   return true;
+}
+
+WeightGrid Recipe::weight_grid() const {
+  switch (method) {
+    case Method::None: return WeightGrid::float_copy;
+    case Method::Nf4: return WeightGrid::nf4;
+    case Method::Rtn:
+    case Method::Gptq: return format == OutputFormat::gguf ? WeightGrid::ggml : WeightGrid::uniform;
+    case Method::Awq:
+    case Method::W8A8: return WeightGrid::uniform;
+  }
+  return WeightGrid::uniform;
 }
 
 QuantSpec Recipe::quant_spec() const {
@@ -67,6 +84,13 @@ GptqConfig Recipe::gptq_config() const {
 
 void Recipe::apply_implied_defaults() {
   if (scaling == Scaling::SmoothQuant && !smoothquant) smoothquant = SmoothQuantConfig{};
+  // GPTQ into GGUF rounds onto the exact grid of the type's block Linears.
+  if (format == OutputFormat::gguf && method == Method::Gptq) {
+    const GgufPolicy* policy = find_policy(gguf_type);
+    const auto grid = policy != nullptr ? gguf_grid(policy->base_type) : std::nullopt;
+    if (grid && (grid == GgmlGrid::q4_0 || grid == GgmlGrid::q5_0 || grid == GgmlGrid::q8_0))
+      spec = ggml_uniform_spec(*grid);
+  }
 }
 
 void Recipe::validate() const {
@@ -98,6 +122,40 @@ void Recipe::validate() const {
   if (!(act_percentile > 0.0 && act_percentile <= 100.0))
     throw input_error("activations.percentile", "a number in (0, 100]", std::to_string(act_percentile));
   nf4.validate();
+  validate_format();
+}
+
+// The format's table accepts the method's grid; a GGUF output names a type
+// llama-quantize knows, which GPTQ can round onto when the method is gptq.
+void Recipe::validate_format() const {
+  const OutputFormatInfo& f = output_format_info(format);
+  if (!accepts(format, weight_grid()))
+    throw input_error("format " + std::string(f.name),
+                      "a method whose grid it stores (" + std::string(f.description) + ")",
+                      "method " + std::string(method_name(method)) + ", which leaves " +
+                          std::string(weight_grid_name(weight_grid())));
+  if (format != OutputFormat::gguf) {
+    if (!gguf_type.empty() || !imatrix.empty())
+      throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
+    return;
+  }
+  const GgufPolicy* policy = find_policy(gguf_type);
+  if (policy == nullptr) throw input_error("gguf_type", "a llama-quantize type such as Q4_K_M, Q4_0 or F16", "\"" + gguf_type + "\"");
+  const bool float_type = policy->rules.empty() && gguf_float_type(policy->base_type);
+  if ((method == Method::None) != float_type)
+    throw input_error("gguf_type " + gguf_type, method == Method::None ? "F16, BF16 or F32 with method none" : "a quantized type (method none converts to F16, BF16 or F32)", method == Method::None ? "a quantized type" : "a float type");
+  if (method == Method::Gptq) {
+    const auto grid = gguf_grid(policy->base_type);
+    if (!grid) throw input_error("gguf_type " + gguf_type, "a type GPTQ rounds onto (Q4_0, Q5_0, Q8_0)", "a float type");
+    ggml_uniform_spec(*grid);  // InputError naming the others (k-quants: a later issue)
+  }
+  if (method != Method::Rtn && method != Method::Gptq && method != Method::None)
+    throw input_error("format gguf", "method rtn, gptq or none", "method " + std::string(method_name(method)));
+  if (scaling != Scaling::None || refit != ScaleRefit::None || clip.method != ClipMethod::None)
+    throw input_error("format gguf", "no scaling, refit or clip (ggml's grids fix the scale rule)",
+                      "scaling " + std::string(scaling_name(scaling)));
+  if (!imatrix.empty() && method != Method::Rtn && method != Method::Gptq)
+    throw input_error("imatrix", "method rtn or gptq (importance-weighted ggml rounding)", "method " + std::string(method_name(method)));
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
@@ -144,6 +202,7 @@ std::string recipe_title(const Recipe& r) {
       out << " int8 activations per " << act_granularity_name(r.act_granularity);
       break;
     case Method::Nf4: out << " (block " << r.nf4.block_size << ")"; break;
+    case Method::None: break;
     case Method::Rtn:
     case Method::Gptq:
     case Method::Awq: out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")"; break;

@@ -35,11 +35,13 @@
 #include "algorithms/refit.hpp"
 #include "algorithms/smoothquant.hpp"
 #include "calibrate/act_quant.hpp"
+#include "pipeline/formats/output_formats.hpp"
 #include "pipeline/recipe/calib_data.hpp"
 
 namespace ptq {
 
-enum class Method { Rtn, Gptq, Awq, W8A8, Nf4 };
+// None: no rounding, a float conversion (--format gguf with a float --gguf-type).
+enum class Method { Rtn, Gptq, Awq, W8A8, Nf4, None };
 // A weight transform searched before rounding (method awq implies Awq).
 enum class Scaling { None, Awq, SmoothQuant };
 // Where folded scales come from: searched on calibration activations, or
@@ -74,6 +76,15 @@ struct Recipe {
   ActGranularity act_granularity = ActGranularity::Token;
   double act_percentile = 100.0;  // Tensor: scale from this percentile of |x| (100 = absmax)
   Nf4Config nf4;                  // nf4 (spec is ignored)
+  OutputFormat format = OutputFormat::hf;
+  // gguf: llama-quantize's type name ("Q4_K_M", "Q4_0", "F16"; pipeline/formats/
+  // gguf_policy.hpp): every tensor's GGUF type. RTN rounds with ggml's own
+  // quantizers (llama-quantize's bytes); GPTQ rounds the block Linears onto the
+  // exact grid of Q4_0, Q5_0 or Q8_0.
+  std::string gguf_type;
+  // gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted
+  // rounding (RTN), as llama-quantize --imatrix; empty = none.
+  std::filesystem::path imatrix;
 
   // Whether the run needs calibration activations: the one place that decides.
   // GPTQ and the refit need input statistics; searched scales need the float
@@ -88,6 +99,8 @@ struct Recipe {
   // Whether the Linears' input statistics are gathered on the stream (GPTQ's
   // Hessians, or H for the scale refit).
   bool needs_statistics() const { return method == Method::Gptq || refit != ScaleRefit::None; }
+  // What the method leaves in the weights (checked against the format's table).
+  WeightGrid weight_grid() const;
   // The grid of the final rounding: method awq uses llm-awq's min/max grid.
   QuantSpec quant_spec() const;
   GptqConfig gptq_config() const;
@@ -95,6 +108,9 @@ struct Recipe {
   // scaling smoothquant without smoothquant.alpha takes alpha 0.5.
   void apply_implied_defaults();
   void validate() const;  // InputError naming the field
+
+ private:
+  void validate_format() const;
 };
 
 // One line naming the scheme, e.g. "gptq W4 (group 128)", "w8a8 SmoothQuant alpha 0.5,

@@ -54,12 +54,21 @@ std::string text_of(const T& value) {
 
 std::string bool_text(bool b) { return b ? "true" : "false"; }
 
+std::string quoted(const std::string& text) {
+  std::string out(1, '"');
+  out.append(text).push_back('"');
+  return out;
+}
+
 bool always(const Recipe&) { return true; }
-bool weight_grid(const Recipe& r) { return r.method != Method::W8A8 && r.method != Method::Nf4; }
+bool has_bits(const Recipe& r) {
+  return r.method != Method::W8A8 && r.method != Method::Nf4 && r.method != Method::None;
+}
 bool gptq(const Recipe& r) { return r.method == Method::Gptq; }
 bool w8a8(const Recipe& r) { return r.method == Method::W8A8; }
 bool awq(const Recipe& r) { return r.uses_awq(); }
 bool clipped(const Recipe& r) { return r.clip.method != ClipMethod::None; }
+bool gguf(const Recipe& r) { return r.format == OutputFormat::gguf; }
 
 SmoothQuantConfig& smoothquant_of(Recipe& r) {
   if (!r.smoothquant) r.smoothquant = SmoothQuantConfig{};
@@ -74,7 +83,7 @@ const std::vector<RecipeKey>& recipe_keys() {
   using F = FlagKind;
   static const std::vector<RecipeKey> keys = {
       {"method", "--method", F::value,
-       "rtn, gptq, awq, w8a8, nf4 (awq: AWQ scales and clip, then RTN)",
+       "rtn, gptq, awq, w8a8, nf4, none (awq: AWQ scales and clip, then RTN; none: --format gguf float types)",
        [](Recipe& r, const std::string& t, const std::string& w) { r.method = parse_method(t, w); },
        [](const Recipe& r) { return std::string(method_name(r.method)); }, always},
       {"smoothquant.alpha", "--smoothquant", F::value,
@@ -106,17 +115,17 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](Recipe& r, const std::string& t, const std::string& w) {
          r.spec.bits = scalar<int>(t, w, "an integer");
        },
-       [](const Recipe& r) { return text_of(r.spec.bits); }, weight_grid},
+       [](const Recipe& r) { return text_of(r.spec.bits); }, has_bits},
       {"group", "--group", F::value, "Group size, 'channel' or 'tensor'",
        [](Recipe& r, const std::string& t, const std::string& w) { set_granularity(r.spec, t, w); },
-       [](const Recipe& r) { return granularity_text(r.spec); }, weight_grid},
+       [](const Recipe& r) { return granularity_text(r.spec); }, has_bits},
       {"symmetric", "--sym", F::set_true, "Symmetric grid",
        [](Recipe& r, const std::string& t, const std::string& w) {
          r.spec.symmetry = scalar<bool>(t, w, "true or false") ? Symmetry::Symmetric
                                                                 : Symmetry::Asymmetric;
        },
        [](const Recipe& r) { return bool_text(r.spec.symmetry == Symmetry::Symmetric); },
-       weight_grid},
+       has_bits},
       {"act_order", "--act-order", F::set_true,
        "GPTQ: quantize columns by descending Hessian diagonal",
        [](Recipe& r, const std::string& t, const std::string& w) {
@@ -196,6 +205,20 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](Recipe& r, const std::string& t, const std::string& w) { r.refit = choice(t, w, kRefits); },
        [](const Recipe& r) { return std::string(choice_name(r.refit, kRefits)); },
        [](const Recipe& r) { return r.refit != ScaleRefit::None; }},
+      {"format", "--format", F::value, "Output format: hf (float16 folder + quantized.h5) or gguf",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.format = parse_output_format(t, w);
+       },
+       [](const Recipe& r) { return std::string(output_format_info(r.format).name); }, gguf},
+      {"gguf_type", "--gguf-type", F::value,
+       "gguf: llama-quantize's type (Q4_K_M, Q4_0, Q8_0, IQ4_XS, F16, ...) for every tensor",
+       [](Recipe& r, const std::string& t, const std::string&) { r.gguf_type = t; },
+       [](const Recipe& r) { return r.gguf_type; }, gguf},
+      {"imatrix", "--imatrix", F::value,
+       "gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted rounding",
+       [](Recipe& r, const std::string& t, const std::string&) { r.imatrix = t; },
+       [](const Recipe& r) { return quoted(r.imatrix.string()); },
+       [](const Recipe& r) { return !r.imatrix.empty(); }},
       {"calibration.samples", "--samples", F::value, "Calibration windows in all",
        [](Recipe& r, const std::string& t, const std::string& w) {
          r.calibration.samples = scalar<int>(t, w, "an integer");

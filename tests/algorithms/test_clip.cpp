@@ -123,7 +123,8 @@ TEST(Clip, PercentileRangeIsTheOrderStatistics) {
   ClipConfig clip;
   clip.method = ClipMethod::Percentile;
   clip.percentile = 0.9;  // order statistics floor(0.1 * 100) = 10 and floor(0.9 * 100) = 90
-  const GridParams<double> g = clipped_grid<double>(w, Eigen::VectorXd(), 15, Symmetry::Asymmetric, clip);
+  QuantSpec spec;  // 4 bits, asymmetric
+  const GridParams<double> g = clipped_grid<double>(w, Eigen::VectorXd(), spec, clip);
   const GridParams<double> ref = grid_from_range<double>(-10.0, 70.0, 15, Symmetry::Asymmetric);
   EXPECT_EQ(g.scale, ref.scale);
   EXPECT_EQ(g.zero, ref.zero);

@@ -7,6 +7,7 @@
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "pipeline/quantize/awq.hpp"
+#include "pipeline/quantize/smoothing.hpp"
 #include "pipeline/quantize/quantize_run.hpp"
 #include "test_paths.hpp"
 

@@ -77,3 +77,28 @@ TEST(CmdInspect, CorruptInputGivesExitCode2AndMessage) {
 
 }  // namespace
 }  // namespace ptq
+
+namespace ptq {
+namespace {
+
+// A llama.cpp-written Q4_K file: ptq reads its config from the metadata and
+// reports each tensor's type and Q4_K's 4.5 bits per weight (144 bytes per 256).
+TEST(CmdInspect, GgufFileShowsTypesAndBitsPerWeight) {
+  const RunResult r = run_ptq("inspect --json " + test::fixture("gguf/tiny-Q4_K.gguf").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["architecture"], "llama");
+  EXPECT_EQ(j["config"]["num_hidden_layers"], 4);
+  EXPECT_EQ(j["metadata"]["general.architecture"], "llama");
+  bool found = false;
+  for (const auto& t : j["tensors"]) {
+    if (t["name"] != "blk.0.attn_q.weight") continue;
+    found = true;
+    EXPECT_EQ(t["dtype"], "Q4_K");
+    EXPECT_DOUBLE_EQ(t["bits_per_weight"].get<double>(), 4.5);
+  }
+  EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace ptq

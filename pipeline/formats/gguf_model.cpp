@@ -1,0 +1,308 @@
+// The tensor plan of a GGUF model file: which checkpoint tensor becomes which
+// llama.cpp tensor (one table), in the converter's order, and llama's rope row
+// permutation of q and k.
+#include "pipeline/formats/gguf_model.hpp"
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <numbers>
+#include <optional>
+#include <string>
+
+#include "io/error.hpp"
+
+namespace ptq {
+namespace {
+
+// Which architectures' llama.cpp loaders create a tensor (models/llama.cpp,
+// qwen2.cpp, qwen3.cpp): a tensor no loader creates makes llama.cpp refuse
+// the file ("wrong number of tensors").
+enum ArchBits : unsigned { kLlama = 1, kQwen2 = 2, kQwen3 = 4, kAllArchs = 7 };
+
+enum class RopeRows { none, q, k };  // llama's permutation over n_head (q) or n_kv_head (k)
+
+// One row per HF name: model-level names whole, layer names after
+// "model.layers.N." (GGUF: after "blk.N.").
+struct TensorRule {
+  bool in_layer;
+  std::string_view hf;
+  std::string_view gguf;
+  RopeRows rope;
+  unsigned archs;
+};
+
+// tensor_mapping.py's entries for these families. Biases of q/k are permuted
+// like their weights; o_proj and MLP biases exist only in llama.cpp's llama
+// loader, q/k norms only in qwen3's.
+constexpr std::array<TensorRule, 21> kTensorRules{{
+    {false, "model.embed_tokens.weight", "token_embd.weight", RopeRows::none, kAllArchs},
+    {false, "model.norm.weight", "output_norm.weight", RopeRows::none, kAllArchs},
+    {false, "lm_head.weight", "output.weight", RopeRows::none, kAllArchs},
+    {true, "input_layernorm.weight", "attn_norm.weight", RopeRows::none, kAllArchs},
+    {true, "post_attention_layernorm.weight", "ffn_norm.weight", RopeRows::none, kAllArchs},
+    {true, "self_attn.q_proj.weight", "attn_q.weight", RopeRows::q, kAllArchs},
+    {true, "self_attn.q_proj.bias", "attn_q.bias", RopeRows::q, kAllArchs},
+    {true, "self_attn.k_proj.weight", "attn_k.weight", RopeRows::k, kAllArchs},
+    {true, "self_attn.k_proj.bias", "attn_k.bias", RopeRows::k, kAllArchs},
+    {true, "self_attn.v_proj.weight", "attn_v.weight", RopeRows::none, kAllArchs},
+    {true, "self_attn.v_proj.bias", "attn_v.bias", RopeRows::none, kAllArchs},
+    {true, "self_attn.o_proj.weight", "attn_output.weight", RopeRows::none, kAllArchs},
+    {true, "self_attn.o_proj.bias", "attn_output.bias", RopeRows::none, kLlama},
+    {true, "self_attn.q_norm.weight", "attn_q_norm.weight", RopeRows::none, kQwen3},
+    {true, "self_attn.k_norm.weight", "attn_k_norm.weight", RopeRows::none, kQwen3},
+    {true, "mlp.gate_proj.weight", "ffn_gate.weight", RopeRows::none, kAllArchs},
+    {true, "mlp.gate_proj.bias", "ffn_gate.bias", RopeRows::none, kLlama},
+    {true, "mlp.up_proj.weight", "ffn_up.weight", RopeRows::none, kAllArchs},
+    {true, "mlp.up_proj.bias", "ffn_up.bias", RopeRows::none, kLlama},
+    {true, "mlp.down_proj.weight", "ffn_down.weight", RopeRows::none, kAllArchs},
+    {true, "mlp.down_proj.bias", "ffn_down.bias", RopeRows::none, kLlama},
+}};
+
+// Buffers the converter drops (old checkpoints store rope's inverse frequencies).
+constexpr std::string_view kSkippedSuffix = ".rotary_emb.inv_freq";
+constexpr std::string_view kHfLayerPrefix = "model.layers.";
+constexpr std::string_view kGgufLayerPrefix = "blk.";
+constexpr std::string_view kRopeFreqs = "rope_freqs.weight";
+
+struct ArchitectureRow {
+  Architecture arch;
+  std::string_view gguf;
+  unsigned bit;
+};
+constexpr std::array<ArchitectureRow, 4> kArchitectures{{
+    {Architecture::Llama, "llama", kLlama},
+    {Architecture::Mistral, "llama", kLlama},
+    {Architecture::Qwen2, "qwen2", kQwen2},
+    {Architecture::Qwen3, "qwen3", kQwen3},
+}};
+
+const ArchitectureRow& architecture_row(Architecture arch) {
+  const auto* row = std::find_if(kArchitectures.begin(), kArchitectures.end(),
+                                 [&](const ArchitectureRow& r) { return r.arch == arch; });
+  PTQ_ASSERT(row != kArchitectures.end());
+  return *row;
+}
+
+// "<prefix>N.<rest>" -> (N, rest); nullopt when `name` is not a layer name.
+std::optional<std::pair<int, std::string_view>> split_layer(std::string_view name,
+                                                            std::string_view prefix) {
+  if (!name.starts_with(prefix)) return std::nullopt;
+  name.remove_prefix(prefix.size());
+  int layer = -1;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), layer);
+  if (ec != std::errc() || layer < 0 || end == name.data() + name.size() || *end != '.')
+    return std::nullopt;
+  return std::pair{layer, name.substr(static_cast<std::size_t>(end - name.data()) + 1)};
+}
+
+// The rule of a name (HF or GGUF side) and its layer (-1 outside the layers).
+std::optional<std::pair<const TensorRule*, int>> find_rule(std::string_view name, bool gguf_side) {
+  const auto layer_name = split_layer(name, gguf_side ? kGgufLayerPrefix : kHfLayerPrefix);
+  for (const TensorRule& rule : kTensorRules) {
+    const std::string_view key = gguf_side ? rule.gguf : rule.hf;
+    if (rule.in_layer && layer_name && layer_name->second == key)
+      return std::pair{&rule, layer_name->first};
+    if (!rule.in_layer && name == key) return std::pair{&rule, -1};
+  }
+  return std::nullopt;
+}
+
+std::string layer_name(std::string_view prefix, int layer, std::string_view rest) {
+  return std::string(prefix) + std::to_string(layer) + "." + std::string(rest);
+}
+
+int rope_heads(const TensorRule& rule, const ModelConfig& config) {
+  if (gguf_architecture(config.arch) != "llama") return 0;  // qwen: NEOX rope, HF's order
+  switch (rule.rope) {
+    case RopeRows::q:
+      return config.num_heads;
+    case RopeRows::k:
+      return config.num_kv_heads;
+    case RopeRows::none:
+      return 0;
+  }
+  return 0;
+}
+
+// The plan entry of one matched rule; `shape` is the HF shape (outermost first).
+GgufTensorPlan plan_entry(const TensorRule& rule, int layer, std::span<const std::int64_t> shape,
+                          const ModelConfig& config, const std::string& where) {
+  if ((rule.archs & architecture_row(config.arch).bit) == 0) {
+    throw input_error(
+        where,
+        "a tensor llama.cpp's " + std::string(gguf_architecture(config.arch)) + " models hold",
+        "one it has no place for (" + std::string(rule.gguf) + ")");
+  }
+  GgufTensorPlan plan;
+  plan.hf_name = rule.in_layer ? layer_name(kHfLayerPrefix, layer, rule.hf) : std::string(rule.hf);
+  plan.gguf_name =
+      rule.in_layer ? layer_name(kGgufLayerPrefix, layer, rule.gguf) : std::string(rule.gguf);
+  plan.ne.assign(shape.rbegin(), shape.rend());
+  plan.rope_heads = rope_heads(rule, config);
+  plan.storage = shape.size() <= 1 ? GgufStorage::f32 : GgufStorage::weight;
+  if (plan.rope_heads > 0 &&
+      (shape.empty() || shape[0] % (std::int64_t{2} * plan.rope_heads) != 0)) {
+    throw input_error(
+        where, "rows divisible into " + std::to_string(plan.rope_heads) + " heads of an even size",
+        shape.empty() ? "a scalar" : std::to_string(shape[0]) + " rows");
+  }
+  return plan;
+}
+
+GgufTensorPlan rope_freqs_entry(const ModelConfig& config) {
+  return {"", std::string(kRopeFreqs), {config.head_dim / 2}, 0, GgufStorage::f32};
+}
+
+}  // namespace
+
+std::string_view gguf_architecture(Architecture arch) { return architecture_row(arch).gguf; }
+
+std::int64_t GgufTensorPlan::rows() const {
+  std::int64_t n = 1;
+  for (std::size_t i = 1; i < ne.size(); ++i) n *= ne[i];
+  return n;
+}
+
+std::vector<std::int64_t> GgufTensorPlan::hf_shape() const { return {ne.rbegin(), ne.rend()}; }
+
+void require_gguf_expressible(const ModelConfig& config, const std::string& where) {
+  if (config.rope.type == RopeType::Llama3 && gguf_architecture(config.arch) != "llama") {
+    throw input_error(where + ": rope_type llama3",
+                      "the llama architecture (llama.cpp reads llama3 rope only there)",
+                      std::string(architecture_name(config.arch)));
+  }
+}
+
+std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
+                                             const Checkpoint& checkpoint) {
+  const std::string where = checkpoint.path().string();
+  require_gguf_expressible(config, where);
+  std::vector<GgufTensorPlan> plan;
+  if (config.rope.type == RopeType::Llama3) plan.push_back(rope_freqs_entry(config));
+  // The converter reads shard files in name order, each file's tensors sorted.
+  auto tensors = checkpoint.tensors();
+  std::stable_sort(tensors.begin(), tensors.end(), [](const TensorView* a, const TensorView* b) {
+    return a->file.filename() < b->file.filename();
+  });
+  for (const TensorView* t : tensors) {
+    if (t->name.ends_with(kSkippedSuffix)) continue;
+    const std::string tensor_where = where + ": tensor " + t->name;
+    const auto match = find_rule(t->name, /*gguf_side=*/false);
+    if (!match || match->second >= config.num_layers) {
+      throw input_error(tensor_where, "a tensor of a " + supported_architectures() + " checkpoint",
+                        "a name llama.cpp's converter does not map");
+    }
+    if (match->first->gguf == "output.weight" && config.tie_word_embeddings) continue;
+    plan.push_back(plan_entry(*match->first, match->second, t->shape, config, tensor_where));
+  }
+  return plan;
+}
+
+std::vector<GgufTensorPlan> gguf_file_plan(const gguf::File& file, const ModelConfig& config) {
+  std::vector<GgufTensorPlan> plan;
+  for (const gguf::TensorInfo& t : file.tensors()) {
+    const std::string where = file.path().string() + ": tensor " + t.name;
+    if (t.name == kRopeFreqs) {
+      plan.push_back({"", t.name, t.ne, 0, GgufStorage::f32});
+      continue;
+    }
+    const auto match = find_rule(t.name, /*gguf_side=*/true);
+    if (!match || match->second >= config.num_layers)
+      throw input_error(where, "a tensor of llama.cpp's llama, qwen2 or qwen3 models",
+                        "a name ptq does not map");
+    const std::vector<std::int64_t> shape(t.ne.rbegin(), t.ne.rend());
+    plan.push_back(plan_entry(*match->first, match->second, shape, config, where));
+  }
+  return plan;
+}
+
+std::vector<std::int64_t> rope_row_order(std::int64_t rows, int heads) {
+  PTQ_ASSERT(heads > 0 && rows % (std::int64_t{2} * heads) == 0);
+  const std::int64_t head_rows = rows / heads;
+  const std::int64_t half = head_rows / 2;
+  std::vector<std::int64_t> order(static_cast<std::size_t>(rows));
+  for (std::int64_t h = 0; h < heads; ++h) {
+    for (std::int64_t j = 0; j < half; ++j) {
+      for (std::int64_t s = 0; s < 2; ++s)
+        order[static_cast<std::size_t>(h * head_rows + 2 * j + s)] = h * head_rows + s * half + j;
+    }
+  }
+  return order;
+}
+
+std::vector<std::int64_t> inverse_row_order(std::span<const std::int64_t> order) {
+  std::vector<std::int64_t> inverse(order.size());
+  for (std::size_t i = 0; i < order.size(); ++i)
+    inverse[static_cast<std::size_t>(order[i])] = static_cast<std::int64_t>(i);
+  return inverse;
+}
+
+namespace {
+
+MatrixRM reorder_rows(const MatrixRM& W, std::span<const std::int64_t> order) {
+  PTQ_ASSERT(static_cast<std::size_t>(W.rows()) == order.size());
+  MatrixRM out(W.rows(), W.cols());
+  for (Eigen::Index i = 0; i < W.rows(); ++i)
+    out.row(i) = W.row(order[static_cast<std::size_t>(i)]);
+  return out;
+}
+
+}  // namespace
+
+void permute_rows_for_gguf(MatrixRM& W, int heads) {
+  W = reorder_rows(W, rope_row_order(W.rows(), heads));
+}
+
+void unpermute_rows_from_gguf(MatrixRM& W, int heads) {
+  W = reorder_rows(W, inverse_row_order(rope_row_order(W.rows(), heads)));
+}
+
+std::vector<std::byte> permute_row_bytes(std::span<const std::byte> bytes, std::size_t row_bytes,
+                                         std::span<const std::int64_t> order) {
+  PTQ_ASSERT(bytes.size() == row_bytes * order.size());
+  std::vector<std::byte> out(bytes.size());
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const auto from = bytes.subspan(static_cast<std::size_t>(order[i]) * row_bytes, row_bytes);
+    std::copy(from.begin(), from.end(), out.begin() + static_cast<std::ptrdiff_t>(i * row_bytes));
+  }
+  return out;
+}
+
+std::vector<std::byte> to_gguf_row_order(const GgufTensorPlan& plan,
+                                         std::span<const std::byte> hf_rows) {
+  if (plan.rope_heads == 0) return {hf_rows.begin(), hf_rows.end()};
+  // HF's dim 0 (the permuted one) is GGUF's outermost: ne[1] of a matrix, ne[0] of a bias.
+  const std::int64_t rows = plan.ne.back();
+  const auto order = rope_row_order(rows, plan.rope_heads);
+  return permute_row_bytes(hf_rows, hf_rows.size() / static_cast<std::size_t>(rows), order);
+}
+
+std::vector<float> llama3_rope_factors(const ModelConfig& config) {
+  // Float32 throughout, as the converter's torch code computes it.
+  const RopeConfig& rope = config.rope;
+  const int dim = config.head_dim;
+  const auto old_context = static_cast<float>(rope.original_max_position_embeddings);
+  const float low_wavelen = old_context / static_cast<float>(rope.low_freq_factor);
+  const float high_wavelen = old_context / static_cast<float>(rope.high_freq_factor);
+  const auto factor = static_cast<float>(rope.factor);
+  std::vector<float> factors;
+  for (int i = 0; i < dim; i += 2) {
+    const float exponent = static_cast<float>(i) / static_cast<float>(dim);
+    const float freq = 1.0f / std::pow(static_cast<float>(rope.theta), exponent);
+    const float wavelen = 2.0f * std::numbers::pi_v<float> / freq;
+    if (wavelen < high_wavelen) {
+      factors.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      factors.push_back(factor);
+    } else {
+      const float smooth = (old_context / wavelen - static_cast<float>(rope.low_freq_factor)) /
+                           static_cast<float>(rope.high_freq_factor - rope.low_freq_factor);
+      factors.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+    }
+  }
+  return factors;
+}
+
+}  // namespace ptq

@@ -1,0 +1,210 @@
+// The hyperparameter keys of a GGUF model file, in the converter's order
+// (TextModel.set_gguf_parameters, LlamaModel.set_gguf_parameters), and their
+// inverse, gguf_model_config.
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "io/error.hpp"
+#include "io/json_strict.hpp"
+#include "pipeline/formats/gguf_model.hpp"
+
+namespace ptq {
+namespace {
+
+using Metadata = std::vector<std::pair<std::string, gguf::Value>>;
+
+// gguf-py's GGML_QUANT_VERSION: the block layouts of gguf_blocks.hpp.
+constexpr std::uint32_t kQuantizationVersion = 2;
+
+// llama3 rope scaling's parameters: llama.cpp reads only their result
+// (rope_freqs.weight), ptq's reader needs them to rebuild the ModelConfig.
+struct Llama3Key {
+  std::string_view key;
+  double RopeConfig::*field;
+};
+constexpr std::array<Llama3Key, 3> kLlama3Keys{{
+    {"ptq.rope.llama3.factor", &RopeConfig::factor},
+    {"ptq.rope.llama3.low_freq_factor", &RopeConfig::low_freq_factor},
+    {"ptq.rope.llama3.high_freq_factor", &RopeConfig::high_freq_factor},
+}};
+constexpr std::string_view kLlama3OriginalContext = "ptq.rope.llama3.original_context_length";
+
+gguf::Value u32(int v) { return gguf::make_u32(static_cast<std::uint32_t>(v)); }
+
+// The converter writes key_length/value_length only when config.json has head_dim.
+bool config_sets_head_dim(const std::filesystem::path& model_dir) {
+  const auto config = read_json_file((model_dir / "config.json").string());
+  return config.is_object() && config.contains("head_dim") && !config.at("head_dim").is_null();
+}
+
+void add_hyperparameters(Metadata& m, const std::filesystem::path& model_dir,
+                         const ModelConfig& c) {
+  const std::string a(gguf_architecture(c.arch));
+  m.emplace_back(a + ".block_count", u32(c.num_layers));
+  m.emplace_back(a + ".context_length", u32(c.max_position_embeddings));
+  m.emplace_back(a + ".embedding_length", u32(c.hidden_size));
+  m.emplace_back(a + ".feed_forward_length", u32(c.intermediate_size));
+  m.emplace_back(a + ".attention.head_count", u32(c.num_heads));
+  m.emplace_back(a + ".attention.head_count_kv", u32(c.num_kv_heads));
+  m.emplace_back(a + ".rope.freq_base", gguf::make_f32(static_cast<float>(c.rope.theta)));
+  m.emplace_back(a + ".attention.layer_norm_rms_epsilon",
+                 gguf::make_f32(static_cast<float>(c.rms_norm_eps)));
+  if (config_sets_head_dim(model_dir)) {
+    m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
+    m.emplace_back(a + ".attention.value_length", u32(c.head_dim));
+  }
+}
+
+std::string folder_name(const std::filesystem::path& dir) {
+  auto path = std::filesystem::absolute(dir).lexically_normal();
+  if (path.filename().empty()) path = path.parent_path();  // "model/" names "model"
+  return path.filename().string();
+}
+
+void add_llama3_rope(Metadata& m, const RopeConfig& rope) {
+  for (const Llama3Key& k : kLlama3Keys)
+    m.emplace_back(std::string(k.key), gguf::make_f32(static_cast<float>(rope.*k.field)));
+  m.emplace_back(std::string(kLlama3OriginalContext), u32(rope.original_max_position_embeddings));
+}
+
+}  // namespace
+
+Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig& config,
+                       const GgufMetadataOptions& options) {
+  require_gguf_expressible(config, model_dir.string());
+  const std::string arch(gguf_architecture(config.arch));
+  Metadata m;
+  m.emplace_back("general.architecture", gguf::make_string(arch));
+  m.emplace_back("general.type", gguf::make_string("model"));
+  m.emplace_back("general.name",
+                 gguf::make_string(options.name.empty() ? folder_name(model_dir) : options.name));
+  add_hyperparameters(m, model_dir, config);
+  m.emplace_back("general.file_type", gguf::make_u32(options.file_type));
+  if (arch == "llama") {  // LlamaModel's own keys
+    m.emplace_back(arch + ".vocab_size", u32(config.vocab_size));
+    m.emplace_back(arch + ".rope.dimension_count", u32(config.head_dim));
+  }
+  if (config.rope.type == RopeType::Llama3) add_llama3_rope(m, config.rope);
+  m.emplace_back("general.quantization_version", gguf::make_u32(kQuantizationVersion));
+  for (auto& kv : gguf_tokenizer_metadata(model_dir, config)) m.push_back(std::move(kv));
+  return m;
+}
+
+// ---- the inverse ----
+
+namespace {
+
+struct GgufArchitectureRow {
+  std::string_view gguf;
+  Architecture arch;
+};
+// "llama" files come from Llama and Mistral alike; both run as Llama.
+constexpr std::array<GgufArchitectureRow, 3> kGgufArchitectures{{
+    {"llama", Architecture::Llama},
+    {"qwen2", Architecture::Qwen2},
+    {"qwen3", Architecture::Qwen3},
+}};
+
+// config.json holds decimal literals; the file holds their nearest f32. The
+// shortest decimal that rounds to that f32 is the literal (for literals of up
+// to 6 significant digits), so 1e-5 reads back as 1e-5, not 9.99999974e-6.
+double decimal_of_f32(double stored) {
+  char text[32];
+  const auto printed = std::to_chars(text, text + sizeof text, static_cast<float>(stored));
+  double value = stored;
+  std::from_chars(text, printed.ptr, value);
+  return value;
+}
+
+class Keys {
+ public:
+  Keys(const gguf::File& file, std::string arch) : file_(file), arch_(std::move(arch)) {}
+  std::string key(std::string_view name) const { return arch_ + "." + std::string(name); }
+  int count(std::string_view name) const {
+    const std::string k = key(name);
+    const auto v = file_.require(k).as_int(k);
+    if (v < 0 || v > INT32_MAX)
+      throw input_error(file_.path().string() + ": " + k, "a count in [0, 2^31)",
+                        std::to_string(v));
+    return static_cast<int>(v);
+  }
+  std::optional<int> optional_count(std::string_view name) const {
+    if (file_.find(key(name)) == nullptr) return std::nullopt;
+    return count(name);
+  }
+  double decimal(std::string_view k) const { return decimal_of_f32(file_.require(k).as_float(k)); }
+
+ private:
+  const gguf::File& file_;
+  std::string arch_;
+};
+
+Architecture read_architecture(const gguf::File& file) {
+  const auto& name = file.require("general.architecture").as_string("general.architecture");
+  for (const auto& row : kGgufArchitectures) {
+    if (row.gguf == name) return row.arch;
+  }
+  throw input_error(file.path().string() + ": general.architecture", "llama, qwen2 or qwen3",
+                    "'" + name + "'");
+}
+
+RopeConfig read_rope(const gguf::File& file, const Keys& keys) {
+  RopeConfig rope;
+  if (const auto* theta = file.find(keys.key("rope.freq_base")))
+    rope.theta = decimal_of_f32(theta->as_float(keys.key("rope.freq_base")));
+  if (file.find_tensor("rope_freqs.weight") == nullptr) return rope;
+  if (file.find(kLlama3OriginalContext) == nullptr) {
+    throw input_error(file.path().string() + ": rope_freqs.weight",
+                      "ptq.rope.llama3.* keys with the llama3 rope parameters (files ptq wrote)",
+                      "only the frequency factors, which do not determine them");
+  }
+  rope.type = RopeType::Llama3;
+  for (const Llama3Key& k : kLlama3Keys) rope.*k.field = keys.decimal(k.key);
+  const std::string context(kLlama3OriginalContext);
+  rope.original_max_position_embeddings = static_cast<int>(file.require(context).as_int(context));
+  return rope;
+}
+
+int read_vocab_size(const gguf::File& file, const Keys& keys) {
+  if (auto n = keys.optional_count("vocab_size")) return *n;
+  const auto& embd = file.require_tensor("token_embd.weight");
+  return static_cast<int>(embd.ne.size() > 1 ? embd.ne[1] : 0);
+}
+
+std::optional<int> token_id(const gguf::File& file, const char* key) {
+  const auto* v = file.find(key);
+  return v ? std::optional<int>(static_cast<int>(v->as_int(key))) : std::nullopt;
+}
+
+}  // namespace
+
+ModelConfig gguf_model_config(const gguf::File& file) {
+  ModelConfig c;
+  c.arch = read_architecture(file);
+  c.model_type = std::string(architecture_name(c.arch));
+  const Keys keys(file, std::string(gguf_architecture(c.arch)));
+  c.num_layers = keys.count("block_count");
+  c.max_position_embeddings = keys.count("context_length");
+  c.hidden_size = keys.count("embedding_length");
+  c.intermediate_size = keys.count("feed_forward_length");
+  c.num_heads = keys.count("attention.head_count");
+  c.num_kv_heads = keys.optional_count("attention.head_count_kv").value_or(c.num_heads);
+  c.head_dim = keys.optional_count("attention.key_length")
+                   .value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+  c.vocab_size = read_vocab_size(file, keys);
+  c.rms_norm_eps = keys.decimal(keys.key("attention.layer_norm_rms_epsilon"));
+  c.rope = read_rope(file, keys);
+  c.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
+  c.attention_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
+  c.mlp_bias = file.find_tensor("blk.0.ffn_up.bias") != nullptr;
+  c.qk_norm = file.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
+  if (auto eos = token_id(file, "tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
+  c.bos_token_id = token_id(file, "tokenizer.ggml.bos_token_id").value_or(-1);
+  c.validate(file.path());
+  return c;
+}
+
+}  // namespace ptq

@@ -1,0 +1,105 @@
+// Writing a GGUF model file: a planned tensor's float data and bytes as the
+// converter stores them, and the writer that walks the plan.
+#include <array>
+#include <cstring>
+
+#include "io/dtype.hpp"
+#include "io/error.hpp"
+#include "pipeline/formats/gguf_model.hpp"
+
+namespace ptq {
+namespace {
+
+struct FloatTypeRow {
+  GgufFloatType type;
+  std::uint32_t ggml_type;  // ggml.h enum ggml_type
+  std::uint32_t file_type;  // llama.h enum llama_ftype
+  DType dtype;              // the checkpoint dtype whose bytes are stored as they are
+};
+constexpr std::array<FloatTypeRow, 3> kFloatTypes{{
+    {GgufFloatType::f32, 0, 0, DType::F32},
+    {GgufFloatType::f16, 1, 1, DType::F16},
+    {GgufFloatType::bf16, 30, 32, DType::BF16},
+}};
+
+const FloatTypeRow& float_type_row(GgufFloatType type) {
+  for (const auto& row : kFloatTypes) {
+    if (row.type == type) return row;
+  }
+  PTQ_ASSERT(false && "GgufFloatType missing from kFloatTypes");
+  return kFloatTypes[0];
+}
+
+// Little-endian element bytes of `values` in `type`, rounding to nearest even.
+std::vector<std::byte> encode_floats(std::span<const float> values, GgufFloatType type) {
+  const std::size_t size = type == GgufFloatType::f32 ? 4 : 2;
+  std::vector<std::byte> out(values.size() * size);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (type == GgufFloatType::f32) {
+      std::memcpy(out.data() + 4 * i, &values[i], 4);
+      continue;
+    }
+    const std::uint16_t bits =
+        type == GgufFloatType::f16 ? float_to_half(values[i]) : float_to_bf16(values[i]);
+    std::memcpy(out.data() + 2 * i, &bits, 2);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::uint32_t ggml_type_id(GgufFloatType type) { return float_type_row(type).ggml_type; }
+std::uint32_t llama_file_type(GgufFloatType type) { return float_type_row(type).file_type; }
+
+MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
+                            const ModelConfig& config) {
+  const std::vector<float> values = plan.hf_name.empty()
+                                        ? llama3_rope_factors(config)
+                                        : checkpoint.require(plan.hf_name).to_float();
+  const Eigen::Index cols = plan.cols();
+  PTQ_ASSERT(static_cast<std::int64_t>(values.size()) == plan.rows() * cols);
+  return Eigen::Map<const MatrixRM>(values.data(), plan.rows(), cols);
+}
+
+GgufTensorData gguf_float_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
+                                 const ModelConfig& config, GgufFloatType type) {
+  if (plan.storage == GgufStorage::f32) type = GgufFloatType::f32;
+  const FloatTypeRow& row = float_type_row(type);
+  const TensorView* source = plan.hf_name.empty() ? nullptr : &checkpoint.require(plan.hf_name);
+  // The converter keeps F16 data as it is; we keep any dtype the target shares.
+  if (source != nullptr && source->dtype == row.dtype)
+    return {row.ggml_type, to_gguf_row_order(plan, source->bytes)};
+  const MatrixRM values = gguf_source_tensor(plan, checkpoint, config);
+  const auto bytes = encode_floats({values.data(), static_cast<std::size_t>(values.size())}, type);
+  return {row.ggml_type, to_gguf_row_order(plan, bytes)};
+}
+
+void write_gguf_model(const std::filesystem::path& out_file,
+                      std::span<const std::pair<std::string, gguf::Value>> metadata,
+                      std::span<const GgufTensorPlan> plan, const GgufTensorSource& source) {
+  std::vector<GgufTensorData> data;
+  data.reserve(plan.size());
+  std::vector<gguf::TensorToWrite> tensors;
+  for (const GgufTensorPlan& p : plan) {
+    data.push_back(source(p));
+    const gguf::TensorTypeInfo* info = gguf::find_tensor_type(data.back().type);
+    PTQ_ASSERT(info != nullptr && data.back().bytes.size() == gguf::tensor_bytes(*info, p.ne));
+  }
+  for (std::size_t i = 0; i < plan.size(); ++i)
+    tensors.push_back({plan[i].gguf_name, plan[i].ne, data[i].type, data[i].bytes});
+  gguf::write(out_file, metadata, tensors);
+}
+
+void write_float_gguf(const std::filesystem::path& model_dir, const std::filesystem::path& out_file,
+                      GgufFloatType type) {
+  const ModelConfig config = load_model_config(model_dir);
+  const Checkpoint checkpoint = Checkpoint::open(model_dir);
+  const auto plan = gguf_tensor_plan(config, checkpoint);
+  const auto metadata =
+      gguf_metadata(model_dir, config, {.file_type = llama_file_type(type), .name = ""});
+  write_gguf_model(out_file, metadata, plan, [&](const GgufTensorPlan& p) {
+    return gguf_float_tensor(p, checkpoint, config, type);
+  });
+}
+
+}  // namespace ptq

@@ -1,0 +1,52 @@
+#include "pipeline/formats/output_formats.hpp"
+
+#include <algorithm>
+#include <array>
+
+#include "io/error.hpp"
+
+namespace ptq {
+
+namespace {
+
+constexpr std::array<WeightGrid, 2> kHfGrids = {WeightGrid::uniform, WeightGrid::nf4};
+constexpr std::array<WeightGrid, 2> kGgufGrids = {WeightGrid::ggml, WeightGrid::float_copy};
+
+constexpr std::array<OutputFormatInfo, 2> kFormats = {{
+    {OutputFormat::hf, "hf",
+     "Hugging Face folder: float16 dequantized weights, codes in quantized.h5", kHfGrids},
+    {OutputFormat::gguf, "gguf", "llama.cpp's GGUF file (DIR/model.gguf), packed ggml blocks",
+     kGgufGrids},
+}};
+
+}  // namespace
+
+std::span<const OutputFormatInfo> output_formats() { return kFormats; }
+
+const OutputFormatInfo& output_format_info(OutputFormat format) {
+  const auto& info = kFormats[static_cast<std::size_t>(format)];
+  PTQ_ASSERT(info.format == format);
+  return info;
+}
+
+OutputFormat parse_output_format(const std::string& text, const std::string& where) {
+  std::string names;
+  for (const auto& f : kFormats) {
+    if (f.name == text) return f.format;
+    names += (names.empty() ? "" : " | ") + std::string(f.name);
+  }
+  throw input_error(where, names, "\"" + text + "\"");
+}
+
+bool accepts(OutputFormat format, WeightGrid grid) {
+  const auto grids = output_format_info(format).grids;
+  return std::find(grids.begin(), grids.end(), grid) != grids.end();
+}
+
+std::string_view weight_grid_name(WeightGrid grid) {
+  constexpr std::array<std::string_view, 4> names = {"a uniform integer grid", "the NF4 table",
+                                                     "ggml's block grids", "no grid (a float copy)"};
+  return names[static_cast<std::size_t>(grid)];
+}
+
+}  // namespace ptq

@@ -1,0 +1,93 @@
+#include "pipeline/output/gguf_output.hpp"
+
+#include <map>
+#include <optional>
+
+#include "algorithms/ggml_grid.hpp"
+#include "calibrate/tensor_names.hpp"
+#include "io/error.hpp"
+#include "io/imatrix.hpp"
+#include "io/model_config.hpp"
+#include "io/safetensors.hpp"
+#include "pipeline/formats/gguf_blocks.hpp"
+#include "pipeline/formats/gguf_model.hpp"
+#include "pipeline/formats/gguf_policy.hpp"
+
+namespace ptq {
+
+namespace {
+
+GgufFloatType float_type_of(std::uint32_t type) {
+  constexpr std::uint32_t kF32 = 0, kBf16 = 30;  // ggml.h enum ggml_type
+  if (type == kF32) return GgufFloatType::f32;
+  if (type == kBf16) return GgufFloatType::bf16;
+  return GgufFloatType::f16;
+}
+
+// Everything a tensor's bytes depend on, gathered once.
+struct GgufJob {
+  const ModelConfig config;
+  const Checkpoint checkpoint;
+  const GgufPolicy& policy;
+  GgufModelShape shape;
+  std::optional<Imatrix> imatrix;
+  std::map<std::string, const QuantizedLinear*> linears;  // by HF tensor name
+
+  // A block Linear's own rounding when it landed on `grid`.
+  std::optional<GgmlBlocks> rounded(const std::string& hf_name, GgmlGrid grid) const {
+    const auto it = linears.find(hf_name);
+    if (it == linears.end()) return std::nullopt;
+    const auto* m = std::get_if<QuantizedMatrix>(&it->second->weight);
+    if (m == nullptr || m->spec.range != RangeRule::Ggml) return std::nullopt;
+    if (m->spec != ggml_uniform_spec(grid)) return std::nullopt;
+    return to_ggml_blocks(*m, grid);
+  }
+
+  GgufTensorData tensor(const GgufTensorPlan& plan) const {
+    if (plan.storage == GgufStorage::f32)
+      return gguf_float_tensor(plan, checkpoint, config, GgufFloatType::f32);
+    const GgufQuantizeFlags flags{.pure = false, .imatrix = imatrix.has_value()};
+    const std::optional<std::uint32_t> type =
+        gguf_tensor_type(policy, plan.gguf_name, plan.ne, shape, flags);
+    if (!type || gguf_float_type(*type))
+      return gguf_float_tensor(plan, checkpoint, config, float_type_of(type.value_or(1)));
+    const std::optional<GgmlGrid> grid = gguf_grid(*type);
+    if (!grid)
+      throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to", "type id " + std::to_string(*type));
+    std::optional<GgmlBlocks> blocks = rounded(plan.hf_name, *grid);
+    if (!blocks) {
+      std::vector<float> importance;
+      if (imatrix) importance = imatrix->importance(plan.gguf_name).value_or(std::vector<float>{});
+      blocks = ggml_quantize(*grid, gguf_source_tensor(plan, checkpoint, config), importance);
+    }
+    return {*type, to_gguf_row_order(plan, pack(*blocks))};
+  }
+};
+
+const GgufPolicy& policy_of(const Recipe& recipe) {
+  const GgufPolicy* policy = find_policy(recipe.gguf_type);
+  PTQ_ASSERT(policy != nullptr);  // Recipe::validate checked it
+  return *policy;
+}
+
+}  // namespace
+
+std::vector<std::string> write_gguf_file(const std::filesystem::path& source_model,
+                                         const std::filesystem::path& out_file, const Recipe& recipe,
+                                         const std::vector<QuantizedLinear>& linears) {
+  const ModelConfig config = load_model_config(source_model);
+  GgufJob job{config, Checkpoint::open(source_model), policy_of(recipe), {}, std::nullopt, {}};
+  job.shape = {.n_layer = config.num_layers,
+               .n_head = config.num_heads,
+               .n_head_kv = config.num_kv_heads,
+               .tied_embeddings = config.tie_word_embeddings};
+  if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
+  for (const auto& q : linears)
+    job.linears[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
+  const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(config, job.checkpoint);
+  const auto metadata = gguf_metadata(source_model, config, {.file_type = job.policy.file_type, .name = {}});
+  write_gguf_model(out_file, metadata, plan, [&](const GgufTensorPlan& p) { return job.tensor(p); });
+  return {};
+}
+
+}  // namespace ptq

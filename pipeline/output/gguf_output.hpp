@@ -1,0 +1,25 @@
+#pragma once
+// The model file of `ptq quantize --format gguf`: llama.cpp's layout
+// (pipeline/formats/gguf_model.hpp) with llama-quantize's per-tensor types
+// for the recipe's gguf_type (gguf_policy.hpp). Each quantized tensor is
+//  - a block Linear GPTQ rounded onto that tensor's grid (Q4_0, Q5_0, Q8_0):
+//    its codes and float16 scales as they are;
+//  - anything else: ggml's own quantizer (algorithms/ggml_grid.hpp) on the
+//    source weights, with the recipe's imatrix when given, which is
+//    llama-quantize's result byte for byte.
+// Float tensors are the converter's bytes.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/recipe.hpp"
+
+namespace ptq {
+
+// Writes `out_file` for the model folder `source_model`; returns warnings.
+std::vector<std::string> write_gguf_file(const std::filesystem::path& source_model,
+                                         const std::filesystem::path& out_file, const Recipe& recipe,
+                                         const std::vector<QuantizedLinear>& linears);
+
+}  // namespace ptq
