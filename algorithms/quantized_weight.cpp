@@ -18,25 +18,31 @@ MatrixRM dequantize(const QuantizedWeight& q) {
       q);
 }
 
-QuantSpec ggml_uniform_spec(GgmlGrid grid) {
+std::optional<QuantSpec> ggml_uniform_spec(GgmlGrid grid) {
   QuantSpec spec;
   spec.symmetry = Symmetry::Symmetric;
   spec.granularity = Granularity::Group;
   spec.group_size = 32;
   spec.range = RangeRule::Ggml;
   switch (grid) {
-    case GgmlGrid::q4_0: spec.bits = 4; return spec;
-    case GgmlGrid::q5_0: spec.bits = 5; return spec;
-    case GgmlGrid::q8_0: spec.bits = 8; return spec;
+    case GgmlGrid::q4_0:
+      spec.bits = 4;
+      return spec;
+    case GgmlGrid::q5_0:
+      spec.bits = 5;
+      return spec;
+    case GgmlGrid::q8_0:
+      spec.bits = 8;
+      return spec;
     default:
-      throw input_error(std::string(ggml_grid_info(grid).name),
-                        "a ggml type GPTQ can round onto (Q4_0, Q5_0, Q8_0)", "another type");
+      return std::nullopt;
   }
 }
 
 GgmlBlocks to_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid) {
-  const QuantSpec want = ggml_uniform_spec(grid);
-  PTQ_ASSERT(m.spec.range == RangeRule::Ggml && m.spec.bits == want.bits);
+  const std::optional<QuantSpec> spec = ggml_uniform_spec(grid);
+  PTQ_ASSERT(spec && m.spec == *spec);
+  const QuantSpec& want = *spec;
   GgmlBlocks q = make_ggml_blocks(grid, m.rows(), m.columns());
   const int offset = 1 << (want.bits - 1);
   const int blocks_per_row = m.columns() / want.group_size;

@@ -4,6 +4,7 @@
 //   QuantizedMatrix  uniform integer grid (RTN, GPTQ, AWQ, int8): codes, scales, zeros, g_idx
 //   Nf4Matrix        NormalFloat-4 table with double-quantized absmax
 //   GgmlBlocks       one of ggml's block grids (Q4_0 ... Q6_K, IQ4_NL/XS)
+#include <optional>
 #include <variant>
 
 #include "algorithms/ggml_grid.hpp"
@@ -19,8 +20,8 @@ using QuantizedWeight = std::variant<QuantizedMatrix, Nf4Matrix, GgmlBlocks>;
 MatrixRM dequantize(const QuantizedWeight& q);
 
 // The uniform grid (RangeRule::Ggml) that rounds onto ggml's Q4_0, Q5_0 or
-// Q8_0 exactly, for GPTQ; InputError naming the grid for the others.
-QuantSpec ggml_uniform_spec(GgmlGrid grid);
+// Q8_0 exactly, for GPTQ; nullopt for the other grids.
+std::optional<QuantSpec> ggml_uniform_spec(GgmlGrid grid);
 
 // A matrix quantized on ggml_uniform_spec(grid) as that grid's blocks (same
 // values: d is the float16 scale, codes as ggml stores them).

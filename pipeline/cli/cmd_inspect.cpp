@@ -110,9 +110,10 @@ json describe_gguf(const gguf::File& file) {
     parameters += t.numel();
     bytes += t.data.size();
   }
+  const ModelConfig config = gguf_model_config(file);
   json out;
-  out["architecture"] = architecture_name(gguf_model_config(file).arch);
-  out["config"] = config_json(gguf_model_config(file));
+  out["architecture"] = architecture_name(config.arch);
+  out["config"] = config_json(config);
   out["metadata"] = std::move(metadata);
   out["tensors"] = std::move(tensors);
   out["parameters"] = parameters;

@@ -28,10 +28,17 @@ void apply_recipe_flags(const RecipeFlags& flags, const CLI::App& cmd, Recipe& r
     const std::string flag(key.flag);
     if (cmd.get_option(flag)->count() == 0) continue;
     switch (key.flag_kind) {
-      case FlagKind::value: key.set(recipe, flags.values.at(flag), flag); break;
-      case FlagKind::set_true: key.set(recipe, "true", flag); break;
-      case FlagKind::set_false: key.set(recipe, "false", flag); break;
-      case FlagKind::none: break;
+      case FlagKind::value:
+        key.set(recipe, flags.values.at(flag), flag);
+        break;
+      case FlagKind::set_true:
+        key.set(recipe, "true", flag);
+        break;
+      case FlagKind::set_false:
+        key.set(recipe, "false", flag);
+        break;
+      case FlagKind::none:
+        break;
     }
   }
 }

@@ -9,7 +9,8 @@ namespace ptq {
 
 std::optional<std::filesystem::path> gguf_model_file(const std::filesystem::path& path) {
   if (std::filesystem::is_regular_file(path) && path.extension() == ".gguf") return path;
-  if (std::filesystem::is_directory(path) && std::filesystem::is_regular_file(path / "model.gguf") &&
+  if (std::filesystem::is_directory(path) &&
+      std::filesystem::is_regular_file(path / "model.gguf") &&
       !std::filesystem::exists(path / "config.json"))
     return path / "model.gguf";
   return std::nullopt;

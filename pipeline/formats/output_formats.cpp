@@ -44,8 +44,8 @@ bool accepts(OutputFormat format, WeightGrid grid) {
 }
 
 std::string_view weight_grid_name(WeightGrid grid) {
-  constexpr std::array<std::string_view, 4> names = {"a uniform integer grid", "the NF4 table",
-                                                     "ggml's block grids", "no grid (a float copy)"};
+  constexpr std::array<std::string_view, 4> names = {
+      "a uniform integer grid", "the NF4 table", "ggml's block grids", "no grid (a float copy)"};
   return names[static_cast<std::size_t>(grid)];
 }
 

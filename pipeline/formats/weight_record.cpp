@@ -10,7 +10,9 @@ namespace {
 std::vector<std::int64_t> shape_of(const auto& m) { return {m.rows(), m.cols()}; }
 std::vector<std::int64_t> length_of(const auto& v) { return {static_cast<std::int64_t>(v.size())}; }
 
-std::string where(const H5Reader& in, const std::string& p) { return in.path().string() + ": " + p; }
+std::string where(const H5Reader& in, const std::string& p) {
+  return in.path().string() + ": " + p;
+}
 
 void write_nf4(H5Writer& out, const std::string& p, const Nf4Matrix& m) {
   out.write<std::uint8_t>(p + "/nf4_codes", m.codes, {m.rows, m.cols});
@@ -106,9 +108,10 @@ QuantizedMatrix read_uniform(const H5Reader& in, const std::string& p) {
 
 void write_ggml(H5Writer& out, const std::string& p, const GgmlBlocks& q) {
   const std::vector<std::byte> bytes = pack(q);
-  out.write<std::uint8_t>(p + "/ggml_blocks",
-                          std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()),
-                          length_of(bytes));
+  out.write<std::uint8_t>(
+      p + "/ggml_blocks",
+      std::span(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()),
+      length_of(bytes));
   out.set_attribute(p, "format", std::string("ggml"));
   out.set_attribute(p, "grid", std::string(ggml_grid_info(q.grid).name));
   out.set_attribute(p, "rows", q.rows);

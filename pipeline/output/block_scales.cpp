@@ -98,7 +98,8 @@ BlockScales read_block_scales(const H5Reader& in, int layer, const ModelConfig& 
                                             spec.groups_per_row(cols)};
     if (shape != want)
       throw input_error(in.path().string() + ": " + d,
-                        "clip bounds " + shape_text(want) + " (same group size)", shape_text(shape));
+                        "clip bounds " + shape_text(want) + " (same group size)",
+                        shape_text(shape));
     const auto values = in.read<float>(d);
     out.clips.push_back({role, Eigen::Map<const MatrixRM>(values.data(), want[0], want[1])});
   }

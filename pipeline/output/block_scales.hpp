@@ -25,7 +25,7 @@ enum class FoldSite { input_norm, v, post_attention_norm, up };
 
 struct ScaleGroup {
   FoldSite site = FoldSite::input_norm;
-  VectorF scales;  // [in features of the scaled Linears]
+  VectorF scales;      // [in features of the scaled Linears]
   float ratio = 0.0f;  // AWQ: the searched exponent; SmoothQuant: alpha
   double loss = 0.0;   // AWQ: the module's output error at ratio; SmoothQuant: 0
 };

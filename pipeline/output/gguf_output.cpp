@@ -17,11 +17,11 @@ namespace ptq {
 
 namespace {
 
+// The float type of a GGUF type id that gguf_float_type accepts.
 GgufFloatType float_type_of(std::uint32_t type) {
-  constexpr std::uint32_t kF32 = 0, kBf16 = 30;  // ggml.h enum ggml_type
-  if (type == kF32) return GgufFloatType::f32;
-  if (type == kBf16) return GgufFloatType::bf16;
-  return GgufFloatType::f16;
+  for (GgufFloatType t : {GgufFloatType::f32, GgufFloatType::f16, GgufFloatType::bf16})
+    if (ggml_type_id(t) == type) return t;
+  PTQ_ASSERT(false);
 }
 
 // Everything a tensor's bytes depend on, gathered once.
@@ -33,13 +33,14 @@ struct GgufJob {
   std::optional<Imatrix> imatrix;
   std::map<std::string, const QuantizedLinear*> linears;  // by HF tensor name
 
-  // A block Linear's own rounding when it landed on `grid`.
+  // A block Linear's own rounding when it landed on `grid` (the policy may give
+  // a Linear another type than the one GPTQ rounded onto, e.g. Q4_1 beside Q4_0).
   std::optional<GgmlBlocks> rounded(const std::string& hf_name, GgmlGrid grid) const {
     const auto it = linears.find(hf_name);
     if (it == linears.end()) return std::nullopt;
     const auto* m = std::get_if<QuantizedMatrix>(&it->second->weight);
-    if (m == nullptr || m->spec.range != RangeRule::Ggml) return std::nullopt;
-    if (m->spec != ggml_uniform_spec(grid)) return std::nullopt;
+    const std::optional<QuantSpec> spec = ggml_uniform_spec(grid);
+    if (m == nullptr || !spec || m->spec != *spec) return std::nullopt;
     return to_ggml_blocks(*m, grid);
   }
 
@@ -50,10 +51,12 @@ struct GgufJob {
     const std::optional<std::uint32_t> type =
         gguf_tensor_type(policy, plan.gguf_name, plan.ne, shape, flags);
     if (!type || gguf_float_type(*type))
-      return gguf_float_tensor(plan, checkpoint, config, float_type_of(type.value_or(1)));
+      return gguf_float_tensor(plan, checkpoint, config,
+                               type ? float_type_of(*type) : GgufFloatType::f16);
     const std::optional<GgmlGrid> grid = gguf_grid(*type);
     if (!grid)
-      throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to", "type id " + std::to_string(*type));
+      throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to",
+                        "type id " + std::to_string(*type));
     std::optional<GgmlBlocks> blocks = rounded(plan.hf_name, *grid);
     if (!blocks) {
       std::vector<float> importance;
@@ -72,9 +75,9 @@ const GgufPolicy& policy_of(const Recipe& recipe) {
 
 }  // namespace
 
-std::vector<std::string> write_gguf_file(const std::filesystem::path& source_model,
-                                         const std::filesystem::path& out_file, const Recipe& recipe,
-                                         const std::vector<QuantizedLinear>& linears) {
+void write_gguf_file(const std::filesystem::path& source_model,
+                     const std::filesystem::path& out_file, const Recipe& recipe,
+                     const std::vector<QuantizedLinear>& linears) {
   const ModelConfig config = load_model_config(source_model);
   GgufJob job{config, Checkpoint::open(source_model), policy_of(recipe), {}, std::nullopt, {}};
   job.shape = {.n_layer = config.num_layers,
@@ -83,11 +86,13 @@ std::vector<std::string> write_gguf_file(const std::filesystem::path& source_mod
                .tied_embeddings = config.tie_word_embeddings};
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
   for (const auto& q : linears)
-    job.linears[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
+    job.linears[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] =
+        &q;
   const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(config, job.checkpoint);
-  const auto metadata = gguf_metadata(source_model, config, {.file_type = job.policy.file_type, .name = {}});
-  write_gguf_model(out_file, metadata, plan, [&](const GgufTensorPlan& p) { return job.tensor(p); });
-  return {};
+  const auto metadata =
+      gguf_metadata(source_model, config, {.file_type = job.policy.file_type, .name = {}});
+  write_gguf_model(out_file, metadata, plan,
+                   [&](const GgufTensorPlan& p) { return job.tensor(p); });
 }
 
 }  // namespace ptq

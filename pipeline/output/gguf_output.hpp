@@ -9,7 +9,6 @@
 //    llama-quantize's result byte for byte.
 // Float tensors are the converter's bytes.
 #include <filesystem>
-#include <string>
 #include <vector>
 
 #include "pipeline/output/quantized_model.hpp"
@@ -17,9 +16,9 @@
 
 namespace ptq {
 
-// Writes `out_file` for the model folder `source_model`; returns warnings.
-std::vector<std::string> write_gguf_file(const std::filesystem::path& source_model,
-                                         const std::filesystem::path& out_file, const Recipe& recipe,
-                                         const std::vector<QuantizedLinear>& linears);
+// Writes `out_file` for the model folder `source_model`.
+void write_gguf_file(const std::filesystem::path& source_model,
+                     const std::filesystem::path& out_file, const Recipe& recipe,
+                     const std::vector<QuantizedLinear>& linears);
 
 }  // namespace ptq

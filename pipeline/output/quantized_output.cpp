@@ -230,7 +230,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   const std::filesystem::path& staging = folder.staging();
   std::vector<std::string> warnings;
   if (recipe.format == OutputFormat::gguf) {
-    warnings = write_gguf_file(source_model, staging / kGgufFile, recipe, linears);
+    write_gguf_file(source_model, staging / kGgufFile, recipe, linears);
   } else {
     for (auto name : kCopiedFiles)
       if (std::filesystem::exists(source_model / name))

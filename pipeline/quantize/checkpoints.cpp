@@ -7,7 +7,8 @@
 
 namespace ptq {
 
-std::string run_fingerprint(const Model& model, const Recipe& recipe, const CalibrationSet* calibration) {
+std::string run_fingerprint(const Model& model, const Recipe& recipe,
+                            const CalibrationSet* calibration) {
   Fnv1a64 h;
   h.update(model.path().string());
   h.update(recipe_to_yaml(recipe));
@@ -36,8 +37,9 @@ void ResumeCheckpoints::save(int layer, int layers, const std::vector<QuantizedL
   if (scales) write_block_scales(b, *scales);
   b.commit();
   const auto now = std::chrono::steady_clock::now();
-  const bool due = std::chrono::duration<double>(now - activations_saved_).count() >= activation_seconds_ &&
-                   layer + 1 < layers;
+  const bool due =
+      std::chrono::duration<double>(now - activations_saved_).count() >= activation_seconds_ &&
+      layer + 1 < layers;
   if (x == nullptr || due) {
     save_activations(layer, x);
     activations_saved_ = std::chrono::steady_clock::now();
@@ -55,7 +57,8 @@ void ResumeCheckpoints::save_activations(int layer, const MatrixRM* x) const {
 }
 
 int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* x,
-                            std::vector<QuantizedLinear>& done, std::vector<BlockScales>* scales) const {
+                            std::vector<QuantizedLinear>& done,
+                            std::vector<BlockScales>* scales) const {
   if (!std::filesystem::exists(dir_ / "activations.h5")) return 0;
   H5Reader a(dir_ / "activations.h5");
   if (a.string_attribute("/", "fingerprint") != fingerprint_)

@@ -21,7 +21,8 @@ class Model;
 
 // What a checkpoint must belong to: the model's path, the recipe and the
 // calibration windows' ids.
-std::string run_fingerprint(const Model& model, const Recipe& recipe, const CalibrationSet* calibration);
+std::string run_fingerprint(const Model& model, const Recipe& recipe,
+                            const CalibrationSet* calibration);
 
 class ResumeCheckpoints {
  public:
@@ -31,8 +32,8 @@ class ResumeCheckpoints {
   // their scales into `scales`, when the recipe folds scales and it is not
   // null) and the stream into *x (null when the run has none). Returns the
   // first layer still to do; InputError when the folder is another run's.
-  int load(const Model& model, const Recipe& recipe, MatrixRM* x, std::vector<QuantizedLinear>& done,
-           std::vector<BlockScales>* scales) const;
+  int load(const Model& model, const Recipe& recipe, MatrixRM* x,
+           std::vector<QuantizedLinear>& done, std::vector<BlockScales>* scales) const;
 
   // Records block `layer` (of `layers`) and, when due, the stream x after it.
   void save(int layer, int layers, const std::vector<QuantizedLinear>& block,

@@ -88,8 +88,8 @@ void Recipe::apply_implied_defaults() {
   if (format == OutputFormat::gguf && method == Method::Gptq) {
     const GgufPolicy* policy = find_policy(gguf_type);
     const auto grid = policy != nullptr ? gguf_grid(policy->base_type) : std::nullopt;
-    if (grid && (grid == GgmlGrid::q4_0 || grid == GgmlGrid::q5_0 || grid == GgmlGrid::q8_0))
-      spec = ggml_uniform_spec(*grid);
+    const auto grid_spec = grid ? ggml_uniform_spec(*grid) : std::nullopt;
+    if (grid_spec) spec = *grid_spec;
   }
 }
 
@@ -139,23 +139,33 @@ void Recipe::validate_format() const {
       throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
     return;
   }
+  // From here the format table has left methods rtn, gptq and none.
   const GgufPolicy* policy = find_policy(gguf_type);
-  if (policy == nullptr) throw input_error("gguf_type", "a llama-quantize type such as Q4_K_M, Q4_0 or F16", "\"" + gguf_type + "\"");
-  const bool float_type = policy->rules.empty() && gguf_float_type(policy->base_type);
-  if ((method == Method::None) != float_type)
-    throw input_error("gguf_type " + gguf_type, method == Method::None ? "F16, BF16 or F32 with method none" : "a quantized type (method none converts to F16, BF16 or F32)", method == Method::None ? "a quantized type" : "a float type");
+  if (policy == nullptr)
+    throw input_error("gguf_type", "a llama-quantize type such as Q4_K_M, Q4_0 or F16",
+                      "\"" + gguf_type + "\"");
+  const bool none = method == Method::None;
+  if (none != (policy->rules.empty() && gguf_float_type(policy->base_type)))
+    throw input_error("gguf_type " + gguf_type,
+                      none ? "F16, BF16 or F32 with method none"
+                           : "a quantized type (method none converts to F16, BF16 or F32)",
+                      none ? "a quantized type" : "a float type");
   if (method == Method::Gptq) {
     const auto grid = gguf_grid(policy->base_type);
-    if (!grid) throw input_error("gguf_type " + gguf_type, "a type GPTQ rounds onto (Q4_0, Q5_0, Q8_0)", "a float type");
-    ggml_uniform_spec(*grid);  // InputError naming the others (k-quants: a later issue)
+    if (!grid || !ggml_uniform_spec(*grid))  // k-quants: a later issue
+      throw input_error("gguf_type " + gguf_type, "a type GPTQ rounds onto (Q4_0, Q5_0, Q8_0)",
+                        grid ? std::string(ggml_grid_info(*grid).name) : "a float type");
   }
-  if (method != Method::Rtn && method != Method::Gptq && method != Method::None)
-    throw input_error("format gguf", "method rtn, gptq or none", "method " + std::string(method_name(method)));
-  if (scaling != Scaling::None || refit != ScaleRefit::None || clip.method != ClipMethod::None)
+  std::string tuned;  // what ggml's fixed scale rules leave no room for
+  if (scaling != Scaling::None) tuned = "scaling " + std::string(scaling_name(scaling));
+  if (refit != ScaleRefit::None) tuned += (tuned.empty() ? "" : ", ") + std::string("a refit");
+  if (clip.method != ClipMethod::None) tuned += (tuned.empty() ? "" : ", ") + std::string("a clip");
+  if (!tuned.empty())
     throw input_error("format gguf", "no scaling, refit or clip (ggml's grids fix the scale rule)",
-                      "scaling " + std::string(scaling_name(scaling)));
-  if (!imatrix.empty() && method != Method::Rtn && method != Method::Gptq)
-    throw input_error("imatrix", "method rtn or gptq (importance-weighted ggml rounding)", "method " + std::string(method_name(method)));
+                      tuned);
+  if (!imatrix.empty() && none)
+    throw input_error("imatrix", "method rtn or gptq (importance-weighted ggml rounding)",
+                      "method none");
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {

@@ -83,11 +83,13 @@ const std::vector<RecipeKey>& recipe_keys() {
   using F = FlagKind;
   static const std::vector<RecipeKey> keys = {
       {"method", "--method", F::value,
-       "rtn, gptq, awq, w8a8, nf4, none (awq: AWQ scales and clip, then RTN; none: --format gguf float types)",
+       "rtn, gptq, awq, w8a8, nf4, none (awq: AWQ scales and clip, then RTN; none: --format gguf "
+       "float types)",
        [](Recipe& r, const std::string& t, const std::string& w) { r.method = parse_method(t, w); },
        [](const Recipe& r) { return std::string(method_name(r.method)); }, always},
       {"smoothquant.alpha", "--smoothquant", F::value,
-       "w8a8 or --scaling smoothquant: SmoothQuant migration strength alpha in [0, 1] (default 0.5)",
+       "w8a8 or --scaling smoothquant: SmoothQuant migration strength alpha in [0, 1] (default "
+       "0.5)",
        [](Recipe& r, const std::string& t, const std::string& w) {
          smoothquant_of(r).alpha = scalar<double>(t, w, "a number");
        },
@@ -121,16 +123,15 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](const Recipe& r) { return granularity_text(r.spec); }, has_bits},
       {"symmetric", "--sym", F::set_true, "Symmetric grid",
        [](Recipe& r, const std::string& t, const std::string& w) {
-         r.spec.symmetry = scalar<bool>(t, w, "true or false") ? Symmetry::Symmetric
-                                                                : Symmetry::Asymmetric;
+         r.spec.symmetry =
+             scalar<bool>(t, w, "true or false") ? Symmetry::Symmetric : Symmetry::Asymmetric;
        },
-       [](const Recipe& r) { return bool_text(r.spec.symmetry == Symmetry::Symmetric); },
-       has_bits},
+       [](const Recipe& r) { return bool_text(r.spec.symmetry == Symmetry::Symmetric); }, has_bits},
       {"act_order", "--act-order", F::set_true,
        "GPTQ: quantize columns by descending Hessian diagonal",
        [](Recipe& r, const std::string& t, const std::string& w) {
          r.order = scalar<bool>(t, w, "true or false") ? ColumnOrder::ActivationOrder
-                                                        : ColumnOrder::Natural;
+                                                       : ColumnOrder::Natural;
        },
        [](const Recipe& r) { return bool_text(r.order == ColumnOrder::ActivationOrder); }, gptq},
       {"static_groups", "--static-groups", F::set_true,
@@ -202,7 +203,9 @@ const std::vector<RecipeKey>& recipe_keys() {
        },
        [](const Recipe& r) { return text_of(r.clip.percentile); }, clipped},
       {"refit", "", F::none, "none | least_squares: scales refit under H (algorithms/refit.hpp)",
-       [](Recipe& r, const std::string& t, const std::string& w) { r.refit = choice(t, w, kRefits); },
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.refit = choice(t, w, kRefits);
+       },
        [](const Recipe& r) { return std::string(choice_name(r.refit, kRefits)); },
        [](const Recipe& r) { return r.refit != ScaleRefit::None; }},
       {"format", "--format", F::value, "Output format: hf (float16 folder + quantized.h5) or gguf",
@@ -238,7 +241,6 @@ const std::vector<RecipeKey>& recipe_keys() {
   return keys;
 }
 
-
 namespace {
 
 // The part of a key's path before its first '.', or "" for a top-level key.
@@ -252,13 +254,15 @@ std::string_view section_of(std::string_view path) {
 constexpr std::string_view kSourcesPath = "calibration.sources";
 
 void read_sources(const YAML::Node& node, Recipe& r, const std::string& where) {
-  if (!node.IsSequence()) throw input_error(where, "a list of {name, path, weight}", "another YAML type");
+  if (!node.IsSequence())
+    throw input_error(where, "a list of {name, path, weight}", "another YAML type");
   for (const auto& s : node) {
     if (!s.IsMap()) throw input_error(where, "a mapping {name, path, weight}", "another YAML type");
     CalibSourceSpec spec;
     spec.name = scalar<std::string>(s["name"].Scalar(), where + ".name", "a string");
     spec.path = scalar<std::string>(s["path"].Scalar(), where + ".path", "a string");
-    if (s["weight"]) spec.weight = scalar<double>(s["weight"].Scalar(), where + ".weight", "a number");
+    if (s["weight"])
+      spec.weight = scalar<double>(s["weight"].Scalar(), where + ".weight", "a number");
     r.sources.push_back(spec);
   }
 }
@@ -267,8 +271,8 @@ void write_sources(std::ostringstream& out, const Recipe& r) {
   if (r.sources.empty()) return;
   out << "  sources:\n";
   for (const auto& s : r.sources)
-    out << "    - {name: " << s.name << ", path: \"" << s.path.string() << "\", weight: " << s.weight
-        << "}\n";
+    out << "    - {name: " << s.name << ", path: \"" << s.path.string()
+        << "\", weight: " << s.weight << "}\n";
 }
 
 // The names a mapping at `prefix` ("" or "clip.") may hold, sorted.
@@ -303,7 +307,8 @@ bool is_section(std::string_view name) {
 // Reads every key of the mapping `node` at `prefix` into r.
 void read_mapping(const YAML::Node& node, const std::string& prefix, const std::string& file,
                   Recipe& r) {
-  const std::string where = prefix.empty() ? file : file + ": " + prefix.substr(0, prefix.size() - 1);
+  const std::string where =
+      prefix.empty() ? file : file + ": " + prefix.substr(0, prefix.size() - 1);
   for (const auto& kv : node) {
     const std::string name = kv.first.as<std::string>();
     const std::string path = prefix + name;
@@ -315,7 +320,8 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, const std::
     } else if (path == kSourcesPath) {
       read_sources(kv.second, r, key_where);
     } else if (const RecipeKey* key = find_key(path)) {
-      if (!kv.second.IsScalar()) throw input_error(key_where, "a single value", "another YAML type");
+      if (!kv.second.IsScalar())
+        throw input_error(key_where, "a single value", "another YAML type");
       key->set(r, kv.second.Scalar(), key_where);
     } else {
       throw input_error(where + ": key \"" + name + "\"", "one of " + known_names(prefix),
@@ -335,7 +341,8 @@ Recipe load_recipe(const std::filesystem::path& path) {
   } catch (const YAML::Exception& e) {
     throw input_error(path.string(), "YAML or JSON", std::string("a parse error: ") + e.what());
   }
-  if (!root.IsMap()) throw input_error(path.string(), "a mapping of recipe keys", "another YAML type");
+  if (!root.IsMap())
+    throw input_error(path.string(), "a mapping of recipe keys", "another YAML type");
   Recipe r;
   read_mapping(root, "", path.string(), r);
   r.apply_implied_defaults();
@@ -358,7 +365,8 @@ std::string recipe_to_yaml(const Recipe& r) {
     std::vector<std::string> items;
     for (; i < keys.size() && section_of(keys[i].path) == section; ++i)
       if (keys[i].written(r))
-        items.push_back(std::string(keys[i].path.substr(section.size() + 1)) + ": " + keys[i].text(r));
+        items.push_back(std::string(keys[i].path.substr(section.size() + 1)) + ": " +
+                        keys[i].text(r));
     if (section == "calibration") {
       out << section << ":\n";
       for (const auto& item : items) out << "  " << item << "\n";

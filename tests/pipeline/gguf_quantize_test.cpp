@@ -21,13 +21,14 @@ int run(const std::string& command, const std::filesystem::path& log) {
 }
 
 int ptq_quantize(const std::string& args, const std::filesystem::path& log) {
-  return run(test::ptq_binary().string() + " quantize --model " + test::fixture("models/tiny").string() +
-                 " " + args,
+  return run(test::ptq_binary().string() + " quantize --model " +
+                 test::fixture("models/tiny").string() + " " + args,
              log);
 }
 
 // Every tensor of `got` has the type and the bytes of `want`'s tensor of that name.
-void expect_same_tensors(const std::filesystem::path& got_path, const std::filesystem::path& want_path) {
+void expect_same_tensors(const std::filesystem::path& got_path,
+                         const std::filesystem::path& want_path) {
   const auto got = gguf::File::open(got_path);
   const auto want = gguf::File::open(want_path);
   ASSERT_EQ(got->tensors().size(), want->tensors().size());
@@ -51,8 +52,8 @@ void expect_like_llama_quantize(const std::string& type, const std::string& imat
             0)
       << test::read_bytes(dir / "ptq.log");
   ASSERT_EQ(run((tools() / "llama-quantize").string() + with + " " +
-                    test::fixture("gguf/tiny-f16.gguf").string() + " " + (dir / "ref.gguf").string() +
-                    " " + type + " 2",
+                    test::fixture("gguf/tiny-f16.gguf").string() + " " +
+                    (dir / "ref.gguf").string() + " " + type + " 2",
                 dir / "ref.log"),
             0)
       << test::read_bytes(dir / "ref.log");
@@ -76,9 +77,10 @@ TEST(GgufQuantize, RtnWithImatrixIsLlamaQuantize) {
 
 TEST(GgufQuantize, NoneF16IsTheConvertersFile) {
   const auto dir = test::temp_dir("gguf-f16");
-  ASSERT_EQ(ptq_quantize("--method none --format gguf --gguf-type F16 --out " + (dir / "out").string(),
-                         dir / "ptq.log"),
-            0)
+  ASSERT_EQ(
+      ptq_quantize("--method none --format gguf --gguf-type F16 --out " + (dir / "out").string(),
+                   dir / "ptq.log"),
+      0)
       << test::read_bytes(dir / "ptq.log");
   expect_same_tensors(dir / "out/model.gguf", test::fixture("gguf/tiny-f16.gguf"));
   // ptq eval reads it back through its own decoder: the float16 model itself.
@@ -118,9 +120,10 @@ TEST(GgufQuantize, GptqQ40LoadsInLlamaCppAndIsSmall) {
   // last line; the numbers are deterministic, so a few tries are enough.
   bool scored = false;
   for (int attempt = 0; attempt < 5 && !scored; ++attempt) {
-    const int rc = run((tools() / "llama-perplexity").string() + " -m " +
-                           (dir / "out/model.gguf").string() + " -f " + text + " -c 128 --chunks 4 -t 2",
-                       dir / "ppl.log");
+    const int rc =
+        run((tools() / "llama-perplexity").string() + " -m " + (dir / "out/model.gguf").string() +
+                " -f " + text + " -c 128 --chunks 4 -t 2",
+            dir / "ppl.log");
     ASSERT_EQ(rc, 0) << test::read_bytes(dir / "ppl.log");
     scored = test::read_bytes(dir / "ppl.log").find("Final estimate: PPL") != std::string::npos;
   }
@@ -136,7 +139,8 @@ TEST(GgufQuantize, GptqQ40LoadsInLlamaCppAndIsSmall) {
 // positions: KL 2e-7 (F16), 2.8e-4 (Q8_0), 8.5e-4 (Q4_K_M), 3.2e-4 (GPTQ
 // Q4_0); top-1 1.0, 0.984, 0.973, 0.985.
 TEST(GgufQuantize, LlamaCppComputesWhatPtqComputes) {
-  const std::string calib = " --calib-ids " + test::fixture("goldens/tiny/calib_generic.ids").string() +
+  const std::string calib = " --calib-ids " +
+                            test::fixture("goldens/tiny/calib_generic.ids").string() +
                             " --samples 8 --seqlen 128";
   const std::string text = (test::source_dir() / "examples/data/wikitext2_test_head.txt").string();
   struct File {
@@ -157,10 +161,11 @@ TEST(GgufQuantize, LlamaCppComputesWhatPtqComputes) {
     ASSERT_EQ(ptq_quantize(args + " --format gguf --out " + out.string(), dir / "ptq.log"), 0)
         << test::read_bytes(dir / "ptq.log");
     const auto base = dir / (std::string(name) + ".kld");
-    ASSERT_EQ(run((tools() / "llama-perplexity").string() + " -m " + (out / "model.gguf").string() +
-                      " -f " + text + " -c 128 --chunks 24 -t 2 --kl-divergence-base " + base.string(),
-                  dir / "ppl.log"),
-              0)
+    ASSERT_EQ(
+        run((tools() / "llama-perplexity").string() + " -m " + (out / "model.gguf").string() +
+                " -f " + text + " -c 128 --chunks 24 -t 2 --kl-divergence-base " + base.string(),
+            dir / "ppl.log"),
+        0)
         << test::read_bytes(dir / "ppl.log");
     const auto json = dir / (std::string(name) + ".json");
     ASSERT_EQ(run(test::ptq_binary().string() + " eval --model " + out.string() + " --reference " +
@@ -179,7 +184,8 @@ TEST(GgufQuantize, LlamaCppComputesWhatPtqComputes) {
 
 TEST(GgufQuantize, MismatchesAreRefusedBeforeAnyWork) {
   const auto dir = test::temp_dir("gguf-refused");
-  const std::string calib = " --calib-ids " + test::fixture("goldens/tiny/calib_generic.ids").string();
+  const std::string calib =
+      " --calib-ids " + test::fixture("goldens/tiny/calib_generic.ids").string();
   struct Case {
     std::string args, message;
   };
