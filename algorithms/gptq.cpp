@@ -180,7 +180,9 @@ void quantize_column(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eige
   const auto scale = s.scale.segment(r0, rows);
   const auto zero = s.zero.segment(r0, rows);
   // quantize_code / dequantize_code, vectorized: rint rounds half to even.
-  const Column<T> code = ((w / scale).rint() + zero).max(T(0)).min(maxq);
+  const Column<T> x = w / scale;
+  const Column<T> rounded = (zero.rint() == zero).select(x.rint() + zero, (x + zero).rint());
+  const Column<T> code = (scale == T(0)).select(zero, rounded).max(T(0)).min(maxq);
   const Column<T> err = (w - scale * (code - zero)) / plan.U(i1 + i, i1 + i);
   s.err.col(i).segment(r0, rows) = err.matrix();
   s.loss.segment(r0, rows) += err.template cast<double>().square() / 2;
@@ -247,7 +249,8 @@ template <class T>
 GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
   use_single_threaded_blas();
   const QuantSpec& spec = config.spec;
-  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order), {}, {}};
+  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order),
+               {},     {}};
   set_importance(plan);
   GptqResult result;
   result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};

@@ -11,12 +11,21 @@ void QuantSpec::validate() const {
     throw input_error("QuantSpec.bits", "2..8", std::to_string(bits));
   }
   if (range == RangeRule::MinMax && symmetry == Symmetry::Symmetric) {
-    throw input_error("QuantSpec.range", "an asymmetric grid with the min/max range rule", "symmetric");
+    throw input_error("QuantSpec.range", "an asymmetric grid with the min/max range rule",
+                      "symmetric");
   }
   if (range == RangeRule::Ggml &&
       (symmetry != Symmetry::Symmetric || granularity != Granularity::Group || group_size != 32 ||
        (bits != 4 && bits != 5 && bits != 8))) {
-    throw input_error("QuantSpec.range", "ggml's grid with symmetric groups of 32 and 4, 5 or 8 bits",
+    throw input_error("QuantSpec.range",
+                      "ggml's grid with symmetric groups of 32 and 4, 5 or 8 bits",
+                      std::to_string(bits) + " bits, group " + std::to_string(group_size));
+  }
+  if (range == RangeRule::GgmlMin &&
+      (symmetry != Symmetry::Asymmetric || granularity != Granularity::Group || group_size != 32 ||
+       (bits != 4 && bits != 5))) {
+    throw input_error("QuantSpec.range",
+                      "ggml's min grid with asymmetric groups of 32 and 4 or 5 bits",
                       std::to_string(bits) + " bits, group " + std::to_string(group_size));
   }
   if (granularity == Granularity::Group && group_size < 1) {

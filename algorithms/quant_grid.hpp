@@ -3,8 +3,10 @@
 // see shared/fixtures/PROTOCOL.md "Reference quantizers"): a grid is a scale and
 // an integer-valued zero point; a weight w maps to the code
 //   q = clamp(round(w / scale) + zero, 0, maxq)     (round half to even)
-// and back to scale * (q - zero). The math runs in T (float32 like torch, or
-// double for reference checks) in the reference's operation order.
+// and back to scale * (q - zero). ggml's Q4_1/Q5_1 blocks (RangeRule::GgmlMin)
+// are the one exception: their offset m is any float16, so zero = -m / scale is
+// not an integer and the code rounds w / scale + zero as a whole. The math runs in T (float32 like
+// torch, or double for reference checks) in the reference's operation order.
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
@@ -27,7 +29,13 @@ enum class Granularity { Tensor, Channel, Group };
 // llama.cpp stores: groups of 32, zero 2^(bits-1), scale d stored as float16;
 // 4 and 5 bits: d = (the value of largest magnitude, with its sign) / -2^(bits-1);
 // 8 bits: d = max |w| / 127. Symmetric, group 32, bits 4, 5 or 8 only.
-enum class RangeRule { IncludeZero, MinMax, Ggml };
+// GgmlMin is ggml's legacy asymmetric blocks (quantize_row_q4_1_ref / q5_1):
+// groups of 32 spanning exactly [min, max], d = (max - min) / maxq and m = min,
+// both stored as float16; w' = d * q + m. Asymmetric, group 32, bits 4 or 5.
+enum class RangeRule { IncludeZero, MinMax, Ggml, GgmlMin };
+
+// Whether a rule is one of ggml's (its scale rule is fixed: no clipping).
+constexpr bool ggml_range(RangeRule r) { return r == RangeRule::Ggml || r == RangeRule::GgmlMin; }
 
 struct QuantSpec {
   int bits = 4;  // 2..8; codes lie in [0, 2^bits - 1]
@@ -48,8 +56,14 @@ struct QuantSpec {
 template <class T>
 struct GridParams {
   T scale;
-  T zero;  // integer-valued
+  T zero;  // integer-valued but on RangeRule::GgmlMin grids
 };
+
+// Whether codes round w / scale + zero as a whole (a GgmlMin grid's offset).
+template <class T>
+bool offset_zero(const GridParams<T>& grid) {
+  return grid.zero != std::nearbyint(grid.zero);
+}
 
 // The grid for weights whose minimum is `lo` and maximum `hi` (Quantizer.find_params):
 // the range always includes 0; symmetric grids are centred at (maxq + 1) / 2; an
@@ -90,8 +104,25 @@ GridParams<T> grid_from_ggml(T lo, T hi, int bits) {
   constexpr T kQ8Levels = 127;  // quantize_row_q8_0_ref: d = amax / ((1 << 7) - 1)
   const T d = bits == 8 ? std::max(std::abs(lo), std::abs(hi)) / kQ8Levels
                         : (std::abs(lo) > std::abs(hi) ? lo : hi) / -zero;
-  const T stored = static_cast<T>(ggml_detail::fp16_to_fp32(ggml_detail::fp32_to_fp16(static_cast<float>(d))));
+  const T stored =
+      static_cast<T>(ggml_detail::fp16_to_fp32(ggml_detail::fp32_to_fp16(static_cast<float>(d))));
   return {stored, zero};
+}
+
+// ggml's legacy asymmetric grid (RangeRule::GgmlMin) of weights spanning
+// [lo, hi]: scale d and zero -m / d from the float16 d and m ggml stores. When d
+// rounds to 0 every weight is m: scale m and zero -1 keep code 0 at m (an
+// all-zero group gets scale 0 and code 0).
+template <class T>
+GridParams<T> grid_from_ggml_min(T lo, T hi, int maxq) {
+  const auto half = [](T v) {
+    return static_cast<T>(
+        ggml_detail::fp16_to_fp32(ggml_detail::fp32_to_fp16(static_cast<float>(v))));
+  };
+  const T d = half((hi - lo) / static_cast<T>(maxq));
+  const T m = half(lo);
+  if (d == T(0)) return {m, m == T(0) ? T(0) : T(-1)};
+  return {d, -m / d};
 }
 
 // The grid `spec` gives weights spanning [lo, hi] (by spec.range).
@@ -99,6 +130,7 @@ template <class T>
 GridParams<T> grid_for_spec(T lo, T hi, const QuantSpec& spec) {
   if (spec.range == RangeRule::MinMax) return grid_from_min_max<T>(lo, hi, spec.maxq());
   if (spec.range == RangeRule::Ggml) return grid_from_ggml<T>(lo, hi, spec.bits);
+  if (spec.range == RangeRule::GgmlMin) return grid_from_ggml_min<T>(lo, hi, spec.maxq());
   return grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry);
 }
 
@@ -115,7 +147,9 @@ GridParams<T> grid_from_values(const Range& values, int maxq, Symmetry symmetry)
 template <class T>
 T quantize_code(T w, const GridParams<T>& grid, int maxq) {
   if (grid.scale == T(0)) return grid.zero;
-  return std::clamp(std::nearbyint(w / grid.scale) + grid.zero, T(0), static_cast<T>(maxq));
+  const T x = w / grid.scale;
+  const T code = offset_zero(grid) ? std::nearbyint(x + grid.zero) : std::nearbyint(x) + grid.zero;
+  return std::clamp(code, T(0), static_cast<T>(maxq));
 }
 
 template <class T>

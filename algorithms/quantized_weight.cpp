@@ -34,6 +34,12 @@ std::optional<QuantSpec> ggml_uniform_spec(GgmlGrid grid) {
     case GgmlGrid::q8_0:
       spec.bits = 8;
       return spec;
+    case GgmlGrid::q4_1:
+    case GgmlGrid::q5_1:
+      spec.bits = grid == GgmlGrid::q4_1 ? 4 : 5;
+      spec.symmetry = Symmetry::Asymmetric;
+      spec.range = RangeRule::GgmlMin;
+      return spec;
     default:
       return std::nullopt;
   }
@@ -52,8 +58,12 @@ GgmlBlocks to_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid) {
                         "column c in group c / 32 (act-order only with static groups)",
                         "column " + std::to_string(c) + " in group " + std::to_string(m.g_idx[c]));
   for (int r = 0; r < m.rows(); ++r) {
-    for (int b = 0; b < blocks_per_row; ++b)
+    for (int b = 0; b < blocks_per_row; ++b) {
       q.d[r * blocks_per_row + b] = ggml_detail::fp32_to_fp16(m.scales(r, b));
+      // Q4_1/Q5_1's m = -zero * d: float16 within a float rounding, so exactly it again.
+      if (!q.dmin.empty())
+        q.dmin[r * blocks_per_row + b] = ggml_detail::fp32_to_fp16(-m.zeros(r, b) * m.scales(r, b));
+    }
     for (int c = 0; c < m.columns(); ++c) {
       // Q8_0 stores signed codes, Q4_0/Q5_0 the unsigned ones.
       const int code = m.codes(r, c) - (grid == GgmlGrid::q8_0 ? offset : 0);

@@ -19,12 +19,13 @@ using QuantizedWeight = std::variant<QuantizedMatrix, Nf4Matrix, GgmlBlocks>;
 // W' in float32, [rows, cols].
 MatrixRM dequantize(const QuantizedWeight& q);
 
-// The uniform grid (RangeRule::Ggml) that rounds onto ggml's Q4_0, Q5_0 or
-// Q8_0 exactly, for GPTQ; nullopt for the other grids.
+// The uniform grid (RangeRule::Ggml or GgmlMin) that rounds onto ggml's Q4_0,
+// Q4_1, Q5_0, Q5_1 or Q8_0 exactly, for GPTQ and AWQ; nullopt for the other grids.
 std::optional<QuantSpec> ggml_uniform_spec(GgmlGrid grid);
 
 // A matrix quantized on ggml_uniform_spec(grid) as that grid's blocks (same
-// values: d is the float16 scale, codes as ggml stores them).
+// values: d is the float16 scale, Q4_1/Q5_1's m is -zero * d, codes as ggml
+// stores them).
 GgmlBlocks to_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid);
 
 }  // namespace ptq

@@ -43,9 +43,16 @@ QuantizedMatrix rtn_quantize(const MatrixRM& W, const QuantSpec& spec, const Cli
       for (Eigen::Index begin = 0; begin < W.cols(); begin += width) {
         const auto w = W.row(r).segment(begin, std::min<Eigen::Index>(width, W.cols() - begin));
         const GridParams<float> grid = grids.at(r, out.g_idx[begin]);
+        auto codes = out.codes.row(r).segment(begin, w.size());
+        if (grid.scale == 0.0f) {
+          codes.setConstant(static_cast<std::uint8_t>(grid.zero));
+          continue;
+        }
         // quantize_code, vectorized: rint rounds half to even like std::nearbyint.
-        out.codes.row(r).segment(begin, w.size()) =
-            ((w.array() / grid.scale).rint() + grid.zero).max(0.0f).min(maxq).cast<std::uint8_t>();
+        const Eigen::ArrayXf x = w.array().transpose() / grid.scale;
+        const Eigen::ArrayXf code = offset_zero(grid) ? Eigen::ArrayXf((x + grid.zero).rint())
+                                                      : Eigen::ArrayXf(x.rint() + grid.zero);
+        codes = code.max(0.0f).min(maxq).cast<std::uint8_t>().transpose();
       }
     }
   });

@@ -110,6 +110,9 @@ MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkp
 // converted (round to nearest even); rows in GGUF order.
 GgufTensorData gguf_float_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
                                  const ModelConfig& config, GgufFloatType type);
+// A planned tensor from float32 values in HF layout, stored as `type`.
+GgufTensorData gguf_values_tensor(const GgufTensorPlan& plan, std::span<const float> values,
+                                  GgufFloatType type);
 
 struct GgufMetadataOptions {
   // general.file_type, llama.cpp's llama_ftype (llama_file_type() for float

@@ -1,9 +1,11 @@
 // The hyperparameter keys of a GGUF model file, in the converter's order
 // (TextModel.set_gguf_parameters, LlamaModel.set_gguf_parameters), and their
 // inverse, gguf_model_config.
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
 #include <string>
 
@@ -70,6 +72,37 @@ void add_llama3_rope(Metadata& m, const RopeConfig& rope) {
   m.emplace_back(std::string(kLlama3OriginalContext), u32(rope.original_max_position_embeddings));
 }
 
+// general.size_label as the converter writes it: the parameter count in K, M,
+// B or T with at least two significant digits ("4.2M", "13M", "8.0B").
+std::string size_label(std::int64_t parameters) {
+  constexpr std::pair<double, char> kScales[] = {{1e12, 'T'}, {1e9, 'B'}, {1e6, 'M'}};
+  double scaled = static_cast<double>(parameters) * 1e-3;
+  char suffix = 'K';
+  for (const auto& [scale, letter] : kScales) {
+    if (static_cast<double>(parameters) > scale) {
+      scaled = static_cast<double>(parameters) / scale;
+      suffix = letter;
+      break;
+    }
+  }
+  const int digits =
+      scaled < 0.5 ? 0 : static_cast<int>(std::to_string(std::llround(scaled)).size());
+  char text[32];
+  std::snprintf(text, sizeof text, "%.*f%c", std::max(2 - digits, 0), scaled, suffix);
+  return text;
+}
+
+std::int64_t parameter_count(const std::filesystem::path& model_dir) {
+  std::int64_t count = 0;
+  const Checkpoint checkpoint = Checkpoint::open(model_dir);
+  for (const TensorView* t : checkpoint.tensors()) {
+    std::int64_t n = 1;
+    for (std::int64_t d : t->shape) n *= d;
+    count += n;
+  }
+  return count;
+}
+
 }  // namespace
 
 Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig& config,
@@ -81,6 +114,7 @@ Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig
   m.emplace_back("general.type", gguf::make_string("model"));
   m.emplace_back("general.name",
                  gguf::make_string(options.name.empty() ? folder_name(model_dir) : options.name));
+  m.emplace_back("general.size_label", gguf::make_string(size_label(parameter_count(model_dir))));
   add_hyperparameters(m, model_dir, config);
   m.emplace_back("general.file_type", gguf::make_u32(options.file_type));
   if (arch == "llama") {  // LlamaModel's own keys

@@ -70,8 +70,13 @@ GgufTensorData gguf_float_tensor(const GgufTensorPlan& plan, const Checkpoint& c
   if (source != nullptr && source->dtype == row.dtype)
     return {row.ggml_type, to_gguf_row_order(plan, source->bytes)};
   const MatrixRM values = gguf_source_tensor(plan, checkpoint, config);
-  const auto bytes = encode_floats({values.data(), static_cast<std::size_t>(values.size())}, type);
-  return {row.ggml_type, to_gguf_row_order(plan, bytes)};
+  return gguf_values_tensor(plan, {values.data(), static_cast<std::size_t>(values.size())}, type);
+}
+
+GgufTensorData gguf_values_tensor(const GgufTensorPlan& plan, std::span<const float> values,
+                                  GgufFloatType type) {
+  PTQ_ASSERT(static_cast<std::int64_t>(values.size()) == plan.rows() * plan.cols());
+  return {ggml_type_id(type), to_gguf_row_order(plan, encode_floats(values, type))};
 }
 
 void write_gguf_model(const std::filesystem::path& out_file,

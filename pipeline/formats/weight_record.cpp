@@ -51,15 +51,20 @@ void write_uniform(H5Writer& out, const std::string& p, const QuantizedMatrix& m
   out.write<std::uint8_t>(p + "/codes", std::span(m.codes.data(), m.codes.size()),
                           shape_of(m.codes));
   out.write<float>(p + "/scales", std::span(m.scales.data(), m.scales.size()), shape_of(m.scales));
-  const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> zeros =
-      m.zeros.cast<std::int32_t>();
-  out.write<std::int32_t>(p + "/zeros", std::span(zeros.data(), zeros.size()), shape_of(zeros));
+  if (m.spec.range == RangeRule::GgmlMin) {  // -m / d: not an integer
+    out.write<float>(p + "/zeros", std::span(m.zeros.data(), m.zeros.size()), shape_of(m.zeros));
+  } else {
+    const Eigen::Matrix<std::int32_t, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> zeros =
+        m.zeros.cast<std::int32_t>();
+    out.write<std::int32_t>(p + "/zeros", std::span(zeros.data(), zeros.size()), shape_of(zeros));
+  }
   out.write<std::int32_t>(p + "/g_idx", m.g_idx, {static_cast<std::int64_t>(m.g_idx.size())});
   out.set_attribute(p, "bits", std::int64_t{m.spec.bits});
   out.set_attribute(p, "symmetric", std::int64_t{m.spec.symmetry == Symmetry::Symmetric});
   out.set_attribute(p, "granularity", std::int64_t{static_cast<int>(m.spec.granularity)});
   out.set_attribute(p, "min_max_range", std::int64_t{m.spec.range == RangeRule::MinMax});
   if (m.spec.range == RangeRule::Ggml) out.set_attribute(p, "ggml_range", std::int64_t{1});
+  if (m.spec.range == RangeRule::GgmlMin) out.set_attribute(p, "ggml_min_range", std::int64_t{1});
   out.set_attribute(p, "group_size", std::int64_t{m.spec.group_size});
 }
 
@@ -80,6 +85,8 @@ QuantSpec read_spec(const H5Reader& in, const std::string& p) {
   spec.granularity = static_cast<Granularity>(granularity);
   if (in.has_attribute(p, "min_max_range") && flag("min_max_range")) spec.range = RangeRule::MinMax;
   if (in.has_attribute(p, "ggml_range") && flag("ggml_range")) spec.range = RangeRule::Ggml;
+  if (in.has_attribute(p, "ggml_min_range") && flag("ggml_min_range"))
+    spec.range = RangeRule::GgmlMin;
   spec.group_size = static_cast<int>(in.int_attribute(p, "group_size"));
   try {
     spec.validate();

@@ -32,6 +32,7 @@ struct GgufJob {
   GgufModelShape shape;
   std::optional<Imatrix> imatrix;
   std::map<std::string, const QuantizedLinear*> linears;  // by HF tensor name
+  std::map<std::string, const ReplacedTensor*> replaced;  // norms AWQ's scales fold into
 
   // A block Linear's own rounding when it landed on `grid` (the policy may give
   // a Linear another type than the one GPTQ rounded onto, e.g. Q4_1 beside Q4_0).
@@ -45,6 +46,10 @@ struct GgufJob {
   }
 
   GgufTensorData tensor(const GgufTensorPlan& plan) const {
+    if (const auto it = replaced.find(plan.hf_name); it != replaced.end()) {
+      PTQ_ASSERT(plan.storage == GgufStorage::f32);  // only norms are replaced
+      return gguf_values_tensor(plan, it->second->values, GgufFloatType::f32);
+    }
     if (plan.storage == GgufStorage::f32)
       return gguf_float_tensor(plan, checkpoint, config, GgufFloatType::f32);
     const GgufQuantizeFlags flags{.pure = false, .imatrix = imatrix.has_value()};
@@ -58,6 +63,9 @@ struct GgufJob {
       throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to",
                         "type id " + std::to_string(*type));
     std::optional<GgmlBlocks> blocks = rounded(plan.hf_name, *grid);
+    // The source weights lack the folded scales (Recipe::validate_format keeps
+    // every block Linear of a folding run on the grid it was rounded onto).
+    PTQ_ASSERT(blocks || replaced.empty() || !linears.contains(plan.hf_name));
     if (!blocks) {
       std::vector<float> importance;
       if (imatrix) importance = imatrix->importance(plan.gguf_name).value_or(std::vector<float>{});
@@ -77,9 +85,11 @@ const GgufPolicy& policy_of(const Recipe& recipe) {
 
 void write_gguf_file(const std::filesystem::path& source_model,
                      const std::filesystem::path& out_file, const Recipe& recipe,
-                     const std::vector<QuantizedLinear>& linears) {
+                     const std::vector<QuantizedLinear>& linears,
+                     std::span<const ReplacedTensor> replaced) {
   const ModelConfig config = load_model_config(source_model);
-  GgufJob job{config, Checkpoint::open(source_model), policy_of(recipe), {}, std::nullopt, {}};
+  GgufJob job{config, Checkpoint::open(source_model), policy_of(recipe), {}, std::nullopt, {}, {}};
+  for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
   job.shape = {.n_layer = config.num_layers,
                .n_head = config.num_heads,
                .n_head_kv = config.num_kv_heads,

@@ -13,13 +13,13 @@
 #include "io/hash.hpp"
 #include "io/hdf5.hpp"
 #include "io/output_path.hpp"
-#include "pipeline/output/gguf_output.hpp"
-#include "io/text_file.hpp"
 #include "io/safetensors.hpp"
+#include "io/text_file.hpp"
 #include "pipeline/output/act_quant_io.hpp"
+#include "pipeline/output/gguf_output.hpp"
 #include "pipeline/output/progress.hpp"
-#include "pipeline/recipe/provenance.hpp"
 #include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/provenance.hpp"
 
 namespace ptq {
 
@@ -29,16 +29,21 @@ constexpr float kHalfMax = 65504.0f;  // largest finite IEEE float16
 constexpr std::string_view kGgufFile = "model.gguf";
 
 // Files a loader needs beside the weights; copied when present.
-constexpr std::array<std::string_view, 8> kCopiedFiles = {
-    "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-    "special_tokens_map.json", "tokenizer.model", "vocab.json", "merges.txt"};
+constexpr std::array<std::string_view, 8> kCopiedFiles = {"config.json",
+                                                          "generation_config.json",
+                                                          "tokenizer.json",
+                                                          "tokenizer_config.json",
+                                                          "special_tokens_map.json",
+                                                          "tokenizer.model",
+                                                          "vocab.json",
+                                                          "merges.txt"};
 
 struct OutTensor {
   std::string name;
   DType dtype;
   std::vector<std::int64_t> shape;
-  std::vector<std::byte> owned;       // dequantized float16 bytes, or empty
-  std::span<const std::byte> bytes;   // owned or a view into the source checkpoint
+  std::vector<std::byte> owned;      // dequantized float16 bytes, or empty
+  std::span<const std::byte> bytes;  // owned or a view into the source checkpoint
 };
 
 // Float16 bytes of a dequantized matrix; counts values beyond float16's range.
@@ -53,8 +58,10 @@ std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) 
   return out;
 }
 
-std::vector<OutTensor> output_tensors(const Checkpoint& source, const std::vector<QuantizedLinear>& linears,
-                                      const ModelExtras& extras, std::vector<std::string>& warnings) {
+std::vector<OutTensor> output_tensors(const Checkpoint& source,
+                                      const std::vector<QuantizedLinear>& linears,
+                                      const ModelExtras& extras,
+                                      std::vector<std::string>& warnings) {
   std::map<std::string, const ReplacedTensor*> replaced;
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
@@ -79,8 +86,9 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source, const std::vecto
         warnings.push_back(t->name + ": " + std::to_string(overflow) +
                            " dequantized weights exceed the float16 range (65504) and became inf");
       const auto* uniform = std::get_if<QuantizedMatrix>(&it->second->weight);
-      const float max_scale =
-          uniform != nullptr && uniform->scales.size() > 0 ? uniform->scales.cwiseAbs().maxCoeff() : 0.0f;
+      const float max_scale = uniform != nullptr && uniform->scales.size() > 0
+                                  ? uniform->scales.cwiseAbs().maxCoeff()
+                                  : 0.0f;
       if (max_scale > kHalfMax)
         warnings.push_back(t->name + ": a scale (" + std::to_string(max_scale) +
                            ") exceeds float16; packed float16-scale formats cannot hold it");
@@ -119,9 +127,9 @@ void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor
   write_text_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
 }
 
-void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source, const Recipe& recipe,
-                    const CalibrationSet* calibration, const std::vector<QuantizedLinear>& linears,
-                    const ModelExtras& extras) {
+void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source,
+                    const Recipe& recipe, const CalibrationSet* calibration,
+                    const std::vector<QuantizedLinear>& linears, const ModelExtras& extras) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
@@ -143,9 +151,12 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
 }
 
 constexpr std::string_view kStatsApproximation =
-    "non-sequential approximation: each Linear's GPTQ Hessian is 2 x the weighted mix of the per-source mean "
-    "X^T X of the FLOAT model's activations (ptq calibrate), not of inputs from already-quantized earlier "
-    "blocks and Linears; the mix weights per-token averages, not window counts (docs/calibration.md)";
+    "non-sequential approximation: each Linear's GPTQ Hessian is 2 x the weighted mix of the "
+    "per-source mean "
+    "X^T X of the FLOAT model's activations (ptq calibrate), not of inputs from already-quantized "
+    "earlier "
+    "blocks and Linears; the mix weights per-token averages, not window counts "
+    "(docs/calibration.md)";
 
 void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
   md << "## Calibration data (cached statistics)\n\nFrom `" << r.file.filename().string() << "`, "
@@ -155,8 +166,10 @@ void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
   md << "\n";
 }
 
-std::string model_card(const std::filesystem::path& source, const Recipe& recipe, const CalibrationSet* calibration,
-                       const std::vector<QuantizedLinear>& linears, const std::vector<std::string>& warnings,
+std::string model_card(const std::filesystem::path& source, const Recipe& recipe,
+                       const CalibrationSet* calibration,
+                       const std::vector<QuantizedLinear>& linears,
+                       const std::vector<std::string>& warnings,
                        const std::optional<StatsMixRecord>& from_stats) {
   std::ostringstream md;
   md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n";
@@ -166,31 +179,36 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
        << " (embeddings and head included); `quantized.h5`\nrecords the recipe, the calibration "
           "data and the per-Linear errors.\n\n";
   } else {
-    md << "Quantized by ptq from `" << source.filename().string() << "`. The Linears of every decoder block\n"
-     << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, zeros\n"
-     << "and `g_idx` are in `quantized.h5`. Embeddings and the head are unchanged; "
-     << (recipe.folds_scales() ? "the norms hold the scales\nfolded in before rounding (float32; the scales "
-                                 "themselves under `awq/` in `quantized.h5`).\n\n"
-                               : "so are the norms.\n\n");
+    md << "Quantized by ptq from `" << source.filename().string()
+       << "`. The Linears of every decoder block\n"
+       << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, "
+          "zeros\n"
+       << "and `g_idx` are in `quantized.h5`. Embeddings and the head are unchanged; "
+       << (recipe.folds_scales()
+               ? "the norms hold the scales\nfolded in before rounding (float32; the scales "
+                 "themselves under `awq/` in `quantized.h5`).\n\n"
+               : "so are the norms.\n\n");
   }
   if (recipe.method == Method::W8A8)
     md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
        << "`config.json`; `ptq eval` simulates it).\n\n";
   md << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
   if (calibration != nullptr && !calibration->windows.empty()) {
-    md << "## Calibration data\n\n| source | path | weight | windows | content hash |\n|---|---|---|---|---|\n";
+    md << "## Calibration data\n\n| source | path | weight | windows | content hash "
+          "|\n|---|---|---|---|---|\n";
     for (const auto& s : calibration->sources)
-      md << "| " << s.spec.name << " | `" << s.spec.path.filename().string() << "` | " << s.spec.weight << " | "
-         << s.windows << " | " << s.content_hash << " |\n";
+      md << "| " << s.spec.name << " | `" << s.spec.path.filename().string() << "` | "
+         << s.spec.weight << " | " << s.windows << " | " << s.content_hash << " |\n";
     md << "\n";
   }
   if (from_stats) stats_card(md, *from_stats);
-  md << "## Per-layer errors\n\n| layer | linear | weight MSE | GPTQ loss | damping retries |\n|---|---|---|---|---|\n";
+  md << "## Per-layer errors\n\n| layer | linear | weight MSE | GPTQ loss | damping retries "
+        "|\n|---|---|---|---|---|\n";
   char row[160];
   for (const auto& q : linears) {
     std::snprintf(row, sizeof row, "| %d | %s | %.4e | %.4g | %d |\n", q.layer,
-                  std::string(linear_role_name(q.role)).c_str(), q.report.weight_mse, q.report.gptq_loss,
-                  q.report.damping_retries);
+                  std::string(linear_role_name(q.role)).c_str(), q.report.weight_mse,
+                  q.report.gptq_loss, q.report.damping_retries);
     md << row;
   }
   if (!warnings.empty()) {
@@ -200,7 +218,8 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
   return md.str();
 }
 
-void write_run_log(const std::filesystem::path& path, const RunInfo& run, const std::vector<QuantizedLinear>& linears) {
+void write_run_log(const std::filesystem::path& path, const RunInfo& run,
+                   const std::vector<QuantizedLinear>& linears) {
   nlohmann::ordered_json j;
   j["seconds"] = run.seconds;
   j["threads"] = run.threads;
@@ -211,17 +230,20 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run, const 
     c["file"] = r->file.string();
     c["approximation"] = kStatsApproximation;
     for (std::size_t s = 0; s < r->sources.size(); ++s)
-      c["sources"].push_back({{"name", r->sources[s]}, {"weight", r->weights[s]}, {"tokens", r->tokens[s]}});
+      c["sources"].push_back(
+          {{"name", r->sources[s]}, {"weight", r->weights[s]}, {"tokens", r->tokens[s]}});
   }
   for (const auto& q : linears)
-    j["linears"].push_back({{"layer", q.layer}, {"linear", linear_role_name(q.role)}, {"seconds", q.report.seconds}});
+    j["linears"].push_back(
+        {{"layer", q.layer}, {"linear", linear_role_name(q.role)}, {"seconds", q.report.seconds}});
   write_text_atomic(path, j.dump(2) + "\n");
 }
 
 }  // namespace
 
 std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
-                                               const std::filesystem::path& out_dir, const Recipe& recipe,
+                                               const std::filesystem::path& out_dir,
+                                               const Recipe& recipe,
                                                const CalibrationSet* calibration,
                                                const std::vector<QuantizedLinear>& linears,
                                                const RunInfo& run, const OutputOptions& options,
@@ -230,17 +252,19 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   const std::filesystem::path& staging = folder.staging();
   std::vector<std::string> warnings;
   if (recipe.format == OutputFormat::gguf) {
-    write_gguf_file(source_model, staging / kGgufFile, recipe, linears);
+    write_gguf_file(source_model, staging / kGgufFile, recipe, linears, extras.tensors);
   } else {
     for (auto name : kCopiedFiles)
       if (std::filesystem::exists(source_model / name))
         std::filesystem::copy_file(source_model / name, staging / name);
     const Checkpoint source = Checkpoint::open(source_model);
-    write_weights(staging, output_tensors(source, linears, extras, warnings), options.max_shard_bytes);
+    write_weights(staging, output_tensors(source, linears, extras, warnings),
+                  options.max_shard_bytes);
   }
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
   if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
-  write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears, warnings, run.from_stats));
+  write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears,
+                                                      warnings, run.from_stats));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
   write_run_log(staging / "run.json", logged, linears);

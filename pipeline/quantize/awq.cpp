@@ -55,24 +55,28 @@ class FeatureCache : public LinearObserver {
   }
 };
 
-FeatureCache cache_features(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, int seq_len, int batch) {
+FeatureCache cache_features(const ModelConfig& config, const BlockWeights& w, MatrixRM& x,
+                            int seq_len, int batch) {
   FeatureCache cache;
   for (LinearRole role : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
-    cache.features[index_of(linear_spec(role).input)].resize(x.rows(), linear_in_features(config, role));
+    cache.features[index_of(linear_spec(role).input)].resize(x.rows(),
+                                                             linear_in_features(config, role));
   forward_windows(config, w, x, {seq_len, batch, {}}, &cache, StreamUpdate::advance,
                   [&](int first, int) { cache.row0 = static_cast<Eigen::Index>(first) * seq_len; });
   return cache;
 }
 
-MatrixRM module_output(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
-                        int seq_len) {
+MatrixRM module_output(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site,
+                       const MatrixRM& x, int seq_len) {
   MatrixRM y;
   switch (site.inspect) {
     case Inspect::attention:
-      linear_forward(attention_context(config, w, x, seq_len), w.weight(LinearRole::o), w.bias_of(LinearRole::o), y);
+      linear_forward(attention_context(config, w, x, seq_len), w.weight(LinearRole::o),
+                     w.bias_of(LinearRole::o), y);
       break;
     case Inspect::mlp:
-      linear_forward(swiglu_hidden(w, x), w.weight(LinearRole::down), w.bias_of(LinearRole::down), y);
+      linear_forward(swiglu_hidden(w, x), w.weight(LinearRole::down), w.bias_of(LinearRole::down),
+                     y);
       break;
     case Inspect::scaled_linear:
       linear_forward(x, w.weight(site.roles().front()), w.bias_of(site.roles().front()), y);
@@ -83,8 +87,8 @@ MatrixRM module_output(const ModelConfig& config, const BlockWeights& w, const S
 
 // Calls f(first row, module output) for x in batches of whole windows, in order.
 template <class F>
-void for_module_batches(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
-                        int seq_len, int batch, F&& f) {
+void for_module_batches(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site,
+                        const MatrixRM& x, int seq_len, int batch, F&& f) {
   const Eigen::Index rows_per_batch = static_cast<Eigen::Index>(batch) * seq_len;
   for (Eigen::Index r0 = 0; r0 < x.rows(); r0 += rows_per_batch) {
     const Eigen::Index rows = std::min(rows_per_batch, x.rows() - r0);
@@ -92,8 +96,8 @@ void for_module_batches(const ModelConfig& config, const BlockWeights& w, const 
   }
 }
 
-MatrixRM module_outputs(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
-                         int seq_len, int batch) {
+MatrixRM module_outputs(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site,
+                        const MatrixRM& x, int seq_len, int batch) {
   MatrixRM out;
   for_module_batches(config, w, site, x, seq_len, batch, [&](Eigen::Index r0, const MatrixRM& y) {
     if (out.rows() == 0) out.resize(x.rows(), y.cols());
@@ -103,8 +107,8 @@ MatrixRM module_outputs(const ModelConfig& config, const BlockWeights& w, const 
 }
 
 // Mean squared difference to `reference`, summed batch by batch in a fixed order.
-double module_error(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
-                    int seq_len, int batch, const MatrixRM& reference) {
+double module_error(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site,
+                    const MatrixRM& x, int seq_len, int batch, const MatrixRM& reference) {
   double sum = 0.0;
   for_module_batches(config, w, site, x, seq_len, batch, [&](Eigen::Index r0, const MatrixRM& y) {
     sum += (reference.middleRows(r0, y.rows()) - y).cast<double>().squaredNorm();
@@ -118,7 +122,8 @@ MatrixRM strided_windows(const MatrixRM& x, int seq_len, int wanted) {
   if (wanted <= 0 || wanted >= windows) return x;
   const Eigen::Index stride = windows / wanted;
   MatrixRM out(static_cast<Eigen::Index>(wanted) * seq_len, x.cols());
-  for (Eigen::Index i = 0; i < wanted; ++i) out.middleRows(i * seq_len, seq_len) = x.middleRows(i * stride * seq_len, seq_len);
+  for (Eigen::Index i = 0; i < wanted; ++i)
+    out.middleRows(i * seq_len, seq_len) = x.middleRows(i * stride * seq_len, seq_len);
   return out;
 }
 
@@ -135,8 +140,8 @@ AwqLossFn linear_loss(const MatrixRM& w, const MatrixRM& x, const QuantSpec& spe
   };
 }
 
-ScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site, const MatrixRM& x,
-                          int seq_len, const AwqOptions& o) {
+ScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, const ScaleSite& site,
+                       const MatrixRM& x, int seq_len, const AwqOptions& o) {
   AwqLossFn loss_of;
   MatrixRM subset, reference;
   if (site.inspect == Inspect::scaled_linear) {
@@ -146,7 +151,8 @@ ScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, const S
     reference = module_outputs(config, w, site, subset, seq_len, o.batch_windows);
     loss_of = [&](const VectorF& s) {
       BlockWeights candidate = w;
-      for (LinearRole role : site.roles()) candidate.weight(role) = awq_scaled_fake_quant(w.weight(role), s, o.spec);
+      for (LinearRole role : site.roles())
+        candidate.weight(role) = awq_scaled_fake_quant(w.weight(role), s, o.spec);
       return module_error(config, candidate, site, subset, seq_len, o.batch_windows, reference);
     };
   }
@@ -158,8 +164,7 @@ ScaleGroup search_site(const ModelConfig& config, const BlockWeights& w, const S
 
 AwqOptions awq_options(const Recipe& recipe, int batch_windows) {
   AwqOptions o;
-  o.spec = recipe.spec;
-  o.spec.range = RangeRule::MinMax;
+  o.spec = recipe.awq_spec();
   o.clip_mode = recipe.awq_clip;
   o.search_windows = recipe.awq_search_windows;
   o.batch_windows = batch_windows;
@@ -170,31 +175,37 @@ void AwqOptions::validate() const {
   spec.validate();
   scale.validate();
   clip.validate();
-  if (search_windows < 0) throw input_error("AwqOptions.search_windows", ">= 0", std::to_string(search_windows));
-  if (batch_windows < 1) throw input_error("AwqOptions.batch_windows", ">= 1", std::to_string(batch_windows));
+  if (search_windows < 0)
+    throw input_error("AwqOptions.search_windows", ">= 0", std::to_string(search_windows));
+  if (batch_windows < 1)
+    throw input_error("AwqOptions.batch_windows", ">= 1", std::to_string(batch_windows));
 }
 
-BlockScales awq_search_block(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, int seq_len,
-                          const AwqOptions& options) {
+BlockScales awq_search_block(const ModelConfig& config, const BlockWeights& w, MatrixRM& x,
+                             int seq_len, const AwqOptions& options) {
   options.validate();
   FeatureCache cache = cache_features(config, w, x, seq_len, options.batch_windows);
   BlockScales out{w.layer, {}, {}};
   for (const ScaleSite& site : kSites)
     if (site_applies(site, w))
-      out.scales.push_back(search_site(config, w, site, cache.features[index_of(site.input())], seq_len, options));
+      out.scales.push_back(
+          search_site(config, w, site, cache.features[index_of(site.input())], seq_len, options));
   if (options.clip_mode == AwqClipMode::None) return out;
 
   BlockWeights scaled = w;
   std::array<MatrixRM, kInputs> samples;
-  for (std::size_t i = 0; i < kInputs; ++i) samples[i] = awq_sample_rows(cache.features[i], options.clip.sample_tokens);
+  for (std::size_t i = 0; i < kInputs; ++i)
+    samples[i] = awq_sample_rows(cache.features[i], options.clip.sample_tokens);
   for (const ScaleGroup& g : out.scales) {
     fold_scale_group(scaled, g);
     samples[index_of(scaled_input(g.site))].array().rowwise() /= g.scales.transpose().array();
   }
   // q and k are not clipped: their error passes through the q·k product (auto_clip_block).
-  for (LinearRole role : {LinearRole::v, LinearRole::o, LinearRole::gate, LinearRole::up, LinearRole::down}) {
+  for (LinearRole role :
+       {LinearRole::v, LinearRole::o, LinearRole::gate, LinearRole::up, LinearRole::down}) {
     const MatrixRM& X = samples[index_of(linear_spec(role).input)];
-    out.clips.push_back({role, awq_search_clip(scaled.weight(role), X, options.spec, options.clip)});
+    out.clips.push_back(
+        {role, awq_search_clip(scaled.weight(role), X, options.spec, options.clip)});
   }
   return out;
 }

@@ -1,13 +1,13 @@
 #include "pipeline/recipe/recipe.hpp"
 
-#include <utility>
 #include <sstream>
+#include <utility>
 
+#include "algorithms/quantized_weight.hpp"
 #include "io/error.hpp"
 #include "pipeline/formats/gguf_blocks.hpp"
 #include "pipeline/formats/gguf_policy.hpp"
 #include "pipeline/recipe/name_table.hpp"
-#include "algorithms/quantized_weight.hpp"
 
 namespace ptq {
 
@@ -18,8 +18,8 @@ using recipe_detail::named;
 namespace {
 
 constexpr std::pair<const char*, Method> kMethods[] = {
-    {"rtn", Method::Rtn}, {"gptq", Method::Gptq}, {"awq", Method::Awq}, {"w8a8", Method::W8A8}, {"nf4", Method::Nf4},
-    {"none", Method::None}};
+    {"rtn", Method::Rtn},   {"gptq", Method::Gptq}, {"awq", Method::Awq},
+    {"w8a8", Method::W8A8}, {"nf4", Method::Nf4},   {"none", Method::None}};
 constexpr std::pair<const char*, Scaling> kScalings[] = {
     {"none", Scaling::None}, {"awq", Scaling::Awq}, {"smoothquant", Scaling::SmoothQuant}};
 
@@ -43,31 +43,39 @@ bool Recipe::needs_calibration(ScaleSource scales) const {
   const bool searched = scales == ScaleSource::search;
   switch (method) {
     case Method::Nf4:
-    case Method::None: return false;
+    case Method::None:
+      return false;
     case Method::W8A8:
       return act_granularity == ActGranularity::Tensor || (smoothquant.has_value() && searched);
     case Method::Rtn:
     case Method::Gptq:
-    case Method::Awq: return needs_statistics() || (folds_scales() && searched);
+    case Method::Awq:
+      return needs_statistics() || (folds_scales() && searched);
   }
   return true;
 }
 
 WeightGrid Recipe::weight_grid() const {
   switch (method) {
-    case Method::None: return WeightGrid::float_copy;
-    case Method::Nf4: return WeightGrid::nf4;
+    case Method::None:
+      return WeightGrid::float_copy;
+    case Method::Nf4:
+      return WeightGrid::nf4;
     case Method::Rtn:
-    case Method::Gptq: return format == OutputFormat::gguf ? WeightGrid::ggml : WeightGrid::uniform;
+    case Method::Gptq:
     case Method::Awq:
-    case Method::W8A8: return WeightGrid::uniform;
+      return format == OutputFormat::gguf ? WeightGrid::ggml : WeightGrid::uniform;
+    case Method::W8A8:
+      return WeightGrid::uniform;
   }
   return WeightGrid::uniform;
 }
 
-QuantSpec Recipe::quant_spec() const {
+QuantSpec Recipe::quant_spec() const { return method == Method::Awq ? awq_spec() : spec; }
+
+QuantSpec Recipe::awq_spec() const {
   QuantSpec s = spec;
-  if (method == Method::Awq) s.range = RangeRule::MinMax;
+  if (!ggml_range(s.range)) s.range = RangeRule::MinMax;
   return s;
 }
 
@@ -84,8 +92,8 @@ GptqConfig Recipe::gptq_config() const {
 
 void Recipe::apply_implied_defaults() {
   if (scaling == Scaling::SmoothQuant && !smoothquant) smoothquant = SmoothQuantConfig{};
-  // GPTQ into GGUF rounds onto the exact grid of the type's block Linears.
-  if (format == OutputFormat::gguf && method == Method::Gptq) {
+  // GPTQ and AWQ into GGUF round onto the exact grid of the type's block Linears.
+  if (format == OutputFormat::gguf && (method == Method::Gptq || method == Method::Awq)) {
     const GgufPolicy* policy = find_policy(gguf_type);
     const auto grid = policy != nullptr ? gguf_grid(policy->base_type) : std::nullopt;
     const auto grid_spec = grid ? ggml_uniform_spec(*grid) : std::nullopt;
@@ -98,29 +106,30 @@ void Recipe::validate() const {
   calibration.validate();
   require_clip_applies(clip, spec, "recipe: clip");
   if (method == Method::Gptq) gptq_config().validate();
-  if (uses_awq()) {  // AWQ's searches run on llm-awq's min/max grid
-    QuantSpec search = spec;
-    search.range = RangeRule::MinMax;
-    search.validate();
+  if (uses_awq()) {
+    awq_spec().validate();
     if (awq_search_windows < 0)
       throw input_error("AwqOptions.search_windows", ">= 0", std::to_string(awq_search_windows));
   }
   // Method awq advances the calibration stream through the float block, so no
   // statistics of the quantized block's inputs exist for a refit.
   if (method == Method::Awq && refit != ScaleRefit::None)
-    throw input_error("refit", "none with method awq (it searches on the float stream)", "least_squares");
-  if (method == Method::Awq) quant_spec().validate();
+    throw input_error("refit", "none with method awq (it searches on the float stream)",
+                      "least_squares");
   if (smoothquant) smoothquant->validate();
   if (scaling != Scaling::None && method != Method::Rtn && method != Method::Gptq)
     throw input_error("scaling", "none with method " + std::string(method_name(method)),
                       std::string(scaling_name(scaling)));
   if (scaling == Scaling::SmoothQuant && !smoothquant)
-    throw input_error("scaling", "smoothquant.alpha with scaling smoothquant", "no smoothquant key");
+    throw input_error("scaling", "smoothquant.alpha with scaling smoothquant",
+                      "no smoothquant key");
   if (smoothquant && method != Method::W8A8 && scaling != Scaling::SmoothQuant)
     throw input_error("smoothquant", "method w8a8 or scaling smoothquant",
-                      "method " + std::string(method_name(method)) + " with scaling " + std::string(scaling_name(scaling)));
+                      "method " + std::string(method_name(method)) + " with scaling " +
+                          std::string(scaling_name(scaling)));
   if (!(act_percentile > 0.0 && act_percentile <= 100.0))
-    throw input_error("activations.percentile", "a number in (0, 100]", std::to_string(act_percentile));
+    throw input_error("activations.percentile", "a number in (0, 100]",
+                      std::to_string(act_percentile));
   nf4.validate();
   validate_format();
 }
@@ -150,10 +159,13 @@ void Recipe::validate_format() const {
                       none ? "F16, BF16 or F32 with method none"
                            : "a quantized type (method none converts to F16, BF16 or F32)",
                       none ? "a quantized type" : "a float type");
-  if (method == Method::Gptq) {
+  const bool ptq_rounds = method == Method::Gptq || method == Method::Awq;
+  if (ptq_rounds) {
     const auto grid = gguf_grid(policy->base_type);
     if (!grid || !ggml_uniform_spec(*grid))  // k-quants: a later issue
-      throw input_error("gguf_type " + gguf_type, "a type GPTQ rounds onto (Q4_0, Q5_0, Q8_0)",
+      throw input_error("gguf_type " + gguf_type,
+                        "a type " + std::string(method_name(method)) +
+                            " rounds onto (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)",
                         grid ? std::string(ggml_grid_info(*grid).name) : "a float type");
   }
   std::string tuned;  // what ggml's fixed scale rules leave no room for
@@ -163,9 +175,11 @@ void Recipe::validate_format() const {
   if (!tuned.empty())
     throw input_error("format gguf", "no scaling, refit or clip (ggml's grids fix the scale rule)",
                       tuned);
-  if (!imatrix.empty() && none)
+  // With method awq every block Linear must be AWQ's (its scales are folded in),
+  // and an imatrix would give some of them llama-quantize's types of another grid.
+  if (!imatrix.empty() && (none || method == Method::Awq))
     throw input_error("imatrix", "method rtn or gptq (importance-weighted ggml rounding)",
-                      "method none");
+                      "method " + std::string(method_name(method)));
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {
@@ -190,9 +204,12 @@ void set_granularity(QuantSpec& spec, const std::string& group, const std::strin
 
 std::string granularity_text(const QuantSpec& spec) {
   switch (spec.granularity) {
-    case Granularity::Channel: return "channel";
-    case Granularity::Tensor: return "tensor";
-    case Granularity::Group: return std::to_string(spec.group_size);
+    case Granularity::Channel:
+      return "channel";
+    case Granularity::Tensor:
+      return "tensor";
+    case Granularity::Group:
+      return std::to_string(spec.group_size);
   }
   return "?";
 }
@@ -211,11 +228,16 @@ std::string recipe_title(const Recipe& r) {
       if (r.smoothquant) out << " SmoothQuant alpha " << r.smoothquant->alpha << ",";
       out << " int8 activations per " << act_granularity_name(r.act_granularity);
       break;
-    case Method::Nf4: out << " (block " << r.nf4.block_size << ")"; break;
-    case Method::None: break;
+    case Method::Nf4:
+      out << " (block " << r.nf4.block_size << ")";
+      break;
+    case Method::None:
+      break;
     case Method::Rtn:
     case Method::Gptq:
-    case Method::Awq: out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")"; break;
+    case Method::Awq:
+      out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")";
+      break;
   }
   return out.str();
 }

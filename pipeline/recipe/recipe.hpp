@@ -4,7 +4,8 @@
 // Example (recipes/*.yaml):
 //   method: gptq          # rtn | gptq | awq (AWQ scales and clip, then RTN on the min/max grid)
 //   scaling: none         # none | awq | smoothquant: scales folded in before rtn/gptq
-//                         # (AWQ's searched scales and clip, or SmoothQuant's with smoothquant.alpha)
+//                         # (AWQ's searched scales and clip, or SmoothQuant's with
+//                         smoothquant.alpha)
 //   awq_clip: true        # awq: search clipping bounds after the scales
 //   awq_search_windows: 16  # awq: windows compared in the attention/MLP scale searches (0 = all)
 //   bits: 4
@@ -15,9 +16,10 @@
 //   damp: 0.01            # gptq: fraction of the mean Hessian diagonal
 //   block_size: 128       # gptq: lazy-update block
 //   clip: {method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}
-//                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+ percentile: 0.999)
-//   refit: least_squares  # none | least_squares: scales refit under H after quantizing (algorithms/refit.hpp)
-//   calibration: {samples: 128, seqlen: 512, seed: 0}
+//                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+
+//                         percentile: 0.999)
+//   refit: least_squares  # none | least_squares: scales refit under H after quantizing
+//   (algorithms/refit.hpp) calibration: {samples: 128, seqlen: 512, seed: 0}
 // W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
 //   method: w8a8
 //   smoothquant: {alpha: 0.5}                         # absent = naive W8A8
@@ -25,9 +27,8 @@
 //   method: nf4
 //   block: 64             # weights per absmax (double-quantized in blocks of 256)
 #include <filesystem>
-#include <string>
-
 #include <optional>
+#include <string>
 
 #include "algorithms/awq.hpp"
 #include "algorithms/gptq.hpp"
@@ -58,7 +59,7 @@ Scaling parse_scaling(const std::string& name, const std::string& where);
 
 struct Recipe {
   Method method = Method::Gptq;
-  QuantSpec spec;             // bits, symmetry, granularity, group size
+  QuantSpec spec;  // bits, symmetry, granularity, group size
   ColumnOrder order = ColumnOrder::Natural;
   GroupGrids group_grids = GroupGrids::Dynamic;
   double damp = 0.01;
@@ -67,7 +68,8 @@ struct Recipe {
   AwqClipMode awq_clip = AwqClipMode::Search;
   int awq_search_windows = 16;  // see AwqOptions::search_windows (0 = all windows)
   ClipConfig clip;
-  ScaleRefit refit = ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
+  ScaleRefit refit =
+      ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
   // w8a8 (spec is ignored: weights are int8 per output channel, symmetric), or
@@ -79,8 +81,8 @@ struct Recipe {
   OutputFormat format = OutputFormat::hf;
   // gguf: llama-quantize's type name ("Q4_K_M", "Q4_0", "F16"; pipeline/formats/
   // gguf_policy.hpp): every tensor's GGUF type. RTN rounds with ggml's own
-  // quantizers (llama-quantize's bytes); GPTQ rounds the block Linears onto the
-  // exact grid of Q4_0, Q5_0 or Q8_0.
+  // quantizers (llama-quantize's bytes); GPTQ and AWQ round the block Linears
+  // onto the exact grid of Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0.
   std::string gguf_type;
   // gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted
   // rounding (RTN), as llama-quantize --imatrix; empty = none.
@@ -101,8 +103,11 @@ struct Recipe {
   bool needs_statistics() const { return method == Method::Gptq || refit != ScaleRefit::None; }
   // What the method leaves in the weights (checked against the format's table).
   WeightGrid weight_grid() const;
-  // The grid of the final rounding: method awq uses llm-awq's min/max grid.
+  // The grid of the final rounding: method awq uses awq_spec().
   QuantSpec quant_spec() const;
+  // The grid AWQ searches and rounds on: llm-awq's min/max grid, or the exact
+  // ggml grid of a GGUF type.
+  QuantSpec awq_spec() const;
   GptqConfig gptq_config() const;
   // Defaults one key implies for another, for recipe files and flags alike:
   // scaling smoothquant without smoothquant.alpha takes alpha 0.5.

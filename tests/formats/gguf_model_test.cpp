@@ -136,6 +136,9 @@ TEST(GgufModel, TinyF16HasTheConvertersTensorBytesAndKeys) {
   }
   EXPECT_EQ(ours->alignment(), theirs->alignment());
   expect_same_keys(*ours, *theirs);
+  // Not read by llama.cpp, but shown by every GGUF viewer: the converter's "4.2M".
+  EXPECT_EQ(ours->require("general.size_label").as_string("size_label"),
+            theirs->require("general.size_label").as_string("size_label"));
 }
 
 // ---- llama.cpp loads what we write ----
