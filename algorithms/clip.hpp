@@ -75,16 +75,19 @@ GridParams<T> clipped_grid(const W& w, const D& importance, const QuantSpec& spe
   if (clip.method == ClipMethod::Percentile) {
     // k-th largest and k-th smallest, symmetric by construction.
     const auto last = static_cast<std::ptrdiff_t>(w.size()) - 1;
-    const auto k = static_cast<std::ptrdiff_t>(std::floor(clip.percentile * static_cast<double>(last)));
+    const auto k =
+        static_cast<std::ptrdiff_t>(std::floor(clip.percentile * static_cast<double>(last)));
     return grid_from_range<T>(clip_detail::order_statistic<T>(w, last - k),
-                              clip_detail::order_statistic<T>(w, k), maxq, symmetry);
+                              clip_detail::order_statistic<T>(w, k), maxq, symmetry,
+                              spec.scale_storage);
   }
-  GridParams<T> best = grid_from_range<T>(lo, hi, maxq, symmetry);
+  GridParams<T> best = grid_from_range<T>(lo, hi, maxq, symmetry, spec.scale_storage);
   T best_error = clip_detail::grid_error(w, importance, best, maxq, clip.norm);
   const int candidates = static_cast<int>(clip.max_shrink * clip.steps);
   for (int k = 1; k < candidates; ++k) {
     const T p = T(1) - static_cast<T>(k) / static_cast<T>(clip.steps);
-    const GridParams<T> grid = grid_from_range<T>(p * lo, p * hi, maxq, symmetry);
+    const GridParams<T> grid =
+        grid_from_range<T>(p * lo, p * hi, maxq, symmetry, spec.scale_storage);
     const T error = clip_detail::grid_error(w, importance, grid, maxq, clip.norm);
     if (error < best_error) {  // strict: ties keep the wider range
       best_error = error;
@@ -112,9 +115,9 @@ GridTable<typename Derived::Scalar> fit_clipped_grids(
     for (int g = 0; g < n_groups; ++g) {
       const int begin = g * width;
       const int size = std::min(width, columns - begin);
-      const auto d = importance.size() == 0 ? importance.segment(0, 0) : importance.segment(begin, size);
-      const GridParams<T> grid =
-          clipped_grid<T>(W.row(r).segment(begin, size), d, spec, clip);
+      const auto d =
+          importance.size() == 0 ? importance.segment(0, 0) : importance.segment(begin, size);
+      const GridParams<T> grid = clipped_grid<T>(W.row(r).segment(begin, size), d, spec, clip);
       table.scales(r, g) = grid.scale;
       table.zeros(r, g) = grid.zero;
     }

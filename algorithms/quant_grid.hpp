@@ -34,6 +34,12 @@ enum class Granularity { Tensor, Channel, Group };
 // both stored as float16; w' = d * q + m. Asymmetric, group 32, bits 4 or 5.
 enum class RangeRule { IncludeZero, MinMax, Ggml, GgmlMin };
 
+// How the output stores a grid's scale: float32 (quantized.h5, the dequantized
+// folder) or float16 (GPTQ checkpoints of float16 models). Grids are fitted
+// with the stored scale, so codes are chosen against the scale a loader reads.
+// ggml's grids store float16 whatever this says.
+enum class ScaleStorage { f32, f16 };
+
 // Whether a rule is one of ggml's (its scale rule is fixed: no clipping).
 constexpr bool ggml_range(RangeRule r) { return r == RangeRule::Ggml || r == RangeRule::GgmlMin; }
 
@@ -43,6 +49,7 @@ struct QuantSpec {
   Granularity granularity = Granularity::Channel;
   int group_size = 128;  // input columns per group; used only with Granularity::Group
   RangeRule range = RangeRule::IncludeZero;
+  ScaleStorage scale_storage = ScaleStorage::f32;
 
   // Throws InputError naming the offending field.
   void validate() const;
@@ -65,11 +72,23 @@ bool offset_zero(const GridParams<T>& grid) {
   return grid.zero != std::nearbyint(grid.zero);
 }
 
+// A scale as `storage` keeps it: float16 rounds to nearest even, and a scale
+// below float16's range becomes its smallest subnormal (never 0).
+template <class T>
+T stored_scale(T scale, ScaleStorage storage) {
+  if (storage == ScaleStorage::f32) return scale;
+  constexpr T kSmallestHalf = T(0x1p-24);
+  const auto half = static_cast<T>(
+      ggml_detail::fp16_to_fp32(ggml_detail::fp32_to_fp16(static_cast<float>(scale))));
+  return half == T(0) ? kSmallestHalf : half;
+}
+
 // The grid for weights whose minimum is `lo` and maximum `hi` (Quantizer.find_params):
 // the range always includes 0; symmetric grids are centred at (maxq + 1) / 2; an
 // all-zero range becomes [-1, 1] so the scale is never 0.
 template <class T>
-GridParams<T> grid_from_range(T lo, T hi, int maxq, Symmetry symmetry) {
+GridParams<T> grid_from_range(T lo, T hi, int maxq, Symmetry symmetry,
+                              ScaleStorage storage = ScaleStorage::f32) {
   T xmin = std::min(lo, T(0));
   T xmax = std::max(hi, T(0));
   if (symmetry == Symmetry::Symmetric) {
@@ -80,7 +99,7 @@ GridParams<T> grid_from_range(T lo, T hi, int maxq, Symmetry symmetry) {
     xmin = -1;
     xmax = 1;
   }
-  const T scale = (xmax - xmin) / static_cast<T>(maxq);
+  const T scale = stored_scale((xmax - xmin) / static_cast<T>(maxq), storage);
   const T zero = symmetry == Symmetry::Symmetric ? static_cast<T>(maxq + 1) / T(2)
                                                  : std::nearbyint(-xmin / scale);
   return {scale, zero};
@@ -89,9 +108,9 @@ GridParams<T> grid_from_range(T lo, T hi, int maxq, Symmetry symmetry) {
 // llm-awq's grid of weights spanning [lo, hi]: scale = max(hi - lo, 1e-5) / maxq,
 // zero = clamp(-round(lo / scale), 0, maxq). The range need not contain 0.
 template <class T>
-GridParams<T> grid_from_min_max(T lo, T hi, int maxq) {
+GridParams<T> grid_from_min_max(T lo, T hi, int maxq, ScaleStorage storage = ScaleStorage::f32) {
   constexpr T min_span = T(1e-5);  // pseudo_quantize_tensor's clamp(min=1e-5)
-  const T scale = std::max(hi - lo, min_span) / static_cast<T>(maxq);
+  const T scale = stored_scale(std::max(hi - lo, min_span) / static_cast<T>(maxq), storage);
   const T zero = std::clamp(-std::nearbyint(lo / scale), T(0), static_cast<T>(maxq));
   return {scale, zero};
 }
@@ -128,10 +147,11 @@ GridParams<T> grid_from_ggml_min(T lo, T hi, int maxq) {
 // The grid `spec` gives weights spanning [lo, hi] (by spec.range).
 template <class T>
 GridParams<T> grid_for_spec(T lo, T hi, const QuantSpec& spec) {
-  if (spec.range == RangeRule::MinMax) return grid_from_min_max<T>(lo, hi, spec.maxq());
+  if (spec.range == RangeRule::MinMax)
+    return grid_from_min_max<T>(lo, hi, spec.maxq(), spec.scale_storage);
   if (spec.range == RangeRule::Ggml) return grid_from_ggml<T>(lo, hi, spec.bits);
   if (spec.range == RangeRule::GgmlMin) return grid_from_ggml_min<T>(lo, hi, spec.maxq());
-  return grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry);
+  return grid_from_range<T>(lo, hi, spec.maxq(), spec.symmetry, spec.scale_storage);
 }
 
 // The grid of a range of values (any iterable of T).

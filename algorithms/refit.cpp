@@ -53,7 +53,8 @@ void refit_scales(QuantizedMatrix& q, const MatrixRM& W, const Eigen::MatrixXd& 
   const Eigen::MatrixXd HW = H * W.transpose().cast<double>();  // [in, out]
   // HV[g] = H[:, C_g] V[C_g, :]: H times each row's group-g part of v.
   std::vector<Eigen::MatrixXd> HV(G);
-  for (Eigen::Index g = 0; g < G; ++g) HV[g] = H(Eigen::all, members[g]) * V(members[g], Eigen::all);
+  for (Eigen::Index g = 0; g < G; ++g)
+    HV[g] = H(Eigen::all, members[g]) * V(members[g], Eigen::all);
   tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, W.rows()), [&](const auto& rows) {
     for (Eigen::Index r = rows.begin(); r < rows.end(); ++r) {
       RowSystem sys{Eigen::MatrixXd(G, G), Eigen::VectorXd(G)};
@@ -66,7 +67,8 @@ void refit_scales(QuantizedMatrix& q, const MatrixRM& W, const Eigen::MatrixXd& 
       const double lambda = kRidge * (sys.M.trace() / static_cast<double>(G) + 1e-30);
       Eigen::MatrixXd A = sys.M;
       A.diagonal().array() += lambda;
-      const Eigen::VectorXd s = A.ldlt().solve(sys.rhs + lambda * s0);
+      Eigen::VectorXd s = A.ldlt().solve(sys.rhs + lambda * s0);
+      for (double& v : s) v = stored_scale(v, q.spec.scale_storage);  // a loader reads these
       if (s.allFinite() && (s.array() > 0).all() && objective(sys, s) < objective(sys, s0))
         q.scales.row(r) = s.transpose().cast<float>();
     }

@@ -10,20 +10,21 @@
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
 #include "io/output_path.hpp"
+#include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
-#include "pipeline/output/act_quant_io.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval/eval.hpp"
-#include "pipeline/eval/model_open.hpp"
 #include "pipeline/eval/llamacpp_base.hpp"
-#include "pipeline/output/progress.hpp"
+#include "pipeline/eval/model_open.hpp"
 #include "pipeline/eval/tasks.hpp"
+#include "pipeline/output/act_quant_io.hpp"
+#include "pipeline/output/progress.hpp"
 
 namespace ptq::cli {
 namespace {
 
 struct EvalOptions {
-  std::string model, text_file, ids_file, json_out, reference, llamacpp_base;
+  std::string model, text_file, ids_file, json_out, reference, llamacpp_base, dump_logits;
   std::vector<std::string> task_files;
   int task_limit = 0;
   int threads = 0;
@@ -79,11 +80,10 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
     ProgressReporter progress("task " + task.name);
     TaskEvalConfig config;
     config.input_transform = transform;
-    const TaskResult r = evaluate_task(model, reference, tokenizer, task, config,
-                                       [&](std::size_t done, std::size_t total) {
-                                         progress.update(static_cast<long>(done),
-                                                         static_cast<long>(total));
-                                       });
+    const TaskResult r = evaluate_task(
+        model, reference, tokenizer, task, config, [&](std::size_t done, std::size_t total) {
+          progress.update(static_cast<long>(done), static_cast<long>(total));
+        });
     print_task(r);
     results[task.name] = task_json(r);
   }
@@ -92,16 +92,17 @@ nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* 
 
 // --llamacpp-base: the model on llama.cpp's tokens and chunks against its
 // log-probabilities; with --text, whether ptq's tokenizer gives the same tokens.
-nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model, const EvalConfig& config) {
+nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model,
+                                 const EvalConfig& config) {
   LlamacppBase base = LlamacppBase::open(o.llamacpp_base);
   ProgressReporter progress("llamacpp-base");
-  const LlamacppEvalResult r = evaluate_against_llamacpp(
-      model, base,
-      {.max_chunks = config.max_windows,
-       .batch_chunks = config.batch_windows,
-       .resident_budget_bytes = config.resident_budget_bytes,
-       .input_transform = config.input_transform},
-      [&](int done, int total) { progress.update(done, total); });
+  const LlamacppEvalResult r =
+      evaluate_against_llamacpp(model, base,
+                                {.max_chunks = config.max_windows,
+                                 .batch_chunks = config.batch_windows,
+                                 .resident_budget_bytes = config.resident_budget_bytes,
+                                 .input_transform = config.input_transform},
+                                [&](int done, int total) { progress.update(done, total); });
   std::printf("llamacpp-base chunks %d  n_ctx %d  positions %lld  bos %s\n", r.chunks, base.n_ctx(),
               static_cast<long long>(r.positions), r.bos_replaced ? "yes" : "no");
   std::printf("kl %.6f  top1 %.6f  ppl %.6f  base_ppl %.6f\n", r.kl, r.top1, r.ppl, r.base_ppl);
@@ -121,6 +122,17 @@ nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model, const
   return j;
 }
 
+// The logits of the evaluated tokens as one sequence, float32 [tokens, vocab]
+// row-major, for comparisons with other loaders of the same folder.
+void dump_logits(const EvalOptions& o, const Model& model) {
+  const std::vector<std::int32_t> ids = eval_tokens(o);
+  const MatrixRM l = logits(model, ids, static_cast<int>(ids.size()));
+  write_text_atomic(o.dump_logits, std::string_view(reinterpret_cast<const char*>(l.data()),
+                                                    l.size() * sizeof(float)));
+  std::printf("logits [%lld, %lld] -> %s\n", static_cast<long long>(l.rows()),
+              static_cast<long long>(l.cols()), o.dump_logits.c_str());
+}
+
 void run_eval(const EvalOptions& o) {
   o.config.validate();
   // With --llamacpp-base, --text only checks the tokens.
@@ -129,12 +141,13 @@ void run_eval(const EvalOptions& o) {
     throw input_error("ptq eval", "--text, --ids, --tasks or --llamacpp-base", "none of them");
   }
   if (!o.json_out.empty()) check_output_path(o.json_out, OutputKind::file, "--json");
+  if (!o.dump_logits.empty()) check_output_path(o.dump_logits, OutputKind::file, "--dump-logits");
   const ThreadScope threads(o.threads);
   const Model model = open_model(o.model);
   std::optional<Int8Activations> activations;
   EvalConfig config = o.config;
-  const auto scheme = gguf_model_file(o.model) ? std::nullopt
-                                               : load_activation_quant(o.model, model.num_layers());
+  const auto scheme =
+      gguf_model_file(o.model) ? std::nullopt : load_activation_quant(o.model, model.num_layers());
   if (scheme) {
     std::fprintf(stderr, "simulating int8 activations (%s) recorded in %s/config.json\n",
                  std::string(act_granularity_name(scheme->granularity)).c_str(), o.model.c_str());
@@ -153,6 +166,7 @@ void run_eval(const EvalOptions& o) {
                                   [&](int done, int total) { progress.update(done, total); });
     print_result(r);
     j = eval_json(r, config);
+    if (!o.dump_logits.empty()) dump_logits(o, model);
   }
   if (!o.llamacpp_base.empty()) j["llamacpp_base"] = run_llamacpp_base(o, model, config);
   if (!o.task_files.empty())
@@ -166,7 +180,8 @@ void add_eval(CLI::App& app) {
   auto options = std::make_shared<EvalOptions>();
   CLI::App* cmd = app.add_subcommand(
       "eval", "Perplexity (and KL/top-1 vs a reference) and multiple-choice tasks of a model");
-  cmd->add_option("--model", options->model, "Checkpoint folder (config.json + safetensors), GGUF file or GGUF output folder")
+  cmd->add_option("--model", options->model,
+                  "Checkpoint folder (config.json + safetensors), GGUF file or GGUF output folder")
       ->required();
   auto* text = cmd->add_option("--text", options->text_file,
                                "Text file, tokenized whole with the model's tokenizer");
@@ -183,10 +198,14 @@ void add_eval(CLI::App& app) {
                   "Evaluate the first N windows (0 = all)")
       ->capture_default_str();
   cmd->add_option("--json", options->json_out, "Write the result as JSON to this file");
+  cmd->add_option("--dump-logits", options->dump_logits,
+                  "With --text/--ids: also write the logits of those tokens as one sequence "
+                  "(float32 [tokens, vocab], row-major) to this file");
   cmd->add_option("--threads", options->threads, "Threads for BLAS and TBB (0 = all cores)")
       ->capture_default_str();
-  cmd->add_flag("--int8-activations", options->int8_activations,
-               "Simulate int8 per-token activations at every Linear input (automatic for W8A8 outputs)");
+  cmd->add_flag(
+      "--int8-activations", options->int8_activations,
+      "Simulate int8 per-token activations at every Linear input (automatic for W8A8 outputs)");
   cmd->add_option("--reference", options->reference,
                   "Reference checkpoint: also report KL(reference || model) and top-1 agreement, "
                   "and task agreement with its choices");

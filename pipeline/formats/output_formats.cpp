@@ -11,12 +11,23 @@ namespace {
 
 constexpr std::array<WeightGrid, 2> kHfGrids = {WeightGrid::uniform, WeightGrid::nf4};
 constexpr std::array<WeightGrid, 2> kGgufGrids = {WeightGrid::ggml, WeightGrid::float_copy};
+constexpr std::array<WeightGrid, 1> kPackedGrids = {WeightGrid::uniform};
 
-constexpr std::array<OutputFormatInfo, 2> kFormats = {{
+constexpr std::array<OutputFormatInfo, 5> kFormats = {{
     {OutputFormat::hf, "hf",
      "Hugging Face folder: float16 dequantized weights, codes in quantized.h5", kHfGrids},
     {OutputFormat::gguf, "gguf", "llama.cpp's GGUF file (DIR/model.gguf), packed ggml blocks",
      kGgufGrids},
+    {OutputFormat::gptq, "gptq",
+     "GPTQ checkpoint (AutoGPTQ/GPTQModel layout): packed int32 qweight/qzeros, float16 scales, "
+     "g_idx",
+     kPackedGrids},
+    {OutputFormat::awq, "awq",
+     "AWQ checkpoint (AutoAWQ GEMM layout): interleaved int32 qweight/qzeros, float16 scales",
+     kPackedGrids},
+    {OutputFormat::compressed_tensors, "compressed-tensors",
+     "compressed-tensors checkpoint (pack-quantized, as transformers and vLLM load it)",
+     kPackedGrids},
 }};
 
 }  // namespace
@@ -41,6 +52,11 @@ OutputFormat parse_output_format(const std::string& text, const std::string& whe
 bool accepts(OutputFormat format, WeightGrid grid) {
   const auto grids = output_format_info(format).grids;
   return std::find(grids.begin(), grids.end(), grid) != grids.end();
+}
+
+bool packed_hf_format(OutputFormat format) {
+  return format == OutputFormat::gptq || format == OutputFormat::awq ||
+         format == OutputFormat::compressed_tensors;
 }
 
 std::string_view weight_grid_name(WeightGrid grid) {

@@ -8,7 +8,7 @@
 
 namespace ptq {
 
-enum class OutputFormat { hf, gguf };
+enum class OutputFormat { hf, gguf, gptq, awq, compressed_tensors };
 
 // What a method leaves in the weights.
 enum class WeightGrid {
@@ -20,16 +20,18 @@ enum class WeightGrid {
 
 struct OutputFormatInfo {
   OutputFormat format;
-  std::string_view name;         // "hf", "gguf"
+  std::string_view name;         // "hf", "gguf", "gptq", "awq", "compressed-tensors"
   std::string_view description;  // for --help and model cards
   std::span<const WeightGrid> grids;
 };
 
 std::span<const OutputFormatInfo> output_formats();
 const OutputFormatInfo& output_format_info(OutputFormat format);
-// "hf" | "gguf"; InputError naming `where` and the formats otherwise.
+// A format's name; InputError naming `where` and the formats otherwise.
 OutputFormat parse_output_format(const std::string& text, const std::string& where);
 bool accepts(OutputFormat format, WeightGrid grid);
+// gptq, awq and compressed-tensors: Hugging Face folders of packed Linears.
+bool packed_hf_format(OutputFormat format);
 std::string_view weight_grid_name(WeightGrid grid);
 
 }  // namespace ptq

@@ -65,6 +65,8 @@ void write_uniform(H5Writer& out, const std::string& p, const QuantizedMatrix& m
   out.set_attribute(p, "min_max_range", std::int64_t{m.spec.range == RangeRule::MinMax});
   if (m.spec.range == RangeRule::Ggml) out.set_attribute(p, "ggml_range", std::int64_t{1});
   if (m.spec.range == RangeRule::GgmlMin) out.set_attribute(p, "ggml_min_range", std::int64_t{1});
+  if (m.spec.scale_storage == ScaleStorage::f16)
+    out.set_attribute(p, "f16_scales", std::int64_t{1});
   out.set_attribute(p, "group_size", std::int64_t{m.spec.group_size});
 }
 
@@ -87,6 +89,8 @@ QuantSpec read_spec(const H5Reader& in, const std::string& p) {
   if (in.has_attribute(p, "ggml_range") && flag("ggml_range")) spec.range = RangeRule::Ggml;
   if (in.has_attribute(p, "ggml_min_range") && flag("ggml_min_range"))
     spec.range = RangeRule::GgmlMin;
+  if (in.has_attribute(p, "f16_scales") && flag("f16_scales"))
+    spec.scale_storage = ScaleStorage::f16;
   spec.group_size = static_cast<int>(in.int_attribute(p, "group_size"));
   try {
     spec.validate();

@@ -6,7 +6,7 @@
 //   p/zeros  int32 [out, groups] p/g_idx  int32 [in]
 //   attributes: bits, symmetric, granularity, group_size, min_max_range (and ggml_range
 //   = 1 for RangeRule::Ggml, ggml_min_range = 1 for RangeRule::GgmlMin, whose zeros
-//   are float32)
+//   are float32; f16_scales = 1 for ScaleStorage::f16)
 // NF4 (algorithms/nf4.hpp)
 //   p/nf4_codes uint8 [out, in]  p/absmax_codes uint8 [blocks]
 //   p/absmax_scales float32 [ceil(blocks / absmax_block)]

@@ -16,7 +16,9 @@
 #include "io/safetensors.hpp"
 #include "io/text_file.hpp"
 #include "pipeline/output/act_quant_io.hpp"
+#include "pipeline/output/folder_sizes.hpp"
 #include "pipeline/output/gguf_output.hpp"
+#include "pipeline/output/packed_output.hpp"
 #include "pipeline/output/progress.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/recipe/provenance.hpp"
@@ -27,6 +29,7 @@ namespace {
 
 constexpr float kHalfMax = 65504.0f;  // largest finite IEEE float16
 constexpr std::string_view kGgufFile = "model.gguf";
+constexpr std::string_view kSafetensorsFile = "model.safetensors";
 
 // Files a loader needs beside the weights; copied when present.
 constexpr std::array<std::string_view, 8> kCopiedFiles = {"config.json",
@@ -60,8 +63,9 @@ std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) 
 
 std::vector<OutTensor> output_tensors(const Checkpoint& source,
                                       const std::vector<QuantizedLinear>& linears,
-                                      const ModelExtras& extras,
+                                      const ModelExtras& extras, OutputFormat format,
                                       std::vector<std::string>& warnings) {
+  const PackedLayout layout = packed_layout(linears, format);
   std::map<std::string, const ReplacedTensor*> replaced;
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
@@ -77,7 +81,15 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source,
       std::memcpy(o.owned.data(), it->second->values.data(), o.owned.size());
       o.bytes = o.owned;
     }
-    if (auto it = quantized.find(t->name); it != quantized.end()) {
+    const auto it = quantized.find(t->name);
+    if (it != quantized.end() && format != OutputFormat::hf) {
+      for (auto& p : packed_linear_tensors(format, t->name, *it->second, layout)) {
+        out.push_back({p.name, p.dtype, p.shape, std::move(p.bytes), {}});
+        out.back().bytes = out.back().owned;
+      }
+      continue;
+    }
+    if (it != quantized.end()) {
       std::int64_t overflow = 0;
       o.dtype = DType::F16;
       o.owned = to_half_bytes(it->second->dequantize(), overflow);
@@ -138,9 +150,11 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
   if (calibration != nullptr && !calibration->windows.empty())
     write_calibration_record(out, "calibration", *calibration);
-  if (recipe.format == OutputFormat::gguf) {
-    // The weights are in model.gguf, packed: the record keeps the reports only.
-    out.set_attribute("/", "weights", std::string(kGgufFile));
+  if (recipe.format != OutputFormat::hf) {
+    // The weights are packed in the model file: the record keeps the reports only.
+    out.set_attribute(
+        "/", "weights",
+        std::string(recipe.format == OutputFormat::gguf ? kGgufFile : kSafetensorsFile));
     for (const auto& q : linears) write_linear_report(out, q.report, Timing::omit);
   } else {
     for (const auto& q : linears) write_quantized_linear(out, q, Timing::omit);
@@ -170,7 +184,7 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
                        const CalibrationSet* calibration,
                        const std::vector<QuantizedLinear>& linears,
                        const std::vector<std::string>& warnings,
-                       const std::optional<StatsMixRecord>& from_stats) {
+                       const std::optional<StatsMixRecord>& from_stats, const FolderSizes& sizes) {
   std::ostringstream md;
   md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n";
   if (recipe.format == OutputFormat::gguf) {
@@ -178,6 +192,12 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
        << "`, llama.cpp's GGUF,\nwith llama-quantize's per-tensor types for " << recipe.gguf_type
        << " (embeddings and head included); `quantized.h5`\nrecords the recipe, the calibration "
           "data and the per-Linear errors.\n\n";
+  } else if (recipe.format != OutputFormat::hf) {
+    md << "Quantized by ptq from `" << source.filename().string() << "` into a "
+       << output_format_info(recipe.format).description
+       << ",\n`quantization_config` in `config.json`: every decoder block's Linears packed; "
+          "`quantized.h5`\nrecords the recipe, the calibration data and the per-Linear errors. "
+          "Embeddings and the head are unchanged.\n\n";
   } else {
     md << "Quantized by ptq from `" << source.filename().string()
        << "`. The Linears of every decoder block\n"
@@ -192,7 +212,15 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
   if (recipe.method == Method::W8A8)
     md << "W8A8: every Linear input is meant to be int8 at inference (`ptq_activation_quant` in\n"
        << "`config.json`; `ptq eval` simulates it).\n\n";
-  md << "## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
+  char size_line[256];
+  std::snprintf(size_line, sizeof size_line,
+                "the decoder blocks' Linears take %.3f bits per weight in the model file, the "
+                "folder %.3f bits per parameter of the source",
+                sizes.linear_bits_per_weight, sizes.folder_bits_per_parameter);
+  md << "## Size\n\nFormat `" << output_format_info(recipe.format).name << "`; " << size_line << " ("
+     << sizes.total << " bytes before this card and run.json).\n\n| file | bytes |\n|---|---:|\n";
+  for (const auto& [name, bytes] : sizes.files) md << "| `" << name << "` | " << bytes << " |\n";
+  md << "\n## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
   if (calibration != nullptr && !calibration->windows.empty()) {
     md << "## Calibration data\n\n| source | path | weight | windows | content hash "
           "|\n|---|---|---|---|---|\n";
@@ -219,8 +247,10 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
 }
 
 void write_run_log(const std::filesystem::path& path, const RunInfo& run,
-                   const std::vector<QuantizedLinear>& linears) {
+                   const std::vector<QuantizedLinear>& linears,
+                   const nlohmann::ordered_json& size) {
   nlohmann::ordered_json j;
+  j["size"] = size;
   j["seconds"] = run.seconds;
   j["threads"] = run.threads;
   j["peak_rss_bytes"] = peak_rss_bytes();  // after the weights were written: the whole run
@@ -251,23 +281,28 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   OutputFolder folder(out_dir, "--out");
   const std::filesystem::path& staging = folder.staging();
   std::vector<std::string> warnings;
+  const Checkpoint source = Checkpoint::open(source_model);
   if (recipe.format == OutputFormat::gguf) {
     write_gguf_file(source_model, staging / kGgufFile, recipe, linears, extras.tensors);
   } else {
     for (auto name : kCopiedFiles)
       if (std::filesystem::exists(source_model / name))
         std::filesystem::copy_file(source_model / name, staging / name);
-    const Checkpoint source = Checkpoint::open(source_model);
-    write_weights(staging, output_tensors(source, linears, extras, warnings),
+    write_weights(staging, output_tensors(source, linears, extras, recipe.format, warnings),
                   options.max_shard_bytes);
+    if (recipe.format != OutputFormat::hf)
+      write_packed_config(staging, recipe, packed_layout(linears, recipe.format));
   }
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
   if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
+  std::int64_t parameters = 0;
+  for (const TensorView* t : source.tensors()) parameters += t->numel();
+  const FolderSizes sizes = folder_sizes(staging, recipe.format, parameters);
   write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears,
-                                                      warnings, run.from_stats));
+                                                      warnings, run.from_stats, sizes));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
-  write_run_log(staging / "run.json", logged, linears);
+  write_run_log(staging / "run.json", logged, linears, folder_sizes_json(sizes, recipe.format));
 
   folder.commit();
   return warnings;

@@ -92,6 +92,8 @@ GptqConfig Recipe::gptq_config() const {
 
 void Recipe::apply_implied_defaults() {
   if (scaling == Scaling::SmoothQuant && !smoothquant) smoothquant = SmoothQuantConfig{};
+  // A GPTQ checkpoint stores float16 scales: the grids are fitted with them.
+  if (packed_hf_format(format)) spec.scale_storage = ScaleStorage::f16;
   // GPTQ and AWQ into GGUF round onto the exact grid of the type's block Linears.
   if (format == OutputFormat::gguf && (method == Method::Gptq || method == Method::Awq)) {
     const GgufPolicy* policy = find_policy(gguf_type);
@@ -143,11 +145,10 @@ void Recipe::validate_format() const {
                       "a method whose grid it stores (" + std::string(f.description) + ")",
                       "method " + std::string(method_name(method)) + ", which leaves " +
                           std::string(weight_grid_name(weight_grid())));
-  if (format != OutputFormat::gguf) {
-    if (!gguf_type.empty() || !imatrix.empty())
-      throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
-    return;
-  }
+  if (format != OutputFormat::gguf && (!gguf_type.empty() || !imatrix.empty()))
+    throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
+  if (packed_hf_format(format)) validate_packed_format();
+  if (format != OutputFormat::gguf) return;
   // From here the format table has left methods rtn, gptq and none.
   const GgufPolicy* policy = find_policy(gguf_type);
   if (policy == nullptr)
@@ -180,6 +181,40 @@ void Recipe::validate_format() const {
   if (!imatrix.empty() && (none || method == Method::Awq))
     throw input_error("imatrix", "method rtn or gptq (importance-weighted ggml rounding)",
                       "method " + std::string(method_name(method)));
+}
+
+// The packed Hugging Face layouts: GPTQ's 2, 3, 4 or 8-bit codes; AWQ's 4-bit
+// asymmetric groups without act-order (it has no g_idx); compressed-tensors'
+// pack-quantized 4 or 8-bit ones (act-order not written yet); per channel or
+// group, weight-only (W8A8's int8 activations need compressed-tensors'
+// int-quantized format, not written yet).
+void Recipe::validate_packed_format() const {
+  const std::string where = "format " + std::string(output_format_info(format).name);
+  if (method == Method::W8A8)
+    throw input_error(where, "a weight-only method (rtn, gptq, awq)",
+                      "method w8a8, whose int8 activations it cannot state");
+  const QuantSpec s = quant_spec();
+  const std::string bits = std::to_string(s.bits) + " bits";
+  if (s.granularity == Granularity::Tensor)
+    throw input_error(where, "group or channel granularity",
+                      "tensor (no per-tensor grid in the format)");
+  switch (format) {
+    case OutputFormat::gptq:
+      if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8)
+        throw input_error(where, "bits 2, 3, 4 or 8", bits);
+      return;
+    case OutputFormat::awq:
+      if (s.bits != 4 || s.symmetry != Symmetry::Asymmetric || s.granularity != Granularity::Group)
+        throw input_error(where, "4-bit asymmetric groups (AWQ's GEMM layout)",
+                          bits + ", " + granularity_text(s));
+      break;
+    default:
+      if (s.bits != 4 && s.bits != 8) throw input_error(where, "bits 4 or 8", bits);
+      break;
+  }
+  if (order == ColumnOrder::ActivationOrder)
+    throw input_error(where, "natural column order (the format stores no act-order g_idx)",
+                      "act-order");
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {

@@ -116,6 +116,7 @@ struct Recipe {
 
  private:
   void validate_format() const;
+  void validate_packed_format() const;
 };
 
 // One line naming the scheme, e.g. "gptq W4 (group 128)", "w8a8 SmoothQuant alpha 0.5,

@@ -208,11 +208,13 @@ const std::vector<RecipeKey>& recipe_keys() {
        },
        [](const Recipe& r) { return std::string(choice_name(r.refit, kRefits)); },
        [](const Recipe& r) { return r.refit != ScaleRefit::None; }},
-      {"format", "--format", F::value, "Output format: hf (float16 folder + quantized.h5) or gguf",
+      {"format", "--format", F::value,
+       "Output format: hf (float16 folder + quantized.h5), gguf, gptq, awq or compressed-tensors",
        [](Recipe& r, const std::string& t, const std::string& w) {
          r.format = parse_output_format(t, w);
        },
-       [](const Recipe& r) { return std::string(output_format_info(r.format).name); }, gguf},
+       [](const Recipe& r) { return std::string(output_format_info(r.format).name); },
+       [](const Recipe& r) { return r.format != OutputFormat::hf; }},
       {"gguf_type", "--gguf-type", F::value,
        "gguf: llama-quantize's type (Q4_K_M, Q4_0, Q8_0, IQ4_XS, F16, ...) for every tensor",
        [](Recipe& r, const std::string& t, const std::string&) { r.gguf_type = t; },

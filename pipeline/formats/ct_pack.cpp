@@ -1,0 +1,214 @@
+#include "pipeline/formats/ct_pack.hpp"
+
+#include <cmath>
+
+#include "io/dtype.hpp"
+#include "io/error.hpp"
+#include "pipeline/formats/bit_stream.hpp"
+#include "pipeline/formats/packed_checkpoint.hpp"
+
+namespace ptq {
+
+namespace {
+
+using bit_stream::kWordBits;
+constexpr char kVersion[] =
+    "0.20.1";  // the compressed-tensors release this layout is checked against
+
+bool packable_bits(int bits) { return bits == 4 || bits == 8; }
+
+void require_size(const std::string& where, const char* name, std::size_t got, std::int64_t want) {
+  if (got != static_cast<std::size_t>(want))
+    throw input_error(where + " " + name, std::to_string(want) + " values", std::to_string(got));
+}
+
+}  // namespace
+
+void require_compressed_packable(const QuantizedMatrix& m, const std::string& where) {
+  if (!packable_bits(m.spec.bits))
+    throw input_error(where, "4 or 8 bits (pack-quantized)", std::to_string(m.spec.bits) + " bits");
+  if (m.spec.granularity == Granularity::Tensor)
+    throw input_error(where, "a grid per channel or group", "tensor granularity");
+  if (m.rows() % kWordBits != 0 || m.columns() % kWordBits != 0)
+    throw input_error(where, "in and out features that are multiples of 32",
+                      "[" + std::to_string(m.rows()) + ", " + std::to_string(m.columns()) + "]");
+  const int width = m.spec.granularity == Granularity::Group ? m.spec.group_size : m.columns();
+  for (int c = 0; c < m.columns(); ++c)
+    if (m.g_idx[c] != c / width)
+      throw input_error(where,
+                        "column c in group c / group_size (act-order groups are not written here)",
+                        "column " + std::to_string(c) + " in group " + std::to_string(m.g_idx[c]));
+  for (Eigen::Index i = 0; i < m.scales.size(); ++i)
+    if (half_to_float(float_to_half(m.scales.data()[i])) != m.scales.data()[i])
+      throw input_error(where, "float16 scales (a grid fitted with ScaleStorage::f16)",
+                        "scale " + std::to_string(m.scales.data()[i]));
+  const float centre = static_cast<float>(1 << (m.spec.bits - 1));
+  for (Eigen::Index i = 0; i < m.zeros.size(); ++i) {
+    const float z = m.zeros.data()[i];
+    const bool ok =
+        m.spec.symmetry == Symmetry::Symmetric
+            ? z == centre
+            : z == std::nearbyint(z) && z >= 0 && z <= static_cast<float>(m.spec.maxq());
+    if (!ok) throw input_error(where, "zero points the format stores", "zero " + std::to_string(z));
+  }
+}
+
+CompressedLinear pack_compressed(const QuantizedMatrix& m, const std::string& where) {
+  require_compressed_packable(m, where);
+  CompressedLinear t;
+  t.bits = m.spec.bits;
+  t.symmetric = m.spec.symmetry == Symmetry::Symmetric;
+  t.in = m.columns();
+  t.out = m.rows();
+  t.groups = m.scales.cols();
+  const std::int64_t row_words = bit_stream::words_for(t.in, t.bits);
+  t.weight_packed.assign(static_cast<std::size_t>(t.out * row_words), 0);
+  t.weight_scale.resize(static_cast<std::size_t>(t.out * t.groups));
+  for (std::int64_t o = 0; o < t.out; ++o) {
+    for (std::int64_t i = 0; i < t.in; ++i)
+      bit_stream::put(t.weight_packed.data() + o * row_words, 1, i, t.bits, m.codes(o, i));
+    for (std::int64_t g = 0; g < t.groups; ++g)
+      t.weight_scale[static_cast<std::size_t>(o * t.groups + g)] = float_to_half(m.scales(o, g));
+  }
+  if (!t.symmetric) {
+    t.weight_zero_point.assign(
+        static_cast<std::size_t>(bit_stream::words_for(t.out, t.bits) * t.groups), 0);
+    for (std::int64_t g = 0; g < t.groups; ++g)
+      for (std::int64_t o = 0; o < t.out; ++o)
+        bit_stream::put(t.weight_zero_point.data() + g, t.groups, o, t.bits,
+                        static_cast<std::uint32_t>(m.zeros(o, g)));
+  }
+  return t;
+}
+
+QuantizedMatrix unpack_compressed(const CompressedLinear& t, const QuantSpec& spec,
+                                  const std::string& where) {
+  if (!packable_bits(t.bits) || spec.bits != t.bits)
+    throw input_error(where + " bits", "4 or 8, as quantization_config says",
+                      std::to_string(t.bits));
+  if (t.in <= 0 || t.out <= 0 || spec.groups_per_row(static_cast<int>(t.in)) != t.groups)
+    throw input_error(
+        where, std::to_string(spec.groups_per_row(static_cast<int>(t.in))) + " groups per row",
+        std::to_string(t.groups));
+  const std::int64_t row_words = bit_stream::words_for(t.in, t.bits);
+  require_size(where, "weight_packed", t.weight_packed.size(), t.out * row_words);
+  require_size(where, "weight_scale", t.weight_scale.size(), t.out * t.groups);
+  if (!t.symmetric)
+    require_size(where, "weight_zero_point", t.weight_zero_point.size(),
+                 bit_stream::words_for(t.out, t.bits) * t.groups);
+  QuantizedMatrix m{spec, CodeMatrix(t.out, t.in), MatrixRM(t.out, t.groups),
+                    MatrixRM(t.out, t.groups),
+                    std::vector<std::int32_t>(static_cast<std::size_t>(t.in))};
+  const std::int64_t width = spec.granularity == Granularity::Group ? spec.group_size : t.in;
+  for (std::int64_t i = 0; i < t.in; ++i)
+    m.g_idx[static_cast<std::size_t>(i)] = static_cast<std::int32_t>(i / width);
+  const float centre = static_cast<float>(1 << (t.bits - 1));
+  for (std::int64_t o = 0; o < t.out; ++o) {
+    for (std::int64_t i = 0; i < t.in; ++i)
+      m.codes(o, i) = static_cast<std::uint8_t>(
+          bit_stream::get(t.weight_packed.data() + o * row_words, 1, i, t.bits));
+    for (std::int64_t g = 0; g < t.groups; ++g) {
+      m.scales(o, g) = half_to_float(t.weight_scale[static_cast<std::size_t>(o * t.groups + g)]);
+      m.zeros(o, g) = t.symmetric ? centre
+                                  : static_cast<float>(bit_stream::get(
+                                        t.weight_zero_point.data() + g, t.groups, o, t.bits));
+    }
+  }
+  return m;
+}
+
+nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec) {
+  const bool group = spec.granularity == Granularity::Group;
+  const nlohmann::ordered_json weights = {
+      {"num_bits", spec.bits},
+      {"type", "int"},
+      {"symmetric", spec.symmetry == Symmetry::Symmetric},
+      {"group_size", group ? nlohmann::ordered_json(spec.group_size) : nullptr},
+      {"strategy", group ? "group" : "channel"},
+      {"block_structure", nullptr},
+      {"dynamic", false},
+      {"actorder", nullptr},
+      {"observer", "minmax"},
+      {"observer_kwargs", nlohmann::ordered_json::object()}};
+  return {{"quant_method", "compressed-tensors"},
+          {"format", "pack-quantized"},
+          {"quantization_status", "compressed"},
+          {"config_groups",
+           {{"group_0",
+             {{"targets", {"Linear"}},
+              {"weights", weights},
+              {"input_activations", nullptr},
+              {"output_activations", nullptr},
+              {"format", "pack-quantized"}}}}},
+          {"ignore", {"lm_head"}},
+          {"kv_cache_scheme", nullptr},
+          {"global_compression_ratio", nullptr},
+          {"version", kVersion}};
+}
+
+std::optional<QuantSpec> read_compressed_tensors_config(const nlohmann::json& config,
+                                                        const std::string& where) {
+  const auto it = config.find("quantization_config");
+  if (it == config.end() || !it->is_object() ||
+      it->value("quant_method", "") != "compressed-tensors")
+    return std::nullopt;
+  const std::string w = where + ": quantization_config";
+  if (it->value("format", "") != "pack-quantized")
+    throw input_error(w + ".format", "pack-quantized", it->value("format", "missing"));
+  const auto groups = it->find("config_groups");
+  if (groups == it->end() || !groups->is_object() || groups->size() != 1)
+    throw input_error(w + ".config_groups", "one group",
+                      groups == it->end() ? "none" : groups->dump());
+  const nlohmann::json& scheme = groups->begin().value();
+  if (scheme.contains("input_activations") && !scheme["input_activations"].is_null())
+    throw input_error(w, "weight-only quantization",
+                      "input_activations " + scheme["input_activations"].dump());
+  const nlohmann::json& q = scheme.value("weights", nlohmann::json::object());
+  QuantSpec spec;
+  spec.bits = q.value("num_bits", 0);
+  if (!packable_bits(spec.bits) || q.value("type", "") != "int")
+    throw input_error(w + " weights", "int weights of 4 or 8 bits", q.dump());
+  spec.symmetry = q.value("symmetric", true) ? Symmetry::Symmetric : Symmetry::Asymmetric;
+  const std::string strategy = q.value("strategy", "");
+  if (strategy == "group" && q.contains("group_size") && q["group_size"].is_number_integer() &&
+      q["group_size"].get<int>() > 0) {
+    spec.granularity = Granularity::Group;
+    spec.group_size = q["group_size"].get<int>();
+  } else if (strategy == "channel") {
+    spec.granularity = Granularity::Channel;
+  } else {
+    throw input_error(w + " weights.strategy", "group (with a group_size) or channel", q.dump());
+  }
+  if (q.contains("actorder") && !q["actorder"].is_null())
+    throw input_error(w + " weights.actorder", "null", q["actorder"].dump());
+  spec.scale_storage = ScaleStorage::f16;
+  return spec;
+}
+
+Checkpoint dequantized_compressed_checkpoint(const std::filesystem::path& dir,
+                                             const Checkpoint& packed, const QuantSpec& spec) {
+  constexpr std::string_view kParts[] = {".weight_packed", ".weight_scale", ".weight_zero_point",
+                                         ".weight_shape"};
+  return with_linears_dequantized(
+      dir, packed, ".weight_packed", kParts, [&](const std::string& base) {
+        const std::string where = dir.string() + ": " + base;
+        const auto shape = packed_values<std::int64_t>(packed, base + ".weight_shape", DType::I64);
+        if (shape.size() != 2)
+          throw input_error(where + ".weight_shape", "[out, in]",
+                            std::to_string(shape.size()) + " values");
+        CompressedLinear l;
+        l.bits = spec.bits;
+        l.symmetric = spec.symmetry == Symmetry::Symmetric;
+        l.out = shape[0];
+        l.in = shape[1];
+        l.weight_packed = packed_values<std::int32_t>(packed, base + ".weight_packed", DType::I32);
+        l.weight_scale = packed_values<std::uint16_t>(packed, base + ".weight_scale", DType::F16);
+        if (!l.symmetric)
+          l.weight_zero_point =
+              packed_values<std::int32_t>(packed, base + ".weight_zero_point", DType::I32);
+        l.groups = l.out > 0 ? static_cast<std::int64_t>(l.weight_scale.size()) / l.out : 0;
+        return unpack_compressed(l, spec, where).dequantize();
+      });
+}
+
+}  // namespace ptq

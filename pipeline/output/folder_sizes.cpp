@@ -1,0 +1,83 @@
+#include "pipeline/output/folder_sizes.hpp"
+
+#include "calibrate/tensor_names.hpp"
+#include "io/gguf.hpp"
+#include "io/model_config.hpp"
+#include "io/safetensors.hpp"
+#include "pipeline/formats/gguf_model.hpp"
+
+namespace ptq {
+
+namespace {
+
+// "model.layers.<i>.<module>." of every decoder block Linear.
+std::vector<std::string> linear_prefixes(const ModelConfig& config) {
+  std::vector<std::string> out;
+  for (int layer = 0; layer < config.num_layers; ++layer)
+    for (const LinearSpec& spec : linear_specs)
+      out.push_back(block_tensor_name(layer, std::string(spec.module) + "."));
+  return out;
+}
+
+double linear_weight_count(const ModelConfig& config) {
+  double n = 0;
+  for (const LinearSpec& spec : linear_specs)
+    n += static_cast<double>(linear_out_features(config, spec.role)) *
+         linear_in_features(config, spec.role);
+  return n * config.num_layers;
+}
+
+bool is_linear_tensor(const std::string& hf_name, const std::vector<std::string>& prefixes) {
+  if (hf_name.ends_with(".bias")) return false;
+  for (const auto& p : prefixes)
+    if (hf_name.starts_with(p)) return true;
+  return false;
+}
+
+// The folder's config and the bytes its model file spends on the block Linears.
+std::pair<ModelConfig, std::uintmax_t> linear_storage(const std::filesystem::path& dir,
+                                                      OutputFormat format) {
+  std::uintmax_t bytes = 0;
+  if (format == OutputFormat::gguf) {
+    const auto file = gguf::File::open(dir / "model.gguf");
+    const ModelConfig config = gguf_model_config(*file);
+    const auto prefixes = linear_prefixes(config);
+    for (const GgufTensorPlan& plan : gguf_file_plan(*file, config))
+      if (is_linear_tensor(plan.hf_name, prefixes))
+        bytes += file->require_tensor(plan.gguf_name).data.size();
+    return {config, bytes};
+  }
+  const ModelConfig config = load_model_config(dir);
+  const auto prefixes = linear_prefixes(config);
+  const Checkpoint checkpoint = Checkpoint::open(dir);
+  for (const TensorView* t : checkpoint.tensors())
+    if (is_linear_tensor(t->name, prefixes)) bytes += t->bytes.size();
+  return {config, bytes};
+}
+
+}  // namespace
+
+FolderSizes folder_sizes(const std::filesystem::path& dir, OutputFormat format,
+                         std::int64_t parameters) {
+  FolderSizes s;
+  for (const auto& e : std::filesystem::directory_iterator(dir))
+    if (e.is_regular_file()) {
+      s.files[e.path().filename().string()] = e.file_size();
+      s.total += e.file_size();
+    }
+  const auto [config, bytes] = linear_storage(dir, format);
+  s.linear_bits_per_weight = 8.0 * static_cast<double>(bytes) / linear_weight_count(config);
+  s.folder_bits_per_parameter =
+      8.0 * static_cast<double>(s.total) / static_cast<double>(parameters);
+  return s;
+}
+
+nlohmann::ordered_json folder_sizes_json(const FolderSizes& sizes, OutputFormat format) {
+  return {{"format", std::string(output_format_info(format).name)},
+          {"linear_bits_per_weight", sizes.linear_bits_per_weight},
+          {"folder_bits_per_parameter", sizes.folder_bits_per_parameter},
+          {"folder_bytes", sizes.total},
+          {"files", sizes.files}};
+}
+
+}  // namespace ptq

@@ -1,0 +1,101 @@
+#include "pipeline/output/packed_output.hpp"
+
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "io/error.hpp"
+#include "io/text_file.hpp"
+#include "pipeline/formats/awq_pack.hpp"
+#include "pipeline/formats/bit_stream.hpp"
+#include "pipeline/formats/ct_pack.hpp"
+
+namespace ptq {
+
+namespace {
+
+template <class T>
+PackedTensor tensor(std::string name, DType dtype, std::vector<std::int64_t> shape,
+                    const std::vector<T>& values) {
+  PackedTensor t{std::move(name), dtype, std::move(shape),
+                 std::vector<std::byte>(values.size() * sizeof(T))};
+  std::memcpy(t.bytes.data(), values.data(), t.bytes.size());
+  return t;
+}
+
+std::vector<PackedTensor> gptq_tensors(const std::string& base, const QuantizedMatrix& m,
+                                       GptqZeros zeros, const std::string& where) {
+  const GptqLinear l = pack_gptq(m, zeros, where);
+  const auto words = [&](std::int64_t n) { return bit_stream::words_for(n, l.bits); };
+  return {tensor(base + ".qweight", DType::I32, {words(l.in), l.out}, l.qweight),
+          tensor(base + ".qzeros", DType::I32, {l.groups, words(l.out)}, l.qzeros),
+          tensor(base + ".scales", DType::F16, {l.groups, l.out}, l.scales),
+          tensor(base + ".g_idx", DType::I32, {l.in}, l.g_idx)};
+}
+
+std::vector<PackedTensor> compressed_tensors(const std::string& base, const QuantizedMatrix& m,
+                                             const std::string& where) {
+  const CompressedLinear l = pack_compressed(m, where);
+  const auto words = [&](std::int64_t n) { return bit_stream::words_for(n, l.bits); };
+  std::vector<PackedTensor> out = {
+      tensor(base + ".weight_packed", DType::I32, {l.out, words(l.in)}, l.weight_packed),
+      tensor(base + ".weight_scale", DType::F16, {l.out, l.groups}, l.weight_scale),
+      tensor(base + ".weight_shape", DType::I64, {2}, std::vector<std::int64_t>{l.out, l.in})};
+  if (!l.symmetric)
+    out.push_back(tensor(base + ".weight_zero_point", DType::I32, {words(l.out), l.groups},
+                         l.weight_zero_point));
+  return out;
+}
+
+std::vector<PackedTensor> awq_tensors(const std::string& base, const QuantizedMatrix& m,
+                                      const std::string& where) {
+  const AwqLinear l = pack_awq(m, where);
+  return {tensor(base + ".qweight", DType::I32, {l.in, l.out / 8}, l.qweight),
+          tensor(base + ".qzeros", DType::I32, {l.groups, l.out / 8}, l.qzeros),
+          tensor(base + ".scales", DType::F16, {l.groups, l.out}, l.scales)};
+}
+
+}  // namespace
+
+PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format) {
+  PackedLayout layout;
+  if (format != OutputFormat::gptq) return layout;
+  for (const auto& q : linears)
+    if (gptq_zeros_needed(std::get<QuantizedMatrix>(q.weight)) == GptqZeros::v2)
+      layout.zeros = GptqZeros::v2;
+  return layout;
+}
+
+std::vector<PackedTensor> packed_linear_tensors(OutputFormat format, const std::string& weight_name,
+                                                const QuantizedLinear& q,
+                                                const PackedLayout& layout) {
+  constexpr std::string_view kWeight = ".weight";
+  PTQ_ASSERT(weight_name.ends_with(kWeight));
+  const std::string base = weight_name.substr(0, weight_name.size() - kWeight.size());
+  const auto& m = std::get<QuantizedMatrix>(q.weight);
+  if (format == OutputFormat::gptq) return gptq_tensors(base, m, layout.zeros, weight_name);
+  if (format == OutputFormat::awq) return awq_tensors(base, m, weight_name);
+  PTQ_ASSERT(format == OutputFormat::compressed_tensors);
+  return compressed_tensors(base, m, weight_name);
+}
+
+void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
+                         const PackedLayout& layout) {
+  nlohmann::ordered_json q;
+  if (recipe.format == OutputFormat::gptq) {
+    const GptqCheckpointGrid grid{recipe.quant_spec(), layout.zeros,
+                                  recipe.order == ColumnOrder::ActivationOrder};
+    q = gptq_quantization_config(grid, recipe.group_grids == GroupGrids::Static, recipe.damp);
+    write_text_atomic(dir / "quantize_config.json", q.dump(2) + "\n");
+  } else if (recipe.format == OutputFormat::awq) {
+    q = awq_quantization_config(recipe.quant_spec());
+  } else {
+    q = compressed_tensors_config(recipe.quant_spec());
+  }
+  std::ifstream in(dir / "config.json");
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(in);
+  config["quantization_config"] = q;
+  write_text_atomic(dir / "config.json", config.dump(2) + "\n");
+}
+
+}  // namespace ptq

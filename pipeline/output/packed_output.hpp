@@ -1,0 +1,43 @@
+#pragma once
+// The packed Hugging Face formats' part of an output folder (GPTQ, AWQ and
+// compressed-tensors, pipeline/formats/gptq_pack.hpp, awq_pack.hpp, ct_pack.hpp): the
+// tensors that replace each quantized Linear's weight, and the
+// quantization_config a loader reads from config.json.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "io/dtype.hpp"
+#include "pipeline/formats/gptq_pack.hpp"
+#include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/recipe.hpp"
+
+namespace ptq {
+
+struct PackedTensor {
+  std::string name;
+  DType dtype;
+  std::vector<std::int64_t> shape;
+  std::vector<std::byte> bytes;
+};
+
+// What every Linear of one folder shares: GPTQ's zero layout (v2 when any
+// Linear has a zero point of 0).
+struct PackedLayout {
+  GptqZeros zeros = GptqZeros::v1;
+};
+PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format);
+
+// The tensors replacing `weight_name` ("<module>.weight") in format
+// gptq, awq or compressed-tensors.
+std::vector<PackedTensor> packed_linear_tensors(OutputFormat format, const std::string& weight_name,
+                                                const QuantizedLinear& q,
+                                                const PackedLayout& layout);
+
+// Adds quantization_config to dir/config.json (GPTQ also writes it alone as
+// quantize_config.json, AutoGPTQ's file).
+void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
+                         const PackedLayout& layout);
+
+}  // namespace ptq

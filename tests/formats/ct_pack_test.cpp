@@ -1,0 +1,154 @@
+// compressed-tensors' pack-quantized Linear tensors (pipeline/formats/ct_pack.hpp):
+// words laid out as compressed-tensors' pack_to_int32 documents them (its own
+// worked example: signed 8-bit values 1, 2 -> unsigned 129, 130 -> the word
+// 33409; 4-bit codes low nibble first along the row; asymmetric zero points
+// packed along the output dimension); pack -> unpack gives back the codes,
+// scales and zeros for 4 and 8 bits, symmetric and asymmetric, per group and
+// per channel; the quantization_config reads back; bad grids, tensors and
+// configs are InputErrors naming the tensor or key.
+#include "pipeline/formats/ct_pack.hpp"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <random>
+
+#include "algorithms/rtn.hpp"
+#include "io/error.hpp"
+#include "packed_test_util.hpp"
+
+namespace ptq {
+namespace {
+
+using test::expect_input_error;
+constexpr int kOut = test::kPackedOut, kIn = test::kPackedIn;
+
+MatrixRM weights(unsigned seed) { return test::packed_test_weights(seed); }
+
+QuantSpec spec(int bits, Symmetry symmetry, Granularity granularity) {
+  return test::packed_test_spec(bits, symmetry, granularity);
+}
+
+TEST(CompressedPack, EightBitWordIsTheLibrarysWorkedExample) {
+  QuantizedMatrix m = rtn_quantize(weights(1), spec(8, Symmetry::Symmetric, Granularity::Channel));
+  m.codes.setConstant(128);  // signed 0
+  m.codes(0, 0) = 129;       // signed 1
+  m.codes(0, 1) = 130;       // signed 2
+  const CompressedLinear t = pack_compressed(m, "test");
+  EXPECT_EQ(static_cast<std::uint32_t>(t.weight_packed[0]), 0x80808281u);  // 129, 130, 128, 128
+  EXPECT_EQ(static_cast<std::uint32_t>(t.weight_packed[0]) & 0xffffu, 33409u);
+  EXPECT_TRUE(t.weight_zero_point.empty());  // symmetric: no zero points stored
+}
+
+TEST(CompressedPack, FourBitRowsLowNibbleFirstAndZerosAlongTheOutputs) {
+  QuantizedMatrix m = rtn_quantize(weights(2), spec(4, Symmetry::Asymmetric, Granularity::Group));
+  for (int o = 0; o < kOut; ++o)
+    for (int i = 0; i < kIn; ++i) m.codes(o, i) = static_cast<std::uint8_t>((5 * i + o) % 16);
+  for (int o = 0; o < kOut; ++o)
+    for (int g = 0; g < m.zeros.cols(); ++g) m.zeros(o, g) = static_cast<float>((o + 3 * g) % 16);
+  const CompressedLinear t = pack_compressed(m, "test");
+  const int row_words = kIn / 8, groups = kIn / 32;
+  for (int o = 0; o < kOut; ++o)
+    for (int w = 0; w < row_words; ++w) {
+      std::uint32_t want = 0;
+      for (int k = 0; k < 8; ++k)
+        want |= static_cast<std::uint32_t>((5 * (8 * w + k) + o) % 16) << (4 * k);
+      ASSERT_EQ(static_cast<std::uint32_t>(t.weight_packed[o * row_words + w]), want)
+          << o << " " << w;
+    }
+  ASSERT_EQ(t.weight_zero_point.size(), static_cast<std::size_t>(kOut / 8 * groups));
+  for (int w = 0; w < kOut / 8; ++w)
+    for (int g = 0; g < groups; ++g) {
+      std::uint32_t want = 0;
+      for (int k = 0; k < 8; ++k)
+        want |= static_cast<std::uint32_t>((8 * w + k + 3 * g) % 16) << (4 * k);
+      ASSERT_EQ(static_cast<std::uint32_t>(t.weight_zero_point[w * groups + g]), want)
+          << w << " " << g;
+    }
+}
+
+TEST(CompressedPack, RoundTripsEveryBitWidthAndGrid) {
+  const MatrixRM W = weights(3);
+  for (int bits : {4, 8})
+    for (Symmetry sym : {Symmetry::Symmetric, Symmetry::Asymmetric})
+      for (Granularity g : {Granularity::Group, Granularity::Channel}) {
+        SCOPED_TRACE(std::to_string(bits) + " bits, sym " +
+                     std::to_string(sym == Symmetry::Symmetric) + ", group " +
+                     std::to_string(g == Granularity::Group));
+        const QuantSpec s = spec(bits, sym, g);
+        const QuantizedMatrix m = rtn_quantize(W, s);
+        const QuantizedMatrix back = unpack_compressed(pack_compressed(m, "test"), s, "test");
+        EXPECT_EQ(back.codes, m.codes);
+        EXPECT_EQ(back.scales, m.scales);
+        EXPECT_EQ(back.zeros, m.zeros);
+        EXPECT_EQ(back.g_idx, m.g_idx);
+        EXPECT_EQ(back.dequantize(), m.dequantize());
+      }
+}
+
+TEST(CompressedPack, BadGridsAndTensorsAreInputErrors) {
+  const QuantSpec s = spec(4, Symmetry::Asymmetric, Granularity::Group);
+  const QuantizedMatrix m = rtn_quantize(weights(4), s);
+  QuantizedMatrix bad = m;
+  bad.spec.bits = 3;
+  expect_input_error([&] { pack_compressed(bad, "three"); }, "4 or 8 bits");
+  bad = m;
+  bad.g_idx[5] = 3;  // act-order grouping
+  expect_input_error([&] { pack_compressed(bad, "act-order"); }, "act-order");
+  bad = m;
+  bad.scales(1, 1) = 0.1f;
+  expect_input_error([&] { pack_compressed(bad, "f32 scale"); }, "float16 scales");
+  QuantizedMatrix sym = rtn_quantize(weights(4), spec(4, Symmetry::Symmetric, Granularity::Group));
+  sym.zeros(0, 0) = 7;
+  expect_input_error([&] { pack_compressed(sym, "sym zero"); }, "zero points");
+  const CompressedLinear t = pack_compressed(m, "ok");
+  CompressedLinear cut = t;
+  cut.weight_packed.pop_back();
+  expect_input_error([&] { unpack_compressed(cut, s, "layer"); }, "weight_packed");
+  cut = t;
+  cut.weight_scale.resize(5);
+  expect_input_error([&] { unpack_compressed(cut, s, "layer"); }, "weight_scale");
+  cut = t;
+  cut.weight_zero_point.clear();
+  expect_input_error([&] { unpack_compressed(cut, s, "layer"); }, "weight_zero_point");
+  expect_input_error(
+      [&] { unpack_compressed(t, spec(8, Symmetry::Asymmetric, Granularity::Group), "l"); },
+      "bits");
+  expect_input_error(
+      [&] { unpack_compressed(t, spec(4, Symmetry::Asymmetric, Granularity::Channel), "l"); },
+      "groups");
+}
+
+TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
+  const QuantSpec s = spec(4, Symmetry::Asymmetric, Granularity::Group);
+  const nlohmann::json config = {{"quantization_config", compressed_tensors_config(s)}};
+  const auto back = read_compressed_tensors_config(config, "config.json");
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(*back, s);
+  EXPECT_FALSE(
+      read_compressed_tensors_config(nlohmann::json{{"model_type", "llama"}}, "c").has_value());
+  const auto refused = [&](const std::function<void(nlohmann::json&)>& edit,
+                           const std::string& needle) {
+    nlohmann::json c = config;
+    edit(c["quantization_config"]);
+    expect_input_error([&] { read_compressed_tensors_config(c, "config.json"); }, needle);
+  };
+  refused([](nlohmann::json& q) { q["format"] = "int-quantized"; }, "format");
+  refused([](nlohmann::json& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; },
+          "config_groups");
+  refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["num_bits"] = 3; },
+          "weights");
+  refused(
+      [](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["strategy"] = "tensor"; },
+      "strategy");
+  refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["actorder"] = "group"; },
+          "actorder");
+  refused(
+      [](nlohmann::json& q) {
+        q["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}};
+      },
+      "weight-only");
+}
+
+}  // namespace
+}  // namespace ptq
