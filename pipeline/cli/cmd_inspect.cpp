@@ -7,12 +7,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "io/gguf.hpp"
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
-#include "io/gguf.hpp"
 #include "pipeline/cli/commands.hpp"
 #include "pipeline/eval/model_open.hpp"
 #include "pipeline/formats/gguf_model.hpp"
+#include "pipeline/output/folder_sizes.hpp"
 
 namespace ptq::cli {
 
@@ -86,8 +87,10 @@ json metadata_value(const gguf::Value& v) {
   }
   return std::visit(
       [](const auto& x) -> json {
-        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, gguf::Array>) return nullptr;
-        else return x;
+        if constexpr (std::is_same_v<std::decay_t<decltype(x)>, gguf::Array>)
+          return nullptr;
+        else
+          return x;
       },
       v.data);
 }
@@ -102,11 +105,12 @@ json describe_gguf(const gguf::File& file) {
   std::uint64_t bytes = 0;
   for (const gguf::TensorInfo& t : file.tensors()) {
     const gguf::TensorTypeInfo* type = gguf::find_tensor_type(t.type);
-    tensors.push_back({{"name", t.name},
-                       {"dtype", type != nullptr ? std::string(type->name) : std::to_string(t.type)},
-                       {"shape", t.ne},
-                       {"bytes", t.data.size()},
-                       {"bits_per_weight", 8.0 * double(t.data.size()) / double(t.numel())}});
+    tensors.push_back(
+        {{"name", t.name},
+         {"dtype", type != nullptr ? std::string(type->name) : std::to_string(t.type)},
+         {"shape", t.ne},
+         {"bytes", t.data.size()},
+         {"bits_per_weight", 8.0 * double(t.data.size()) / double(t.numel())}});
     parameters += t.numel();
     bytes += t.data.size();
   }
@@ -143,6 +147,12 @@ void print_text(const json& d) {
       std::printf("  %.2f bits/weight", t["bits_per_weight"].get<double>());
     std::printf("\n");
   }
+  if (d.contains("quantization"))
+    std::printf(
+        "quantization: %s, %.3f bits per Linear weight, folder %llu bytes\n",
+        d["quantization"]["format"].get<std::string>().c_str(),
+        d["quantization"]["linear_bits_per_weight"].get<double>(),
+        static_cast<unsigned long long>(d["quantization"]["folder_bytes"].get<std::uint64_t>()));
   if (d.contains("bits_per_weight"))
     std::printf("bits per weight: %.3f\n", d["bits_per_weight"].get<double>());
   std::printf("parameters: %lld\nbytes: %llu\n",
@@ -156,6 +166,10 @@ void run_inspect(const InspectOptions& options) {
     description = describe_gguf(*gguf::File::open(*gguf_path));
   } else {
     description = describe(Checkpoint::open(options.path), find_config(options.path));
+    if (fs::is_directory(options.path))
+      if (const auto format = packed_format_of(options.path))
+        description["quantization"] =
+            folder_sizes_json(folder_sizes(options.path, *format, std::nullopt), *format);
   }
   if (options.format == InspectFormat::Json) {
     std::cout << description.dump(2) << '\n';
@@ -170,7 +184,9 @@ void add_inspect(CLI::App& app) {
   auto options = std::make_shared<InspectOptions>();
   auto* cmd =
       app.add_subcommand("inspect", "Show a checkpoint's architecture, config, tensors and sizes");
-  cmd->add_option("path", options->path, "Checkpoint folder, .safetensors file, .index.json, .gguf file or GGUF output folder")
+  cmd->add_option("path", options->path,
+                  "Checkpoint folder (packed GPTQ/AWQ/compressed-tensors too), .safetensors file, "
+                  ".index.json, .gguf file or GGUF output folder")
       ->required();
   cmd->add_flag_callback(
       "--json", [options] { options->format = InspectFormat::Json; },

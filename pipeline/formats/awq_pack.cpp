@@ -73,11 +73,9 @@ AwqLinear pack_awq(const QuantizedMatrix& m, const std::string& where) {
 }
 
 QuantizedMatrix unpack_awq(const AwqLinear& t, const QuantSpec& spec, const std::string& where) {
-  if (t.in <= 0 || t.out <= 0 || t.out % kPerWord != 0 ||
-      spec.groups_per_row(static_cast<int>(t.in)) != t.groups)
-    throw input_error(
-        where, std::to_string(spec.groups_per_row(static_cast<int>(t.in))) + " groups per row",
-        std::to_string(t.groups));
+  if (t.out <= 0 || t.out % kPerWord != 0)
+    throw input_error(where, "a multiple of 8 outputs", std::to_string(t.out));
+  require_groups(spec, t.in, t.groups, where);
   const std::int64_t row_words = t.out / kPerWord;
   require_size(where, "qweight", t.qweight.size(), t.in * row_words);
   require_size(where, "qzeros", t.qzeros.size(), t.groups * row_words);

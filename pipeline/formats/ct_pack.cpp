@@ -86,10 +86,8 @@ QuantizedMatrix unpack_compressed(const CompressedLinear& t, const QuantSpec& sp
   if (!packable_bits(t.bits) || spec.bits != t.bits)
     throw input_error(where + " bits", "4 or 8, as quantization_config says",
                       std::to_string(t.bits));
-  if (t.in <= 0 || t.out <= 0 || spec.groups_per_row(static_cast<int>(t.in)) != t.groups)
-    throw input_error(
-        where, std::to_string(spec.groups_per_row(static_cast<int>(t.in))) + " groups per row",
-        std::to_string(t.groups));
+  if (t.out <= 0) throw input_error(where, "a positive number of outputs", std::to_string(t.out));
+  require_groups(spec, t.in, t.groups, where);
   const std::int64_t row_words = bit_stream::words_for(t.in, t.bits);
   require_size(where, "weight_packed", t.weight_packed.size(), t.out * row_words);
   require_size(where, "weight_scale", t.weight_scale.size(), t.out * t.groups);

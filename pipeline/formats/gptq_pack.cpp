@@ -88,11 +88,10 @@ QuantizedMatrix unpack_gptq(const GptqLinear& t, GptqZeros zeros, const QuantSpe
   if (!gptq_bits(t.bits) || spec.bits != t.bits)
     throw input_error(where + " bits", "2, 3, 4 or 8, as quantization_config says",
                       std::to_string(t.bits));
-  if (t.in <= 0 || t.out <= 0 || t.in % kWordBits != 0 || t.out % kWordBits != 0 ||
-      spec.groups_per_row(static_cast<int>(t.in)) != t.groups)
-    throw input_error(where,
-                      "in and out multiples of 32 and " + std::to_string(t.groups) + " groups",
+  if (t.in <= 0 || t.out <= 0 || t.in % kWordBits != 0 || t.out % kWordBits != 0)
+    throw input_error(where, "in and out features that are multiples of 32",
                       "[" + std::to_string(t.out) + ", " + std::to_string(t.in) + "]");
+  require_groups(spec, t.in, t.groups, where);
   const std::int64_t weight_words = t.in * t.bits / kWordBits,
                      zero_words = t.out * t.bits / kWordBits;
   require_size(where, "qweight", t.qweight.size(), weight_words * t.out);

@@ -4,6 +4,21 @@
 
 namespace ptq {
 
+void require_groups(const QuantSpec& spec, std::int64_t in, std::int64_t groups,
+                    const std::string& where) {
+  if (in <= 0) throw input_error(where, "a positive number of inputs", std::to_string(in));
+  const int want = spec.groups_per_row(static_cast<int>(in));
+  if (want != groups) {
+    const std::string rule = spec.granularity == Granularity::Group
+                                 ? "groups of " + std::to_string(spec.group_size)
+                                 : "per channel";
+    throw input_error(where,
+                      std::to_string(want) + " scale groups per row (" + std::to_string(in) +
+                          " inputs, " + rule + ")",
+                      std::to_string(groups));
+  }
+}
+
 Checkpoint with_linears_dequantized(
     const std::filesystem::path& dir, const Checkpoint& packed, std::string_view marker,
     std::span<const std::string_view> parts,

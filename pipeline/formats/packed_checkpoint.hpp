@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "algorithms/matrix.hpp"
+#include "algorithms/quant_grid.hpp"
 #include "io/error.hpp"
 #include "io/safetensors.hpp"
 
@@ -26,6 +27,11 @@ std::vector<T> packed_values(const Checkpoint& packed, const std::string& name, 
   std::memcpy(v.data(), t.bytes.data(), v.size() * sizeof(T));
   return v;
 }
+
+// InputError naming `where` unless a Linear of `in` inputs with `groups`
+// scale groups per row fits `spec` (its group size, or one group per channel).
+void require_groups(const QuantSpec& spec, std::int64_t in, std::int64_t groups,
+                    const std::string& where);
 
 // Every tensor named <base><marker> marks a packed Linear: `decode(base)`
 // gives its weight, stored as <base>.weight (float32), and the tensors

@@ -1,5 +1,7 @@
 #include "pipeline/output/folder_sizes.hpp"
 
+#include <fstream>
+
 #include "calibrate/tensor_names.hpp"
 #include "io/gguf.hpp"
 #include "io/model_config.hpp"
@@ -58,7 +60,7 @@ std::pair<ModelConfig, std::uintmax_t> linear_storage(const std::filesystem::pat
 }  // namespace
 
 FolderSizes folder_sizes(const std::filesystem::path& dir, OutputFormat format,
-                         std::int64_t parameters) {
+                         std::optional<std::int64_t> parameters) {
   FolderSizes s;
   for (const auto& e : std::filesystem::directory_iterator(dir))
     if (e.is_regular_file()) {
@@ -67,17 +69,31 @@ FolderSizes folder_sizes(const std::filesystem::path& dir, OutputFormat format,
     }
   const auto [config, bytes] = linear_storage(dir, format);
   s.linear_bits_per_weight = 8.0 * static_cast<double>(bytes) / linear_weight_count(config);
-  s.folder_bits_per_parameter =
-      8.0 * static_cast<double>(s.total) / static_cast<double>(parameters);
+  if (parameters)
+    s.folder_bits_per_parameter =
+        8.0 * static_cast<double>(s.total) / static_cast<double>(*parameters);
   return s;
 }
 
 nlohmann::ordered_json folder_sizes_json(const FolderSizes& sizes, OutputFormat format) {
-  return {{"format", std::string(output_format_info(format).name)},
-          {"linear_bits_per_weight", sizes.linear_bits_per_weight},
-          {"folder_bits_per_parameter", sizes.folder_bits_per_parameter},
-          {"folder_bytes", sizes.total},
-          {"files", sizes.files}};
+  nlohmann::ordered_json j = {{"format", std::string(output_format_info(format).name)},
+                              {"linear_bits_per_weight", sizes.linear_bits_per_weight}};
+  if (sizes.folder_bits_per_parameter > 0)
+    j["folder_bits_per_parameter"] = sizes.folder_bits_per_parameter;
+  j["folder_bytes"] = sizes.total;
+  j["files"] = sizes.files;
+  return j;
+}
+
+std::optional<OutputFormat> packed_format_of(const std::filesystem::path& dir) {
+  std::ifstream in(dir / "config.json");
+  if (!in) return std::nullopt;
+  const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  if (config.is_discarded() || !config.contains("quantization_config")) return std::nullopt;
+  const std::string method = config["quantization_config"].value("quant_method", "");
+  for (OutputFormat f : {OutputFormat::gptq, OutputFormat::awq, OutputFormat::compressed_tensors})
+    if (output_format_info(f).name == method) return f;
+  return std::nullopt;
 }
 
 }  // namespace ptq

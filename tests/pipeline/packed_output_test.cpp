@@ -14,6 +14,8 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -192,9 +194,67 @@ TEST_P(PackedOutput, IsTheModelGptqLeftInMemory) {
   const double file = perplexity(open_model(out));
   const double memory = perplexity(in_memory_model(linears));
   EXPECT_NEAR(file, memory, 1e-4 * memory);
+  // run.json and `ptq inspect` state the format and the Linears' bits per weight:
+  // the code bits plus the scales', zeros' and g_idx's share.
+  const auto size = nlohmann::json::parse(test::read_bytes(out / "run.json")).at("size");
+  EXPECT_EQ(size.at("format"), output_format_info(c.format).name);
+  EXPECT_GT(size.at("linear_bits_per_weight").get<double>(), c.bits);
+  EXPECT_LT(size.at("linear_bits_per_weight").get<double>(), c.bits + 0.6);
+  ASSERT_EQ(run(test::ptq_binary().string() + " inspect " + out.string() + " --json",
+                dir / "inspect.json"),
+            0)
+      << test::read_bytes(dir / "inspect.json");
+  EXPECT_EQ(nlohmann::json::parse(test::read_bytes(dir / "inspect.json"))
+                .at("quantization")
+                .at("linear_bits_per_weight"),
+            size.at("linear_bits_per_weight"));
   const auto packed_bytes = fs::file_size(out / "model.safetensors");
   EXPECT_LE(static_cast<double>(folder_bytes(out)), 1.15 * static_cast<double>(packed_bytes));
   EXPECT_LT(packed_bytes, fs::file_size(tiny() / "model.safetensors"));
+}
+
+// A damaged packed folder given to `ptq eval` is an input error (exit 2)
+// naming the file or tensor, never a crash or a silent wrong model.
+TEST(PackedOutputDamaged, EvalNamesWhatIsWrong) {
+  const fs::path dir = test::temp_dir("packed-damaged-" + std::to_string(getpid()));
+  const fs::path good = dir / "good";
+  ASSERT_EQ(run(test::ptq_binary().string() + " quantize --model " + tiny().string() +
+                    " --method rtn --bits 4 --group 128 --sym --format gptq --out " + good.string(),
+                dir / "ptq.log"),
+            0)
+      << test::read_bytes(dir / "ptq.log");
+  struct Damage {
+    const char* name;
+    std::function<void(nlohmann::json&)> edit;  // of config.json
+    std::string message;
+  };
+  const Damage damages[] = {
+      {"bits", [](nlohmann::json& c) { c["quantization_config"]["bits"] = 8; }, "groups"},
+      {"five-bits", [](nlohmann::json& c) { c["quantization_config"]["bits"] = 5; }, "bits"},
+      {"group", [](nlohmann::json& c) { c["quantization_config"]["group_size"] = 64; }, "groups"},
+      {"format",
+       [](nlohmann::json& c) { c["quantization_config"]["checkpoint_format"] = "marlin"; },
+       "checkpoint_format"},
+  };
+  for (const Damage& d : damages) {
+    SCOPED_TRACE(d.name);
+    const fs::path bad = dir / d.name;
+    fs::create_directories(bad);
+    for (const auto& f : fs::directory_iterator(good))
+      fs::copy_file(f.path(), bad / f.path().filename());
+    nlohmann::json config = nlohmann::json::parse(test::read_bytes(bad / "config.json"));
+    d.edit(config);
+    fs::remove(bad / "config.json");
+    std::ofstream(bad / "config.json") << config.dump();
+    const fs::path log = dir / (std::string(d.name) + ".log");
+    EXPECT_EQ(run(test::ptq_binary().string() + " eval --model " + bad.string() + " --ids " +
+                      test::fixture("goldens/tiny/eval_generic.ids").string() +
+                      " --ctx 128 --max-windows 1",
+                  log),
+              2)
+        << test::read_bytes(log);
+    EXPECT_NE(test::read_bytes(log).find(d.message), std::string::npos) << test::read_bytes(log);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
