@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packed checkpoints of small in real loaders. Here: ptq quantizes small with
 # GPTQ (32 windows of 512 tokens of goldens/small/calib_generic.ids) into
-# compressed-tensors W4A16 g128 (symmetric) and W8A16 per channel
+# compressed-tensors W4A16 g128 (symmetric; also with act-order and static
+# groups, compressed-tensors' "weight" actorder) and W8A16 per channel
 # (asymmetric), and dumps its own logits of the golden prompt. On the GPU
 # machine (device tool, carry build-device and .whl: compressed-tensors and its
 # pure-Python dependencies as wheels), bench/hf_loader_logits.py loads each
@@ -9,7 +10,7 @@
 # logits. Then, with the device's files in DEVICE_OUT, this script compares:
 #   bench/packed_loaders.sh prepare
 #   (device) python3 -m pip install --no-index --find-links .whl compressed-tensors &&
-#            for n in w4g128 w8ch; do python3 bench/hf_loader_logits.py \
+#            for n in w4g128 w4ao w8ch; do python3 bench/hf_loader_logits.py \
 #              build-device/small-ct-$n build-device/logits_prompt.ids $OUT/hf-$n.f32 cuda; done
 #   bench/packed_loaders.sh compare DEVICE_OUT
 set -euo pipefail
@@ -21,7 +22,8 @@ case "${1:-}" in
   prepare)
     mkdir -p build-device
     cp "$shared/fixtures/goldens/small/logits_prompt.ids" build-device/
-    for spec in "w4g128 --bits 4 --group 128 --sym" "w8ch --bits 8 --group channel"; do
+    for spec in "w4g128 --bits 4 --group 128 --sym" "w4ao --bits 4 --group 128 --sym --act-order --static-groups" \
+      "w8ch --bits 8 --group channel"; do
       set -- $spec
       name=$1; shift
       rm -rf "build-device/small-ct-$name"
@@ -37,7 +39,7 @@ case "${1:-}" in
     python3 - "$2" <<'PY'
 import sys
 import numpy as np
-for name in ["w4g128", "w8ch"]:
+for name in ["w4g128", "w4ao", "w8ch"]:
     ours = np.fromfile(f"build-device/ptq-{name}.f32", dtype=np.float32).reshape(64, -1)
     theirs = np.fromfile(f"{sys.argv[1]}/hf-{name}.f32", dtype=np.float32).reshape(64, -1)
     rel = np.abs(ours - theirs).max() / np.abs(theirs).max()

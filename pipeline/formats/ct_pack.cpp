@@ -115,7 +115,7 @@ QuantizedMatrix unpack_compressed(const CompressedLinear& t, const QuantSpec& sp
   return m;
 }
 
-nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec) {
+nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order) {
   const bool group = spec.granularity == Granularity::Group;
   const nlohmann::ordered_json weights = {
       {"num_bits", spec.bits},
@@ -125,7 +125,7 @@ nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec) {
       {"strategy", group ? "group" : "channel"},
       {"block_structure", nullptr},
       {"dynamic", false},
-      {"actorder", nullptr},
+      {"actorder", act_order ? nlohmann::ordered_json("weight") : nullptr},
       {"observer", "minmax"},
       {"observer_kwargs", nlohmann::ordered_json::object()}};
   return {{"quant_method", "compressed-tensors"},
@@ -177,8 +177,9 @@ std::optional<QuantSpec> read_compressed_tensors_config(const nlohmann::json& co
   } else {
     throw input_error(w + " weights.strategy", "group (with a group_size) or channel", q.dump());
   }
-  if (q.contains("actorder") && !q["actorder"].is_null())
-    throw input_error(w + " weights.actorder", "null", q["actorder"].dump());
+  if (q.contains("actorder") && !q["actorder"].is_null() && q["actorder"] != "weight")
+    throw input_error(w + " weights.actorder", "null or \"weight\" (natural groups, no g_idx)",
+                      q["actorder"].dump());
   spec.scale_storage = ScaleStorage::f16;
   return spec;
 }

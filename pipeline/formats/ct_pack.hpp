@@ -46,7 +46,9 @@ QuantizedMatrix unpack_compressed(const CompressedLinear& t, const QuantSpec& sp
 
 // config.json's quantization_config for weight-only int quantization of every
 // decoder Linear (the head stays float: ignore ["lm_head"]).
-nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec);
+// `act_order`: GPTQ ran in act-order with static groups ("actorder": "weight",
+// which keeps the natural groups; compressed-tensors 0.20 has no other).
+nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order);
 // The weight grid of a config's compressed-tensors quantization_config in the
 // pack-quantized format with one config group of int weights and no
 // activation quantization; nullopt for a config without compressed-tensors.

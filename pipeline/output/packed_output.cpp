@@ -90,7 +90,8 @@ void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
   } else if (recipe.format == OutputFormat::awq) {
     q = awq_quantization_config(recipe.quant_spec());
   } else {
-    q = compressed_tensors_config(recipe.quant_spec());
+    q = compressed_tensors_config(recipe.quant_spec(),
+                                  recipe.order == ColumnOrder::ActivationOrder);
   }
   std::ifstream in(dir / "config.json");
   nlohmann::ordered_json config = nlohmann::ordered_json::parse(in);

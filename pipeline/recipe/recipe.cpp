@@ -184,9 +184,8 @@ void Recipe::validate_format() const {
 }
 
 // The packed Hugging Face layouts: GPTQ's 2, 3, 4 or 8-bit codes; AWQ's 4-bit
-// asymmetric groups without act-order (it has no g_idx); compressed-tensors'
-// pack-quantized 4 or 8-bit ones (act-order not written yet); per channel or
-// group, weight-only (W8A8's int8 activations need compressed-tensors'
+// asymmetric groups; compressed-tensors' pack-quantized 4 or 8-bit ones; per
+// channel or group, weight-only (W8A8's int8 activations need compressed-tensors'
 // int-quantized format, not written yet).
 void Recipe::validate_packed_format() const {
   const std::string where = "format " + std::string(output_format_info(format).name);
@@ -212,9 +211,14 @@ void Recipe::validate_packed_format() const {
       if (s.bits != 4 && s.bits != 8) throw input_error(where, "bits 4 or 8", bits);
       break;
   }
-  if (order == ColumnOrder::ActivationOrder)
-    throw input_error(where, "natural column order (the format stores no act-order g_idx)",
-                      "act-order");
+  // Act-order with static groups keeps every column in group c / group_size, which
+  // needs no g_idx; dynamic groups need one (compressed-tensors 0.20 dropped its
+  // "group" actorder, AWQ never had one).
+  if (order == ColumnOrder::ActivationOrder && s.granularity == Granularity::Group &&
+      group_grids != GroupGrids::Static)
+    throw input_error(where,
+                      "act-order with static groups (--static-groups): the format stores no g_idx",
+                      "act-order with dynamic groups");
 }
 
 void set_granularity(QuantSpec& spec, const std::string& group, const std::string& where) {

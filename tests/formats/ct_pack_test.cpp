@@ -121,12 +121,17 @@ TEST(CompressedPack, BadGridsAndTensorsAreInputErrors) {
 
 TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
   const QuantSpec s = spec(4, Symmetry::Asymmetric, Granularity::Group);
-  const nlohmann::json config = {{"quantization_config", compressed_tensors_config(s)}};
+  const nlohmann::json config = {{"quantization_config", compressed_tensors_config(s, false)}};
   const auto back = read_compressed_tensors_config(config, "config.json");
   ASSERT_TRUE(back.has_value());
   EXPECT_EQ(*back, s);
   EXPECT_FALSE(
       read_compressed_tensors_config(nlohmann::json{{"model_type", "llama"}}, "c").has_value());
+  // GPTQ's act-order with static groups is compressed-tensors' "weight" actorder.
+  const nlohmann::json weight_order = {{"quantization_config", compressed_tensors_config(s, true)}};
+  EXPECT_EQ(weight_order["quantization_config"]["config_groups"]["group_0"]["weights"]["actorder"],
+            "weight");
+  EXPECT_EQ(read_compressed_tensors_config(weight_order, "config.json"), s);
   const auto refused = [&](const std::function<void(nlohmann::json&)>& edit,
                            const std::string& needle) {
     nlohmann::json c = config;

@@ -45,6 +45,7 @@ struct Case {
   OutputFormat format;
   int bits;
   bool asymmetric, act_order, channel;
+  bool static_groups = false;
 };
 
 struct PackedRun {
@@ -59,6 +60,7 @@ PackedRun run_of(const Case& c) {
   r.flags += c.channel ? " --group channel" : " --group 128";
   if (!c.asymmetric) r.flags += " --sym";
   if (c.act_order) r.flags += " --act-order";
+  if (c.static_groups) r.flags += " --static-groups";
   r.flags += " --format ";
   r.flags += output_format_info(c.format).name;
   r.recipe.method = Method::Gptq;
@@ -68,6 +70,7 @@ PackedRun run_of(const Case& c) {
   r.recipe.spec.group_size = 128;
   r.recipe.spec.symmetry = c.asymmetric ? Symmetry::Asymmetric : Symmetry::Symmetric;
   if (c.act_order) r.recipe.order = ColumnOrder::ActivationOrder;
+  if (c.static_groups) r.recipe.group_grids = GroupGrids::Static;
   r.recipe.calibration.samples = kSamples;
   r.recipe.calibration.seqlen = kSeqlen;
   r.recipe.apply_implied_defaults();
@@ -142,6 +145,7 @@ void expect_config(const Case& c, const nlohmann::json& q, const fs::path& out,
     EXPECT_EQ(w.at("num_bits"), c.bits);
     EXPECT_EQ(w.at("symmetric"), !c.asymmetric);
     EXPECT_EQ(w.at("strategy"), c.channel ? "channel" : "group");
+    EXPECT_EQ(w.at("actorder"), c.act_order ? nlohmann::json("weight") : nlohmann::json(nullptr));
     return;
   }
   EXPECT_EQ(q.at("quant_method"), "gptq");
@@ -257,14 +261,48 @@ TEST(PackedOutputDamaged, EvalNamesWhatIsWrong) {
   }
 }
 
+// Grids a packed format cannot hold are refused before any work, naming the
+// format and what it needs; no output folder is left.
+TEST(PackedOutputRefused, BeforeAnyWork) {
+  const fs::path dir = test::temp_dir("packed-refused-" + std::to_string(getpid()));
+  const std::string calib = " --calib-ids " + calib_ids().string();
+  struct Refused {
+    std::string args, message;
+  };
+  const Refused cases[] = {
+      {"--method gptq --bits 4 --group 128 --act-order --format compressed-tensors" + calib,
+       "static groups"},
+      {"--method gptq --bits 4 --group 128 --act-order --format awq" + calib, "static groups"},
+      {"--method rtn --bits 4 --group 128 --sym --format awq", "4-bit asymmetric"},
+      {"--method rtn --bits 5 --format gptq", "bits 2, 3, 4 or 8"},
+      {"--method rtn --bits 3 --format compressed-tensors", "bits 4 or 8"},
+      {"--method rtn --bits 4 --group tensor --format gptq", "group or channel"},
+      {"--method w8a8 --format compressed-tensors" + calib, "weight-only"},
+  };
+  for (const Refused& c : cases) {
+    SCOPED_TRACE(c.args);
+    const fs::path out = dir / "out";
+    EXPECT_EQ(run(test::ptq_binary().string() + " quantize --model " + tiny().string() + " " +
+                      c.args + " --out " + out.string(),
+                  dir / "log"),
+              2);
+    EXPECT_NE(test::read_bytes(dir / "log").find(c.message), std::string::npos)
+        << test::read_bytes(dir / "log");
+    EXPECT_FALSE(fs::exists(out));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     PackedOutput, PackedOutput,
-    testing::Values(
-        Case{"GptqW4Sym", OutputFormat::gptq, 4, false, false, false},
-        Case{"GptqW3AsymActOrder", OutputFormat::gptq, 3, true, true, false},
-        Case{"AwqW4Asym", OutputFormat::awq, 4, true, false, false},
-        Case{"CompressedW4Sym", OutputFormat::compressed_tensors, 4, false, false, false},
-        Case{"CompressedW8AsymChannel", OutputFormat::compressed_tensors, 8, true, false, true}),
+    testing::Values(Case{"GptqW4Sym", OutputFormat::gptq, 4, false, false, false, false},
+                    Case{"GptqW3AsymActOrder", OutputFormat::gptq, 3, true, true, false, false},
+                    Case{"AwqW4Asym", OutputFormat::awq, 4, true, false, false, false},
+                    Case{"CompressedW4Sym", OutputFormat::compressed_tensors, 4, false, false,
+                         false, false},
+                    Case{"CompressedW4SymActOrderStatic", OutputFormat::compressed_tensors, 4,
+                         false, true, false, true},
+                    Case{"CompressedW8AsymChannel", OutputFormat::compressed_tensors, 8, true,
+                         false, true, false}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
