@@ -1,6 +1,7 @@
 // Checkpoint: which files hold a Hugging Face model's weights (one
 // model.safetensors, or an index of shards), each validated on open.
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include "io/error.hpp"
@@ -123,6 +124,14 @@ Checkpoint Checkpoint::open(const fs::path& path) {
   return ckpt;
 }
 
+OwnedTensor OwnedTensor::float32(std::string name, std::vector<std::int64_t> shape,
+                                 std::span<const float> values) {
+  OwnedTensor t{std::move(name), DType::F32, std::move(shape),
+                std::vector<std::byte>(values.size_bytes())};
+  std::memcpy(t.bytes.data(), values.data(), values.size_bytes());
+  return t;
+}
+
 Checkpoint Checkpoint::from_memory(const fs::path& path, std::vector<OwnedTensor> tensors) {
   auto memory = std::make_shared<Memory>();
   memory->tensors = std::move(tensors);
@@ -138,7 +147,8 @@ Checkpoint Checkpoint::from_memory(const fs::path& path, std::vector<OwnedTensor
   ckpt.path_ = path;
   for (const TensorView& v : memory->views)
     if (!ckpt.by_name_.emplace(v.name, &v).second)
-      throw input_error(path.string() + ": tensor " + v.name, "one tensor of each name", "it twice");
+      throw input_error(path.string() + ": tensor " + v.name, "one tensor of each name",
+                        "it twice");
   ckpt.memory_ = std::move(memory);
   return ckpt;
 }

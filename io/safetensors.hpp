@@ -59,6 +59,10 @@ struct OwnedTensor {
   DType dtype = DType::F32;
   std::vector<std::int64_t> shape;
   std::vector<std::byte> bytes;
+
+  // A float32 tensor holding a copy of `values` (as many as `shape` counts).
+  static OwnedTensor float32(std::string name, std::vector<std::int64_t> shape,
+                             std::span<const float> values);
 };
 
 class Checkpoint {
@@ -67,7 +71,8 @@ class Checkpoint {
   // Tensors decoded from another format (e.g. a GGUF file), named and shaped as
   // a Hugging Face checkpoint's; `path` names them in messages. InputError on a
   // repeated name or bytes that do not fit the shape.
-  static Checkpoint from_memory(const std::filesystem::path& path, std::vector<OwnedTensor> tensors);
+  static Checkpoint from_memory(const std::filesystem::path& path,
+                                std::vector<OwnedTensor> tensors);
 
   const std::filesystem::path& path() const { return path_; }
   const TensorView* find(const std::string& name) const;

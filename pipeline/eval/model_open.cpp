@@ -1,6 +1,5 @@
 #include "pipeline/eval/model_open.hpp"
 
-#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -26,12 +25,10 @@ namespace {
 
 OwnedTensor decoded(const gguf::File& file, const GgufTensorPlan& plan) {
   const MatrixRM m = read_gguf_tensor(file, plan);
-  OwnedTensor t{plan.hf_name, DType::F32, {}, {}};
-  t.shape = plan.ne.size() == 1 ? std::vector<std::int64_t>{m.cols()}
-                                : std::vector<std::int64_t>{m.rows(), m.cols()};
-  t.bytes.resize(static_cast<std::size_t>(m.size()) * sizeof(float));
-  std::memcpy(t.bytes.data(), m.data(), t.bytes.size());
-  return t;
+  return OwnedTensor::float32(plan.hf_name,
+                              plan.ne.size() == 1 ? std::vector<std::int64_t>{m.cols()}
+                                                  : std::vector<std::int64_t>{m.rows(), m.cols()},
+                              {m.data(), static_cast<std::size_t>(m.size())});
 }
 
 // A packed Hugging Face folder (GPTQ, AWQ or compressed-tensors) with its Linears

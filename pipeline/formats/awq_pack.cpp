@@ -11,7 +11,7 @@ namespace ptq {
 
 namespace {
 
-constexpr int kBits = 4, kPerWord = 8, kAlign = 32;
+constexpr int kBits = 4, kPerWord = 8;
 constexpr std::array<int, kPerWord> kOrder = {0, 2, 4, 6, 1, 3, 5, 7};  // nibble k -> column offset
 constexpr std::array<int, kPerWord> kNibbleOf = {0, 4, 1, 5,
                                                  2, 6, 3, 7};  // column offset -> nibble
@@ -27,11 +27,6 @@ std::uint32_t get(const std::int32_t* words, std::int64_t o) {
   return (w >> (kBits * kNibbleOf[static_cast<std::size_t>(o % kPerWord)])) & 0xfu;
 }
 
-void require_size(const std::string& where, const char* name, std::size_t got, std::int64_t want) {
-  if (got != static_cast<std::size_t>(want))
-    throw input_error(where + " " + name, std::to_string(want) + " values", std::to_string(got));
-}
-
 }  // namespace
 
 void require_awq_packable(const QuantizedMatrix& m, const std::string& where) {
@@ -39,17 +34,9 @@ void require_awq_packable(const QuantizedMatrix& m, const std::string& where) {
       m.spec.granularity != Granularity::Group)
     throw input_error(where, "a 4-bit asymmetric grid in groups (AWQ's GEMM layout)",
                       std::to_string(m.spec.bits) + " bits");
-  if (m.rows() % kAlign != 0 || m.columns() % kAlign != 0)
-    throw input_error(where, "in and out features that are multiples of 32",
-                      "[" + std::to_string(m.rows()) + ", " + std::to_string(m.columns()) + "]");
-  for (int c = 0; c < m.columns(); ++c)
-    if (m.g_idx[c] != c / m.spec.group_size)
-      throw input_error(where, "column c in group c / group_size (AWQ stores no g_idx)",
-                        "column " + std::to_string(c) + " in group " + std::to_string(m.g_idx[c]));
-  for (Eigen::Index i = 0; i < m.scales.size(); ++i)
-    if (half_to_float(float_to_half(m.scales.data()[i])) != m.scales.data()[i])
-      throw input_error(where, "float16 scales (a grid fitted with ScaleStorage::f16)",
-                        "scale " + std::to_string(m.scales.data()[i]));
+  require_whole_words(m, where);
+  require_natural_groups(m, where);
+  require_half_scales(m, where);
 }
 
 AwqLinear pack_awq(const QuantizedMatrix& m, const std::string& where) {

@@ -17,11 +17,6 @@ constexpr char kVersion[] =
 
 bool packable_bits(int bits) { return bits == 4 || bits == 8; }
 
-void require_size(const std::string& where, const char* name, std::size_t got, std::int64_t want) {
-  if (got != static_cast<std::size_t>(want))
-    throw input_error(where + " " + name, std::to_string(want) + " values", std::to_string(got));
-}
-
 }  // namespace
 
 void require_compressed_packable(const QuantizedMatrix& m, const std::string& where) {
@@ -29,28 +24,16 @@ void require_compressed_packable(const QuantizedMatrix& m, const std::string& wh
     throw input_error(where, "4 or 8 bits (pack-quantized)", std::to_string(m.spec.bits) + " bits");
   if (m.spec.granularity == Granularity::Tensor)
     throw input_error(where, "a grid per channel or group", "tensor granularity");
-  if (m.rows() % kWordBits != 0 || m.columns() % kWordBits != 0)
-    throw input_error(where, "in and out features that are multiples of 32",
-                      "[" + std::to_string(m.rows()) + ", " + std::to_string(m.columns()) + "]");
-  const int width = m.spec.granularity == Granularity::Group ? m.spec.group_size : m.columns();
-  for (int c = 0; c < m.columns(); ++c)
-    if (m.g_idx[c] != c / width)
-      throw input_error(where,
-                        "column c in group c / group_size (act-order groups are not written here)",
-                        "column " + std::to_string(c) + " in group " + std::to_string(m.g_idx[c]));
-  for (Eigen::Index i = 0; i < m.scales.size(); ++i)
-    if (half_to_float(float_to_half(m.scales.data()[i])) != m.scales.data()[i])
-      throw input_error(where, "float16 scales (a grid fitted with ScaleStorage::f16)",
-                        "scale " + std::to_string(m.scales.data()[i]));
+  require_whole_words(m, where);
+  require_natural_groups(m, where);
+  require_half_scales(m, where);
+  require_integer_zeros(m, where);
+  // A symmetric grid stores no zero points: each must be the centre 2^(bits-1).
   const float centre = static_cast<float>(1 << (m.spec.bits - 1));
-  for (Eigen::Index i = 0; i < m.zeros.size(); ++i) {
-    const float z = m.zeros.data()[i];
-    const bool ok =
-        m.spec.symmetry == Symmetry::Symmetric
-            ? z == centre
-            : z == std::nearbyint(z) && z >= 0 && z <= static_cast<float>(m.spec.maxq());
-    if (!ok) throw input_error(where, "zero points the format stores", "zero " + std::to_string(z));
-  }
+  if (m.spec.symmetry == Symmetry::Symmetric && (m.zeros.array() != centre).any())
+    throw input_error(
+        where, "zero points of " + std::to_string(1 << (m.spec.bits - 1)) + " on a symmetric grid",
+        "another zero point");
 }
 
 CompressedLinear pack_compressed(const QuantizedMatrix& m, const std::string& where) {

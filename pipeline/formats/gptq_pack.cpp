@@ -16,11 +16,6 @@ using bit_stream::kWordBits;
 
 bool gptq_bits(int bits) { return bits == 2 || bits == 3 || bits == 4 || bits == 8; }
 
-void require_size(const std::string& where, const char* name, std::size_t got, std::int64_t want) {
-  if (got != static_cast<std::size_t>(want))
-    throw input_error(where + " " + name, std::to_string(want) + " values", std::to_string(got));
-}
-
 }  // namespace
 
 std::string gptq_checkpoint_format(GptqZeros zeros) {
@@ -38,21 +33,9 @@ void require_gptq_packable(const QuantizedMatrix& m, const std::string& where) {
   if (m.spec.granularity == Granularity::Tensor)
     throw input_error(where, "a grid per channel or group (GPTQ has no per-tensor grid)",
                       "tensor granularity");
-  if (m.rows() % kWordBits != 0 || m.columns() % kWordBits != 0)
-    throw input_error(where, "in and out features that are multiples of 32 (whole packed words)",
-                      "[" + std::to_string(m.rows()) + ", " + std::to_string(m.columns()) + "]");
-  for (Eigen::Index i = 0; i < m.scales.size(); ++i) {
-    const float s = m.scales.data()[i];
-    if (half_to_float(float_to_half(s)) != s)
-      throw input_error(where, "float16 scales (a grid fitted with ScaleStorage::f16)",
-                        "scale " + std::to_string(s));
-  }
-  for (Eigen::Index i = 0; i < m.zeros.size(); ++i) {
-    const float z = m.zeros.data()[i];
-    if (z != std::nearbyint(z) || z < 0 || z > static_cast<float>(m.spec.maxq()))
-      throw input_error(where, "integer zero points in [0, 2^bits - 1]",
-                        "zero " + std::to_string(z));
-  }
+  require_whole_words(m, where);
+  require_half_scales(m, where);
+  require_integer_zeros(m, where);
 }
 
 GptqLinear pack_gptq(const QuantizedMatrix& m, GptqZeros zeros, const std::string& where) {

@@ -1,7 +1,8 @@
 #pragma once
-// Reading packed Hugging Face checkpoints (GPTQ, compressed-tensors): a
-// tensor's values checked against the dtype the format stores, and the
-// checkpoint with each packed Linear replaced by its float32 weight.
+// What the packed Hugging Face formats (GPTQ, AWQ, compressed-tensors) share:
+// the checks a grid passes before it is packed, the size check of a packed
+// tensor, a tensor's values checked against the dtype the format stores, and
+// the checkpoint with each packed Linear replaced by its float32 weight.
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -11,6 +12,7 @@
 
 #include "algorithms/matrix.hpp"
 #include "algorithms/quant_grid.hpp"
+#include "algorithms/quantized_matrix.hpp"
 #include "io/error.hpp"
 #include "io/safetensors.hpp"
 
@@ -27,6 +29,17 @@ std::vector<T> packed_values(const Checkpoint& packed, const std::string& name, 
   std::memcpy(v.data(), t.bytes.data(), v.size() * sizeof(T));
   return v;
 }
+
+// Checks on a grid to be packed, each an InputError naming `where`: in and out
+// features that fill whole 32-bit words; scales that are float16 values (a grid
+// fitted with ScaleStorage::f16); integer zero points in [0, 2^bits - 1];
+// every column in its natural group c / group_size (formats without g_idx).
+void require_whole_words(const QuantizedMatrix& m, const std::string& where);
+void require_half_scales(const QuantizedMatrix& m, const std::string& where);
+void require_integer_zeros(const QuantizedMatrix& m, const std::string& where);
+void require_natural_groups(const QuantizedMatrix& m, const std::string& where);
+// InputError naming `where` and `name` when a packed tensor holds `got` values, not `want`.
+void require_size(const std::string& where, const char* name, std::size_t got, std::int64_t want);
 
 // InputError naming `where` unless a Linear of `in` inputs with `groups`
 // scale groups per row fits `spec` (its group size, or one group per channel).

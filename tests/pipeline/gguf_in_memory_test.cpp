@@ -31,15 +31,6 @@ fs::path tiny() { return test::fixture("models/tiny"); }
 fs::path calib_ids() { return test::fixture("goldens/tiny/calib_generic.ids"); }
 constexpr double kRelative = 1e-4;  // 0.01 %
 
-OwnedTensor tensor_of(const std::string& name, const MatrixRM& m, bool vector) {
-  OwnedTensor t{name, DType::F32, {}, {}};
-  t.shape =
-      vector ? std::vector<std::int64_t>{m.size()} : std::vector<std::int64_t>{m.rows(), m.cols()};
-  t.bytes.resize(static_cast<std::size_t>(m.size()) * sizeof(float));
-  std::memcpy(t.bytes.data(), m.data(), t.bytes.size());
-  return t;
-}
-
 // The model a GGUF of `gguf_type` holds, from tiny and the Linears ptq rounded.
 Model in_memory_model(const std::string& gguf_type, const std::vector<QuantizedLinear>& linears) {
   const ModelConfig config = load_model_config(tiny());
@@ -64,7 +55,11 @@ Model in_memory_model(const std::string& gguf_type, const std::vector<QuantizedL
     } else if (grid) {
       values = dequantize(ggml_quantize(*grid, values, {}));
     }  // else a float type: tiny's float16 values as they are
-    tensors.push_back(tensor_of(plan.hf_name, values, plan.ne.size() == 1));
+    tensors.push_back(OwnedTensor::float32(
+        plan.hf_name,
+        plan.ne.size() == 1 ? std::vector<std::int64_t>{static_cast<std::int64_t>(values.size())}
+                            : std::vector<std::int64_t>{values.rows(), values.cols()},
+        {values.data(), static_cast<std::size_t>(values.size())}));
   }
   return Model::from_checkpoint(
       "in-memory " + gguf_type, config,

@@ -104,10 +104,8 @@ Model in_memory_model(const std::vector<QuantizedLinear>& linears) {
           {t->name, t->dtype, t->shape, std::vector<std::byte>(t->bytes.begin(), t->bytes.end())});
       continue;
     }
-    OwnedTensor w{t->name, DType::F32, t->shape,
-                  std::vector<std::byte>(it->second.size() * sizeof(float))};
-    std::memcpy(w.bytes.data(), it->second.data(), w.bytes.size());
-    tensors.push_back(std::move(w));
+    tensors.push_back(OwnedTensor::float32(
+        t->name, t->shape, {it->second.data(), static_cast<std::size_t>(it->second.size())}));
   }
   return Model::from_checkpoint("in-memory", load_model_config(tiny()),
                                 Checkpoint::from_memory("in-memory", std::move(tensors)));
