@@ -33,7 +33,8 @@ fs::path tiny() { return test::fixture("models/tiny"); }
 // ptq's float32 forward against llama.cpp's on the same file: KL at most
 // 0.001 nats (less than Q8_0 costs), and top-1 agreement of 98 %, or, where
 // llama.cpp's own two attention kernels (flash attention on and off) agree on
-// fewer positions than that, within one point of their agreement. llama.cpp's
+// fewer positions than that, within one point of their agreement, and never
+// below the file's floor (files_for). llama.cpp's
 // CPU matmuls round the activations of quantized weights to 8 bits (Q8_0, or
 // Q8_K for k-quants), and that rounding turns the last bits of any other
 // difference into whole steps: on tiny's Q4_K_M file llama.cpp with and
@@ -108,21 +109,25 @@ fs::path tiny_as(const std::string& arch) {
 struct GgufFile {
   const char* name;
   std::string args;  // `ptq quantize` flags besides --model, --format and --out
+  double min_top1;   // a floor under the bound below, whatever llama.cpp's own agreement
 };
 
 std::vector<GgufFile> files_for(const std::string& model) {
   const std::string calib = " --calib-ids " +
                             test::fixture("goldens/tiny/calib_generic.ids").string() +
                             " --samples 8 --seqlen 128";
+  // Floors: 0.999 on F16; on tiny the bounds its earlier test held (0.98 for
+  // Q8_0 and GPTQ Q4_0); 0.97 on the rest.
+  const bool tiny = model == "tiny";
   std::vector<GgufFile> files = {
-      {"f16", "--method none --gguf-type F16"},
-      {"q8_0", "--method rtn --gguf-type Q8_0"},
-      {"q4_k_m", "--method rtn --gguf-type Q4_K_M"},
-      {"gptq-q4_0", "--method gptq --gguf-type Q4_0" + calib},
+      {"f16", "--method none --gguf-type F16", 0.999},
+      {"q8_0", "--method rtn --gguf-type Q8_0", tiny ? 0.98 : 0.97},
+      {"q4_k_m", "--method rtn --gguf-type Q4_K_M", 0.97},
+      {"gptq-q4_0", "--method gptq --gguf-type Q4_0" + calib, tiny ? 0.98 : 0.97},
   };
-  if (model == "tiny") {
-    files.push_back({"gptq-q4_1", "--method gptq --gguf-type Q4_1" + calib});
-    files.push_back({"awq-q4_0", "--method awq --gguf-type Q4_0" + calib});
+  if (tiny) {
+    files.push_back({"gptq-q4_1", "--method gptq --gguf-type Q4_1" + calib, 0.97});
+    files.push_back({"awq-q4_0", "--method awq --gguf-type Q4_0" + calib, 0.97});
   }
   return files;
 }
@@ -155,7 +160,7 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
   const fs::path dir = test::temp_dir("gguf-llamacpp-" + model + "-" + std::to_string(getpid()));
   const std::string text = (test::source_dir() / "examples/data/wikitext2_test_head.txt").string();
   const std::string perplexity = (test::shared_dir() / "tools/llama.cpp/llama-perplexity").string();
-  for (const auto& [name, args] : files_for(model)) {
+  for (const auto& [name, args, min_top1] : files_for(model)) {
     SCOPED_TRACE(name);
     const fs::path out = dir / name;
     ASSERT_EQ(run(test::ptq_binary().string() + " quantize --model " + source.string() + " " +
@@ -184,7 +189,8 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
         "%s %s: ptq vs llama.cpp kl %.3g top-1 %.4f; llama.cpp fa on vs off kl %.3g top-1 %.4f\n",
         model.c_str(), name, kl, top1, self.kl, self.top1);
     EXPECT_LE(kl, kMaxKl);
-    EXPECT_GE(top1, std::min(kMinTop1, self.top1 - kTop1Slack)) << "llama.cpp's own: " << self.top1;
+    EXPECT_GE(top1, std::max(min_top1, std::min(kMinTop1, self.top1 - kTop1Slack)))
+        << "llama.cpp's own: " << self.top1;
   }
 }
 
