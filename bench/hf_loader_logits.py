@@ -2,9 +2,10 @@
 """Logits of a packed checkpoint as Hugging Face transformers loads it.
 
 Usage: hf_loader_logits.py MODEL_DIR IDS_FILE OUT_F32 [cuda|cpu]
-Loads MODEL_DIR with AutoModelForCausalLM in float32 (a GPTQ or
-compressed-tensors folder goes through transformers' own quantizer
-integration), runs the int32 token ids of IDS_FILE as one sequence and writes
+Loads MODEL_DIR with AutoModelForCausalLM in float32 (a GPTQ,
+compressed-tensors or bitsandbytes folder goes through transformers' own
+quantizer integration; bitsandbytes' 4-bit Linears compute in float32 too),
+runs the int32 token ids of IDS_FILE as one sequence and writes
 the logits as float32 [tokens, vocab]. Prints the package versions used.
 """
 
@@ -20,15 +21,17 @@ def main():
     model_dir, ids_path, out_path = sys.argv[1:4]
     device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    try:
-        import compressed_tensors
-
-        versions["compressed-tensors"] = compressed_tensors.__version__
-    except ImportError:
-        pass
+    for name in ("compressed_tensors", "bitsandbytes"):
+        try:
+            versions[name] = __import__(name).__version__
+        except ImportError:
+            pass
     print("versions", versions)
     ids = np.fromfile(ids_path, dtype=np.int32).astype(np.int64)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).to(device)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, device_map=device)
+    for module in model.modules():  # bitsandbytes: its Linears' compute dtype is the config's
+        if hasattr(module, "compute_dtype"):
+            module.compute_dtype = torch.float32
     model.eval()
     with torch.no_grad():
         logits = model(torch.tensor(ids[None], device=device)).logits[0]

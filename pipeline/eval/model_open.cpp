@@ -6,6 +6,7 @@
 #include "io/gguf.hpp"
 #include "io/model_config.hpp"
 #include "pipeline/formats/awq_pack.hpp"
+#include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/formats/ct_pack.hpp"
 #include "pipeline/formats/gguf_model.hpp"
 #include "pipeline/formats/gptq_pack.hpp"
@@ -31,7 +32,7 @@ OwnedTensor decoded(const gguf::File& file, const GgufTensorPlan& plan) {
                               {m.data(), static_cast<std::size_t>(m.size())});
 }
 
-// A packed Hugging Face folder (GPTQ, AWQ or compressed-tensors) with its Linears
+// A packed Hugging Face folder (GPTQ, AWQ, compressed-tensors or bitsandbytes) with its Linears
 // dequantized, when config.json's quantization_config names one.
 std::optional<Checkpoint> dequantized_packed_folder(const std::filesystem::path& dir) {
   const auto config_path = dir / "config.json";
@@ -45,6 +46,8 @@ std::optional<Checkpoint> dequantized_packed_folder(const std::filesystem::path&
     return dequantized_awq_checkpoint(dir, Checkpoint::open(dir), *spec);
   if (const auto spec = read_compressed_tensors_config(config, config_path.string()))
     return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *spec);
+  if (read_bnb_quantization_config(config, config_path.string()))
+    return dequantized_bnb_checkpoint(dir, Checkpoint::open(dir));
   return std::nullopt;
 }
 

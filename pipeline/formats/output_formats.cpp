@@ -12,22 +12,27 @@ namespace {
 constexpr std::array<WeightGrid, 2> kHfGrids = {WeightGrid::uniform, WeightGrid::nf4};
 constexpr std::array<WeightGrid, 2> kGgufGrids = {WeightGrid::ggml, WeightGrid::float_copy};
 constexpr std::array<WeightGrid, 1> kPackedGrids = {WeightGrid::uniform};
+constexpr std::array<WeightGrid, 1> kNf4Grids = {WeightGrid::nf4};
 
-constexpr std::array<OutputFormatInfo, 5> kFormats = {{
+constexpr std::array<OutputFormatInfo, 6> kFormats = {{
     {OutputFormat::hf, "hf",
-     "Hugging Face folder: float16 dequantized weights, codes in quantized.h5", kHfGrids},
-    {OutputFormat::gguf, "gguf", "llama.cpp's GGUF file (DIR/model.gguf), packed ggml blocks",
+     "Hugging Face folder: float16 dequantized weights, codes in quantized.h5", "", kHfGrids},
+    {OutputFormat::gguf, "gguf", "llama.cpp's GGUF file (DIR/model.gguf), packed ggml blocks", "",
      kGgufGrids},
     {OutputFormat::gptq, "gptq",
      "GPTQ checkpoint (AutoGPTQ/GPTQModel layout): packed int32 qweight/qzeros, float16 scales, "
      "g_idx",
-     kPackedGrids},
+     "gptq", kPackedGrids},
     {OutputFormat::awq, "awq",
      "AWQ checkpoint (AutoAWQ GEMM layout): interleaved int32 qweight/qzeros, float16 scales",
-     kPackedGrids},
+     "awq", kPackedGrids},
     {OutputFormat::compressed_tensors, "compressed-tensors",
      "compressed-tensors checkpoint (pack-quantized, as transformers and vLLM load it)",
-     kPackedGrids},
+     "compressed-tensors", kPackedGrids},
+    {OutputFormat::bnb_nf4, "bnb-nf4",
+     "bitsandbytes 4-bit checkpoint (NF4 codes two to a byte, double-quantized absmax, as "
+     "transformers loads it)",
+     "bitsandbytes", kNf4Grids},
 }};
 
 }  // namespace
@@ -55,8 +60,7 @@ bool accepts(OutputFormat format, WeightGrid grid) {
 }
 
 bool packed_hf_format(OutputFormat format) {
-  return format == OutputFormat::gptq || format == OutputFormat::awq ||
-         format == OutputFormat::compressed_tensors;
+  return !output_format_info(format).quant_method.empty();
 }
 
 std::string_view weight_grid_name(WeightGrid grid) {

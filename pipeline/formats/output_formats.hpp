@@ -8,7 +8,7 @@
 
 namespace ptq {
 
-enum class OutputFormat { hf, gguf, gptq, awq, compressed_tensors };
+enum class OutputFormat { hf, gguf, gptq, awq, compressed_tensors, bnb_nf4 };
 
 // What a method leaves in the weights.
 enum class WeightGrid {
@@ -20,8 +20,9 @@ enum class WeightGrid {
 
 struct OutputFormatInfo {
   OutputFormat format;
-  std::string_view name;         // "hf", "gguf", "gptq", "awq", "compressed-tensors"
-  std::string_view description;  // for --help and model cards
+  std::string_view name;          // "hf", "gguf", "gptq", "awq", "compressed-tensors", "bnb-nf4"
+  std::string_view description;   // for --help and model cards
+  std::string_view quant_method;  // config.json's quantization_config.quant_method; "" if none
   std::span<const WeightGrid> grids;
 };
 
@@ -30,7 +31,8 @@ const OutputFormatInfo& output_format_info(OutputFormat format);
 // A format's name; InputError naming `where` and the formats otherwise.
 OutputFormat parse_output_format(const std::string& text, const std::string& where);
 bool accepts(OutputFormat format, WeightGrid grid);
-// gptq, awq and compressed-tensors: Hugging Face folders of packed Linears.
+// gptq, awq, compressed-tensors and bnb-nf4: Hugging Face folders of packed
+// Linears, named by their quantization_config's quant_method.
 bool packed_hf_format(OutputFormat format);
 std::string_view weight_grid_name(WeightGrid grid);
 

@@ -91,8 +91,8 @@ std::optional<OutputFormat> packed_format_of(const std::filesystem::path& dir) {
   const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
   if (config.is_discarded() || !config.contains("quantization_config")) return std::nullopt;
   const std::string method = config["quantization_config"].value("quant_method", "");
-  for (OutputFormat f : {OutputFormat::gptq, OutputFormat::awq, OutputFormat::compressed_tensors})
-    if (output_format_info(f).name == method) return f;
+  for (const OutputFormatInfo& f : output_formats())
+    if (!f.quant_method.empty() && f.quant_method == method) return f.format;
   return std::nullopt;
 }
 

@@ -4,10 +4,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "calibrate/tensor_names.hpp"
 #include "io/error.hpp"
 #include "io/text_file.hpp"
 #include "pipeline/formats/awq_pack.hpp"
 #include "pipeline/formats/bit_stream.hpp"
+#include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/formats/ct_pack.hpp"
 
 namespace ptq {
@@ -55,10 +57,31 @@ std::vector<PackedTensor> awq_tensors(const std::string& base, const QuantizedMa
           tensor(base + ".scales", DType::F16, {l.groups, l.out}, l.scales)};
 }
 
+std::vector<PackedTensor> bnb_tensors(const std::string& base, const Nf4Matrix& m, DType dtype,
+                                      const std::string& where) {
+  const BnbLinear l = pack_bnb_nf4(m, dtype, where);
+  const std::string state = bnb_quant_state_json(l);
+  const auto n = [](const auto& v) { return static_cast<std::int64_t>(v.size()); };
+  return {tensor(base + ".weight", DType::U8, {n(l.weight), 1}, l.weight),
+          tensor(base + ".weight.absmax", DType::U8, {n(l.absmax_codes)}, l.absmax_codes),
+          tensor(base + ".weight.quant_map", DType::F32, {n(l.quant_map)}, l.quant_map),
+          tensor(base + ".weight.nested_absmax", DType::F32, {n(l.nested_absmax)}, l.nested_absmax),
+          tensor(base + ".weight.nested_quant_map", DType::F32, {n(l.nested_quant_map)},
+                 l.nested_quant_map),
+          tensor(base + std::string(kBnbQuantState), DType::U8, {n(state)},
+                 std::vector<char>(state.begin(), state.end()))};
+}
+
 }  // namespace
 
-PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format) {
+PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
+                           const Checkpoint& source) {
   PackedLayout layout;
+  for (const auto& q : linears) {
+    const auto* t = source.find(
+        block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight"));
+    if (t != nullptr) layout.dtype = t->dtype;
+  }
   if (format != OutputFormat::gptq) return layout;
   for (const auto& q : linears)
     if (gptq_zeros_needed(std::get<QuantizedMatrix>(q.weight)) == GptqZeros::v2)
@@ -72,6 +95,8 @@ std::vector<PackedTensor> packed_linear_tensors(OutputFormat format, const std::
   constexpr std::string_view kWeight = ".weight";
   PTQ_ASSERT(weight_name.ends_with(kWeight));
   const std::string base = weight_name.substr(0, weight_name.size() - kWeight.size());
+  if (format == OutputFormat::bnb_nf4)
+    return bnb_tensors(base, std::get<Nf4Matrix>(q.weight), layout.dtype, weight_name);
   const auto& m = std::get<QuantizedMatrix>(q.weight);
   if (format == OutputFormat::gptq) return gptq_tensors(base, m, layout.zeros, weight_name);
   if (format == OutputFormat::awq) return awq_tensors(base, m, weight_name);
@@ -89,6 +114,8 @@ void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
     write_text_atomic(dir / "quantize_config.json", q.dump(2) + "\n");
   } else if (recipe.format == OutputFormat::awq) {
     q = awq_quantization_config(recipe.quant_spec());
+  } else if (recipe.format == OutputFormat::bnb_nf4) {
+    q = bnb_quantization_config(layout.dtype);
   } else {
     q = compressed_tensors_config(recipe.quant_spec(),
                                   recipe.order == ColumnOrder::ActivationOrder);

@@ -1,6 +1,7 @@
 #pragma once
-// The packed Hugging Face formats' part of an output folder (GPTQ, AWQ and
-// compressed-tensors, pipeline/formats/gptq_pack.hpp, awq_pack.hpp, ct_pack.hpp): the
+// The packed Hugging Face formats' part of an output folder (GPTQ, AWQ,
+// compressed-tensors and bitsandbytes NF4, pipeline/formats/gptq_pack.hpp,
+// awq_pack.hpp, ct_pack.hpp, bnb_pack.hpp): the
 // tensors that replace each quantized Linear's weight, and the
 // quantization_config a loader reads from config.json.
 #include <cstdint>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "io/dtype.hpp"
+#include "io/safetensors.hpp"
 #include "pipeline/formats/gptq_pack.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/recipe/recipe.hpp"
@@ -23,14 +25,17 @@ struct PackedTensor {
 };
 
 // What every Linear of one folder shares: GPTQ's zero layout (v2 when any
-// Linear has a zero point of 0).
+// Linear has a zero point of 0); the source's float dtype (bitsandbytes'
+// dequantized weights and compute dtype).
 struct PackedLayout {
   GptqZeros zeros = GptqZeros::v1;
+  DType dtype = DType::F16;
 };
-PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format);
+PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
+                           const Checkpoint& source);
 
 // The tensors replacing `weight_name` ("<module>.weight") in format
-// gptq, awq or compressed-tensors.
+// gptq, awq, compressed-tensors or bnb-nf4.
 std::vector<PackedTensor> packed_linear_tensors(OutputFormat format, const std::string& weight_name,
                                                 const QuantizedLinear& q,
                                                 const PackedLayout& layout);

@@ -65,7 +65,7 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source,
                                       const std::vector<QuantizedLinear>& linears,
                                       const ModelExtras& extras, OutputFormat format,
                                       std::vector<std::string>& warnings) {
-  const PackedLayout layout = packed_layout(linears, format);
+  const PackedLayout layout = packed_layout(linears, format, source);
   std::map<std::string, const ReplacedTensor*> replaced;
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
@@ -291,7 +291,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
     write_weights(staging, output_tensors(source, linears, extras, recipe.format, warnings),
                   options.max_shard_bytes);
     if (recipe.format != OutputFormat::hf)
-      write_packed_config(staging, recipe, packed_layout(linears, recipe.format));
+      write_packed_config(staging, recipe, packed_layout(linears, recipe.format, source));
   }
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
   if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);

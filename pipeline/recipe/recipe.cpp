@@ -5,6 +5,7 @@
 
 #include "algorithms/quantized_weight.hpp"
 #include "io/error.hpp"
+#include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/formats/gguf_blocks.hpp"
 #include "pipeline/formats/gguf_policy.hpp"
 #include "pipeline/recipe/name_table.hpp"
@@ -147,7 +148,8 @@ void Recipe::validate_format() const {
                           std::string(weight_grid_name(weight_grid())));
   if (format != OutputFormat::gguf && (!gguf_type.empty() || !imatrix.empty()))
     throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
-  if (packed_hf_format(format)) validate_packed_format();
+  if (format == OutputFormat::bnb_nf4) require_bnb_packable(nf4, "format bnb-nf4");
+  if (packed_hf_format(format) && weight_grid() == WeightGrid::uniform) validate_packed_format();
   if (format != OutputFormat::gguf) return;
   // From here the format table has left methods rtn, gptq and none.
   const GgufPolicy* policy = find_policy(gguf_type);

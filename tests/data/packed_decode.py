@@ -22,7 +22,15 @@ and AutoAWQ's GEMM layout: qweight int32 [in, out / 8] and qzeros int32
 [groups, out / 8] hold eight 4-bit values per word along the output dimension,
 nibble k of word j being output column 8 j + (0, 2, 4, 6, 1, 3, 5, 7)[k];
 scales [groups, out]; the weight is scales[g, o] * (q[i, o] - zero[g, o]),
-g = i // group_size.
+g = i // group_size; and bitsandbytes' 4-bit serialization (Params4bit /
+QuantState.as_dict(packed=True)): <m>.weight uint8 holds the codes of the
+row-major flattened weight two to a byte, the first in the high nibble;
+<m>.weight.quant_map float32 [16] is the code table; <m>.weight.absmax is one
+scale per `blocksize` weights, float32, or uint8 indices into
+<m>.weight.nested_quant_map scaled by <m>.weight.nested_absmax (one per
+nested_blocksize) plus nested_offset when double-quantized; blocksize, dtype,
+shape and the nested values are the JSON in <m>.weight.quant_state.bitsandbytes__nf4;
+the weight is quant_map[code] * absmax[k // blocksize], cast to dtype.
 
 Usage: packed_decode.py MODEL_DIR OUT_DIR
 writes OUT_DIR/<name>.weight.f32 (float32 [out, in], row-major) per Linear.
@@ -35,7 +43,7 @@ import sys
 
 import numpy as np
 
-DTYPES = {"I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32, "BF16": None}
+DTYPES = {"I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32, "U8": np.uint8, "BF16": None}
 
 
 def read_safetensors(path):
@@ -134,11 +142,48 @@ def decode_awq(q, tensors):
         yield base, (scales[g] * (codes.astype(np.float32) - zeros[g].astype(np.float32))).T
 
 
+def to_dtype(values, name):
+    """float32 values rounded to the torch dtype `name`, as float32."""
+    if name == "float16":
+        return values.astype(np.float16).astype(np.float32)
+    if name == "bfloat16":  # round to nearest even on the upper 16 bits
+        bits = values.astype(np.float32).view(np.uint32).astype(np.uint64)
+        bits = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+        return bits.astype(np.uint32).view(np.float32)
+    assert name == "float32", name
+    return values
+
+
+def decode_bnb(q, tensors):
+    marker = ".weight.quant_state.bitsandbytes__nf4"
+    for name in sorted(tensors):
+        if not name.endswith(marker):
+            continue
+        base = name[: -len(marker)]
+        state = json.loads(bytes(tensors[name]).decode("utf-8"))
+        packed = tensors[base + ".weight"].reshape(-1)
+        codes = np.empty(packed.size * 2, dtype=np.int64)
+        codes[0::2] = packed >> 4
+        codes[1::2] = packed & 0xF
+        out, n_in = state["shape"]
+        codes = codes[: out * n_in]
+        absmax = tensors[base + ".weight.absmax"]
+        if base + ".weight.nested_absmax" in tensors:
+            nested = tensors[base + ".weight.nested_absmax"]
+            table = tensors[base + ".weight.nested_quant_map"]
+            b = np.arange(absmax.size) // state["nested_blocksize"]
+            absmax = table[absmax.astype(np.int64)] * nested[b] + np.float32(state["nested_offset"])
+        k = np.arange(codes.size) // state["blocksize"]
+        weight = tensors[base + ".weight.quant_map"][codes] * absmax.astype(np.float32)[k]
+        yield base, to_dtype(weight.astype(np.float32), state["dtype"]).reshape(out, n_in)
+
+
 def main():
     model_dir, out_dir = sys.argv[1], sys.argv[2]
     with open(os.path.join(model_dir, "config.json")) as f:
         q = json.load(f)["quantization_config"]
-    decode = {"gptq": decode_gptq, "awq": decode_awq, "compressed-tensors": decode_compressed}[q["quant_method"]]
+    decode = {"gptq": decode_gptq, "awq": decode_awq, "compressed-tensors": decode_compressed,
+              "bitsandbytes": decode_bnb}[q["quant_method"]]
     tensors = read_safetensors(os.path.join(model_dir, "model.safetensors"))
     os.makedirs(out_dir, exist_ok=True)
     for base, weight in decode(q, tensors):

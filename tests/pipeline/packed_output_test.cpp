@@ -2,13 +2,14 @@
 // checkpoint (GPTQ's qweight, qzeros, float16 scales, g_idx; AWQ's interleaved
 // qweight, qzeros and scales; or
 // compressed-tensors' weight_packed, weight_scale, weight_zero_point,
-// weight_shape per block Linear; quantization_config in config.json) whose
+// weight_shape; or bitsandbytes' 4-bit weight, absmax, quant maps and quant
+// state per block Linear; quantization_config in config.json) whose
 // weights an independent NumPy decoder (tests/data/packed_decode.py, written
 // from the public layouts) decodes to exactly the weights GPTQ left in memory;
 // `ptq eval` of the folder gives that in-memory model's perplexity within
 // 0.01 %; the whole folder is at most 1.15 x its model.safetensors. GPTQ
 // 4-bit symmetric and 3-bit asymmetric act-order; AWQ 4-bit; compressed-tensors 4-bit
-// symmetric groups and 8-bit asymmetric channels.
+// symmetric groups and 8-bit asymmetric channels; NF4 into bitsandbytes.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "pipeline/eval/eval.hpp"
 #include "pipeline/eval/model_open.hpp"
 #include "pipeline/quantize/quantize.hpp"
+#include "pipeline/quantize/w8a8.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -46,6 +48,7 @@ struct Case {
   int bits;
   bool asymmetric, act_order, channel;
   bool static_groups = false;
+  Method method = Method::Gptq;
 };
 
 struct PackedRun {
@@ -55,16 +58,17 @@ struct PackedRun {
 
 PackedRun run_of(const Case& c) {
   PackedRun r;
-  r.flags = "--bits ";
+  r.recipe.method = c.method;
+  r.recipe.format = c.format;
+  r.flags = "--method " + std::string(method_name(c.method)) + " --format " +
+            std::string(output_format_info(c.format).name);
+  if (c.method == Method::Nf4) return r;
+  r.flags += " --bits ";
   r.flags += std::to_string(c.bits);
   r.flags += c.channel ? " --group channel" : " --group 128";
   if (!c.asymmetric) r.flags += " --sym";
   if (c.act_order) r.flags += " --act-order";
   if (c.static_groups) r.flags += " --static-groups";
-  r.flags += " --format ";
-  r.flags += output_format_info(c.format).name;
-  r.recipe.method = Method::Gptq;
-  r.recipe.format = c.format;
   r.recipe.spec.bits = c.bits;
   r.recipe.spec.granularity = c.channel ? Granularity::Channel : Granularity::Group;
   r.recipe.spec.group_size = 128;
@@ -78,9 +82,10 @@ PackedRun run_of(const Case& c) {
   return r;
 }
 
-// The Linears GPTQ leaves in memory for the recipe.
+// The Linears GPTQ (or NF4) leaves in memory for the recipe.
 std::vector<QuantizedLinear> in_memory_linears(const Recipe& recipe) {
   const Model model = Model::open(tiny());
+  if (recipe.method == Method::Nf4) return quantize_nf4(model, recipe);
   const CalibSourceSpec source{"calib", calib_ids(), 1.0};
   const CalibrationSet calibration = build_calibration_set(
       {&source, 1}, recipe.calibration, nullptr, model.config().eos_token_ids.front());
@@ -136,6 +141,13 @@ void expect_config(const Case& c, const nlohmann::json& q, const fs::path& out,
     EXPECT_EQ(q.at("version"), "gemm");
     return;
   }
+  if (c.format == OutputFormat::bnb_nf4) {
+    EXPECT_EQ(q.at("quant_method"), "bitsandbytes");
+    EXPECT_EQ(q.at("load_in_4bit"), true);
+    EXPECT_EQ(q.at("bnb_4bit_quant_type"), "nf4");
+    EXPECT_EQ(q.at("bnb_4bit_use_double_quant"), true);
+    return;
+  }
   if (c.format == OutputFormat::compressed_tensors) {
     EXPECT_EQ(q.at("quant_method"), "compressed-tensors");
     EXPECT_EQ(q.at("format"), "pack-quantized");
@@ -165,19 +177,27 @@ TEST_P(PackedOutput, IsTheModelGptqLeftInMemory) {
   const PackedRun r = run_of(c);
   const fs::path dir = test::temp_dir("packed-output-" + std::to_string(getpid()));
   const fs::path out = dir / "out";
-  ASSERT_EQ(run(test::ptq_binary().string() + " quantize --model " + tiny().string() +
-                    " --method gptq " + r.flags + " --calib-ids " + calib_ids().string() +
-                    " --samples " + std::to_string(kSamples) + " --seqlen " +
-                    std::to_string(kSeqlen) + " --out " + out.string(),
-                dir / "ptq.log"),
-            0)
+  ASSERT_EQ(
+      run(test::ptq_binary().string() + " quantize --model " + tiny().string() + " " + r.flags +
+              " --calib-ids " + calib_ids().string() + " --samples " + std::to_string(kSamples) +
+              " --seqlen " + std::to_string(kSeqlen) + " --out " + out.string(),
+          dir / "ptq.log"),
+      0)
       << test::read_bytes(dir / "ptq.log");
 
   const std::vector<QuantizedLinear> linears = in_memory_linears(r.recipe);
   const auto config = nlohmann::json::parse(test::read_bytes(out / "config.json"));
   expect_config(c, config.at("quantization_config"), out, linears);
   const Checkpoint packed = Checkpoint::open(out);
-  for (const auto& l : linears) EXPECT_EQ(packed.find(weight_name(l)), nullptr) << weight_name(l);
+  for (const auto& l : linears) {
+    const TensorView* t = packed.find(weight_name(l));  // bitsandbytes: the packed codes
+    if (c.format == OutputFormat::bnb_nf4) {
+      ASSERT_NE(t, nullptr) << weight_name(l);
+      EXPECT_EQ(t->dtype, DType::U8) << weight_name(l);
+    } else {
+      EXPECT_EQ(t, nullptr) << weight_name(l);
+    }
+  }
 
   // NumPy's decoding of the file is GPTQ's in-memory weights, bit for bit.
   ASSERT_EQ(run("python3 " + (test::source_dir() / "tests/data/packed_decode.py").string() + " " +
@@ -188,7 +208,9 @@ TEST_P(PackedOutput, IsTheModelGptqLeftInMemory) {
   for (const auto& l : linears) {
     const std::string base = weight_name(l).substr(0, weight_name(l).size() - 7);
     const std::vector<float> decoded = test::read_f32(dir / "numpy" / (base + ".weight.f32"));
-    const MatrixRM want = l.dequantize();
+    MatrixRM want = l.dequantize();
+    if (c.format == OutputFormat::bnb_nf4)  // bitsandbytes dequantizes to the source dtype
+      want = want.unaryExpr([](float v) { return half_to_float(float_to_half(v)); });
     ASSERT_EQ(decoded.size(), static_cast<std::size_t>(want.size())) << base;
     EXPECT_EQ(std::memcmp(decoded.data(), want.data(), decoded.size() * sizeof(float)), 0) << base;
   }
@@ -292,15 +314,16 @@ TEST(PackedOutputRefused, BeforeAnyWork) {
 
 INSTANTIATE_TEST_SUITE_P(
     PackedOutput, PackedOutput,
-    testing::Values(Case{"GptqW4Sym", OutputFormat::gptq, 4, false, false, false, false},
-                    Case{"GptqW3AsymActOrder", OutputFormat::gptq, 3, true, true, false, false},
-                    Case{"AwqW4Asym", OutputFormat::awq, 4, true, false, false, false},
-                    Case{"CompressedW4Sym", OutputFormat::compressed_tensors, 4, false, false,
-                         false, false},
-                    Case{"CompressedW4SymActOrderStatic", OutputFormat::compressed_tensors, 4,
-                         false, true, false, true},
-                    Case{"CompressedW8AsymChannel", OutputFormat::compressed_tensors, 8, true,
-                         false, true, false}),
+    testing::Values(
+        Case{"GptqW4Sym", OutputFormat::gptq, 4, false, false, false, false},
+        Case{"GptqW3AsymActOrder", OutputFormat::gptq, 3, true, true, false, false},
+        Case{"AwqW4Asym", OutputFormat::awq, 4, true, false, false, false},
+        Case{"CompressedW4Sym", OutputFormat::compressed_tensors, 4, false, false, false, false},
+        Case{"CompressedW4SymActOrderStatic", OutputFormat::compressed_tensors, 4, false, true,
+             false, true},
+        Case{"CompressedW8AsymChannel", OutputFormat::compressed_tensors, 8, true, false, true,
+             false},
+        Case{"BitsandbytesNf4", OutputFormat::bnb_nf4, 4, false, false, false, false, Method::Nf4}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
