@@ -44,8 +44,8 @@ std::optional<Checkpoint> dequantized_packed_folder(const std::filesystem::path&
     return dequantized_gptq_checkpoint(dir, Checkpoint::open(dir), *grid);
   if (const auto spec = read_awq_quantization_config(config, config_path.string()))
     return dequantized_awq_checkpoint(dir, Checkpoint::open(dir), *spec);
-  if (const auto spec = read_compressed_tensors_config(config, config_path.string()))
-    return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *spec);
+  if (const auto scheme = read_compressed_tensors_config(config, config_path.string()))
+    return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *scheme);
   if (read_bnb_quantization_config(config, config_path.string()))
     return dequantized_bnb_checkpoint(dir, Checkpoint::open(dir));
   return std::nullopt;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "algorithms/int8.hpp"
 #include "io/dtype.hpp"
 #include "io/error.hpp"
 #include "pipeline/formats/bit_stream.hpp"
@@ -98,53 +99,102 @@ QuantizedMatrix unpack_compressed(const CompressedLinear& t, const QuantSpec& sp
   return m;
 }
 
-nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order) {
-  const bool group = spec.granularity == Granularity::Group;
-  const nlohmann::ordered_json weights = {
-      {"num_bits", spec.bits},
+Int8Linear pack_int8(const QuantizedMatrix& m, const std::string& where) {
+  if (m.spec.bits != 8 || m.spec.symmetry != Symmetry::Symmetric ||
+      m.spec.granularity != Granularity::Channel || (m.zeros.array() != kInt8Zero).any())
+    throw input_error(where, "an 8-bit symmetric grid per channel with zero 128 (W8A8)",
+                      std::to_string(m.spec.bits) + " bits, another grid");
+  Int8Linear t{m.rows(), m.columns(), {}, {}};
+  t.weight.resize(static_cast<std::size_t>(t.out * t.in));
+  t.weight_scale.resize(static_cast<std::size_t>(t.out));
+  for (std::int64_t o = 0; o < t.out; ++o) {
+    for (std::int64_t i = 0; i < t.in; ++i)
+      t.weight[static_cast<std::size_t>(o * t.in + i)] =
+          static_cast<std::int8_t>(static_cast<int>(m.codes(o, i)) - 128);
+    t.weight_scale[static_cast<std::size_t>(o)] = m.scales(o, 0);
+  }
+  return t;
+}
+
+QuantizedMatrix unpack_int8(const Int8Linear& t, const std::string& where) {
+  if (t.out <= 0 || t.in <= 0)
+    throw input_error(where + ".weight", "[out, in], both positive",
+                      std::to_string(t.out) + " x " + std::to_string(t.in));
+  require_size(where, "weight", t.weight.size(), t.out * t.in);
+  require_size(where, "weight_scale", t.weight_scale.size(), t.out);
+  QuantSpec spec;
+  spec.bits = 8;
+  spec.symmetry = Symmetry::Symmetric;
+  spec.granularity = Granularity::Channel;
+  QuantizedMatrix m{spec, CodeMatrix(t.out, t.in), MatrixRM(t.out, 1),
+                    MatrixRM::Constant(t.out, 1, kInt8Zero),
+                    std::vector<std::int32_t>(static_cast<std::size_t>(t.in), 0)};
+  for (std::int64_t o = 0; o < t.out; ++o) {
+    for (std::int64_t i = 0; i < t.in; ++i)
+      m.codes(o, i) =
+          static_cast<std::uint8_t>(t.weight[static_cast<std::size_t>(o * t.in + i)] + 128);
+    m.scales(o, 0) = t.weight_scale[static_cast<std::size_t>(o)];
+  }
+  return m;
+}
+
+namespace {
+
+nlohmann::ordered_json int_args(int bits, bool symmetric, const char* strategy,
+                                std::optional<int> group_size, bool dynamic, bool act_order) {
+  return {
+      {"num_bits", bits},
       {"type", "int"},
-      {"symmetric", spec.symmetry == Symmetry::Symmetric},
-      {"group_size", group ? nlohmann::ordered_json(spec.group_size) : nullptr},
-      {"strategy", group ? "group" : "channel"},
+      {"symmetric", symmetric},
+      {"group_size", group_size ? nlohmann::ordered_json(*group_size) : nullptr},
+      {"strategy", strategy},
       {"block_structure", nullptr},
-      {"dynamic", false},
+      {"dynamic", dynamic},
       {"actorder", act_order ? nlohmann::ordered_json("weight") : nullptr},
-      {"observer", "minmax"},
+      {"observer", dynamic ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json("minmax")},
       {"observer_kwargs", nlohmann::ordered_json::object()}};
+}
+
+nlohmann::ordered_json config_of(const char* format, const nlohmann::ordered_json& weights,
+                                 const nlohmann::ordered_json& inputs) {
   return {{"quant_method", "compressed-tensors"},
-          {"format", "pack-quantized"},
+          {"format", format},
           {"quantization_status", "compressed"},
           {"config_groups",
            {{"group_0",
              {{"targets", {"Linear"}},
               {"weights", weights},
-              {"input_activations", nullptr},
+              {"input_activations", inputs},
               {"output_activations", nullptr},
-              {"format", "pack-quantized"}}}}},
+              {"format", format}}}}},
           {"ignore", {"lm_head"}},
           {"kv_cache_scheme", nullptr},
           {"global_compression_ratio", nullptr},
           {"version", kVersion}};
 }
 
-std::optional<QuantSpec> read_compressed_tensors_config(const nlohmann::json& config,
-                                                        const std::string& where) {
-  const auto it = config.find("quantization_config");
-  if (it == config.end() || !it->is_object() ||
-      it->value("quant_method", "") != "compressed-tensors")
-    return std::nullopt;
-  const std::string w = where + ": quantization_config";
-  if (it->value("format", "") != "pack-quantized")
-    throw input_error(w + ".format", "pack-quantized", it->value("format", "missing"));
-  const auto groups = it->find("config_groups");
-  if (groups == it->end() || !groups->is_object() || groups->size() != 1)
-    throw input_error(w + ".config_groups", "one group",
-                      groups == it->end() ? "none" : groups->dump());
-  const nlohmann::json& scheme = groups->begin().value();
-  if (scheme.contains("input_activations") && !scheme["input_activations"].is_null())
-    throw input_error(w, "weight-only quantization",
-                      "input_activations " + scheme["input_activations"].dump());
-  const nlohmann::json& q = scheme.value("weights", nlohmann::json::object());
+}  // namespace
+
+nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order) {
+  const bool group = spec.granularity == Granularity::Group;
+  return config_of(
+      "pack-quantized",
+      int_args(spec.bits, spec.symmetry == Symmetry::Symmetric, group ? "group" : "channel",
+               group ? std::optional<int>(spec.group_size) : std::nullopt, false, act_order),
+      nullptr);
+}
+
+nlohmann::ordered_json compressed_tensors_w8a8_config(CtActivations activations) {
+  PTQ_ASSERT(activations != CtActivations::none);
+  const bool token = activations == CtActivations::token;
+  return config_of("int-quantized", int_args(8, true, "channel", std::nullopt, false, false),
+                   int_args(8, true, token ? "token" : "tensor", std::nullopt, token, false));
+}
+
+namespace {
+
+// The weights' grid of a config group (InputError naming `w` otherwise).
+QuantSpec weight_spec(const nlohmann::json& q, const std::string& w) {
   QuantSpec spec;
   spec.bits = q.value("num_bits", 0);
   if (!packable_bits(spec.bits) || q.value("type", "") != "int")
@@ -163,33 +213,114 @@ std::optional<QuantSpec> read_compressed_tensors_config(const nlohmann::json& co
   if (q.contains("actorder") && !q["actorder"].is_null() && q["actorder"] != "weight")
     throw input_error(w + " weights.actorder", "null or \"weight\" (natural groups, no g_idx)",
                       q["actorder"].dump());
-  spec.scale_storage = ScaleStorage::f16;
   return spec;
 }
 
+// int-quantized W8A8: 8-bit symmetric channel weights, 8-bit symmetric inputs
+// per token (dynamic) or per tensor (static).
+CtActivations w8a8_activations(const QuantSpec& spec, const nlohmann::json& group,
+                               const std::string& w) {
+  if (spec.bits != 8 || spec.symmetry != Symmetry::Symmetric ||
+      spec.granularity != Granularity::Channel)
+    throw input_error(w + " weights", "8-bit symmetric per channel (int-quantized W8A8)",
+                      group.value("weights", nlohmann::json()).dump());
+  const nlohmann::json a = group.value("input_activations", nlohmann::json());
+  if (!a.is_object())
+    throw input_error(w + " input_activations", "int8 inputs (int-quantized W8A8)", a.dump());
+  const std::string strategy = a.value("strategy", "");
+  const bool dynamic = a.value("dynamic", false);
+  if (a.value("num_bits", 0) == 8 && a.value("type", "") == "int" && a.value("symmetric", false)) {
+    if (strategy == "token" && dynamic) return CtActivations::token;
+    if (strategy == "tensor" && !dynamic) return CtActivations::tensor;
+  }
+  throw input_error(w + " input_activations",
+                    "8-bit symmetric int, per token (dynamic) or per tensor (static)", a.dump());
+}
+
+}  // namespace
+
+std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nlohmann::json& config,
+                                                                      const std::string& where) {
+  const auto it = config.find("quantization_config");
+  if (it == config.end() || !it->is_object() ||
+      it->value("quant_method", "") != "compressed-tensors")
+    return std::nullopt;
+  const std::string w = where + ": quantization_config";
+  const std::string format = it->value("format", "missing");
+  if (format != "pack-quantized" && format != "int-quantized")
+    throw input_error(w + ".format", "pack-quantized or int-quantized", format);
+  const auto groups = it->find("config_groups");
+  if (groups == it->end() || !groups->is_object() || groups->size() != 1)
+    throw input_error(w + ".config_groups", "one group",
+                      groups == it->end() ? "none" : groups->dump());
+  const nlohmann::json& group = groups->begin().value();
+  CompressedTensorsScheme scheme;
+  scheme.spec = weight_spec(group.value("weights", nlohmann::json::object()), w);
+  scheme.spec.scale_storage = ScaleStorage::f16;
+  scheme.int_quantized = format == "int-quantized";
+  const nlohmann::json inputs = group.value("input_activations", nlohmann::json());
+  if (!scheme.int_quantized) {
+    if (!inputs.is_null())
+      throw input_error(w, "weight-only quantization (pack-quantized)",
+                        "input_activations " + inputs.dump());
+    return scheme;
+  }
+  scheme.spec.scale_storage = ScaleStorage::f32;
+  scheme.activations = w8a8_activations(scheme.spec, group, w);
+  return scheme;
+}
+
+namespace {
+
+MatrixRM pack_quantized_weight(const Checkpoint& packed, const std::string& base,
+                               const QuantSpec& spec, const std::string& where) {
+  const auto shape = packed_values<std::int64_t>(packed, base + ".weight_shape", DType::I64);
+  if (shape.size() != 2)
+    throw input_error(where + ".weight_shape", "[out, in]",
+                      std::to_string(shape.size()) + " values");
+  CompressedLinear l;
+  l.bits = spec.bits;
+  l.symmetric = spec.symmetry == Symmetry::Symmetric;
+  l.out = shape[0];
+  l.in = shape[1];
+  l.weight_packed = packed_values<std::int32_t>(packed, base + ".weight_packed", DType::I32);
+  l.weight_scale = packed_values<std::uint16_t>(packed, base + ".weight_scale", DType::F16);
+  if (!l.symmetric)
+    l.weight_zero_point =
+        packed_values<std::int32_t>(packed, base + ".weight_zero_point", DType::I32);
+  l.groups = l.out > 0 ? static_cast<std::int64_t>(l.weight_scale.size()) / l.out : 0;
+  return unpack_compressed(l, spec, where).dequantize();
+}
+
+MatrixRM int_quantized_weight(const Checkpoint& packed, const std::string& base,
+                              const std::string& where) {
+  const TensorView& w = packed.require(base + ".weight");
+  if (w.shape.size() != 2)
+    throw input_error(where + ".weight", "int8 [out, in]",
+                      std::to_string(w.shape.size()) + " dims");
+  Int8Linear t{w.shape[0], w.shape[1],
+               packed_values<std::int8_t>(packed, base + ".weight", DType::I8),
+               packed_values<float>(packed, base + ".weight_scale", DType::F32)};
+  return unpack_int8(t, where).dequantize();
+}
+
+}  // namespace
+
 Checkpoint dequantized_compressed_checkpoint(const std::filesystem::path& dir,
-                                             const Checkpoint& packed, const QuantSpec& spec) {
+                                             const Checkpoint& packed,
+                                             const CompressedTensorsScheme& scheme) {
+  if (scheme.int_quantized) {
+    constexpr std::string_view kParts[] = {".weight", ".weight_scale", ".input_scale"};
+    return with_linears_dequantized(
+        dir, packed, ".weight_scale", kParts, [&](const std::string& base) {
+          return int_quantized_weight(packed, base, dir.string() + ": " + base);
+        });
+  }
   constexpr std::string_view kParts[] = {".weight_packed", ".weight_scale", ".weight_zero_point",
                                          ".weight_shape"};
   return with_linears_dequantized(
       dir, packed, ".weight_packed", kParts, [&](const std::string& base) {
-        const std::string where = dir.string() + ": " + base;
-        const auto shape = packed_values<std::int64_t>(packed, base + ".weight_shape", DType::I64);
-        if (shape.size() != 2)
-          throw input_error(where + ".weight_shape", "[out, in]",
-                            std::to_string(shape.size()) + " values");
-        CompressedLinear l;
-        l.bits = spec.bits;
-        l.symmetric = spec.symmetry == Symmetry::Symmetric;
-        l.out = shape[0];
-        l.in = shape[1];
-        l.weight_packed = packed_values<std::int32_t>(packed, base + ".weight_packed", DType::I32);
-        l.weight_scale = packed_values<std::uint16_t>(packed, base + ".weight_scale", DType::F16);
-        if (!l.symmetric)
-          l.weight_zero_point =
-              packed_values<std::int32_t>(packed, base + ".weight_zero_point", DType::I32);
-        l.groups = l.out > 0 ? static_cast<std::int64_t>(l.weight_scale.size()) / l.out : 0;
-        return unpack_compressed(l, spec, where).dequantize();
+        return pack_quantized_weight(packed, base, scheme.spec, dir.string() + ": " + base);
       });
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // One Linear of a compressed-tensors checkpoint in its "pack-quantized"
-// format, as compressed-tensors 0.20 (the version transformers 5 and vLLM
-// load) writes and reads it:
+// (and, below, "int-quantized") format, as compressed-tensors 0.20 (the version transformers 5 and
+// vLLM load) writes and reads it:
 //   weight_packed     int32 [out, ceil(in * bits / 32)]: each row's values,
 //                     signed q + 2^(bits-1), as a little-endian bit stream;
 //   weight_scale      float16 [out, groups];
@@ -44,21 +44,54 @@ CompressedLinear pack_compressed(const QuantizedMatrix& m, const std::string& wh
 QuantizedMatrix unpack_compressed(const CompressedLinear& t, const QuantSpec& spec,
                                   const std::string& where);
 
+// compressed-tensors' "int-quantized" format, W8A8 (SmoothQuant's int8 weights
+// and activations), per Linear:
+//   weight        int8 [out, in]: q = ptq's unsigned int8 code - 128
+//   weight_scale  float32 [out, 1]                 W[o, i] = weight_scale[o] * q[o, i]
+//   input_scale   float32 [1], static per-tensor activations only: the input is
+//                 rounded to int8 with that scale (dynamic ones: per token).
+struct Int8Linear {
+  std::int64_t out = 0, in = 0;
+  std::vector<std::int8_t> weight;
+  std::vector<float> weight_scale;
+};
+// InputError naming `where` unless the grid is 8-bit symmetric per channel with
+// ptq's int8 zero (algorithms/int8.hpp).
+Int8Linear pack_int8(const QuantizedMatrix& m, const std::string& where);
+QuantizedMatrix unpack_int8(const Int8Linear& t, const std::string& where);
+
+// What a compressed-tensors quantization_config says: the weights' grid, the
+// format (pack-quantized weight-only, or int-quantized W8A8) and the input
+// activations (int8 per token or per tensor, with int-quantized only).
+enum class CtActivations { none, token, tensor };
+struct CompressedTensorsScheme {
+  QuantSpec spec;
+  bool int_quantized = false;
+  CtActivations activations = CtActivations::none;
+
+  bool operator==(const CompressedTensorsScheme&) const = default;
+};
+
 // config.json's quantization_config for weight-only int quantization of every
 // decoder Linear (the head stays float: ignore ["lm_head"]).
 // `act_order`: GPTQ ran in act-order with static groups ("actorder": "weight",
 // which keeps the natural groups; compressed-tensors 0.20 has no other).
 nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order);
-// The weight grid of a config's compressed-tensors quantization_config in the
-// pack-quantized format with one config group of int weights and no
-// activation quantization; nullopt for a config without compressed-tensors.
+// The same for W8A8: int8 weights per channel, int8 inputs per token (dynamic)
+// or per tensor (static, `activations` tensor).
+nlohmann::ordered_json compressed_tensors_w8a8_config(CtActivations activations);
+// The scheme of a config's compressed-tensors quantization_config with one
+// config group of int weights: pack-quantized without activation quantization
+// or int-quantized W8A8; nullopt for a config without compressed-tensors.
 // InputError naming `where` for anything else.
-std::optional<QuantSpec> read_compressed_tensors_config(const nlohmann::json& config,
-                                                        const std::string& where);
+std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nlohmann::json& config,
+                                                                      const std::string& where);
 
-// The folder's tensors with every packed Linear (<name>.weight_packed,
-// _scale, _zero_point, _shape) replaced by its float32 <name>.weight.
+// The folder's tensors with every quantized Linear (pack-quantized:
+// <name>.weight_packed, _scale, _zero_point, _shape; int-quantized: the int8
+// <name>.weight, weight_scale, input_scale) replaced by its float32 <name>.weight.
 Checkpoint dequantized_compressed_checkpoint(const std::filesystem::path& dir,
-                                             const Checkpoint& packed, const QuantSpec& spec);
+                                             const Checkpoint& packed,
+                                             const CompressedTensorsScheme& scheme);
 
 }  // namespace ptq

@@ -22,7 +22,8 @@ inline constexpr std::string_view kActivationQuantKey = "ptq_activation_quant";
 void write_activation_config(const std::filesystem::path& config_json, const ActivationQuant& scheme);
 void write_activation_scales(H5Writer& out, const ActivationQuant& scheme);
 
-// The scheme recorded in a model folder, or none; InputError on a malformed record.
+// The scheme recorded in a model folder (ptq's key, or a compressed-tensors
+// int-quantized quantization_config), or none; InputError on a malformed record.
 std::optional<ActivationQuant> load_activation_quant(const std::filesystem::path& model_dir, int num_layers);
 
 }  // namespace ptq

@@ -49,6 +49,23 @@ std::vector<PackedTensor> compressed_tensors(const std::string& base, const Quan
   return out;
 }
 
+// W8A8: int-quantized int8 weights, and the static input scale of the
+// Linear's input when activations are per tensor.
+std::vector<PackedTensor> int8_tensors(const std::string& base, const QuantizedLinear& q,
+                                       const ActivationQuant& activations,
+                                       const std::string& where) {
+  const Int8Linear l = pack_int8(std::get<QuantizedMatrix>(q.weight), where);
+  std::vector<PackedTensor> out = {
+      tensor(base + ".weight", DType::I8, {l.out, l.in}, l.weight),
+      tensor(base + ".weight_scale", DType::F32, {l.out, 1}, l.weight_scale)};
+  if (activations.granularity == ActGranularity::Tensor) {
+    const auto input = static_cast<std::size_t>(linear_spec(q.role).input);
+    out.push_back(tensor(base + ".input_scale", DType::F32, {1},
+                         std::vector<float>{activations.static_scales.at(q.layer)[input]}));
+  }
+  return out;
+}
+
 std::vector<PackedTensor> awq_tensors(const std::string& base, const QuantizedMatrix& m,
                                       const std::string& where) {
   const AwqLinear l = pack_awq(m, where);
@@ -75,8 +92,10 @@ std::vector<PackedTensor> bnb_tensors(const std::string& base, const Nf4Matrix& 
 }  // namespace
 
 PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
-                           const Checkpoint& source) {
+                           const Checkpoint& source,
+                           const std::optional<ActivationQuant>& activations) {
   PackedLayout layout;
+  layout.activations = activations;
   for (const auto& q : linears) {
     const auto* t = source.find(
         block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight"));
@@ -97,6 +116,10 @@ std::vector<PackedTensor> packed_linear_tensors(OutputFormat format, const std::
   const std::string base = weight_name.substr(0, weight_name.size() - kWeight.size());
   if (format == OutputFormat::bnb_nf4)
     return bnb_tensors(base, std::get<Nf4Matrix>(q.weight), layout.dtype, weight_name);
+  if (layout.activations) {
+    PTQ_ASSERT(format == OutputFormat::compressed_tensors);
+    return int8_tensors(base, q, *layout.activations, weight_name);
+  }
   const auto& m = std::get<QuantizedMatrix>(q.weight);
   if (format == OutputFormat::gptq) return gptq_tensors(base, m, layout.zeros, weight_name);
   if (format == OutputFormat::awq) return awq_tensors(base, m, weight_name);
@@ -116,6 +139,10 @@ void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
     q = awq_quantization_config(recipe.quant_spec());
   } else if (recipe.format == OutputFormat::bnb_nf4) {
     q = bnb_quantization_config(layout.dtype);
+  } else if (layout.activations) {
+    q = compressed_tensors_w8a8_config(layout.activations->granularity == ActGranularity::Token
+                                           ? CtActivations::token
+                                           : CtActivations::tensor);
   } else {
     q = compressed_tensors_config(recipe.quant_spec(),
                                   recipe.order == ColumnOrder::ActivationOrder);

@@ -6,9 +6,11 @@
 // quantization_config a loader reads from config.json.
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "calibrate/act_quant.hpp"
 #include "io/dtype.hpp"
 #include "io/safetensors.hpp"
 #include "pipeline/formats/gptq_pack.hpp"
@@ -26,13 +28,15 @@ struct PackedTensor {
 
 // What every Linear of one folder shares: GPTQ's zero layout (v2 when any
 // Linear has a zero point of 0); the source's float dtype (bitsandbytes'
-// dequantized weights and compute dtype).
+// dequantized weights and compute dtype); W8A8's int8 activations.
 struct PackedLayout {
   GptqZeros zeros = GptqZeros::v1;
   DType dtype = DType::F16;
+  std::optional<ActivationQuant> activations;
 };
 PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
-                           const Checkpoint& source);
+                           const Checkpoint& source,
+                           const std::optional<ActivationQuant>& activations);
 
 // The tensors replacing `weight_name` ("<module>.weight") in format
 // gptq, awq, compressed-tensors or bnb-nf4.

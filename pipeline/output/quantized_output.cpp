@@ -65,7 +65,7 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source,
                                       const std::vector<QuantizedLinear>& linears,
                                       const ModelExtras& extras, OutputFormat format,
                                       std::vector<std::string>& warnings) {
-  const PackedLayout layout = packed_layout(linears, format, source);
+  const PackedLayout layout = packed_layout(linears, format, source, extras.activations);
   std::map<std::string, const ReplacedTensor*> replaced;
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
@@ -217,8 +217,9 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
                 "the decoder blocks' Linears take %.3f bits per weight in the model file, the "
                 "folder %.3f bits per parameter of the source",
                 sizes.linear_bits_per_weight, sizes.folder_bits_per_parameter);
-  md << "## Size\n\nFormat `" << output_format_info(recipe.format).name << "`; " << size_line << " ("
-     << sizes.total << " bytes before this card and run.json).\n\n| file | bytes |\n|---|---:|\n";
+  md << "## Size\n\nFormat `" << output_format_info(recipe.format).name << "`; " << size_line
+     << " (" << sizes.total
+     << " bytes before this card and run.json).\n\n| file | bytes |\n|---|---:|\n";
   for (const auto& [name, bytes] : sizes.files) md << "| `" << name << "` | " << bytes << " |\n";
   md << "\n## Recipe\n\n```yaml\n" << recipe_to_yaml(recipe) << "```\n\n";
   if (calibration != nullptr && !calibration->windows.empty()) {
@@ -291,10 +292,13 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
     write_weights(staging, output_tensors(source, linears, extras, recipe.format, warnings),
                   options.max_shard_bytes);
     if (recipe.format != OutputFormat::hf)
-      write_packed_config(staging, recipe, packed_layout(linears, recipe.format, source));
+      write_packed_config(staging, recipe,
+                          packed_layout(linears, recipe.format, source, extras.activations));
   }
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
-  if (extras.activations) write_activation_config(staging / "config.json", *extras.activations);
+  // compressed-tensors states W8A8's activations in its own quantization_config.
+  if (extras.activations && recipe.format == OutputFormat::hf)
+    write_activation_config(staging / "config.json", *extras.activations);
   std::int64_t parameters = 0;
   for (const TensorView* t : source.tensors()) parameters += t->numel();
   const FolderSizes sizes = folder_sizes(staging, recipe.format, parameters);

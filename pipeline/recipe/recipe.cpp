@@ -186,14 +186,15 @@ void Recipe::validate_format() const {
 }
 
 // The packed Hugging Face layouts: GPTQ's 2, 3, 4 or 8-bit codes; AWQ's 4-bit
-// asymmetric groups; compressed-tensors' pack-quantized 4 or 8-bit ones; per
-// channel or group, weight-only (W8A8's int8 activations need compressed-tensors'
-// int-quantized format, not written yet).
+// asymmetric groups; compressed-tensors' pack-quantized 4 or 8-bit ones, per
+// channel or group, and its int-quantized W8A8 (int8 weights and activations).
 void Recipe::validate_packed_format() const {
   const std::string where = "format " + std::string(output_format_info(format).name);
-  if (method == Method::W8A8)
+  if (method == Method::W8A8) {
+    if (format == OutputFormat::compressed_tensors) return;  // int-quantized
     throw input_error(where, "a weight-only method (rtn, gptq, awq)",
-                      "method w8a8, whose int8 activations it cannot state");
+                      "method w8a8, whose int8 activations only compressed-tensors states");
+  }
   const QuantSpec s = quant_spec();
   const std::string bits = std::to_string(s.bits) + " bits";
   if (s.granularity == Granularity::Tensor)

@@ -18,6 +18,7 @@ scales[g_idx[i], o] * (q[i, o] - zero[g_idx[i], o]); and compressed-tensors'
   weight_zero_point int32 [ceil(out * bits / 32), groups] (asymmetric only,
   + 2^(bits-1), packed along the output dimension); weight_shape [out, in];
 the weight is scale[o, i // group_size] * (q[o, i] - zero_point[o, i // group_size]);
+and its "int-quantized" W8A8: weight int8 [out, in] times weight_scale [out, 1];
 and AutoAWQ's GEMM layout: qweight int32 [in, out / 8] and qzeros int32
 [groups, out / 8] hold eight 4-bit values per word along the output dimension,
 nibble k of word j being output column 8 j + (0, 2, 4, 6, 1, 3, 5, 7)[k];
@@ -43,7 +44,7 @@ import sys
 
 import numpy as np
 
-DTYPES = {"I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32, "U8": np.uint8, "BF16": None}
+DTYPES = {"I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32, "U8": np.uint8, "I8": np.int8, "BF16": None}
 
 
 def read_safetensors(path):
@@ -97,7 +98,17 @@ def decode_gptq(q, tensors):
         yield base, (scales[g_idx] * (codes.astype(np.float32) - zeros[g_idx].astype(np.float32))).T
 
 
+def decode_int_quantized(tensors):
+    for name in sorted(tensors):
+        if name.endswith(".weight_scale") and name[: -len("_scale")] in tensors:
+            base = name[: -len(".weight_scale")]
+            yield base, tensors[base + ".weight"].astype(np.float32) * tensors[name].astype(np.float32)
+
+
 def decode_compressed(q, tensors):
+    if q["format"] == "int-quantized":
+        yield from decode_int_quantized(tensors)
+        return
     (scheme,) = q["config_groups"].values()
     w = scheme["weights"]
     bits, offset = w["num_bits"], 1 << (w["num_bits"] - 1)

@@ -13,6 +13,7 @@
 #include <functional>
 #include <random>
 
+#include "algorithms/int8.hpp"
 #include "algorithms/rtn.hpp"
 #include "io/error.hpp"
 #include "packed_test_util.hpp"
@@ -124,21 +125,24 @@ TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
   const nlohmann::json config = {{"quantization_config", compressed_tensors_config(s, false)}};
   const auto back = read_compressed_tensors_config(config, "config.json");
   ASSERT_TRUE(back.has_value());
-  EXPECT_EQ(*back, s);
+  EXPECT_EQ(back->spec, s);
+  EXPECT_FALSE(back->int_quantized);
+  EXPECT_EQ(back->activations, CtActivations::none);
   EXPECT_FALSE(
       read_compressed_tensors_config(nlohmann::json{{"model_type", "llama"}}, "c").has_value());
   // GPTQ's act-order with static groups is compressed-tensors' "weight" actorder.
   const nlohmann::json weight_order = {{"quantization_config", compressed_tensors_config(s, true)}};
   EXPECT_EQ(weight_order["quantization_config"]["config_groups"]["group_0"]["weights"]["actorder"],
             "weight");
-  EXPECT_EQ(read_compressed_tensors_config(weight_order, "config.json"), s);
+  EXPECT_EQ(read_compressed_tensors_config(weight_order, "config.json")->spec, s);
   const auto refused = [&](const std::function<void(nlohmann::json&)>& edit,
                            const std::string& needle) {
     nlohmann::json c = config;
     edit(c["quantization_config"]);
     expect_input_error([&] { read_compressed_tensors_config(c, "config.json"); }, needle);
   };
-  refused([](nlohmann::json& q) { q["format"] = "int-quantized"; }, "format");
+  refused([](nlohmann::json& q) { q["format"] = "float-quantized"; }, "format");
+  refused([](nlohmann::json& q) { q["format"] = "int-quantized"; }, "8-bit symmetric per channel");
   refused([](nlohmann::json& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; },
           "config_groups");
   refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["num_bits"] = 3; },
@@ -153,6 +157,43 @@ TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
         q["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}};
       },
       "weight-only");
+}
+
+// W8A8's int-quantized Linear: int8 q = code - 128 and float32 scales per
+// row, back to the same grid; its config states the int8 inputs and reads back.
+TEST(CompressedPack, Int8RoundTripsAndW8A8ConfigReadsBack) {
+  const QuantizedMatrix m = int8_quantize_rows(weights(6));
+  const Int8Linear t = pack_int8(m, "test");
+  EXPECT_EQ(t.weight[3], static_cast<int>(m.codes(0, 3)) - 128);
+  EXPECT_EQ(t.weight_scale[1], m.scales(1, 0));
+  const QuantizedMatrix back = unpack_int8(t, "test");
+  EXPECT_EQ(back.codes, m.codes);
+  EXPECT_EQ(back.scales, m.scales);
+  EXPECT_EQ(back.zeros, m.zeros);
+  EXPECT_EQ(back.dequantize(), m.dequantize());
+  expect_input_error(
+      [&] {
+        pack_int8(rtn_quantize(weights(6), spec(8, Symmetry::Asymmetric, Granularity::Channel)),
+                  "asym");
+      },
+      "8-bit symmetric");
+  Int8Linear cut = t;
+  cut.weight_scale.pop_back();
+  expect_input_error([&] { unpack_int8(cut, "layer"); }, "weight_scale");
+  for (CtActivations a : {CtActivations::token, CtActivations::tensor}) {
+    const nlohmann::json config = {{"quantization_config", compressed_tensors_w8a8_config(a)}};
+    const auto scheme = read_compressed_tensors_config(config, "config.json");
+    ASSERT_TRUE(scheme.has_value());
+    EXPECT_TRUE(scheme->int_quantized);
+    EXPECT_EQ(scheme->activations, a);
+    EXPECT_EQ(scheme->spec.bits, 8);
+    EXPECT_EQ(scheme->spec.granularity, Granularity::Channel);
+    nlohmann::json bad = config;
+    bad["quantization_config"]["config_groups"]["group_0"]["input_activations"]["dynamic"] =
+        a == CtActivations::tensor;
+    expect_input_error([&] { read_compressed_tensors_config(bad, "config.json"); },
+                       "input_activations");
+  }
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 // `ptq eval` of the folder gives that in-memory model's perplexity within
 // 0.01 %; the whole folder is at most 1.15 x its model.safetensors. GPTQ
 // 4-bit symmetric and 3-bit asymmetric act-order; AWQ 4-bit; compressed-tensors 4-bit
-// symmetric groups and 8-bit asymmetric channels; NF4 into bitsandbytes.
+// symmetric groups and 8-bit asymmetric channels; NF4 into bitsandbytes;
+// SmoothQuant W8A8 into compressed-tensors' int-quantized format (int8 inputs
+// per token and per tensor, which `ptq eval` reads from the folder and simulates).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -25,7 +27,9 @@
 #include "io/safetensors.hpp"
 #include "pipeline/eval/eval.hpp"
 #include "pipeline/eval/model_open.hpp"
+#include "pipeline/output/act_quant_io.hpp"
 #include "pipeline/quantize/quantize.hpp"
+#include "pipeline/quantize/smoothing.hpp"
 #include "pipeline/quantize/w8a8.hpp"
 #include "test_paths.hpp"
 
@@ -49,10 +53,11 @@ struct Case {
   bool asymmetric, act_order, channel;
   bool static_groups = false;
   Method method = Method::Gptq;
+  ActGranularity activations = ActGranularity::Token;  // w8a8
 };
 
 struct PackedRun {
-  std::string flags;  // besides method, calibration and --out
+  std::string flags;  // besides calibration and --out
   Recipe recipe;      // the same, for the in-process run
 };
 
@@ -60,9 +65,21 @@ PackedRun run_of(const Case& c) {
   PackedRun r;
   r.recipe.method = c.method;
   r.recipe.format = c.format;
+  r.recipe.calibration.samples = kSamples;
+  r.recipe.calibration.seqlen = kSeqlen;
   r.flags = "--method " + std::string(method_name(c.method)) + " --format " +
             std::string(output_format_info(c.format).name);
-  if (c.method == Method::Nf4) return r;
+  if (c.method == Method::W8A8) {
+    r.flags += " --smoothquant 0.5 --act-granularity ";
+    r.flags += act_granularity_name(c.activations);
+    r.recipe.smoothquant = SmoothQuantConfig{0.5};
+    r.recipe.act_granularity = c.activations;
+  }
+  if (c.method != Method::Gptq) {
+    r.recipe.apply_implied_defaults();
+    r.recipe.validate();
+    return r;
+  }
   r.flags += " --bits ";
   r.flags += std::to_string(c.bits);
   r.flags += c.channel ? " --group channel" : " --group 128";
@@ -75,32 +92,47 @@ PackedRun run_of(const Case& c) {
   r.recipe.spec.symmetry = c.asymmetric ? Symmetry::Asymmetric : Symmetry::Symmetric;
   if (c.act_order) r.recipe.order = ColumnOrder::ActivationOrder;
   if (c.static_groups) r.recipe.group_grids = GroupGrids::Static;
-  r.recipe.calibration.samples = kSamples;
-  r.recipe.calibration.seqlen = kSeqlen;
   r.recipe.apply_implied_defaults();
   r.recipe.validate();
   return r;
 }
 
-// The Linears GPTQ (or NF4) leaves in memory for the recipe.
-std::vector<QuantizedLinear> in_memory_linears(const Recipe& recipe) {
+// What the method leaves in memory for the recipe: the Linears, and for W8A8
+// the smoothed norms and the int8 activations.
+struct InMemory {
+  std::vector<QuantizedLinear> linears;
+  std::map<std::string, std::vector<float>> norms;
+  std::optional<ActivationQuant> activations;
+};
+
+InMemory in_memory(const Recipe& recipe) {
   const Model model = Model::open(tiny());
-  if (recipe.method == Method::Nf4) return quantize_nf4(model, recipe);
+  if (recipe.method == Method::Nf4) return {quantize_nf4(model, recipe), {}, {}};
   const CalibSourceSpec source{"calib", calib_ids(), 1.0};
   const CalibrationSet calibration = build_calibration_set(
       {&source, 1}, recipe.calibration, nullptr, model.config().eos_token_ids.front());
-  return quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{});
+  if (recipe.method != Method::W8A8)
+    return {quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{}), {}, {}};
+  MethodOutput out = quantize_w8a8(model, recipe, &calibration, 1);
+  InMemory m{std::move(out.linears), {}, std::move(out.extras.activations)};
+  for (auto& norm : folded_norms(model, out.extras.scales))
+    m.norms[norm.name].assign(norm.values.begin(), norm.values.end());
+  return m;
 }
 
 std::string weight_name(const QuantizedLinear& q) {
   return block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight");
 }
 
-// tiny with every block Linear replaced by its in-memory dequantized weight.
-Model in_memory_model(const std::vector<QuantizedLinear>& linears) {
+// tiny with every block Linear replaced by its in-memory dequantized weight
+// (and the smoothed norms by theirs).
+Model in_memory_model(const InMemory& m) {
   const Checkpoint source = Checkpoint::open(tiny());
-  std::map<std::string, MatrixRM> replaced;
-  for (const auto& q : linears) replaced[weight_name(q)] = q.dequantize();
+  std::map<std::string, std::vector<float>> replaced = m.norms;
+  for (const auto& q : m.linears) {
+    const MatrixRM w = q.dequantize();
+    replaced[weight_name(q)].assign(w.data(), w.data() + w.size());
+  }
   std::vector<OwnedTensor> tensors;
   for (const TensorView* t : source.tensors()) {
     const auto it = replaced.find(t->name);
@@ -109,17 +141,18 @@ Model in_memory_model(const std::vector<QuantizedLinear>& linears) {
           {t->name, t->dtype, t->shape, std::vector<std::byte>(t->bytes.begin(), t->bytes.end())});
       continue;
     }
-    tensors.push_back(OwnedTensor::float32(
-        t->name, t->shape, {it->second.data(), static_cast<std::size_t>(it->second.size())}));
+    tensors.push_back(OwnedTensor::float32(t->name, t->shape, it->second));
   }
   return Model::from_checkpoint("in-memory", load_model_config(tiny()),
                                 Checkpoint::from_memory("in-memory", std::move(tensors)));
 }
 
-double perplexity(const Model& model) {
+double perplexity(const Model& model, const std::optional<ActivationQuant>& activations) {
   EvalConfig config;
   config.ctx = 128;
   config.max_windows = 8;
+  std::optional<Int8Activations> transform;
+  if (activations) config.input_transform = &transform.emplace(*activations);
   return evaluate(model, read_ids(test::fixture("goldens/tiny/eval_generic.ids")), config).ppl;
 }
 
@@ -150,8 +183,19 @@ void expect_config(const Case& c, const nlohmann::json& q, const fs::path& out,
   }
   if (c.format == OutputFormat::compressed_tensors) {
     EXPECT_EQ(q.at("quant_method"), "compressed-tensors");
+    const auto& group = q.at("config_groups").at("group_0");
+    if (c.method == Method::W8A8) {
+      EXPECT_EQ(q.at("format"), "int-quantized");
+      const auto& a = group.at("input_activations");
+      EXPECT_EQ(a.at("num_bits"), 8);
+      const bool token = c.activations == ActGranularity::Token;
+      EXPECT_EQ(a.at("strategy"), token ? "token" : "tensor");
+      EXPECT_EQ(a.at("dynamic"), token);
+      EXPECT_EQ(group.at("weights").at("strategy"), "channel");
+      return;
+    }
     EXPECT_EQ(q.at("format"), "pack-quantized");
-    const auto& w = q.at("config_groups").at("group_0").at("weights");
+    const auto& w = group.at("weights");
     EXPECT_EQ(w.at("num_bits"), c.bits);
     EXPECT_EQ(w.at("symmetric"), !c.asymmetric);
     EXPECT_EQ(w.at("strategy"), c.channel ? "channel" : "group");
@@ -185,15 +229,16 @@ TEST_P(PackedOutput, IsTheModelGptqLeftInMemory) {
       0)
       << test::read_bytes(dir / "ptq.log");
 
-  const std::vector<QuantizedLinear> linears = in_memory_linears(r.recipe);
+  const InMemory memory = in_memory(r.recipe);
+  const std::vector<QuantizedLinear>& linears = memory.linears;
   const auto config = nlohmann::json::parse(test::read_bytes(out / "config.json"));
   expect_config(c, config.at("quantization_config"), out, linears);
   const Checkpoint packed = Checkpoint::open(out);
   for (const auto& l : linears) {
-    const TensorView* t = packed.find(weight_name(l));  // bitsandbytes: the packed codes
-    if (c.format == OutputFormat::bnb_nf4) {
+    const TensorView* t = packed.find(weight_name(l));  // bitsandbytes, int-quantized: codes
+    if (c.format == OutputFormat::bnb_nf4 || c.method == Method::W8A8) {
       ASSERT_NE(t, nullptr) << weight_name(l);
-      EXPECT_EQ(t->dtype, DType::U8) << weight_name(l);
+      EXPECT_EQ(t->dtype, c.method == Method::W8A8 ? DType::I8 : DType::U8) << weight_name(l);
     } else {
       EXPECT_EQ(t, nullptr) << weight_name(l);
     }
@@ -215,9 +260,10 @@ TEST_P(PackedOutput, IsTheModelGptqLeftInMemory) {
     EXPECT_EQ(std::memcmp(decoded.data(), want.data(), decoded.size() * sizeof(float)), 0) << base;
   }
 
-  const double file = perplexity(open_model(out));
-  const double memory = perplexity(in_memory_model(linears));
-  EXPECT_NEAR(file, memory, 1e-4 * memory);
+  const double file =
+      perplexity(open_model(out), load_activation_quant(out, load_model_config(out).num_layers));
+  const double in_memory_ppl = perplexity(in_memory_model(memory), memory.activations);
+  EXPECT_NEAR(file, in_memory_ppl, 1e-4 * in_memory_ppl);
   // run.json and `ptq inspect` state the format and the Linears' bits per weight:
   // the code bits plus the scales', zeros' and g_idx's share.
   const auto size = nlohmann::json::parse(test::read_bytes(out / "run.json")).at("size");
@@ -297,7 +343,7 @@ TEST(PackedOutputRefused, BeforeAnyWork) {
       {"--method rtn --bits 5 --format gptq", "bits 2, 3, 4 or 8"},
       {"--method rtn --bits 3 --format compressed-tensors", "bits 4 or 8"},
       {"--method rtn --bits 4 --group tensor --format gptq", "group or channel"},
-      {"--method w8a8 --format compressed-tensors" + calib, "weight-only"},
+      {"--method w8a8 --format gptq" + calib, "only compressed-tensors"},
   };
   for (const Refused& c : cases) {
     SCOPED_TRACE(c.args);
@@ -323,7 +369,11 @@ INSTANTIATE_TEST_SUITE_P(
              false, true},
         Case{"CompressedW8AsymChannel", OutputFormat::compressed_tensors, 8, true, false, true,
              false},
-        Case{"BitsandbytesNf4", OutputFormat::bnb_nf4, 4, false, false, false, false, Method::Nf4}),
+        Case{"BitsandbytesNf4", OutputFormat::bnb_nf4, 4, false, false, false, false, Method::Nf4},
+        Case{"CompressedW8A8Token", OutputFormat::compressed_tensors, 8, false, false, true, false,
+             Method::W8A8, ActGranularity::Token},
+        Case{"CompressedW8A8Tensor", OutputFormat::compressed_tensors, 8, false, false, true, false,
+             Method::W8A8, ActGranularity::Tensor}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace
