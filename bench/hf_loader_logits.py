@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Logits of a packed checkpoint as Hugging Face transformers loads it.
 
-Usage: hf_loader_logits.py MODEL_DIR IDS_FILE OUT_F32 [cuda|cpu]
+Usage: hf_loader_logits.py MODEL_DIR IDS_FILE OUT_F32 [cuda|cpu] [--int8-range-127]
 Loads MODEL_DIR with AutoModelForCausalLM in float32 (a GPTQ,
 compressed-tensors or bitsandbytes folder goes through transformers' own
 quantizer integration; bitsandbytes' 4-bit Linears compute in float32 too),
 runs the int32 token ids of IDS_FILE as one sequence and writes
 the logits as float32 [tokens, vocab]. Prints the package versions used.
+
+--int8-range-127 is a diagnosis, not the loader as shipped: compressed-tensors
+simulates int8 activations on [-128, 127] (a dynamic scale of absmax / 127.5);
+SmoothQuant, vLLM's int8 kernels' scale (absmax / 127) and ptq use [-127, 127].
+The flag swaps compressed-tensors' range for that one, to show that the
+range is the whole difference.
 """
 
 import sys
@@ -17,9 +23,27 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 
+def use_int8_range_127():
+    import compressed_tensors.quantization.lifecycle.forward as forward
+    import compressed_tensors.quantization.utils.helpers as helpers
+
+    original = helpers.calculate_range
+
+    def calculate_range(args, device):
+        lo, hi = original(args, device)
+        if args.num_bits == 8 and args.type == "int":
+            lo = -hi
+        return lo, hi
+
+    forward.calculate_range = helpers.calculate_range = calculate_range
+
+
 def main():
-    model_dir, ids_path, out_path = sys.argv[1:4]
-    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+    args = [a for a in sys.argv[1:] if a != "--int8-range-127"]
+    if len(args) < len(sys.argv) - 1:
+        use_int8_range_127()
+    model_dir, ids_path, out_path = args[:3]
+    device = args[3] if len(args) > 3 else "cpu"
     versions = {"torch": torch.__version__, "transformers": transformers.__version__}
     for name in ("compressed_tensors", "bitsandbytes"):
         try:

@@ -89,8 +89,7 @@ BlockWeights Model::load_block(int layer) const {
   for (const NormSpec& spec : norm_specs) {
     if (spec.needs_qk_norm && !config_.qk_norm) continue;
     const std::int64_t size = spec.needs_qk_norm ? config_.head_dim : config_.hidden_size;
-    VectorF v =
-        to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
+    VectorF v = to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
     switch (spec.role) {
       case NormRole::input:
         w.input_norm = std::move(v);
@@ -159,7 +158,7 @@ const BlockWeights& BlockSource::block(int layer) {
 }
 
 MatrixRM final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
-                       int seq_len, const ForwardOptions& options) {
+                      int seq_len, const ForwardOptions& options) {
   PTQ_ASSERT(seq_len > 0 && ids.size() % static_cast<std::size_t>(seq_len) == 0);
   Activations act{model.embed(ids), seq_len};
   for (int layer = 0; layer < model.num_layers(); ++layer) {
@@ -169,9 +168,10 @@ MatrixRM final_hidden(const Model& model, BlockSource& blocks, std::span<const s
   return std::move(act.x);
 }
 
-MatrixRM logits(const Model& model, std::span<const std::int32_t> ids, int seq_len) {
+MatrixRM logits(const Model& model, std::span<const std::int32_t> ids, int seq_len,
+                const ForwardOptions& options) {
   BlockSource streamed(model, 0);
-  const MatrixRM hidden = final_hidden(model, streamed, ids, seq_len);
+  const MatrixRM hidden = final_hidden(model, streamed, ids, seq_len, options);
   return model.head(hidden, 0, hidden.rows());
 }
 

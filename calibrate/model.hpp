@@ -43,8 +43,8 @@ class Model {
   ModelConfig config_;
   Checkpoint checkpoint_;
   const TensorView* embedding_ = nullptr;  // [vocab, hidden], in checkpoint_
-  VectorF final_norm_;                 // [hidden]
-  MatrixRM head_;                         // [vocab, hidden]
+  VectorF final_norm_;                     // [hidden]
+  MatrixRM head_;                          // [vocab, hidden]
 };
 
 // Where eval gets block weights: all blocks stay resident when their float32
@@ -67,10 +67,11 @@ class BlockSource {
 // `ids` holds ids.size()/seq_len sequences back to back; returns
 // [ids.size(), hidden]. Runs each block over the whole batch.
 MatrixRM final_hidden(const Model& model, BlockSource& blocks, std::span<const std::int32_t> ids,
-                       int seq_len, const ForwardOptions& options = {});
+                      int seq_len, const ForwardOptions& options = {});
 
 // Logits [ids.size(), vocab] of one or more sequences of length seq_len,
 // streaming the blocks from the checkpoint one at a time.
-MatrixRM logits(const Model& model, std::span<const std::int32_t> ids, int seq_len);
+MatrixRM logits(const Model& model, std::span<const std::int32_t> ids, int seq_len,
+                const ForwardOptions& options = {});
 
 }  // namespace ptq

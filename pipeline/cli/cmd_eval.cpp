@@ -123,10 +123,12 @@ nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model,
 }
 
 // The logits of the evaluated tokens as one sequence, float32 [tokens, vocab]
-// row-major, for comparisons with other loaders of the same folder.
-void dump_logits(const EvalOptions& o, const Model& model) {
+// row-major, for comparisons with other loaders of the same folder; with the
+// model's simulated int8 activations (W8A8) when it has them.
+void dump_logits(const EvalOptions& o, const Model& model, const LinearInputTransform* transform) {
   const std::vector<std::int32_t> ids = eval_tokens(o);
-  const MatrixRM l = logits(model, ids, static_cast<int>(ids.size()));
+  const MatrixRM l = logits(model, ids, static_cast<int>(ids.size()),
+                            ForwardOptions{nullptr, transform, std::nullopt});
   write_text_atomic(o.dump_logits, std::string_view(reinterpret_cast<const char*>(l.data()),
                                                     l.size() * sizeof(float)));
   std::printf("logits [%lld, %lld] -> %s\n", static_cast<long long>(l.rows()),
@@ -166,7 +168,7 @@ void run_eval(const EvalOptions& o) {
                                   [&](int done, int total) { progress.update(done, total); });
     print_result(r);
     j = eval_json(r, config);
-    if (!o.dump_logits.empty()) dump_logits(o, model);
+    if (!o.dump_logits.empty()) dump_logits(o, model, config.input_transform);
   }
   if (!o.llamacpp_base.empty()) j["llamacpp_base"] = run_llamacpp_base(o, model, config);
   if (!o.task_files.empty())
