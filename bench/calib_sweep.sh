@@ -80,7 +80,8 @@ quantize() {  # run-name extra-flags...
   echo "quantize $model $name" >&2
   rm -rf "$d" && mkdir -p "$d"
   # shellcheck disable=SC2086  # flags are words by design
-  "$ptq" quantize --model "$fixtures/models/$model" --out "$d/model" --threads "$threads" $flags "$@" \
+  # dequantized: the format the recorded sweeps used (float32 scales)
+  "$ptq" quantize --model "$fixtures/models/$model" --out "$d/model" --threads "$threads" --format dequantized $flags "$@" \
     >"$d/quantize.log" 2>&1 || { echo "FAILED: quantize $name (see $d/quantize.log)" >&2; return 1; }
   cp "$d/model/run.json" "$d/run.json"
 }

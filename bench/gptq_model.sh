@@ -56,7 +56,7 @@ for m in $models; do
   model=$shared/fixtures/models/$m
   calib=$shared/fixtures/goldens/$m/calib_generic.ids
   t0=$(now)
-  taskset -c "$cpus" "$ptq" quantize --model "$model" --method gptq --bits 4 --group 128 \
+  taskset -c "$cpus" "$ptq" quantize --model "$model" --method gptq --bits 4 --group 128 --format dequantized \
     --calib-ids "$calib" --threads "$threads" --out "$data/$m-ptq" >"$data/$m-ptq.log" 2>&1
   t1=$(now)
   taskset -c "$cpus" "$python" "$root/bench/gptq_model_torch.py" --model "$model" --calib-ids "$calib" \

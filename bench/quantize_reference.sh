@@ -93,7 +93,8 @@ quantize_row() {  # model row
   local m=$1 r=$2 dir=$work/$1/$2 flags=${recipe[$2]//@/$fixtures/goldens/$1}
   rm -rf "$dir" && mkdir -p "$dir"
   # shellcheck disable=SC2086  # flags are words by design
-  "$ptq" quantize --model "$fixtures/models/$m" --out "$dir/model" --threads "$threads" $flags \
+  # dequantized: the float32 scales the reference quantizers use (packed formats store float16)
+  "$ptq" quantize --model "$fixtures/models/$m" --out "$dir/model" --threads "$threads" --format dequantized $flags \
     >"$dir/quantize.log" 2>&1 || { echo "FAILED: quantize $m $r (see $dir/quantize.log)" >&2; return 1; }
   cp "$dir/model/run.json" "$dir/run.json"
 }

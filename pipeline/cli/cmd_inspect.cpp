@@ -185,7 +185,7 @@ void add_inspect(CLI::App& app) {
   auto* cmd =
       app.add_subcommand("inspect", "Show a checkpoint's architecture, config, tensors and sizes");
   cmd->add_option("path", options->path,
-                  "Checkpoint folder (packed GPTQ/AWQ/compressed-tensors too), .safetensors file, "
+                  "Checkpoint folder (packed GPTQ/AWQ/compressed-tensors/bitsandbytes too), .safetensors file, "
                   ".index.json, .gguf file or GGUF output folder")
       ->required();
   cmd->add_flag_callback(

@@ -30,6 +30,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   Recipe r = f.recipe.empty() ? Recipe{} : load_recipe(f.recipe);
   auto given = [&](const char* name) { return cmd.get_option(name)->count() > 0; };
   apply_recipe_flags(f.fields, cmd, r, KeySet::method);
+  if (const auto why = r.resolve_format()) std::fprintf(stderr, "note: %s\n", why->c_str());
   r.apply_implied_defaults();
   apply_calib_flags(f.calib, cmd, r.calibration, r.sources);
   if (f.recipe.empty() && !given("--method"))
@@ -45,8 +46,10 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (given("--mix")) throw input_error("--mix", "--stats FILE to mix from", "no --stats");
   const ScaleSource scales = f.load_scales.empty() ? ScaleSource::search : ScaleSource::replay;
   if (r.needs_calibration(scales) && r.sources.empty())
-    throw input_error("ptq quantize", "calibration data for " + std::string(method_name(r.method)) +
-                      " (--calib NAME=PATH[:WEIGHT] or --calib-ids FILE)", "none");
+    throw input_error("ptq quantize",
+                      "calibration data for " + std::string(method_name(r.method)) +
+                          " (--calib NAME=PATH[:WEIGHT] or --calib-ids FILE)",
+                      "none");
   return r;
 }
 
@@ -54,29 +57,40 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
 
 void add_quantize(CLI::App& app) {
   auto flags = std::make_shared<QuantizeFlags>();
-  auto* cmd = app.add_subcommand("quantize", "Quantize the Linears of every decoder block (RTN, GPTQ, AWQ, W8A8, NF4)");
+  auto* cmd = app.add_subcommand(
+      "quantize", "Quantize the Linears of every decoder block (RTN, GPTQ, AWQ, W8A8, NF4)");
   auto& f = *flags;
-  cmd->add_option("--model", f.model, "Hugging Face checkpoint folder")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--model", f.model, "Hugging Face checkpoint folder")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--out", f.out, "Output folder (new or empty)")->required();
-  cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")->check(CLI::ExistingFile);
+  cmd->add_option("--recipe", f.recipe, "Recipe YAML/JSON; flags below override its fields")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--load-scales", f.load_scales,
-                  "Apply the folded scales (AWQ's or SmoothQuant's) of this quantized.h5 instead of searching")
+                  "Apply the folded scales (AWQ's or SmoothQuant's) of this quantized.h5 instead "
+                  "of searching")
       ->check(CLI::ExistingFile);
   add_recipe_flags(*cmd, f.fields, KeySet::method);
   add_calib_flags(*cmd, f.calib);
-  cmd->add_option("--stats", f.stats,
-                  "GPTQ from `ptq calibrate` statistics, no forward pass (float-activation approximation)")
+  cmd->add_option(
+         "--stats", f.stats,
+         "GPTQ from `ptq calibrate` statistics, no forward pass (float-activation approximation)")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--mix", f.mix, "With --stats: source weight NAME=WEIGHT (repeatable; default: the file's weights)");
+  cmd->add_option(
+      "--mix", f.mix,
+      "With --stats: source weight NAME=WEIGHT (repeatable; default: the file's weights)");
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->add_option("--stage-cache-mib", f.stage_cache_mib,
-                  "Keep a block stage's input (attention context, MLP hidden state) for all windows up to this size; "
+                  "Keep a block stage's input (attention context, MLP hidden state) for all "
+                  "windows up to this size; "
                   "larger ones are recomputed");
   cmd->add_flag("--resume", f.resume, "Continue an interrupted run from its per-block checkpoints");
-  cmd->add_option("--checkpoint-seconds", f.checkpoint_seconds,
-                  "Save the calibration activations for --resume at most this often (0 = after every block)");
-  cmd->add_flag("--dry-run", f.dry_run, "Print the expected output size, peak memory and time; write nothing");
+  cmd->add_option(
+      "--checkpoint-seconds", f.checkpoint_seconds,
+      "Save the calibration activations for --resume at most this often (0 = after every block)");
+  cmd->add_flag("--dry-run", f.dry_run,
+                "Print the expected output size, peak memory and time; write nothing");
   cmd->callback([flags, cmd] {
     const auto& f = *flags;
     QuantizeJob job{.model = f.model,
@@ -96,7 +110,8 @@ void add_quantize(CLI::App& app) {
       std::cout << estimate_quantize(job).text();
       return;
     }
-    QuantizeProgress progress{[](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
+    QuantizeProgress progress{
+        [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
     run_quantize(job, progress);
     std::fprintf(stderr, "wrote %s\n", f.out.c_str());
   });

@@ -9,6 +9,7 @@ void add_all(CLI::App& app) {
   add_quantize(app);
   add_calibrate(app);
   add_imatrix(app);
+  add_export(app);
 }
 
 }  // namespace ptq::cli

@@ -13,5 +13,6 @@ void add_eval(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_calibrate(CLI::App& app);
 void add_imatrix(CLI::App& app);
+void add_export(CLI::App& app);
 
 }  // namespace ptq::cli

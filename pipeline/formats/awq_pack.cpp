@@ -108,23 +108,27 @@ std::optional<QuantSpec> read_awq_quantization_config(const nlohmann::json& conf
   return spec;
 }
 
+QuantizedMatrix read_awq_linear(const Checkpoint& packed, const std::string& base,
+                                const QuantSpec& spec, const std::string& where) {
+  const TensorView& q = packed.require(base + ".qweight");
+  if (q.shape.size() != 2)
+    throw input_error(where + ".qweight", "int32 [in, out / 8]",
+                      std::to_string(q.shape.size()) + "-D");
+  AwqLinear l;
+  l.in = q.shape[0];
+  l.out = q.shape[1] * kPerWord;
+  l.qweight = packed_values<std::int32_t>(packed, base + ".qweight", DType::I32);
+  l.qzeros = packed_values<std::int32_t>(packed, base + ".qzeros", DType::I32);
+  l.scales = packed_values<std::uint16_t>(packed, base + ".scales", DType::F16);
+  l.groups = l.out > 0 ? static_cast<std::int64_t>(l.scales.size()) / l.out : 0;
+  return unpack_awq(l, spec, where);
+}
+
 Checkpoint dequantized_awq_checkpoint(const std::filesystem::path& dir, const Checkpoint& packed,
                                       const QuantSpec& spec) {
   constexpr std::string_view kParts[] = {".qweight", ".qzeros", ".scales"};
   return with_linears_dequantized(dir, packed, ".qweight", kParts, [&](const std::string& base) {
-    const std::string where = dir.string() + ": " + base;
-    const TensorView& q = packed.require(base + ".qweight");
-    if (q.shape.size() != 2)
-      throw input_error(where + ".qweight", "int32 [in, out / 8]",
-                        std::to_string(q.shape.size()) + "-D");
-    AwqLinear l;
-    l.in = q.shape[0];
-    l.out = q.shape[1] * kPerWord;
-    l.qweight = packed_values<std::int32_t>(packed, base + ".qweight", DType::I32);
-    l.qzeros = packed_values<std::int32_t>(packed, base + ".qzeros", DType::I32);
-    l.scales = packed_values<std::uint16_t>(packed, base + ".scales", DType::F16);
-    l.groups = l.out > 0 ? static_cast<std::int64_t>(l.scales.size()) / l.out : 0;
-    return unpack_awq(l, spec, where).dequantize();
+    return read_awq_linear(packed, base, spec, dir.string() + ": " + base).dequantize();
   });
 }
 

@@ -38,6 +38,10 @@ nlohmann::ordered_json awq_quantization_config(const QuantSpec& spec);
 std::optional<QuantSpec> read_awq_quantization_config(const nlohmann::json& config,
                                                       const std::string& where);
 
+// The grid of the packed Linear <base> (.qweight, .qzeros, .scales);
+// InputError naming `where` and the tensor when any is missing or wrong.
+QuantizedMatrix read_awq_linear(const Checkpoint& packed, const std::string& base,
+                                const QuantSpec& spec, const std::string& where);
 // The folder's tensors with every packed Linear replaced by its float32 weight.
 Checkpoint dequantized_awq_checkpoint(const std::filesystem::path& dir, const Checkpoint& packed,
                                       const QuantSpec& spec);

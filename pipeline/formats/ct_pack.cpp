@@ -272,8 +272,8 @@ std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nloh
 
 namespace {
 
-MatrixRM pack_quantized_weight(const Checkpoint& packed, const std::string& base,
-                               const QuantSpec& spec, const std::string& where) {
+QuantizedMatrix pack_quantized_linear(const Checkpoint& packed, const std::string& base,
+                                      const QuantSpec& spec, const std::string& where) {
   const auto shape = packed_values<std::int64_t>(packed, base + ".weight_shape", DType::I64);
   if (shape.size() != 2)
     throw input_error(where + ".weight_shape", "[out, in]",
@@ -289,11 +289,11 @@ MatrixRM pack_quantized_weight(const Checkpoint& packed, const std::string& base
     l.weight_zero_point =
         packed_values<std::int32_t>(packed, base + ".weight_zero_point", DType::I32);
   l.groups = l.out > 0 ? static_cast<std::int64_t>(l.weight_scale.size()) / l.out : 0;
-  return unpack_compressed(l, spec, where).dequantize();
+  return unpack_compressed(l, spec, where);
 }
 
-MatrixRM int_quantized_weight(const Checkpoint& packed, const std::string& base,
-                              const std::string& where) {
+QuantizedMatrix int_quantized_linear(const Checkpoint& packed, const std::string& base,
+                                     const std::string& where) {
   const TensorView& w = packed.require(base + ".weight");
   if (w.shape.size() != 2)
     throw input_error(where + ".weight", "int8 [out, in]",
@@ -301,27 +301,31 @@ MatrixRM int_quantized_weight(const Checkpoint& packed, const std::string& base,
   Int8Linear t{w.shape[0], w.shape[1],
                packed_values<std::int8_t>(packed, base + ".weight", DType::I8),
                packed_values<float>(packed, base + ".weight_scale", DType::F32)};
-  return unpack_int8(t, where).dequantize();
+  return unpack_int8(t, where);
 }
 
 }  // namespace
 
+QuantizedMatrix read_compressed_linear(const Checkpoint& packed, const std::string& base,
+                                       const CompressedTensorsScheme& scheme,
+                                       const std::string& where) {
+  return scheme.int_quantized ? int_quantized_linear(packed, base, where)
+                              : pack_quantized_linear(packed, base, scheme.spec, where);
+}
+
 Checkpoint dequantized_compressed_checkpoint(const std::filesystem::path& dir,
                                              const Checkpoint& packed,
                                              const CompressedTensorsScheme& scheme) {
+  const auto decode = [&](const std::string& base) {
+    return read_compressed_linear(packed, base, scheme, dir.string() + ": " + base).dequantize();
+  };
   if (scheme.int_quantized) {
     constexpr std::string_view kParts[] = {".weight", ".weight_scale", ".input_scale"};
-    return with_linears_dequantized(
-        dir, packed, ".weight_scale", kParts, [&](const std::string& base) {
-          return int_quantized_weight(packed, base, dir.string() + ": " + base);
-        });
+    return with_linears_dequantized(dir, packed, ".weight_scale", kParts, decode);
   }
   constexpr std::string_view kParts[] = {".weight_packed", ".weight_scale", ".weight_zero_point",
                                          ".weight_shape"};
-  return with_linears_dequantized(
-      dir, packed, ".weight_packed", kParts, [&](const std::string& base) {
-        return pack_quantized_weight(packed, base, scheme.spec, dir.string() + ": " + base);
-      });
+  return with_linears_dequantized(dir, packed, ".weight_packed", kParts, decode);
 }
 
 }  // namespace ptq

@@ -87,6 +87,11 @@ nlohmann::ordered_json compressed_tensors_w8a8_config(CtActivations activations)
 std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nlohmann::json& config,
                                                                       const std::string& where);
 
+// The grid of the quantized Linear <base> in the scheme's format; InputError
+// naming `where` and the tensor when any is missing or disagrees with it.
+QuantizedMatrix read_compressed_linear(const Checkpoint& packed, const std::string& base,
+                                       const CompressedTensorsScheme& scheme,
+                                       const std::string& where);
 // The folder's tensors with every quantized Linear (pack-quantized:
 // <name>.weight_packed, _scale, _zero_point, _shape; int-quantized: the int8
 // <name>.weight, weight_scale, input_scale) replaced by its float32 <name>.weight.

@@ -153,25 +153,29 @@ std::optional<GptqCheckpointGrid> read_gptq_quantization_config(const nlohmann::
   return grid;
 }
 
+QuantizedMatrix read_gptq_linear(const Checkpoint& packed, const std::string& base,
+                                 const GptqCheckpointGrid& grid, const std::string& where) {
+  const TensorView& q = packed.require(base + ".qweight");
+  if (q.shape.size() != 2 || (q.shape[0] * kWordBits) % grid.spec.bits != 0)
+    throw input_error(where + ".qweight", "int32 [in * bits / 32, out]",
+                      std::to_string(q.shape.size()) + "-D");
+  GptqLinear l;
+  l.bits = grid.spec.bits;
+  l.out = q.shape[1];
+  l.in = q.shape[0] * kWordBits / l.bits;
+  l.qweight = packed_values<std::int32_t>(packed, base + ".qweight", DType::I32);
+  l.qzeros = packed_values<std::int32_t>(packed, base + ".qzeros", DType::I32);
+  l.scales = packed_values<std::uint16_t>(packed, base + ".scales", DType::F16);
+  l.g_idx = packed_values<std::int32_t>(packed, base + ".g_idx", DType::I32);
+  l.groups = l.out > 0 ? static_cast<std::int64_t>(l.scales.size()) / l.out : 0;
+  return unpack_gptq(l, grid.zeros, grid.spec, where);
+}
+
 Checkpoint dequantized_gptq_checkpoint(const std::filesystem::path& dir, const Checkpoint& packed,
                                        const GptqCheckpointGrid& grid) {
   constexpr std::string_view kParts[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
   return with_linears_dequantized(dir, packed, ".qweight", kParts, [&](const std::string& base) {
-    const std::string where = dir.string() + ": " + base;
-    const TensorView& q = packed.require(base + ".qweight");
-    if (q.shape.size() != 2 || (q.shape[0] * kWordBits) % grid.spec.bits != 0)
-      throw input_error(where + ".qweight", "int32 [in * bits / 32, out]",
-                        std::to_string(q.shape.size()) + "-D");
-    GptqLinear l;
-    l.bits = grid.spec.bits;
-    l.out = q.shape[1];
-    l.in = q.shape[0] * kWordBits / l.bits;
-    l.qweight = packed_values<std::int32_t>(packed, base + ".qweight", DType::I32);
-    l.qzeros = packed_values<std::int32_t>(packed, base + ".qzeros", DType::I32);
-    l.scales = packed_values<std::uint16_t>(packed, base + ".scales", DType::F16);
-    l.g_idx = packed_values<std::int32_t>(packed, base + ".g_idx", DType::I32);
-    l.groups = l.out > 0 ? static_cast<std::int64_t>(l.scales.size()) / l.out : 0;
-    return unpack_gptq(l, grid.zeros, grid.spec, where).dequantize();
+    return read_gptq_linear(packed, base, grid, dir.string() + ": " + base).dequantize();
   });
 }
 

@@ -63,6 +63,11 @@ nlohmann::ordered_json gptq_quantization_config(const GptqCheckpointGrid& grid, 
 std::optional<GptqCheckpointGrid> read_gptq_quantization_config(const nlohmann::json& config,
                                                                 const std::string& where);
 
+// The grid of the packed Linear <base> (its .qweight, .qzeros, .scales,
+// .g_idx); InputError naming `where` and the tensor when any is missing or
+// disagrees with the grid.
+QuantizedMatrix read_gptq_linear(const Checkpoint& packed, const std::string& base,
+                                 const GptqCheckpointGrid& grid, const std::string& where);
 // A GPTQ folder's tensors with every packed Linear (<name>.qweight, .qzeros,
 // .scales, .g_idx) replaced by its float32 <name>.weight, the rest as stored.
 Checkpoint dequantized_gptq_checkpoint(const std::filesystem::path& dir, const Checkpoint& packed,

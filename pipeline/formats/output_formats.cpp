@@ -9,14 +9,15 @@ namespace ptq {
 
 namespace {
 
-constexpr std::array<WeightGrid, 2> kHfGrids = {WeightGrid::uniform, WeightGrid::nf4};
+constexpr std::array<WeightGrid, 2> kDequantizedGrids = {WeightGrid::uniform, WeightGrid::nf4};
 constexpr std::array<WeightGrid, 2> kGgufGrids = {WeightGrid::ggml, WeightGrid::float_copy};
 constexpr std::array<WeightGrid, 1> kPackedGrids = {WeightGrid::uniform};
 constexpr std::array<WeightGrid, 1> kNf4Grids = {WeightGrid::nf4};
 
 constexpr std::array<OutputFormatInfo, 6> kFormats = {{
-    {OutputFormat::hf, "hf",
-     "Hugging Face folder: float16 dequantized weights, codes in quantized.h5", "", kHfGrids},
+    {OutputFormat::dequantized, "dequantized",
+     "Hugging Face folder of float16 dequantized weights, the codes in quantized.h5", "",
+     kDequantizedGrids},
     {OutputFormat::gguf, "gguf", "llama.cpp's GGUF file (DIR/model.gguf), packed ggml blocks", "",
      kGgufGrids},
     {OutputFormat::gptq, "gptq",

@@ -8,7 +8,7 @@
 
 namespace ptq {
 
-enum class OutputFormat { hf, gguf, gptq, awq, compressed_tensors, bnb_nf4 };
+enum class OutputFormat { dequantized, gguf, gptq, awq, compressed_tensors, bnb_nf4 };
 
 // What a method leaves in the weights.
 enum class WeightGrid {
@@ -20,7 +20,7 @@ enum class WeightGrid {
 
 struct OutputFormatInfo {
   OutputFormat format;
-  std::string_view name;          // "hf", "gguf", "gptq", "awq", "compressed-tensors", "bnb-nf4"
+  std::string_view name;          // "dequantized", "gguf", "gptq", "awq", "compressed-tensors", "bnb-nf4"
   std::string_view description;   // for --help and model cards
   std::string_view quant_method;  // config.json's quantization_config.quant_method; "" if none
   std::span<const WeightGrid> grids;

@@ -26,7 +26,7 @@ struct FolderSizes {
 FolderSizes folder_sizes(const std::filesystem::path& dir, OutputFormat format,
                          std::optional<std::int64_t> parameters);
 nlohmann::ordered_json folder_sizes_json(const FolderSizes& sizes, OutputFormat format);
-// The packed format a folder's config.json names (gptq, awq, compressed-tensors), if any.
+// The packed format a folder's config.json names (gptq, awq, compressed-tensors, bnb-nf4), if any.
 std::optional<OutputFormat> packed_format_of(const std::filesystem::path& dir);
 
 }  // namespace ptq

@@ -96,11 +96,9 @@ PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFo
                            const std::optional<ActivationQuant>& activations) {
   PackedLayout layout;
   layout.activations = activations;
-  for (const auto& q : linears) {
-    const auto* t = source.find(
-        block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight"));
-    if (t != nullptr) layout.dtype = t->dtype;
-  }
+  // The embedding's: every format keeps it as the source stores it.
+  if (const auto* t = source.find(std::string(embed_tokens_name)); t != nullptr)
+    layout.dtype = t->dtype;
   if (format != OutputFormat::gptq) return layout;
   for (const auto& q : linears)
     if (gptq_zeros_needed(std::get<QuantizedMatrix>(q.weight)) == GptqZeros::v2)

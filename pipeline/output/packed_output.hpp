@@ -27,8 +27,8 @@ struct PackedTensor {
 };
 
 // What every Linear of one folder shares: GPTQ's zero layout (v2 when any
-// Linear has a zero point of 0); the source's float dtype (bitsandbytes'
-// dequantized weights and compute dtype); W8A8's int8 activations.
+// Linear has a zero point of 0); the model's float dtype, its embedding's
+// (bitsandbytes' dequantized weights and compute dtype); W8A8's int8 activations.
 struct PackedLayout {
   GptqZeros zeros = GptqZeros::v1;
   DType dtype = DType::F16;

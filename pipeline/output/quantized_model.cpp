@@ -23,10 +23,9 @@ void write_linear_report(H5Writer& out, const LinearReport& r, Timing timing) {
   if (timing == Timing::record) out.set_attribute(p, "seconds", r.seconds);
 }
 
-QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role) {
+LinearReport read_linear_report(const H5Reader& in, int layer, LinearRole role) {
   const std::string p = linear_group_path(layer, role);
-  QuantizedLinear q{layer, role, read_weight(in, p), {}};
-  auto& r = q.report;
+  LinearReport r;
   r.layer = layer;
   r.role = role;
   r.weight_mse = in.float_attribute(p, "weight_mse");
@@ -35,7 +34,12 @@ QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole 
   r.damping_retries = static_cast<int>(in.int_attribute(p, "damping_retries"));
   r.cholesky_failed = in.int_attribute(p, "cholesky_failed") != 0;
   if (in.has_attribute(p, "seconds")) r.seconds = in.float_attribute(p, "seconds");
-  return q;
+  return r;
+}
+
+QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role) {
+  return {layer, role, read_weight(in, linear_group_path(layer, role)),
+          read_linear_report(in, layer, role)};
 }
 
 }  // namespace ptq

@@ -81,6 +81,7 @@ enum class Timing { omit, record };
 void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, Timing timing);
 // The report attributes alone, on layers/<i>/<role> (a record whose weights are elsewhere).
 void write_linear_report(H5Writer& out, const LinearReport& report, Timing timing);
+LinearReport read_linear_report(const H5Reader& in, int layer, LinearRole role);
 QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role);
 
 }  // namespace ptq

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -82,7 +83,7 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source,
       o.bytes = o.owned;
     }
     const auto it = quantized.find(t->name);
-    if (it != quantized.end() && format != OutputFormat::hf) {
+    if (it != quantized.end() && format != OutputFormat::dequantized) {
       for (auto& p : packed_linear_tensors(format, t->name, *it->second, layout)) {
         out.push_back({p.name, p.dtype, p.shape, std::move(p.bytes), {}});
         out.back().bytes = out.back().owned;
@@ -108,6 +109,20 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source,
     out.push_back(std::move(o));
   }
   return out;
+}
+
+// An exported run's config.json states its own format: its quantization_config
+// and int8 activation record go (the writers below add this format's).
+void drop_format_keys(const std::filesystem::path& config_json) {
+  if (!std::filesystem::exists(config_json)) return;
+  std::ifstream in(config_json);
+  nlohmann::ordered_json config = nlohmann::ordered_json::parse(in, nullptr, false);
+  if (!config.is_object() || (!config.contains("quantization_config") &&
+                              !config.contains(std::string(kActivationQuantKey))))
+    return;
+  config.erase("quantization_config");
+  config.erase(std::string(kActivationQuantKey));
+  write_text_atomic(config_json, config.dump(2) + "\n");
 }
 
 void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor>& tensors,
@@ -141,16 +156,23 @@ void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor
 
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source,
                     const Recipe& recipe, const CalibrationSet* calibration,
-                    const std::vector<QuantizedLinear>& linears, const ModelExtras& extras) {
+                    const std::vector<QuantizedLinear>& linears, const ModelExtras& extras,
+                    const std::optional<ExportedRun>& exported) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
-  out.set_attribute("/", "source_model", source.filename().string());
-  out.set_attribute("/", "source_model_hash", model_hash(source));
+  if (exported) {
+    out.set_attribute("/", "exported_from", source.filename().string());
+    out.set_attribute("/", "source_model", exported->source_model);
+    out.set_attribute("/", "source_model_hash", exported->source_model_hash);
+  } else {
+    out.set_attribute("/", "source_model", source.filename().string());
+    out.set_attribute("/", "source_model_hash", model_hash(source));
+  }
   out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
   if (calibration != nullptr && !calibration->windows.empty())
     write_calibration_record(out, "calibration", *calibration);
-  if (recipe.format != OutputFormat::hf) {
+  if (recipe.format != OutputFormat::dequantized) {
     // The weights are packed in the model file: the record keeps the reports only.
     out.set_attribute(
         "/", "weights",
@@ -192,7 +214,7 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
        << "`, llama.cpp's GGUF,\nwith llama-quantize's per-tensor types for " << recipe.gguf_type
        << " (embeddings and head included); `quantized.h5`\nrecords the recipe, the calibration "
           "data and the per-Linear errors.\n\n";
-  } else if (recipe.format != OutputFormat::hf) {
+  } else if (recipe.format != OutputFormat::dequantized) {
     md << "Quantized by ptq from `" << source.filename().string() << "` into a "
        << output_format_info(recipe.format).description
        << ",\n`quantization_config` in `config.json`: every decoder block's Linears packed; "
@@ -247,6 +269,19 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
   return md.str();
 }
 
+// The card of a run, or of an export named after the first run's source model
+// with a line saying where it came from.
+std::string exported_card(const std::optional<ExportedRun>& exported,
+                          const std::filesystem::path& source,
+                          const std::function<std::string(const std::filesystem::path&)>& card) {
+  if (!exported) return card(source);
+  std::string md = card(exported->source_model);
+  const std::size_t title_end = md.find("\n\n") + 2;
+  return md.substr(0, title_end) + "Exported by `ptq export` from the run `" +
+         source.filename().string() + "`, whose `quantized.h5` keeps the calibration record.\n\n" +
+         md.substr(title_end);
+}
+
 void write_run_log(const std::filesystem::path& path, const RunInfo& run,
                    const std::vector<QuantizedLinear>& linears,
                    const nlohmann::ordered_json& size) {
@@ -282,28 +317,35 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   OutputFolder folder(out_dir, "--out");
   const std::filesystem::path& staging = folder.staging();
   std::vector<std::string> warnings;
-  const Checkpoint source = Checkpoint::open(source_model);
+  std::optional<Checkpoint> opened;
+  const Checkpoint& source = options.exported ? *options.exported->tensors
+                                              : opened.emplace(Checkpoint::open(source_model));
   if (recipe.format == OutputFormat::gguf) {
     write_gguf_file(source_model, staging / kGgufFile, recipe, linears, extras.tensors);
   } else {
     for (auto name : kCopiedFiles)
       if (std::filesystem::exists(source_model / name))
         std::filesystem::copy_file(source_model / name, staging / name);
+    drop_format_keys(staging / "config.json");
     write_weights(staging, output_tensors(source, linears, extras, recipe.format, warnings),
                   options.max_shard_bytes);
-    if (recipe.format != OutputFormat::hf)
+    if (recipe.format != OutputFormat::dequantized)
       write_packed_config(staging, recipe,
                           packed_layout(linears, recipe.format, source, extras.activations));
   }
-  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras);
+  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras,
+                 options.exported);
   // compressed-tensors states W8A8's activations in its own quantization_config.
-  if (extras.activations && recipe.format == OutputFormat::hf)
+  if (extras.activations && recipe.format == OutputFormat::dequantized)
     write_activation_config(staging / "config.json", *extras.activations);
   std::int64_t parameters = 0;
   for (const TensorView* t : source.tensors()) parameters += t->numel();
   const FolderSizes sizes = folder_sizes(staging, recipe.format, parameters);
-  write_text_atomic(staging / "README.md", model_card(source_model, recipe, calibration, linears,
-                                                      warnings, run.from_stats, sizes));
+  write_text_atomic(
+      staging / "README.md",
+      exported_card(options.exported, source_model, [&](const std::filesystem::path& named) {
+        return model_card(named, recipe, calibration, linears, warnings, run.from_stats, sizes);
+      }));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
   write_run_log(staging / "run.json", logged, linears, folder_sizes_json(sizes, recipe.format));

@@ -17,23 +17,30 @@
 #include <string>
 #include <vector>
 
+#include "io/safetensors.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/recipe/calib_data.hpp"
 #include "pipeline/recipe/recipe.hpp"
 
 namespace ptq {
 
+// `ptq export`: the source is an earlier run's folder; its tensors (packed
+// Linears dequantized) and the provenance its record names.
+struct ExportedRun {
+  const Checkpoint* tensors = nullptr;
+  std::string source_model, source_model_hash;
+};
+
 struct OutputOptions {
   std::uint64_t max_shard_bytes = std::uint64_t{4} << 30;  // split safetensors above this
+  std::optional<ExportedRun> exported;
 };
 
 // Returns warnings found while writing (e.g. float16 overflow of dequantized weights).
-std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
-                                               const std::filesystem::path& out_dir, const Recipe& recipe,
-                                               const CalibrationSet* calibration,
-                                               const std::vector<QuantizedLinear>& linears,
-                                               const RunInfo& run, const OutputOptions& options = {},
-                                               const ModelExtras& extras = {});
-
+std::vector<std::string> write_quantized_model(
+    const std::filesystem::path& source_model, const std::filesystem::path& out_dir,
+    const Recipe& recipe, const CalibrationSet* calibration,
+    const std::vector<QuantizedLinear>& linears, const RunInfo& run,
+    const OutputOptions& options = {}, const ModelExtras& extras = {});
 
 }  // namespace ptq

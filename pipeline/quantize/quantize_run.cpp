@@ -29,7 +29,8 @@ std::filesystem::path checkpoint_dir(const std::filesystem::path& out) {
 std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
   if (!config.eos_token_ids.empty()) return config.eos_token_ids.front();
   if (auto eos = tokenizer.eos_id()) return *eos;
-  throw input_error("config.json", "eos_token_id (documents in text calibration sources are joined with it)",
+  throw input_error("config.json",
+                    "eos_token_id (documents in text calibration sources are joined with it)",
                     "none");
 }
 
@@ -47,10 +48,12 @@ double measured_gflops() {
 }
 
 // Step "scale", replayed: the folded scales of every layer stored in `path` (a quantized.h5).
-std::vector<BlockScales> load_scales(const std::filesystem::path& path, const Model& model, const Recipe& recipe) {
+std::vector<BlockScales> load_scales(const std::filesystem::path& path, const Model& model,
+                                     const Recipe& recipe) {
   if (!recipe.folds_scales())
     throw input_error("--load-scales " + path.string(),
-                      "a recipe that folds scales (method awq, scaling awq or smoothquant, w8a8 with smoothquant)",
+                      "a recipe that folds scales (method awq, scaling awq or smoothquant, w8a8 "
+                      "with smoothquant)",
                       "method " + std::string(method_name(recipe.method)) + " without scaling");
   if (!std::filesystem::is_regular_file(path))
     throw input_error("--load-scales " + path.string(), "a quantized.h5 file", "no such file");
@@ -63,7 +66,8 @@ std::vector<BlockScales> load_scales(const std::filesystem::path& path, const Mo
 
 }  // namespace
 
-CalibrationSet load_calibration(const std::filesystem::path& model, std::span<const CalibSourceSpec> sources,
+CalibrationSet load_calibration(const std::filesystem::path& model,
+                                std::span<const CalibSourceSpec> sources,
                                 const CalibConfig& config) {
   bool needs_tokenizer = false;
   for (const auto& s : sources) needs_tokenizer |= s.path.extension() != ".ids";
@@ -75,10 +79,11 @@ CalibrationSet load_calibration(const std::filesystem::path& model, std::span<co
 
 std::string QuantizeEstimate::text() const {
   char buf[384];
-  std::snprintf(buf, sizeof buf,
-                "output size  %.1f MiB\npeak memory  %.1f MiB (approx.; calibration activations %.1f MiB)\n"
-                "time         %.0f s (approx., from a GEMM probe)\n",
-                output_bytes / 1048576.0, peak_bytes / 1048576.0, calibration_bytes / 1048576.0, seconds);
+  std::snprintf(
+      buf, sizeof buf,
+      "output size  %.1f MiB\npeak memory  %.1f MiB (approx.; calibration activations %.1f MiB)\n"
+      "time         %.0f s (approx., from a GEMM probe)\n",
+      output_bytes / 1048576.0, peak_bytes / 1048576.0, calibration_bytes / 1048576.0, seconds);
   return buf;
 }
 
@@ -99,12 +104,14 @@ ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const Quant
   ModelSizes m;
   for (LinearRole r : all_linear_roles)
     m.linear_params += double(linear_out_features(c, r)) * linear_in_features(c, r) * c.num_layers;
-  m.groups = spec.granularity == Granularity::Group ? m.linear_params / spec.group_size : m.linear_params / c.hidden_size;
+  m.groups = spec.granularity == Granularity::Group ? m.linear_params / spec.group_size
+                                                    : m.linear_params / c.hidden_size;
   m.checkpoint_bytes = static_cast<double>(ckpt.total_bytes());
   m.other_bytes = m.checkpoint_bytes;
   for (int l = 0; l < c.num_layers; ++l)
     for (LinearRole r : all_linear_roles)
-      if (const auto* t = ckpt.find(block_tensor_name(l, std::string(linear_spec(r).module) + ".weight")))
+      if (const auto* t =
+              ckpt.find(block_tensor_name(l, std::string(linear_spec(r).module) + ".weight")))
         m.other_bytes -= static_cast<double>(t->bytes.size());
   return m;
 }
@@ -148,7 +155,8 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
 double linear_flops(const ModelConfig& c, LinearInput input) {
   double f = 0.0;
   for (const auto& spec : linear_specs)
-    if (spec.input == input) f += 2.0 * linear_out_features(c, spec.role) * linear_in_features(c, spec.role);
+    if (spec.input == input)
+      f += 2.0 * linear_out_features(c, spec.role) * linear_in_features(c, spec.role);
   return f;
 }
 
@@ -163,14 +171,18 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   const auto seqlen = job.recipe.calibration.seqlen;
   const double tokens = double(job.recipe.calibration.samples) * seqlen;
   const double attention = 2.0 * seqlen * c.num_heads * c.head_dim;  // per token: causal QKᵀ and PV
-  const double float_pass = (2.0 * m.linear_params / c.num_layers + attention) * tokens * c.num_layers;
+  const double float_pass =
+      (2.0 * m.linear_params / c.num_layers + attention) * tokens * c.num_layers;
   if (job.recipe.method == Method::W8A8) {  // a float pass to smooth, another for static scales
-    const bool both = job.recipe.smoothquant && job.recipe.act_granularity == ActGranularity::Tensor;
+    const bool both =
+        job.recipe.smoothquant && job.recipe.act_granularity == ActGranularity::Tensor;
     return float_pass * (both ? 2.0 : 1.0);
   }
-  const StageCaches caches = stage_caches(c, static_cast<std::int64_t>(tokens), job.cache_budget_bytes);
+  const StageCaches caches =
+      stage_caches(c, static_cast<std::int64_t>(tokens), job.cache_budget_bytes);
   double recomputed = 0.0;  // per token and block
-  if (caches.context == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::attention_in) + attention;
+  if (caches.context == CachePolicy::recompute)
+    recomputed += linear_flops(c, LinearInput::attention_in) + attention;
   if (caches.hidden == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::mlp_in);
   double xtx = 0.0;
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
@@ -179,23 +191,35 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq;
 }
 
+// The block Linears in the output: float16 dequantized weights, uint8 codes
+// and float scales and int zeros in the record; packed, the code bits and
+// about 4 bytes of scale (and zero or g_idx share) per group.
+double estimated_linear_bytes(const Recipe& r, const ModelSizes& m) {
+  if (r.format == OutputFormat::dequantized) return m.linear_params * 3 + m.groups * 8;
+  const int bits = r.method == Method::Nf4 ? 4 : r.method == Method::W8A8 ? 8 : r.spec.bits;
+  const double groups = r.method == Method::Nf4 ? m.linear_params / r.nf4.block_size : m.groups;
+  return m.linear_params * bits / 8.0 + groups * 4;
+}
+
 }  // namespace
 
 QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const ModelConfig c = load_model_config(job.model);
   const ModelSizes m = model_sizes(c, Checkpoint::open(job.model), job.recipe.spec);
   QuantizeEstimate e;
-  // float16 dequantized weights + uint8 codes + float scales and int zeros
-  e.output_bytes = static_cast<std::uint64_t>(m.other_bytes + m.linear_params * 3 + m.groups * 8);
+  e.output_bytes =
+      static_cast<std::uint64_t>(m.other_bytes + estimated_linear_bytes(job.recipe, m));
   e.calibration_bytes = static_cast<std::uint64_t>(calibration_bytes(job, c));
   const double head_bytes = double(c.vocab_size) * c.hidden_size * 4;
   const double block_bytes = m.linear_params / c.num_layers * 4;
   // Always resident: the mapped checkpoint, the float head and the quantized
   // Linears. Then either the quantization phase (one float block with its
   // dequantized copies, and the calibration side) or the output being written.
-  const double resident = kProcessBytes + m.checkpoint_bytes + head_bytes + m.linear_params + m.groups * 8;
+  const double resident =
+      kProcessBytes + m.checkpoint_bytes + head_bytes + m.linear_params + m.groups * 8;
   const double quantizing = 2 * block_bytes + double(e.calibration_bytes);
-  e.peak_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, double(e.output_bytes)));
+  e.peak_bytes =
+      static_cast<std::uint64_t>(resident + std::max(quantizing, double(e.output_bytes)));
   e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
   return e;
 }
@@ -203,17 +227,22 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
 namespace {
 
 std::vector<std::string> write_output(const QuantizeJob& job, const MethodOutput& result,
-                                      const CalibrationSet* calibration, std::optional<StatsMixRecord> from_stats,
+                                      const CalibrationSet* calibration,
+                                      std::optional<StatsMixRecord> from_stats,
                                       Clock::time_point t0, const QuantizeProgress& progress) {
-  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(), job.threads, {}, std::move(from_stats)};
-  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration, result.linears, run,
-                                              job.output, result.extras);
+  RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(),
+              job.threads,
+              {},
+              std::move(from_stats)};
+  const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration,
+                                              result.linears, run, job.output, result.extras);
   std::filesystem::remove_all(checkpoint_dir(job.out));
   if (progress.log) {
     for (const auto& w : warnings) progress.log("warning: " + w);
     char line[128];
     std::snprintf(line, sizeof line, "done in %.1f s, peak RSS %.1f MiB",
-                  std::chrono::duration<double>(Clock::now() - t0).count(), peak_rss_bytes() / 1048576.0);
+                  std::chrono::duration<double>(Clock::now() - t0).count(),
+                  peak_rss_bytes() / 1048576.0);
     progress.log(line);
   }
   return warnings;
@@ -225,7 +254,8 @@ namespace {
 
 // Step "calibrate": the calibration windows, when the recipe needs activations
 // and names sources (a replay may need none).
-std::optional<CalibrationSet> calibration_step(const QuantizeJob& job, const QuantizeProgress& progress) {
+std::optional<CalibrationSet> calibration_step(const QuantizeJob& job,
+                                               const QuantizeProgress& progress) {
   if (!job.recipe.needs_calibration() || job.recipe.sources.empty()) return std::nullopt;
   CalibrationSet set = load_calibration(job.model, job.recipe.sources, job.recipe.calibration);
   if (progress.log)
@@ -236,15 +266,20 @@ std::optional<CalibrationSet> calibration_step(const QuantizeJob& job, const Qua
 
 // Steps "scale" and "quantize per block": each method's driver folds its
 // scales (searched, or replayed from `replay`) and rounds every Linear.
-MethodOutput quantize_step(const QuantizeJob& job, const Model& model, const CalibrationSet* calibration,
-                           const std::vector<BlockScales>* replay, const QuantizeProgress& progress) {
+MethodOutput quantize_step(const QuantizeJob& job, const Model& model,
+                           const CalibrationSet* calibration,
+                           const std::vector<BlockScales>* replay,
+                           const QuantizeProgress& progress) {
   MethodOutput result;
   switch (job.recipe.method) {
     case Method::W8A8:
       result = quantize_w8a8(model, job.recipe, calibration, job.batch_windows, replay, progress);
       break;
-    case Method::Nf4: result.linears = quantize_nf4(model, job.recipe, progress); break;
-    case Method::None: break;
+    case Method::Nf4:
+      result.linears = quantize_nf4(model, job.recipe, progress);
+      break;
+    case Method::None:
+      break;
     case Method::Rtn:
       // GGUF: ggml's quantizers round every tensor as the file is written.
       if (job.recipe.format == OutputFormat::gguf) break;
@@ -277,14 +312,15 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   const Model model = Model::open(job.model);
   if (!job.stats.empty()) {  // Hessians from cached statistics: no forward pass
     auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
-    return write_output(job, MethodOutput{std::move(r.linears), {}}, nullptr, std::move(r.record), t0,
-                        progress);
+    return write_output(job, MethodOutput{std::move(r.linears), {}}, nullptr, std::move(r.record),
+                        t0, progress);
   }
   std::optional<std::vector<BlockScales>> replay;
   if (!job.load_scales.empty()) replay = load_scales(job.load_scales, model, job.recipe);
   const std::optional<CalibrationSet> calibration = calibration_step(job, progress);
   const CalibrationSet* calib = calibration ? &*calibration : nullptr;
-  const MethodOutput result = quantize_step(job, model, calib, replay ? &*replay : nullptr, progress);
+  const MethodOutput result =
+      quantize_step(job, model, calib, replay ? &*replay : nullptr, progress);
   return write_output(job, result, calib, std::nullopt, t0, progress);
 }
 

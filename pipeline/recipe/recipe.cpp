@@ -104,6 +104,44 @@ void Recipe::apply_implied_defaults() {
   }
 }
 
+std::optional<std::string> Recipe::resolve_format() {
+  if (format_given) return std::nullopt;
+  std::vector<OutputFormat> candidates;
+  switch (method) {
+    case Method::Rtn:
+    case Method::Gptq:
+      candidates = {OutputFormat::gptq};
+      break;
+    case Method::Awq:
+      candidates = {OutputFormat::awq, OutputFormat::gptq};
+      break;
+    case Method::W8A8:
+      candidates = {OutputFormat::compressed_tensors};
+      break;
+    case Method::Nf4:
+      candidates = {OutputFormat::bnb_nf4};
+      break;
+    case Method::None:
+      break;
+  }
+  std::string why;
+  for (OutputFormat f : candidates) {
+    Recipe trial = *this;
+    trial.format = f;
+    trial.apply_implied_defaults();
+    try {  // the format's own checks say what it cannot hold
+      trial.validate_format();
+      format = f;
+      return std::nullopt;
+    } catch (const InputError& e) {
+      why += (why.empty() ? "" : "; ") + std::string(e.what());
+    }
+  }
+  format = OutputFormat::dequantized;
+  if (why.empty()) return std::nullopt;
+  return "writing the dequantized format: " + why;
+}
+
 void Recipe::validate() const {
   spec.validate();
   calibration.validate();

@@ -78,7 +78,8 @@ struct Recipe {
   ActGranularity act_granularity = ActGranularity::Token;
   double act_percentile = 100.0;  // Tensor: scale from this percentile of |x| (100 = absmax)
   Nf4Config nf4;                  // nf4 (spec is ignored)
-  OutputFormat format = OutputFormat::hf;
+  OutputFormat format = OutputFormat::dequantized;
+  bool format_given = false;  // by the recipe file or --format (else resolve_format picks it)
   // gguf: llama-quantize's type name ("Q4_K_M", "Q4_0", "F16"; pipeline/formats/
   // gguf_policy.hpp): every tensor's GGUF type. RTN rounds with ggml's own
   // quantizers (llama-quantize's bytes); GPTQ and AWQ round the block Linears
@@ -87,6 +88,12 @@ struct Recipe {
   // gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted
   // rounding (RTN), as llama-quantize --imatrix; empty = none.
   std::filesystem::path imatrix;
+
+  // Without a given format, the packed one that fits the method: gptq for rtn
+  // and gptq, awq for awq (gptq when AWQ's layout cannot hold the grid),
+  // compressed-tensors for w8a8, bnb-nf4 for nf4; dequantized for none, and when
+  // no packed format holds the grid. Returns why it fell back, if it did.
+  std::optional<std::string> resolve_format();
 
   // Whether the run needs calibration activations: the one place that decides.
   // GPTQ and the refit need input statistics; searched scales need the float
@@ -143,6 +150,8 @@ const std::vector<RecipeKey>& recipe_keys();
 
 // InputError naming the file and key on unknown keys or bad values.
 Recipe load_recipe(const std::filesystem::path& path);
+// The same from YAML text (a record's recipe attribute); `where` names it in errors.
+Recipe recipe_from_yaml(const std::string& text, const std::string& where);
 // The recipe as YAML, in the same keys load_recipe reads (recorded in outputs).
 std::string recipe_to_yaml(const Recipe& recipe);
 

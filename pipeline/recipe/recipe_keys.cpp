@@ -209,12 +209,15 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](const Recipe& r) { return std::string(choice_name(r.refit, kRefits)); },
        [](const Recipe& r) { return r.refit != ScaleRefit::None; }},
       {"format", "--format", F::value,
-       "Output format: hf (float16 folder + quantized.h5), gguf, gptq, awq or compressed-tensors",
+       "Output format: gptq, awq, compressed-tensors, bnb-nf4, gguf or dequantized (float16 "
+       "folder + codes in quantized.h5); default: the packed format that fits the method (gptq "
+       "for rtn and gptq, awq, compressed-tensors for w8a8, bnb-nf4 for nf4)",
        [](Recipe& r, const std::string& t, const std::string& w) {
          r.format = parse_output_format(t, w);
+         r.format_given = true;
        },
        [](const Recipe& r) { return std::string(output_format_info(r.format).name); },
-       [](const Recipe& r) { return r.format != OutputFormat::hf; }},
+       [](const Recipe&) { return true; }},
       {"gguf_type", "--gguf-type", F::value,
        "gguf: llama-quantize's type (Q4_K_M, Q4_0, Q8_0, IQ4_XS, F16, ...) for every tensor",
        [](Recipe& r, const std::string& t, const std::string&) { r.gguf_type = t; },
@@ -332,6 +335,15 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, const std::
   }
 }
 
+Recipe recipe_from_node(const YAML::Node& root, const std::string& where) {
+  if (!root.IsMap()) throw input_error(where, "a mapping of recipe keys", "another YAML type");
+  Recipe r;
+  read_mapping(root, "", where, r);
+  r.apply_implied_defaults();
+  r.validate();
+  return r;
+}
+
 }  // namespace
 
 Recipe load_recipe(const std::filesystem::path& path) {
@@ -343,13 +355,17 @@ Recipe load_recipe(const std::filesystem::path& path) {
   } catch (const YAML::Exception& e) {
     throw input_error(path.string(), "YAML or JSON", std::string("a parse error: ") + e.what());
   }
-  if (!root.IsMap())
-    throw input_error(path.string(), "a mapping of recipe keys", "another YAML type");
-  Recipe r;
-  read_mapping(root, "", path.string(), r);
-  r.apply_implied_defaults();
-  r.validate();
-  return r;
+  return recipe_from_node(root, path.string());
+}
+
+Recipe recipe_from_yaml(const std::string& text, const std::string& where) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    throw input_error(where, "YAML or JSON", std::string("a parse error: ") + e.what());
+  }
+  return recipe_from_node(root, where);
 }
 
 // Top-level keys one per line; calibration as a block mapping (with its

@@ -358,6 +358,46 @@ TEST(PackedOutputRefused, BeforeAnyWork) {
   }
 }
 
+// Without --format, `ptq quantize` writes the packed format that fits the
+// method; a grid no packed format holds falls back to the dequantized folder,
+// saying why.
+TEST(PackedByDefault, TheFormatThatFitsTheMethod) {
+  const fs::path dir = test::temp_dir("packed-default-" + std::to_string(getpid()));
+  const std::string calib = " --calib-ids " + calib_ids().string() + " --samples 4 --seqlen 64";
+  struct Default {
+    std::string args, format, quant_method;
+  };
+  const Default cases[] = {
+      {"--method rtn --bits 4 --group 128", "gptq", "gptq"},
+      {"--method gptq --bits 3 --group channel" + calib, "gptq", "gptq"},
+      {"--method awq --bits 4 --group 128" + calib, "awq", "awq"},
+      {"--method w8a8", "compressed-tensors", "compressed-tensors"},
+      {"--method nf4", "bnb-nf4", "bitsandbytes"},
+      {"--method rtn --bits 5 --group 128", "dequantized", ""},
+  };
+  int n = 0;
+  for (const Default& c : cases) {
+    SCOPED_TRACE(c.args);
+    const fs::path out = dir / std::to_string(++n);
+    ASSERT_EQ(run(test::ptq_binary().string() + " quantize --model " + tiny().string() + " " +
+                      c.args + " --out " + out.string(),
+                  dir / "log"),
+              0)
+        << test::read_bytes(dir / "log");
+    const auto run_json = nlohmann::json::parse(test::read_bytes(out / "run.json"));
+    EXPECT_EQ(run_json.at("size").at("format"), c.format);
+    const auto config = nlohmann::json::parse(test::read_bytes(out / "config.json"));
+    if (c.quant_method.empty()) {
+      EXPECT_FALSE(config.contains("quantization_config"));
+      EXPECT_NE(test::read_bytes(dir / "log").find("dequantized format: format gptq"),
+                std::string::npos)
+          << test::read_bytes(dir / "log");
+    } else {
+      EXPECT_EQ(config.at("quantization_config").at("quant_method"), c.quant_method);
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     PackedOutput, PackedOutput,
     testing::Values(

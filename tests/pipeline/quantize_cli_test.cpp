@@ -14,18 +14,22 @@
 #include "io/ids_file.hpp"
 #include "io/model_config.hpp"
 #include "pipeline/eval/eval.hpp"
+#include "pipeline/eval/model_open.hpp"
 #include "pipeline/quantize/quantize_run.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
 namespace {
 
-constexpr double kRtnTolerance = 0.002;   // relative: same grid as the reference, float rounding only
+constexpr double kRtnTolerance =
+    0.002;  // relative: same grid as the reference, float rounding only
 constexpr double kGptqAllowance = 0.003;  // relative: GPTQ ppl at most reference + 0.3 %
 constexpr double kEstimateTolerance = 0.10;
 
 std::filesystem::path tiny() { return test::fixture("models/tiny"); }
-std::filesystem::path recipe(const std::string& name) { return test::source_dir() / "recipes" / (name + ".yaml"); }
+std::filesystem::path recipe(const std::string& name) {
+  return test::source_dir() / "recipes" / (name + ".yaml");
+}
 
 struct CliResult {
   int exit_code = 0;
@@ -34,10 +38,12 @@ struct CliResult {
 
 CliResult run_quantize_cli(const std::string& args) {
   const auto dir = test::temp_dir("cli-output");
-  const std::string cmd = test::ptq_binary().string() + " quantize --model " + tiny().string() + " " + args + " >" +
-                          (dir / "out.txt").string() + " 2>" + (dir / "err.txt").string();
+  const std::string cmd = test::ptq_binary().string() + " quantize --model " + tiny().string() +
+                          " " + args + " >" + (dir / "out.txt").string() + " 2>" +
+                          (dir / "err.txt").string();
   const int status = std::system(cmd.c_str());
-  return {WEXITSTATUS(status), test::read_bytes(dir / "out.txt"), test::read_bytes(dir / "err.txt")};
+  return {WEXITSTATUS(status), test::read_bytes(dir / "out.txt"),
+          test::read_bytes(dir / "err.txt")};
 }
 
 double reference_ppl(const std::string& key) {
@@ -45,8 +51,9 @@ double reference_ppl(const std::string& key) {
   return nlohmann::json::parse(in)[key]["generic"]["ppl"].get<double>();
 }
 
+// Of the output as written (the default: a packed GPTQ checkpoint).
 double full_generic_ppl(const std::filesystem::path& model_dir) {
-  const Model model = Model::open(model_dir);
+  const Model model = open_model(model_dir);
   const auto ids = read_ids(test::fixture("goldens/tiny/eval_generic.ids"));
   const EvalResult r = evaluate(model, ids, EvalConfig{});
   EXPECT_EQ(r.windows, 939);
@@ -55,7 +62,8 @@ double full_generic_ppl(const std::filesystem::path& model_dir) {
 
 TEST(QuantizeQuality, RtnW4G128MatchesReference) {
   const auto out = test::temp_dir("rtn") / "model";
-  const auto r = run_quantize_cli("--recipe " + recipe("rtn-w4-g128").string() + " --out " + out.string());
+  const auto r =
+      run_quantize_cli("--recipe " + recipe("rtn-w4-g128").string() + " --out " + out.string());
   ASSERT_EQ(r.exit_code, 0) << r.stderr_text;
   const double ppl = full_generic_ppl(out), want = reference_ppl("rtn-w4-g128");
   EXPECT_NEAR(ppl, want, kRtnTolerance * want);
@@ -88,8 +96,10 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
 };
 
-std::filesystem::path write_output(const Model& model, const Recipe& recipe, const CalibrationSet& calib,
-                                   const std::vector<QuantizedLinear>& linears, const std::filesystem::path& out) {
+std::filesystem::path write_output(const Model& model, const Recipe& recipe,
+                                   const CalibrationSet& calib,
+                                   const std::vector<QuantizedLinear>& linears,
+                                   const std::filesystem::path& out) {
   write_quantized_model(model.path(), out, recipe, &calib, linears, RunInfo{});
   return out;
 }
@@ -99,7 +109,8 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   const Model model = Model::open(tiny());
   const Recipe recipe = small_gptq();
   const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
-  const auto full = quantize_blocks(model, recipe, &calib, QuantizeRunOptions{16, dir / "ckpt_full", Resume::no});
+  const auto full =
+      quantize_blocks(model, recipe, &calib, QuantizeRunOptions{16, dir / "ckpt_full", Resume::no});
   write_output(model, recipe, calib, full, dir / "full");
 
   // Interrupted as block 2 starts: blocks 0 and 1 and their output activations are checkpointed.
@@ -113,7 +124,8 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   EXPECT_EQ(H5Reader(dir / "ckpt" / "activations.h5").int_attribute("/", "after_layer"), 1);
 
   std::vector<std::string> log;
-  const auto resumed = quantize_blocks(model, recipe, &calib, options, {[&](const std::string& l) { log.push_back(l); }});
+  const auto resumed = quantize_blocks(model, recipe, &calib, options,
+                                       {[&](const std::string& l) { log.push_back(l); }});
   ASSERT_FALSE(log.empty());
   EXPECT_EQ(log.front(), "resuming after block 1");
   write_output(model, recipe, calib, resumed, dir / "resumed");
@@ -128,11 +140,13 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   ASSERT_TRUE(std::filesystem::exists(dir / "ckpt_sparse" / "block_1.h5"));
   ASSERT_FALSE(std::filesystem::exists(dir / "ckpt_sparse" / "activations.h5"));
   log.clear();
-  const auto redone = quantize_blocks(model, recipe, &calib, sparse, {[&](const std::string& l) { log.push_back(l); }});
+  const auto redone = quantize_blocks(model, recipe, &calib, sparse,
+                                      {[&](const std::string& l) { log.push_back(l); }});
   ASSERT_FALSE(log.empty());
   EXPECT_EQ(log.front().rfind("layer 0 ", 0), 0u) << log.front();
   write_output(model, recipe, calib, redone, dir / "redone");
-  EXPECT_TRUE(test::read_bytes(dir / "full" / "quantized.h5") == test::read_bytes(dir / "redone" / "quantized.h5"));
+  EXPECT_TRUE(test::read_bytes(dir / "full" / "quantized.h5") ==
+              test::read_bytes(dir / "redone" / "quantized.h5"));
 
   // A checkpoint of another recipe is refused.
   Recipe other = recipe;
@@ -159,21 +173,25 @@ double recorded_peak_rss(const std::filesystem::path& out) {
 
 double estimated_peak(const std::string& dry_run_stdout) {
   std::smatch m;
-  EXPECT_TRUE(std::regex_search(dry_run_stdout, m, std::regex(R"(peak memory\s+([0-9.]+) MiB)"))) << dry_run_stdout;
+  EXPECT_TRUE(std::regex_search(dry_run_stdout, m, std::regex(R"(peak memory\s+([0-9.]+) MiB)")))
+      << dry_run_stdout;
   return m.empty() ? 0.0 : std::stod(m[1]) * 1048576.0;
 }
 
-constexpr double kPeakOverestimate = 2.0;  // the estimate may exceed the measured peak RSS by this factor
+constexpr double kPeakOverestimate =
+    2.0;  // the estimate may exceed the measured peak RSS by this factor
 
 TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
   const auto dir = test::temp_dir("dry");
-  const std::string args = "--recipe " + recipe("rtn-w4-g128").string() + " --out " + (dir / "model").string();
+  const std::string args =
+      "--recipe " + recipe("rtn-w4-g128").string() + " --out " + (dir / "model").string();
   const auto dry = run_quantize_cli(args + " --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << dry.stderr_text;
   EXPECT_FALSE(std::filesystem::exists(dir / "model"));
   EXPECT_TRUE(std::filesystem::is_empty(dir));
   std::smatch m;
-  ASSERT_TRUE(std::regex_search(dry.stdout_text, m, std::regex(R"(output size\s+([0-9.]+) MiB)"))) << dry.stdout_text;
+  ASSERT_TRUE(std::regex_search(dry.stdout_text, m, std::regex(R"(output size\s+([0-9.]+) MiB)")))
+      << dry.stdout_text;
   EXPECT_NE(dry.stdout_text.find("peak memory"), std::string::npos);
   EXPECT_NE(dry.stdout_text.find("time"), std::string::npos);
   const double estimated = std::stod(m[1]) * 1048576.0;
@@ -182,7 +200,8 @@ TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
   ASSERT_EQ(real.exit_code, 0) << real.stderr_text;
   const double actual = static_cast<double>(folder_bytes(dir / "model"));
   EXPECT_NEAR(estimated, actual, kEstimateTolerance * actual);
-  const double peak = estimated_peak(dry.stdout_text), measured_peak = recorded_peak_rss(dir / "model");
+  const double peak = estimated_peak(dry.stdout_text),
+               measured_peak = recorded_peak_rss(dir / "model");
   EXPECT_GE(peak, measured_peak);
   EXPECT_LE(peak, kPeakOverestimate * measured_peak);
 }
@@ -227,19 +246,21 @@ TEST(QuantizeDryRun, W8A8KeepsOnlyTheStreamAndAwqAllItsFeatures) {
   EXPECT_LT(w8a8_bytes, stream + tokens * c.intermediate_size * 4);  // no stage cache, no Hessian
   // AWQ's search keeps every block input of every window: 3 x hidden + intermediate.
   const double features = tokens * (3.0 * c.hidden_size + c.intermediate_size) * 4;
-  EXPECT_GE(double(estimate_quantize(estimate_job("awq-w4-g128")).calibration_bytes), stream + features);
+  EXPECT_GE(double(estimate_quantize(estimate_job("awq-w4-g128")).calibration_bytes),
+            stream + features);
 }
 
 TEST(QuantizeDryRun, GptqPeakEstimateCoversTheMeasuredPeak) {
   const auto dir = test::temp_dir("dry-gptq");
   const std::string args = "--method gptq --bits 4 --group 128 --calib-ids " +
-                           test::fixture("goldens/tiny/calib_generic.ids").string() + " --samples 16 --out " +
-                           (dir / "model").string();
+                           test::fixture("goldens/tiny/calib_generic.ids").string() +
+                           " --samples 16 --out " + (dir / "model").string();
   const auto dry = run_quantize_cli(args + " --dry-run");
   ASSERT_EQ(dry.exit_code, 0) << dry.stderr_text;
   const auto real = run_quantize_cli(args);
   ASSERT_EQ(real.exit_code, 0) << real.stderr_text;
-  const double estimated = estimated_peak(dry.stdout_text), measured = recorded_peak_rss(dir / "model");
+  const double estimated = estimated_peak(dry.stdout_text),
+               measured = recorded_peak_rss(dir / "model");
   EXPECT_GE(estimated, measured);
   EXPECT_LE(estimated, kPeakOverestimate * measured);
 }
@@ -247,14 +268,16 @@ TEST(QuantizeDryRun, GptqPeakEstimateCoversTheMeasuredPeak) {
 void expect_input_error(const std::string& args, const std::string& named) {
   const auto r = run_quantize_cli(args);
   EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.stderr_text;
-  EXPECT_NE(r.stderr_text.find(named), std::string::npos) << "stderr does not name '" << named << "':\n"
-                                                          << r.stderr_text;
+  EXPECT_NE(r.stderr_text.find(named), std::string::npos)
+      << "stderr does not name '" << named << "':\n"
+      << r.stderr_text;
 }
 
 TEST(QuantizeBadInput, EachExitsTwoNamingTheProblem) {
   const auto dir = test::temp_dir("bad");
   std::ofstream(dir / "typo.yaml") << "method: rtn\nbitz: 4\n";
-  expect_input_error("--recipe " + (dir / "typo.yaml").string() + " --out " + (dir / "a").string(), "bitz");
+  expect_input_error("--recipe " + (dir / "typo.yaml").string() + " --out " + (dir / "a").string(),
+                     "bitz");
   expect_input_error("--method rtn --group abc --out " + (dir / "b").string(), "abc");
   expect_input_error("--method gptq --out " + (dir / "c").string(), "calibration");
   std::filesystem::create_directories(dir / "full");

@@ -1,0 +1,54 @@
+#include "pipeline/formats/packed_folder.hpp"
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "pipeline/formats/awq_pack.hpp"
+#include "pipeline/formats/bnb_pack.hpp"
+#include "pipeline/formats/ct_pack.hpp"
+#include "pipeline/formats/gptq_pack.hpp"
+
+namespace ptq {
+
+std::optional<PackedFolder> open_packed_folder(const std::filesystem::path& dir) {
+  const auto config_path = dir / "config.json";
+  if (!std::filesystem::is_regular_file(config_path)) return std::nullopt;
+  std::ifstream in(config_path);
+  const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  if (config.is_discarded()) return std::nullopt;  // Model::open names the parse error
+  const std::string where = config_path.string();
+  const auto name = [dir](const std::string& base) { return dir.string() + ": " + base; };
+  std::optional<PackedFolder> f;
+  if (const auto grid = read_gptq_quantization_config(config, where)) {
+    f = PackedFolder{
+        OutputFormat::gptq,
+        [=](const std::string& base) -> QuantizedWeight {
+          return read_gptq_linear(Checkpoint::open(dir), base, *grid, name(base));
+        },
+        [=] { return dequantized_gptq_checkpoint(dir, Checkpoint::open(dir), *grid); }};
+  } else if (const auto spec = read_awq_quantization_config(config, where)) {
+    f = PackedFolder{OutputFormat::awq,
+                     [=](const std::string& base) -> QuantizedWeight {
+                       return read_awq_linear(Checkpoint::open(dir), base, *spec, name(base));
+                     },
+                     [=] { return dequantized_awq_checkpoint(dir, Checkpoint::open(dir), *spec); }};
+  } else if (const auto scheme = read_compressed_tensors_config(config, where)) {
+    f = PackedFolder{
+        OutputFormat::compressed_tensors,
+        [=](const std::string& base) -> QuantizedWeight {
+          return read_compressed_linear(Checkpoint::open(dir), base, *scheme, name(base));
+        },
+        [=] { return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *scheme); }};
+  } else if (read_bnb_quantization_config(config, where)) {
+    f = PackedFolder{OutputFormat::bnb_nf4,
+                     [=](const std::string& base) -> QuantizedWeight {
+                       return unpack_bnb_nf4(
+                           read_bnb_linear(Checkpoint::open(dir), base, name(base)), name(base));
+                     },
+                     [=] { return dequantized_bnb_checkpoint(dir, Checkpoint::open(dir)); }};
+  }
+  return f;
+}
+
+}  // namespace ptq

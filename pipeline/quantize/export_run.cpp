@@ -1,0 +1,73 @@
+#include "pipeline/quantize/export_run.hpp"
+
+#include <chrono>
+
+#include "calibrate/tensor_names.hpp"
+#include "io/error.hpp"
+#include "io/hdf5.hpp"
+#include "io/model_config.hpp"
+#include "pipeline/formats/packed_folder.hpp"
+#include "pipeline/formats/weight_record.hpp"
+#include "pipeline/output/act_quant_io.hpp"
+#include "pipeline/output/block_scales.hpp"
+
+namespace ptq {
+
+namespace {
+
+// The run's recipe with the new format, checked against it before any work.
+Recipe export_recipe(const H5Reader& record, OutputFormat format) {
+  const std::string where = record.path().string() + ": recipe";
+  Recipe r = recipe_from_yaml(record.string_attribute("/", "recipe"), where);
+  r.format = format;
+  r.format_given = true;
+  r.apply_implied_defaults();
+  r.validate();
+  return r;
+}
+
+std::vector<QuantizedLinear> run_linears(const H5Reader& record,
+                                         const std::optional<PackedFolder>& packed,
+                                         const ModelConfig& config) {
+  std::vector<QuantizedLinear> linears;
+  for (int layer = 0; layer < config.num_layers; ++layer)
+    for (const LinearSpec& spec : linear_specs) {
+      const std::string path = linear_group_path(layer, spec.role);
+      linears.push_back({layer, spec.role,
+                         packed ? packed->linear(block_tensor_name(layer, spec.module))
+                                : read_weight(record, path),
+                         read_linear_report(record, layer, spec.role)});
+    }
+  return linears;
+}
+
+}  // namespace
+
+void export_run(const ExportJob& job) {
+  const auto start = std::chrono::steady_clock::now();
+  if (job.format == OutputFormat::gguf || std::filesystem::exists(job.run / "model.gguf"))
+    throw input_error("ptq export", "Hugging Face formats on both sides",
+                      "GGUF (ggml's block grids are exported by `ptq quantize --format gguf`)");
+  const H5Reader record(job.run / "quantized.h5");
+  const Recipe recipe = export_recipe(record, job.format);
+  const ModelConfig config = load_model_config(job.run);
+  const std::optional<PackedFolder> packed = open_packed_folder(job.run);
+  if (!packed && record.has_attribute("/", "weights"))
+    throw input_error(job.run.string(), "a packed folder or a dequantized run's codes",
+                      "a record without codes and no quantization_config");
+  const std::vector<QuantizedLinear> linears = run_linears(record, packed, config);
+  ModelExtras extras;
+  extras.activations = load_activation_quant(job.run, config.num_layers);
+  if (recipe.folds_scales())
+    for (int layer = 0; layer < config.num_layers; ++layer)
+      extras.scales.push_back(read_block_scales(record, layer, config, recipe.quant_spec()));
+  const Checkpoint tensors = packed ? packed->dequantized() : Checkpoint::open(job.run);
+  OutputOptions options = job.output;
+  options.exported = ExportedRun{&tensors, record.string_attribute("/", "source_model"),
+                                 record.string_attribute("/", "source_model_hash")};
+  RunInfo run;
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  write_quantized_model(job.run, job.out, recipe, nullptr, linears, run, options, extras);
+}
+
+}  // namespace ptq
