@@ -27,5 +27,10 @@ std::optional<QuantSpec> ggml_uniform_spec(GgmlGrid grid);
 // values: d is the float16 scale, Q4_1/Q5_1's m is -zero * d, codes as ggml
 // stores them).
 GgmlBlocks to_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid);
+// The same blocks for any grid whose values they hold exactly: that grid, or
+// for Q4_0/Q5_0/Q8_0 a symmetric one of the same bits with zero 2^(bits-1),
+// float16 scales and natural groups (or channels) spanning whole blocks;
+// nullopt otherwise.
+std::optional<GgmlBlocks> exact_ggml_blocks(const QuantizedMatrix& m, GgmlGrid grid);
 
 }  // namespace ptq

@@ -10,7 +10,7 @@ namespace ptq::cli {
 namespace {
 
 struct ExportFlags {
-  std::string run, format, out;
+  std::string run, format, gguf_type, out;
 };
 
 void run(const ExportFlags& f) {
@@ -18,6 +18,7 @@ void run(const ExportFlags& f) {
   job.out = check_output_path(f.out, OutputKind::folder, "--out");
   job.run = f.run;
   job.format = parse_output_format(f.format, "--format");
+  job.gguf_type = f.gguf_type;
   export_run(job);
   std::fprintf(stderr, "wrote %s\n", f.out.c_str());
 }
@@ -32,8 +33,10 @@ void add_export(CLI::App& app) {
       ->required()
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--format", flags->format,
-                  "gptq, awq, compressed-tensors, bnb-nf4 or dequantized")
+                  "gptq, awq, compressed-tensors, bnb-nf4, gguf or dequantized")
       ->required();
+  cmd->add_option("--gguf-type", flags->gguf_type,
+                  "gguf: llama-quantize's type (Q4_0, Q8_0, ...); the run's Linears must fit it");
   cmd->add_option("--out", flags->out, "Output folder (new or empty)")->required();
   cmd->callback([flags] { run(*flags); });
 }

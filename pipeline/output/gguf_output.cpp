@@ -27,7 +27,8 @@ GgufFloatType float_type_of(std::uint32_t type) {
 // Everything a tensor's bytes depend on, gathered once.
 struct GgufJob {
   const ModelConfig config;
-  const Checkpoint checkpoint;
+  const Checkpoint& checkpoint;
+  bool exported;  // the Linears are an earlier run's: each must keep its grid
   const GgufPolicy& policy;
   GgufModelShape shape;
   std::optional<Imatrix> imatrix;
@@ -40,9 +41,14 @@ struct GgufJob {
     const auto it = linears.find(hf_name);
     if (it == linears.end()) return std::nullopt;
     const auto* m = std::get_if<QuantizedMatrix>(&it->second->weight);
-    const std::optional<QuantSpec> spec = ggml_uniform_spec(grid);
-    if (m == nullptr || !spec || m->spec != *spec) return std::nullopt;
-    return to_ggml_blocks(*m, grid);
+    std::optional<GgmlBlocks> blocks = m ? exact_ggml_blocks(*m, grid) : std::nullopt;
+    if (!blocks && exported)
+      throw input_error(hf_name,
+                        std::string(ggml_grid_info(grid).name) +
+                            " blocks holding the run's grid exactly (4/5/8-bit symmetric "
+                            "groups of multiples of 32 with float16 scales)",
+                        "a grid they cannot hold");
+    return blocks;
   }
 
   GgufTensorData tensor(const GgufTensorPlan& plan) const {
@@ -83,12 +89,12 @@ const GgufPolicy& policy_of(const Recipe& recipe) {
 
 }  // namespace
 
-void write_gguf_file(const std::filesystem::path& source_model,
+void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint& tensors,
                      const std::filesystem::path& out_file, const Recipe& recipe,
                      const std::vector<QuantizedLinear>& linears,
-                     std::span<const ReplacedTensor> replaced) {
+                     std::span<const ReplacedTensor> replaced, bool exported) {
   const ModelConfig config = load_model_config(source_model);
-  GgufJob job{config, Checkpoint::open(source_model), policy_of(recipe), {}, std::nullopt, {}, {}};
+  GgufJob job{config, tensors, exported, policy_of(recipe), {}, std::nullopt, {}, {}};
   for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
   job.shape = {.n_layer = config.num_layers,
                .n_head = config.num_heads,

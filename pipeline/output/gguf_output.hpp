@@ -13,15 +13,18 @@
 #include <span>
 #include <vector>
 
+#include "io/safetensors.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/recipe/recipe.hpp"
 
 namespace ptq {
 
-// Writes `out_file` for the model folder `source_model`.
-void write_gguf_file(const std::filesystem::path& source_model,
+// Writes `out_file` for the model folder `source_model` (config, tokenizer)
+// whose tensors are `tensors`. `exported`: the Linears are an earlier run's,
+// and each must land exactly on its type's blocks (InputError naming it else).
+void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint& tensors,
                      const std::filesystem::path& out_file, const Recipe& recipe,
                      const std::vector<QuantizedLinear>& linears,
-                     std::span<const ReplacedTensor> replaced);
+                     std::span<const ReplacedTensor> replaced, bool exported = false);
 
 }  // namespace ptq

@@ -321,7 +321,8 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   const Checkpoint& source = options.exported ? *options.exported->tensors
                                               : opened.emplace(Checkpoint::open(source_model));
   if (recipe.format == OutputFormat::gguf) {
-    write_gguf_file(source_model, staging / kGgufFile, recipe, linears, extras.tensors);
+    write_gguf_file(source_model, source, staging / kGgufFile, recipe, linears, extras.tensors,
+                    options.exported.has_value());
   } else {
     for (auto name : kCopiedFiles)
       if (std::filesystem::exists(source_model / name))

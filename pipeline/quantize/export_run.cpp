@@ -16,11 +16,13 @@ namespace ptq {
 namespace {
 
 // The run's recipe with the new format, checked against it before any work.
-Recipe export_recipe(const H5Reader& record, OutputFormat format) {
+Recipe export_recipe(const H5Reader& record, const ExportJob& job) {
   const std::string where = record.path().string() + ": recipe";
   Recipe r = recipe_from_yaml(record.string_attribute("/", "recipe"), where);
-  r.format = format;
+  r.format = job.format;
   r.format_given = true;
+  r.gguf_type = job.gguf_type;
+  r.imatrix.clear();
   r.apply_implied_defaults();
   r.validate();
   return r;
@@ -45,11 +47,11 @@ std::vector<QuantizedLinear> run_linears(const H5Reader& record,
 
 void export_run(const ExportJob& job) {
   const auto start = std::chrono::steady_clock::now();
-  if (job.format == OutputFormat::gguf || std::filesystem::exists(job.run / "model.gguf"))
-    throw input_error("ptq export", "Hugging Face formats on both sides",
-                      "GGUF (ggml's block grids are exported by `ptq quantize --format gguf`)");
+  if (std::filesystem::exists(job.run / "model.gguf"))
+    throw input_error("ptq export --from " + job.run.string(), "a Hugging Face folder",
+                      "a GGUF run (not exported from yet)");
   const H5Reader record(job.run / "quantized.h5");
-  const Recipe recipe = export_recipe(record, job.format);
+  const Recipe recipe = export_recipe(record, job);
   const ModelConfig config = load_model_config(job.run);
   const std::optional<PackedFolder> packed = open_packed_folder(job.run);
   if (!packed && record.has_attribute("/", "weights"))

@@ -111,5 +111,44 @@ TEST(GgmlUniform, OnlyLegacyGridsHaveOne) {
   EXPECT_THROW(wrong.validate(), InputError);
 }
 
+// exact_ggml_blocks: a symmetric grid of the type's bits with zero 2^(bits-1),
+// float16 scales and groups spanning whole blocks (g128, per channel) is that
+// type's blocks, each block carrying its group's scale, decoded by ggml's
+// formula to exactly the grid's weights; float32 scales, asymmetric grids,
+// other bits and act-order groups are not.
+TEST(GgmlUniform, ExactBlocksOfWiderSymmetricGroups) {
+  for (GgmlGrid grid : {GgmlGrid::q4_0, GgmlGrid::q8_0}) {
+    for (Granularity g : {Granularity::Group, Granularity::Channel}) {
+      QuantSpec s;
+      s.bits = grid == GgmlGrid::q4_0 ? 4 : 8;
+      s.symmetry = Symmetry::Symmetric;
+      s.granularity = g;
+      s.group_size = 128;
+      s.scale_storage = ScaleStorage::f16;
+      const QuantizedMatrix m = rtn_quantize(weights(7), s);
+      const auto b = exact_ggml_blocks(m, grid);
+      ASSERT_TRUE(b.has_value()) << ggml_grid_info(grid).name;
+      const MatrixRM Q = m.dequantize();
+      for (int r = 0; r < kRows; ++r)
+        for (int c = 0; c < kCols; ++c) ASSERT_EQ(ggml_value(*b, r, c), Q(r, c)) << r << " " << c;
+      EXPECT_FALSE(exact_ggml_blocks(m, grid == GgmlGrid::q4_0 ? GgmlGrid::q8_0 : GgmlGrid::q4_0));
+      QuantizedMatrix bad = m;
+      bad.scales(0, 0) = 0.1f;  // no float16 value
+      EXPECT_FALSE(exact_ggml_blocks(bad, grid));
+      bad = m;
+      std::swap(bad.g_idx[0], bad.g_idx[kCols - 1]);
+      if (g == Granularity::Group) {
+        EXPECT_FALSE(exact_ggml_blocks(bad, grid));
+      }
+    }
+  }
+  QuantSpec asym;
+  asym.bits = 4;
+  asym.symmetry = Symmetry::Asymmetric;
+  asym.group_size = 32;
+  asym.scale_storage = ScaleStorage::f16;
+  EXPECT_FALSE(exact_ggml_blocks(rtn_quantize(weights(8), asym), GgmlGrid::q4_0));
+}
+
 }  // namespace
 }  // namespace ptq

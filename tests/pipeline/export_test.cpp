@@ -1,11 +1,10 @@
 // `ptq export --from RUN --format F --out DIR` re-emits a run of tiny in
 // another format with no forward pass: the exported Linears are the run's
-// grids exactly (gptq -> dequantized -> gptq, bnb-nf4 -> dequantized ->
-// bnb-nf4 and W8A8 compressed-tensors -> dequantized -> compressed-tensors give
-// back the same model.safetensors bytes; compressed-tensors from gptq evaluates
-// to the same perplexity); the record keeps the first run's source model; a
-// format that cannot hold the grid is refused before any work, naming why, and
-// leaves no folder.
+// grids exactly (GGUF Q4_0 blocks from a 4-bit g128 run; gptq -> dequantized -> gptq, bnb-nf4 ->
+// dequantized -> bnb-nf4 and W8A8 compressed-tensors -> dequantized -> compressed-tensors give back
+// the same model.safetensors bytes; compressed-tensors from gptq evaluates to the same perplexity);
+// the record keeps the first run's source model; a format that cannot hold the grid is refused
+// before any work, naming why, and leaves no folder.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -77,6 +76,29 @@ TEST_F(Export, GptqRunThroughDequantizedAndCompressedTensors) {
             record.string_attribute("/", "source_model_hash"));
 }
 
+// GGUF where ggml's blocks hold the grid: a 4-bit symmetric g128 grid with
+// float16 scales is Q4_0 blocks, each block the scale of its group; llama.cpp's
+// k-quant mixes hold no such grid and are refused, naming a Linear.
+TEST_F(Export, IntoGgufWhereTheBlocksHoldTheGrid) {
+  const fs::path run = quantize("run", "--method rtn --bits 4 --group 128 --sym");
+  const fs::path gguf = dir_ / "q4_0";
+  ASSERT_EQ(ptq("export --from " + run.string() + " --format gguf --gguf-type Q4_0 --out " +
+                gguf.string()),
+            0)
+      << log();
+  const Model from_gguf = open_model(gguf), from_run = open_model(run);
+  for (int layer = 0; layer < from_run.num_layers(); ++layer) {
+    const BlockWeights a = from_gguf.load_block(layer), b = from_run.load_block(layer);
+    for (LinearRole role : all_linear_roles)
+      EXPECT_EQ(a.weight(role), b.weight(role)) << layer << " " << linear_role_name(role);
+  }
+  EXPECT_NE(ptq("export --from " + run.string() + " --format gguf --gguf-type Q4_K_M --out " +
+                (dir_ / "q4_k_m").string()),
+            0);
+  EXPECT_NE(log().find("blocks holding the run's grid exactly"), std::string::npos) << log();
+  EXPECT_FALSE(fs::exists(dir_ / "q4_k_m"));
+}
+
 TEST_F(Export, Nf4AndW8A8RoundTripThroughDequantized) {
   for (const char* method : {"nf4", "w8a8"}) {
     SCOPED_TRACE(method);
@@ -99,7 +121,7 @@ TEST_F(Export, FormatsThatCannotHoldTheGridAreRefused) {
   const Refused cases[] = {
       {run, "awq", "4-bit asymmetric"},
       {run, "bnb-nf4", "format bnb-nf4"},
-      {run, "gguf", "GGUF"},
+      {run, "gguf", "gguf_type"},
       {dq, "gptq", "float16 scales"},  // the dequantized run's scales are float32
       {test::fixture("models/tiny"), "gptq", "quantized.h5"},  // not a run
   };
