@@ -1,6 +1,7 @@
 #include "pipeline/formats/ct_pack.hpp"
 
 #include <cmath>
+#include <regex>
 
 #include "algorithms/int8.hpp"
 #include "io/dtype.hpp"
@@ -239,21 +240,11 @@ CtActivations w8a8_activations(const QuantSpec& spec, const nlohmann::json& grou
 
 }  // namespace
 
-std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nlohmann::json& config,
-                                                                      const std::string& where) {
-  const auto it = config.find("quantization_config");
-  if (it == config.end() || !it->is_object() ||
-      it->value("quant_method", "") != "compressed-tensors")
-    return std::nullopt;
-  const std::string w = where + ": quantization_config";
-  const std::string format = it->value("format", "missing");
-  if (format != "pack-quantized" && format != "int-quantized")
-    throw input_error(w + ".format", "pack-quantized or int-quantized", format);
-  const auto groups = it->find("config_groups");
-  if (groups == it->end() || !groups->is_object() || groups->size() != 1)
-    throw input_error(w + ".config_groups", "one group",
-                      groups == it->end() ? "none" : groups->dump());
-  const nlohmann::json& group = groups->begin().value();
+namespace {
+
+// One config group's scheme in `format` (pack-quantized or int-quantized).
+CompressedTensorsScheme group_scheme(const nlohmann::json& group, const std::string& format,
+                                     const std::string& w) {
   CompressedTensorsScheme scheme;
   scheme.spec = weight_spec(group.value("weights", nlohmann::json::object()), w);
   scheme.spec.scale_storage = ScaleStorage::f16;
@@ -268,6 +259,73 @@ std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nloh
   scheme.spec.scale_storage = ScaleStorage::f32;
   scheme.activations = w8a8_activations(scheme.spec, group, w);
   return scheme;
+}
+
+std::vector<std::string> strings(const nlohmann::json& j, const std::string& w) {
+  if (j.is_null()) return {};
+  if (!j.is_array()) throw input_error(w, "a list of names", j.dump());
+  std::vector<std::string> out;
+  for (const auto& v : j) {
+    if (!v.is_string()) throw input_error(w, "a list of names", j.dump());
+    out.push_back(v.get<std::string>());
+  }
+  return out;
+}
+
+bool targets(const std::string& target, const std::string& module) {
+  if (target == "Linear" || target == module) return true;
+  if (!target.starts_with("re:")) return false;
+  return std::regex_search(module, std::regex(target.substr(3)),
+                           std::regex_constants::match_continuous);
+}
+
+}  // namespace
+
+const CompressedTensorsScheme* CompressedTensorsConfig::scheme_for(
+    const std::string& module) const {
+  for (const auto& t : ignore)
+    if (targets(t, module) && t != "Linear") return nullptr;
+  for (const auto& g : groups)
+    for (const auto& t : g.targets)
+      if (targets(t, module)) return &g.scheme;
+  return nullptr;
+}
+
+CtActivations CompressedTensorsConfig::activations(const std::string& where) const {
+  for (const auto& g : groups)
+    if (g.scheme.activations != groups.front().scheme.activations)
+      throw input_error(where + " config_groups", "one input_activations scheme for every group",
+                        "groups " + groups.front().name + " and " + g.name + " differ");
+  return groups.empty() ? CtActivations::none : groups.front().scheme.activations;
+}
+
+std::optional<CompressedTensorsConfig> read_compressed_tensors_config(const nlohmann::json& config,
+                                                                      const std::string& where) {
+  const auto it = config.find("quantization_config");
+  if (it == config.end() || !it->is_object() ||
+      it->value("quant_method", "") != "compressed-tensors")
+    return std::nullopt;
+  const std::string w = where + ": quantization_config";
+  const std::string format = it->value("format", "missing");
+  const auto known = [](const std::string& f) {
+    return f == "pack-quantized" || f == "int-quantized";
+  };
+  if (!known(format) && format != "mixed-precision")
+    throw input_error(w + ".format", "pack-quantized, int-quantized or mixed-precision", format);
+  const auto groups = it->find("config_groups");
+  if (groups == it->end() || !groups->is_object() || groups->empty())
+    throw input_error(w + ".config_groups", "one group or more",
+                      groups == it->end() ? "none" : groups->dump());
+  CompressedTensorsConfig out;
+  out.ignore = strings(it->value("ignore", nlohmann::json()), w + ".ignore");
+  for (const auto& [name, group] : groups->items()) {
+    const std::string gw = w + ".config_groups." + name;
+    const std::string f = group.value("format", format);
+    if (!known(f)) throw input_error(gw + ".format", "pack-quantized or int-quantized", f);
+    out.groups.push_back({name, strings(group.value("targets", nlohmann::json()), gw + ".targets"),
+                          group_scheme(group, f, gw)});
+  }
+  return out;
 }
 
 namespace {
@@ -315,17 +373,21 @@ QuantizedMatrix read_compressed_linear(const Checkpoint& packed, const std::stri
 
 Checkpoint dequantized_compressed_checkpoint(const std::filesystem::path& dir,
                                              const Checkpoint& packed,
-                                             const CompressedTensorsScheme& scheme) {
-  const auto decode = [&](const std::string& base) {
-    return read_compressed_linear(packed, base, scheme, dir.string() + ": " + base).dequantize();
-  };
-  if (scheme.int_quantized) {
-    constexpr std::string_view kParts[] = {".weight", ".weight_scale", ".input_scale"};
-    return with_linears_dequantized(dir, packed, ".weight_scale", kParts, decode);
-  }
-  constexpr std::string_view kParts[] = {".weight_packed", ".weight_scale", ".weight_zero_point",
-                                         ".weight_shape"};
-  return with_linears_dequantized(dir, packed, ".weight_packed", kParts, decode);
+                                             const CompressedTensorsConfig& config) {
+  // Both formats give every quantized Linear a weight_scale.
+  constexpr std::string_view kParts[] = {".weight",       ".weight_packed",
+                                         ".weight_scale", ".weight_zero_point",
+                                         ".weight_shape", ".input_scale"};
+  return with_linears_dequantized(
+      dir, packed, ".weight_scale", kParts, [&](const std::string& base) {
+        const std::string where = dir.string() + ": " + base;
+        const CompressedTensorsScheme* scheme = config.scheme_for(base);
+        if (scheme == nullptr)
+          throw input_error(where, "a module some config group targets",
+                            "quantized tensors of "
+                            "a module no config group names, or an ignored one");
+        return read_compressed_linear(packed, base, *scheme, where).dequantize();
+      });
 }
 
 }  // namespace ptq

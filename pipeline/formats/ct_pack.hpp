@@ -80,11 +80,31 @@ nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act
 // The same for W8A8: int8 weights per channel, int8 inputs per token (dynamic)
 // or per tensor (static, `activations` tensor).
 nlohmann::ordered_json compressed_tensors_w8a8_config(CtActivations activations);
-// The scheme of a config's compressed-tensors quantization_config with one
-// config group of int weights: pack-quantized without activation quantization
-// or int-quantized W8A8; nullopt for a config without compressed-tensors.
-// InputError naming `where` for anything else.
-std::optional<CompressedTensorsScheme> read_compressed_tensors_config(const nlohmann::json& config,
+// A compressed-tensors quantization_config: its config groups in order, each
+// with its targets and scheme, and the modules it leaves float.
+struct CompressedTensorsGroup {
+  std::string name;
+  std::vector<std::string> targets;
+  CompressedTensorsScheme scheme;
+};
+struct CompressedTensorsConfig {
+  std::vector<CompressedTensorsGroup> groups;
+  std::vector<std::string> ignore;
+
+  // The scheme of the Linear `module` ("model.layers.0.mlp.down_proj"): the
+  // first group with a target naming it ("Linear", "re:<regex>" matched from
+  // the start of the name, or the name itself); nullptr when ignored or in none.
+  const CompressedTensorsScheme* scheme_for(const std::string& module) const;
+  // The int8 input scheme every group states (ptq's forward rounds each block
+  // input once); InputError naming `where` when the groups differ.
+  CtActivations activations(const std::string& where) const;
+};
+
+// The config of a config.json with a compressed-tensors quantization_config of
+// int weights, each group pack-quantized without activation quantization or
+// int-quantized W8A8 (the top-level format, or "mixed-precision" with one per
+// group); nullopt without one. InputError naming `where` for anything else.
+std::optional<CompressedTensorsConfig> read_compressed_tensors_config(const nlohmann::json& config,
                                                                       const std::string& where);
 
 // The grid of the quantized Linear <base> in the scheme's format; InputError
@@ -97,6 +117,6 @@ QuantizedMatrix read_compressed_linear(const Checkpoint& packed, const std::stri
 // <name>.weight, weight_scale, input_scale) replaced by its float32 <name>.weight.
 Checkpoint dequantized_compressed_checkpoint(const std::filesystem::path& dir,
                                              const Checkpoint& packed,
-                                             const CompressedTensorsScheme& scheme);
+                                             const CompressedTensorsConfig& config);
 
 }  // namespace ptq

@@ -4,6 +4,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "io/error.hpp"
 #include "pipeline/formats/awq_pack.hpp"
 #include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/formats/ct_pack.hpp"
@@ -33,13 +34,17 @@ std::optional<PackedFolder> open_packed_folder(const std::filesystem::path& dir)
                        return read_awq_linear(Checkpoint::open(dir), base, *spec, name(base));
                      },
                      [=] { return dequantized_awq_checkpoint(dir, Checkpoint::open(dir), *spec); }};
-  } else if (const auto scheme = read_compressed_tensors_config(config, where)) {
+  } else if (const auto ct = read_compressed_tensors_config(config, where)) {
     f = PackedFolder{
         OutputFormat::compressed_tensors,
         [=](const std::string& base) -> QuantizedWeight {
+          const CompressedTensorsScheme* scheme = ct->scheme_for(base);
+          if (scheme == nullptr)
+            throw input_error(name(base), "a Linear some config group targets",
+                              "one no group names, or an ignored one");
           return read_compressed_linear(Checkpoint::open(dir), base, *scheme, name(base));
         },
-        [=] { return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *scheme); }};
+        [=] { return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *ct); }};
   } else if (read_bnb_quantization_config(config, where)) {
     f = PackedFolder{OutputFormat::bnb_nf4,
                      [=](const std::string& base) -> QuantizedWeight {

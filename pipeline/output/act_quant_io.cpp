@@ -32,10 +32,11 @@ nlohmann::ordered_json read_json(const std::filesystem::path& path) {
 std::optional<ActivationQuant> compressed_tensors_activations(const std::filesystem::path& dir,
                                                               const nlohmann::json& config,
                                                               int num_layers) {
-  const auto scheme = read_compressed_tensors_config(config, (dir / "config.json").string());
-  if (!scheme || scheme->activations == CtActivations::none) return std::nullopt;
-  if (scheme->activations == CtActivations::token)
-    return ActivationQuant{ActGranularity::Token, {}};
+  const std::string where = (dir / "config.json").string();
+  const auto ct = read_compressed_tensors_config(config, where);
+  const CtActivations activations = ct ? ct->activations(where) : CtActivations::none;
+  if (activations == CtActivations::none) return std::nullopt;
+  if (activations == CtActivations::token) return ActivationQuant{ActGranularity::Token, {}};
   ActivationQuant q{ActGranularity::Tensor, std::vector<InputScales>(num_layers, InputScales{})};
   const Checkpoint checkpoint = Checkpoint::open(dir);
   for (int layer = 0; layer < num_layers; ++layer)

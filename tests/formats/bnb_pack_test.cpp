@@ -18,19 +18,12 @@
 namespace ptq {
 namespace {
 
+using test::owned;
+
 using test::expect_input_error;
 
 Nf4Matrix grid(unsigned seed, int block = 64) {
   return nf4_quantize(test::packed_test_weights(seed), Nf4Config{block, 256});
-}
-
-template <class T>
-OwnedTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shape,
-                  const std::vector<T>& v) {
-  OwnedTensor t{std::move(name), dtype, std::move(shape),
-                std::vector<std::byte>(v.size() * sizeof(T))};
-  std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
-  return t;
 }
 
 // The Linear "l" as a checkpoint, as the output writer lays it out.

@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
 #include <random>
 
@@ -20,6 +21,8 @@
 
 namespace ptq {
 namespace {
+
+using test::owned;
 
 using test::expect_input_error;
 constexpr int kOut = test::kPackedOut, kIn = test::kPackedIn;
@@ -125,16 +128,20 @@ TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
   const nlohmann::json config = {{"quantization_config", compressed_tensors_config(s, false)}};
   const auto back = read_compressed_tensors_config(config, "config.json");
   ASSERT_TRUE(back.has_value());
-  EXPECT_EQ(back->spec, s);
-  EXPECT_FALSE(back->int_quantized);
-  EXPECT_EQ(back->activations, CtActivations::none);
+  ASSERT_EQ(back->groups.size(), 1u);
+  const CompressedTensorsScheme* scheme = back->scheme_for("model.layers.0.mlp.up_proj");
+  ASSERT_NE(scheme, nullptr);
+  EXPECT_EQ(scheme->spec, s);
+  EXPECT_FALSE(scheme->int_quantized);
+  EXPECT_EQ(back->activations("c"), CtActivations::none);
+  EXPECT_EQ(back->scheme_for("lm_head"), nullptr);  // ignored
   EXPECT_FALSE(
       read_compressed_tensors_config(nlohmann::json{{"model_type", "llama"}}, "c").has_value());
   // GPTQ's act-order with static groups is compressed-tensors' "weight" actorder.
   const nlohmann::json weight_order = {{"quantization_config", compressed_tensors_config(s, true)}};
   EXPECT_EQ(weight_order["quantization_config"]["config_groups"]["group_0"]["weights"]["actorder"],
             "weight");
-  EXPECT_EQ(read_compressed_tensors_config(weight_order, "config.json")->spec, s);
+  EXPECT_EQ(read_compressed_tensors_config(weight_order, "config.json")->groups[0].scheme.spec, s);
   const auto refused = [&](const std::function<void(nlohmann::json&)>& edit,
                            const std::string& needle) {
     nlohmann::json c = config;
@@ -142,9 +149,16 @@ TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
     expect_input_error([&] { read_compressed_tensors_config(c, "config.json"); }, needle);
   };
   refused([](nlohmann::json& q) { q["format"] = "float-quantized"; }, "format");
-  refused([](nlohmann::json& q) { q["format"] = "int-quantized"; }, "8-bit symmetric per channel");
-  refused([](nlohmann::json& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; },
+  refused(
+      [](nlohmann::json& q) {
+        q["format"] = "int-quantized";  // the group's own format wins over the top level's
+        q["config_groups"]["group_0"]["format"] = "int-quantized";
+      },
+      "8-bit symmetric per channel");
+  refused([](nlohmann::json& q) { q["config_groups"] = nlohmann::json::object(); },
           "config_groups");
+  refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["targets"] = "Linear"; },
+          "targets");
   refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["num_bits"] = 3; },
           "weights");
   refused(
@@ -182,18 +196,73 @@ TEST(CompressedPack, Int8RoundTripsAndW8A8ConfigReadsBack) {
   expect_input_error([&] { unpack_int8(cut, "layer"); }, "weight_scale");
   for (CtActivations a : {CtActivations::token, CtActivations::tensor}) {
     const nlohmann::json config = {{"quantization_config", compressed_tensors_w8a8_config(a)}};
-    const auto scheme = read_compressed_tensors_config(config, "config.json");
-    ASSERT_TRUE(scheme.has_value());
-    EXPECT_TRUE(scheme->int_quantized);
-    EXPECT_EQ(scheme->activations, a);
-    EXPECT_EQ(scheme->spec.bits, 8);
-    EXPECT_EQ(scheme->spec.granularity, Granularity::Channel);
+    const auto ct = read_compressed_tensors_config(config, "config.json");
+    ASSERT_TRUE(ct.has_value());
+    const CompressedTensorsScheme& scheme = ct->groups.at(0).scheme;
+    EXPECT_TRUE(scheme.int_quantized);
+    EXPECT_EQ(ct->activations("c"), a);
+    EXPECT_EQ(scheme.spec.bits, 8);
+    EXPECT_EQ(scheme.spec.granularity, Granularity::Channel);
     nlohmann::json bad = config;
     bad["quantization_config"]["config_groups"]["group_0"]["input_activations"]["dynamic"] =
         a == CtActivations::tensor;
     expect_input_error([&] { read_compressed_tensors_config(bad, "config.json"); },
                        "input_activations");
   }
+}
+
+// Several config groups (llm-compressor's mixed precision): each Linear takes
+// the first group that targets it ("re:" from the start of its name, then
+// "Linear"), ignored modules none; a folder mixing a W8A16 down_proj with W4A16
+// elsewhere dequantizes each by its own group; groups that disagree on the
+// int8 inputs are refused.
+TEST(CompressedPack, SeveralConfigGroupsEachTakeTheirLinears) {
+  const QuantSpec w4 = spec(4, Symmetry::Symmetric, Granularity::Group);
+  const QuantSpec w8 = spec(8, Symmetry::Asymmetric, Granularity::Channel);
+  nlohmann::json q = compressed_tensors_config(w4, false);
+  q["format"] = "mixed-precision";
+  q["config_groups"]["group_1"] = q["config_groups"]["group_0"];
+  q["config_groups"]["group_0"] = compressed_tensors_config(w8, false)["config_groups"]["group_0"];
+  q["config_groups"]["group_0"]["targets"] = {"re:.*mlp\\.down_proj$"};
+  q["ignore"] = {"lm_head", "model.layers.1.mlp.down_proj"};
+  const nlohmann::json config = {{"quantization_config", q}};
+  const auto ct = read_compressed_tensors_config(config, "config.json");
+  ASSERT_TRUE(ct.has_value());
+  EXPECT_EQ(ct->scheme_for("model.layers.0.mlp.down_proj")->spec.bits, 8);
+  EXPECT_EQ(ct->scheme_for("model.layers.0.mlp.up_proj")->spec, w4);
+  EXPECT_EQ(ct->scheme_for("model.layers.1.mlp.down_proj"), nullptr);
+
+  const QuantizedMatrix a = rtn_quantize(weights(9), w8), b = rtn_quantize(weights(10), w4);
+  std::vector<OwnedTensor> tensors;
+  for (const auto& [base, m] : {std::pair{std::string("model.layers.0.mlp.down_proj"), &a},
+                                std::pair{std::string("model.layers.0.mlp.up_proj"), &b}}) {
+    const CompressedLinear l = pack_compressed(*m, base);
+    const auto words = [&](std::int64_t n) { return (n * l.bits + 31) / 32; };
+    tensors.push_back(
+        owned(base + ".weight_packed", DType::I32, {l.out, words(l.in)}, l.weight_packed));
+    tensors.push_back(owned(base + ".weight_scale", DType::F16, {l.out, l.groups}, l.weight_scale));
+    tensors.push_back(
+        owned(base + ".weight_shape", DType::I64, {2}, std::vector<std::int64_t>{l.out, l.in}));
+    if (!l.symmetric)
+      tensors.push_back(owned(base + ".weight_zero_point", DType::I32, {words(l.out), l.groups},
+                              l.weight_zero_point));
+  }
+  const Checkpoint packed = Checkpoint::from_memory("mem", std::move(tensors));
+  const Checkpoint back = dequantized_compressed_checkpoint("mem", packed, *ct);
+  for (const auto& [base, m] : {std::pair{std::string("model.layers.0.mlp.down_proj"), &a},
+                                std::pair{std::string("model.layers.0.mlp.up_proj"), &b}}) {
+    const TensorView& t = back.require(base + ".weight");
+    const MatrixRM want = m->dequantize();
+    ASSERT_EQ(t.bytes.size(), static_cast<std::size_t>(want.size()) * sizeof(float)) << base;
+    EXPECT_EQ(std::memcmp(t.bytes.data(), want.data(), t.bytes.size()), 0) << base;
+  }
+
+  nlohmann::json mixed = config;
+  mixed["quantization_config"]["config_groups"]["group_0"] =
+      compressed_tensors_w8a8_config(CtActivations::token)["config_groups"]["group_0"];
+  const auto w8a8 = read_compressed_tensors_config(mixed, "config.json");
+  ASSERT_TRUE(w8a8.has_value());
+  expect_input_error([&] { w8a8->activations("config.json"); }, "input_activations");
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
 #pragma once
-// Shared by the packed-format tests (gptq_pack, awq_pack, ct_pack): trained-like
-// random weights, a grid fitted with float16 scales as the packed formats
-// store them, and an InputError check on the message.
+// Shared by the packed-format tests (gptq_pack, awq_pack, ct_pack, bnb_pack):
+// trained-like random weights, a grid fitted with float16 scales as the packed
+// formats store them, an in-memory tensor, and an InputError check on the message.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <functional>
 #include <random>
 #include <string>
@@ -11,6 +12,7 @@
 #include "algorithms/matrix.hpp"
 #include "algorithms/quant_grid.hpp"
 #include "io/error.hpp"
+#include "io/safetensors.hpp"
 
 namespace ptq::test {
 
@@ -34,6 +36,16 @@ inline QuantSpec packed_test_spec(int bits, Symmetry symmetry, Granularity granu
   s.group_size = 32;
   s.scale_storage = ScaleStorage::f16;
   return s;
+}
+
+// An in-memory checkpoint tensor holding `v`.
+template <class T>
+OwnedTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shape,
+                  const std::vector<T>& v) {
+  OwnedTensor t{std::move(name), dtype, std::move(shape),
+                std::vector<std::byte>(v.size() * sizeof(T))};
+  std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
+  return t;
 }
 
 inline void expect_input_error(const std::function<void()>& f, const std::string& needle) {
