@@ -261,13 +261,20 @@ CompressedTensorsScheme group_scheme(const nlohmann::json& group, const std::str
   return scheme;
 }
 
-std::vector<std::string> strings(const nlohmann::json& j, const std::string& w) {
+// A list of module targets; each "re:" one must be a regular expression.
+std::vector<std::string> target_list(const nlohmann::json& j, const std::string& w) {
   if (j.is_null()) return {};
   if (!j.is_array()) throw input_error(w, "a list of names", j.dump());
   std::vector<std::string> out;
   for (const auto& v : j) {
     if (!v.is_string()) throw input_error(w, "a list of names", j.dump());
     out.push_back(v.get<std::string>());
+    if (!out.back().starts_with("re:")) continue;
+    try {
+      std::regex(out.back().substr(3));
+    } catch (const std::regex_error&) {
+      throw input_error(w, "regular expressions after re:", "\"" + out.back() + "\"");
+    }
   }
   return out;
 }
@@ -317,12 +324,13 @@ std::optional<CompressedTensorsConfig> read_compressed_tensors_config(const nloh
     throw input_error(w + ".config_groups", "one group or more",
                       groups == it->end() ? "none" : groups->dump());
   CompressedTensorsConfig out;
-  out.ignore = strings(it->value("ignore", nlohmann::json()), w + ".ignore");
+  out.ignore = target_list(it->value("ignore", nlohmann::json()), w + ".ignore");
   for (const auto& [name, group] : groups->items()) {
     const std::string gw = w + ".config_groups." + name;
     const std::string f = group.value("format", format);
     if (!known(f)) throw input_error(gw + ".format", "pack-quantized or int-quantized", f);
-    out.groups.push_back({name, strings(group.value("targets", nlohmann::json()), gw + ".targets"),
+    out.groups.push_back({name,
+                          target_list(group.value("targets", nlohmann::json()), gw + ".targets"),
                           group_scheme(group, f, gw)});
   }
   return out;

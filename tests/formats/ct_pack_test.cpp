@@ -159,6 +159,8 @@ TEST(CompressedPack, ConfigReadsBackAndRefusesWhatItCannotRead) {
           "config_groups");
   refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["targets"] = "Linear"; },
           "targets");
+  refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["targets"] = {"re:(unclosed"}; },
+          "regular expressions");
   refused([](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["num_bits"] = 3; },
           "weights");
   refused(
