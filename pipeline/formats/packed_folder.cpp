@@ -20,38 +20,42 @@ std::optional<PackedFolder> open_packed_folder(const std::filesystem::path& dir)
   if (config.is_discarded()) return std::nullopt;  // Model::open names the parse error
   const std::string where = config_path.string();
   const auto name = [dir](const std::string& base) { return dir.string() + ": " + base; };
+  // Opened once a format matched; every Linear's grid and the dequantized view read it.
+  const auto open = [&] { return std::make_shared<const Checkpoint>(Checkpoint::open(dir)); };
   std::optional<PackedFolder> f;
   if (const auto grid = read_gptq_quantization_config(config, where)) {
-    f = PackedFolder{
-        OutputFormat::gptq,
-        [=](const std::string& base) -> QuantizedWeight {
-          return read_gptq_linear(Checkpoint::open(dir), base, *grid, name(base));
-        },
-        [=] { return dequantized_gptq_checkpoint(dir, Checkpoint::open(dir), *grid); }};
+    const auto packed = open();
+    f = PackedFolder{OutputFormat::gptq,
+                     [=](const std::string& base) -> QuantizedWeight {
+                       return read_gptq_linear(*packed, base, *grid, name(base));
+                     },
+                     [=] { return dequantized_gptq_checkpoint(dir, *packed, *grid); }};
   } else if (const auto spec = read_awq_quantization_config(config, where)) {
+    const auto packed = open();
     f = PackedFolder{OutputFormat::awq,
                      [=](const std::string& base) -> QuantizedWeight {
-                       return read_awq_linear(Checkpoint::open(dir), base, *spec, name(base));
+                       return read_awq_linear(*packed, base, *spec, name(base));
                      },
-                     [=] { return dequantized_awq_checkpoint(dir, Checkpoint::open(dir), *spec); }};
+                     [=] { return dequantized_awq_checkpoint(dir, *packed, *spec); }};
   } else if (const auto ct = read_compressed_tensors_config(config, where)) {
-    f = PackedFolder{
-        OutputFormat::compressed_tensors,
-        [=](const std::string& base) -> QuantizedWeight {
-          const CompressedTensorsScheme* scheme = ct->scheme_for(base);
-          if (scheme == nullptr)
-            throw input_error(name(base), "a Linear some config group targets",
-                              "one no group names, or an ignored one");
-          return read_compressed_linear(Checkpoint::open(dir), base, *scheme, name(base));
-        },
-        [=] { return dequantized_compressed_checkpoint(dir, Checkpoint::open(dir), *ct); }};
+    const auto packed = open();
+    f = PackedFolder{OutputFormat::compressed_tensors,
+                     [=](const std::string& base) -> QuantizedWeight {
+                       const CompressedTensorsScheme* scheme = ct->scheme_for(base);
+                       if (scheme == nullptr)
+                         throw input_error(name(base), "a Linear some config group targets",
+                                           "one no group names, or an ignored one");
+                       return read_compressed_linear(*packed, base, *scheme, name(base));
+                     },
+                     [=] { return dequantized_compressed_checkpoint(dir, *packed, *ct); }};
   } else if (read_bnb_quantization_config(config, where)) {
+    const auto packed = open();
     f = PackedFolder{OutputFormat::bnb_nf4,
                      [=](const std::string& base) -> QuantizedWeight {
-                       return unpack_bnb_nf4(
-                           read_bnb_linear(Checkpoint::open(dir), base, name(base)), name(base));
+                       return unpack_bnb_nf4(read_bnb_linear(*packed, base, name(base)),
+                                             name(base));
                      },
-                     [=] { return dequantized_bnb_checkpoint(dir, Checkpoint::open(dir)); }};
+                     [=] { return dequantized_bnb_checkpoint(dir, *packed); }};
   }
   return f;
 }

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -202,27 +201,33 @@ void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
   md << "\n";
 }
 
-std::string model_card(const std::filesystem::path& source, const Recipe& recipe,
+// An export's card is named after the first run's source model and says where
+// it came from.
+std::string model_card(const std::filesystem::path& source,
+                       const std::optional<ExportedRun>& exported, const Recipe& recipe,
                        const CalibrationSet* calibration,
                        const std::vector<QuantizedLinear>& linears,
                        const std::vector<std::string>& warnings,
                        const std::optional<StatsMixRecord>& from_stats, const FolderSizes& sizes) {
   std::ostringstream md;
-  md << "# " << source.filename().string() << " — " << recipe_title(recipe) << "\n\n";
+  const std::string model_name = exported ? exported->source_model : source.filename().string();
+  md << "# " << model_name << " — " << recipe_title(recipe) << "\n\n";
+  if (exported)
+    md << "Exported by `ptq export` from the run `" << source.filename().string()
+       << "`, whose `quantized.h5` keeps the calibration record.\n\n";
   if (recipe.format == OutputFormat::gguf) {
-    md << "Quantized by ptq from `" << source.filename().string() << "` into `" << kGgufFile
+    md << "Quantized by ptq from `" << model_name << "` into `" << kGgufFile
        << "`, llama.cpp's GGUF,\nwith llama-quantize's per-tensor types for " << recipe.gguf_type
        << " (embeddings and head included); `quantized.h5`\nrecords the recipe, the calibration "
           "data and the per-Linear errors.\n\n";
   } else if (recipe.format != OutputFormat::dequantized) {
-    md << "Quantized by ptq from `" << source.filename().string() << "` into a "
+    md << "Quantized by ptq from `" << model_name << "` into a "
        << output_format_info(recipe.format).description
        << ",\n`quantization_config` in `config.json`: every decoder block's Linears packed; "
           "`quantized.h5`\nrecords the recipe, the calibration data and the per-Linear errors. "
           "Embeddings and the head are unchanged.\n\n";
   } else {
-    md << "Quantized by ptq from `" << source.filename().string()
-       << "`. The Linears of every decoder block\n"
+    md << "Quantized by ptq from `" << model_name << "`. The Linears of every decoder block\n"
        << "are stored dequantized in float16 (`model.safetensors`); their integer codes, scales, "
           "zeros\n"
        << "and `g_idx` are in `quantized.h5`. Embeddings and the head are unchanged; "
@@ -267,19 +272,6 @@ std::string model_card(const std::filesystem::path& source, const Recipe& recipe
     for (const auto& w : warnings) md << "- " << w << "\n";
   }
   return md.str();
-}
-
-// The card of a run, or of an export named after the first run's source model
-// with a line saying where it came from.
-std::string exported_card(const std::optional<ExportedRun>& exported,
-                          const std::filesystem::path& source,
-                          const std::function<std::string(const std::filesystem::path&)>& card) {
-  if (!exported) return card(source);
-  std::string md = card(exported->source_model);
-  const std::size_t title_end = md.find("\n\n") + 2;
-  return md.substr(0, title_end) + "Exported by `ptq export` from the run `" +
-         source.filename().string() + "`, whose `quantized.h5` keeps the calibration record.\n\n" +
-         md.substr(title_end);
 }
 
 void write_run_log(const std::filesystem::path& path, const RunInfo& run,
@@ -342,11 +334,9 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
   std::int64_t parameters = 0;
   for (const TensorView* t : source.tensors()) parameters += t->numel();
   const FolderSizes sizes = folder_sizes(staging, recipe.format, parameters);
-  write_text_atomic(
-      staging / "README.md",
-      exported_card(options.exported, source_model, [&](const std::filesystem::path& named) {
-        return model_card(named, recipe, calibration, linears, warnings, run.from_stats, sizes);
-      }));
+  write_text_atomic(staging / "README.md",
+                    model_card(source_model, options.exported, recipe, calibration, linears,
+                               warnings, run.from_stats, sizes));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
   write_run_log(staging / "run.json", logged, linears, folder_sizes_json(sizes, recipe.format));

@@ -57,11 +57,7 @@ TEST(AwqPack, WordsInterleaveOutputColumnsInAwqOrder) {
 TEST(AwqPack, RoundTripsTheGrid) {
   const QuantizedMatrix m = quantized(2);
   const QuantizedMatrix back = unpack_awq(pack_awq(m, "test"), awq_spec(), "test");
-  EXPECT_EQ(back.codes, m.codes);
-  EXPECT_EQ(back.scales, m.scales);
-  EXPECT_EQ(back.zeros, m.zeros);
-  EXPECT_EQ(back.g_idx, m.g_idx);
-  EXPECT_EQ(back.dequantize(), m.dequantize());
+  test::expect_same_grid(back, m);
 }
 
 TEST(AwqPack, BadGridsTensorsAndConfigsAreInputErrors) {

@@ -32,14 +32,6 @@ QuantSpec spec(int bits, Symmetry symmetry, Granularity granularity) {
   return test::packed_test_spec(bits, symmetry, granularity);
 }
 
-void expect_same(const QuantizedMatrix& a, const QuantizedMatrix& b) {
-  EXPECT_EQ(a.spec, b.spec);
-  EXPECT_EQ(a.codes, b.codes);
-  EXPECT_EQ(a.scales, b.scales);
-  EXPECT_EQ(a.zeros, b.zeros);
-  EXPECT_EQ(a.g_idx, b.g_idx);
-}
-
 TEST(GptqPack, FourBitWordsHoldEightInputsLowNibbleFirst) {
   QuantizedMatrix m = rtn_quantize(weights(1), spec(4, Symmetry::Symmetric, Granularity::Channel));
   for (int o = 0; o < kOut; ++o)
@@ -86,7 +78,7 @@ TEST(GptqPack, RoundTripsEveryBitWidthAndGrid) {
             for (int c = 0; c < kIn; ++c) m.g_idx[c] = ((c * 37) % kIn) / s.group_size;
           const GptqZeros zeros = gptq_zeros_needed(m);
           EXPECT_EQ(zeros, sym == Symmetry::Asymmetric ? GptqZeros::v2 : GptqZeros::v1);
-          expect_same(unpack_gptq(pack_gptq(m, zeros, "test"), zeros, s, "test"), m);
+          test::expect_same_grid(unpack_gptq(pack_gptq(m, zeros, "test"), zeros, s, "test"), m);
         }
 }
 

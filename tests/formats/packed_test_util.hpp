@@ -1,7 +1,8 @@
 #pragma once
 // Shared by the packed-format tests (gptq_pack, awq_pack, ct_pack, bnb_pack):
 // trained-like random weights, a grid fitted with float16 scales as the packed
-// formats store them, an in-memory tensor, and an InputError check on the message.
+// formats store them, an in-memory tensor, the check that a grid came back whole,
+// and an InputError check on the message.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include "algorithms/matrix.hpp"
 #include "algorithms/quant_grid.hpp"
+#include "algorithms/quantized_matrix.hpp"
 #include "io/error.hpp"
 #include "io/safetensors.hpp"
 
@@ -46,6 +48,16 @@ OwnedTensor owned(std::string name, DType dtype, std::vector<std::int64_t> shape
                 std::vector<std::byte>(v.size() * sizeof(T))};
   std::memcpy(t.bytes.data(), v.data(), t.bytes.size());
   return t;
+}
+
+// A grid read back from a format: the same spec, codes, scales, zeros, g_idx and weights.
+inline void expect_same_grid(const QuantizedMatrix& back, const QuantizedMatrix& m) {
+  EXPECT_EQ(back.spec, m.spec);
+  EXPECT_EQ(back.codes, m.codes);
+  EXPECT_EQ(back.scales, m.scales);
+  EXPECT_EQ(back.zeros, m.zeros);
+  EXPECT_EQ(back.g_idx, m.g_idx);
+  EXPECT_EQ(back.dequantize(), m.dequantize());
 }
 
 inline void expect_input_error(const std::function<void()>& f, const std::string& needle) {
