@@ -119,6 +119,7 @@ struct Plan {
   std::vector<std::int32_t> g_idx;  // by original column
   // Clip importance d_c (empty = uniform) by original column and in quantization order.
   Eigen::Matrix<T, Eigen::Dynamic, 1> importance, ordered_importance;
+  LevelGrid* levels = nullptr;  // gptq_quantize_levels: round onto these instead
 };
 
 template <class T>
@@ -198,6 +199,64 @@ void quantize_column(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eige
 constexpr Eigen::Index kSubBlock = 16;
 
 // The block [i1, i1 + count) for rows [r0, r0 + rows): the reference's inner loop.
+// The index of the level nearest x in ascending `levels`.
+template <class T>
+int nearest_level(const LevelGrid& g, T x) {
+  const auto n = static_cast<int>(g.levels.size());
+  if (g.consecutive) {
+    const T k = std::nearbyint(x) - static_cast<T>(g.levels.front());
+    return static_cast<int>(std::clamp(k, T(0), static_cast<T>(n - 1)));
+  }
+  const auto above = std::upper_bound(g.levels.begin(), g.levels.end(), x,
+                                      [](T v, float level) { return v < static_cast<T>(level); });
+  const auto k = static_cast<int>(above - g.levels.begin());
+  if (k == 0) return 0;
+  if (k == n) return n - 1;
+  return x - static_cast<T>(g.levels[k - 1]) <= static_cast<T>(g.levels[k]) - x ? k - 1 : k;
+}
+
+// quantize_column for a LevelGrid: each weight to its cell's nearest level.
+template <class T>
+void quantize_level_column(const Plan<T>& plan, LoopState<T>& s, Eigen::Index r0, Eigen::Index rows,
+                           Eigen::Index i1, Eigen::Index i) {
+  const LevelGrid& g = *plan.levels;
+  const Eigen::Index column = plan.hessian.order[i1 + i];
+  const Eigen::Index cell = column / g.cell_width;
+  const auto nearest_zero = static_cast<int>(
+      std::min_element(g.levels.begin(), g.levels.end(),
+                       [](float a, float b) { return std::abs(a) < std::abs(b); }) -
+      g.levels.begin());
+  for (Eigen::Index r = r0; r < r0 + rows; ++r) {
+    const T w = s.W1(r, i);
+    const auto scale = static_cast<T>(g.scale(r, cell));
+    const auto offset = static_cast<T>(g.offset(r, cell));
+    const int k = scale == T(0) ? nearest_zero : nearest_level(g, (w - offset) / scale);
+    const T err = (w - (scale * static_cast<T>(g.levels[k]) + offset)) / plan.U(i1 + i, i1 + i);
+    s.err(r, i) = err;
+    s.loss[r] += static_cast<double>(err) * static_cast<double>(err) / 2;
+    s.codes(r, column) = static_cast<std::uint8_t>(k);
+  }
+}
+
+// Calls the LevelGrid's fit for rows [r0, r0 + rows) when block column i (a
+// multiple of kSubBlock) starts a fit: at the start of a sub-block every later
+// column of W1, and at the start of a lazy block every later column of W, has
+// all earlier columns' error feedback.
+template <class T>
+void fit_levels(const Plan<T>& plan, LoopState<T>& s, Eigen::Index i1, Eigen::Index count,
+                Eigen::Index i, Eigen::Index r0, Eigen::Index rows) {
+  LevelGrid& g = *plan.levels;
+  if (!g.fit || (i1 + i) % g.fit_width != 0) return;
+  const Eigen::Index width = std::min<Eigen::Index>(g.fit_width, s.W.cols() - i1 - i);
+  MatrixRM part(rows, width);
+  for (Eigen::Index c = 0; c < width; ++c) {
+    part.col(c) = (i + c < count ? s.W1.col(i + c) : s.W.col(i1 + i + c))
+                      .segment(r0, rows)
+                      .template cast<float>();
+  }
+  g.fit(r0, i1 + i, part, g);
+}
+
 template <class T>
 void quantize_block_rows(const Plan<T>& plan, LoopState<T>& s, Eigen::Index i1, Eigen::Index count,
                          Eigen::Index r0, Eigen::Index rows) {
@@ -206,9 +265,14 @@ void quantize_block_rows(const Plan<T>& plan, LoopState<T>& s, Eigen::Index i1, 
   const auto err = s.err.middleRows(r0, rows);
   for (Eigen::Index b1 = 0; b1 < count; b1 += kSubBlock) {
     const Eigen::Index b2 = std::min(b1 + kSubBlock, count);
+    if (plan.levels != nullptr) fit_levels(plan, s, i1, count, b1, r0, rows);
     for (Eigen::Index i = b1; i < b2; ++i) {
-      select_grids(plan, s, r0, rows, i1 + i);
-      quantize_column(plan, s, r0, rows, i1, i);
+      if (plan.levels != nullptr) {
+        quantize_level_column(plan, s, r0, rows, i1, i);
+      } else {
+        select_grids(plan, s, r0, rows, i1 + i);
+        quantize_column(plan, s, r0, rows, i1, i);
+      }
       for (Eigen::Index k = i + 1; k < b2; ++k) W1.col(k) -= U(i1 + i, i1 + k) * err.col(i);
     }
     W1.rightCols(count - b2).noalias() -=
@@ -232,41 +296,25 @@ template <class T>
 ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
   const QuantSpec& spec = plan.config.spec;
   ColMatrix<T> Wt = W.cast<T>();
+  const bool uniform = plan.levels == nullptr;
   // As in the reference, per-tensor/channel grids see W before dead columns are zeroed.
-  if (spec.granularity != Granularity::Group)
+  if (uniform && spec.granularity != Granularity::Group)
     plan.fixed = fit_clipped_grids(Wt, spec, plan.config.clip, plan.importance);
   for (Eigen::Index c = 0; c < W.cols(); ++c) {
     if (plan.hessian.dead[c]) Wt.col(c).setZero();
   }
-  if (plan.config.group_grids == GroupGrids::Static)
+  if (uniform && plan.config.group_grids == GroupGrids::Static)
     plan.fixed = fit_clipped_grids(Wt, spec, plan.config.clip, plan.importance);
   ColMatrix<T> ordered(W.rows(), W.cols());
   for (Eigen::Index j = 0; j < W.cols(); ++j) ordered.col(j) = Wt.col(plan.hessian.order[j]);
   return ordered;
 }
 
+// The column loop over every lazy block of s.W, rows in fixed chunks.
 template <class T>
-GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
-  use_single_threaded_blas();
-  const QuantSpec& spec = config.spec;
-  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order),
-               {},     {}};
-  set_importance(plan);
-  GptqResult result;
-  result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
-  const Eigen::Index out = W.rows(), n = W.cols();
-  LoopState<T> s{prepare_weights(W, plan),
-                 {},
-                 {},
-                 Column<T>(out),
-                 Column<T>(out),
-                 Column<double>::Zero(out),
-                 plan.fixed,
-                 result.quantized.codes};
-  if (spec.granularity == Granularity::Group && config.group_grids == GroupGrids::Dynamic) {
-    s.grids.scales.resize(out, spec.groups_per_row(static_cast<int>(n)));
-    s.grids.zeros.resize(out, spec.groups_per_row(static_cast<int>(n)));
-  }
+void run_columns(const Plan<T>& plan, LoopState<T>& s) {
+  const GptqConfig& config = plan.config;
+  const Eigen::Index out = s.W.rows(), n = s.W.cols();
   const Eigen::Index step = config.rows_per_task;
   const Eigen::Index tasks = (out + step - 1) / step;
   for (Eigen::Index i1 = 0; i1 < n; i1 += config.block_size) {
@@ -286,10 +334,68 @@ GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqCon
     });
     if (config.progress) config.progress(i1 + count, n);
   }
+}
+
+template <class T>
+GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
+  use_single_threaded_blas();
+  const QuantSpec& spec = config.spec;
+  Plan<T> plan{
+      config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order), {},
+      {},     nullptr};
+  set_importance(plan);
+  GptqResult result;
+  result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
+  const Eigen::Index out = W.rows(), n = W.cols();
+  LoopState<T> s{prepare_weights(W, plan),
+                 {},
+                 {},
+                 Column<T>(out),
+                 Column<T>(out),
+                 Column<double>::Zero(out),
+                 plan.fixed,
+                 result.quantized.codes};
+  if (spec.granularity == Granularity::Group && config.group_grids == GroupGrids::Dynamic) {
+    s.grids.scales.resize(out, spec.groups_per_row(static_cast<int>(n)));
+    s.grids.zeros.resize(out, spec.groups_per_row(static_cast<int>(n)));
+  }
+  run_columns(plan, s);
   result.quantized.scales = s.grids.scales.template cast<float>();
   result.quantized.zeros = s.grids.zeros.template cast<float>();
   result.loss = s.loss.sum();  // fixed order
   return result;
+}
+
+template <class T>
+LevelGptqResult run_gptq_levels(const MatrixRM& W, const GptqHessian& hessian,
+                                const GptqConfig& config, LevelGrid& grid) {
+  use_single_threaded_blas();
+  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, {}, {}, {}, &grid};
+  LevelGptqResult result;
+  result.codes.resize(W.rows(), W.cols());
+  LoopState<T> s{prepare_weights(W, plan),       {}, {},          {}, {},
+                 Column<double>::Zero(W.rows()), {}, result.codes};
+  run_columns(plan, s);
+  result.loss = s.loss.sum();
+  return result;
+}
+
+void require_level_grid(const LevelGrid& g, const MatrixRM& W, const GptqConfig& config) {
+  const auto cells = W.cols() / std::max(g.cell_width, 1);
+  if (g.levels.empty() || g.levels.size() > 256 ||
+      !std::is_sorted(g.levels.begin(), g.levels.end()))
+    throw input_error("LevelGrid.levels", "1 to 256 ascending values",
+                      std::to_string(g.levels.size()) + " values");
+  if (g.cell_width < 1 || W.cols() % g.cell_width != 0 || g.scale.rows() != W.rows() ||
+      g.scale.cols() != cells || g.offset.rows() != W.rows() || g.offset.cols() != cells)
+    throw input_error("LevelGrid", "cells dividing W's columns, scale and offset [out, cells]",
+                      "another shape");
+  if (!g.fit) return;
+  const bool aligned = g.fit_width % config.block_size == 0 || config.block_size % g.fit_width == 0;
+  if (g.fit_width % kSubBlock != 0 || !aligned || config.order != ColumnOrder::Natural)
+    throw input_error("LevelGrid.fit_width",
+                      "a multiple of 16 dividing or divided by the block size, natural order",
+                      std::to_string(g.fit_width));
 }
 
 void require_hessian_shape(Eigen::Index rows, Eigen::Index cols, const MatrixRM& W) {
@@ -319,6 +425,19 @@ GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const Gp
   result.damping_retries = hessian.damping_retries;
   result.weight_mse = weight_mse(W, result.quantized.dequantize());
   return result;
+}
+
+LevelGptqResult gptq_quantize_levels(const MatrixRM& W, const GptqHessian& hessian,
+                                     const GptqConfig& config, LevelGrid& grid) {
+  config.validate();
+  require_weights(W, "gptq_quantize_levels: W");
+  const auto n = static_cast<Eigen::Index>(hessian.dead.size());
+  require_hessian_shape(n, n, W);
+  require_level_grid(grid, W, config);
+  PTQ_ASSERT(hessian.status == GptqStatus::Ok);
+  if (config.precision == Precision::Float32)
+    return run_gptq_levels<float>(W, hessian, config, grid);
+  return run_gptq_levels<double>(W, hessian, config, grid);
 }
 
 GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {

@@ -105,4 +105,36 @@ GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const Gptq
 // The same with H prepared once for several layers (W.cols() == hessian.dead.size()).
 GptqResult gptq_quantize(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config);
 
+// A grid of levels, one per cell of cell_width consecutive columns of a row:
+// weight (r, c) becomes scale(r, k) * levels[code] + offset(r, k), k = c /
+// cell_width. ggml's block grids take this form (algorithms/ggml_gptq.hpp):
+// non-uniform levels (IQ4_NL), negative scales (Q4_0's d) and offsets (mins).
+struct LevelGrid {
+  std::vector<float> levels;  // ascending, at most 256
+  bool consecutive = false;   // levels[i] == levels[0] + i: codes by rounding, not search
+  int cell_width = 32;
+  MatrixRM scale, offset;  // [out, in / cell_width]
+  // Optional (natural column order only): sets the cells of rows [r0, r0 +
+  // part.rows()) covering columns [col0, col0 + fit_width) from `part`, those
+  // rows' error-updated weights of those columns, when column col0 comes up.
+  // Empty: every cell is set up front. fit_width divides or is a multiple of
+  // GptqConfig::block_size and is a multiple of 16.
+  int fit_width = 0;
+  std::function<void(Eigen::Index r0, Eigen::Index col0, const MatrixRM& part, LevelGrid& grid)>
+      fit;
+};
+
+struct LevelGptqResult {
+  CodeMatrix codes;  // [out, in]: indices into LevelGrid::levels
+  double loss = 0;   // as GptqResult::loss
+};
+
+// GPTQ's column loop (error feedback through H^-1, config's order, block size,
+// precision and row chunks) rounding each weight to its cell's nearest level.
+// config.spec, group_grids and clip are not used. A cell whose scale is 0 maps
+// every weight to its offset (code: the level nearest 0). Dead columns are
+// zeroed first; `grid` is updated in place by its fit. hessian.status must be Ok.
+LevelGptqResult gptq_quantize_levels(const MatrixRM& W, const GptqHessian& hessian,
+                                     const GptqConfig& config, LevelGrid& grid);
+
 }  // namespace ptq

@@ -12,6 +12,7 @@
 #include "pipeline/formats/gguf_blocks.hpp"
 #include "pipeline/formats/gguf_model.hpp"
 #include "pipeline/formats/gguf_policy.hpp"
+#include "pipeline/output/gguf_linear.hpp"
 
 namespace ptq {
 
@@ -51,6 +52,11 @@ struct GgufJob {
     return blocks;
   }
 
+  const GgmlBlocks* own_blocks(const std::string& hf_name) const {
+    const auto it = linears.find(hf_name);
+    return it == linears.end() ? nullptr : std::get_if<GgmlBlocks>(&it->second->weight);
+  }
+
   GgufTensorData tensor(const GgufTensorPlan& plan) const {
     if (const auto it = replaced.find(plan.hf_name); it != replaced.end()) {
       PTQ_ASSERT(plan.storage == GgufStorage::f32);  // only norms are replaced
@@ -59,8 +65,11 @@ struct GgufJob {
     if (plan.storage == GgufStorage::f32)
       return gguf_float_tensor(plan, checkpoint, config, GgufFloatType::f32);
     const GgufQuantizeFlags flags{.pure = false, .imatrix = imatrix.has_value()};
+    // A Linear rounded onto ggml blocks keeps the type it was rounded onto.
+    const GgmlBlocks* own = own_blocks(plan.hf_name);
     const std::optional<std::uint32_t> type =
-        gguf_tensor_type(policy, plan.gguf_name, plan.ne, shape, flags);
+        own != nullptr ? gguf_type_id(own->grid)
+                       : gguf_tensor_type(policy, plan.gguf_name, plan.ne, shape, flags);
     if (!type || gguf_float_type(*type))
       return gguf_float_tensor(plan, checkpoint, config,
                                type ? float_type_of(*type) : GgufFloatType::f16);
@@ -68,6 +77,7 @@ struct GgufJob {
     if (!grid)
       throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to",
                         "type id " + std::to_string(*type));
+    if (own != nullptr) return {*type, to_gguf_row_order(plan, pack(*own))};
     std::optional<GgmlBlocks> blocks = rounded(plan.hf_name, *grid);
     // The source weights lack the folded scales (Recipe::validate_format keeps
     // every block Linear of a folding run on the grid it was rounded onto).
@@ -96,10 +106,7 @@ void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint
   const ModelConfig config = load_model_config(source_model);
   GgufJob job{config, tensors, exported, policy_of(recipe), {}, std::nullopt, {}, {}};
   for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
-  job.shape = {.n_layer = config.num_layers,
-               .n_head = config.num_heads,
-               .n_head_kv = config.num_kv_heads,
-               .tied_embeddings = config.tie_word_embeddings};
+  job.shape = gguf_model_shape(config);
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
   for (const auto& q : linears)
     job.linears[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] =

@@ -7,18 +7,10 @@
 #include <vector>
 
 #include "io/error.hpp"
-#include "pipeline/formats/gguf_policy.hpp"
+#include "pipeline/output/gguf_linear.hpp"
 
 namespace ptq {
 namespace {
-
-// The GGUF tensor of each Linear (convert_hf_to_gguf.py's names).
-constexpr std::pair<LinearRole, GgufTensorRole> kGgufRoles[] = {
-    {LinearRole::q, GgufTensorRole::attn_q},      {LinearRole::k, GgufTensorRole::attn_k},
-    {LinearRole::v, GgufTensorRole::attn_v},      {LinearRole::o, GgufTensorRole::attn_output},
-    {LinearRole::gate, GgufTensorRole::ffn_gate}, {LinearRole::up, GgufTensorRole::ffn_up},
-    {LinearRole::down, GgufTensorRole::ffn_down}};
-static_assert(std::size(kGgufRoles) == all_linear_roles.size());
 
 // One Linear input of one layer, mixed: in_sum2 and counts as documented in the header.
 ImatrixEntry mixed_entry(const CalibrationStats& stats, int layer, LinearInput input,
@@ -64,9 +56,9 @@ Imatrix calibration_imatrix(const CalibrationStats& stats, std::span<const doubl
   for (int layer = 0; layer < static_cast<int>(stats.layers.size()); ++layer) {
     for (LinearInput input : all_linear_inputs) {
       const ImatrixEntry entry = mixed_entry(stats, layer, input, weights);
-      for (const auto& [linear, tensor] : kGgufRoles) {
-        if (linear_spec(linear).input == input)
-          imatrix.entries[gguf_weight_name(tensor, layer)] = entry;
+      for (LinearRole role : all_linear_roles) {
+        if (linear_spec(role).input == input)
+          imatrix.entries[gguf_linear_name(layer, role)] = entry;
       }
     }
   }

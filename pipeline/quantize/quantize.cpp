@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cstdio>
 
+#include "algorithms/ggml_gptq.hpp"
 #include "algorithms/rtn.hpp"
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
+#include "pipeline/output/gguf_linear.hpp"
 #include "pipeline/quantize/awq.hpp"
 #include "pipeline/quantize/checkpoints.hpp"
 #include "pipeline/quantize/smoothing.hpp"
@@ -25,8 +27,9 @@ double seconds_since(Clock::time_point t0) {
 
 // Block inputs in execution order; the Linears reading each form one
 // true-sequential group.
-constexpr std::array<LinearInput, 4> kInputOrder = {LinearInput::attention_in, LinearInput::attention_out,
-                                                    LinearInput::mlp_in, LinearInput::mlp_hidden};
+constexpr std::array<LinearInput, 4> kInputOrder = {LinearInput::attention_in,
+                                                    LinearInput::attention_out, LinearInput::mlp_in,
+                                                    LinearInput::mlp_hidden};
 
 }  // namespace
 
@@ -40,10 +43,46 @@ std::vector<LinearRole> roles_reading(LinearInput input) {
 // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
 Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx) { return 2.0 * mean_xtx; }
 
-QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const MatrixRM& w,
+namespace {
+
+// GPTQ onto the ggml grid llama-quantize's policy gives the Linear (--format gguf).
+void quantize_linear_ggml(const Recipe& recipe, const ModelConfig& config, const MatrixRM& w,
+                          const Eigen::MatrixXd& hessian, QuantizedLinear& q) {
+  const GgufPolicy* policy = find_policy(recipe.gguf_type);
+  PTQ_ASSERT(policy != nullptr);  // Recipe::validate checked it
+  // GPTQ weighs every block by the calibration's diag H, as an imatrix does.
+  const GgmlGrid grid =
+      gguf_linear_grid(*policy, {.pure = false, .imatrix = true}, config, q.layer, q.role);
+  GgmlGptqConfig c{.gptq = recipe.gptq_config(), .scales = GroupGrids::Dynamic, .refit = true};
+  if (recipe.order == ColumnOrder::ActivationOrder || recipe.group_grids == GroupGrids::Static)
+    c.scales = GroupGrids::Static;
+  const GptqHessian prepared = prepare_hessian(hessian, c.gptq);
+  q.report.damping = prepared.damping;
+  q.report.damping_retries = prepared.damping_retries;
+  q.report.cholesky_failed = prepared.status == GptqStatus::CholeskyFailed;
+  if (q.report.cholesky_failed) {
+    q.weight =
+        ggml_quantize(grid, w, std::vector<float>(prepared.diag.begin(), prepared.diag.end()));
+    return;
+  }
+  GgmlGptqResult r = ggml_gptq(grid, w, hessian, prepared, c);
+  q.report.gptq_loss = r.loss;
+  q.weight = std::move(r.blocks);
+}
+
+}  // namespace
+
+QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config, int layer,
+                                LinearRole role, const MatrixRM& w,
                                 const Eigen::MatrixXd* hessian) {
   const auto t0 = Clock::now();
   QuantizedLinear q{layer, role, {}, {}};
+  if (recipe.method == Method::Gptq && recipe.format == OutputFormat::gguf) {
+    PTQ_ASSERT(hessian != nullptr);
+    quantize_linear_ggml(recipe, config, w, *hessian, q);
+    finish_report(q, w, t0);
+    return q;
+  }
   QuantizedMatrix m;
   if (recipe.method != Method::Gptq) {
     m = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
@@ -75,9 +114,9 @@ void finish_report(QuantizedLinear& q, const MatrixRM& w, Clock::time_point t0) 
 void log_linear(const QuantizeProgress& progress, const LinearReport& r) {
   if (!progress.log) return;
   char line[160];
-  std::snprintf(line, sizeof line, "layer %d %-4s  weight mse %.3e  gptq loss %.4g  %.2fs%s", r.layer,
-                std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss, r.seconds,
-                r.damping_retries ? "  (Cholesky retried with more damping)" : "");
+  std::snprintf(line, sizeof line, "layer %d %-4s  weight mse %.3e  gptq loss %.4g  %.2fs%s",
+                r.layer, std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss,
+                r.seconds, r.damping_retries ? "  (Cholesky retried with more damping)" : "");
   progress.log(line);
 }
 
@@ -87,6 +126,7 @@ namespace {
 // their dequantized values, and the Linears quantized so far.
 struct BlockJob {
   const Recipe& recipe;
+  const ModelConfig& config;
   BlockWeights w;
   const QuantizeProgress& progress;
   std::vector<QuantizedLinear> out;
@@ -96,10 +136,11 @@ struct BlockJob {
 // for RTN), then swaps in their dequantized weights so that later groups'
 // inputs see them.
 void quantize_group(BlockJob& job, LinearInput input, const InputStats* stats) {
-  const Eigen::MatrixXd hessian = stats != nullptr ? gptq_hessian(stats->mean_xtx()) : Eigen::MatrixXd();
+  const Eigen::MatrixXd hessian =
+      stats != nullptr ? gptq_hessian(stats->mean_xtx()) : Eigen::MatrixXd();
   for (LinearRole role : roles_reading(input)) {
-    job.out.push_back(
-        quantize_linear(job.recipe, job.w.layer, role, job.w.weight(role), stats != nullptr ? &hessian : nullptr));
+    job.out.push_back(quantize_linear(job.recipe, job.config, job.w.layer, role, job.w.weight(role),
+                                      stats != nullptr ? &hessian : nullptr));
     job.w.weight(role) = job.out.back().dequantize();
     log_linear(job.progress, job.out.back().report);
   }
@@ -116,7 +157,9 @@ struct Stream {
   Eigen::Index batch_rows() const { return static_cast<Eigen::Index>(batch_windows) * seq_len; }
   Eigen::Index batches() const { return (x.rows() + batch_rows() - 1) / batch_rows(); }
   Eigen::Index first_row(Eigen::Index b) const { return b * batch_rows(); }
-  Eigen::Index rows(Eigen::Index b) const { return std::min(batch_rows(), x.rows() - first_row(b)); }
+  Eigen::Index rows(Eigen::Index b) const {
+    return std::min(batch_rows(), x.rows() - first_row(b));
+  }
   MatrixRM batch(Eigen::Index b) const { return x.middleRows(first_row(b), rows(b)); }
 };
 
@@ -138,7 +181,11 @@ class GroupInput {
  public:
   using Compute = std::function<MatrixRM(Eigen::Index batch)>;
   GroupInput(Stream& s, LinearInput input, int features, CachePolicy policy, Compute compute)
-      : stream_(s), input_(input), features_(features), policy_(policy), compute_(std::move(compute)) {}
+      : stream_(s),
+        input_(input),
+        features_(features),
+        policy_(policy),
+        compute_(std::move(compute)) {}
 
   LinearInput input() const { return input_; }
 
@@ -183,22 +230,26 @@ void quantize_group(BlockJob& job, GroupInput& input) {
 // quantized q/k/v) gives o's, then x += o(context); the normed stream gives
 // gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
 // down's, then x += down(hidden). x leaves as the quantized block's output.
-void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s, const StageCaches& caches) {
-  const BlockWeights& w = job.w;  // the lambdas see each group's dequantized weights once swapped in
+void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
+                         const StageCaches& caches) {
+  const BlockWeights& w =
+      job.w;  // the lambdas see each group's dequantized weights once swapped in
   const auto eps = static_cast<float>(c.rms_norm_eps);
   auto group = [&](LinearInput input, CachePolicy policy, GroupInput::Compute compute) {
     return GroupInput(s, input, input_features(c, input), policy, std::move(compute));
   };
-  GroupInput attention_in = group(LinearInput::attention_in, CachePolicy::recompute,
-                                  [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); });
+  GroupInput attention_in =
+      group(LinearInput::attention_in, CachePolicy::recompute,
+            [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); });
   quantize_group(job, attention_in);
   GroupInput context = group(LinearInput::attention_out, caches.context, [&](Eigen::Index b) {
     return attention_context(c, w, normed_batch(s, b, w.input_norm, eps), s.seq_len);
   });
   quantize_group(job, context);
   context.add_projection(w, LinearRole::o);
-  GroupInput mlp_in = group(LinearInput::mlp_in, CachePolicy::recompute,
-                            [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); });
+  GroupInput mlp_in = group(LinearInput::mlp_in, CachePolicy::recompute, [&](Eigen::Index b) {
+    return normed_batch(s, b, w.post_attention_norm, eps);
+  });
   quantize_group(job, mlp_in);
   GroupInput hidden = group(LinearInput::mlp_hidden, caches.hidden, [&](Eigen::Index b) {
     return swiglu_hidden(w, normed_batch(s, b, w.post_attention_norm, eps));
@@ -211,19 +262,22 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s, const S
 // (from the block input x, or replayed), folded into w. Without statistics of the
 // quantized block (method awq, RTN), the stream advances through the float block
 // here; otherwise x is left as it is.
-BlockScales scaling_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w, Stream* stream,
-                      const QuantizeRunOptions& options) {
+BlockScales scaling_step(const ModelConfig& config, const Recipe& recipe, BlockWeights& w,
+                         Stream* stream, const QuantizeRunOptions& options) {
   BlockScales awq;
   if (options.scale_replay != nullptr) {
     awq = options.scale_replay->at(static_cast<std::size_t>(w.layer));
   } else if (recipe.scaling == Scaling::SmoothQuant) {
-    awq = smoothquant_block(config, w, stream->x, stream->seq_len, stream->batch_windows, *recipe.smoothquant,
+    awq = smoothquant_block(config, w, stream->x, stream->seq_len, stream->batch_windows,
+                            *recipe.smoothquant,
                             recipe.needs_statistics() ? StreamUpdate::keep : StreamUpdate::advance);
   } else if (recipe.method == Method::Awq || !recipe.needs_statistics()) {
-    awq = awq_search_block(config, w, stream->x, stream->seq_len, awq_options(recipe, stream->batch_windows));
+    awq = awq_search_block(config, w, stream->x, stream->seq_len,
+                           awq_options(recipe, stream->batch_windows));
   } else {
     MatrixRM copy = stream->x;
-    awq = awq_search_block(config, w, copy, stream->seq_len, awq_options(recipe, stream->batch_windows));
+    awq = awq_search_block(config, w, copy, stream->seq_len,
+                           awq_options(recipe, stream->batch_windows));
   }
   apply_block_scales(w, awq, recipe.spec);
   return awq;
@@ -233,8 +287,8 @@ void log_awq(const QuantizeProgress& progress, int layer, const BlockScales& awq
   if (!progress.log) return;
   for (const ScaleGroup& g : awq.scales) {
     char line[160];
-    std::snprintf(line, sizeof line, "layer %d scales after %-19s ratio %.2f  output error %.4g", layer,
-                  std::string(fold_site_name(g.site)).c_str(), g.ratio, g.loss);
+    std::snprintf(line, sizeof line, "layer %d scales after %-19s ratio %.2f  output error %.4g",
+                  layer, std::string(fold_site_name(g.site)).c_str(), g.ratio, g.loss);
     progress.log(line);
   }
 }
@@ -243,10 +297,12 @@ void log_awq(const QuantizeProgress& progress, int layer, const BlockScales& awq
 // quantizes its Linears; with statistics (GPTQ, refit) the stream advances
 // through the quantized block (otherwise the scaling step advances it through
 // the float block).
-std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer, Stream* stream,
-                                            const StageCaches& caches, const QuantizeRunOptions& options,
-                                            std::optional<BlockScales>& awq, const QuantizeProgress& progress) {
-  BlockJob job{recipe, model.load_block(layer), progress, {}};
+std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& recipe, int layer,
+                                            Stream* stream, const StageCaches& caches,
+                                            const QuantizeRunOptions& options,
+                                            std::optional<BlockScales>& awq,
+                                            const QuantizeProgress& progress) {
+  BlockJob job{recipe, model.config(), model.load_block(layer), progress, {}};
   if (recipe.folds_scales()) {
     awq = scaling_step(model.config(), recipe, job.w, stream, options);
     log_awq(progress, layer, *awq);
@@ -265,8 +321,11 @@ void log_caches(const QuantizeProgress& progress, const StageCaches& caches, con
   auto note = [&](const char* what, LinearInput input, CachePolicy policy) {
     if (policy == CachePolicy::keep) return;
     char line[200];
-    std::snprintf(line, sizeof line, "%s of all windows (%.0f MiB) exceed the stage cache budget (%.0f MiB): recomputed for the residual add",
-                  what, double(stage_input_bytes(c, input, tokens)) / 1048576.0, double(budget_bytes) / 1048576.0);
+    std::snprintf(line, sizeof line,
+                  "%s of all windows (%.0f MiB) exceed the stage cache budget (%.0f MiB): "
+                  "recomputed for the residual add",
+                  what, double(stage_input_bytes(c, input, tokens)) / 1048576.0,
+                  double(budget_bytes) / 1048576.0);
     progress.log(line);
   };
   note("attention context", LinearInput::attention_out, caches.context);
@@ -283,18 +342,22 @@ MatrixRM embed_windows(const Model& model, const CalibrationSet& calibration) {
 
 void QuantizeRunOptions::validate() const {
   if (batch_windows < 1)
-    throw input_error("--batch-windows", "at least 1 window per batch", std::to_string(batch_windows));
+    throw input_error("--batch-windows", "at least 1 window per batch",
+                      std::to_string(batch_windows));
   if (!(activation_checkpoint_seconds >= 0.0))
-    throw input_error("--checkpoint-seconds", "a number of seconds >= 0", std::to_string(activation_checkpoint_seconds));
+    throw input_error("--checkpoint-seconds", "a number of seconds >= 0",
+                      std::to_string(activation_checkpoint_seconds));
 }
 
 std::uint64_t stage_input_bytes(const ModelConfig& c, LinearInput input, std::int64_t tokens) {
-  return static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(input_features(c, input)) * sizeof(float);
+  return static_cast<std::uint64_t>(tokens) * static_cast<std::uint64_t>(input_features(c, input)) *
+         sizeof(float);
 }
 
 StageCaches stage_caches(const ModelConfig& c, std::int64_t tokens, std::uint64_t budget_bytes) {
   auto policy = [&](LinearInput input) {
-    return stage_input_bytes(c, input, tokens) <= budget_bytes ? CachePolicy::keep : CachePolicy::recompute;
+    return stage_input_bytes(c, input, tokens) <= budget_bytes ? CachePolicy::keep
+                                                               : CachePolicy::recompute;
   };
   return {policy(LinearInput::attention_out), policy(LinearInput::mlp_hidden)};
 }
@@ -305,19 +368,22 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
                                              const QuantizeProgress& progress) {
   recipe.validate();
   options.validate();
-  if (options.scale_replay != nullptr && static_cast<int>(options.scale_replay->size()) != model.num_layers())
+  if (options.scale_replay != nullptr &&
+      static_cast<int>(options.scale_replay->size()) != model.num_layers())
     throw input_error("AWQ scales to replay", std::to_string(model.num_layers()) + " layers",
                       std::to_string(options.scale_replay->size()));
-  const bool calibrated = recipe.needs_calibration(options.scale_replay != nullptr ? ScaleSource::replay
-                                                                                  : ScaleSource::search);
+  const bool calibrated = recipe.needs_calibration(
+      options.scale_replay != nullptr ? ScaleSource::replay : ScaleSource::search);
   if (calibrated && (calibration == nullptr || calibration->windows.empty()))
-    throw input_error(std::string(method_name(recipe.method)), "calibration data (--calib or --calib-ids)", "none");
+    throw input_error(std::string(method_name(recipe.method)),
+                      "calibration data (--calib or --calib-ids)", "none");
   MatrixRM x;
   StageCaches caches;
   if (calibrated) {
     x = embed_windows(model, *calibration);
     caches = stage_caches(model.config(), x.rows(), options.cache_budget_bytes);
-    if (recipe.needs_statistics()) log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
+    if (recipe.needs_statistics())
+      log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
   }
   Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows};
   Stream* sp = calibrated ? &stream : nullptr;
@@ -331,13 +397,15 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
                         options.activation_checkpoint_seconds);
     if (options.resume == Resume::yes)
       first = checkpoints->load(model, recipe, xp, out, options.scale_record);
-    if (first > 0 && progress.log) progress.log("resuming after block " + std::to_string(first - 1));
+    if (first > 0 && progress.log)
+      progress.log("resuming after block " + std::to_string(first - 1));
   }
   for (int layer = first; layer < model.num_layers(); ++layer) {
     std::optional<BlockScales> scales;
     auto block = quantize_block(model, recipe, layer, sp, caches, options, scales, progress);
     if (checkpoints) checkpoints->save(layer, model.num_layers(), block, scales, xp);
-    if (scales && options.scale_record != nullptr) options.scale_record->push_back(std::move(*scales));
+    if (scales && options.scale_record != nullptr)
+      options.scale_record->push_back(std::move(*scales));
     std::move(block.begin(), block.end(), std::back_inserter(out));
   }
   return out;

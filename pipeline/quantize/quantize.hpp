@@ -5,8 +5,8 @@
 // gathered with the earlier groups already quantized. Each stage of a block
 // runs once over the calibration windows (docs/quantize.md, "Staging").
 #include <chrono>
-#include <filesystem>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -15,8 +15,8 @@
 #include "algorithms/matrix.hpp"
 #include "calibrate/tensor_names.hpp"
 #include "io/model_config.hpp"
-#include "pipeline/recipe/calib_data.hpp"
 #include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/calib_data.hpp"
 #include "pipeline/recipe/recipe.hpp"
 
 namespace ptq {
@@ -35,8 +35,10 @@ Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx);
 
 // Quantizes one Linear, w: [out, in]: RTN, or GPTQ with `hessian` [in, in]
 // (null for RTN). Every Linear of `ptq quantize` goes through here.
-QuantizedLinear quantize_linear(const Recipe& recipe, int layer, LinearRole role, const MatrixRM& w,
-                                const Eigen::MatrixXd* hessian);
+// With --format gguf, GPTQ rounds onto the ggml grid of the Linear's GGUF type
+// (llama-quantize's policy for recipe.gguf_type on `config`'s shape).
+QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config, int layer,
+                                LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian);
 
 // Sets q.report's layer and role (from q), its weight MSE against the float `w`
 // and the seconds since t0: what every method reports the same way.
@@ -58,7 +60,8 @@ inline constexpr std::uint64_t default_stage_cache_bytes = std::uint64_t{2} << 3
 // float32 bytes of one block input over `tokens` calibration tokens.
 std::uint64_t stage_input_bytes(const ModelConfig& config, LinearInput input, std::int64_t tokens);
 // Each stage input is kept when it alone fits the budget (they are never held together).
-StageCaches stage_caches(const ModelConfig& config, std::int64_t tokens, std::uint64_t budget_bytes);
+StageCaches stage_caches(const ModelConfig& config, std::int64_t tokens,
+                         std::uint64_t budget_bytes);
 
 // Whether a run continues from the checkpoints an interrupted one left.
 enum class Resume { no, yes };

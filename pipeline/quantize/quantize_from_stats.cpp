@@ -19,7 +19,8 @@ MixWeight parse_mix_spec(std::string_view spec) {
   const std::string_view number = spec.substr(eq + 1);
   const auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), m.weight);
   if (ec != std::errc() || end != number.data() + number.size())
-    throw input_error("--mix " + std::string(spec), "a number after '='", "\"" + std::string(number) + "\"");
+    throw input_error("--mix " + std::string(spec), "a number after '='",
+                      "\"" + std::string(number) + "\"");
   return m;
 }
 
@@ -39,7 +40,8 @@ std::vector<double> named_weights(const CalibStatsInfo& info, std::span<const Mi
     std::size_t s = 0;
     while (s < info.sources.size() && info.sources[s] != m.source) ++s;
     if (s == info.sources.size())
-      throw input_error("--mix " + m.source, "a source of " + file.string() + " (" + names_text(info.sources) + ")",
+      throw input_error("--mix " + m.source,
+                        "a source of " + file.string() + " (" + names_text(info.sources) + ")",
                         "\"" + m.source + "\"");
     if (seen[s]) throw input_error("--mix " + m.source, "each source named once", "it twice");
     seen[s] = 1;
@@ -53,23 +55,28 @@ std::vector<double> named_weights(const CalibStatsInfo& info, std::span<const Mi
 std::vector<double> resolve_mix(const CalibStatsInfo& info, std::span<const MixWeight> mix,
                                 const std::filesystem::path& file) {
   const std::vector<double> weights = mix.empty() ? info.weights : named_weights(info, mix, file);
-  const std::string where = mix.empty() ? file.string() + ": calibration/sources/*@weight" : std::string("--mix");
+  const std::string where =
+      mix.empty() ? file.string() + ": calibration/sources/*@weight" : std::string("--mix");
   double total = 0.0;
   for (std::size_t s = 0; s < weights.size(); ++s) {
     if (!std::isfinite(weights[s]) || weights[s] < 0.0)
-      throw input_error(where, "a finite weight >= 0 for source " + info.sources[s], std::to_string(weights[s]));
+      throw input_error(where, "a finite weight >= 0 for source " + info.sources[s],
+                        std::to_string(weights[s]));
     total += weights[s];
   }
-  if (total <= 0.0) throw input_error(where, "at least one source of non-zero weight", "all weights zero");
+  if (total <= 0.0)
+    throw input_error(where, "at least one source of non-zero weight", "all weights zero");
   return weights;
 }
 
-void check_stats_fit(const CalibrationStats& stats, const Model& model, const std::filesystem::path& file) {
+void check_stats_fit(const CalibrationStats& stats, const Model& model,
+                     const std::filesystem::path& file) {
   const std::string hash = model_hash(model.path());
   if (stats.info.source_model_hash != hash)
-    throw input_error(file.string() + "@source_model_hash",
-                      "statistics of " + model.path().string() + " (hash " + hash + ")",
-                      "hash " + stats.info.source_model_hash + " (another model: run ptq calibrate on this one)");
+    throw input_error(
+        file.string() + "@source_model_hash",
+        "statistics of " + model.path().string() + " (hash " + hash + ")",
+        "hash " + stats.info.source_model_hash + " (another model: run ptq calibrate on this one)");
   if (static_cast<int>(stats.layers.size()) != model.num_layers())
     throw input_error(file.string() + ": layers", std::to_string(model.num_layers()) + " layers",
                       std::to_string(stats.layers.size()));
@@ -86,10 +93,12 @@ void check_stats_fit(const CalibrationStats& stats, const Model& model, const st
 
 void check_recipe_for_stats(const Recipe& recipe) {
   if (recipe.folds_scales())
-    throw input_error("--stats", "a recipe without scaling (its search needs the activations themselves)",
-                      std::string(scaling_name(recipe.uses_awq() ? Scaling::Awq : recipe.scaling)) + " scaling");
+    throw input_error(
+        "--stats", "a recipe without scaling (its search needs the activations themselves)",
+        std::string(scaling_name(recipe.uses_awq() ? Scaling::Awq : recipe.scaling)) + " scaling");
   switch (recipe.method) {
-    case Method::Gptq: return;
+    case Method::Gptq:
+      return;
     case Method::Rtn:
       if (recipe.refit != ScaleRefit::None) return;
       throw input_error("--stats", "a method that uses input statistics (gptq, or rtn with refit)",
@@ -98,12 +107,14 @@ void check_recipe_for_stats(const Recipe& recipe) {
     case Method::W8A8:
     case Method::Nf4:
     case Method::None:
-      throw input_error("--stats", "gptq (or rtn with refit)", std::string(method_name(recipe.method)));
+      throw input_error("--stats", "gptq (or rtn with refit)",
+                        std::string(method_name(recipe.method)));
   }
 }
 
 std::vector<QuantizedLinear> quantize_from_stats(const Model& model, const Recipe& recipe,
-                                                 const CalibrationStats& stats, std::span<const double> weights,
+                                                 const CalibrationStats& stats,
+                                                 std::span<const double> weights,
                                                  const QuantizeProgress& progress) {
   recipe.validate();
   check_recipe_for_stats(recipe);
@@ -113,10 +124,12 @@ std::vector<QuantizedLinear> quantize_from_stats(const Model& model, const Recip
     const BlockWeights w = model.load_block(layer);
     for (LinearInput input : all_linear_inputs) {
       std::vector<const InputStats*> sources;
-      for (std::size_t s = 0; s < weights.size(); ++s) sources.push_back(&stats.at(layer, input, static_cast<int>(s)));
+      for (std::size_t s = 0; s < weights.size(); ++s)
+        sources.push_back(&stats.at(layer, input, static_cast<int>(s)));
       const Eigen::MatrixXd hessian = gptq_hessian(mix_stats(sources, weights).mean_xtx);
       for (LinearRole role : roles_reading(input)) {
-        out.push_back(quantize_linear(recipe, layer, role, w.weight(role), &hessian));
+        out.push_back(
+            quantize_linear(recipe, model.config(), layer, role, w.weight(role), &hessian));
         log_linear(progress, out.back().report);
       }
     }
@@ -125,7 +138,8 @@ std::vector<QuantizedLinear> quantize_from_stats(const Model& model, const Recip
 }
 
 StatsQuantizeResult quantize_from_stats_file(const Model& model, const Recipe& recipe,
-                                             const std::filesystem::path& file, std::span<const MixWeight> mix,
+                                             const std::filesystem::path& file,
+                                             std::span<const MixWeight> mix,
                                              const QuantizeProgress& progress) {
   check_recipe_for_stats(recipe);
   const CalibrationStats stats = load_calibration_stats(file);

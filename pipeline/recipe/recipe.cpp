@@ -82,10 +82,13 @@ QuantSpec Recipe::awq_spec() const {
 
 GptqConfig Recipe::gptq_config() const {
   GptqConfig c;
-  c.spec = spec;
   c.damp = damp;
   c.block_size = block_size;
   c.order = order;
+  // GGUF: GPTQ rounds onto ggml's grids (algorithms/ggml_gptq.hpp), whose
+  // scales are ggml's own; group_grids says where they come from.
+  if (format == OutputFormat::gguf) return c;
+  c.spec = spec;
   c.group_grids = group_grids;
   c.clip = clip;
   return c;
@@ -95,8 +98,9 @@ void Recipe::apply_implied_defaults() {
   if (scaling == Scaling::SmoothQuant && !smoothquant) smoothquant = SmoothQuantConfig{};
   // A GPTQ checkpoint stores float16 scales: the grids are fitted with them.
   if (packed_hf_format(format)) spec.scale_storage = ScaleStorage::f16;
-  // GPTQ and AWQ into GGUF round onto the exact grid of the type's block Linears.
-  if (format == OutputFormat::gguf && (method == Method::Gptq || method == Method::Awq)) {
+  // AWQ into GGUF rounds onto the exact grid of the type's block Linears (GPTQ
+  // rounds onto each Linear's own ggml grid: algorithms/ggml_gptq.hpp).
+  if (format == OutputFormat::gguf && method == Method::Awq) {
     const GgufPolicy* policy = find_policy(gguf_type);
     const auto grid = policy != nullptr ? gguf_grid(policy->base_type) : std::nullopt;
     const auto grid_spec = grid ? ggml_uniform_spec(*grid) : std::nullopt;
@@ -200,13 +204,11 @@ void Recipe::validate_format() const {
                       none ? "F16, BF16 or F32 with method none"
                            : "a quantized type (method none converts to F16, BF16 or F32)",
                       none ? "a quantized type" : "a float type");
-  const bool ptq_rounds = method == Method::Gptq || method == Method::Awq;
-  if (ptq_rounds) {
+  if (method == Method::Awq) {
     const auto grid = gguf_grid(policy->base_type);
-    if (!grid || !ggml_uniform_spec(*grid))  // k-quants: a later issue
+    if (!grid || !ggml_uniform_spec(*grid))
       throw input_error("gguf_type " + gguf_type,
-                        "a type " + std::string(method_name(method)) +
-                            " rounds onto (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)",
+                        "a type AWQ rounds onto (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)",
                         grid ? std::string(ggml_grid_info(*grid).name) : "a float type");
   }
   std::string tuned;  // what ggml's fixed scale rules leave no room for

@@ -3,6 +3,7 @@
 #include <Eigen/Cholesky>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 
 namespace ptq::test {
@@ -180,6 +181,50 @@ ReferenceResult gptq_reference(const MatrixRM& W, const Eigen::MatrixXd& H_in,
       const double q = reference_code(Wp(r, j), grid, spec.bits);
       ref.codes(r, column) = static_cast<int>(q);
       ref.Q(r, column) = grid.scale * (q - grid.zero);
+      const double err = (Wp(r, j) - ref.Q(r, column)) / U(j, j);
+      ref.loss += err * err / 2;
+      for (int k = j + 1; k < in; ++k) Wp(r, k) -= err * U(j, k);
+    }
+  }
+  return ref;
+}
+
+ReferenceResult gptq_levels_reference(const MatrixRM& W, const Eigen::MatrixXd& H_in,
+                                      const GptqConfig& config, const LevelGrid& grid) {
+  const int out = static_cast<int>(W.rows()), in = static_cast<int>(W.cols());
+  Eigen::MatrixXd Wd = W.cast<double>(), H = H_in;
+  for (int i = 0; i < in; ++i) {
+    if (H(i, i) != 0) continue;
+    H(i, i) = 1;
+    Wd.col(i).setZero();
+  }
+  std::vector<std::pair<double, int>> keyed(in);
+  for (int i = 0; i < in; ++i)
+    keyed[i] = {config.order == ColumnOrder::ActivationOrder ? -H(i, i) : 0.0, i};
+  std::sort(keyed.begin(), keyed.end());
+  Eigen::MatrixXd Hp(in, in), Wp(out, in);
+  for (int a = 0; a < in; ++a) {
+    Wp.col(a) = Wd.col(keyed[a].second);
+    for (int b = 0; b < in; ++b) Hp(a, b) = H(keyed[a].second, keyed[b].second);
+  }
+  Hp.diagonal().array() += config.damp * Hp.diagonal().mean();
+  const Eigen::MatrixXd Hinv = Hp.llt().solve(Eigen::MatrixXd::Identity(in, in));
+  const Eigen::MatrixXd U = Hinv.llt().matrixU();
+  ReferenceResult ref;
+  ref.codes.resize(out, in);
+  ref.Q.resize(out, in);
+  for (int j = 0; j < in; ++j) {
+    const int column = keyed[j].second, cell = column / grid.cell_width;
+    for (int r = 0; r < out; ++r) {
+      const double scale = grid.scale(r, cell), offset = grid.offset(r, cell);
+      int best = 0;
+      double best_distance = std::numeric_limits<double>::infinity();
+      for (int k = 0; k < static_cast<int>(grid.levels.size()); ++k) {
+        const double distance = std::abs(Wp(r, j) - (scale * grid.levels[k] + offset));
+        if (distance < best_distance) best = k, best_distance = distance;
+      }
+      ref.codes(r, column) = best;
+      ref.Q(r, column) = scale * grid.levels[best] + offset;
       const double err = (Wp(r, j) - ref.Q(r, column)) / U(j, j);
       ref.loss += err * err / 2;
       for (int k = j + 1; k < in; ++k) Wp(r, k) -= err * U(j, k);

@@ -30,6 +30,12 @@ ReferenceResult rtn_reference(const MatrixRM& W, const QuantSpec& spec);
 ReferenceResult gptq_reference(const MatrixRM& W, const Eigen::MatrixXd& H,
                                const GptqConfig& config);
 
+// GPTQ onto a fixed LevelGrid (no fit) in double without lazy blocks: each
+// weight to the level nearest it (ties to the lower), the error applied at
+// once to every later column.
+ReferenceResult gptq_levels_reference(const MatrixRM& W, const Eigen::MatrixXd& H,
+                                      const GptqConfig& config, const LevelGrid& grid);
+
 // Weights ~ N(0, 0.02^2) with a few large outliers, like trained linear layers.
 MatrixRM random_weights(int out, int in, unsigned seed);
 

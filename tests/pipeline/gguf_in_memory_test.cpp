@@ -50,8 +50,7 @@ Model in_memory_model(const std::string& gguf_type, const std::vector<QuantizedL
     const auto type = gguf_tensor_type(policy, plan.gguf_name, plan.ne, shape);
     const auto grid = type ? gguf_grid(*type) : std::nullopt;
     if (grid && by_name.contains(plan.hf_name)) {
-      values = dequantize(
-          to_ggml_blocks(std::get<QuantizedMatrix>(by_name[plan.hf_name]->weight), *grid));
+      values = dequantize(by_name[plan.hf_name]->weight);  // GPTQ's ggml blocks
     } else if (grid) {
       values = dequantize(ggml_quantize(*grid, values, {}));
     }  // else a float type: tiny's float16 values as they are
@@ -109,9 +108,11 @@ TEST(GgufInMemory, RtnFilesAreTheRoundedModel) {
 }
 
 TEST(GgufInMemory, GptqFileIsTheModelGptqLeft) {
-  expect_file_is_the_model_in_memory(
-      "Q4_0", "--method gptq --calib-ids " + calib_ids().string() + " --samples 8 --seqlen 128",
-      gptq_linears("Q4_0"));
+  for (const char* type : {"Q4_0", "Q4_K_M"}) {
+    expect_file_is_the_model_in_memory(
+        type, "--method gptq --calib-ids " + calib_ids().string() + " --samples 8 --seqlen 128",
+        gptq_linears(type));
+  }
 }
 
 }  // namespace

@@ -127,6 +127,8 @@ std::vector<GgufFile> files_for(const std::string& model) {
   };
   if (tiny) {
     files.push_back({"gptq-q4_1", "--method gptq --gguf-type Q4_1" + calib, 0.97});
+    files.push_back({"gptq-q4_k_m", "--method gptq --act-order --gguf-type Q4_K_M" + calib, 0.97});
+    files.push_back({"gptq-iq4_xs", "--method gptq --gguf-type IQ4_XS" + calib, 0.97});
     files.push_back({"awq-q4_0", "--method awq --gguf-type Q4_0" + calib, 0.97});
   }
   return files;

@@ -1,0 +1,44 @@
+#pragma once
+// GPTQ inside ggml's block grids (llama.cpp's quantization types): each block's
+// scales, mins and sub-block scales are chosen by ggml's own importance-weighted
+// search (the imatrix search of llama-quantize, weighted by diag H), GPTQ then
+// rounds column by column with error feedback onto that grid, and finally each
+// row's block scales d (and mins dmin) are refit under H with the codes and
+// sub-block scales fixed, then rounded to float16 as ggml stores them. The
+// result is an ordinary GgmlBlocks: its bytes are a valid tensor of that type.
+#include "algorithms/ggml_grid.hpp"
+#include "algorithms/gptq.hpp"
+
+namespace ptq {
+
+struct GgmlGptqConfig {
+  // Damping, lazy block size, column order, precision and row chunks; its
+  // spec, group_grids and clip are not used.
+  GptqConfig gptq;
+  // Where the blocks' scales come from: Dynamic, ggml's search on the
+  // error-updated weights of a block when its first column comes up (natural
+  // column order only); Static, the same search on the original weights up
+  // front (act-order allowed).
+  GroupGrids scales = GroupGrids::Dynamic;
+  bool refit = true;  // refit d (and dmin) per block under H
+
+  void validate() const;  // InputError naming the field
+};
+
+struct GgmlGptqResult {
+  GgmlBlocks blocks;
+  double loss = 0;  // GPTQ's loss (GptqResult::loss), before the refit
+};
+
+// W: [out, in], in a multiple of the grid's block size; hessian from
+// prepare_hessian(H, config.gptq) with H the layer's Hessian proxy, status Ok.
+// Deterministic for any thread count.
+GgmlGptqResult ggml_gptq(GgmlGrid grid, const MatrixRM& W, const Eigen::MatrixXd& H,
+                         const GptqHessian& hessian, const GgmlGptqConfig& config);
+
+// The LevelGrid holding `q`'s values (its cells are q's sub-blocks, or blocks
+// where a type has none): levels[i] is code i's integer level (Q8_0's code is
+// i - 128), scale and offset per cell as ggml's dequantization computes them.
+LevelGrid ggml_level_grid(const GgmlBlocks& q);
+
+}  // namespace ptq

@@ -1,0 +1,51 @@
+#include "pipeline/output/gguf_linear.hpp"
+
+#include <array>
+#include <cstdint>
+#include <iterator>
+#include <utility>
+
+#include "io/error.hpp"
+#include "pipeline/formats/gguf_blocks.hpp"
+
+namespace ptq {
+
+namespace {
+
+constexpr std::pair<LinearRole, GgufTensorRole> kGgufRoles[] = {
+    {LinearRole::q, GgufTensorRole::attn_q},      {LinearRole::k, GgufTensorRole::attn_k},
+    {LinearRole::v, GgufTensorRole::attn_v},      {LinearRole::o, GgufTensorRole::attn_output},
+    {LinearRole::gate, GgufTensorRole::ffn_gate}, {LinearRole::up, GgufTensorRole::ffn_up},
+    {LinearRole::down, GgufTensorRole::ffn_down}};
+static_assert(std::size(kGgufRoles) == all_linear_roles.size());
+
+}  // namespace
+
+std::string gguf_linear_name(int layer, LinearRole role) {
+  for (const auto& [linear, tensor] : kGgufRoles)
+    if (linear == role) return gguf_weight_name(tensor, layer);
+  PTQ_ASSERT(false);
+}
+
+GgufModelShape gguf_model_shape(const ModelConfig& config) {
+  return {.n_layer = config.num_layers,
+          .n_head = config.num_heads,
+          .n_head_kv = config.num_kv_heads,
+          .tied_embeddings = config.tie_word_embeddings};
+}
+
+GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& flags,
+                          const ModelConfig& config, int layer, LinearRole role) {
+  const std::string name = gguf_linear_name(layer, role);
+  const std::array<std::int64_t, 2> ne = {linear_in_features(config, role),
+                                          linear_out_features(config, role)};
+  const std::optional<std::uint32_t> type =
+      gguf_tensor_type(policy, name, ne, gguf_model_shape(config), flags);
+  const std::optional<GgmlGrid> grid = type ? gguf_grid(*type) : std::nullopt;
+  if (!grid)
+    throw input_error(name, "a quantized GGUF type under " + std::string(policy.name),
+                      type ? "type id " + std::to_string(*type) : "none");
+  return *grid;
+}
+
+}  // namespace ptq

@@ -1,0 +1,26 @@
+#pragma once
+// A block Linear as a GGUF tensor: its llama.cpp name and the ggml grid
+// llama-quantize's type policy gives it, so that GPTQ rounds each Linear onto
+// the type the file stores it in.
+#include <optional>
+#include <string>
+
+#include "algorithms/ggml_grid.hpp"
+#include "calibrate/tensor_names.hpp"
+#include "io/model_config.hpp"
+#include "pipeline/formats/gguf_policy.hpp"
+
+namespace ptq {
+
+// "blk.<layer>.attn_q.weight", ... (convert_hf_to_gguf.py's names).
+std::string gguf_linear_name(int layer, LinearRole role);
+
+// The shape llama-quantize reads from the model, from its config.
+GgufModelShape gguf_model_shape(const ModelConfig& config);
+
+// The grid `policy` gives the Linear (with `flags`); InputError naming the
+// tensor when that is a float type (no grid to round onto).
+GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& flags,
+                          const ModelConfig& config, int layer, LinearRole role);
+
+}  // namespace ptq
