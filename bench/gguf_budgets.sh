@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GGUF files of small under a size budget, judged by llama.cpp itself: for each
-# budget, llama-quantize (without and with an imatrix), ptq RTN (which must be
-# llama-quantize's bytes) and ptq GPTQ rounding inside the same ggml types at
+# budget, llama-quantize (without and with an imatrix), ptq RTN (whose tensors
+# must be llama-quantize's) and ptq GPTQ rounding inside the same ggml types at
 # llama-quantize's per-tensor policy. llama-perplexity --kl-divergence on 150
 # chunks of 512 tokens of WikiText-2 test against ptq's F16 GGUF; the imatrix
 # is llama-imatrix's over goldens/small/calib_generic_decoded.txt (-c 512
@@ -78,16 +78,23 @@ measure() {  # file -> "mean KLD|99.9% KLD|same top-1|ptq ppl|ptq KL"
   python3 - "$1.kld.log" "$1.eval.json" <<'PY'
 import json, re, sys
 t = open(sys.argv[1]).read()
-grab = lambda pattern: float(re.search(pattern, t).group(1))
+kld, tail, top1 = (float(re.search(p, t).group(1)) for p in
+                   (r"Mean\s+KLD:\s+([-0-9.]+)", r"99\.9%\s+KLD:\s+([-0-9.]+)", r"Same top p:\s+([-0-9.]+)"))
 e = json.load(open(sys.argv[2]))["llamacpp_base"]
-print(f"{grab(r'Mean\s+KLD:\s+([-0-9.]+)'):.6f}|{grab(r'99\.9%\s+KLD:\s+([-0-9.]+)'):.4f}|"
-      f"{grab(r'Same top p:\s+([-0-9.]+)'):.2f}|{e['ppl']:.3f}|{e['kl']:.6f}")
+print(f"{kld:.6f}|{tail:.4f}|{top1:.2f}|{e['ppl']:.3f}|{e['kl']:.6f}")
 PY
+}
+tensors() {  # file -> one line per tensor: name, type, digest of its bytes
+  "$ptq" inspect --json --digests "$1" |
+    python3 -c 'import json,sys; [print(t["name"], t["dtype"], t["fnv1a64"]) for t in json.load(sys.stdin)["tensors"]]' | sort
+}
+same_tensors() {  # the files' metadata differ (the imatrix's path); their tensors must not
+  diff -q <(tensors "$1") <(tensors "$2") >/dev/null
 }
 row() {  # label name
   local m bpw
   m=$(measure "$work/$2.gguf")
-  bpw=$("$ptq" inspect --json "$work/$2.gguf" | python3 -c 'import json,sys; print(f"{json.load(sys.stdin)["bits_per_weight"]:.3f}")')
+  bpw=$("$ptq" inspect --json "$work/$2.gguf" | python3 -c 'import json,sys; print("%.3f" % json.load(sys.stdin)["bits_per_weight"])')
   echo "| $1 | $(stat -c %s "$work/$2.gguf") | $bpw | ${m//|/ | } | $(cat "$work/$2.s") |"
 }
 {
@@ -95,7 +102,7 @@ row() {  # label name
   echo
   echo "Machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores. Command: \`$command\`."
   echo "llama.cpp's own judgement: \`llama-perplexity --kl-divergence\`, 150 chunks of 512 tokens"
-  echo "of WikiText-2 test, base: ptq's F16 GGUF (PPL $(grep -o 'PPL = [0-9.]*' "$work/base.log" | cut -d' ' -f3))."
+  echo "of WikiText-2 test, base: ptq's F16 GGUF (llama-perplexity's final PPL $(grep -o 'PPL = [0-9.]*' "$work/base.log" | cut -d' ' -f3))."
   echo "ptq GPTQ: \`--method gptq --act-order --format gguf --gguf-type T\` on the 128 windows of"
   echo "calib_generic.ids; llama-quantize and ptq RTN take the imatrix of the same text."
   echo "Bits per weight over all tensors (\`ptq inspect\`); seconds of the quantizer alone."
@@ -123,8 +130,8 @@ row() {  # label name
     echo
     for t in $ptq_types; do  # RTN is llama-quantize: compared byte for byte, not measured again
       make_file "ptq-rtn-$t" ptq-rtn "$t" >"$work/ptq-rtn-$t.log" 2>&1
-      cmp -s "$work/ptq-rtn-$t.gguf" "$work/llama-imatrix-$t.gguf" && same="the same bytes as" || same="NOT the bytes of"
-      echo "ptq RTN $t --imatrix ($(cat "$work/ptq-rtn-$t.s") s): $same llama-quantize $t --imatrix."
+      same_tensors "$work/ptq-rtn-$t.gguf" "$work/llama-imatrix-$t.gguf" && same="the same" || same="NOT the same"
+      echo "ptq RTN $t --imatrix ($(cat "$work/ptq-rtn-$t.s") s): $same tensors (names, types, bytes) as llama-quantize $t --imatrix."
     done
   done
 } >"$out"

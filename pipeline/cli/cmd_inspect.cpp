@@ -6,8 +6,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
+#include <string>
 
 #include "io/gguf.hpp"
+#include "io/hash.hpp"
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
 #include "pipeline/cli/commands.hpp"
@@ -27,7 +30,16 @@ enum class InspectFormat { Text, Json };
 struct InspectOptions {
   fs::path path;
   InspectFormat format = InspectFormat::Text;
+  bool digests = false;  // hash every tensor's bytes: reads the whole file
 };
+
+// A tensor's bytes as a short hex digest, so two files can be compared tensor
+// by tensor even where their metadata (paths, names) differs.
+std::string digest_of(std::span<const std::byte> bytes) {
+  Fnv1a64 hash;
+  hash.update(bytes);
+  return hash.hex();
+}
 
 // config.json sits in the checkpoint folder, or beside a single weights file.
 std::optional<ModelConfig> find_config(const fs::path& path) {
@@ -55,7 +67,7 @@ json config_json(const ModelConfig& c) {
           {"qk_norm", c.qk_norm}};
 }
 
-json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config) {
+json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config, bool digests) {
   json tensors = json::array();
   std::int64_t parameters = 0;
   for (const TensorView* t : ckpt.tensors()) {
@@ -63,6 +75,7 @@ json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config) 
                        {"dtype", dtype_name(t->dtype)},
                        {"shape", t->shape},
                        {"bytes", t->bytes.size()}});
+    if (digests) tensors.back()["fnv1a64"] = digest_of(t->bytes);
     parameters += t->numel();
   }
   json out;
@@ -97,7 +110,7 @@ json metadata_value(const gguf::Value& v) {
 
 // A GGUF file: its metadata, and per tensor its GGUF name, type, shape (ggml
 // order), bytes and bits per weight; the model's config as ptq reads it.
-json describe_gguf(const gguf::File& file) {
+json describe_gguf(const gguf::File& file, bool digests) {
   json metadata = json::object();
   for (const auto& [key, value] : file.metadata()) metadata[key] = metadata_value(value);
   json tensors = json::array();
@@ -111,6 +124,7 @@ json describe_gguf(const gguf::File& file) {
          {"shape", t.ne},
          {"bytes", t.data.size()},
          {"bits_per_weight", 8.0 * double(t.data.size()) / double(t.numel())}});
+    if (digests) tensors.back()["fnv1a64"] = digest_of(t.data);
     parameters += t.numel();
     bytes += t.data.size();
   }
@@ -163,9 +177,9 @@ void print_text(const json& d) {
 void run_inspect(const InspectOptions& options) {
   json description;
   if (const auto gguf_path = gguf_model_file(options.path)) {
-    description = describe_gguf(*gguf::File::open(*gguf_path));
+    description = describe_gguf(*gguf::File::open(*gguf_path), options.digests);
   } else {
-    description = describe(Checkpoint::open(options.path), find_config(options.path));
+    description = describe(Checkpoint::open(options.path), find_config(options.path), options.digests);
     if (fs::is_directory(options.path))
       if (const auto format = packed_format_of(options.path))
         description["quantization"] =
@@ -191,6 +205,8 @@ void add_inspect(CLI::App& app) {
   cmd->add_flag_callback(
       "--json", [options] { options->format = InspectFormat::Json; },
       "Print one JSON object instead of text");
+  cmd->add_flag("--digests", options->digests,
+                "With --json: an FNV-1a 64 digest of each tensor's bytes (reads every byte)");
   cmd->callback([options] { run_inspect(*options); });
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -98,6 +99,34 @@ TEST(CmdInspect, GgufFileShowsTypesAndBitsPerWeight) {
     EXPECT_DOUBLE_EQ(t["bits_per_weight"].get<double>(), 4.5);
   }
   EXPECT_TRUE(found);
+}
+
+}  // namespace
+}  // namespace ptq
+
+namespace ptq {
+namespace {
+
+std::map<std::string, std::string> digests(const std::filesystem::path& path) {
+  const RunResult r = run_ptq("inspect --json --digests '" + path.string() + "'");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const auto d = nlohmann::json::parse(r.output);
+  std::map<std::string, std::string> out;
+  for (const auto& t : d["tensors"]) out[t["name"]] = t["fnv1a64"];
+  return out;
+}
+
+// llama.cpp's converter copies a float16 V or down projection byte for byte
+// (ggml's reversed shape is the same row-major layout) but permutes Q's rows
+// for its rotary layout: the digests must say exactly that, across formats.
+TEST(CmdInspect, DigestsCompareTensorsAcrossFormats) {
+  const auto gguf = digests(test::fixture("gguf/tiny-f16.gguf"));
+  const auto hf = digests(test::fixture("models/tiny"));
+  ASSERT_EQ(gguf.at("blk.1.attn_v.weight").size(), 16u);
+  EXPECT_EQ(gguf.at("blk.1.attn_v.weight"), hf.at("model.layers.1.self_attn.v_proj.weight"));
+  EXPECT_EQ(gguf.at("blk.3.ffn_down.weight"), hf.at("model.layers.3.mlp.down_proj.weight"));
+  EXPECT_NE(gguf.at("blk.1.attn_q.weight"), hf.at("model.layers.1.self_attn.q_proj.weight"));
+  EXPECT_NE(gguf.at("blk.1.attn_v.weight"), gguf.at("blk.2.attn_v.weight"));
 }
 
 }  // namespace
