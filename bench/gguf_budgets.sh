@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # GGUF files of small under a size budget, judged by llama.cpp itself: for each
 # budget, llama-quantize (without and with an imatrix), ptq RTN (whose tensors
-# must be llama-quantize's) and ptq GPTQ rounding inside the same ggml types at
-# llama-quantize's per-tensor policy. llama-perplexity --kl-divergence on 150
+# must be llama-quantize's), ptq GPTQ rounding inside the same ggml types at
+# llama-quantize's per-tensor policy, and ptq GPTQ with every tensor's type
+# chosen for the budget (--gguf-type auto --max-bytes; the sensitivities are
+# measured once, then each budget is solved from them with --mix-costs). llama-perplexity --kl-divergence on 150
 # chunks of 512 tokens of WikiText-2 test against ptq's F16 GGUF; the imatrix
 # is llama-imatrix's over goldens/small/calib_generic_decoded.txt (-c 512
 # --chunks 128), the text of the 128 windows GPTQ calibrates on
 # (calib_generic.ids). ptq eval's own ppl and KL come from the same chunks
 # (--llamacpp-base).
 #
-#   bench/gguf_budgets.sh [--ptq BINARY] [--work DIR] [--out FILE]
+#   bench/gguf_budgets.sh [--ptq BINARY] [--work DIR] [--out FILE] [--fresh]
+#
+# Files an earlier run left in DIR (quantized files, their measurements) are
+# reused, so an interrupted run resumes; --fresh starts from an empty DIR.
 #
 # Writes a Markdown table per budget (file bytes, bits per weight, mean and
 # 99.9 % KLD, same top-1, ptq eval's ppl and KL, seconds) with the commands and
@@ -29,9 +34,11 @@ while [[ $# -gt 0 ]]; do
     --ptq) ptq=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --fresh) fresh=1; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+[ -n "${fresh:-}" ] && rm -rf "$work"
 mkdir -p "$work"
 src=$fixtures/models/small
 calib=$fixtures/goldens/small/calib_generic.ids
@@ -47,10 +54,15 @@ budgets=("13434144|Q4_K_M Q4_K_S|Q4_K_M"
 
 [ -f "$work/f16/model.gguf" ] ||
   "$ptq" quantize --model "$src" --method none --format gguf --gguf-type F16 --out "$work/f16" 2>/dev/null
-"$tools/llama-perplexity" -m "$work/f16/model.gguf" -f "$text" "${ppl[@]}" \
+[ -f "$work/base.kld" ] || "$tools/llama-perplexity" -m "$work/f16/model.gguf" -f "$text" "${ppl[@]}" \
   --kl-divergence-base "$work/base.kld" >"$work/base.log" 2>&1
-"$tools/llama-imatrix" -m "$work/f16/model.gguf" -f "$fixtures/goldens/small/calib_generic_decoded.txt" \
+[ -f "$work/imatrix.gguf" ] || "$tools/llama-imatrix" -m "$work/f16/model.gguf" -f "$fixtures/goldens/small/calib_generic_decoded.txt" \
   -c 512 --chunks 128 -t 2 -o "$work/imatrix.gguf" >"$work/imatrix.log" 2>&1
+
+# The sensitivities (mix.json), measured once for every budget.
+[ -f "$work/mix-measure/mix.json" ] || /usr/bin/time -f "%e" -o "$work/mix-measure.s" "$ptq" quantize --model "$src" --method gptq --act-order \
+  --format gguf --gguf-type auto --max-bytes 13434144 --calib-ids "$calib" --threads 2 \
+  --out "$work/mix-measure" >"$work/mix-measure.log" 2>&1
 
 timed() {  # seconds-file command... : runs the command, its wall time to the file
   local file=$1; shift
@@ -58,30 +70,39 @@ timed() {  # seconds-file command... : runs the command, its wall time to the fi
 }
 make_file() {  # name kind type -> $work/name.gguf
   local name=$1 kind=$2 type=$3
+  [ -f "$work/$name.gguf" ] && [ -f "$work/$name.s" ] && return
   case $kind in
     llama) timed "$work/$name.s" "$tools/llama-quantize" "$work/f16/model.gguf" "$work/$name.gguf" "$type" 2 ;;
     llama-imatrix) timed "$work/$name.s" "$tools/llama-quantize" --imatrix "$work/imatrix.gguf" \
       "$work/f16/model.gguf" "$work/$name.gguf" "$type" 2 ;;
-    ptq-rtn | ptq-gptq)
-      local args=(--method rtn --imatrix "$work/imatrix.gguf")
-      [ "$kind" = ptq-gptq ] && args=(--method gptq --act-order --calib-ids "$calib")
+    ptq-rtn | ptq-gptq | ptq-mix)
+      local args=(--method rtn --imatrix "$work/imatrix.gguf" --gguf-type "$type")
+      [ "$kind" = ptq-gptq ] && args=(--method gptq --act-order --calib-ids "$calib" --gguf-type "$type")
+      [ "$kind" = ptq-mix ] && args=(--method gptq --act-order --calib-ids "$calib" --gguf-type auto
+        --max-bytes "$type" --mix-costs "$work/mix-measure/mix.json")
       rm -rf "$work/$name.dir"
-      timed "$work/$name.s" "$ptq" quantize --model "$src" "${args[@]}" --format gguf --gguf-type "$type" \
+      timed "$work/$name.s" "$ptq" quantize --model "$src" "${args[@]}" --format gguf \
         --threads 2 --out "$work/$name.dir"
       mv "$work/$name.dir/model.gguf" "$work/$name.gguf" ;;
   esac
 }
-measure() {  # file -> "mean KLD|99.9% KLD|same top-1|ptq ppl|ptq KL"
-  "$tools/llama-perplexity" -m "$1" "${ppl[@]}" --kl-divergence-base "$work/base.kld" --kl-divergence \
-    >"$1.kld.log" 2>&1
-  "$ptq" eval --model "$1" --llamacpp-base "$work/base.kld" --threads 2 --json "$1.eval.json" >/dev/null 2>&1
+measure() {  # file -> "mean KLD|99.9% KLD|same top-1|ptq ppl|ptq KL" (ptq's: n/a for a type it cannot read)
+  grep -q "Mean.*KLD" "$1.kld.log" 2>/dev/null ||
+    "$tools/llama-perplexity" -m "$1" "${ppl[@]}" --kl-divergence-base "$work/base.kld" --kl-divergence \
+      >"$1.kld.log" 2>&1
+  [ -f "$1.eval.json" ] ||
+    "$ptq" eval --model "$1" --llamacpp-base "$work/base.kld" --threads 2 --json "$1.eval.json" \
+      >"$1.eval.log" 2>&1 || true
   python3 - "$1.kld.log" "$1.eval.json" <<'PY'
-import json, re, sys
+import json, os, re, sys
 t = open(sys.argv[1]).read()
 kld, tail, top1 = (float(re.search(p, t).group(1)) for p in
                    (r"Mean\s+KLD:\s+([-0-9.]+)", r"99\.9%\s+KLD:\s+([-0-9.]+)", r"Same top p:\s+([-0-9.]+)"))
-e = json.load(open(sys.argv[2]))["llamacpp_base"]
-print(f"{kld:.6f}|{tail:.4f}|{top1:.2f}|{e['ppl']:.3f}|{e['kl']:.6f}")
+ours = "n/a|n/a"
+if os.path.exists(sys.argv[2]):
+    e = json.load(open(sys.argv[2]))["llamacpp_base"]
+    ours = "%.3f|%.6f" % (e["ppl"], e["kl"])
+print(f"{kld:.6f}|{tail:.4f}|{top1:.2f}|{ours}")
 PY
 }
 tensors() {  # file -> one line per tensor: name, type, digest of its bytes
@@ -105,6 +126,11 @@ row() {  # label name
   echo "of WikiText-2 test, base: ptq's F16 GGUF (llama-perplexity's final PPL $(grep -o 'PPL = [0-9.]*' "$work/base.log" | cut -d' ' -f3))."
   echo "ptq GPTQ: \`--method gptq --act-order --format gguf --gguf-type T\` on the 128 windows of"
   echo "calib_generic.ids; llama-quantize and ptq RTN take the imatrix of the same text."
+  echo "ptq GPTQ + mix: the same GPTQ with every tensor's type chosen among"
+  echo "$(python3 -c 'import json,sys; print(", ".join(json.load(open(sys.argv[1]))["candidates"]))' "$work/mix-measure/mix.json")"
+  echo "for the budget (\`--gguf-type auto --max-bytes N\`, predictor kl_scaled); its sensitivities were"
+  echo "measured once, in $(cat "$work/mix-measure.s") s (with that run's GPTQ), and each budget solved from them"
+  echo "(\`--mix-costs\`): its seconds are the GPTQ run's."
   echo "Bits per weight over all tensors (\`ptq inspect\`); seconds of the quantizer alone."
   for budget in "${budgets[@]}"; do
     IFS='|' read -r bytes llama_types ptq_types <<<"$budget"
@@ -125,8 +151,10 @@ row() {  # label name
     done
     for t in $ptq_types; do
       make_file "ptq-gptq-$t" ptq-gptq "$t" >"$work/ptq-gptq-$t.log" 2>&1
-      row "**ptq GPTQ $t**" "ptq-gptq-$t"
+      row "ptq GPTQ $t" "ptq-gptq-$t"
     done
+    make_file "ptq-mix-$bytes" ptq-mix "$bytes" >"$work/ptq-mix-$bytes.log" 2>&1
+    row "**ptq GPTQ + mix**" "ptq-mix-$bytes"
     echo
     for t in $ptq_types; do  # RTN is llama-quantize: compared byte for byte, not measured again
       make_file "ptq-rtn-$t" ptq-rtn "$t" >"$work/ptq-rtn-$t.log" 2>&1

@@ -440,13 +440,12 @@ std::string build_header(std::span<const std::pair<std::string, Value>> metadata
   for (const auto& t : tensors) {
     const TensorTypeInfo* type = find_tensor_type(t.type);
     PTQ_ASSERT(type != nullptr);
-    PTQ_ASSERT(tensor_bytes(*type, t.ne) == t.data.size());
     append_payload(out, t.name);
     append_payload(out, static_cast<std::uint32_t>(t.ne.size()));
     for (const auto d : t.ne) append_payload(out, d);
     append_payload(out, t.type);
     append_payload(out, offset);
-    offset += align_up(t.data.size(), alignment);
+    offset += align_up(tensor_bytes(*type, t.ne), alignment);
   }
   out.resize(align_up(out.size(), alignment), '\0');
   return out;
@@ -655,16 +654,31 @@ const TensorInfo& File::require_tensor(std::string_view name) const {
 
 // ---------------------------------------------------------------- write
 
+namespace {
+
+std::uint64_t write_alignment(std::span<const std::pair<std::string, Value>> metadata,
+                              const std::string& where) {
+  std::uint64_t alignment = kDefaultAlignment;
+  for (const auto& [key, value] : metadata)
+    if (key == kAlignmentKey) alignment = alignment_of(&value, where + ": key " + in_quotes(key));
+  return alignment;
+}
+
+}  // namespace
+
+FileLayout file_layout(std::span<const std::pair<std::string, Value>> metadata,
+                       std::span<const TensorToWrite> tensors) {
+  const std::uint64_t alignment = write_alignment(metadata, "GGUF metadata");
+  return {build_header(metadata, tensors, alignment).size(), alignment};
+}
+
 void write(const std::filesystem::path& path,
            std::span<const std::pair<std::string, Value>> metadata,
            std::span<const TensorToWrite> tensors) {
   check_writable_names(metadata, tensors, path.string());
-  std::uint64_t alignment = kDefaultAlignment;
-  for (const auto& [key, value] : metadata) {
-    if (key == kAlignmentKey) {
-      alignment = alignment_of(&value, path.string() + ": key " + in_quotes(key));
-    }
-  }
+  const std::uint64_t alignment = write_alignment(metadata, path.string());
+  for (const auto& t : tensors)
+    PTQ_ASSERT(tensor_bytes(*find_tensor_type(t.type), t.ne) == t.data.size());
   const std::string header = build_header(metadata, tensors, alignment);
 
   OutputFile output(path, "GGUF file");

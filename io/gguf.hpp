@@ -135,6 +135,17 @@ struct TensorToWrite {
 // without them to get its bytes). Names llama.cpp cannot load (empty or duplicate
 // keys, duplicate tensor names, tensor names over 63 bytes) and a general.alignment
 // that is not a u32 power of two are InputErrors naming `path`.
+// Where `write` puts the first tensor's data for this metadata and these tensor
+// infos (names, shapes and types; their data is not read), and the alignment
+// every tensor's data is padded to: the file's size is data_offset plus each
+// tensor's bytes rounded up to the alignment.
+struct FileLayout {
+  std::uint64_t data_offset = 0;
+  std::uint64_t alignment = 32;
+};
+FileLayout file_layout(std::span<const std::pair<std::string, Value>> metadata,
+                       std::span<const TensorToWrite> tensors);
+
 void write(const std::filesystem::path& path,
            std::span<const std::pair<std::string, Value>> metadata,
            std::span<const TensorToWrite> tensors);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 
@@ -36,6 +37,11 @@ std::vector<float> read_f32(const std::filesystem::path& path) {
 std::string read_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+int run_ptq(const std::string& args, const std::filesystem::path& log) {
+  const std::string command = ptq_binary().string() + " " + args + " > " + log.string() + " 2>&1";
+  return WEXITSTATUS(std::system(command.c_str()));
 }
 
 }  // namespace ptq::test

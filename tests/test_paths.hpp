@@ -14,5 +14,7 @@ std::filesystem::path ptq_binary();          // the built `ptq` executable
 std::filesystem::path temp_dir(const std::string& name);  // fresh, empty, per test
 std::vector<float> read_f32(const std::filesystem::path& path);  // raw little-endian float32 (*.f32)
 std::string read_bytes(const std::filesystem::path& path);       // a whole file
+// Runs `ptq ARGS` through the shell, stdout and stderr to `log`; its exit code.
+int run_ptq(const std::string& args, const std::filesystem::path& log);
 
 }  // namespace ptq::test

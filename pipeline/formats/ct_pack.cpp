@@ -156,33 +156,59 @@ nlohmann::ordered_json int_args(int bits, bool symmetric, const char* strategy,
       {"observer_kwargs", nlohmann::ordered_json::object()}};
 }
 
-nlohmann::ordered_json config_of(const char* format, const nlohmann::ordered_json& weights,
+nlohmann::ordered_json group_of(const char* format, const nlohmann::ordered_json& targets,
+                                 const nlohmann::ordered_json& weights,
                                  const nlohmann::ordered_json& inputs) {
+  return {{"targets", targets},
+          {"weights", weights},
+          {"input_activations", inputs},
+          {"output_activations", nullptr},
+          {"format", format}};
+}
+
+nlohmann::ordered_json config_of(const char* format, nlohmann::ordered_json groups) {
   return {{"quant_method", "compressed-tensors"},
           {"format", format},
           {"quantization_status", "compressed"},
-          {"config_groups",
-           {{"group_0",
-             {{"targets", {"Linear"}},
-              {"weights", weights},
-              {"input_activations", inputs},
-              {"output_activations", nullptr},
-              {"format", format}}}}},
+          {"config_groups", std::move(groups)},
           {"ignore", {"lm_head"}},
           {"kv_cache_scheme", nullptr},
           {"global_compression_ratio", nullptr},
           {"version", kVersion}};
 }
 
+nlohmann::ordered_json config_of(const char* format, const nlohmann::ordered_json& weights,
+                                 const nlohmann::ordered_json& inputs) {
+  return config_of(format, {{"group_0", group_of(format, {"Linear"}, weights, inputs)}});
+}
+
+nlohmann::ordered_json weight_args(const QuantSpec& spec, bool act_order) {
+  const bool group = spec.granularity == Granularity::Group;
+  return int_args(spec.bits, spec.symmetry == Symmetry::Symmetric, group ? "group" : "channel",
+                  group ? std::optional<int>(spec.group_size) : std::nullopt, false, act_order);
+}
+
 }  // namespace
 
 nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order) {
-  const bool group = spec.granularity == Granularity::Group;
-  return config_of(
-      "pack-quantized",
-      int_args(spec.bits, spec.symmetry == Symmetry::Symmetric, group ? "group" : "channel",
-               group ? std::optional<int>(spec.group_size) : std::nullopt, false, act_order),
-      nullptr);
+  return config_of("pack-quantized", weight_args(spec, act_order), nullptr);
+}
+
+nlohmann::ordered_json compressed_tensors_config(std::span<const CompressedTensorsTargets> groups,
+                                                 bool act_order) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (std::size_t i = 0; i < groups.size(); ++i)
+    out["group_" + std::to_string(i)] =
+        group_of("pack-quantized", groups[i].modules, weight_args(groups[i].spec, act_order), nullptr);
+  return config_of("pack-quantized", std::move(out));
+}
+
+std::uint64_t compressed_linear_bytes(const QuantSpec& spec, std::int64_t in, std::int64_t out) {
+  const std::int64_t groups =
+      spec.granularity == Granularity::Group ? (in + spec.group_size - 1) / spec.group_size : 1;
+  std::int64_t bytes = out * bit_stream::words_for(in, spec.bits) * 4 + out * groups * 2 + 2 * 8;
+  if (spec.symmetry != Symmetry::Symmetric) bytes += bit_stream::words_for(out, spec.bits) * groups * 4;
+  return static_cast<std::uint64_t>(bytes);
 }
 
 nlohmann::ordered_json compressed_tensors_w8a8_config(CtActivations activations) {

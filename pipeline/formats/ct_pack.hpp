@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -77,6 +78,17 @@ struct CompressedTensorsScheme {
 // `act_order`: GPTQ ran in act-order with static groups ("actorder": "weight",
 // which keeps the natural groups; compressed-tensors 0.20 has no other).
 nlohmann::ordered_json compressed_tensors_config(const QuantSpec& spec, bool act_order);
+// The same with one config group per grid, each targeting its Linears by
+// module name ("model.layers.0.mlp.down_proj"): a mix of grids.
+struct CompressedTensorsTargets {
+  QuantSpec spec;
+  std::vector<std::string> modules;
+};
+nlohmann::ordered_json compressed_tensors_config(std::span<const CompressedTensorsTargets> groups,
+                                                 bool act_order);
+// The bytes of a pack-quantized Linear [out, in] on `spec`'s grid: its packed
+// codes, float16 scales, zero points (asymmetric) and int64 shape.
+std::uint64_t compressed_linear_bytes(const QuantSpec& spec, std::int64_t in, std::int64_t out);
 // The same for W8A8: int8 weights per channel, int8 inputs per token (dynamic)
 // or per tensor (static, `activations` tensor).
 nlohmann::ordered_json compressed_tensors_w8a8_config(CtActivations activations);

@@ -48,4 +48,21 @@ GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& fla
   return *grid;
 }
 
+GgmlGrid gguf_linear_grid(const Recipe& recipe, const ModelConfig& config, int layer,
+                          LinearRole role) {
+  if (recipe.gguf_tensor_types.empty()) {
+    const GgufPolicy* policy = find_policy(recipe.gguf_type);
+    PTQ_ASSERT(policy != nullptr);  // Recipe::validate checked it
+    return gguf_linear_grid(*policy, {.pure = false, .imatrix = true}, config, layer, role);
+  }
+  const std::string name = gguf_linear_name(layer, role);
+  const auto it = recipe.gguf_tensor_types.find(name);
+  const std::optional<GgmlGrid> grid =
+      it != recipe.gguf_tensor_types.end() ? gguf_grid(it->second) : std::nullopt;
+  if (!grid)
+    throw input_error(name, "a quantized GGUF type to round onto",
+                      it == recipe.gguf_tensor_types.end() ? "none" : "a float type");
+  return *grid;
+}
+
 }  // namespace ptq

@@ -9,6 +9,7 @@
 #include "calibrate/tensor_names.hpp"
 #include "io/model_config.hpp"
 #include "pipeline/formats/gguf_policy.hpp"
+#include "pipeline/recipe/recipe.hpp"
 
 namespace ptq {
 
@@ -22,5 +23,11 @@ GgufModelShape gguf_model_shape(const ModelConfig& config);
 // tensor when that is a float type (no grid to round onto).
 GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& flags,
                           const ModelConfig& config, int layer, LinearRole role);
+
+// The grid of the Linear's type in the run's file: recipe.gguf_tensor_types
+// when set (a mix), else recipe.gguf_type's policy with an imatrix (GPTQ
+// weighs every block by diag H, as an imatrix does).
+GgmlGrid gguf_linear_grid(const Recipe& recipe, const ModelConfig& config, int layer,
+                          LinearRole role);
 
 }  // namespace ptq

@@ -12,6 +12,7 @@
 #include "pipeline/formats/gguf_blocks.hpp"
 #include "pipeline/formats/gguf_model.hpp"
 #include "pipeline/formats/gguf_policy.hpp"
+#include "pipeline/formats/gguf_types.hpp"
 #include "pipeline/output/gguf_linear.hpp"
 
 namespace ptq {
@@ -30,7 +31,8 @@ struct GgufJob {
   const ModelConfig config;
   const Checkpoint& checkpoint;
   bool exported;  // the Linears are an earlier run's: each must keep its grid
-  const GgufPolicy& policy;
+  const GgufPolicy* policy;     // llama-quantize's rules, or null: every type in `types`
+  const GgufTypeMap& types;     // a mix's types (recipe.gguf_tensor_types)
   GgufModelShape shape;
   std::optional<Imatrix> imatrix;
   std::map<std::string, const QuantizedLinear*> linears;  // by HF tensor name
@@ -69,7 +71,8 @@ struct GgufJob {
     const GgmlBlocks* own = own_blocks(plan.hf_name);
     const std::optional<std::uint32_t> type =
         own != nullptr ? gguf_type_id(own->grid)
-                       : gguf_tensor_type(policy, plan.gguf_name, plan.ne, shape, flags);
+        : policy != nullptr ? gguf_tensor_type(*policy, plan.gguf_name, plan.ne, shape, flags)
+                            : std::optional(types.at(plan.gguf_name));
     if (!type || gguf_float_type(*type))
       return gguf_float_tensor(plan, checkpoint, config,
                                type ? float_type_of(*type) : GgufFloatType::f16);
@@ -91,10 +94,12 @@ struct GgufJob {
   }
 };
 
-const GgufPolicy& policy_of(const Recipe& recipe) {
+// Null for a mix (gguf_type auto, its types resolved by the run).
+const GgufPolicy* policy_of(const Recipe& recipe) {
+  if (!recipe.gguf_tensor_types.empty()) return nullptr;
   const GgufPolicy* policy = find_policy(recipe.gguf_type);
   PTQ_ASSERT(policy != nullptr);  // Recipe::validate checked it
-  return *policy;
+  return policy;
 }
 
 }  // namespace
@@ -104,7 +109,8 @@ void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint
                      const std::vector<QuantizedLinear>& linears,
                      std::span<const ReplacedTensor> replaced, bool exported) {
   const ModelConfig config = load_model_config(source_model);
-  GgufJob job{config, tensors, exported, policy_of(recipe), {}, std::nullopt, {}, {}};
+  GgufJob job{config, tensors, exported, policy_of(recipe), recipe.gguf_tensor_types, {},
+              std::nullopt, {}, {}};
   for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
   job.shape = gguf_model_shape(config);
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
@@ -112,8 +118,10 @@ void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint
     job.linears[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] =
         &q;
   const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(config, job.checkpoint);
-  const auto metadata =
-      gguf_metadata(source_model, config, {.file_type = job.policy.file_type, .name = {}});
+  if (job.policy == nullptr) check_gguf_types(job.types, plan, "the run's GGUF types");
+  const std::uint32_t file_type =
+      job.policy != nullptr ? job.policy->file_type : gguf_mix_file_type(job.types, plan);
+  const auto metadata = gguf_metadata(source_model, config, {.file_type = file_type, .name = {}});
   write_gguf_model(out_file, metadata, plan,
                    [&](const GgufTensorPlan& p) { return job.tensor(p); });
 }

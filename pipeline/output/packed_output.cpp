@@ -1,5 +1,6 @@
 #include "pipeline/output/packed_output.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -99,6 +100,16 @@ PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFo
   // The embedding's: every format keeps it as the source stores it.
   if (const auto* t = source.find(std::string(embed_tokens_name)); t != nullptr)
     layout.dtype = t->dtype;
+  if (format == OutputFormat::compressed_tensors && !activations) {
+    for (const auto& q : linears) {  // the Linears by grid, in order of first use
+      const QuantSpec& spec = std::get<QuantizedMatrix>(q.weight).spec;
+      auto it = std::find_if(layout.grids.begin(), layout.grids.end(),
+                             [&](const auto& g) { return g.spec == spec; });
+      if (it == layout.grids.end()) it = layout.grids.insert(layout.grids.end(), {spec, {}});
+      it->modules.push_back(block_tensor_name(q.layer, linear_spec(q.role).module));
+    }
+    if (layout.grids.size() == 1) layout.grids.clear();  // one grid: every Linear
+  }
   if (format != OutputFormat::gptq) return layout;
   for (const auto& q : linears)
     if (gptq_zeros_needed(std::get<QuantizedMatrix>(q.weight)) == GptqZeros::v2)
@@ -141,6 +152,8 @@ void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
     q = compressed_tensors_w8a8_config(layout.activations->granularity == ActGranularity::Token
                                            ? CtActivations::token
                                            : CtActivations::tensor);
+  } else if (!layout.grids.empty()) {  // a mix: one config group per grid
+    q = compressed_tensors_config(layout.grids, recipe.order == ColumnOrder::ActivationOrder);
   } else {
     q = compressed_tensors_config(recipe.quant_spec(),
                                   recipe.order == ColumnOrder::ActivationOrder);

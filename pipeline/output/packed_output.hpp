@@ -13,6 +13,7 @@
 #include "calibrate/act_quant.hpp"
 #include "io/dtype.hpp"
 #include "io/safetensors.hpp"
+#include "pipeline/formats/ct_pack.hpp"
 #include "pipeline/formats/gptq_pack.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/recipe/recipe.hpp"
@@ -28,11 +29,15 @@ struct PackedTensor {
 
 // What every Linear of one folder shares: GPTQ's zero layout (v2 when any
 // Linear has a zero point of 0); the model's float dtype, its embedding's
-// (bitsandbytes' dequantized weights and compute dtype); W8A8's int8 activations.
+// (bitsandbytes' dequantized weights and compute dtype); W8A8's int8
+// activations; a mix's grids.
 struct PackedLayout {
   GptqZeros zeros = GptqZeros::v1;
   DType dtype = DType::F16;
   std::optional<ActivationQuant> activations;
+  // compressed-tensors weight-only Linears on more than one grid (a mix): each
+  // grid with its Linears' module names, one config group each; else empty.
+  std::vector<CompressedTensorsTargets> grids;
 };
 PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
                            const Checkpoint& source,

@@ -53,6 +53,9 @@ struct ModelExtras {
   // Scales folded in before rounding (recipe.folds_scales()), one per layer:
   // saved in quantized.h5 and replayed by --load-scales.
   std::vector<BlockScales> scales;
+  // A mix of grids (Recipe::mixes): mix.json's text (each tensor's grid and
+  // why, pipeline/formats/mix_file.hpp), or empty.
+  std::string mix;
 };
 
 // Hessians mixed from cached float statistics (`ptq quantize --stats`)

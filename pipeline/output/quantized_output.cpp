@@ -29,6 +29,7 @@ namespace {
 
 constexpr float kHalfMax = 65504.0f;  // largest finite IEEE float16
 constexpr std::string_view kGgufFile = "model.gguf";
+constexpr std::string_view kMixFile = "mix.json";
 constexpr std::string_view kSafetensorsFile = "model.safetensors";
 
 // Files a loader needs beside the weights; copied when present.
@@ -216,15 +217,23 @@ std::string model_card(const std::filesystem::path& source,
     md << "Exported by `ptq export` from the run `" << source.filename().string()
        << "`, whose `quantized.h5` keeps the calibration record.\n\n";
   if (recipe.format == OutputFormat::gguf) {
-    md << "Quantized by ptq from `" << model_name << "` into `" << kGgufFile
-       << "`, llama.cpp's GGUF,\nwith llama-quantize's per-tensor types for " << recipe.gguf_type
-       << " (embeddings and head included); `quantized.h5`\nrecords the recipe, the calibration "
-          "data and the per-Linear errors.\n\n";
+    md << "Quantized by ptq from `" << model_name << "` into `" << kGgufFile << "`, llama.cpp's GGUF,\n";
+    if (recipe.gguf_type == "auto")
+      md << "each tensor's type (embeddings and head included) chosen under a budget: `"
+         << kMixFile << "`\nlists them and what each tensor costs at each candidate type";
+    else
+      md << "with llama-quantize's per-tensor types for " << recipe.gguf_type
+         << " (embeddings and head included)";
+    md << "; `quantized.h5`\nrecords the recipe, the calibration data and the per-Linear errors.\n\n";
   } else if (recipe.format != OutputFormat::dequantized) {
     md << "Quantized by ptq from `" << model_name << "` into a "
        << output_format_info(recipe.format).description
-       << ",\n`quantization_config` in `config.json`: every decoder block's Linears packed; "
-          "`quantized.h5`\nrecords the recipe, the calibration data and the per-Linear errors. "
+       << ",\n`quantization_config` in `config.json`: every decoder block's Linears packed"
+       << (recipe.linear_specs.empty()
+               ? ""
+               : " (a mix of grids, one config group each: `mix.json` says why each Linear has "
+                 "its own)")
+       << "; `quantized.h5`\nrecords the recipe, the calibration data and the per-Linear errors. "
           "Embeddings and the head are unchanged.\n\n";
   } else {
     md << "Quantized by ptq from `" << model_name << "`. The Linears of every decoder block\n"
@@ -326,6 +335,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
       write_packed_config(staging, recipe,
                           packed_layout(linears, recipe.format, source, extras.activations));
   }
+  if (!extras.mix.empty()) write_text_atomic(staging / kMixFile, extras.mix);
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras,
                  options.exported);
   // compressed-tensors states W8A8's activations in its own quantization_config.

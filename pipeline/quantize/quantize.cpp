@@ -43,43 +43,36 @@ std::vector<LinearRole> roles_reading(LinearInput input) {
 // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
 Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx) { return 2.0 * mean_xtx; }
 
-namespace {
-
-// GPTQ onto the ggml grid llama-quantize's policy gives the Linear (--format gguf).
-void quantize_linear_ggml(const Recipe& recipe, const ModelConfig& config, const MatrixRM& w,
-                          const Eigen::MatrixXd& hessian, QuantizedLinear& q) {
-  const GgufPolicy* policy = find_policy(recipe.gguf_type);
-  PTQ_ASSERT(policy != nullptr);  // Recipe::validate checked it
-  // GPTQ weighs every block by the calibration's diag H, as an imatrix does.
-  const GgmlGrid grid =
-      gguf_linear_grid(*policy, {.pure = false, .imatrix = true}, config, q.layer, q.role);
+GgmlBlocks gguf_gptq(const Recipe& recipe, GgmlGrid grid, const MatrixRM& w,
+                     const Eigen::MatrixXd& hessian, LinearReport& report) {
   GgmlGptqConfig c{.gptq = recipe.gptq_config(), .scales = GroupGrids::Dynamic, .refit = true};
   if (recipe.order == ColumnOrder::ActivationOrder || recipe.group_grids == GroupGrids::Static)
     c.scales = GroupGrids::Static;
   const GptqHessian prepared = prepare_hessian(hessian, c.gptq);
-  q.report.damping = prepared.damping;
-  q.report.damping_retries = prepared.damping_retries;
-  q.report.cholesky_failed = prepared.status == GptqStatus::CholeskyFailed;
-  if (q.report.cholesky_failed) {
-    q.weight =
-        ggml_quantize(grid, w, std::vector<float>(prepared.diag.begin(), prepared.diag.end()));
-    return;
-  }
+  report.damping = prepared.damping;
+  report.damping_retries = prepared.damping_retries;
+  report.cholesky_failed = prepared.status == GptqStatus::CholeskyFailed;
+  if (report.cholesky_failed)
+    return ggml_quantize(grid, w, std::vector<float>(prepared.diag.begin(), prepared.diag.end()));
   GgmlGptqResult r = ggml_gptq(grid, w, hessian, prepared, c);
-  q.report.gptq_loss = r.loss;
-  q.weight = std::move(r.blocks);
+  report.gptq_loss = r.loss;
+  return std::move(r.blocks);
 }
-
-}  // namespace
 
 QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config, int layer,
                                 LinearRole role, const MatrixRM& w,
                                 const Eigen::MatrixXd* hessian) {
+  if (!recipe.linear_specs.empty()) {  // a mix: this Linear's own grid
+    Recipe own = recipe;
+    own.spec = recipe.linear_spec_for(layer, role);
+    own.linear_specs.clear();
+    return quantize_linear(own, config, layer, role, w, hessian);
+  }
   const auto t0 = Clock::now();
   QuantizedLinear q{layer, role, {}, {}};
   if (recipe.method == Method::Gptq && recipe.format == OutputFormat::gguf) {
     PTQ_ASSERT(hessian != nullptr);
-    quantize_linear_ggml(recipe, config, w, *hessian, q);
+    q.weight = gguf_gptq(recipe, gguf_linear_grid(recipe, config, layer, role), w, *hessian, q.report);
     finish_report(q, w, t0);
     return q;
   }

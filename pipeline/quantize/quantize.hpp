@@ -36,9 +36,16 @@ Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx);
 // Quantizes one Linear, w: [out, in]: RTN, or GPTQ with `hessian` [in, in]
 // (null for RTN). Every Linear of `ptq quantize` goes through here.
 // With --format gguf, GPTQ rounds onto the ggml grid of the Linear's GGUF type
-// (llama-quantize's policy for recipe.gguf_type on `config`'s shape).
+// (pipeline/output/gguf_linear.hpp).
 QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config, int layer,
                                 LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian);
+
+// GPTQ inside ggml's `grid` (algorithms/ggml_gptq.hpp) with the recipe's
+// damping and column order: what --method gptq --format gguf does to each
+// Linear. Cholesky failing: ggml's own search weighted by diag H. Fills
+// report's damping and GPTQ loss.
+GgmlBlocks gguf_gptq(const Recipe& recipe, GgmlGrid grid, const MatrixRM& w,
+                     const Eigen::MatrixXd& hessian, LinearReport& report);
 
 // Sets q.report's layer and role (from q), its weight MSE against the float `w`
 // and the seconds since t0: what every method reports the same way.

@@ -10,7 +10,11 @@
 #include "io/hdf5.hpp"
 #include "io/output_path.hpp"
 #include "io/tokenizer.hpp"
+#include "pipeline/formats/gguf_model.hpp"
+#include "pipeline/formats/gguf_types.hpp"
 #include "pipeline/output/progress.hpp"
+#include "pipeline/quantize/gguf_mix.hpp"
+#include "pipeline/quantize/linear_mix.hpp"
 #include "pipeline/quantize/smoothing.hpp"
 #include "pipeline/quantize/w8a8.hpp"
 
@@ -148,7 +152,11 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   const double stream = double(tokens) * c.hidden_size * 4;
   if (job.recipe.method == Method::W8A8) return stream + batch_bytes;
   if (job.recipe.uses_awq()) kept = std::max(kept, double(tokens) * awq_feature_bytes_per_token(c));
-  return stream + kept + batch_bytes + hessian_bytes;
+  // A measured GGUF mix: the probe windows' float logits and their stream.
+  const double probe_tokens = double(job.recipe.mix.windows) * job.recipe.calibration.seqlen;
+  const double probe =
+      job.recipe.measures_mix_costs() ? probe_tokens * (c.vocab_size + c.hidden_size) * 4 : 0.0;
+  return stream + kept + batch_bytes + hessian_bytes + probe;
 }
 
 // Matmul FLOPs per token of one block's Linears reading `input`.
@@ -158,6 +166,21 @@ double linear_flops(const ModelConfig& c, LinearInput input) {
     if (spec.input == input)
       f += 2.0 * linear_out_features(c, spec.role) * linear_in_features(c, spec.role);
   return f;
+}
+
+// A measured GGUF mix (gguf_type auto): each Linear rounded at every candidate
+// type, and the forward of the KL probe windows from each tensor's block on
+// (half the model on average, and the head) once per measured KL.
+double gguf_mix_flops(const Recipe& r, const ModelConfig& c,
+                      double rounding, double forward_per_token) {
+  if (!r.measures_mix_costs()) return 0.0;
+  const double candidates = double(r.mix_candidates().size());
+  const double kls = r.mix.predictor == MixPredictor::kl ? candidates : 1.0;
+  const double probe_tokens = double(r.mix.windows) * r.calibration.seqlen;
+  const double head = 2.0 * c.vocab_size * c.hidden_size;
+  const double tensors = double(linear_role_count) * c.num_layers + 2;
+  return (r.method == Method::Gptq ? rounding * candidates : 0.0) +
+         tensors * kls * probe_tokens * (forward_per_token / 2 + head);
 }
 
 // Forward FLOPs of the staged quantization (one pass of the Linears and the
@@ -188,7 +211,8 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
   const double per_block_token = attention + recomputed + xtx;
-  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq;
+  return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq +
+         gguf_mix_flops(job.recipe, c, gptq, float_pass / tokens);
 }
 
 // The block Linears in the output: float16 dequantized weights, uint8 codes
@@ -209,6 +233,9 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   QuantizeEstimate e;
   e.output_bytes =
       static_cast<std::uint64_t>(m.other_bytes + estimated_linear_bytes(job.recipe, m));
+  if (job.recipe.mix.max_bytes != 0) e.output_bytes = job.recipe.mix.max_bytes;
+  if (job.recipe.mix.bpw != 0)
+    e.output_bytes = static_cast<std::uint64_t>(job.recipe.mix.bpw / 16 * m.checkpoint_bytes);
   e.calibration_bytes = static_cast<std::uint64_t>(calibration_bytes(job, c));
   const double head_bytes = double(c.vocab_size) * c.hidden_size * 4;
   const double block_bytes = m.linear_params / c.num_layers * 4;
@@ -262,6 +289,38 @@ std::optional<CalibrationSet> calibration_step(const QuantizeJob& job,
     progress.log("calibration: " + std::to_string(set.windows.size()) + " windows of " +
                  std::to_string(job.recipe.calibration.seqlen) + " tokens");
   return set;
+}
+
+// Step "mix" (Recipe::mixes): every tensor's grid, chosen under the budget
+// from measured or recorded costs, or replayed from a mix.json (checked against
+// the model before any rounding), into job.recipe; returns the mix.json the
+// output keeps.
+std::string mix_step(QuantizeJob& job, const Model& model, const CalibrationSet* calibration,
+                     const QuantizeProgress& progress) {
+  Recipe& recipe = job.recipe;
+  if (!recipe.mixes()) return {};
+  const bool gguf = recipe.format == OutputFormat::gguf;
+  const std::string_view output = gguf ? std::string_view("gguf") : kLinearMixOutput;
+  if (!recipe.chooses_mix()) {
+    const MixTypes types = read_mix_types(recipe.mix.types, output);
+    const std::string where = recipe.mix.types.string();
+    if (gguf) {
+      recipe.gguf_tensor_types = gguf_type_map(types, where);
+      check_gguf_types(recipe.gguf_tensor_types,
+                       gguf_tensor_plan(model.config(), Checkpoint::open(model.path())), where);
+    } else {
+      recipe.linear_specs = linear_mix_specs(types, recipe, model.config(), where);
+    }
+    return mix_types_json(types, output);
+  }
+  if (gguf) {
+    GgufMix mix = choose_gguf_mix(model, recipe, calibration, job.batch_windows, progress);
+    recipe.gguf_tensor_types = std::move(mix.types);
+    return std::move(mix.json);
+  }
+  LinearMix mix = choose_linear_mix(model, recipe, calibration, job.batch_windows, progress);
+  recipe.linear_specs = linear_mix_specs(mix.schemes, recipe, model.config(), "the mix");
+  return std::move(mix.json);
 }
 
 // Steps "scale" and "quantize per block": each method's driver folds its
@@ -319,9 +378,11 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   if (!job.load_scales.empty()) replay = load_scales(job.load_scales, model, job.recipe);
   const std::optional<CalibrationSet> calibration = calibration_step(job, progress);
   const CalibrationSet* calib = calibration ? &*calibration : nullptr;
-  const MethodOutput result =
-      quantize_step(job, model, calib, replay ? &*replay : nullptr, progress);
-  return write_output(job, result, calib, std::nullopt, t0, progress);
+  QuantizeJob typed = job;
+  std::string mix = mix_step(typed, model, calib, progress);
+  MethodOutput result = quantize_step(typed, model, calib, replay ? &*replay : nullptr, progress);
+  result.extras.mix = std::move(mix);
+  return write_output(typed, result, calib, std::nullopt, t0, progress);
 }
 
 }  // namespace ptq

@@ -1,10 +1,13 @@
 #include "pipeline/recipe/recipe.hpp"
 
+#include <cmath>
+#include <regex>
 #include <sstream>
 #include <utility>
 
 #include "algorithms/quantized_weight.hpp"
 #include "io/error.hpp"
+#include "io/gguf.hpp"
 #include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/formats/gguf_blocks.hpp"
 #include "pipeline/formats/gguf_policy.hpp"
@@ -51,7 +54,7 @@ bool Recipe::needs_calibration(ScaleSource scales) const {
     case Method::Rtn:
     case Method::Gptq:
     case Method::Awq:
-      return needs_statistics() || (folds_scales() && searched);
+      return needs_statistics() || (folds_scales() && searched) || measures_mix_costs();
   }
   return true;
 }
@@ -190,10 +193,16 @@ void Recipe::validate_format() const {
                           std::string(weight_grid_name(weight_grid())));
   if (format != OutputFormat::gguf && (!gguf_type.empty() || !imatrix.empty()))
     throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
+  if (mix.given() && format != OutputFormat::gguf && format != OutputFormat::compressed_tensors)
+    throw input_error("mix", "format gguf or compressed-tensors", "format " + std::string(f.name));
+  if (format == OutputFormat::compressed_tensors && mix.given()) validate_mix();
   if (format == OutputFormat::bnb_nf4) require_bnb_packable(nf4, "format bnb-nf4");
   if (packed_hf_format(format) && weight_grid() == WeightGrid::uniform) validate_packed_format();
   if (format != OutputFormat::gguf) return;
   // From here the format table has left methods rtn, gptq and none.
+  if (gguf_type == "auto") return validate_mix();
+  if (mix.given())
+    throw input_error("mix", "gguf_type auto", "gguf_type \"" + gguf_type + "\"");
   const GgufPolicy* policy = find_policy(gguf_type);
   if (policy == nullptr)
     throw input_error("gguf_type", "a llama-quantize type such as Q4_K_M, Q4_0 or F16",
@@ -223,6 +232,61 @@ void Recipe::validate_format() const {
   if (!imatrix.empty() && (none || method == Method::Awq))
     throw input_error("imatrix", "method rtn or gptq (importance-weighted ggml rounding)",
                       "method " + std::string(method_name(method)));
+}
+
+std::vector<std::string> Recipe::mix_candidates() const {
+  if (!mix.candidates.empty()) return mix.candidates;
+  if (format == OutputFormat::gguf) return {"Q2_K", "Q3_K", "IQ4_XS", "Q4_K", "Q5_K", "Q6_K", "Q8_0"};
+  return {"w4-pc", "w4-g128", "w8-pc", "w8-g128"};
+}
+
+std::optional<QuantSpec> mix_scheme(const std::string& name, const QuantSpec& base) {
+  static const std::regex kScheme(R"(w([48])-(pc|g([1-9][0-9]{0,4})))");
+  std::smatch m;
+  if (!std::regex_match(name, m, kScheme)) return std::nullopt;
+  QuantSpec s = base;
+  s.bits = std::stoi(m[1]);
+  s.granularity = m[2] == "pc" ? Granularity::Channel : Granularity::Group;
+  if (s.granularity == Granularity::Group) s.group_size = std::stoi(m[3]);
+  return s;
+}
+
+QuantSpec Recipe::linear_spec_for(int layer, LinearRole role) const {
+  if (linear_specs.empty()) return spec;
+  const auto it = linear_specs.find(block_tensor_name(layer, linear_spec(role).module));
+  PTQ_ASSERT(it != linear_specs.end());  // the mix types every block Linear
+  return it->second;
+}
+
+// A mix: rounding that any candidate can take (GPTQ or RTN; GPTQ inside the
+// ggml grids for GGUF), one budget or a choice to replay, candidates of the format.
+void Recipe::validate_mix() const {
+  const std::string where = format == OutputFormat::gguf ? "gguf_type auto" : "a compressed-tensors mix";
+  if (method != Method::Gptq && method != Method::Rtn)
+    throw input_error(where, "method gptq or rtn", "method " + std::string(method_name(method)));
+  const int given = (mix.max_bytes != 0) + (mix.bpw != 0) + !mix.types.empty();
+  if (given != 1)
+    throw input_error(where,
+                      "one of mix.max_bytes (--max-bytes), mix.bpw (--bpw) or mix.types (--mix-types)",
+                      std::to_string(given) + " of them");
+  if (mix.max_bytes != 0 && format != OutputFormat::gguf)
+    throw input_error("mix.max_bytes", "format gguf (compressed-tensors budgets bits per Linear weight: --bpw)",
+                      "format compressed-tensors");
+  if (mix.bpw < 0 || !std::isfinite(mix.bpw))
+    throw input_error("mix.bpw", "a positive number of bits", std::to_string(mix.bpw));
+  if (mix.windows < 1) throw input_error("mix.windows", "at least 1", std::to_string(mix.windows));
+  const auto candidates = mix_candidates();
+  for (const std::string& name : candidates) {
+    const gguf::TensorTypeInfo* type = gguf::find_tensor_type(name);
+    const bool ok = format == OutputFormat::gguf ? type != nullptr && gguf_grid(type->id).has_value()
+                                                 : mix_scheme(name, spec).has_value();
+    if (!ok)
+      throw input_error("mix.candidates",
+                        format == OutputFormat::gguf
+                            ? "quantized GGUF types ptq writes (Q4_K, IQ4_XS, ...)"
+                            : "compressed-tensors schemes w4-g<group>, w8-g<group>, w4-pc or w8-pc",
+                        "\"" + name + "\"");
+  }
 }
 
 // The packed Hugging Face layouts: GPTQ's 2, 3, 4 or 8-bit codes; AWQ's 4-bit
@@ -318,7 +382,15 @@ std::string recipe_title(const Recipe& r) {
     case Method::Rtn:
     case Method::Gptq:
     case Method::Awq:
-      out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")";
+      if (r.mixes()) {
+        out << " mix";
+        if (r.mix.bpw != 0) out << " at " << r.mix.bpw << " bits per weight";
+        if (r.mix.max_bytes != 0) out << " within " << r.mix.max_bytes << " bytes";
+      } else if (r.format == OutputFormat::gguf) {
+        out << " " << r.gguf_type;
+      } else {
+        out << " W" << r.spec.bits << " (group " << granularity_text(r.spec) << ")";
+      }
       break;
   }
   return out.str();

@@ -26,9 +26,12 @@
 //   activations: {granularity: token, percentile: 100}  # token (dynamic) | tensor (static)
 //   method: nf4
 //   block: 64             # weights per absmax (double-quantized in blocks of 256)
+#include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "algorithms/awq.hpp"
 #include "algorithms/gptq.hpp"
@@ -36,6 +39,8 @@
 #include "algorithms/refit.hpp"
 #include "algorithms/smoothquant.hpp"
 #include "calibrate/act_quant.hpp"
+#include "calibrate/tensor_names.hpp"
+#include "pipeline/formats/gguf_types.hpp"
 #include "pipeline/formats/output_formats.hpp"
 #include "pipeline/recipe/calib_data.hpp"
 
@@ -56,6 +61,34 @@ std::string method_names();  // "rtn, gptq, awq, w8a8, nf4"
 std::string_view scaling_name(Scaling s);
 // "none" | "awq" | "smoothquant"; InputError naming `where` otherwise.
 Scaling parse_scaling(const std::string& name, const std::string& where);
+
+// What predicts a tensor's cost at a candidate grid when a mix is chosen
+// (pipeline/quantize/sensitivity.hpp): its Hessian-weighted output error; that
+// error scaled by the KL the tensor alone causes at one candidate; or the KL it
+// alone causes, measured at every candidate.
+enum class MixPredictor { output_error, kl_scaled, kl };
+
+// A mix: each quantized tensor's grid chosen among `candidates` to minimise the
+// predicted KL divergence under one budget, or replayed from an earlier run's
+// mix.json (`types`). GGUF (gguf_type auto): every weight tensor's type, under
+// the file's bytes or bits per weight over all its tensors. compressed-tensors:
+// each block Linear's scheme (w4-g128, w8-pc, ...), under bits per Linear
+// weight with its scales and zero points.
+std::string_view mix_predictor_name(MixPredictor predictor);
+
+struct MixBudget {
+  std::uint64_t max_bytes = 0;          // GGUF only; 0: not this budget
+  double bpw = 0;                       // 0: not this budget
+  std::vector<std::string> candidates;  // empty: the format's default (Recipe::mix_candidates)
+  MixPredictor predictor = MixPredictor::kl_scaled;
+  int windows = 8;  // calibration windows the KL is measured on (the first ones)
+  // An earlier mix's mix.json whose measured costs are solved again (another
+  // budget or predictor: nothing measured); empty = measure.
+  std::filesystem::path costs;
+  std::filesystem::path types;  // an earlier mix's mix.json to replay
+
+  bool given() const { return max_bytes != 0 || bpw != 0 || !types.empty(); }
+};
 
 struct Recipe {
   Method method = Method::Gptq;
@@ -88,6 +121,12 @@ struct Recipe {
   // gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted
   // rounding (RTN), as llama-quantize --imatrix; empty = none.
   std::filesystem::path imatrix;
+  // A mix of grids (see MixBudget); its choice is set by the run (not keys):
+  // GGUF, each tensor's type id by GGUF name; compressed-tensors, each block
+  // Linear's grid by module name ("model.layers.0.mlp.down_proj").
+  MixBudget mix;
+  GgufTypeMap gguf_tensor_types;
+  std::map<std::string, QuantSpec, std::less<>> linear_specs;
 
   // Without a given format, the packed one that fits the method: gptq for rtn
   // and gptq, awq for awq (gptq when AWQ's layout cannot hold the grid),
@@ -99,6 +138,18 @@ struct Recipe {
   // GPTQ and the refit need input statistics; searched scales need the float
   // stream (replayed ones do not); W8A8's static activation scales need it too.
   bool needs_calibration(ScaleSource scales = ScaleSource::search) const;
+  // Whether the grids are a mix (gguf_type auto, or compressed-tensors with a
+  // budget); chosen before rounding (not replayed), from costs measured on the
+  // calibration data (not read from mix.costs).
+  bool mixes() const {
+    return (format == OutputFormat::gguf && gguf_type == "auto") ||
+           (format == OutputFormat::compressed_tensors && mix.given());
+  }
+  bool chooses_mix() const { return mixes() && mix.types.empty(); }
+  bool measures_mix_costs() const { return chooses_mix() && mix.costs.empty(); }
+  std::vector<std::string> mix_candidates() const;
+  // The grid of a block Linear: linear_specs' when the mix set it, else spec.
+  QuantSpec linear_spec_for(int layer, LinearRole role) const;
   bool uses_awq() const { return method == Method::Awq || scaling == Scaling::Awq; }
   // Scales are folded into the weights before rounding (AWQ's or SmoothQuant's):
   // saved under awq/ in quantized.h5 and replayable with --load-scales.
@@ -124,7 +175,13 @@ struct Recipe {
  private:
   void validate_format() const;
   void validate_packed_format() const;
+  void validate_mix() const;
 };
+
+// A compressed-tensors mix candidate's grid: "w4-g128", "w8-g64" (groups) or
+// "w4-pc", "w8-pc" (per output channel), with `base`'s symmetry and scale
+// storage; nullopt for any other name.
+std::optional<QuantSpec> mix_scheme(const std::string& name, const QuantSpec& base);
 
 // One line naming the scheme, e.g. "gptq W4 (group 128)", "w8a8 SmoothQuant alpha 0.5,
 // int8 activations per token", "nf4 (block 64)" (model card titles).

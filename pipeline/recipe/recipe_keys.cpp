@@ -68,7 +68,31 @@ bool gptq(const Recipe& r) { return r.method == Method::Gptq; }
 bool w8a8(const Recipe& r) { return r.method == Method::W8A8; }
 bool awq(const Recipe& r) { return r.uses_awq(); }
 bool clipped(const Recipe& r) { return r.clip.method != ClipMethod::None; }
-bool gguf(const Recipe& r) { return r.format == OutputFormat::gguf; }
+bool gguf_format(const Recipe& r) { return r.format == OutputFormat::gguf; }
+bool chooses_mix(const Recipe& r) { return r.chooses_mix(); }
+
+constexpr std::pair<const char*, MixPredictor> kMixPredictors[] = {
+    {"output_error", MixPredictor::output_error},
+    {"kl_scaled", MixPredictor::kl_scaled},
+    {"kl", MixPredictor::kl}};
+
+// "Q3_K, Q4_K" -> {"Q3_K", "Q4_K"}.
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream in(text);
+  for (std::string item; std::getline(in, item, ',');) {
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+std::string join_list(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ",") + item;
+  return out;
+}
 
 SmoothQuantConfig& smoothquant_of(Recipe& r) {
   if (!r.smoothquant) r.smoothquant = SmoothQuantConfig{};
@@ -76,6 +100,10 @@ SmoothQuantConfig& smoothquant_of(Recipe& r) {
 }
 
 }  // namespace
+
+std::string_view mix_predictor_name(MixPredictor predictor) {
+  return choice_name(predictor, kMixPredictors);
+}
 
 // Each row: path, flag, flag kind, help, set, text, written. Rows are in the
 // order recipe_to_yaml writes them; a section's keys are adjacent.
@@ -219,9 +247,55 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](const Recipe& r) { return std::string(output_format_info(r.format).name); },
        [](const Recipe&) { return true; }},
       {"gguf_type", "--gguf-type", F::value,
-       "gguf: llama-quantize's type (Q4_K_M, Q4_0, Q8_0, IQ4_XS, F16, ...) for every tensor",
+       "gguf: llama-quantize's type (Q4_K_M, Q4_0, Q8_0, IQ4_XS, F16, ...) for every tensor, "
+       "or auto: each tensor's type chosen under --max-bytes or --bpw (or replayed, --mix-types)",
        [](Recipe& r, const std::string& t, const std::string&) { r.gguf_type = t; },
-       [](const Recipe& r) { return r.gguf_type; }, gguf},
+       [](const Recipe& r) { return r.gguf_type; }, gguf_format},
+      {"mix.max_bytes", "--max-bytes", F::value,
+       "gguf_type auto: the GGUF file's size at most, in bytes",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.mix.max_bytes = scalar<std::uint64_t>(t, w, "a number of bytes");
+       },
+       [](const Recipe& r) { return text_of(r.mix.max_bytes); },
+       [](const Recipe& r) { return r.mix.max_bytes != 0; }},
+      {"mix.bpw", "--bpw", F::value,
+       "A mix's budget in bits per weight: GGUF (gguf_type auto), over all tensors (ptq "
+       "inspect's figure); compressed-tensors, per block Linear weight with scales and zeros",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.mix.bpw = scalar<double>(t, w, "a number of bits");
+       },
+       [](const Recipe& r) { return text_of(r.mix.bpw); },
+       [](const Recipe& r) { return r.mix.bpw != 0; }},
+      {"mix.candidates", "--mix-candidates", F::value,
+       "A mix's candidate grids, comma-separated: GGUF types (default "
+       "Q2_K,Q3_K,IQ4_XS,Q4_K,Q5_K,Q6_K,Q8_0) or compressed-tensors schemes (default "
+       "w4-pc,w4-g128,w8-pc,w8-g128)",
+       [](Recipe& r, const std::string& t, const std::string&) { r.mix.candidates = split_list(t); },
+       [](const Recipe& r) { return quoted(join_list(r.mix_candidates())); }, chooses_mix},
+      {"mix.predictor", "--mix-predictor", F::value,
+       "A mix's cost predictor: output_error | kl_scaled | kl (docs/quantize.md, \"Mixes\")",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.mix.predictor = choice(t, w, kMixPredictors);
+       },
+       [](const Recipe& r) { return std::string(choice_name(r.mix.predictor, kMixPredictors)); },
+       chooses_mix},
+      {"mix.windows", "--sensitivity-windows", F::value,
+       "A mix: calibration windows the KL of each tensor is measured on",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.mix.windows = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.mix.windows); }, chooses_mix},
+      {"mix.costs", "--mix-costs", F::value,
+       "A mix solved again from the costs an earlier mix measured (its mix.json), without "
+       "measuring",
+       [](Recipe& r, const std::string& t, const std::string&) { r.mix.costs = t; },
+       [](const Recipe& r) { return quoted(r.mix.costs.string()); },
+       [](const Recipe& r) { return !r.mix.costs.empty(); }},
+      {"mix.types", "--mix-types", F::value,
+       "Replay the grids of an earlier mix (its mix.json)",
+       [](Recipe& r, const std::string& t, const std::string&) { r.mix.types = t; },
+       [](const Recipe& r) { return quoted(r.mix.types.string()); },
+       [](const Recipe& r) { return !r.mix.types.empty(); }},
       {"imatrix", "--imatrix", F::value,
        "gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted rounding",
        [](Recipe& r, const std::string& t, const std::string&) { r.imatrix = t; },

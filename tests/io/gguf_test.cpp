@@ -231,6 +231,22 @@ std::vector<std::pair<std::string, Value>> every_value_type() {
   };
 }
 
+// The size llama.cpp's writer gave each fixture is what file_layout predicts
+// from the metadata and the tensor infos alone (no tensor data given).
+TEST(GgufWrite, LayoutPredictsEveryLlamaCppFixturesSize) {
+  for (const auto& path : all_gguf_fixtures()) {
+    const auto file = gguf::File::open(path);
+    std::vector<gguf::TensorToWrite> infos;
+    for (const auto& t : file->tensors()) infos.push_back({t.name, t.ne, t.type, {}});
+    const gguf::FileLayout layout = gguf::file_layout(file->metadata(), infos);
+    EXPECT_EQ(layout.alignment, file->alignment()) << path;
+    std::uint64_t size = layout.data_offset;
+    for (const auto& t : file->tensors())
+      size += (t.data.size() + layout.alignment - 1) / layout.alignment * layout.alignment;
+    EXPECT_EQ(size, fs::file_size(path)) << path;
+  }
+}
+
 TEST(GgufWrite, RoundTripsEveryValueTypeAndTensorType) {
   std::mt19937 rng(11);
   const std::vector<OwnedTensor> owned = {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "io/gguf.hpp"
@@ -101,6 +103,23 @@ std::uintmax_t folder_bytes(const std::filesystem::path& dir) {
   return total;
 }
 
+// llama-perplexity loads `model` and scores a few chunks of text.
+void expect_llama_perplexity_scores(const std::filesystem::path& model,
+                                    const std::filesystem::path& log) {
+  const std::string text = (test::source_dir() / "examples/data/wikitext2_test_head.txt").string();
+  // llama-perplexity sometimes exits before its logging thread prints the
+  // last line; the numbers are deterministic, so a few tries are enough.
+  bool scored = false;
+  for (int attempt = 0; attempt < 5 && !scored; ++attempt) {
+    const int rc = run((tools() / "llama-perplexity").string() + " -m " + model.string() + " -f " +
+                           text + " -c 128 --chunks 4 -t 2",
+                       log);
+    ASSERT_EQ(rc, 0) << test::read_bytes(log);
+    scored = test::read_bytes(log).find("Final estimate: PPL") != std::string::npos;
+  }
+  EXPECT_TRUE(scored) << test::read_bytes(log);
+}
+
 TEST(GgufQuantize, GptqQ40LoadsInLlamaCppAndIsSmall) {
   const auto dir = test::temp_dir("gguf-gptq");
   const std::string calib = test::fixture("goldens/tiny/calib_generic.ids").string();
@@ -115,19 +134,7 @@ TEST(GgufQuantize, GptqQ40LoadsInLlamaCppAndIsSmall) {
   // The whole folder (GGUF, record, card, run log) is smaller than the float16 source.
   EXPECT_LT(folder_bytes(dir / "out"),
             std::filesystem::file_size(test::fixture("models/tiny/model.safetensors")));
-  const std::string text = (test::source_dir() / "examples/data/wikitext2_test_head.txt").string();
-  // llama-perplexity sometimes exits before its logging thread prints the
-  // last line; the numbers are deterministic, so a few tries are enough.
-  bool scored = false;
-  for (int attempt = 0; attempt < 5 && !scored; ++attempt) {
-    const int rc =
-        run((tools() / "llama-perplexity").string() + " -m " + (dir / "out/model.gguf").string() +
-                " -f " + text + " -c 128 --chunks 4 -t 2",
-            dir / "ppl.log");
-    ASSERT_EQ(rc, 0) << test::read_bytes(dir / "ppl.log");
-    scored = test::read_bytes(dir / "ppl.log").find("Final estimate: PPL") != std::string::npos;
-  }
-  EXPECT_TRUE(scored) << test::read_bytes(dir / "ppl.log");
+  expect_llama_perplexity_scores(dir / "out/model.gguf", dir / "ppl.log");
 }
 
 TEST(GgufQuantize, MismatchesAreRefusedBeforeAnyWork) {
@@ -147,6 +154,15 @@ TEST(GgufQuantize, MismatchesAreRefusedBeforeAnyWork) {
       {"--method rtn --format gguf --gguf-type Q9_X", "gguf_type"},
       {"--method none --format gguf --gguf-type Q4_0", "method none"},
       {"--method rtn --gguf-type Q4_0", "format gguf"},
+      {"--method rtn --format gguf --gguf-type auto" + calib, "one of mix.max_bytes"},
+      {"--method rtn --format gguf --gguf-type auto --max-bytes 3000000 --bpw 4" + calib,
+       "2 of them"},
+      {"--method awq --format gguf --gguf-type auto --bpw 4" + calib, "method gptq or rtn"},
+      {"--method rtn --format gguf --gguf-type auto --bpw 4 --mix-candidates Q4_K,F16" + calib,
+       "\"F16\""},
+      {"--method rtn --format gguf --gguf-type Q4_K_M --max-bytes 3000000", "gguf_type auto"},
+      {"--method rtn --format gguf --gguf-type auto --max-bytes 1000" + calib,
+       "--max-bytes 1000: expected a budget of at least"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
@@ -156,6 +172,84 @@ TEST(GgufQuantize, MismatchesAreRefusedBeforeAnyWork) {
         << test::read_bytes(dir / "log");
     EXPECT_FALSE(std::filesystem::exists(out));
   }
+}
+
+// --gguf-type auto with one candidate is that type everywhere: RTN gives
+// llama-quantize --pure's file (the fixture), tensor for tensor.
+TEST(GgufMix, OneCandidateIsLlamaQuantizePure) {
+  const auto dir = test::temp_dir("gguf-mix-pure");
+  ASSERT_EQ(ptq_quantize("--method rtn --format gguf --gguf-type auto --bpw 16 --mix-candidates "
+                         "Q4_0 --sensitivity-windows 1 --samples 4 --seqlen 64 --calib-ids " +
+                             test::fixture("goldens/tiny/calib_generic.ids").string() + " --out " +
+                             (dir / "out").string(),
+                         dir / "ptq.log"),
+            0)
+      << test::read_bytes(dir / "ptq.log");
+  expect_same_tensors(dir / "out/model.gguf", test::fixture("gguf/tiny-Q4_0.gguf"));
+}
+
+// The type of every tensor of the file and of mix.json.
+std::map<std::string, std::string> file_types(const std::filesystem::path& path) {
+  std::map<std::string, std::string> types;
+  const auto file = gguf::File::open(path);
+  for (const gguf::TensorInfo& t : file->tensors())
+    types[t.name] = std::string(gguf::find_tensor_type(t.type)->name);
+  return types;
+}
+std::map<std::string, std::string> listed_types(const std::filesystem::path& path) {
+  std::map<std::string, std::string> types;
+  const auto j = nlohmann::json::parse(test::read_bytes(path));
+  for (const auto& t : j["tensors"]) types[t["name"]] = t["type"];
+  return types;
+}
+
+// A measured mix fits its budget, mixes types and loads in llama.cpp;
+// mix.json lists the file's types; replaying it gives the same bytes, and solving its costs again
+// (no calibration) the same choice, or, with more bytes, no worse a prediction.
+TEST(GgufMix, FitsTheBudgetAndReplays) {
+  const auto dir = test::temp_dir("gguf-mix");
+  constexpr std::uintmax_t kBudget = 2600000;  // between Q4_K_M's and Q5_K_M's files
+  ASSERT_EQ(ptq_quantize("--method rtn --format gguf --gguf-type auto --max-bytes 2600000 "
+                         "--sensitivity-windows 2 --samples 16 --seqlen 128 --calib-ids " +
+                             test::fixture("goldens/tiny/calib_generic.ids").string() + " --out " +
+                             (dir / "mix").string(),
+                         dir / "mix.log"),
+            0)
+      << test::read_bytes(dir / "mix.log");
+  const auto mix = dir / "mix/model.gguf";
+  EXPECT_LE(std::filesystem::file_size(mix), kBudget);
+  EXPECT_GT(std::filesystem::file_size(mix), kBudget - 30000);  // the budget is used
+  std::map<std::string, std::string> listed = listed_types(dir / "mix/mix.json");
+  std::set<std::string> used;
+  for (const auto& [name, type] : file_types(mix)) {
+    if (type == "F32") continue;
+    EXPECT_EQ(listed[name], type) << name;
+    used.insert(type);
+  }
+  EXPECT_GE(used.size(), 2u);
+  expect_llama_perplexity_scores(mix, dir / "ppl.log");
+
+  const std::string json = (dir / "mix/mix.json").string();
+  ASSERT_EQ(ptq_quantize("--method rtn --format gguf --gguf-type auto --mix-types " + json +
+                             " --out " + (dir / "replay").string(),
+                         dir / "replay.log"),
+            0)
+      << test::read_bytes(dir / "replay.log");
+  EXPECT_EQ(test::read_bytes(dir / "replay/model.gguf"), test::read_bytes(mix));
+
+  auto solve = [&](const std::string& budget, const std::string& name) {
+    EXPECT_EQ(ptq_quantize("--method rtn --format gguf --gguf-type auto " + budget +
+                               " --mix-costs " + json + " --out " + (dir / name).string(),
+                           dir / (name + ".log")),
+              0)
+        << test::read_bytes(dir / (name + ".log"));
+    return nlohmann::json::parse(test::read_bytes(dir / name / "mix.json"));
+  };
+  const auto same = solve("--max-bytes 2600000", "same");
+  EXPECT_EQ(listed_types(dir / "same/mix.json"), listed);
+  const auto more = solve("--max-bytes 3000000", "more");
+  EXPECT_LE(more["predicted"].get<double>(), same["predicted"].get<double>());
+  EXPECT_LE(std::filesystem::file_size(dir / "more/model.gguf"), 3000000u);
 }
 
 }  // namespace

@@ -67,3 +67,33 @@ TEST(Recipes, EveryShippedRecipeRoundTripsThroughYaml) {
 
 }  // namespace
 }  // namespace ptq
+
+namespace ptq {
+namespace {
+
+// A mix's keys (Recipe::mix) read from YAML and written back the same way.
+TEST(RecipeMix, ReadsAndWritesTheMixKeys) {
+  const Recipe r = load_recipe(write_recipe("mix.yaml",
+      "method: gptq\nformat: compressed-tensors\n"
+      "mix: {bpw: 4.6, candidates: \"w4-g128, w8-pc\", predictor: kl, windows: 4}\n"));
+  EXPECT_EQ(r.mix.bpw, 4.6);
+  EXPECT_EQ(r.mix.candidates, (std::vector<std::string>{"w4-g128", "w8-pc"}));
+  EXPECT_EQ(r.mix.predictor, MixPredictor::kl);
+  EXPECT_EQ(r.mix.windows, 4);
+  EXPECT_TRUE(r.chooses_mix());
+  EXPECT_TRUE(r.needs_calibration());
+  const Recipe back = recipe_from_yaml(recipe_to_yaml(r), "written");
+  EXPECT_EQ(back.mix.bpw, r.mix.bpw);
+  EXPECT_EQ(back.mix.candidates, r.mix.candidates);
+  EXPECT_EQ(back.mix.predictor, r.mix.predictor);
+  EXPECT_EQ(back.mix.windows, r.mix.windows);
+  QuantSpec w8 = r.spec;
+  w8.bits = 8;
+  w8.granularity = Granularity::Channel;
+  EXPECT_EQ(*mix_scheme("w8-pc", r.spec), w8);
+  EXPECT_FALSE(mix_scheme("w3-g128", r.spec).has_value());
+  EXPECT_FALSE(mix_scheme("w4-g128x", r.spec).has_value());
+}
+
+}  // namespace
+}  // namespace ptq
