@@ -20,6 +20,10 @@ std::string block_tensor_name(int layer, std::string_view suffix) {
   return "model.layers." + std::to_string(layer) + "." + std::string(suffix);
 }
 
+std::string linear_module_name(int layer, LinearRole role) {
+  return block_tensor_name(layer, linear_spec(role).module);
+}
+
 int linear_out_features(const ModelConfig& c, LinearRole role) {
   switch (role) {
     case LinearRole::q:

@@ -70,6 +70,9 @@ std::string_view linear_role_name(LinearRole role);  // "q", "k", ..., "down"
 const LinearSpec& linear_spec(LinearRole role);
 // "model.layers.<layer>.<suffix>"
 std::string block_tensor_name(int layer, std::string_view suffix);
+// A block Linear's module: "model.layers.<layer>.self_attn.q_proj", ... (its
+// tensors append ".weight", ".bias").
+std::string linear_module_name(int layer, LinearRole role);
 // Output features of a Linear: [out, in] is its weight's shape.
 int linear_out_features(const ModelConfig& config, LinearRole role);
 int linear_in_features(const ModelConfig& config, LinearRole role);

@@ -126,15 +126,6 @@ struct TensorToWrite {
   std::span<const std::byte> data;  // numel / block_size * type_size bytes
 };
 
-// Writes a GGUF v3 file: metadata in the given order (general.alignment, if
-// present, sets the data alignment), then tensor infos and data in the given
-// order, each tensor's data aligned. Atomic: the file appears complete or not at all.
-// Byte for byte what llama.cpp's gguf_write_to_file writes for the same content:
-// zero padding after the tensor infos and after every tensor (the last one too).
-// `ne` is written as given (llama.cpp's writer drops trailing 1s; pass the shape
-// without them to get its bytes). Names llama.cpp cannot load (empty or duplicate
-// keys, duplicate tensor names, tensor names over 63 bytes) and a general.alignment
-// that is not a u32 power of two are InputErrors naming `path`.
 // Where `write` puts the first tensor's data for this metadata and these tensor
 // infos (names, shapes and types; their data is not read), and the alignment
 // every tensor's data is padded to: the file's size is data_offset plus each
@@ -146,6 +137,15 @@ struct FileLayout {
 FileLayout file_layout(std::span<const std::pair<std::string, Value>> metadata,
                        std::span<const TensorToWrite> tensors);
 
+// Writes a GGUF v3 file: metadata in the given order (general.alignment, if
+// present, sets the data alignment), then tensor infos and data in the given
+// order, each tensor's data aligned. Atomic: the file appears complete or not at all.
+// Byte for byte what llama.cpp's gguf_write_to_file writes for the same content:
+// zero padding after the tensor infos and after every tensor (the last one too).
+// `ne` is written as given (llama.cpp's writer drops trailing 1s; pass the shape
+// without them to get its bytes). Names llama.cpp cannot load (empty or duplicate
+// keys, duplicate tensor names, tensor names over 63 bytes) and a general.alignment
+// that is not a u32 power of two are InputErrors naming `path`.
 void write(const std::filesystem::path& path,
            std::span<const std::pair<std::string, Value>> metadata,
            std::span<const TensorToWrite> tensors);

@@ -27,6 +27,12 @@ std::string gguf_linear_name(int layer, LinearRole role) {
   PTQ_ASSERT(false);
 }
 
+std::optional<LinearRole> gguf_linear_role(GgufTensorRole role) {
+  for (const auto& [linear, tensor] : kGgufRoles)
+    if (tensor == role) return linear;
+  return std::nullopt;
+}
+
 GgufModelShape gguf_model_shape(const ModelConfig& config) {
   return {.n_layer = config.num_layers,
           .n_head = config.num_heads,

@@ -16,6 +16,10 @@ namespace ptq {
 // "blk.<layer>.attn_q.weight", ... (convert_hf_to_gguf.py's names).
 std::string gguf_linear_name(int layer, LinearRole role);
 
+// The block Linear a GGUF tensor role names (attn_q -> q, ...); nullopt for
+// token_embd, output and other.
+std::optional<LinearRole> gguf_linear_role(GgufTensorRole role);
+
 // The shape llama-quantize reads from the model, from its config.
 GgufModelShape gguf_model_shape(const ModelConfig& config);
 

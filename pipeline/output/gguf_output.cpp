@@ -115,8 +115,7 @@ void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint
   job.shape = gguf_model_shape(config);
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
   for (const auto& q : linears)
-    job.linears[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] =
-        &q;
+    job.linears[linear_module_name(q.layer, q.role) + ".weight"] = &q;
   const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(config, job.checkpoint);
   if (job.policy == nullptr) check_gguf_types(job.types, plan, "the run's GGUF types");
   const std::uint32_t file_type =

@@ -106,7 +106,7 @@ PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFo
       auto it = std::find_if(layout.grids.begin(), layout.grids.end(),
                              [&](const auto& g) { return g.spec == spec; });
       if (it == layout.grids.end()) it = layout.grids.insert(layout.grids.end(), {spec, {}});
-      it->modules.push_back(block_tensor_name(q.layer, linear_spec(q.role).module));
+      it->modules.push_back(linear_module_name(q.layer, q.role));
     }
     if (layout.grids.size() == 1) layout.grids.clear();  // one grid: every Linear
   }

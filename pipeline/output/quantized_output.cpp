@@ -71,7 +71,7 @@ std::vector<OutTensor> output_tensors(const Checkpoint& source,
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
   std::map<std::string, const QuantizedLinear*> quantized;
   for (const auto& q : linears)
-    quantized[block_tensor_name(q.layer, std::string(linear_spec(q.role).module) + ".weight")] = &q;
+    quantized[linear_module_name(q.layer, q.role) + ".weight"] = &q;
   std::vector<OutTensor> out;
   for (const TensorView* t : source.tensors()) {
     OutTensor o{t->name, t->dtype, t->shape, {}, t->bytes};

@@ -1,5 +1,6 @@
 #include "pipeline/quantize/gguf_mix.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "algorithms/ggml_grid.hpp"
@@ -52,24 +53,6 @@ GgufBudgetBytes gguf_budget(const MixBudget& budget, const std::filesystem::path
   return b;
 }
 
-// InputError naming the budget when every tensor at its smallest candidate
-// exceeds it (before anything is measured).
-void check_fits(const MixBudget& given, std::span<const TensorCosts> costs, const GgufBudgetBytes& b) {
-  const std::uint64_t smallest = smallest_mix_bytes(costs, b.weights);
-  if (smallest <= b.weights.bytes) return;
-  const std::uint64_t at_least = smallest + b.needed;
-  const std::string flag = given.bpw != 0 ? "--bpw " + std::to_string(given.bpw)
-                                          : "--max-bytes " + std::to_string(given.max_bytes);
-  throw input_error(flag,
-                    "a budget of at least " +
-                        (given.bpw != 0
-                             ? std::to_string(8.0 * double(at_least) / double(b.all_weights)) +
-                                   " bits per weight"
-                             : std::to_string(at_least) + " bytes") +
-                        " (every tensor at its smallest candidate type)",
-                    "too small a budget");
-}
-
 struct GgufCandidates {
   MixCandidates mix;
   std::vector<const gguf::TensorTypeInfo*> types;
@@ -102,11 +85,10 @@ std::vector<TensorCosts> gguf_costs(std::span<const GgufTensorPlan> plan, const 
     if (name.role == GgufTensorRole::output) use = TensorUse::head;
     TensorCosts t(p.gguf_name, use, p.cols() * p.rows(), std::move(bytes));
     if (use == TensorUse::linear) {
-      t.layer = name.layer;
-      const auto role = std::find_if(all_linear_roles.begin(), all_linear_roles.end(),
-                                     [&](LinearRole r) { return gguf_linear_name(name.layer, r) == p.gguf_name; });
-      if (role == all_linear_roles.end())
+      const std::optional<LinearRole> role = gguf_linear_role(name.role);
+      if (!role)
         throw input_error(p.gguf_name, "a block Linear, the token embedding or the head", "another tensor");
+      t.layer = name.layer;
       t.role = *role;
     }
     costs.push_back(std::move(t));
@@ -126,7 +108,10 @@ GgufMix choose_gguf_mix(const Model& model, const Recipe& recipe,
   const GgufCandidates candidates = gguf_candidates(recipe);
   const GgufBudgetBytes budget = gguf_budget(recipe.mix, model.path(), config, plan);
   std::vector<TensorCosts> costs = gguf_costs(plan, config, candidates);
-  check_fits(recipe.mix, costs, budget);
+  check_mix_fits(costs, budget.weights, budget.needed,
+                 recipe.mix.bpw != 0 ? "--bpw " + std::to_string(recipe.mix.bpw)
+                                     : "--max-bytes " + std::to_string(recipe.mix.max_bytes),
+                 recipe.mix.bpw != 0 ? budget.all_weights : 0, "weight");
 
   std::optional<Imatrix> imatrix;
   if (!recipe.imatrix.empty()) imatrix = read_imatrix(recipe.imatrix);

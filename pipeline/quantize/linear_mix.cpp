@@ -8,15 +8,7 @@
 
 namespace ptq {
 
-namespace {
-
 using json = nlohmann::ordered_json;
-
-std::string module_name(int layer, LinearRole role) {
-  return block_tensor_name(layer, linear_spec(role).module);
-}
-
-}  // namespace
 
 LinearMix choose_linear_mix(const Model& model, const Recipe& recipe,
                             const CalibrationSet* calibration, int batch_windows,
@@ -42,19 +34,15 @@ LinearMix choose_linear_mix(const Model& model, const Recipe& recipe,
         bytes.push_back(r.spec.granularity == Granularity::Group && in % r.spec.group_size != 0
                             ? 0
                             : compressed_linear_bytes(r.spec, in, out));
-      costs.emplace_back(module_name(layer, role), TensorUse::linear, in * out, std::move(bytes));
+      costs.emplace_back(linear_module_name(layer, role), TensorUse::linear, in * out, std::move(bytes));
       costs.back().layer = layer;
       costs.back().role = role;
       weights += in * out;
     }
   const MixBudgetBytes budget{
       static_cast<std::uint64_t>(std::floor(recipe.mix.bpw * double(weights) / 8.0)), 1};
-  const std::uint64_t smallest = smallest_mix_bytes(costs, budget);
-  if (smallest > budget.bytes)
-    throw input_error("--bpw " + std::to_string(recipe.mix.bpw),
-                      "a budget of at least " + std::to_string(8.0 * double(smallest) / double(weights)) +
-                          " bits per Linear weight (every Linear at its smallest scheme)",
-                      "too small a budget");
+  check_mix_fits(costs, budget, 0, "--bpw " + std::to_string(recipe.mix.bpw), weights,
+                 "Linear weight");
 
   const CandidateRounder round = [&](const TensorCosts& t, std::size_t k, const MatrixRM& w,
                                      const Eigen::MatrixXd* h) {
@@ -79,7 +67,7 @@ std::map<std::string, QuantSpec, std::less<>> linear_mix_specs(const MixTypes& s
   std::map<std::string, QuantSpec, std::less<>> specs;
   for (int layer = 0; layer < config.num_layers; ++layer)
     for (LinearRole role : all_linear_roles) {
-      const std::string name = module_name(layer, role);
+      const std::string name = linear_module_name(layer, role);
       const auto it = schemes.find(name);
       if (it == schemes.end()) throw input_error(where, "a scheme for " + name, "none");
       const std::optional<QuantSpec> spec = mix_scheme(it->second, recipe.spec);

@@ -115,7 +115,7 @@ ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const Quant
   for (int l = 0; l < c.num_layers; ++l)
     for (LinearRole r : all_linear_roles)
       if (const auto* t =
-              ckpt.find(block_tensor_name(l, std::string(linear_spec(r).module) + ".weight")))
+              ckpt.find(linear_module_name(l, r) + ".weight"))
         m.other_bytes -= static_cast<double>(t->bytes.size());
   return m;
 }

@@ -12,6 +12,7 @@
 #include "io/error.hpp"
 #include "io/json_strict.hpp"
 #include "pipeline/formats/mix_file.hpp"
+#include "pipeline/quantize/calib_stats.hpp"
 
 namespace ptq {
 
@@ -118,9 +119,8 @@ class HessianCollector : public LinearObserver {
   }
 
  private:
-  std::array<InputStats, 4> stats_;
+  std::array<InputStats, all_linear_inputs.size()> stats_;
 };
-
 
 bool measures_kl(const MixContext& mix, const TensorCosts& t, std::size_t k) {
   return mix.recipe.mix.predictor == MixPredictor::kl ||
@@ -313,7 +313,9 @@ int mix_costs(const MixContext& mix, const CalibrationSet* calibration, int batc
   return measure(mix, *calibration, batch_windows, round, table, costs);
 }
 
-std::uint64_t smallest_mix_bytes(std::span<const TensorCosts> costs, const MixBudgetBytes& budget) {
+void check_mix_fits(std::span<const TensorCosts> costs, const MixBudgetBytes& budget,
+                    std::uint64_t needed, const std::string& flag, std::int64_t bpw_weights,
+                    std::string_view unit) {
   std::uint64_t smallest = 0;
   for (const TensorCosts& t : costs) {
     std::uint64_t least = std::numeric_limits<std::uint64_t>::max();
@@ -321,7 +323,14 @@ std::uint64_t smallest_mix_bytes(std::span<const TensorCosts> costs, const MixBu
       if (b != 0) least = std::min(least, budget.padded(b));
     smallest += least;
   }
-  return smallest;
+  if (smallest <= budget.bytes) return;
+  const std::uint64_t at_least = smallest + needed;
+  const std::string least =
+      bpw_weights > 0 ? std::to_string(8.0 * double(at_least) / double(bpw_weights)) + " bits per " +
+                            std::string(unit)
+                      : std::to_string(at_least) + " bytes";
+  throw input_error(flag, "a budget of at least " + least + " (every tensor at its smallest candidate)",
+                    "too small a budget");
 }
 
 std::vector<std::size_t> choose_mix(std::span<const TensorCosts> costs, MixPredictor predictor,
@@ -338,7 +347,7 @@ std::vector<std::size_t> choose_mix(std::span<const TensorCosts> costs, MixPredi
     }
   }
   const auto choice = choose_within_budget(items, budget.bytes);
-  PTQ_ASSERT(choice.has_value());  // smallest_mix_bytes was checked
+  PTQ_ASSERT(choice.has_value());  // check_mix_fits passed
   std::vector<std::size_t> out;
   for (std::size_t i = 0; i < costs.size(); ++i) out.push_back(index[i][(*choice)[i]]);
   return out;

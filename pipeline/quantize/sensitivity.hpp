@@ -94,10 +94,15 @@ int mix_costs(const MixContext& mix, const CalibrationSet* calibration, int batc
               std::string_view output, const MixBudgetBytes& budget, const CandidateRounder& round,
               const TableWeights& table, std::vector<TensorCosts>& costs);
 
-// The bytes of every tensor at its smallest candidate, padded.
-std::uint64_t smallest_mix_bytes(std::span<const TensorCosts> costs, const MixBudgetBytes& budget);
+// InputError naming `flag` (the budget as given) when every tensor at its
+// smallest candidate, with the `needed` bytes of the rest, exceeds the budget
+// (checked before anything is measured). The least budget is said in bytes, or,
+// with `bpw_weights` > 0, as bits per `unit` over that many weights.
+void check_mix_fits(std::span<const TensorCosts> costs, const MixBudgetBytes& budget,
+                    std::uint64_t needed, const std::string& flag, std::int64_t bpw_weights,
+                    std::string_view unit);
 
-// The chosen candidate per tensor; the budget must hold smallest_mix_bytes.
+// The chosen candidate per tensor (check_mix_fits passed).
 std::vector<std::size_t> choose_mix(std::span<const TensorCosts> costs, MixPredictor predictor,
                                     const MixBudgetBytes& budget);
 

@@ -253,7 +253,7 @@ std::optional<QuantSpec> mix_scheme(const std::string& name, const QuantSpec& ba
 
 QuantSpec Recipe::linear_spec_for(int layer, LinearRole role) const {
   if (linear_specs.empty()) return spec;
-  const auto it = linear_specs.find(block_tensor_name(layer, linear_spec(role).module));
+  const auto it = linear_specs.find(linear_module_name(layer, role));
   PTQ_ASSERT(it != linear_specs.end());  // the mix types every block Linear
   return it->second;
 }

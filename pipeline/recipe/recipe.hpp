@@ -67,6 +67,7 @@ Scaling parse_scaling(const std::string& name, const std::string& where);
 // error scaled by the KL the tensor alone causes at one candidate; or the KL it
 // alone causes, measured at every candidate.
 enum class MixPredictor { output_error, kl_scaled, kl };
+std::string_view mix_predictor_name(MixPredictor predictor);  // "kl_scaled", ...
 
 // A mix: each quantized tensor's grid chosen among `candidates` to minimise the
 // predicted KL divergence under one budget, or replayed from an earlier run's
@@ -74,8 +75,6 @@ enum class MixPredictor { output_error, kl_scaled, kl };
 // the file's bytes or bits per weight over all its tensors. compressed-tensors:
 // each block Linear's scheme (w4-g128, w8-pc, ...), under bits per Linear
 // weight with its scales and zero points.
-std::string_view mix_predictor_name(MixPredictor predictor);
-
 struct MixBudget {
   std::uint64_t max_bytes = 0;          // GGUF only; 0: not this budget
   double bpw = 0;                       // 0: not this budget

@@ -23,9 +23,7 @@ int run(const std::string& command, const std::filesystem::path& log) {
 }
 
 int ptq_quantize(const std::string& args, const std::filesystem::path& log) {
-  return run(test::ptq_binary().string() + " quantize --model " +
-                 test::fixture("models/tiny").string() + " " + args,
-             log);
+  return test::run_ptq("quantize --model " + test::fixture("models/tiny").string() + " " + args, log);
 }
 
 // Every tensor of `got` has the type and the bytes of `want`'s tensor of that name.
