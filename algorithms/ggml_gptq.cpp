@@ -5,6 +5,7 @@
 
 #include <Eigen/Cholesky>
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -110,67 +111,203 @@ std::vector<float> grid_levels(GgmlGrid grid) {
   return levels;
 }
 
-// Per row: w' = sum over blocks of d_b * u + dmin_b * v on the block's
-// columns, u = the sub-block scale times the level (times -1 for a k-quant
-// min's v = -m). Solves min (w - w')^T H (w - w') for the d (and dmin) of the
-// row's blocks, rounds them to float16 and keeps them where that lowers the
-// error. Codes and sub-block scales stay.
-class BlockRefit {
+// The integers a sub-block scale (after its bias) and a sub-block min may hold.
+struct SubRange {
+  int lo, hi;
+};
+SubRange sub_scale_range(GgmlGrid grid) {
+  switch (grid) {
+    case GgmlGrid::q2_k:
+      return {0, 15};
+    case GgmlGrid::q3_k:
+    case GgmlGrid::iq4_xs:
+      return {-32, 31};
+    case GgmlGrid::q6_k:
+      return {-128, 127};
+    default:  // Q4_K, Q5_K
+      return {0, 63};
+  }
+}
+int sub_min_max(GgmlGrid grid) { return grid == GgmlGrid::q2_k ? 15 : 63; }
+
+// The p minimizing (w - A p)^T H (w - A p), where A's column j is zero outside
+// rows [(j / per) * width, + width), and that error's Hessian in p, M = A^T H A
+// (plus the ridge): H A and M are built segment by segment. Solved for the step
+// from p0 with a small ridge, so that a cell whose codes are all equal (its
+// scale and offset columns parallel) stays where it was instead of drifting
+// along the direction that changes nothing.
+struct SegmentFit {
+  Eigen::MatrixXd M;
+  Eigen::VectorXd p;
+};
+SegmentFit fit_segments(const Eigen::MatrixXd& A, int per, int width, const Eigen::MatrixXd& H,
+                        const Eigen::VectorXd& w, const Eigen::VectorXd& p0) {
+  const Eigen::Index n = A.rows(), params = A.cols();
+  Eigen::MatrixXd HA(n, params);
+  for (Eigen::Index p = 0; p < params; ++p)
+    HA.col(p) = H.middleCols((p / per) * width, width) * A.col(p).segment((p / per) * width, width);
+  SegmentFit fit{Eigen::MatrixXd(params, params), {}};
+  for (Eigen::Index p = 0; p < params; ++p)
+    fit.M.row(p) = A.col(p).segment((p / per) * width, width).transpose() *
+                   HA.middleRows((p / per) * width, width);
+  fit.M.diagonal().array() += 1e-9 * std::max(fit.M.diagonal().maxCoeff(), 1e-30);
+  fit.p = p0 + fit.M.ldlt().solve(HA.transpose() * (w - A * p0));
+  return fit;
+}
+
+// Refits one row's stored scales under H with its codes fixed, three
+// candidates, each kept only where it lowers (w - w')^T H (w - w') below the
+// ones before it (rounding sub-block integers can cost more than freeing them
+// gains): the row as it was; its blocks' d (and dmin) solved with the
+// integers fixed and rounded to float16; and (with sub_blocks: k-quants,
+// IQ4_XS) each sub-block's scale and offset solved as real numbers, rounded
+// back to ggml's integers (per block, d and dmin so that the largest maps to
+// the end of the range, then GPTQ-style rounding with feedback) and d refit.
+class RowRefit {
  public:
-  BlockRefit(GgmlBlocks& q, const MatrixRM& W, const Eigen::MatrixXd& H)
-      : q_(q), W_(W), H_(H), info_(ggml_grid_info(q.grid)) {}
+  RowRefit(GgmlBlocks& q, const MatrixRM& W, const Eigen::MatrixXd& H, bool sub_blocks)
+      : q_(q),
+        W_(W),
+        H_(H),
+        info_(ggml_grid_info(q.grid)),
+        levels_(grid_levels(q.grid)),
+        sub_blocks_(sub_blocks && info_.sub_blocks > 1) {}
 
   void row(std::int64_t r) const {
-    const std::int64_t n = q_.cols, blocks = n / info_.block_size;
-    const int per = info_.has_min ? 2 : 1, bs = info_.block_size;
-    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(n, blocks * per);  // w' = A p
-    fill_design(r, A);
-    // A's column p is zero outside its block: H A and A^T H A block by block.
-    Eigen::MatrixXd HA(n, A.cols());
-    for (Eigen::Index p = 0; p < A.cols(); ++p)
-      HA.col(p) = H_.middleCols((p / per) * bs, bs) * A.col(p).segment((p / per) * bs, bs);
-    Eigen::MatrixXd M(A.cols(), A.cols());
-    for (Eigen::Index p = 0; p < A.cols(); ++p)
-      M.row(p) =
-          A.col(p).segment((p / per) * bs, bs).transpose() * HA.middleRows((p / per) * bs, bs);
-    M.diagonal().array() += 1e-12 * std::max(M.diagonal().maxCoeff(), 1e-30);
     const Eigen::VectorXd w = W_.row(r).cast<double>().transpose();
-    const Eigen::VectorXd p = M.ldlt().solve(HA.transpose() * w);
-    if (!p.allFinite()) return;
-    Eigen::VectorXd stored(p.size());
-    for (Eigen::Index i = 0; i < p.size(); ++i)
-      stored[i] = fp16_to_fp32(fp32_to_fp16(static_cast<float>(p[i])));
-    if (error(w, A * stored) >= error(w, A * current(r, blocks, per))) return;
-    for (std::int64_t b = 0; b < blocks; ++b) {
-      q_.d[r * blocks + b] = fp32_to_fp16(static_cast<float>(stored[b * per]));
-      if (per == 2) q_.dmin[r * blocks + b] = fp32_to_fp16(static_cast<float>(stored[b * per + 1]));
-    }
+    Saved best = save(r);
+    double best_error = error(w, values(r));
+    const auto keep_if_lower = [&] {
+      const double e = error(w, values(r));
+      if (e < best_error) {
+        best = save(r);
+        best_error = e;
+      } else {
+        restore(r, best);
+      }
+    };
+    refit_blocks(r, w);
+    keep_if_lower();
+    if (!sub_blocks_) return;
+    if (refit_cells(r, w)) refit_blocks(r, w);
+    keep_if_lower();
   }
 
  private:
-  void fill_design(std::int64_t r, Eigen::MatrixXd& A) const {
-    const std::int64_t n = q_.cols, blocks = n / info_.block_size;
-    const int per = info_.has_min ? 2 : 1, width = cell_width(info_);
-    const std::vector<float> levels = grid_levels(q_.grid);
+  std::int64_t row_blocks() const { return q_.cols / info_.block_size; }
+  double level(std::int64_t r, std::int64_t c) const {
+    return levels_[q_.codes[r * q_.cols + c] - code_base(q_.grid)];
+  }
+
+  // Each sub-block's w' = scale * level + offset, solved for scale and offset.
+  bool refit_cells(std::int64_t r, const Eigen::VectorXd& w) const {
+    const std::int64_t n = q_.cols, width = cell_width(info_), cells = n / width;
+    const int per = info_.has_min ? 2 : 1;
+    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(n, cells * per);
+    Eigen::VectorXd p0(cells * per);
+    for (std::int64_t k = 0; k < cells; ++k) {
+      float scale = 0, offset = 0;
+      set_cell(q_, r * cells + k, scale, offset);
+      p0[k * per] = scale;
+      if (per == 2) p0[k * per + 1] = offset;
+      for (std::int64_t c = k * width; c < (k + 1) * width; ++c) {
+        A(c, k * per) = level(r, c);
+        if (per == 2) A(c, k * per + 1) = 1.0;
+      }
+    }
+    SegmentFit fit = fit_segments(A, per, static_cast<int>(width), H_, w, p0);
+    if (!fit.p.allFinite()) return false;
+    std::vector<double> step(fit.p.size());  // each value's integer step
+    for (std::int64_t b = 0; b < row_blocks(); ++b)
+      if (!set_block_steps(r * row_blocks() + b, fit.p, b, per, step)) return false;
+    return round_cells(r, fit, per, step);
+  }
+
+  // Sets block b's (of its row) d and dmin, in float16, so that the largest of
+  // its sub-block scales and mins in p map to the ends of ggml's integer
+  // ranges; step: each value's d, or -dmin for an offset. False where there is
+  // no such d (no positive scale on an unsigned grid).
+  bool set_block_steps(std::int64_t block, const Eigen::VectorXd& p, std::int64_t b, int per,
+                       std::vector<double>& step) const {
+    const int sub = info_.sub_blocks;
+    const SubRange range = sub_scale_range(q_.grid);
+    double extreme = 0, largest_min = 0;
+    for (int j = 0; j < sub; ++j) {
+      const double s = p[(b * sub + j) * per];
+      if (std::abs(s) > std::abs(extreme)) extreme = s;
+      if (per == 2) largest_min = std::max(largest_min, -p[(b * sub + j) * per + 1]);
+    }
+    if (extreme == 0 || (extreme < 0 && range.lo == 0)) return false;
+    q_.d[block] = fp32_to_fp16(static_cast<float>(extreme / (extreme > 0 ? range.hi : range.lo)));
+    if (per == 2)
+      q_.dmin[block] = fp32_to_fp16(static_cast<float>(largest_min / sub_min_max(q_.grid)));
+    for (int j = 0; j < sub; ++j) {
+      step[(b * sub + j) * per] = fp16_to_fp32(q_.d[block]);
+      if (per == 2) step[(b * sub + j) * per + 1] = -fp16_to_fp32(q_.dmin[block]);
+    }
+    return true;
+  }
+
+  // Rounds the row's sub-block scales and mins to their integers one by one,
+  // GPTQ's way in p: each rounding error is fed back to the values not yet
+  // rounded through M's inverse, so they absorb what it cost.
+  bool round_cells(std::int64_t r, SegmentFit& fit, int per, const std::vector<double>& step) const {
+    const Eigen::LLT<Eigen::MatrixXd> inverse(
+        fit.M.ldlt().solve(Eigen::MatrixXd::Identity(fit.M.rows(), fit.M.cols())));
+    if (inverse.info() != Eigen::Success) return false;
+    const Eigen::MatrixXd U = inverse.matrixU();
+    const SubRange range = sub_scale_range(q_.grid);
+    const std::int64_t first_cell = r * (q_.cols / cell_width(info_));
+    Eigen::VectorXd& p = fit.p;
+    for (Eigen::Index j = 0; j < p.size(); ++j) {
+      const bool is_min = per == 2 && j % 2 == 1;
+      const double lo = is_min ? 0 : range.lo, hi = is_min ? sub_min_max(q_.grid) : range.hi;
+      const double level = step[j] == 0 ? 0 : std::clamp(std::nearbyint(p[j] / step[j]), lo, hi);
+      const std::int64_t cell = first_cell + j / per;
+      if (is_min) q_.sub_mins[cell] = static_cast<std::int8_t>(level);
+      else q_.sub_scales[cell] = static_cast<std::int8_t>(level + sub_scale_bias(q_.grid));
+      const double error = (p[j] - level * step[j]) / U(j, j);
+      p.tail(p.size() - j - 1) -= error * U.row(j).tail(p.size() - j - 1).transpose();
+    }
+    return true;
+  }
+
+  // Per block: w' = d * u + dmin * v on the block's columns, u the sub-block
+  // integer scale times the level, v 1 or minus the sub-block's integer min.
+  void refit_blocks(std::int64_t r, const Eigen::VectorXd& w) const {
+    const std::int64_t n = q_.cols, blocks = row_blocks(), width = cell_width(info_);
+    const int per = info_.has_min ? 2 : 1;
+    Eigen::MatrixXd A = Eigen::MatrixXd::Zero(n, blocks * per);
+    Eigen::VectorXd p0(blocks * per);
     for (std::int64_t c = 0; c < n; ++c) {
-      const std::int64_t block = r * blocks + c / info_.block_size;
-      const std::int64_t cell = (r * n + c) / width;
+      const std::int64_t cell = (r * n + c) / width, p = (c / info_.block_size) * per;
       const double sub = info_.sub_blocks > 1 ? q_.sub_scales[cell] - sub_scale_bias(q_.grid) : 1;
-      const double level = levels[q_.codes[r * n + c] - code_base(q_.grid)];
-      const Eigen::Index p = (block - r * blocks) * per;
-      A(c, p) = sub * level;
-      if (per == 2)
-        A(c, p + 1) = q_.sub_mins.empty() ? 1.0 : -static_cast<double>(q_.sub_mins[cell]);
+      A(c, p) = sub * level(r, c);
+      if (per == 2) A(c, p + 1) = q_.sub_mins.empty() ? 1.0 : -static_cast<double>(q_.sub_mins[cell]);
+    }
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      p0[b * per] = fp16_to_fp32(q_.d[r * blocks + b]);
+      if (per == 2) p0[b * per + 1] = fp16_to_fp32(q_.dmin[r * blocks + b]);
+    }
+    const Eigen::VectorXd p = fit_segments(A, per, info_.block_size, H_, w, p0).p;
+    if (!p.allFinite()) return;
+    for (std::int64_t b = 0; b < blocks; ++b) {
+      q_.d[r * blocks + b] = fp32_to_fp16(static_cast<float>(p[b * per]));
+      if (per == 2) q_.dmin[r * blocks + b] = fp32_to_fp16(static_cast<float>(p[b * per + 1]));
     }
   }
 
-  Eigen::VectorXd current(std::int64_t r, std::int64_t blocks, int per) const {
-    Eigen::VectorXd p(blocks * per);
-    for (std::int64_t b = 0; b < blocks; ++b) {
-      p[b * per] = fp16_to_fp32(q_.d[r * blocks + b]);
-      if (per == 2) p[b * per + 1] = fp16_to_fp32(q_.dmin[r * blocks + b]);
+  // The row's w' as ggml dequantizes it.
+  Eigen::VectorXd values(std::int64_t r) const {
+    const std::int64_t n = q_.cols, width = cell_width(info_);
+    Eigen::VectorXd v(n);
+    for (std::int64_t k = 0; k < n / width; ++k) {
+      float scale = 0, offset = 0;
+      set_cell(q_, r * (n / width) + k, scale, offset);
+      for (std::int64_t c = k * width; c < (k + 1) * width; ++c)
+        v[c] = static_cast<float>(scale * static_cast<float>(level(r, c)) + offset);
     }
-    return p;
+    return v;
   }
 
   double error(const Eigen::VectorXd& w, const Eigen::VectorXd& fit) const {
@@ -178,10 +315,40 @@ class BlockRefit {
     return e.dot(H_ * e);
   }
 
+  // One row's stored scales: its blocks' d and dmin, its sub-blocks' integers.
+  struct Saved {
+    std::vector<std::uint16_t> d, dmin;
+    std::vector<std::int8_t> sub_scales, sub_mins;
+  };
+  template <class T>
+  static std::vector<T> slice(const std::vector<T>& v, std::int64_t first, std::int64_t count) {
+    if (v.empty()) return {};
+    return {v.begin() + first, v.begin() + first + count};
+  }
+  template <class T>
+  static void put(const std::vector<T>& from, std::vector<T>& to, std::int64_t first) {
+    std::copy(from.begin(), from.end(), to.begin() + first);
+  }
+  Saved save(std::int64_t r) const {
+    const std::int64_t blocks = row_blocks(), sub = info_.sub_blocks;
+    const std::int64_t cells = info_.sub_blocks > 1 ? blocks * sub : 0;
+    return {slice(q_.d, r * blocks, blocks), slice(q_.dmin, r * blocks, blocks),
+            slice(q_.sub_scales, r * cells, cells), slice(q_.sub_mins, r * cells, cells)};
+  }
+  void restore(std::int64_t r, const Saved& s) const {
+    const std::int64_t blocks = row_blocks(), cells = blocks * info_.sub_blocks;
+    put(s.d, q_.d, r * blocks);
+    put(s.dmin, q_.dmin, r * blocks);
+    put(s.sub_scales, q_.sub_scales, r * cells);
+    put(s.sub_mins, q_.sub_mins, r * cells);
+  }
+
   GgmlBlocks& q_;
   const MatrixRM& W_;
   const Eigen::MatrixXd& H_;
   const GgmlGridInfo& info_;
+  std::vector<float> levels_;
+  bool sub_blocks_;
 };
 
 LevelGrid empty_level_grid(GgmlGrid grid, std::int64_t rows, std::int64_t cols) {
@@ -239,10 +406,10 @@ GgmlGptqResult ggml_gptq(GgmlGrid grid, const MatrixRM& W, const Eigen::MatrixXd
     for (Eigen::Index c = 0; c < W.cols(); ++c)
       result.blocks.codes[r * W.cols() + c] =
           static_cast<std::int8_t>(rounded.codes(r, c) + code_base(grid));
-  if (config.refit) {
-    const BlockRefit refit(result.blocks, live, H);
+  if (config.refit != GgmlRefit::None) {
+    const RowRefit rows(result.blocks, live, H, config.refit == GgmlRefit::SubBlockScales);
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, W.rows()), [&](const auto& range) {
-      for (std::int64_t r = range.begin(); r < range.end(); ++r) refit.row(r);
+      for (std::int64_t r = range.begin(); r < range.end(); ++r) rows.row(r);
     });
   }
   return result;

@@ -3,13 +3,24 @@
 // scales, mins and sub-block scales are chosen by ggml's own importance-weighted
 // search (the imatrix search of llama-quantize, weighted by diag H), GPTQ then
 // rounds column by column with error feedback onto that grid, and finally each
-// row's block scales d (and mins dmin) are refit under H with the codes and
-// sub-block scales fixed, then rounded to float16 as ggml stores them. The
-// result is an ordinary GgmlBlocks: its bytes are a valid tensor of that type.
+// row's stored scales are refit under H with the codes fixed: the sub-block
+// scales and mins (then rounded to the integers ggml stores) and the block
+// scales d and mins dmin (then rounded to float16). The result is an ordinary
+// GgmlBlocks: its bytes are a valid tensor of that type.
 #include "algorithms/ggml_grid.hpp"
 #include "algorithms/gptq.hpp"
 
 namespace ptq {
+
+// What is refit under H after GPTQ's rounding, codes fixed.
+// Each is tried only after the ones above it and kept where it lowers the
+// row's error under H; SubBlockScales lowered the KL on validation text for
+// every k-quant and IQ4_XS on both trained models (docs/bench/ggml_refit.md).
+enum class GgmlRefit {
+  None,            // nothing: the search's scales
+  Scales,          // each block's d (and dmin), sub-block integers fixed
+  SubBlockScales,  // also the sub-block scales and mins (k-quants, IQ4_XS), then d again
+};
 
 struct GgmlGptqConfig {
   // Damping, lazy block size, column order, precision and row chunks; its
@@ -20,7 +31,7 @@ struct GgmlGptqConfig {
   // column order only); Static, the same search on the original weights up
   // front (act-order allowed).
   GroupGrids scales = GroupGrids::Dynamic;
-  bool refit = true;  // refit d (and dmin) per block under H
+  GgmlRefit refit = GgmlRefit::SubBlockScales;
 
   void validate() const;  // InputError naming the field
 };

@@ -45,7 +45,7 @@ Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx) { return 2.0 * mea
 
 GgmlBlocks gguf_gptq(const Recipe& recipe, GgmlGrid grid, const MatrixRM& w,
                      const Eigen::MatrixXd& hessian, LinearReport& report) {
-  GgmlGptqConfig c{.gptq = recipe.gptq_config(), .scales = GroupGrids::Dynamic, .refit = true};
+  GgmlGptqConfig c{.gptq = recipe.gptq_config(), .scales = GroupGrids::Dynamic, .refit = recipe.gguf_refit};
   if (recipe.order == ColumnOrder::ActivationOrder || recipe.group_grids == GroupGrids::Static)
     c.scales = GroupGrids::Static;
   const GptqHessian prepared = prepare_hessian(hessian, c.gptq);

@@ -193,6 +193,9 @@ void Recipe::validate_format() const {
                           std::string(weight_grid_name(weight_grid())));
   if (format != OutputFormat::gguf && (!gguf_type.empty() || !imatrix.empty()))
     throw input_error("gguf_type / imatrix", "format gguf", "format " + std::string(f.name));
+  if (gguf_refit != GgmlRefit::SubBlockScales && (format != OutputFormat::gguf || method != Method::Gptq))
+    throw input_error("gguf_refit", "format gguf with method gptq",
+                      "format " + std::string(f.name) + ", method " + std::string(method_name(method)));
   if (mix.given() && format != OutputFormat::gguf && format != OutputFormat::compressed_tensors)
     throw input_error("mix", "format gguf or compressed-tensors", "format " + std::string(f.name));
   if (format == OutputFormat::compressed_tensors && mix.given()) validate_mix();

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "algorithms/awq.hpp"
+#include "algorithms/ggml_gptq.hpp"
 #include "algorithms/gptq.hpp"
 #include "algorithms/nf4.hpp"
 #include "algorithms/refit.hpp"
@@ -117,6 +118,7 @@ struct Recipe {
   // quantizers (llama-quantize's bytes); GPTQ and AWQ round the block Linears
   // onto the exact grid of Q4_0, Q4_1, Q5_0, Q5_1 or Q8_0.
   std::string gguf_type;
+  GgmlRefit gguf_refit = GgmlRefit::SubBlockScales;  // gguf with method gptq: see GgmlGptqConfig
   // gguf: llama.cpp's GGUF importance matrix for ggml's importance-weighted
   // rounding (RTN), as llama-quantize --imatrix; empty = none.
   std::filesystem::path imatrix;

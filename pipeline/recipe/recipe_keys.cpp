@@ -28,6 +28,8 @@ constexpr std::pair<const char*, ClipWeighting> kClipWeightings[] = {
     {"uniform", ClipWeighting::Uniform}, {"hessian", ClipWeighting::Hessian}};
 constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
     {"none", ScaleRefit::None}, {"least_squares", ScaleRefit::LeastSquares}};
+constexpr std::pair<const char*, GgmlRefit> kGgmlRefits[] = {
+    {"none", GgmlRefit::None}, {"scales", GgmlRefit::Scales}, {"sub_scales", GgmlRefit::SubBlockScales}};
 
 // A scalar of type T from its text (YAML's own conversions, so a recipe file
 // and a flag accept the same spellings).
@@ -251,6 +253,15 @@ const std::vector<RecipeKey>& recipe_keys() {
        "or auto: each tensor's type chosen under --max-bytes or --bpw (or replayed, --mix-types)",
        [](Recipe& r, const std::string& t, const std::string&) { r.gguf_type = t; },
        [](const Recipe& r) { return r.gguf_type; }, gguf_format},
+      {"gguf_refit", "--gguf-refit", F::value,
+       "gguf with method gptq: what is refit under H after rounding, codes fixed: none, scales "
+       "(each block's d and dmin) or sub_scales (default: also the k-quants' and IQ4_XS's "
+       "sub-block scales and mins)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.gguf_refit = choice(t, w, kGgmlRefits);
+       },
+       [](const Recipe& r) { return std::string(choice_name(r.gguf_refit, kGgmlRefits)); },
+       [](const Recipe& r) { return r.gguf_refit != GgmlRefit::SubBlockScales; }},
       {"mix.max_bytes", "--max-bytes", F::value,
        "gguf_type auto: the GGUF file's size at most, in bytes",
        [](Recipe& r, const std::string& t, const std::string& w) {

@@ -2,7 +2,8 @@
 // the unblocked double-precision reference (scalar_reference.cpp), the level
 // form of every ggml grid against ggml's dequantization, and what the result
 // must be whatever the implementation: valid blocks, a lower output error than
-// ggml's own importance-weighted rounding, a refit that never raises it, and
+// ggml's own importance-weighted rounding, a refit that never raises it (and lowers it further when it moves the
+// sub-block scales too), and
 // the same bytes for any thread count. llama.cpp loading these blocks is
 // tests/pipeline/gguf_llamacpp_test.cpp's job.
 #include <gtest/gtest.h>
@@ -108,7 +109,7 @@ TEST(GgmlGptq, LevelGridIsGgmlsDequantization) {
   }
 }
 
-GgmlGptqConfig config_for(GroupGrids scales, bool refit) {
+GgmlGptqConfig config_for(GroupGrids scales, GgmlRefit refit) {
   GgmlGptqConfig c;
   c.scales = scales;
   c.refit = refit;
@@ -124,22 +125,35 @@ class GgmlGptqGrids : public testing::TestWithParam<GgmlGrid> {};
 
 TEST_P(GgmlGptqGrids, BeatsGgmlsRoundingAndRefitNeverHurts) {
   const GgmlGrid grid = GetParam();
+  const bool has_sub_blocks = ggml_grid_info(grid).sub_blocks > 1;
   const double ggml = output_error_of(dequantize(ggml_quantize(grid, data().W, diag_importance())));
   for (const GroupGrids scales : {GroupGrids::Dynamic, GroupGrids::Static}) {
     SCOPED_TRACE(scales == GroupGrids::Dynamic ? "dynamic scales" : "static scales, act-order");
-    const GgmlGptqResult plain = run(grid, config_for(scales, false));
-    const GgmlGptqResult refit = run(grid, config_for(scales, true));
+    const GgmlGptqResult plain = run(grid, config_for(scales, GgmlRefit::None));
+    const GgmlGptqResult block = run(grid, config_for(scales, GgmlRefit::Scales));
+    const GgmlGptqResult sub = run(grid, config_for(scales, GgmlRefit::SubBlockScales));
     const double before = output_error_of(dequantize(plain.blocks));
-    const double after = output_error_of(dequantize(refit.blocks));
+    const double after = output_error_of(dequantize(block.blocks));
+    const double after_sub = output_error_of(dequantize(sub.blocks));
     EXPECT_LT(before, kMaxErrorRatioToGgml * ggml);
     EXPECT_LE(after, before);
-    EXPECT_EQ(refit.blocks.codes, plain.blocks.codes);  // the refit moves scales only
+    EXPECT_EQ(block.blocks.codes, plain.blocks.codes);  // a refit moves scales only
+    EXPECT_EQ(block.blocks.sub_scales, plain.blocks.sub_scales);
+    EXPECT_EQ(sub.blocks.codes, plain.blocks.codes);
+    if (has_sub_blocks) {
+      // More free values per row: the sub-block refit lowers the error further.
+      EXPECT_LT(after_sub, after);
+      EXPECT_NE(sub.blocks.sub_scales, plain.blocks.sub_scales);
+    } else {
+      EXPECT_EQ(after_sub, after);
+    }
   }
 }
 
+// The integers a sub-block refit stores stay in ggml's ranges (ggml_grid.hpp).
 TEST_P(GgmlGptqGrids, BlocksAreValidForTheirType) {
   const GgmlGridInfo& info = ggml_grid_info(GetParam());
-  const GgmlBlocks q = run(info.grid, config_for(GroupGrids::Dynamic, true)).blocks;
+  const GgmlBlocks q = run(info.grid, config_for(GroupGrids::Dynamic, GgmlRefit::SubBlockScales)).blocks;
   const GgmlBlocks shape = make_ggml_blocks(info.grid, kOut, kIn);
   EXPECT_EQ(q.d.size(), shape.d.size());
   EXPECT_EQ(q.dmin.size(), shape.dmin.size());
@@ -151,19 +165,30 @@ TEST_P(GgmlGptqGrids, BlocksAreValidForTheirType) {
     ASSERT_GE(code, lo);
     ASSERT_LE(code, hi);
   }
+  const int sub_hi = info.grid == GgmlGrid::q2_k ? 15 : 63;
+  for (std::int8_t s : q.sub_scales) {
+    if (info.grid == GgmlGrid::q6_k) break;  // any int8
+    ASSERT_GE(s, 0);
+    ASSERT_LE(s, sub_hi);
+  }
+  for (std::int8_t m : q.sub_mins) {
+    ASSERT_GE(m, 0);
+    ASSERT_LE(m, sub_hi);
+  }
   EXPECT_TRUE(dequantize(q).allFinite());
 }
 
 TEST_P(GgmlGptqGrids, SameBlocksForOneOrTwoThreads) {
   const auto with_threads = [&](int threads) {
     tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
-    return run(GetParam(), config_for(GroupGrids::Dynamic, true)).blocks;
+    return run(GetParam(), config_for(GroupGrids::Dynamic, GgmlRefit::SubBlockScales)).blocks;
   };
   const GgmlBlocks one = with_threads(1), two = with_threads(2);
   EXPECT_EQ(one.codes, two.codes);
   EXPECT_EQ(one.d, two.d);
   EXPECT_EQ(one.dmin, two.dmin);
   EXPECT_EQ(one.sub_scales, two.sub_scales);
+  EXPECT_EQ(one.sub_mins, two.sub_mins);
 }
 
 INSTANTIATE_TEST_SUITE_P(AllGrids, GgmlGptqGrids,

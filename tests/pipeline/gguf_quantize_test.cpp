@@ -161,6 +161,11 @@ TEST(GgufQuantize, MismatchesAreRefusedBeforeAnyWork) {
       {"--method rtn --format gguf --gguf-type Q4_K_M --max-bytes 3000000", "gguf_type auto"},
       {"--method rtn --format gguf --gguf-type auto --max-bytes 1000" + calib,
        "--max-bytes 1000: expected a budget of at least"},
+      {"--method rtn --format gguf --gguf-type Q4_K_M --gguf-refit scales",
+       "gguf_refit: expected format gguf with method gptq"},
+      {"--method gptq --gguf-refit none" + calib, "gguf_refit: expected format gguf with method gptq"},
+      {"--method gptq --format gguf --gguf-type Q4_K_M --gguf-refit all" + calib,
+       "none | scales | sub_scales"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.args);
