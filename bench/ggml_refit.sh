@@ -16,9 +16,7 @@ fixtures=${PTQ_SHARED_DIR:-$root/../shared}/fixtures
 tools=${PTQ_SHARED_DIR:-$root/../shared}/tools/llama.cpp
 work=$root/build/ggml-refit
 mkdir -p "$work"
-books=$fixtures/corpus/generic_calib
-for b in 2701-0__Moby_Dick_or_The_Whale 205-0__Walden_and_On_The_Duty_Of_Civil_Disobedi \
-  27942-0__A_System_Of_Logic_Ratiocinative_And_Indu; do tail -c 200000 "$books/$b.txt"; done >"$work/val.txt"
+bash "$root/bench/validation_text.sh" >"$work/val.txt"
 ppl=(-f "$work/val.txt" -c 512 --chunks 100 -t 2)
 row() {  # model type refit -> one table row
   local name=$1-$2-$3
