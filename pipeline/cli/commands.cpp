@@ -10,6 +10,9 @@ void add_all(CLI::App& app) {
   add_calibrate(app);
   add_imatrix(app);
   add_export(app);
+  add_report(app);
+  add_batch(app);
+  add_sweep(app);
 }
 
 }  // namespace ptq::cli

@@ -14,5 +14,8 @@ void add_quantize(CLI::App& app);
 void add_calibrate(CLI::App& app);
 void add_imatrix(CLI::App& app);
 void add_export(CLI::App& app);
+void add_report(CLI::App& app);
+void add_batch(CLI::App& app);
+void add_sweep(CLI::App& app);
 
 }  // namespace ptq::cli

@@ -2,6 +2,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@ namespace {
 struct Totals {
   double nll = 0.0, kl = 0.0;
   std::int64_t predicted = 0, agree = 0;
+  std::vector<float> kl_values;  // per position, with a reference
 };
 
 std::span<const float> row_of(const MatrixRM& m, Eigen::Index r) {
@@ -43,6 +45,7 @@ void score_window(const MatrixRM& logits, const MatrixRM* ref_logits,
     totals.nll += nll[p];
     totals.kl += kl[p];
     totals.agree += agree[p];
+    if (ref_logits) totals.kl_values.push_back(static_cast<float>(kl[p]));
   }
   totals.predicted += positions;
 }
@@ -55,7 +58,16 @@ void check_compatible(const Model& model, const Model& reference) {
   }
 }
 
-EvalResult finish(const Totals& t, int windows, bool with_reference) {
+// The value `fraction` of `values` do not exceed (nearest rank); reorders them.
+double percentile(std::vector<float>& values, double fraction) {
+  const auto rank = static_cast<std::size_t>(
+      std::ceil(fraction * static_cast<double>(values.size())));
+  const auto nth = values.begin() + static_cast<std::ptrdiff_t>(std::max<std::size_t>(rank, 1) - 1);
+  std::nth_element(values.begin(), nth, values.end());
+  return *nth;
+}
+
+EvalResult finish(Totals& t, int windows, bool with_reference) {
   EvalResult r;
   r.nll_sum = t.nll;
   r.predicted_tokens = t.predicted;
@@ -64,6 +76,8 @@ EvalResult finish(const Totals& t, int windows, bool with_reference) {
   if (with_reference) {
     r.kl = t.kl / static_cast<double>(t.predicted);
     r.top1 = static_cast<double>(t.agree) / static_cast<double>(t.predicted);
+    r.kl_p99 = percentile(t.kl_values, 0.99);
+    r.kl_p999 = percentile(t.kl_values, 0.999);
   }
   return r;
 }
@@ -120,6 +134,8 @@ nlohmann::json eval_json(const EvalResult& r, const EvalConfig& config) {
                       {"ctx", config.ctx}};
   if (r.kl) j["kl"] = *r.kl;
   if (r.top1) j["top1"] = *r.top1;
+  if (r.kl_p99) j["kl_p99"] = *r.kl_p99;
+  if (r.kl_p999) j["kl_p999"] = *r.kl_p999;
   return j;
 }
 

@@ -36,6 +36,9 @@ struct EvalResult {
   int windows = 0;
   std::optional<double> kl;    // KL(reference || model), mean over predicted positions
   std::optional<double> top1;  // fraction of positions where both argmaxes agree
+  // The 99th and 99.9th percentiles of the per-position KL (the value that
+  // fraction of positions do not exceed, nearest rank).
+  std::optional<double> kl_p99, kl_p999;
 };
 
 // Called after each batch with (windows done, windows in all).
@@ -45,7 +48,7 @@ using EvalProgress = std::function<void(int, int)>;
 EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids, const EvalConfig& config,
                     const Model* reference = nullptr, const EvalProgress& progress = {});
 
-// {"ppl", "nll_sum", "predicted_tokens", "windows", "ctx"[, "kl", "top1"]}
+// {"ppl", "nll_sum", "predicted_tokens", "windows", "ctx"[, "kl", "top1", "kl_p99", "kl_p999"]}
 nlohmann::json eval_json(const EvalResult& result, const EvalConfig& config);
 
 // Writes `j` atomically (temporary file, then rename).
