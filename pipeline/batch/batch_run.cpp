@@ -132,7 +132,7 @@ void write_reports(const BatchPlan& plan, const std::filesystem::path& out, cons
     clear_leftovers(p);
     if (options.log) options.log("report " + model + ": evaluating");
     OutputFolder folder(p.output, "report " + model);
-    write_report_files(measure_report(model_report(plan, out, model)), folder.staging());
+    write_report_files(measure_report(model_report(plan, out, model), report_progress_bars()), folder.staging());
     folder.commit();
     write_record(p, h.hex(), 0);
     if (options.log) options.log("report " + model + ": " + (p.output / "report.html").string());
@@ -161,14 +161,20 @@ BatchSummary run_batch(const BatchPlan& plan, const std::filesystem::path& out, 
   for (std::size_t left = plan.jobs.size() - summary.skipped; left > 0;) {
     bool progressed = false;
     for (std::size_t i = 0; i < plan.jobs.size(); ++i) {
-      if (done[i] || !worker.try_job(i, summary)) continue;
+      try {
+        if (done[i] || !worker.try_job(i, summary)) continue;
+      } catch (const InputError& e) {
+        summary.failed.push_back(plan.jobs[i].id() + ": " + e.what());
+        worker.say(i, std::string("failed: ") + e.what());
+      }
       done[i] = progressed = true;
       --left;
     }
     if (!progressed && left > 0) std::this_thread::sleep_for(std::chrono::milliseconds(500));  // others hold them
   }
-  summary.by_others = static_cast<int>(plan.jobs.size()) - summary.skipped - summary.committed;
-  if (plan.report) write_reports(plan, out, options);
+  summary.by_others = static_cast<int>(plan.jobs.size() - summary.failed.size()) - summary.skipped -
+                      summary.committed;
+  if (plan.report && summary.failed.empty()) write_reports(plan, out, options);
   return summary;
 }
 

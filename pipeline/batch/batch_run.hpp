@@ -9,11 +9,14 @@
 //    record with another fingerprint (inputs changed) is refused, naming it;
 //  - each job runs under a JobClaim (claims.hpp), so several workers may run
 //    one JOBS.yaml at once, each job committed once; the staging folders a
-//    dead worker left are removed by the one that takes its job over.
+//    dead worker left are removed by the one that takes its job over;
+//  - a job that fails (an InputError: its checkpoint, recipe or data) is
+//    logged and left for the next run; the others go on.
 #include <chrono>
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "pipeline/batch/jobs_file.hpp"
 
@@ -28,6 +31,7 @@ struct BatchSummary {
   int skipped = 0;     // done before this run
   int committed = 0;   // by this worker
   int by_others = 0;   // committed by other workers meanwhile
+  std::vector<std::string> failed;  // "<job id>: <error>": not retried in this run; no reports then
 };
 
 BatchSummary run_batch(const BatchPlan& plan, const std::filesystem::path& out,

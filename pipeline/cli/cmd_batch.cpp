@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "io/error.hpp"
 #include "pipeline/batch/batch_run.hpp"
 #include "pipeline/cli/commands.hpp"
 
@@ -29,6 +30,8 @@ void add_batch(CLI::App& app) {
     const BatchSummary s = run_batch(plan, f->out, options);
     std::printf("%zu jobs: %d done before, %d committed by this worker, %d by others\n", plan.jobs.size(),
                 s.skipped, s.committed, s.by_others);
+    if (!s.failed.empty())
+      throw InputError(std::to_string(s.failed.size()) + " job(s) failed (run again to retry them): " + s.failed.front());
   });
 }
 

@@ -6,7 +6,6 @@
 #include "calibrate/threads.hpp"
 #include "io/output_path.hpp"
 #include "pipeline/cli/commands.hpp"
-#include "pipeline/output/progress.hpp"
 #include "pipeline/report/report.hpp"
 
 namespace ptq::cli {
@@ -36,12 +35,7 @@ void run_report(ReportFlags& f) {
   c.validate();
   OutputFolder out(f.out, "--out");  // checked before any evaluation
   const ThreadScope threads(c.threads);
-  std::unique_ptr<ProgressReporter> bar;
-  std::string label;
-  const Report report = measure_report(c, [&](const std::string& step, long done, long total) {
-    if (step != label) bar = std::make_unique<ProgressReporter>(label = step);
-    bar->update(done, total);
-  });
+  const Report report = measure_report(c, report_progress_bars());
   write_report_files(report, out.staging());
   out.commit();
   for (const VariantReport& v : report.variants)

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <memory>
 
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
@@ -35,12 +36,12 @@ struct Evaluated {
   const LinearInputTransform* transform() const { return activations ? &*activations : nullptr; }
 };
 
-std::int64_t parameter_count(const ModelConfig& c) {
-  const std::int64_t h = c.hidden_size, q = std::int64_t{c.num_heads} * c.head_dim,
-                     kv = std::int64_t{c.num_kv_heads} * c.head_dim;
-  const std::int64_t block = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size + 2 * h;
-  const std::int64_t embed = std::int64_t{c.vocab_size} * h;
-  return c.num_layers * block + embed * (c.tie_word_embeddings ? 1 : 2) + h;
+// The baseline checkpoint's parameters, every tensor counted.
+std::int64_t parameter_count(const std::filesystem::path& folder) {
+  const Checkpoint checkpoint = Checkpoint::open(folder);
+  std::int64_t n = 0;
+  for (const TensorView* t : checkpoint.tensors()) n += t->numel();
+  return n;
 }
 
 std::string kind_of(const std::filesystem::path& path) {
@@ -247,6 +248,15 @@ void ReportConfig::validate() const {
     throw input_error("--bootstrap", "at least 100 samples", std::to_string(bootstrap_samples));
 }
 
+ReportProgress report_progress_bars() {
+  auto bar = std::make_shared<std::unique_ptr<ProgressReporter>>();
+  auto label = std::make_shared<std::string>();
+  return [bar, label](const std::string& step, long done, long total) {
+    if (step != *label) *bar = std::make_unique<ProgressReporter>(*label = step);
+    (*bar)->update(done, total);
+  };
+}
+
 void write_report_files(const Report& report, const std::filesystem::path& folder) {
   write_text_atomic(folder / "report.json", report_json(report).dump(1) + "\n");
   write_text_atomic(folder / "report.md", report_markdown(report));
@@ -261,7 +271,7 @@ Report measure_report(const ReportConfig& config, const ReportProgress& progress
   report.config = config;
   report.baseline = measurer.measure(config.baseline, nullptr, answers);
   const Evaluated baseline(config.baseline.path);
-  report.parameters = parameter_count(baseline.model.config());
+  report.parameters = parameter_count(config.baseline.path);
   for (const NamedPath& v : config.variants) {
     report.variants.push_back(measurer.measure(v, &baseline, answers));
     report.variants.back().recommendation = recommend(report.variants.back(), config.thresholds);

@@ -133,6 +133,9 @@ using ReportProgress = std::function<void(const std::string&, long, long)>;
 
 Report measure_report(const ReportConfig& config, const ReportProgress& progress = {});
 
+// Progress on stderr with the time left, a bar per step (pipeline/output/progress.hpp).
+ReportProgress report_progress_bars();
+
 // The verdict for one variant against the baseline (both measured).
 Recommendation recommend(const VariantReport& variant, const Thresholds& thresholds);
 

@@ -97,7 +97,7 @@ void run_sweep(const SweepConfig& c, const std::filesystem::path& out,
       job.stats = folder.staging() / "stats.h5";
       for (const CalibSourceSpec& s : mix_for(c.sources, share)) job.mix.push_back({s.name, s.weight});
     }
-    run_quantize(job, {});
+    run_quantize(job, {log});
     report.variants.push_back({name, job.out});
     sweep.x.push_back(share);
     sweep.series.push_back(exact ? "exact" : "statistics");
@@ -108,7 +108,7 @@ void run_sweep(const SweepConfig& c, const std::filesystem::path& out,
   report.sweep = sweep;
   log("report: evaluating " + std::to_string(report.variants.size()) + " variants");
   std::filesystem::create_directory(folder.staging() / "report");
-  write_report_files(measure_report(report), folder.staging() / "report");
+  write_report_files(measure_report(report, report_progress_bars()), folder.staging() / "report");
   folder.commit();
 }
 

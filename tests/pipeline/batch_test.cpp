@@ -164,5 +164,25 @@ TEST(BatchRun, TwoWorkersCommitEachJobOnceEvenWhenOneIsKilled) {
   }
 }
 
+// A job that fails (here a checkpoint folder without weights) is logged and
+// left; the other jobs are committed, the run exits non-zero, no report.
+TEST(BatchRun, AFailedJobLeavesTheOthersAndNoReport) {
+  const auto dir = test::temp_dir("batch-failed");
+  std::filesystem::create_directory(dir / "broken");
+  std::filesystem::copy_file(test::fixture("models/tiny/config.json"), dir / "broken/config.json");
+  std::ofstream(dir / "jobs.yaml") << "models: [" << test::fixture("models/tiny").string() << ", "
+                                   << (dir / "broken").string() << "]\n"
+                                   << "recipes: [{name: rtn-w8, keys: {method: rtn, bits: 8, group: channel}}]\n"
+                                   << "report: {texts: [\"" << test::fixture("goldens/tiny/eval_generic.ids").string()
+                                   << "\"], max_windows: 1}\n";
+  EXPECT_NE(test::run_ptq("batch " + (dir / "jobs.yaml").string() + " --out " + (dir / "out").string(), dir / "log"), 0);
+  const std::string log = test::read_bytes(dir / "log");
+  EXPECT_NE(log.find("broken/rtn-w8: failed: "), std::string::npos) << log;
+  EXPECT_NE(log.find("1 job(s) failed"), std::string::npos) << log;
+  EXPECT_TRUE(std::filesystem::exists(dir / "out/tiny/rtn-w8.done.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/broken/rtn-w8"));
+  EXPECT_FALSE(std::filesystem::exists(dir / "out/report/tiny"));
+}
+
 }  // namespace
 }  // namespace ptq
