@@ -1,6 +1,7 @@
 #include "pipeline/batch/batch_run.hpp"
 
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -115,6 +116,28 @@ ReportConfig model_report(const BatchPlan& plan, const std::filesystem::path& ou
   return c;
 }
 
+// DIR/report/summary.md: every job of every model in one table, from the
+// models' report.json files.
+void write_summary(const std::set<std::string>& models, const std::filesystem::path& out) {
+  std::string md =
+      "# ptq batch summary\n\nOne row per job; each model's full report is in report/<model>/.\n\n"
+      "| model | job | kind | bits/weight | recommendation | decided by |\n|---|---|---|---:|---|---|\n";
+  for (const std::string& model : models) {
+    std::ifstream in(out / "report" / model / "report.json");
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_object()) continue;
+    for (const auto& v : j["variants"]) {
+      char bpw[32];
+      std::snprintf(bpw, sizeof bpw, "%.2f", v["bits_per_weight"].get<double>());
+      md.append("| ").append(model).append(" | ").append(v["name"].get<std::string>());
+      md.append(" | ").append(v["kind"].get<std::string>()).append(" | ").append(bpw);
+      md.append(" | ").append(v["recommendation"]["verdict"].get<std::string>());
+      md.append(" | ").append(v["recommendation"]["decided_by"].get<std::string>()).append(" |\n");
+    }
+  }
+  write_text_atomic(out / "report" / "summary.md", md);
+}
+
 // One report per model once all its jobs are done, under a claim of its own;
 // its record holds the fingerprint of its jobs' fingerprints.
 void write_reports(const BatchPlan& plan, const std::filesystem::path& out, const BatchOptions& options) {
@@ -137,6 +160,7 @@ void write_reports(const BatchPlan& plan, const std::filesystem::path& out, cons
     write_record(p, h.hex(), 0);
     if (options.log) options.log("report " + model + ": " + (p.output / "report.html").string());
   }
+  write_summary(models, out);
 }
 
 }  // namespace

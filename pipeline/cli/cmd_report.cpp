@@ -12,7 +12,7 @@ namespace ptq::cli {
 namespace {
 
 struct ReportFlags {
-  std::string baseline, out;
+  std::string baseline, out, from;
   std::vector<std::string> variants, texts, tasks;
   ReportConfig config;
 };
@@ -29,6 +29,7 @@ NamedPath named_path(const std::string& text) {
 void run_report(ReportFlags& f) {
   ReportConfig& c = f.config;
   c.baseline = named_path(f.baseline);
+  if (!f.from.empty()) c.variants = variants_from(f.from, c.baseline.path);
   for (const std::string& v : f.variants) c.variants.push_back(named_path(v));
   for (const std::string& t : f.texts) c.texts.push_back(named_path(t));
   for (const std::string& t : f.tasks) c.tasks.emplace_back(t);
@@ -71,8 +72,10 @@ void add_report(CLI::App& app) {
       ->required();
   cmd->add_option("--variant", f->variants,
                   "[NAME=]PATH, repeatable: any model ptq reads (HF, GGUF, GPTQ, AWQ, "
-                  "compressed-tensors, bnb-nf4 folders, .gguf files)")
-      ->required();
+                  "compressed-tensors, bnb-nf4 folders, .gguf files)");
+  cmd->add_option("--from", f->from,
+                  "A ptq batch or ptq sweep output folder: its variants of this baseline (before any --variant)")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--text", f->texts, "[NAME=]FILE, repeatable: text (or .ids tokens) to evaluate on");
   cmd->add_option("--tasks", f->tasks, "Multiple-choice task files (as ptq eval --tasks)");
   cmd->add_option("--limit", f->config.task_limit, "First N items of each task (0 = all)")->capture_default_str();

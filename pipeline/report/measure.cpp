@@ -229,7 +229,7 @@ void ReportConfig::validate() const {
   eval.validate();
   thresholds.validate();
   require_exists(baseline.path, "--baseline");
-  if (variants.empty()) throw input_error("ptq report", "at least one --variant", "none");
+  if (variants.empty()) throw input_error("ptq report", "at least one --variant (or --from)", "none");
   std::vector<std::string> names = {baseline.name};
   for (const NamedPath& v : variants) {
     require_exists(v.path, "--variant");

@@ -148,6 +148,11 @@ nlohmann::ordered_json report_json(const Report& report);
 std::string report_markdown(const Report& report);
 std::string report_html(const Report& report);
 
+// The variants of earlier reports under `dir` (a ptq batch or ptq sweep output
+// folder: every report.json below it) whose baseline is `baseline`, in the
+// order found (sorted paths). InputError naming `dir` when there is none.
+std::vector<NamedPath> variants_from(const std::filesystem::path& dir, const std::filesystem::path& baseline);
+
 // report.json, report.md and report.html into `folder` (an OutputFolder's
 // staging folder: the caller commits).
 void write_report_files(const Report& report, const std::filesystem::path& folder);

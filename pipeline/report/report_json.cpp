@@ -1,5 +1,9 @@
 // report.json: every measured number, schema "ptq-report" version 1
 // (docs/report.md). Absent values are null.
+#include <algorithm>
+#include <fstream>
+
+#include "io/error.hpp"
 #include "pipeline/report/report.hpp"
 
 namespace ptq {
@@ -104,6 +108,26 @@ nlohmann::ordered_json report_json(const Report& r) {
           {"parameters", r.parameters},
           {"baseline", variant_json(r.baseline)},
           {"variants", variants}};
+}
+
+std::vector<NamedPath> variants_from(const std::filesystem::path& dir, const std::filesystem::path& baseline) {
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
+    if (entry.path().filename() == "report.json") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  std::vector<NamedPath> variants;
+  for (const auto& file : files) {
+    std::ifstream in(file);
+    const auto j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_object() || j.value("schema", "") != "ptq-report") continue;
+    std::error_code ec;
+    if (!std::filesystem::equivalent(j["baseline"]["path"].get<std::string>(), baseline, ec)) continue;
+    for (const auto& v : j["variants"]) variants.push_back({v["name"], v["path"].get<std::string>()});
+  }
+  if (variants.empty())
+    throw input_error("--from " + dir.string(), "report.json files of ptq batch or ptq sweep with baseline " +
+                          baseline.string(), "none");
+  return variants;
 }
 
 }  // namespace ptq

@@ -107,14 +107,14 @@ void kill_mid_job(long worker, const std::filesystem::path& model_dir, int recor
   wait_for(worker);
 }
 
-const char* kModelFile = "model.safetensors";
-const std::vector<std::string> kJobs = {"gptq-w4", "rtn-w8", "awq-w4"};
-
 int count(const std::string& text, const std::string& what) {
   int n = 0;
   for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
 }
+
+const char* kModelFile = "model.safetensors";
+const std::vector<std::string> kJobs = {"gptq-w4", "rtn-w8", "awq-w4"};
 
 TEST(BatchRun, KilledMidJobResumesToTheSameBytes) {
   const auto dir = test::temp_dir("batch-resume");
@@ -142,6 +142,17 @@ TEST(BatchRun, KilledMidJobResumesToTheSameBytes) {
   ASSERT_EQ(report["variants"].size(), 3u);
   EXPECT_EQ(report["variants"][2]["name"], "awq-w4");
   EXPECT_TRUE(report["variants"][2]["texts"][0]["kl_mean"].is_number());
+  const std::string summary = test::read_bytes(dir / "killed/report/summary.md");
+  EXPECT_EQ(count(summary, "| tiny | "), 3) << summary;
+  // ptq report --from the batch folder finds the same three variants.
+  ASSERT_EQ(test::run_ptq("report --baseline " + test::fixture("models/tiny").string() + " --from " +
+                              (dir / "killed").string() + " --text " +
+                              test::fixture("goldens/tiny/eval_generic.ids").string() +
+                              " --max-windows 1 --out " + (dir / "again").string(),
+                          dir / "again.log"),
+            0)
+      << test::read_bytes(dir / "again.log");
+  EXPECT_EQ(nlohmann::json::parse(test::read_bytes(dir / "again/report.json"))["variants"].size(), 3u);
 }
 
 TEST(BatchRun, TwoWorkersCommitEachJobOnceEvenWhenOneIsKilled) {
