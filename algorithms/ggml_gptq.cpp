@@ -329,9 +329,8 @@ class RowRefit {
   static void put(const std::vector<T>& from, std::vector<T>& to, std::int64_t first) {
     std::copy(from.begin(), from.end(), to.begin() + first);
   }
-  Saved save(std::int64_t r) const {
-    const std::int64_t blocks = row_blocks(), sub = info_.sub_blocks;
-    const std::int64_t cells = info_.sub_blocks > 1 ? blocks * sub : 0;
+  Saved save(std::int64_t r) const {  // slice() leaves out a grid's empty vectors
+    const std::int64_t blocks = row_blocks(), cells = blocks * info_.sub_blocks;
     return {slice(q_.d, r * blocks, blocks), slice(q_.dmin, r * blocks, blocks),
             slice(q_.sub_scales, r * cells, cells), slice(q_.sub_mins, r * cells, cells)};
   }

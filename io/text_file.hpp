@@ -4,6 +4,7 @@
 // reader never sees a half-written file; a symlink or special file at `path`
 // is refused, never replaced or written through.
 #include <filesystem>
+#include <string>
 #include <string_view>
 
 namespace ptq {
@@ -11,5 +12,8 @@ namespace ptq {
 // InputError naming the file on a bad path or a write failure (the temporary
 // file is removed).
 void write_text_atomic(const std::filesystem::path& path, std::string_view text);
+
+// The whole file's bytes; InputError naming the file when it cannot be opened.
+std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace ptq

@@ -140,9 +140,8 @@ void write_summary(const std::set<std::string>& models, const std::filesystem::p
 
 // One report per model once all its jobs are done, under a claim of its own;
 // its record holds the fingerprint of its jobs' fingerprints.
-void write_reports(const BatchPlan& plan, const std::filesystem::path& out, const BatchOptions& options) {
-  std::set<std::string> models;
-  for (const BatchJob& job : plan.jobs) models.insert(job.model_name);
+void write_reports(const BatchPlan& plan, const std::set<std::string>& models, const std::filesystem::path& out,
+                   const BatchOptions& options) {
   std::filesystem::create_directories(out / "report");
   for (const std::string& model : models) {
     Fnv1a64 h;
@@ -198,7 +197,7 @@ BatchSummary run_batch(const BatchPlan& plan, const std::filesystem::path& out, 
   }
   summary.by_others = static_cast<int>(plan.jobs.size() - summary.failed.size()) - summary.skipped -
                       summary.committed;
-  if (plan.report && summary.failed.empty()) write_reports(plan, out, options);
+  if (plan.report && summary.failed.empty()) write_reports(plan, models, out, options);
   return summary;
 }
 

@@ -105,9 +105,9 @@ std::optional<ReportConfig> report_section(const YAML::Node& n, const std::files
   const std::string where = file.string() + ": report";
   ReportConfig c;
   for (const std::string& t : strings(n["texts"], where + ".texts")) {
-    const auto eq = t.find('=');
-    const std::string path = eq == std::string::npos ? t : t.substr(eq + 1);
-    c.texts.push_back({eq == std::string::npos ? stem_of(path) : t.substr(0, eq), resolve(file.parent_path(), path)});
+    NamedPath text = parse_named_path(t);
+    text.path = resolve(file.parent_path(), text.path.string());
+    c.texts.push_back(text);
   }
   for (const std::string& t : strings(n["tasks"], where + ".tasks")) c.tasks.push_back(resolve(file.parent_path(), t));
   if (n["limit"]) c.task_limit = n["limit"].as<int>();

@@ -1,10 +1,8 @@
 // ptq eval: perplexity of a checkpoint on a token file (KL/top-1 against a reference)
 // and multiple-choice tasks (acc/acc_norm, agreement with a reference).
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <optional>
-#include <sstream>
 
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
@@ -52,11 +50,7 @@ std::filesystem::path tokenizer_folder(const EvalOptions& o) {
 
 std::vector<std::int32_t> eval_tokens(const EvalOptions& o) {
   if (!o.ids_file.empty()) return read_ids(o.ids_file);
-  std::ifstream in(o.text_file, std::ios::binary);
-  if (!in) throw input_error(o.text_file, "a readable text file", "no such file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Tokenizer::load(tokenizer_folder(o)).encode(text.str());
+  return Tokenizer::load(tokenizer_folder(o)).encode(read_text_file(o.text_file));
 }
 
 void print_task(const TaskResult& r) {
@@ -148,8 +142,7 @@ void run_eval(const EvalOptions& o) {
   const Model model = open_model(o.model);
   std::optional<Int8Activations> activations;
   EvalConfig config = o.config;
-  const auto scheme =
-      gguf_model_file(o.model) ? std::nullopt : load_activation_quant(o.model, model.num_layers());
+  const auto scheme = load_activation_quant(o.model, model.num_layers());
   if (scheme) {
     std::fprintf(stderr, "simulating int8 activations (%s) recorded in %s/config.json\n",
                  std::string(act_granularity_name(scheme->granularity)).c_str(), o.model.c_str());

@@ -17,21 +17,12 @@ struct ReportFlags {
   ReportConfig config;
 };
 
-// "NAME=PATH", or a bare PATH named after its last component.
-NamedPath named_path(const std::string& text) {
-  const auto eq = text.find('=');
-  if (eq != std::string::npos && eq > 0) return {text.substr(0, eq), text.substr(eq + 1)};
-  std::filesystem::path p(text);
-  while (!p.empty() && p.filename().empty()) p = p.parent_path();
-  return {p.filename().string(), text};
-}
-
 void run_report(ReportFlags& f) {
   ReportConfig& c = f.config;
-  c.baseline = named_path(f.baseline);
+  c.baseline = parse_named_path(f.baseline);
   if (!f.from.empty()) c.variants = variants_from(f.from, c.baseline.path);
-  for (const std::string& v : f.variants) c.variants.push_back(named_path(v));
-  for (const std::string& t : f.texts) c.texts.push_back(named_path(t));
+  for (const std::string& v : f.variants) c.variants.push_back(parse_named_path(v));
+  for (const std::string& t : f.texts) c.texts.push_back(parse_named_path(t));
   for (const std::string& t : f.tasks) c.tasks.emplace_back(t);
   c.validate();
   OutputFolder out(f.out, "--out");  // checked before any evaluation

@@ -40,12 +40,7 @@ void add_sweep(CLI::App& app) {
     SweepConfig& c = f->config;
     c.model = f->model;
     for (const std::string& s : f->calib) c.sources.push_back(parse_calib_spec(s));
-    for (const std::string& e : f->evals) {
-      const auto eq = e.find('=');
-      c.report.texts.push_back(eq == std::string::npos
-                                   ? NamedPath{std::filesystem::path(e).stem().string(), e}
-                                   : NamedPath{e.substr(0, eq), e.substr(eq + 1)});
-    }
+    for (const std::string& e : f->evals) c.report.texts.push_back(parse_named_path(e));
     for (const std::string& t : f->tasks) c.report.tasks.emplace_back(t);
     c.recipe = load_recipe(f->recipe);
     if (!f->format.empty()) {

@@ -79,6 +79,7 @@ void write_activation_scales(H5Writer& out, const ActivationQuant& scheme) {
 std::optional<ActivationQuant> load_activation_quant(const std::filesystem::path& model_dir,
                                                      int num_layers) {
   const auto config_path = model_dir / "config.json";
+  if (!std::filesystem::exists(config_path)) return std::nullopt;  // a GGUF file or folder
   const nlohmann::ordered_json config = read_json(config_path);
   const auto it = config.find(std::string(kActivationQuantKey));
   if (it == config.end()) {

@@ -23,7 +23,8 @@ void write_activation_config(const std::filesystem::path& config_json, const Act
 void write_activation_scales(H5Writer& out, const ActivationQuant& scheme);
 
 // The scheme recorded in a model folder (ptq's key, or a compressed-tensors
-// int-quantized quantization_config), or none; InputError on a malformed record.
+// int-quantized quantization_config), or none (also for a path without
+// config.json: a GGUF file or folder); InputError on a malformed record.
 std::optional<ActivationQuant> load_activation_quant(const std::filesystem::path& model_dir, int num_layers);
 
 }  // namespace ptq

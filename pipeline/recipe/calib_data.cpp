@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "io/error.hpp"
+#include "io/text_file.hpp"
 #include "io/hash.hpp"
 #include "io/ids_file.hpp"
 #include "io/tokenizer.hpp"
@@ -65,12 +66,6 @@ class SplitMix64 {
   std::uint64_t state_;
 };
 
-std::string read_text(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path.string(), "a readable text file", "cannot open");
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-
 // Documents of a text source: one file, every regular file of a folder (sorted), or jsonl records.
 std::vector<std::string> read_documents(const std::filesystem::path& path, const std::string& field) {
   std::vector<std::string> docs;
@@ -79,11 +74,11 @@ std::vector<std::string> read_documents(const std::filesystem::path& path, const
     for (const auto& e : std::filesystem::directory_iterator(path))
       if (e.is_regular_file()) files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    for (const auto& f : files) docs.push_back(read_text(f));
+    for (const auto& f : files) docs.push_back(read_text_file(f));
     if (docs.empty()) throw input_error(path.string(), "a folder with text files", "no files");
     return docs;
   }
-  if (path.extension() != ".jsonl") return {read_text(path)};
+  if (path.extension() != ".jsonl") return {read_text_file(path)};
   std::ifstream in(path);
   std::string line;
   for (int lineno = 1; std::getline(in, line); ++lineno) {

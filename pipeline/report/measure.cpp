@@ -29,9 +29,7 @@ struct Evaluated {
   std::optional<Int8Activations> activations;
 
   explicit Evaluated(const std::filesystem::path& path) : model(open_model(path)) {
-    if (gguf_model_file(path)) return;
-    if (auto scheme = load_activation_quant(path, model.num_layers()))
-      activations.emplace(std::move(*scheme));
+    if (auto scheme = load_activation_quant(path, model.num_layers())) activations.emplace(std::move(*scheme));
   }
   const LinearInputTransform* transform() const { return activations ? &*activations : nullptr; }
 };
@@ -93,19 +91,10 @@ struct Inputs {
   std::vector<Task> tasks;
 };
 
-Inputs read_inputs(const ReportConfig& config) {
+Inputs read_inputs(const ReportConfig& config, const Tokenizer& tokenizer) {
   Inputs in;
-  const Tokenizer tokenizer = Tokenizer::load(config.baseline.path);
-  for (const NamedPath& t : config.texts) {
-    if (t.path.extension() == ".ids") {
-      in.texts.push_back(read_ids(t.path));
-      continue;
-    }
-    std::ifstream file(t.path, std::ios::binary);
-    if (!file) throw input_error(t.path.string(), "a readable text file", "no such file");
-    const std::string text{std::istreambuf_iterator<char>(file), {}};
-    in.texts.push_back(tokenizer.encode(text));
-  }
+  for (const NamedPath& t : config.texts)
+    in.texts.push_back(t.path.extension() == ".ids" ? read_ids(t.path) : tokenizer.encode(read_text_file(t.path)));
   for (const auto& task : config.tasks) in.tasks.push_back(load_task(task, config.task_limit));
   return in;
 }
@@ -125,12 +114,15 @@ struct BaselineAnswers {
 class Measurer {
  public:
   Measurer(const ReportConfig& config, const ReportProgress& progress)
-      : config_(config), progress_(progress), inputs_(read_inputs(config)),
-        tokenizer_(Tokenizer::load(config.baseline.path)) {}
+      : config_(config),
+        progress_(progress),
+        tokenizer_(Tokenizer::load(config.baseline.path)),
+        inputs_(read_inputs(config, tokenizer_)) {}
 
-  VariantReport measure(const NamedPath& input, const Evaluated* baseline, BaselineAnswers& answers) {
-    restart_peak_rss();
-    const Evaluated model(input.path);
+  // `model` (input opened) against `baseline`, or the baseline itself when
+  // null; the caller restarts the memory peak before opening `model`.
+  VariantReport measure(const NamedPath& input, const Evaluated& model, const Evaluated* baseline,
+                        BaselineAnswers& answers) {
     VariantReport v;
     v.input = input;
     v.kind = kind_of(input.path);
@@ -215,8 +207,8 @@ class Measurer {
 
   const ReportConfig& config_;
   const ReportProgress& progress_;
-  Inputs inputs_;
   Tokenizer tokenizer_;
+  Inputs inputs_;
 };
 
 void require_exists(const std::filesystem::path& path, const std::string& what) {
@@ -269,11 +261,14 @@ Report measure_report(const ReportConfig& config, const ReportProgress& progress
   BaselineAnswers answers;
   Report report;
   report.config = config;
-  report.baseline = measurer.measure(config.baseline, nullptr, answers);
-  const Evaluated baseline(config.baseline.path);
+  restart_peak_rss();
+  const Evaluated baseline(config.baseline.path);  // kept open: the variants' KL and answers
+  report.baseline = measurer.measure(config.baseline, baseline, nullptr, answers);
   report.parameters = parameter_count(config.baseline.path);
   for (const NamedPath& v : config.variants) {
-    report.variants.push_back(measurer.measure(v, &baseline, answers));
+    restart_peak_rss();
+    const Evaluated model(v.path);
+    report.variants.push_back(measurer.measure(v, model, &baseline, answers));
     report.variants.back().recommendation = recommend(report.variants.back(), config.thresholds);
   }
   const auto bits = [&](VariantReport& v) {

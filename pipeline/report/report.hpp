@@ -22,6 +22,10 @@ struct NamedPath {
   std::filesystem::path path;
 };
 
+// "NAME=PATH", or a bare PATH named after its last component
+// ("out/rtn-w8/" -> "rtn-w8"): the spelling of ptq report, sweep and batch.
+NamedPath parse_named_path(const std::string& text);
+
 enum class Verdict { deploy, consider, dont };  // in order: a larger one is worse
 std::string_view verdict_name(Verdict v);  // "deploy", "consider", "don't"
 

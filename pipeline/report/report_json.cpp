@@ -110,6 +110,14 @@ nlohmann::ordered_json report_json(const Report& r) {
           {"variants", variants}};
 }
 
+NamedPath parse_named_path(const std::string& text) {
+  const auto eq = text.find('=');
+  if (eq != std::string::npos && eq > 0) return {text.substr(0, eq), text.substr(eq + 1)};
+  std::filesystem::path p(text);
+  while (!p.empty() && p.filename().empty()) p = p.parent_path();
+  return {p.filename().string(), text};
+}
+
 std::vector<NamedPath> variants_from(const std::filesystem::path& dir, const std::filesystem::path& baseline) {
   std::vector<std::filesystem::path> files;
   for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
