@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <numeric>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "algorithms/parallel_gemm.hpp"
@@ -68,7 +69,8 @@ bool inverse_upper_cholesky(Eigen::MatrixXd& reversed, Eigen::MatrixXd& U) {
   if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, reversed.data(), n) != 0) return false;
   if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, reversed.data(), n) != 0) return false;
   reversed.triangularView<Eigen::StrictlyUpper>().setZero();
-  U = reversed.reverse();
+  reversed.reverseInPlace();  // no second n x n matrix
+  U = std::move(reversed);
   return U.allFinite();
 }
 
@@ -91,16 +93,15 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) 
     if (f.dead[i]) diag[i] = 1;
   }
   f.order = column_order(diag, config.order);
-  // H in quantization order, reversed (see inverse_upper_cholesky).
-  Eigen::MatrixXd reversed(n, n);
-  for (Eigen::Index j = 0; j < n; ++j) {
-    for (Eigen::Index i = 0; i < n; ++i) reversed(i, j) = H(f.order[n - 1 - i], f.order[n - 1 - j]);
-    reversed(j, j) = diag[f.order[n - 1 - j]];  // dead columns get H_ii = 1
-  }
   f.damping = config.damp * diag.mean();
   for (f.damping_retries = 0;; ++f.damping_retries, f.damping *= 10) {
-    Eigen::MatrixXd A = reversed;
-    A.diagonal().array() += f.damping;
+    // H in quantization order, reversed (see inverse_upper_cholesky), built
+    // anew per attempt: one more n x n matrix beside H, not two.
+    Eigen::MatrixXd A(n, n);
+    for (Eigen::Index j = 0; j < n; ++j) {
+      for (Eigen::Index i = 0; i < n; ++i) A(i, j) = H(f.order[n - 1 - i], f.order[n - 1 - j]);
+      A(j, j) = diag[f.order[n - 1 - j]] + f.damping;  // dead columns get H_ii = 1
+    }
     const bool ok = inverse_upper_cholesky(A, f.U);
     f.status = ok ? GptqStatus::Ok : GptqStatus::CholeskyFailed;
     if (ok || f.damping_retries == config.max_damping_retries) return f;
@@ -114,13 +115,25 @@ template <class T>
 struct Plan {
   const GptqConfig& config;
   const GptqHessian& hessian;
-  ColMatrix<T> U;                   // hessian.U in T
+  const ColMatrix<T>& U;            // hessian.U in T (factor_in)
   GridTable<T> fixed;               // Tensor/Channel grids (original W) or static groups
   std::vector<std::int32_t> g_idx;  // by original column
   // Clip importance d_c (empty = uniform) by original column and in quantization order.
   Eigen::Matrix<T, Eigen::Dynamic, 1> importance, ordered_importance;
   LevelGrid* levels = nullptr;  // gptq_quantize_levels: round onto these instead
 };
+
+// hessian.U in working precision T: the factor itself in double, no second
+// n x n matrix; a float copy in `converted` otherwise.
+template <class T>
+const ColMatrix<T>& factor_in(const GptqHessian& hessian, ColMatrix<T>& converted) {
+  if constexpr (std::is_same_v<T, double>) {
+    return hessian.U;
+  } else {
+    converted = hessian.U.template cast<T>();
+    return converted;
+  }
+}
 
 template <class T>
 void set_importance(Plan<T>& plan) {
@@ -292,6 +305,26 @@ std::vector<std::int32_t> group_index(const QuantSpec& spec, const GptqConfig& c
 }
 
 // W in T with dead columns zeroed, and the grids fixed up front.
+// Puts W's column order[j] at position j, in place, one cycle of the
+// permutation at a time: no second [out, in] matrix (350 MB at 7B's MLP width).
+template <class T>
+void to_column_order(ColMatrix<T>& W, const std::vector<Eigen::Index>& order) {
+  std::vector<char> placed(order.size(), 0);
+  std::vector<T> scratch(static_cast<std::size_t>(W.rows()));
+  Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, 1>> first(scratch.data(), W.rows());
+  for (Eigen::Index start = 0; start < W.cols(); ++start) {
+    if (placed[start]) continue;
+    first = W.col(start);
+    Eigen::Index j = start;
+    for (; order[j] != start; j = order[j]) {
+      W.col(j) = W.col(order[j]);
+      placed[j] = 1;
+    }
+    W.col(j) = first;
+    placed[j] = 1;
+  }
+}
+
 template <class T>
 ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
   const QuantSpec& spec = plan.config.spec;
@@ -305,9 +338,8 @@ ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
   }
   if (uniform && plan.config.group_grids == GroupGrids::Static)
     plan.fixed = fit_clipped_grids(Wt, spec, plan.config.clip, plan.importance);
-  ColMatrix<T> ordered(W.rows(), W.cols());
-  for (Eigen::Index j = 0; j < W.cols(); ++j) ordered.col(j) = Wt.col(plan.hessian.order[j]);
-  return ordered;
+  to_column_order(Wt, plan.hessian.order);
+  return Wt;
 }
 
 // The column loop over every lazy block of s.W, rows in fixed chunks.
@@ -340,9 +372,15 @@ template <class T>
 GptqResult run_gptq(const MatrixRM& W, const GptqHessian& hessian, const GptqConfig& config) {
   use_single_threaded_blas();
   const QuantSpec& spec = config.spec;
-  Plan<T> plan{
-      config, hessian, hessian.U.cast<T>(), {}, group_index(spec, config, hessian.order), {},
-      {},     nullptr};
+  ColMatrix<T> converted;
+  Plan<T> plan{config,
+               hessian,
+               factor_in(hessian, converted),
+               {},
+               group_index(spec, config, hessian.order),
+               {},
+               {},
+               nullptr};
   set_importance(plan);
   GptqResult result;
   result.quantized = {spec, CodeMatrix(W.rows(), W.cols()), {}, {}, plan.g_idx};
@@ -370,7 +408,8 @@ template <class T>
 LevelGptqResult run_gptq_levels(const MatrixRM& W, const GptqHessian& hessian,
                                 const GptqConfig& config, LevelGrid& grid) {
   use_single_threaded_blas();
-  Plan<T> plan{config, hessian, hessian.U.cast<T>(), {}, {}, {}, {}, &grid};
+  ColMatrix<T> converted;
+  Plan<T> plan{config, hessian, factor_in(hessian, converted), {}, {}, {}, {}, &grid};
   LevelGptqResult result;
   result.codes.resize(W.rows(), W.cols());
   LoopState<T> s{prepare_weights(W, plan),       {}, {},          {}, {},

@@ -63,6 +63,17 @@ class BlockSource {
   int current_ = -1;
 };
 
+// The evaluators' default budget for BlockSource. Converting a streamed block
+// costs far less than running a batch of windows through it once blocks are
+// this large, so a model past it is streamed and its peak memory is that of one
+// block whatever its depth; small models stay resident and convert once.
+inline constexpr std::size_t kResidentBlocksBudget = std::size_t{1} << 30;
+
+// What a ptq process allocates besides its model and data (binary, libraries,
+// thread stacks, allocator slack), for the --dry-run estimates: RTN on tiny
+// peaks at ~40 MiB with a 8 MiB checkpoint.
+inline constexpr double kProcessOverheadBytes = 32.0 * 1048576.0;
+
 // Final hidden states (after the final norm) of a batch of sequences:
 // `ids` holds ids.size()/seq_len sequences back to back; returns
 // [ids.size(), hidden]. Runs each block over the whole batch.

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "io/error.hpp"
+#include "io/file_writer.hpp"
 #include "io/mapped_file.hpp"
 #include "io/output_path.hpp"
 
@@ -38,7 +39,6 @@ constexpr std::string_view kAlignmentKey = "general.alignment";
 constexpr std::uint32_t kMaxDims = 4;      // GGML_MAX_DIMS
 constexpr std::size_t kMaxNameBytes = 63;  // GGML_MAX_NAME - 1: llama.cpp refuses longer names
 constexpr int kMaxArrayDepth = 16;         // bounds the reader's recursion on nested arrays
-constexpr std::uint64_t kPadChunk = 4096;  // zeros per write: an alignment may be up to 2^31
 
 // Smallest encodings, to bound counts by the bytes left before allocating anything.
 constexpr std::uint64_t kMinKvBytes = 8 + 1 + 4 + 1;  // key length, 1-byte key, type, u8 value
@@ -451,54 +451,6 @@ std::string build_header(std::span<const std::pair<std::string, Value>> metadata
   return out;
 }
 
-class FileDescriptor {
- public:
-  explicit FileDescriptor(const std::filesystem::path& path) : path_(path) {
-    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) {
-      throw input_error(path.string(), "a file that can be created", std::strerror(errno));
-    }
-  }
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-
-  void write_all(const void* data, std::size_t size) {
-    const auto* p = static_cast<const char*>(data);
-    while (size > 0) {
-      const ssize_t n = ::write(fd_, p, size);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw input_error(path_.string(), "a writable file", std::strerror(errno));
-      p += n;
-      size -= static_cast<std::size_t>(n);
-    }
-  }
-
-  void pad_to(std::uint64_t written, std::uint64_t alignment) {
-    static const std::array<char, kPadChunk> zeros{};
-    for (std::uint64_t pad = align_up(written, alignment) - written; pad > 0;) {
-      const auto n = std::min<std::uint64_t>(pad, zeros.size());
-      write_all(zeros.data(), n);
-      pad -= n;
-    }
-  }
-
-  void sync_and_close() {
-    const int fd = std::exchange(fd_, -1);
-    if (::fsync(fd) != 0) {
-      const int err = errno;
-      ::close(fd);
-      throw input_error(path_.string(), "a file synced to disk", std::strerror(err));
-    }
-    if (::close(fd) != 0) throw input_error(path_.string(), "a closed file", std::strerror(errno));
-  }
-
- private:
-  const std::filesystem::path& path_;
-  int fd_ = -1;
-};
 
 }  // namespace
 
@@ -672,24 +624,42 @@ FileLayout file_layout(std::span<const std::pair<std::string, Value>> metadata,
   return {build_header(metadata, tensors, alignment).size(), alignment};
 }
 
-void write(const std::filesystem::path& path,
-           std::span<const std::pair<std::string, Value>> metadata,
-           std::span<const TensorToWrite> tensors) {
+void write_streamed(const std::filesystem::path& path,
+                    std::span<const std::pair<std::string, Value>> metadata,
+                    std::span<const TensorSlot> slots, const TensorProducer& produce) {
+  std::vector<TensorToWrite> tensors;
+  for (const auto& s : slots) tensors.push_back({s.name, s.ne, 0, {}});
   check_writable_names(metadata, tensors, path.string());
   const std::uint64_t alignment = write_alignment(metadata, path.string());
-  for (const auto& t : tensors)
-    PTQ_ASSERT(tensor_bytes(*find_tensor_type(t.type), t.ne) == t.data.size());
-  const std::string header = build_header(metadata, tensors, alignment);
-
+  // The header's length does not depend on the types and offsets it holds: a
+  // placeholder takes its place until every tensor's type is known.
+  const std::string placeholder = build_header(metadata, tensors, alignment);
   OutputFile output(path, "GGUF file");
-  FileDescriptor out(output.temp_path());
-  out.write_all(header.data(), header.size());
-  for (const auto& t : tensors) {
+  FileWriter out(output.temp_path());
+  out.write_all(placeholder.data(), placeholder.size());
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const ProducedTensor t = produce(i);
+    const TensorTypeInfo* info = find_tensor_type(t.type);
+    PTQ_ASSERT(info != nullptr && tensor_bytes(*info, tensors[i].ne) == t.data.size());
+    tensors[i].type = t.type;
     out.write_all(t.data.data(), t.data.size());
     out.pad_to(t.data.size(), alignment);
   }
+  const std::string header = build_header(metadata, tensors, alignment);
+  PTQ_ASSERT(header.size() == placeholder.size());
+  out.write_at(0, header.data(), header.size());
   out.sync_and_close();
   output.commit();
+}
+
+void write(const std::filesystem::path& path,
+           std::span<const std::pair<std::string, Value>> metadata,
+           std::span<const TensorToWrite> tensors) {
+  std::vector<TensorSlot> slots;
+  for (const auto& t : tensors) slots.push_back({t.name, t.ne});
+  write_streamed(path, metadata, slots, [&](std::size_t i) {
+    return ProducedTensor{tensors[i].type, {tensors[i].data.begin(), tensors[i].data.end()}};
+  });
 }
 
 }  // namespace ptq::gguf

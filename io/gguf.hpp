@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -149,5 +150,23 @@ FileLayout file_layout(std::span<const std::pair<std::string, Value>> metadata,
 void write(const std::filesystem::path& path,
            std::span<const std::pair<std::string, Value>> metadata,
            std::span<const TensorToWrite> tensors);
+
+// A tensor to write whose type and data are produced when its turn comes.
+struct TensorSlot {
+  std::string name;
+  std::vector<std::int64_t> ne;  // ggml order, innermost first
+};
+struct ProducedTensor {
+  std::uint32_t type = 0;
+  std::vector<std::byte> data;
+};
+using TensorProducer = std::function<ProducedTensor(std::size_t index)>;
+
+// `write`, with each tensor's type and data from produce(i), called once per
+// tensor in order and written before the next is asked for: a model larger
+// than memory is written holding one tensor's bytes at a time.
+void write_streamed(const std::filesystem::path& path,
+                    std::span<const std::pair<std::string, Value>> metadata,
+                    std::span<const TensorSlot> slots, const TensorProducer& produce);
 
 }  // namespace ptq::gguf

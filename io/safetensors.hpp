@@ -15,6 +15,8 @@
 
 namespace ptq {
 
+class FileWriter;
+
 // A view into a mapped file; valid while the owning SafetensorsFile/Checkpoint lives.
 struct TensorView {
   std::string name;
@@ -103,5 +105,29 @@ struct TensorToWrite {
 // then rename); tensors are laid out in the given order, 8-byte aligned.
 void write_safetensors(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// A .safetensors file whose tensors come one at a time, for outputs larger than
+// memory: each tensor's bytes go to `data_file` as it is added; finish() writes
+// the file at `path` (header, then the data copied by the kernel) atomically
+// and removes the data file, as the destructor does when finish() never ran.
+class SafetensorsStreamWriter {
+ public:
+  explicit SafetensorsStreamWriter(std::filesystem::path data_file);
+  ~SafetensorsStreamWriter();
+  SafetensorsStreamWriter(const SafetensorsStreamWriter&) = delete;
+  SafetensorsStreamWriter& operator=(const SafetensorsStreamWriter&) = delete;
+
+  void add(const TensorToWrite& tensor);
+  std::uint64_t data_bytes() const { return data_bytes_; }
+  const std::vector<std::string>& names() const { return names_; }
+  void finish(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata);
+
+ private:
+  std::filesystem::path data_path_;
+  std::unique_ptr<FileWriter> data_;
+  std::vector<TensorToWrite> entries_;  // without their bytes
+  std::vector<std::string> names_;
+  std::uint64_t data_bytes_ = 0;
+};
 
 }  // namespace ptq

@@ -6,15 +6,12 @@
 // rejects gaps between tensors; each one therefore starts 8-byte aligned
 // whenever the tensors before it have sizes that are multiples of 8 (true for
 // LLM weight matrices).
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <system_error>
 
 #include "io/error.hpp"
+#include "io/file_writer.hpp"
 #include "io/output_path.hpp"
 #include "io/safetensors.hpp"
 
@@ -24,6 +21,16 @@ namespace {
 
 constexpr std::size_t kAlignment = 8;
 
+std::uint64_t data_size(const TensorToWrite& t) {
+  std::uint64_t bytes = dtype_size(t.dtype);
+  for (auto d : t.shape) {
+    PTQ_ASSERT(d >= 0);
+    bytes *= static_cast<std::uint64_t>(d);
+  }
+  return bytes;
+}
+
+// The header of `tensors` (their bytes are not read).
 std::string build_header(std::span<const TensorToWrite> tensors,
                          const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
@@ -32,12 +39,7 @@ std::string build_header(std::span<const TensorToWrite> tensors,
   std::uint64_t offset = 0;
   for (const auto& t : tensors) {
     PTQ_ASSERT(names.insert(t.name).second);  // duplicate names are a caller bug
-    std::uint64_t bytes = dtype_size(t.dtype);
-    for (auto d : t.shape) {
-      PTQ_ASSERT(d >= 0);
-      bytes *= static_cast<std::uint64_t>(d);
-    }
-    PTQ_ASSERT(bytes == t.bytes.size());
+    const std::uint64_t bytes = data_size(t);
     header[t.name] = {{"dtype", dtype_name(t.dtype)},
                       {"shape", t.shape},
                       {"data_offsets", {offset, offset + bytes}}};
@@ -48,41 +50,54 @@ std::string build_header(std::span<const TensorToWrite> tensors,
   return text;
 }
 
-void write_all(int fd, const void* data, std::size_t size, const std::filesystem::path& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    const ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw input_error(path.string(), "a writable file", std::strerror(errno));
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
+// Writes `path` atomically: the header, then what `write_data` writes.
+template <class WriteData>
+void write_file(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,
+                const std::map<std::string, std::string>& metadata, WriteData&& write_data) {
+  const std::string header = build_header(tensors, metadata);
+  const std::uint64_t header_length = header.size();  // written little-endian (host order)
+  OutputFile file(path, "");
+  FileWriter out(file.temp_path());
+  out.write_all(&header_length, sizeof header_length);
+  out.write_all(header.data(), header.size());
+  write_data(out);
+  out.sync_and_close();
+  file.commit();
 }
 
 }  // namespace
 
 void write_safetensors(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,
                        const std::map<std::string, std::string>& metadata) {
-  const std::string header = build_header(tensors, metadata);
-  const std::uint64_t header_length = header.size();  // written little-endian (host order)
+  for (const auto& t : tensors) PTQ_ASSERT(data_size(t) == t.bytes.size());
+  write_file(path, tensors, metadata, [&](FileWriter& out) {
+    for (const auto& t : tensors) out.write_all(t.bytes.data(), t.bytes.size());
+  });
+}
 
-  OutputFile file(path, "");
-  const int fd = ::open(file.temp_path().c_str(), O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) throw input_error(path.string(), "a file that can be written", std::strerror(errno));
-  try {
-    write_all(fd, &header_length, sizeof header_length, path);
-    write_all(fd, header.data(), header.size(), path);
-    for (const auto& t : tensors) write_all(fd, t.bytes.data(), t.bytes.size(), path);
-    if (::fsync(fd) != 0)
-      throw input_error(path.string(), "a file synced to disk", std::strerror(errno));
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  if (::close(fd) != 0) {
-    throw input_error(path.string(), "a file that can be written", std::strerror(errno));
-  }
-  file.commit();
+SafetensorsStreamWriter::SafetensorsStreamWriter(std::filesystem::path data_file)
+    : data_path_(std::move(data_file)), data_(std::make_unique<FileWriter>(data_path_)) {}
+
+SafetensorsStreamWriter::~SafetensorsStreamWriter() {
+  data_.reset();
+  std::error_code ignored;
+  std::filesystem::remove(data_path_, ignored);
+}
+
+void SafetensorsStreamWriter::add(const TensorToWrite& tensor) {
+  PTQ_ASSERT(data_ != nullptr && data_size(tensor) == tensor.bytes.size());
+  data_->write_all(tensor.bytes.data(), tensor.bytes.size());
+  entries_.push_back({tensor.name, tensor.dtype, tensor.shape, {}});
+  names_.push_back(tensor.name);
+  data_bytes_ += tensor.bytes.size();
+}
+
+void SafetensorsStreamWriter::finish(const std::filesystem::path& path,
+                                     const std::map<std::string, std::string>& metadata) {
+  PTQ_ASSERT(data_ != nullptr);
+  data_.reset();  // closed, not synced: the scratch data is copied into the file next
+  write_file(path, entries_, metadata, [&](FileWriter& out) { out.append_file(data_path_); });
+  std::filesystem::remove(data_path_);
 }
 
 }  // namespace ptq

@@ -26,7 +26,7 @@ struct EvalOptions {
   std::vector<std::string> task_files;
   int task_limit = 0;
   int threads = 0;
-  bool int8_activations = false;
+  bool int8_activations = false, dry_run = false;
   EvalConfig config;
 };
 
@@ -129,8 +129,19 @@ void dump_logits(const EvalOptions& o, const Model& model, const LinearInputTran
               static_cast<long long>(l.cols()), o.dump_logits.c_str());
 }
 
+// --dry-run: the memory a perplexity run would allocate, from config.json alone.
+void print_estimate(const EvalOptions& o) {
+  if (gguf_model_file(o.model))
+    throw input_error("--dry-run --model " + o.model, "a checkpoint folder", "a GGUF model");
+  const std::uint64_t bytes =
+      estimate_eval_bytes(load_model_config(o.model), o.config, !o.reference.empty());
+  std::printf("allocated    %.1f MiB (approx., without the mapped checkpoint's pages)\n",
+              static_cast<double>(bytes) / 1048576.0);
+}
+
 void run_eval(const EvalOptions& o) {
   o.config.validate();
+  if (o.dry_run) return print_estimate(o);
   // With --llamacpp-base, --text only checks the tokens.
   const bool perplexity = (!o.ids_file.empty() || !o.text_file.empty()) && o.llamacpp_base.empty();
   if (!perplexity && o.task_files.empty() && o.llamacpp_base.empty()) {
@@ -201,6 +212,8 @@ void add_eval(CLI::App& app) {
   cmd->add_flag(
       "--int8-activations", options->int8_activations,
       "Simulate int8 per-token activations at every Linear input (automatic for W8A8 outputs)");
+  cmd->add_flag("--dry-run", options->dry_run,
+                "Print the memory a perplexity run would allocate and exit (reads config.json only)");
   cmd->add_option("--reference", options->reference,
                   "Reference checkpoint: also report KL(reference || model) and top-1 agreement, "
                   "and task agreement with its choices");

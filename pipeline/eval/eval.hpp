@@ -21,7 +21,7 @@ struct EvalConfig {
   int batch_windows = 8;  // windows run through each block together (large GEMMs)
   // All blocks' float32 weights stay resident (loaded once) when they fit this
   // budget, per model; otherwise blocks are streamed once per batch.
-  std::size_t resident_budget_bytes = std::size_t{4} << 30;
+  std::size_t resident_budget_bytes = kResidentBlocksBudget;
   // Applied to every Linear input of the evaluated model (not the reference),
   // e.g. simulated int8 activations of a W8A8 model; may be null.
   const LinearInputTransform* input_transform = nullptr;
@@ -57,5 +57,13 @@ void write_json_atomic(const std::filesystem::path& path, const nlohmann::json& 
 // write_json_atomic(path, eval_json(result, config)).
 void write_eval_json(const std::filesystem::path& path, const EvalResult& result,
                      const EvalConfig& config);
+
+// Approximate peak of the memory `evaluate` allocates (not the mapped
+// checkpoint's pages) for a model of `model`'s shape, with a reference model of
+// the same shape or not: its float32 head, its blocks (all, or one at a time, as
+// BlockSource decides under the budget), a full batch's activations and one
+// window's logits. For `ptq eval --dry-run`.
+std::uint64_t estimate_eval_bytes(const ModelConfig& model, const EvalConfig& config,
+                                  bool with_reference);
 
 }  // namespace ptq

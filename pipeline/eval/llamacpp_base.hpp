@@ -65,7 +65,7 @@ class LlamacppBase {
 struct LlamacppEvalConfig {
   int max_chunks = 0;  // score only the first N chunks; 0 = all
   int batch_chunks = 8;
-  std::size_t resident_budget_bytes = std::size_t{4} << 30;  // as EvalConfig
+  std::size_t resident_budget_bytes = kResidentBlocksBudget;
   const LinearInputTransform* input_transform = nullptr;     // as EvalConfig
 };
 

@@ -73,7 +73,7 @@ struct TaskEvalConfig {
   // (padding included) per group. Results do not depend on the thread count.
   int batch_tokens = 8192;
   // All blocks' float32 weights stay resident when they fit this budget.
-  std::size_t resident_budget_bytes = std::size_t{4} << 30;
+  std::size_t resident_budget_bytes = kResidentBlocksBudget;
   // Applied to every Linear input of the scored model (evaluate_task: not the
   // reference), e.g. simulated int8 activations; may be null. Per-row or
   // per-element transforms only, so padding rows do not affect real ones.

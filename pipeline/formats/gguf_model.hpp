@@ -145,8 +145,8 @@ std::vector<std::pair<std::string, gguf::Value>> gguf_tokenizer_metadata(
 // Produces one planned tensor's data; called once per tensor, in plan order.
 using GgufTensorSource = std::function<GgufTensorData(const GgufTensorPlan&)>;
 
-// Writes the model file (atomically, io/gguf.hpp write): metadata as given,
-// tensors in plan order. Holds every tensor's bytes until the write. A source
+// Writes the model file (atomically, io/gguf.hpp write_streamed): metadata as
+// given, tensors in plan order, one tensor's bytes in memory at a time. A source
 // returning bytes of the wrong size for the type and shape is a bug (asserted).
 void write_gguf_model(const std::filesystem::path& out_file,
                       std::span<const std::pair<std::string, gguf::Value>> metadata,

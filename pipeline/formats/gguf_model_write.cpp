@@ -82,17 +82,13 @@ GgufTensorData gguf_values_tensor(const GgufTensorPlan& plan, std::span<const fl
 void write_gguf_model(const std::filesystem::path& out_file,
                       std::span<const std::pair<std::string, gguf::Value>> metadata,
                       std::span<const GgufTensorPlan> plan, const GgufTensorSource& source) {
-  std::vector<GgufTensorData> data;
-  data.reserve(plan.size());
-  std::vector<gguf::TensorToWrite> tensors;
-  for (const GgufTensorPlan& p : plan) {
-    data.push_back(source(p));
-    const gguf::TensorTypeInfo* info = gguf::find_tensor_type(data.back().type);
-    PTQ_ASSERT(info != nullptr && data.back().bytes.size() == gguf::tensor_bytes(*info, p.ne));
-  }
-  for (std::size_t i = 0; i < plan.size(); ++i)
-    tensors.push_back({plan[i].gguf_name, plan[i].ne, data[i].type, data[i].bytes});
-  gguf::write(out_file, metadata, tensors);
+  std::vector<gguf::TensorSlot> slots;
+  slots.reserve(plan.size());
+  for (const GgufTensorPlan& p : plan) slots.push_back({p.gguf_name, p.ne});
+  gguf::write_streamed(out_file, metadata, slots, [&](std::size_t i) {
+    GgufTensorData data = source(plan[i]);
+    return gguf::ProducedTensor{data.type, std::move(data.bytes)};
+  });
 }
 
 void write_float_gguf(const std::filesystem::path& model_dir, const std::filesystem::path& out_file,

@@ -35,15 +35,22 @@ struct GgufJob {
   const GgufTypeMap& types;     // a mix's types (recipe.gguf_tensor_types)
   GgufModelShape shape;
   std::optional<Imatrix> imatrix;
-  std::map<std::string, const QuantizedLinear*> linears;  // by HF tensor name
+  const QuantizedLinears& linears;
+  std::map<std::string, std::size_t> linear_index;  // by HF tensor name
   std::map<std::string, const ReplacedTensor*> replaced;  // norms AWQ's scales fold into
+
+  // The run's Linear `hf_name`, read now (QuantizedLinears may keep it on disk), or null.
+  std::shared_ptr<const QuantizedLinear> linear(const std::string& hf_name) const {
+    const auto it = linear_index.find(hf_name);
+    return it == linear_index.end() ? nullptr : linears.get(it->second);
+  }
 
   // A block Linear's own rounding when it landed on `grid` (the policy may give
   // a Linear another type than the one GPTQ rounded onto, e.g. Q4_1 beside Q4_0).
-  std::optional<GgmlBlocks> rounded(const std::string& hf_name, GgmlGrid grid) const {
-    const auto it = linears.find(hf_name);
-    if (it == linears.end()) return std::nullopt;
-    const auto* m = std::get_if<QuantizedMatrix>(&it->second->weight);
+  std::optional<GgmlBlocks> rounded(const QuantizedLinear* q, const std::string& hf_name,
+                                    GgmlGrid grid) const {
+    if (q == nullptr) return std::nullopt;
+    const auto* m = std::get_if<QuantizedMatrix>(&q->weight);
     std::optional<GgmlBlocks> blocks = m ? exact_ggml_blocks(*m, grid) : std::nullopt;
     if (!blocks && exported)
       throw input_error(hf_name,
@@ -52,11 +59,6 @@ struct GgufJob {
                             "groups of multiples of 32 with float16 scales)",
                         "a grid they cannot hold");
     return blocks;
-  }
-
-  const GgmlBlocks* own_blocks(const std::string& hf_name) const {
-    const auto it = linears.find(hf_name);
-    return it == linears.end() ? nullptr : std::get_if<GgmlBlocks>(&it->second->weight);
   }
 
   GgufTensorData tensor(const GgufTensorPlan& plan) const {
@@ -68,7 +70,8 @@ struct GgufJob {
       return gguf_float_tensor(plan, checkpoint, config, GgufFloatType::f32);
     const GgufQuantizeFlags flags{.pure = false, .imatrix = imatrix.has_value()};
     // A Linear rounded onto ggml blocks keeps the type it was rounded onto.
-    const GgmlBlocks* own = own_blocks(plan.hf_name);
+    const auto q = linear(plan.hf_name);
+    const GgmlBlocks* own = q ? std::get_if<GgmlBlocks>(&q->weight) : nullptr;
     const std::optional<std::uint32_t> type =
         own != nullptr ? gguf_type_id(own->grid)
         : policy != nullptr ? gguf_tensor_type(*policy, plan.gguf_name, plan.ne, shape, flags)
@@ -81,10 +84,10 @@ struct GgufJob {
       throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to",
                         "type id " + std::to_string(*type));
     if (own != nullptr) return {*type, to_gguf_row_order(plan, pack(*own))};
-    std::optional<GgmlBlocks> blocks = rounded(plan.hf_name, *grid);
+    std::optional<GgmlBlocks> blocks = rounded(q.get(), plan.hf_name, *grid);
     // The source weights lack the folded scales (Recipe::validate_format keeps
     // every block Linear of a folding run on the grid it was rounded onto).
-    PTQ_ASSERT(blocks || replaced.empty() || !linears.contains(plan.hf_name));
+    PTQ_ASSERT(blocks || replaced.empty() || q == nullptr);
     if (!blocks) {
       std::vector<float> importance;
       if (imatrix) importance = imatrix->importance(plan.gguf_name).value_or(std::vector<float>{});
@@ -106,16 +109,15 @@ const GgufPolicy* policy_of(const Recipe& recipe) {
 
 void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint& tensors,
                      const std::filesystem::path& out_file, const Recipe& recipe,
-                     const std::vector<QuantizedLinear>& linears,
+                     const QuantizedLinears& linears,
                      std::span<const ReplacedTensor> replaced, bool exported) {
   const ModelConfig config = load_model_config(source_model);
   GgufJob job{config, tensors, exported, policy_of(recipe), recipe.gguf_tensor_types, {},
-              std::nullopt, {}, {}};
+              std::nullopt, linears, {}, {}};
   for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
   job.shape = gguf_model_shape(config);
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
-  for (const auto& q : linears)
-    job.linears[linear_module_name(q.layer, q.role) + ".weight"] = &q;
+  job.linear_index = linears.by_weight_name();
   const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(config, job.checkpoint);
   if (job.policy == nullptr) check_gguf_types(job.types, plan, "the run's GGUF types");
   const std::uint32_t file_type =

@@ -92,7 +92,7 @@ std::vector<PackedTensor> bnb_tensors(const std::string& base, const Nf4Matrix& 
 
 }  // namespace
 
-PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
+PackedLayout packed_layout(const QuantizedLinears& linears, OutputFormat format,
                            const Checkpoint& source,
                            const std::optional<ActivationQuant>& activations) {
   PackedLayout layout;
@@ -101,19 +101,20 @@ PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFo
   if (const auto* t = source.find(std::string(embed_tokens_name)); t != nullptr)
     layout.dtype = t->dtype;
   if (format == OutputFormat::compressed_tensors && !activations) {
-    for (const auto& q : linears) {  // the Linears by grid, in order of first use
+    linears.for_each([&](const QuantizedLinear& q) {  // the Linears by grid, in order of first use
       const QuantSpec& spec = std::get<QuantizedMatrix>(q.weight).spec;
       auto it = std::find_if(layout.grids.begin(), layout.grids.end(),
                              [&](const auto& g) { return g.spec == spec; });
       if (it == layout.grids.end()) it = layout.grids.insert(layout.grids.end(), {spec, {}});
       it->modules.push_back(linear_module_name(q.layer, q.role));
-    }
+    });
     if (layout.grids.size() == 1) layout.grids.clear();  // one grid: every Linear
   }
   if (format != OutputFormat::gptq) return layout;
-  for (const auto& q : linears)
+  linears.for_each([&](const QuantizedLinear& q) {
     if (gptq_zeros_needed(std::get<QuantizedMatrix>(q.weight)) == GptqZeros::v2)
       layout.zeros = GptqZeros::v2;
+  });
   return layout;
 }
 

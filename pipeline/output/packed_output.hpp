@@ -39,7 +39,7 @@ struct PackedLayout {
   // grid with its Linears' module names, one config group each; else empty.
   std::vector<CompressedTensorsTargets> grids;
 };
-PackedLayout packed_layout(const std::vector<QuantizedLinear>& linears, OutputFormat format,
+PackedLayout packed_layout(const QuantizedLinears& linears, OutputFormat format,
                            const Checkpoint& source,
                            const std::optional<ActivationQuant>& activations);
 

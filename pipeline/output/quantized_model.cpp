@@ -37,6 +37,45 @@ LinearReport read_linear_report(const H5Reader& in, int layer, LinearRole role) 
   return r;
 }
 
+QuantizedLinears::QuantizedLinears(std::vector<QuantizedLinear> held) {
+  for (auto& q : held) add(std::move(q));
+}
+
+void QuantizedLinears::add(QuantizedLinear q) {
+  q.report.layer = q.layer;
+  q.report.role = q.role;
+  LinearReport report = q.report;
+  entries_.push_back({report, std::make_shared<const QuantizedLinear>(std::move(q)), {}});
+}
+
+void QuantizedLinears::add_stored(const std::filesystem::path& file, const LinearReport& report) {
+  entries_.push_back({report, nullptr, file});
+}
+
+std::shared_ptr<const QuantizedLinear> QuantizedLinears::get(std::size_t i) const {
+  const Entry& e = entries_.at(i);
+  if (e.held) return e.held;
+  return std::make_shared<const QuantizedLinear>(
+      read_quantized_linear(H5Reader(e.file), e.report.layer, e.report.role));
+}
+
+void QuantizedLinears::for_each(const std::function<void(const QuantizedLinear&)>& f) const {
+  for (std::size_t i = 0; i < entries_.size(); ++i) f(*get(i));
+}
+
+std::map<std::string, std::size_t> QuantizedLinears::by_weight_name() const {
+  std::map<std::string, std::size_t> index;
+  for (std::size_t i = 0; i < entries_.size(); ++i)
+    index[linear_module_name(entries_[i].report.layer, entries_[i].report.role) + ".weight"] = i;
+  return index;
+}
+
+std::vector<QuantizedLinear> QuantizedLinears::load_all() const {
+  std::vector<QuantizedLinear> out;
+  for_each([&](const QuantizedLinear& q) { out.push_back(q); });
+  return out;
+}
+
 QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role) {
   return {layer, role, read_weight(in, linear_group_path(layer, role)),
           read_linear_report(in, layer, role)};

@@ -5,6 +5,9 @@
 // drivers' headers.
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +38,41 @@ struct QuantizedLinear {
   LinearReport report;
 
   MatrixRM dequantize() const { return ptq::dequantize(weight); }
+};
+
+// Every Linear a run quantized, in order. Each weight is held in memory or, in
+// runs that save every finished block to an HDF5 file (the resume checkpoints,
+// write_quantized_linear's layout), left in that file and read back when a
+// writer asks for it: writing a model then holds one Linear's weight at a time,
+// however many layers it has. The reports are always in memory.
+class QuantizedLinears {
+ public:
+  QuantizedLinears() = default;
+  explicit QuantizedLinears(std::vector<QuantizedLinear> held);
+
+  void add(QuantizedLinear q);
+  // A Linear whose weight is in `file` under linear_group_path(report.layer, report.role).
+  void add_stored(const std::filesystem::path& file, const LinearReport& report);
+
+  std::size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  const LinearReport& report(std::size_t i) const { return entries_.at(i).report; }
+  // Linear i: the held one, or read from its file (a fresh copy each call).
+  std::shared_ptr<const QuantizedLinear> get(std::size_t i) const;
+  // f on every Linear in order, each stored one read just before its call.
+  void for_each(const std::function<void(const QuantizedLinear&)>& f) const;
+  // Each Linear's index by the checkpoint name of its weight ("<module>.weight").
+  std::map<std::string, std::size_t> by_weight_name() const;
+  // Every Linear in memory (for callers that compare whole runs).
+  std::vector<QuantizedLinear> load_all() const;
+
+ private:
+  struct Entry {
+    LinearReport report;
+    std::shared_ptr<const QuantizedLinear> held;  // or null: in `file`
+    std::filesystem::path file;
+  };
+  std::vector<Entry> entries_;
 };
 
 // A float tensor of the source that a method rewrites (norms that SmoothQuant or

@@ -62,52 +62,43 @@ std::vector<std::byte> to_half_bytes(const MatrixRM& m, std::int64_t& overflow) 
   return out;
 }
 
-std::vector<OutTensor> output_tensors(const Checkpoint& source,
-                                      const std::vector<QuantizedLinear>& linears,
-                                      const ModelExtras& extras, OutputFormat format,
-                                      std::vector<std::string>& warnings) {
-  const PackedLayout layout = packed_layout(linears, format, source, extras.activations);
-  std::map<std::string, const ReplacedTensor*> replaced;
-  for (const auto& r : extras.tensors) replaced[r.name] = &r;
-  std::map<std::string, const QuantizedLinear*> quantized;
-  for (const auto& q : linears)
-    quantized[linear_module_name(q.layer, q.role) + ".weight"] = &q;
+// The tensors written in place of source tensor `t`: itself (a view into the
+// source), a method's float32 replacement, or its quantized Linear `q` packed
+// or dequantized to float16.
+std::vector<OutTensor> tensors_for(const TensorView& t, const QuantizedLinear* q,
+                                   const ReplacedTensor* replaced, OutputFormat format,
+                                   const PackedLayout& layout, std::vector<std::string>& warnings) {
   std::vector<OutTensor> out;
-  for (const TensorView* t : source.tensors()) {
-    OutTensor o{t->name, t->dtype, t->shape, {}, t->bytes};
-    if (auto it = replaced.find(t->name); it != replaced.end()) {
-      PTQ_ASSERT(static_cast<std::int64_t>(it->second->values.size()) == t->numel());
-      o.dtype = DType::F32;
-      o.owned.resize(it->second->values.size() * sizeof(float));
-      std::memcpy(o.owned.data(), it->second->values.data(), o.owned.size());
-      o.bytes = o.owned;
-    }
-    const auto it = quantized.find(t->name);
-    if (it != quantized.end() && format != OutputFormat::dequantized) {
-      for (auto& p : packed_linear_tensors(format, t->name, *it->second, layout)) {
-        out.push_back({p.name, p.dtype, p.shape, std::move(p.bytes), {}});
-        out.back().bytes = out.back().owned;
-      }
-      continue;
-    }
-    if (it != quantized.end()) {
-      std::int64_t overflow = 0;
-      o.dtype = DType::F16;
-      o.owned = to_half_bytes(it->second->dequantize(), overflow);
-      o.bytes = o.owned;
-      if (overflow > 0)
-        warnings.push_back(t->name + ": " + std::to_string(overflow) +
-                           " dequantized weights exceed the float16 range (65504) and became inf");
-      const auto* uniform = std::get_if<QuantizedMatrix>(&it->second->weight);
-      const float max_scale = uniform != nullptr && uniform->scales.size() > 0
-                                  ? uniform->scales.cwiseAbs().maxCoeff()
-                                  : 0.0f;
-      if (max_scale > kHalfMax)
-        warnings.push_back(t->name + ": a scale (" + std::to_string(max_scale) +
-                           ") exceeds float16; packed float16-scale formats cannot hold it");
-    }
-    out.push_back(std::move(o));
+  if (q != nullptr && format != OutputFormat::dequantized) {
+    for (auto& p : packed_linear_tensors(format, t.name, *q, layout))
+      out.push_back({p.name, p.dtype, p.shape, std::move(p.bytes), {}});
+    for (auto& o : out) o.bytes = o.owned;
+    return out;
   }
+  OutTensor o{t.name, t.dtype, t.shape, {}, t.bytes};
+  if (replaced != nullptr) {
+    PTQ_ASSERT(static_cast<std::int64_t>(replaced->values.size()) == t.numel());
+    o.dtype = DType::F32;
+    o.owned.resize(replaced->values.size() * sizeof(float));
+    std::memcpy(o.owned.data(), replaced->values.data(), o.owned.size());
+  }
+  if (q != nullptr) {
+    std::int64_t overflow = 0;
+    o.dtype = DType::F16;
+    o.owned = to_half_bytes(q->dequantize(), overflow);
+    if (overflow > 0)
+      warnings.push_back(t.name + ": " + std::to_string(overflow) +
+                         " dequantized weights exceed the float16 range (65504) and became inf");
+    const auto* uniform = std::get_if<QuantizedMatrix>(&q->weight);
+    const float max_scale = uniform != nullptr && uniform->scales.size() > 0
+                                ? uniform->scales.cwiseAbs().maxCoeff()
+                                : 0.0f;
+    if (max_scale > kHalfMax)
+      warnings.push_back(t.name + ": a scale (" + std::to_string(max_scale) +
+                         ") exceeds float16; packed float16-scale formats cannot hold it");
+  }
+  if (!o.owned.empty()) o.bytes = o.owned;
+  out.push_back(std::move(o));
   return out;
 }
 
@@ -125,38 +116,54 @@ void drop_format_keys(const std::filesystem::path& config_json) {
   write_text_atomic(config_json, config.dump(2) + "\n");
 }
 
-void write_weights(const std::filesystem::path& dir, const std::vector<OutTensor>& tensors,
-                   std::uint64_t max_shard_bytes) {
-  std::vector<std::vector<TensorToWrite>> shards(1);
-  std::uint64_t shard_bytes = 0, total = 0;
-  for (const auto& t : tensors) {
-    if (shard_bytes > 0 && shard_bytes + t.bytes.size() > max_shard_bytes) {
-      shards.emplace_back();
-      shard_bytes = 0;
+// model.safetensors, or shards of at most max_shard_bytes (a larger tensor
+// alone) with their index: tensors in the source's order, each produced and
+// written before the next, so one Linear's output is in memory at a time.
+void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
+                   const QuantizedLinears& linears, const ModelExtras& extras,
+                   OutputFormat format, const PackedLayout& layout,
+                   std::uint64_t max_shard_bytes, std::vector<std::string>& warnings) {
+  std::map<std::string, const ReplacedTensor*> replaced;
+  for (const auto& r : extras.tensors) replaced[r.name] = &r;
+  const std::map<std::string, std::size_t> quantized = linears.by_weight_name();
+  std::vector<std::unique_ptr<SafetensorsStreamWriter>> shards;
+  auto new_shard = [&] {
+    const std::string data = ".shard-" + std::to_string(shards.size()) + ".data";
+    shards.push_back(std::make_unique<SafetensorsStreamWriter>(dir / data));
+  };
+  new_shard();
+  for (const TensorView* t : source.tensors()) {
+    const auto r = replaced.find(t->name);
+    const auto q = quantized.find(t->name);
+    const auto linear = q == quantized.end() ? nullptr : linears.get(q->second);
+    for (const OutTensor& o : tensors_for(*t, linear.get(), r == replaced.end() ? nullptr : r->second,
+                                          format, layout, warnings)) {
+      const std::uint64_t in_shard = shards.back()->data_bytes();
+      if (in_shard > 0 && in_shard + o.bytes.size() > max_shard_bytes) new_shard();
+      shards.back()->add({o.name, o.dtype, o.shape, o.bytes});
     }
-    shards.back().push_back({t.name, t.dtype, t.shape, t.bytes});
-    shard_bytes += t.bytes.size();
-    total += t.bytes.size();
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
   if (shards.size() == 1) {
-    write_safetensors(dir / "model.safetensors", shards[0], meta);
+    shards[0]->finish(dir / kSafetensorsFile, meta);
     return;
   }
   nlohmann::ordered_json index;
+  std::uint64_t total = 0;
+  for (const auto& shard : shards) total += shard->data_bytes();
   index["metadata"]["total_size"] = total;
   char name[64];
   for (std::size_t s = 0; s < shards.size(); ++s) {
     std::snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-    write_safetensors(dir / name, shards[s], meta);
-    for (const auto& t : shards[s]) index["weight_map"][t.name] = name;
+    for (const auto& t : shards[s]->names()) index["weight_map"][t] = name;
+    shards[s]->finish(dir / name, meta);
   }
   write_text_atomic(dir / "model.safetensors.index.json", index.dump(2) + "\n");
 }
 
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source,
                     const Recipe& recipe, const CalibrationSet* calibration,
-                    const std::vector<QuantizedLinear>& linears, const ModelExtras& extras,
+                    const QuantizedLinears& linears, const ModelExtras& extras,
                     const std::optional<ExportedRun>& exported) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
@@ -177,9 +184,10 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
     out.set_attribute(
         "/", "weights",
         std::string(recipe.format == OutputFormat::gguf ? kGgufFile : kSafetensorsFile));
-    for (const auto& q : linears) write_linear_report(out, q.report, Timing::omit);
+    for (std::size_t i = 0; i < linears.size(); ++i)
+      write_linear_report(out, linears.report(i), Timing::omit);
   } else {
-    for (const auto& q : linears) write_quantized_linear(out, q, Timing::omit);
+    linears.for_each([&](const QuantizedLinear& q) { write_quantized_linear(out, q, Timing::omit); });
   }
   for (const auto& block : extras.scales) write_block_scales(out, block);
   if (extras.activations) write_activation_scales(out, *extras.activations);
@@ -207,7 +215,7 @@ void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
 std::string model_card(const std::filesystem::path& source,
                        const std::optional<ExportedRun>& exported, const Recipe& recipe,
                        const CalibrationSet* calibration,
-                       const std::vector<QuantizedLinear>& linears,
+                       const QuantizedLinears& linears,
                        const std::vector<std::string>& warnings,
                        const std::optional<StatsMixRecord>& from_stats, const FolderSizes& sizes) {
   std::ostringstream md;
@@ -270,10 +278,11 @@ std::string model_card(const std::filesystem::path& source,
   md << "## Per-layer errors\n\n| layer | linear | weight MSE | GPTQ loss | damping retries "
         "|\n|---|---|---|---|---|\n";
   char row[160];
-  for (const auto& q : linears) {
-    std::snprintf(row, sizeof row, "| %d | %s | %.4e | %.4g | %d |\n", q.layer,
-                  std::string(linear_role_name(q.role)).c_str(), q.report.weight_mse,
-                  q.report.gptq_loss, q.report.damping_retries);
+  for (std::size_t i = 0; i < linears.size(); ++i) {
+    const LinearReport& r = linears.report(i);
+    std::snprintf(row, sizeof row, "| %d | %s | %.4e | %.4g | %d |\n", r.layer,
+                  std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss,
+                  r.damping_retries);
     md << row;
   }
   if (!warnings.empty()) {
@@ -284,7 +293,7 @@ std::string model_card(const std::filesystem::path& source,
 }
 
 void write_run_log(const std::filesystem::path& path, const RunInfo& run,
-                   const std::vector<QuantizedLinear>& linears,
+                   const QuantizedLinears& linears,
                    const nlohmann::ordered_json& size) {
   nlohmann::ordered_json j;
   j["size"] = size;
@@ -300,9 +309,11 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run,
       c["sources"].push_back(
           {{"name", r->sources[s]}, {"weight", r->weights[s]}, {"tokens", r->tokens[s]}});
   }
-  for (const auto& q : linears)
+  for (std::size_t i = 0; i < linears.size(); ++i) {
+    const LinearReport& r = linears.report(i);
     j["linears"].push_back(
-        {{"layer", q.layer}, {"linear", linear_role_name(q.role)}, {"seconds", q.report.seconds}});
+        {{"layer", r.layer}, {"linear", linear_role_name(r.role)}, {"seconds", r.seconds}});
+  }
   write_text_atomic(path, j.dump(2) + "\n");
 }
 
@@ -312,7 +323,7 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
                                                const std::filesystem::path& out_dir,
                                                const Recipe& recipe,
                                                const CalibrationSet* calibration,
-                                               const std::vector<QuantizedLinear>& linears,
+                                               const QuantizedLinears& linears,
                                                const RunInfo& run, const OutputOptions& options,
                                                const ModelExtras& extras) {
   OutputFolder folder(out_dir, "--out");
@@ -329,11 +340,10 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
       if (std::filesystem::exists(source_model / name))
         std::filesystem::copy_file(source_model / name, staging / name);
     drop_format_keys(staging / "config.json");
-    write_weights(staging, output_tensors(source, linears, extras, recipe.format, warnings),
-                  options.max_shard_bytes);
-    if (recipe.format != OutputFormat::dequantized)
-      write_packed_config(staging, recipe,
-                          packed_layout(linears, recipe.format, source, extras.activations));
+    const PackedLayout layout = packed_layout(linears, recipe.format, source, extras.activations);
+    write_weights(staging, source, linears, extras, recipe.format, layout,
+                  options.max_shard_bytes, warnings);
+    if (recipe.format != OutputFormat::dequantized) write_packed_config(staging, recipe, layout);
   }
   if (!extras.mix.empty()) write_text_atomic(staging / kMixFile, extras.mix);
   write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras,

@@ -40,7 +40,7 @@ struct OutputOptions {
 std::vector<std::string> write_quantized_model(
     const std::filesystem::path& source_model, const std::filesystem::path& out_dir,
     const Recipe& recipe, const CalibrationSet* calibration,
-    const std::vector<QuantizedLinear>& linears, const RunInfo& run,
+    const QuantizedLinears& linears, const RunInfo& run,
     const OutputOptions& options = {}, const ModelExtras& extras = {});
 
 }  // namespace ptq

@@ -57,8 +57,7 @@ void ResumeCheckpoints::save_activations(int layer, const MatrixRM* x) const {
 }
 
 int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* x,
-                            std::vector<QuantizedLinear>& done,
-                            std::vector<BlockScales>* scales) const {
+                            QuantizedLinears& done, std::vector<BlockScales>* scales) const {
   if (!std::filesystem::exists(dir_ / "activations.h5")) return 0;
   H5Reader a(dir_ / "activations.h5");
   if (a.string_attribute("/", "fingerprint") != fingerprint_)
@@ -72,7 +71,8 @@ int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* 
   }
   for (int layer = 0; layer <= last; ++layer) {
     H5Reader b(block_file(layer));
-    for (LinearRole role : all_linear_roles) done.push_back(read_quantized_linear(b, layer, role));
+    for (LinearRole role : all_linear_roles)
+      done.add_stored(block_file(layer), read_linear_report(b, layer, role));
     if (recipe.folds_scales() && scales != nullptr)
       scales->push_back(read_block_scales(b, layer, model.config(), recipe.spec));
   }

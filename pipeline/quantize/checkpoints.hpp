@@ -28,19 +28,22 @@ class ResumeCheckpoints {
  public:
   ResumeCheckpoints(std::filesystem::path dir, std::string fingerprint, double activation_seconds);
 
-  // Loads the blocks finished before the last saved stream into `done` (and
-  // their scales into `scales`, when the recipe folds scales and it is not
-  // null) and the stream into *x (null when the run has none). Returns the
-  // first layer still to do; InputError when the folder is another run's.
-  int load(const Model& model, const Recipe& recipe, MatrixRM* x,
-           std::vector<QuantizedLinear>& done, std::vector<BlockScales>* scales) const;
+  // Adds the blocks finished before the last saved stream to `done` (their
+  // weights left in their block files; their scales into `scales`, when the
+  // recipe folds scales and it is not null) and loads the stream into *x (null
+  // when the run has none). Returns the first layer still to do; InputError
+  // when the folder is another run's.
+  int load(const Model& model, const Recipe& recipe, MatrixRM* x, QuantizedLinears& done,
+           std::vector<BlockScales>* scales) const;
 
   // Records block `layer` (of `layers`) and, when due, the stream x after it.
   void save(int layer, int layers, const std::vector<QuantizedLinear>& block,
             const std::optional<BlockScales>& scales, const MatrixRM* x);
 
- private:
+  // Where block `layer`'s Linears are saved (QuantizedLinears::add_stored).
   std::filesystem::path block_file(int layer) const;
+
+ private:
   void save_activations(int layer, const MatrixRM* x) const;
 
   std::filesystem::path dir_;

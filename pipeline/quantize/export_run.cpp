@@ -57,7 +57,7 @@ void export_run(const ExportJob& job) {
   if (!packed && record.has_attribute("/", "weights"))
     throw input_error(job.run.string(), "a packed folder or a dequantized run's codes",
                       "a record without codes and no quantization_config");
-  const std::vector<QuantizedLinear> linears = run_linears(record, packed, config);
+  const QuantizedLinears linears(run_linears(record, packed, config));
   ModelExtras extras;
   extras.activations = load_activation_quant(job.run, config.num_layers);
   if (recipe.folds_scales())

@@ -41,7 +41,10 @@ std::vector<LinearRole> roles_reading(LinearInput input) {
 }
 
 // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
-Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx) { return 2.0 * mean_xtx; }
+Eigen::MatrixXd gptq_hessian(Eigen::MatrixXd mean_xtx) {
+  mean_xtx *= 2.0;  // in place: at 7B's MLP width the matrix is ~1 GB
+  return mean_xtx;
+}
 
 GgmlBlocks gguf_gptq(const Recipe& recipe, GgmlGrid grid, const MatrixRM& w,
                      const Eigen::MatrixXd& hessian, LinearReport& report) {
@@ -60,13 +63,13 @@ GgmlBlocks gguf_gptq(const Recipe& recipe, GgmlGrid grid, const MatrixRM& w,
 }
 
 QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config, int layer,
-                                LinearRole role, const MatrixRM& w,
-                                const Eigen::MatrixXd* hessian) {
+                                LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian,
+                                const GptqHessian* factor) {
   if (!recipe.linear_specs.empty()) {  // a mix: this Linear's own grid
     Recipe own = recipe;
     own.spec = recipe.linear_spec_for(layer, role);
     own.linear_specs.clear();
-    return quantize_linear(own, config, layer, role, w, hessian);
+    return quantize_linear(own, config, layer, role, w, hessian, factor);
   }
   const auto t0 = Clock::now();
   QuantizedLinear q{layer, role, {}, {}};
@@ -80,8 +83,9 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
   if (recipe.method != Method::Gptq) {
     m = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
   } else {
-    PTQ_ASSERT(hessian != nullptr);
-    GptqResult r = gptq_quantize(w, *hessian, recipe.gptq_config());
+    PTQ_ASSERT(hessian != nullptr || factor != nullptr);
+    GptqResult r = factor != nullptr ? gptq_quantize(w, *factor, recipe.gptq_config())
+                                     : gptq_quantize(w, *hessian, recipe.gptq_config());
     m = std::move(r.quantized);
     q.report.gptq_loss = r.loss;
     q.report.damping = r.damping;
@@ -125,15 +129,14 @@ struct BlockJob {
   std::vector<QuantizedLinear> out;
 };
 
-// Quantizes the Linears reading `input` (with that input's statistics; null
-// for RTN), then swaps in their dequantized weights so that later groups'
-// inputs see them.
-void quantize_group(BlockJob& job, LinearInput input, const InputStats* stats) {
-  const Eigen::MatrixXd hessian =
-      stats != nullptr ? gptq_hessian(stats->mean_xtx()) : Eigen::MatrixXd();
+// Quantizes the Linears reading `input` (with that input's Hessian and GPTQ's
+// factor of it, quantize_linear; null for RTN), then swaps in their
+// dequantized weights so that later groups' inputs see them.
+void quantize_group(BlockJob& job, LinearInput input, const Eigen::MatrixXd* hessian,
+                    const GptqHessian* factor = nullptr) {
   for (LinearRole role : roles_reading(input)) {
     job.out.push_back(quantize_linear(job.recipe, job.config, job.w.layer, role, job.w.weight(role),
-                                      stats != nullptr ? &hessian : nullptr));
+                                      hessian, factor));
     job.w.weight(role) = job.out.back().dequantize();
     log_linear(job.progress, job.out.back().report);
   }
@@ -212,9 +215,16 @@ class GroupInput {
   std::vector<MatrixRM> kept_;
 };
 
+// GPTQ onto uniform grids factors the group's Hessian once for all its
+// Linears, and H goes unless the least-squares refit reads it; the statistics
+// go as soon as H is formed. At 7B's MLP width each is a ~1 GB matrix.
 void quantize_group(BlockJob& job, GroupInput& input) {
-  const InputStats stats = input.stats();
-  quantize_group(job, input.input(), &stats);
+  Eigen::MatrixXd hessian = gptq_hessian(input.stats().mean_xtx());
+  if (job.recipe.method != Method::Gptq || job.recipe.format == OutputFormat::gguf)
+    return quantize_group(job, input.input(), &hessian);
+  const GptqHessian factor = prepare_hessian(hessian, job.recipe.gptq_config());
+  if (job.recipe.refit != ScaleRefit::LeastSquares) hessian = Eigen::MatrixXd();
+  quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor);
 }
 
 // True-sequential quantization of one block over the calibration stream, each
@@ -355,10 +365,10 @@ StageCaches stage_caches(const ModelConfig& c, std::int64_t tokens, std::uint64_
   return {policy(LinearInput::attention_out), policy(LinearInput::mlp_hidden)};
 }
 
-std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& recipe,
-                                             const CalibrationSet* calibration,
-                                             const QuantizeRunOptions& options,
-                                             const QuantizeProgress& progress) {
+QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
+                                 const CalibrationSet* calibration,
+                                 const QuantizeRunOptions& options,
+                                 const QuantizeProgress& progress) {
   recipe.validate();
   options.validate();
   if (options.scale_replay != nullptr &&
@@ -382,7 +392,7 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
   Stream* sp = calibrated ? &stream : nullptr;
   MatrixRM* xp = sp ? &x : nullptr;
 
-  std::vector<QuantizedLinear> out;
+  QuantizedLinears out;
   std::optional<ResumeCheckpoints> checkpoints;
   int first = 0;
   if (!options.checkpoint_dir.empty()) {
@@ -396,10 +406,14 @@ std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& r
   for (int layer = first; layer < model.num_layers(); ++layer) {
     std::optional<BlockScales> scales;
     auto block = quantize_block(model, recipe, layer, sp, caches, options, scales, progress);
-    if (checkpoints) checkpoints->save(layer, model.num_layers(), block, scales, xp);
-    if (scales && options.scale_record != nullptr)
-      options.scale_record->push_back(std::move(*scales));
-    std::move(block.begin(), block.end(), std::back_inserter(out));
+    if (scales && options.scale_record != nullptr) options.scale_record->push_back(*scales);
+    if (!checkpoints) {
+      for (auto& q : block) out.add(std::move(q));
+      continue;
+    }
+    // Saved, the block's weights leave memory: a run holds one block's at a time.
+    checkpoints->save(layer, model.num_layers(), block, scales, xp);
+    for (const auto& q : block) out.add_stored(checkpoints->block_file(layer), q.report);
   }
   return out;
 }

@@ -31,14 +31,17 @@ struct QuantizeProgress {
 std::vector<LinearRole> roles_reading(LinearInput input);
 
 // GPTQ's Hessian from an input's mean X^T X: the reference's 2/n X^T X.
-Eigen::MatrixXd gptq_hessian(const Eigen::MatrixXd& mean_xtx);
+Eigen::MatrixXd gptq_hessian(Eigen::MatrixXd mean_xtx);
 
 // Quantizes one Linear, w: [out, in]: RTN, or GPTQ with `hessian` [in, in]
 // (null for RTN). Every Linear of `ptq quantize` goes through here.
 // With --format gguf, GPTQ rounds onto the ggml grid of the Linear's GGUF type
-// (pipeline/output/gguf_linear.hpp).
+// (pipeline/output/gguf_linear.hpp). `factor`, when given, is prepare_hessian
+// of `hessian` under the recipe's GPTQ config, shared by the Linears reading
+// one input; then `hessian` may be null unless the recipe refits scales.
 QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config, int layer,
-                                LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian);
+                                LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian,
+                                const GptqHessian* factor = nullptr);
 
 // GPTQ inside ggml's `grid` (algorithms/ggml_gptq.hpp) with the recipe's
 // damping and column order: what --method gptq --format gguf does to each
@@ -97,9 +100,11 @@ struct QuantizeRunOptions {
 MatrixRM embed_windows(const Model& model, const CalibrationSet& calibration);
 
 // Quantizes every Linear of every block. `calibration` may be null for RTN.
-std::vector<QuantizedLinear> quantize_blocks(const Model& model, const Recipe& recipe,
-                                             const CalibrationSet* calibration,
-                                             const QuantizeRunOptions& options,
-                                             const QuantizeProgress& progress = {});
+// With a checkpoint_dir, each finished block's weights stay in its checkpoint
+// file (QuantizedLinears::add_stored), not in memory.
+QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
+                                 const CalibrationSet* calibration,
+                                 const QuantizeRunOptions& options,
+                                 const QuantizeProgress& progress = {});
 
 }  // namespace ptq

@@ -82,20 +82,18 @@ CalibrationSet load_calibration(const std::filesystem::path& model,
 }
 
 std::string QuantizeEstimate::text() const {
-  char buf[384];
+  char buf[512];
   std::snprintf(
       buf, sizeof buf,
-      "output size  %.1f MiB\npeak memory  %.1f MiB (approx.; calibration activations %.1f MiB)\n"
+      "output size  %.1f MiB\npeak memory  %.1f MiB (approx., with the mapped checkpoint's pages)\n"
+      "allocated    %.1f MiB (approx., without them; calibration activations %.1f MiB)\n"
       "time         %.0f s (approx., from a GEMM probe)\n",
-      output_bytes / 1048576.0, peak_bytes / 1048576.0, calibration_bytes / 1048576.0, seconds);
+      output_bytes / 1048576.0, peak_bytes / 1048576.0, allocated_bytes / 1048576.0,
+      calibration_bytes / 1048576.0, seconds);
   return buf;
 }
 
 namespace {
-
-// The process itself: binary, libraries, thread stacks, allocator slack
-// (RTN on tiny peaks at ~40 MiB with a 8 MiB checkpoint and 11 MiB output).
-constexpr double kProcessBytes = 32.0 * 1048576.0;
 
 struct ModelSizes {
   double linear_params = 0;  // all quantized Linears
@@ -136,7 +134,8 @@ double awq_feature_bytes_per_token(const ModelConfig& c) {
 double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   if (!job.recipe.needs_calibration()) return 0.0;
   const double widest = std::max(c.hidden_size, c.intermediate_size);
-  const double hessian_bytes = widest * widest * 8 * 4;  // XᵀX, H and GPTQ's work copies, double
+  // Two [in, in] doubles at a time: XᵀX and H as H is formed, then H and GPTQ's factor of it.
+  const double hessian_bytes = widest * widest * 8 * 2;
   // --stats: no activations; the statistics file is held whole (its size, uncompressed).
   if (!job.stats.empty()) return double(std::filesystem::file_size(job.stats)) + hessian_bytes;
   const auto tokens = std::int64_t{job.recipe.calibration.samples} * job.recipe.calibration.seqlen;
@@ -146,7 +145,9 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
     kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
   if (caches.hidden == CachePolicy::keep)
     kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
-  const double batch_tokens = double(job.batch_windows) * job.recipe.calibration.seqlen;
+  const double batch_tokens =
+      double(std::min(job.batch_windows, job.recipe.calibration.samples)) *
+      job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
   const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
   const double stream = double(tokens) * c.hidden_size * 4;
@@ -239,14 +240,20 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   e.calibration_bytes = static_cast<std::uint64_t>(calibration_bytes(job, c));
   const double head_bytes = double(c.vocab_size) * c.hidden_size * 4;
   const double block_bytes = m.linear_params / c.num_layers * 4;
-  // Always resident: the mapped checkpoint, the float head and the quantized
-  // Linears. Then either the quantization phase (one float block with its
-  // dequantized copies, and the calibration side) or the output being written.
+  // Memory the process allocates (the checkpoint is mapped: its pages are the
+  // kernel's cache, counted in the peak RSS but not here). Always: the float head, and the quantized
+  // Linears for the methods that hold them all (the block drivers leave each
+  // finished block in its checkpoint file). Then either the quantization phase
+  // (one float block with its dequantized copies, and the calibration side) or
+  // the writing of one output tensor (the widest, as float32 and its output).
+  const bool holds_linears = !job.stats.empty() || job.recipe.method == Method::Nf4 ||
+                             job.recipe.method == Method::W8A8;
   const double resident =
-      kProcessBytes + m.checkpoint_bytes + head_bytes + m.linear_params + m.groups * 8;
+      kProcessOverheadBytes + head_bytes + (holds_linears ? m.linear_params + m.groups * 8 : 0.0);
   const double quantizing = 2 * block_bytes + double(e.calibration_bytes);
-  e.peak_bytes =
-      static_cast<std::uint64_t>(resident + std::max(quantizing, double(e.output_bytes)));
+  const double writing = std::max(head_bytes, double(c.hidden_size) * c.intermediate_size * 4) * 2;
+  e.allocated_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, writing));
+  e.peak_bytes = e.allocated_bytes + static_cast<std::uint64_t>(m.checkpoint_bytes);
   e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
   return e;
 }
@@ -335,7 +342,7 @@ MethodOutput quantize_step(const QuantizeJob& job, const Model& model,
       result = quantize_w8a8(model, job.recipe, calibration, job.batch_windows, replay, progress);
       break;
     case Method::Nf4:
-      result.linears = quantize_nf4(model, job.recipe, progress);
+      result.linears = QuantizedLinears(quantize_nf4(model, job.recipe, progress));
       break;
     case Method::None:
       break;
@@ -371,7 +378,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   const Model model = Model::open(job.model);
   if (!job.stats.empty()) {  // Hessians from cached statistics: no forward pass
     auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
-    return write_output(job, MethodOutput{std::move(r.linears), {}}, nullptr, std::move(r.record),
+    return write_output(job, MethodOutput{QuantizedLinears(std::move(r.linears)), {}}, nullptr, std::move(r.record),
                         t0, progress);
   }
   std::optional<std::vector<BlockScales>> replay;

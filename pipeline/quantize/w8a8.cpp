@@ -70,9 +70,10 @@ MethodOutput quantize_w8a8(const Model& model, const Recipe& recipe, const Calib
       forward_windows(model.config(), w, x, {seq_len, batch_windows, {}}, &ranges, StreamUpdate::advance);
       out.extras.activations->static_scales.push_back(static_scales(ranges, recipe.act_percentile));
     }
-    const std::size_t first = out.linears.size();
-    for (LinearRole role : all_linear_roles) out.linears.push_back(int8_linear(layer, role, w.weight(role)));
-    log_block(progress, "w8a8", layer, std::span(out.linears).subspan(first));
+    std::vector<QuantizedLinear> block;
+    for (LinearRole role : all_linear_roles) block.push_back(int8_linear(layer, role, w.weight(role)));
+    log_block(progress, "w8a8", layer, block);
+    for (auto& q : block) out.linears.add(std::move(q));
   }
   return out;
 }

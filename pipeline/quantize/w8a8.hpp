@@ -13,7 +13,7 @@
 namespace ptq {
 
 struct MethodOutput {
-  std::vector<QuantizedLinear> linears;
+  QuantizedLinears linears;
   ModelExtras extras;  // activation scheme, smoothing scales (as AwqBlocks: folded_norms gives the norms)
 };
 

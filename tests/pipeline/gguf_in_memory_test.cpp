@@ -78,7 +78,7 @@ std::vector<QuantizedLinear> gptq_linears(const std::string& gguf_type) {
   const CalibSourceSpec source{"calib", calib_ids(), 1.0};
   const CalibrationSet calibration = build_calibration_set(
       {&source, 1}, recipe.calibration, nullptr, model.config().eos_token_ids.front());
-  return quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{});
+  return quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{}).load_all();
 }
 
 double perplexity(const Model& model) {

@@ -112,9 +112,9 @@ InMemory in_memory(const Recipe& recipe) {
   const CalibrationSet calibration = build_calibration_set(
       {&source, 1}, recipe.calibration, nullptr, model.config().eos_token_ids.front());
   if (recipe.method != Method::W8A8)
-    return {quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{}), {}, {}};
+    return {quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{}).load_all(), {}, {}};
   MethodOutput out = quantize_w8a8(model, recipe, &calibration, 1);
-  InMemory m{std::move(out.linears), {}, std::move(out.extras.activations)};
+  InMemory m{out.linears.load_all(), {}, std::move(out.extras.activations)};
   for (auto& norm : folded_norms(model, out.extras.scales))
     m.norms[norm.name].assign(norm.values.begin(), norm.values.end());
   return m;
