@@ -21,7 +21,7 @@ model=$shared/fixtures/models/small
 text=$shared/fixtures/corpus/generic_eval/wikitext2_test.txt
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-"$ptq" quantize --model "$model" --method none --format gguf --gguf-type F16 --out "$tmp/f16" >/dev/null
+"$ptq" quantize --model "$model" --method none --format gguf --gguf-type F16 --out "$tmp/f16" >/dev/null 2>&1
 gguf=$tmp/f16/model.gguf
 tokens=$((windows * 512))
 
@@ -90,5 +90,9 @@ mkdir -p "$(dirname "$out")"
   echo "Perplexity: ptq $ppl_ptq (AVX2 kernels: $ppl_ptq_avx2), llama.cpp $ppl_llama. They differ by"
   echo "protocol, not by model: ptq predicts tokens 1..511 of each window (shared/fixtures/PROTOCOL.md),"
   echo "llama-perplexity scores only the second half of each chunk (positions 256..511, with more context)."
+  echo
+  echo "A load average above the core count ($(nproc)) means other work shared the cores: llama.cpp's"
+  echo "threads wait for each other by spinning, so it loses more to it than ptq does, and the ratio"
+  echo "then overstates ptq's lead; compare rounds run at a low load."
 } >"$out"
 cat "$out"
