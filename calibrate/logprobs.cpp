@@ -1,5 +1,6 @@
 #include "calibrate/logprobs.hpp"
 
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 
@@ -8,12 +9,23 @@
 namespace ptq {
 namespace {
 
-// log sum_v exp(row[v]), shifted by the maximum. The exponentials are float
-// (they dominate the cost over a vocabulary); the sum is double.
+// log sum_v exp(row[v]), shifted by the maximum. The exponentials are float,
+// by Eigen's packet exp over blocks of the row (a scalar std::exp loop over
+// the vocabulary was 5 % of `ptq eval`'s time; a cast to double inside the
+// same expression makes Eigen fall back to it); the sum is double.
 double log_sum_exp(std::span<const float> row) {
-  const float peak = *std::max_element(row.begin(), row.end());
+  const Eigen::Map<const Eigen::ArrayXf> x(row.data(), static_cast<Eigen::Index>(row.size()));
+  const float peak = x.maxCoeff();
+  constexpr Eigen::Index block = 512;
+  Eigen::Array<float, block, 1> e;
+  Eigen::Array<double, block, 1> d;  // summed by Eigen's packet adds
   double sum = 0.0;
-  for (float x : row) sum += std::exp(x - peak);
+  for (Eigen::Index i = 0; i < x.size(); i += block) {
+    const Eigen::Index n = std::min(block, x.size() - i);
+    e.head(n) = (x.segment(i, n) - peak).exp();
+    d.head(n) = e.head(n).cast<double>();
+    sum += d.head(n).sum();
+  }
   return double(peak) + std::log(sum);
 }
 

@@ -5,6 +5,7 @@
 #endif
 #include <exception>
 
+#include "algorithms/blas_core.hpp"
 #include "io/error.hpp"
 #include "pipeline/cli/commands.hpp"
 
@@ -24,6 +25,7 @@ void keep_freed_memory() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  ptq::reexec_with_fitting_blas_core(argv);
   keep_freed_memory();
   CLI::App app{"ptq: post-training quantization of LLM checkpoints"};
   app.require_subcommand(1);
