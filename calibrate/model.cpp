@@ -55,9 +55,15 @@ Model::Model(std::filesystem::path path, ModelConfig config, Checkpoint checkpoi
   const std::int64_t vocab = config_.vocab_size, hidden = config_.hidden_size;
   embedding_ = &require_shape(checkpoint_, std::string(embed_tokens_name), {vocab, hidden});
   final_norm_ = to_vector(require_shape(checkpoint_, std::string(final_norm_name), {hidden}));
-  head_ = config_.tie_word_embeddings
-              ? to_matrix(*embedding_)
-              : to_matrix(require_shape(checkpoint_, std::string(lm_head_name), {vocab, hidden}));
+  head_ = std::make_shared<Head>();
+  head_->tensor = config_.tie_word_embeddings
+                      ? embedding_
+                      : &require_shape(checkpoint_, std::string(lm_head_name), {vocab, hidden});
+}
+
+const MatrixRM& Model::head_weights() const {
+  std::call_once(head_->converted, [&] { head_->weights = to_matrix(*head_->tensor); });
+  return head_->weights;
 }
 
 Model Model::open(const std::filesystem::path& path) {
@@ -130,8 +136,9 @@ void Model::final_norm(MatrixRM& x) const {
 
 MatrixRM Model::head(const MatrixRM& x, Eigen::Index begin, Eigen::Index count) const {
   PTQ_ASSERT(begin >= 0 && begin + count <= x.rows());
-  MatrixRM out(count, head_.rows());
-  parallel_gemm(x.middleRows(begin, count), head_, GemmOp::transposed, out, GemmOutput::overwrite);
+  const MatrixRM& head = head_weights();
+  MatrixRM out(count, head.rows());
+  parallel_gemm(x.middleRows(begin, count), head, GemmOp::transposed, out, GemmOutput::overwrite);
   return out;
 }
 

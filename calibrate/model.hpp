@@ -6,6 +6,8 @@
 // tied) are converted once at open(), since every forward ends with them.
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <span>
 
 #include "calibrate/block.hpp"
@@ -44,7 +46,15 @@ class Model {
   Checkpoint checkpoint_;
   const TensorView* embedding_ = nullptr;  // [vocab, hidden], in checkpoint_
   VectorF final_norm_;                     // [hidden]
-  MatrixRM head_;                          // [vocab, hidden]
+  // [vocab, hidden] in float32, converted on first use: quantizing never forms
+  // logits (but for a GGUF mix's probes), and at 7B the head is 0.5 GB.
+  struct Head {
+    const TensorView* tensor = nullptr;  // in checkpoint_
+    std::once_flag converted;
+    MatrixRM weights;
+  };
+  std::shared_ptr<Head> head_;
+  const MatrixRM& head_weights() const;
 };
 
 // Where eval gets block weights: all blocks stay resident when their float32

@@ -241,15 +241,18 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const double head_bytes = double(c.vocab_size) * c.hidden_size * 4;
   const double block_bytes = m.linear_params / c.num_layers * 4;
   // Memory the process allocates (the checkpoint is mapped: its pages are the
-  // kernel's cache, counted in the peak RSS but not here). Always: the float head, and the quantized
-  // Linears for the methods that hold them all (the block drivers leave each
-  // finished block in its checkpoint file). Then either the quantization phase
-  // (one float block with its dequantized copies, and the calibration side) or
-  // the writing of one output tensor (the widest, as float32 and its output).
+  // kernel's cache, counted in the peak RSS but not here). Always: the float
+  // head when logits are formed (a measured GGUF mix's probes), and the
+  // quantized Linears for the methods that hold them all (the block drivers
+  // leave each finished block in its checkpoint file). Then either the
+  // quantization phase (one float block with its dequantized copies, and the
+  // calibration side) or the writing of one output tensor (the widest, as
+  // float32 and its output).
   const bool holds_linears = !job.stats.empty() || job.recipe.method == Method::Nf4 ||
                              job.recipe.method == Method::W8A8;
-  const double resident =
-      kProcessOverheadBytes + head_bytes + (holds_linears ? m.linear_params + m.groups * 8 : 0.0);
+  const double resident = kProcessOverheadBytes +
+                          (job.recipe.measures_mix_costs() ? head_bytes : 0.0) +
+                          (holds_linears ? m.linear_params + m.groups * 8 : 0.0);
   const double quantizing = 2 * block_bytes + double(e.calibration_bytes);
   const double writing = std::max(head_bytes, double(c.hidden_size) * c.intermediate_size * 4) * 2;
   e.allocated_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, writing));
