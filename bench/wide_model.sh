@@ -30,10 +30,11 @@ while [ $# -gt 0 ]; do
 done
 shared=${PTQ_SHARED_DIR:-../shared}
 work=$(mktemp -d "${TMPDIR:-/tmp}/ptq-wide.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Checkpoints and outputs go on exit; the figures stay when a step failed.
+trap 'find "$work" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +' EXIT
 calib="$shared/fixtures/corpus/generic_calib/$(ls "$shared/fixtures/corpus/generic_calib" | head -1)"
 text="$shared/fixtures/corpus/generic_eval/wikitext2_test.txt"
-gptq_args=(--method gptq --bits 4 --group 128 --samples 4 --seqlen 512 --format gptq --calib "$calib")
+gptq_args=(--method gptq --bits 4 --group 128 --seqlen 512 --format gptq --calib "$calib")
 measure() {  # measure NAME CMD...: peak memory and time of CMD into $work/NAME.json
   local name=$1; shift
   python3 bench/peak_memory.py --json "$work/$name.json" -- "$@" > "$work/$name.log" 2>&1
@@ -41,8 +42,9 @@ measure() {  # measure NAME CMD...: peak memory and time of CMD into $work/NAME.
 for run in llama2-7b-2 llama2-7b-4 llama2-7b-8 qwen2.5-7b-1; do
   model="$work/$run"
   python3 tests/data/make_wide_checkpoint.py --shape "${run%-*}" --layers "${run##*-}" --out "$model"
-  "$ptq" quantize --model "$model" "${gptq_args[@]}" --out "$work/out" --dry-run > "$work/gptq-$run.dry"
-  measure "gptq-$run" "$ptq" quantize --model "$model" "${gptq_args[@]}" --out "$work/out"
+  "$ptq" quantize --model "$model" "${gptq_args[@]}" --samples 4 --out "$work/out" --dry-run \
+    > "$work/gptq-$run.dry"
+  measure "gptq-$run" "$ptq" quantize --model "$model" "${gptq_args[@]}" --samples 4 --out "$work/out"
   "$ptq" eval --model "$model" --text "$text" --max-windows 4 --dry-run > "$work/eval-$run.dry"
   measure "eval-$run" "$ptq" eval --model "$model" --text "$text" --max-windows 4
   rm -rf "$model" "$work/out"
@@ -80,4 +82,5 @@ python3 bench/wide_model_report.py "$work" "$full" > docs/bench/wide_model.md.tm
   cat docs/bench/wide_model.md.tmp
 } > docs/bench/wide_model.md
 rm docs/bench/wide_model.md.tmp
+rm -rf "$work"
 cat docs/bench/wide_model.md
