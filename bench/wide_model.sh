@@ -64,7 +64,7 @@ if [ "$full" = 1 ]; then
     --out "$work/q4km" --dry-run > "$work/q4km.dry"
   measure q4km "$ptq" quantize --model "$model" --method rtn --format gguf --gguf-type Q4_K_M \
     --out "$work/q4km"
-  du -b "$model"/*.safetensors | awk '{s+=$1} END {print s}' > "$work/q4km.in"
+  du -b "$model"/*.safetensors | awk '{s+=$1} END {printf "%.0f\n", s}' > "$work/q4km.in"
   du -b "$work/q4km/model.gguf" | cut -f1 > "$work/q4km.out"
   rm -rf "$model" "$work/q4km"
 fi
