@@ -114,7 +114,8 @@ ptq::BlockWeights random_block(const ptq::ModelConfig& c, int layer) {
   ptq::BlockWeights w;
   w.layer = layer;
   for (ptq::LinearRole r : ptq::all_linear_roles) {
-    w.weight(r) = random_matrix(ptq::linear_out_features(c, r), ptq::linear_in_features(c, r), 0.035f);
+    w.weight(r) =
+        random_matrix(ptq::linear_out_features(c, r), ptq::linear_in_features(c, r), 0.035f);
   }
   w.input_norm = ptq::VectorF::Ones(c.hidden_size);
   w.post_attention_norm = ptq::VectorF::Ones(c.hidden_size);
@@ -126,7 +127,8 @@ Measured llama2_7b_blocks(int ctx, int windows, int repeats, int blocks) {
   std::srand(2024);
   std::vector<ptq::BlockWeights> weights;
   for (int i = 0; i < blocks; ++i) weights.push_back(random_block(c, i));
-  const MatrixRM input = random_matrix(static_cast<Eigen::Index>(ctx) * windows, c.hidden_size, 1.0f);
+  const MatrixRM input =
+      random_matrix(static_cast<Eigen::Index>(ctx) * windows, c.hidden_size, 1.0f);
   const double s = best_seconds(repeats, [&] {
     ptq::Activations act{input, ctx};
     for (const ptq::BlockWeights& w : weights) ptq::block_forward(c, w, act);

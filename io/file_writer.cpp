@@ -21,7 +21,8 @@ constexpr std::size_t kPadChunk = 4096;  // zeros per write: an alignment may be
 
 FileWriter::FileWriter(std::filesystem::path path) : path_(std::move(path)) {
   fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (fd_ < 0) throw input_error(path_.string(), "a file that can be created", std::strerror(errno));
+  if (fd_ < 0)
+    throw input_error(path_.string(), "a file that can be created", std::strerror(errno));
 }
 
 FileWriter::~FileWriter() {

@@ -451,7 +451,6 @@ std::string build_header(std::span<const std::pair<std::string, Value>> metadata
   return out;
 }
 
-
 }  // namespace
 
 // ---------------------------------------------------------------- tables and values

@@ -120,7 +120,8 @@ class SafetensorsStreamWriter {
   void add(const TensorToWrite& tensor);
   std::uint64_t data_bytes() const { return data_bytes_; }
   const std::vector<std::string>& names() const { return names_; }
-  void finish(const std::filesystem::path& path, const std::map<std::string, std::string>& metadata);
+  void finish(const std::filesystem::path& path,
+              const std::map<std::string, std::string>& metadata);
 
  private:
   std::filesystem::path data_path_;

@@ -212,8 +212,9 @@ void add_eval(CLI::App& app) {
   cmd->add_flag(
       "--int8-activations", options->int8_activations,
       "Simulate int8 per-token activations at every Linear input (automatic for W8A8 outputs)");
-  cmd->add_flag("--dry-run", options->dry_run,
-                "Print the memory a perplexity run would allocate and exit (reads config.json only)");
+  cmd->add_flag(
+      "--dry-run", options->dry_run,
+      "Print the memory a perplexity run would allocate and exit (reads config.json only)");
   cmd->add_option("--reference", options->reference,
                   "Reference checkpoint: also report KL(reference || model) and top-1 agreement, "
                   "and task agreement with its choices");

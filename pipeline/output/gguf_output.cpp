@@ -36,7 +36,7 @@ struct GgufJob {
   GgufModelShape shape;
   std::optional<Imatrix> imatrix;
   const QuantizedLinears& linears;
-  std::map<std::string, std::size_t> linear_index;  // by HF tensor name
+  std::map<std::string, std::size_t> linear_index;        // by HF tensor name
   std::map<std::string, const ReplacedTensor*> replaced;  // norms AWQ's scales fold into
 
   // The run's Linear `hf_name`, read now (QuantizedLinears may keep it on disk), or null.
@@ -109,11 +109,12 @@ const GgufPolicy* policy_of(const Recipe& recipe) {
 
 void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint& tensors,
                      const std::filesystem::path& out_file, const Recipe& recipe,
-                     const QuantizedLinears& linears,
-                     std::span<const ReplacedTensor> replaced, bool exported) {
+                     const QuantizedLinears& linears, std::span<const ReplacedTensor> replaced,
+                     bool exported) {
   const ModelConfig config = load_model_config(source_model);
-  GgufJob job{config, tensors, exported, policy_of(recipe), recipe.gguf_tensor_types, {},
-              std::nullopt, linears, {}, {}};
+  GgufJob job{
+      config,  tensors, exported, policy_of(recipe), recipe.gguf_tensor_types, {}, std::nullopt,
+      linears, {},      {}};
   for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
   job.shape = gguf_model_shape(config);
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);

@@ -24,7 +24,7 @@ namespace ptq {
 // and each must land exactly on its type's blocks (InputError naming it else).
 void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint& tensors,
                      const std::filesystem::path& out_file, const Recipe& recipe,
-                     const QuantizedLinears& linears,
-                     std::span<const ReplacedTensor> replaced, bool exported = false);
+                     const QuantizedLinears& linears, std::span<const ReplacedTensor> replaced,
+                     bool exported = false);
 
 }  // namespace ptq

@@ -120,9 +120,9 @@ void drop_format_keys(const std::filesystem::path& config_json) {
 // alone) with their index: tensors in the source's order, each produced and
 // written before the next, so one Linear's output is in memory at a time.
 void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
-                   const QuantizedLinears& linears, const ModelExtras& extras,
-                   OutputFormat format, const PackedLayout& layout,
-                   std::uint64_t max_shard_bytes, std::vector<std::string>& warnings) {
+                   const QuantizedLinears& linears, const ModelExtras& extras, OutputFormat format,
+                   const PackedLayout& layout, std::uint64_t max_shard_bytes,
+                   std::vector<std::string>& warnings) {
   std::map<std::string, const ReplacedTensor*> replaced;
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
   const std::map<std::string, std::size_t> quantized = linears.by_weight_name();
@@ -136,8 +136,9 @@ void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
     const auto r = replaced.find(t->name);
     const auto q = quantized.find(t->name);
     const auto linear = q == quantized.end() ? nullptr : linears.get(q->second);
-    for (const OutTensor& o : tensors_for(*t, linear.get(), r == replaced.end() ? nullptr : r->second,
-                                          format, layout, warnings)) {
+    for (const OutTensor& o :
+         tensors_for(*t, linear.get(), r == replaced.end() ? nullptr : r->second, format, layout,
+                     warnings)) {
       const std::uint64_t in_shard = shards.back()->data_bytes();
       if (in_shard > 0 && in_shard + o.bytes.size() > max_shard_bytes) new_shard();
       shards.back()->add({o.name, o.dtype, o.shape, o.bytes});
@@ -187,7 +188,8 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
     for (std::size_t i = 0; i < linears.size(); ++i)
       write_linear_report(out, linears.report(i), Timing::omit);
   } else {
-    linears.for_each([&](const QuantizedLinear& q) { write_quantized_linear(out, q, Timing::omit); });
+    linears.for_each(
+        [&](const QuantizedLinear& q) { write_quantized_linear(out, q, Timing::omit); });
   }
   for (const auto& block : extras.scales) write_block_scales(out, block);
   if (extras.activations) write_activation_scales(out, *extras.activations);
@@ -214,8 +216,7 @@ void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
 // it came from.
 std::string model_card(const std::filesystem::path& source,
                        const std::optional<ExportedRun>& exported, const Recipe& recipe,
-                       const CalibrationSet* calibration,
-                       const QuantizedLinears& linears,
+                       const CalibrationSet* calibration, const QuantizedLinears& linears,
                        const std::vector<std::string>& warnings,
                        const std::optional<StatsMixRecord>& from_stats, const FolderSizes& sizes) {
   std::ostringstream md;
@@ -293,8 +294,7 @@ std::string model_card(const std::filesystem::path& source,
 }
 
 void write_run_log(const std::filesystem::path& path, const RunInfo& run,
-                   const QuantizedLinears& linears,
-                   const nlohmann::ordered_json& size) {
+                   const QuantizedLinears& linears, const nlohmann::ordered_json& size) {
   nlohmann::ordered_json j;
   j["size"] = size;
   j["seconds"] = run.seconds;
@@ -319,13 +319,10 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run,
 
 }  // namespace
 
-std::vector<std::string> write_quantized_model(const std::filesystem::path& source_model,
-                                               const std::filesystem::path& out_dir,
-                                               const Recipe& recipe,
-                                               const CalibrationSet* calibration,
-                                               const QuantizedLinears& linears,
-                                               const RunInfo& run, const OutputOptions& options,
-                                               const ModelExtras& extras) {
+std::vector<std::string> write_quantized_model(
+    const std::filesystem::path& source_model, const std::filesystem::path& out_dir,
+    const Recipe& recipe, const CalibrationSet* calibration, const QuantizedLinears& linears,
+    const RunInfo& run, const OutputOptions& options, const ModelExtras& extras) {
   OutputFolder folder(out_dir, "--out");
   const std::filesystem::path& staging = folder.staging();
   std::vector<std::string> warnings;
@@ -341,8 +338,8 @@ std::vector<std::string> write_quantized_model(const std::filesystem::path& sour
         std::filesystem::copy_file(source_model / name, staging / name);
     drop_format_keys(staging / "config.json");
     const PackedLayout layout = packed_layout(linears, recipe.format, source, extras.activations);
-    write_weights(staging, source, linears, extras, recipe.format, layout,
-                  options.max_shard_bytes, warnings);
+    write_weights(staging, source, linears, extras, recipe.format, layout, options.max_shard_bytes,
+                  warnings);
     if (recipe.format != OutputFormat::dequantized) write_packed_config(staging, recipe, layout);
   }
   if (!extras.mix.empty()) write_text_atomic(staging / kMixFile, extras.mix);

@@ -39,8 +39,7 @@ struct OutputOptions {
 // Returns warnings found while writing (e.g. float16 overflow of dequantized weights).
 std::vector<std::string> write_quantized_model(
     const std::filesystem::path& source_model, const std::filesystem::path& out_dir,
-    const Recipe& recipe, const CalibrationSet* calibration,
-    const QuantizedLinears& linears, const RunInfo& run,
-    const OutputOptions& options = {}, const ModelExtras& extras = {});
+    const Recipe& recipe, const CalibrationSet* calibration, const QuantizedLinears& linears,
+    const RunInfo& run, const OutputOptions& options = {}, const ModelExtras& extras = {});
 
 }  // namespace ptq

@@ -145,9 +145,8 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
     kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
   if (caches.hidden == CachePolicy::keep)
     kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
-  const double batch_tokens =
-      double(std::min(job.batch_windows, job.recipe.calibration.samples)) *
-      job.recipe.calibration.seqlen;
+  const double batch_tokens = double(std::min(job.batch_windows, job.recipe.calibration.samples)) *
+                              job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
   const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
   const double stream = double(tokens) * c.hidden_size * 4;
@@ -248,8 +247,8 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   // quantization phase (one float block with its dequantized copies, and the
   // calibration side) or the writing of one output tensor (the widest, as
   // float32 and its output).
-  const bool holds_linears = !job.stats.empty() || job.recipe.method == Method::Nf4 ||
-                             job.recipe.method == Method::W8A8;
+  const bool holds_linears =
+      !job.stats.empty() || job.recipe.method == Method::Nf4 || job.recipe.method == Method::W8A8;
   const double resident = kProcessOverheadBytes +
                           (job.recipe.measures_mix_costs() ? head_bytes : 0.0) +
                           (holds_linears ? m.linear_params + m.groups * 8 : 0.0);
@@ -381,8 +380,8 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   const Model model = Model::open(job.model);
   if (!job.stats.empty()) {  // Hessians from cached statistics: no forward pass
     auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
-    return write_output(job, MethodOutput{QuantizedLinears(std::move(r.linears)), {}}, nullptr, std::move(r.record),
-                        t0, progress);
+    return write_output(job, MethodOutput{QuantizedLinears(std::move(r.linears)), {}}, nullptr,
+                        std::move(r.record), t0, progress);
   }
   std::optional<std::vector<BlockScales>> replay;
   if (!job.load_scales.empty()) replay = load_scales(job.load_scales, model, job.recipe);

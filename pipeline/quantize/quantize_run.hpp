@@ -35,7 +35,8 @@ struct QuantizeEstimate {
   std::uint64_t output_bytes = 0;
   std::uint64_t peak_bytes = 0;       // resident set: allocated_bytes + the mapped checkpoint
   std::uint64_t allocated_bytes = 0;  // anonymous memory (RssAnon)
-  std::uint64_t calibration_bytes = 0;  // of allocated_bytes: activations, stage caches, Hessians (0 for RTN)
+  std::uint64_t calibration_bytes =
+      0;  // of allocated_bytes: activations, stage caches, Hessians (0 for RTN)
   double seconds = 0.0;
   std::string text() const;
 };

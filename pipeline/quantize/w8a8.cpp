@@ -71,7 +71,8 @@ MethodOutput quantize_w8a8(const Model& model, const Recipe& recipe, const Calib
       out.extras.activations->static_scales.push_back(static_scales(ranges, recipe.act_percentile));
     }
     std::vector<QuantizedLinear> block;
-    for (LinearRole role : all_linear_roles) block.push_back(int8_linear(layer, role, w.weight(role)));
+    for (LinearRole role : all_linear_roles)
+      block.push_back(int8_linear(layer, role, w.weight(role)));
     log_block(progress, "w8a8", layer, block);
     for (auto& q : block) out.linears.add(std::move(q));
   }

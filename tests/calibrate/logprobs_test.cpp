@@ -1,12 +1,12 @@
 // token_logprob and kl_divergence against double-precision scalar references,
 // on rows that end inside a block of log_sum_exp and span several blocks.
+#include "calibrate/logprobs.hpp"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 #include <vector>
-
-#include "calibrate/logprobs.hpp"
 
 namespace ptq {
 namespace {

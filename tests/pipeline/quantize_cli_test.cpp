@@ -97,8 +97,7 @@ struct Interrupted : std::runtime_error {
 };
 
 std::filesystem::path write_output(const Model& model, const Recipe& recipe,
-                                   const CalibrationSet& calib,
-                                   const QuantizedLinears& linears,
+                                   const CalibrationSet& calib, const QuantizedLinears& linears,
                                    const std::filesystem::path& out) {
   write_quantized_model(model.path(), out, recipe, &calib, linears, RunInfo{});
   return out;
