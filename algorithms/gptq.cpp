@@ -304,7 +304,6 @@ std::vector<std::int32_t> group_index(const QuantSpec& spec, const GptqConfig& c
   return g_idx;
 }
 
-// W in T with dead columns zeroed, and the grids fixed up front.
 // Puts W's column order[j] at position j, in place, one cycle of the
 // permutation at a time: no second [out, in] matrix (350 MB at 7B's MLP width).
 template <class T>
@@ -325,6 +324,7 @@ void to_column_order(ColMatrix<T>& W, const std::vector<Eigen::Index>& order) {
   }
 }
 
+// W in T with dead columns zeroed, and the grids fixed up front.
 template <class T>
 ColMatrix<T> prepare_weights(const MatrixRM& W, Plan<T>& plan) {
   const QuantSpec& spec = plan.config.spec;

@@ -62,10 +62,7 @@ double sgemm_peak_gflops(int threads, int repeats) {
 // FLOPs per token of the blocks: 2 x linear weights + 2 x ctx x hidden per
 // block (causal attention: QK^T and PV over ctx/2 keys on average, both counted).
 double block_flops_per_token(const ptq::ModelConfig& c, int ctx) {
-  double weights = 0.0;
-  for (ptq::LinearRole r : ptq::all_linear_roles) {
-    weights += static_cast<double>(ptq::linear_out_features(c, r)) * ptq::linear_in_features(c, r);
-  }
+  const double weights = static_cast<double>(ptq::block_linear_weights(c));
   return c.num_layers * (2.0 * weights + 2.0 * ctx * static_cast<double>(c.hidden_size));
 }
 

@@ -142,13 +142,14 @@ MatrixRM Model::head(const MatrixRM& x, Eigen::Index begin, Eigen::Index count) 
   return out;
 }
 
-BlockSource::BlockSource(const Model& model, std::size_t budget_bytes) : model_(model) {
+bool BlockSource::keeps_resident(const ModelConfig& c, std::size_t budget_bytes) {
+  return static_cast<std::size_t>(block_linear_weights(c)) * sizeof(float) * c.num_layers <=
+         budget_bytes;
+}
+
+BlockSource::BlockSource(const Model& model, std::size_t budget_bytes)
+    : model_(model), resident_(keeps_resident(model.config(), budget_bytes)) {
   const ModelConfig& c = model.config();
-  std::size_t per_block = 0;
-  for (LinearRole r : all_linear_roles) {
-    per_block += static_cast<std::size_t>(linear_out_features(c, r)) * linear_in_features(c, r);
-  }
-  resident_ = per_block * sizeof(float) * c.num_layers <= budget_bytes;
   if (resident_) {
     for (int i = 0; i < c.num_layers; ++i) blocks_.push_back(model.load_block(i));
   }

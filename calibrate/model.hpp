@@ -2,8 +2,8 @@
 // A Llama-family checkpoint opened for a block-by-block float32 forward:
 // embed -> block 0 -> ... -> block n-1 -> final norm -> head. The checkpoint
 // stays memory-mapped; a block's weights are converted to float32 only when
-// load_block() is called. The final norm and the head (the embedding when
-// tied) are converted once at open(), since every forward ends with them.
+// load_block() is called. The final norm is converted at open(); the head (the
+// embedding when tied) once, when logits are first formed.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -63,6 +63,8 @@ class Model {
 class BlockSource {
  public:
   BlockSource(const Model& model, std::size_t budget_bytes);
+  // Whether a model of `config` stays resident under `budget_bytes`.
+  static bool keeps_resident(const ModelConfig& config, std::size_t budget_bytes);
   const BlockWeights& block(int layer);
   bool all_resident() const { return resident_; }
 

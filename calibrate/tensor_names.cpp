@@ -56,4 +56,11 @@ int linear_in_features(const ModelConfig& c, LinearRole role) {
   return 0;
 }
 
+std::int64_t block_linear_weights(const ModelConfig& c) {
+  std::int64_t n = 0;
+  for (LinearRole r : all_linear_roles)
+    n += std::int64_t{linear_out_features(c, r)} * linear_in_features(c, r);
+  return n;
+}
+
 }  // namespace ptq

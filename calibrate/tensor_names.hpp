@@ -76,5 +76,7 @@ std::string linear_module_name(int layer, LinearRole role);
 // Output features of a Linear: [out, in] is its weight's shape.
 int linear_out_features(const ModelConfig& config, LinearRole role);
 int linear_in_features(const ModelConfig& config, LinearRole role);
+// Weights of one block's Linears (out x in summed over the roles).
+std::int64_t block_linear_weights(const ModelConfig& config);
 
 }  // namespace ptq

@@ -65,7 +65,11 @@ void FileWriter::append_file(const std::filesystem::path& from) {
   const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
   if (in < 0) throw input_error(from.string(), "a readable file", std::strerror(errno));
   struct stat st {};
-  ::fstat(in, &st);
+  if (::fstat(in, &st) != 0) {
+    const int err = errno;
+    ::close(in);
+    throw input_error(from.string(), "a readable file", std::strerror(err));
+  }
   auto left = static_cast<std::uint64_t>(st.st_size);
   while (left > 0) {
     const ssize_t n = ::copy_file_range(in, nullptr, fd_, nullptr, left, 0);

@@ -119,7 +119,7 @@ class SafetensorsStreamWriter {
 
   void add(const TensorToWrite& tensor);
   std::uint64_t data_bytes() const { return data_bytes_; }
-  const std::vector<std::string>& names() const { return names_; }
+  std::vector<std::string> names() const;  // of the tensors added, in order
   void finish(const std::filesystem::path& path,
               const std::map<std::string, std::string>& metadata);
 
@@ -127,7 +127,6 @@ class SafetensorsStreamWriter {
   std::filesystem::path data_path_;
   std::unique_ptr<FileWriter> data_;
   std::vector<TensorToWrite> entries_;  // without their bytes
-  std::vector<std::string> names_;
   std::uint64_t data_bytes_ = 0;
 };
 

@@ -88,8 +88,13 @@ void SafetensorsStreamWriter::add(const TensorToWrite& tensor) {
   PTQ_ASSERT(data_ != nullptr && data_size(tensor) == tensor.bytes.size());
   data_->write_all(tensor.bytes.data(), tensor.bytes.size());
   entries_.push_back({tensor.name, tensor.dtype, tensor.shape, {}});
-  names_.push_back(tensor.name);
   data_bytes_ += tensor.bytes.size();
+}
+
+std::vector<std::string> SafetensorsStreamWriter::names() const {
+  std::vector<std::string> names;
+  for (const auto& e : entries_) names.push_back(e.name);
+  return names;
 }
 
 void SafetensorsStreamWriter::finish(const std::filesystem::path& path,

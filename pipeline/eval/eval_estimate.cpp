@@ -6,21 +6,14 @@
 namespace ptq {
 namespace {
 
-double block_bytes(const ModelConfig& c) {
-  double params = 0.0;
-  for (LinearRole r : all_linear_roles)
-    params += double(linear_out_features(c, r)) * linear_in_features(c, r);
-  return params * sizeof(float);
-}
-
 // One model's part: blocks, head, a batch through a block (the MLP's moment:
 // stream, normed input, gate and up; or attention's: stream, normed input,
 // q, k, v and context), the final hidden states, and a window's logits with
 // log-softmax temporaries.
 double model_bytes(const ModelConfig& c, const EvalConfig& e) {
-  const double blocks = block_bytes(c) * c.num_layers <= double(e.resident_budget_bytes)
-                            ? block_bytes(c) * c.num_layers
-                            : block_bytes(c);
+  const double block = double(block_linear_weights(c)) * sizeof(float);
+  const double blocks =
+      BlockSource::keeps_resident(c, e.resident_budget_bytes) ? block * c.num_layers : block;
   const double head = double(c.vocab_size) * c.hidden_size * sizeof(float);
   const double tokens = double(e.batch_windows) * e.ctx;
   const double q = double(c.num_heads) * c.head_dim, kv = double(c.num_kv_heads) * c.head_dim;

@@ -21,14 +21,6 @@ std::vector<std::string> linear_prefixes(const ModelConfig& config) {
   return out;
 }
 
-double linear_weight_count(const ModelConfig& config) {
-  double n = 0;
-  for (const LinearSpec& spec : linear_specs)
-    n += static_cast<double>(linear_out_features(config, spec.role)) *
-         linear_in_features(config, spec.role);
-  return n * config.num_layers;
-}
-
 bool is_linear_tensor(const std::string& hf_name, const std::vector<std::string>& prefixes) {
   if (hf_name.ends_with(".bias")) return false;
   for (const auto& p : prefixes)
@@ -68,7 +60,8 @@ FolderSizes folder_sizes(const std::filesystem::path& dir, OutputFormat format,
       s.total += e.file_size();
     }
   const auto [config, bytes] = linear_storage(dir, format);
-  s.linear_bits_per_weight = 8.0 * static_cast<double>(bytes) / linear_weight_count(config);
+  s.linear_bits_per_weight =
+      8.0 * static_cast<double>(bytes) / (double(block_linear_weights(config)) * config.num_layers);
   if (parameters)
     s.folder_bits_per_parameter =
         8.0 * static_cast<double>(s.total) / static_cast<double>(*parameters);

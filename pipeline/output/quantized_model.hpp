@@ -55,7 +55,6 @@ class QuantizedLinears {
   void add_stored(const std::filesystem::path& file, const LinearReport& report);
 
   std::size_t size() const { return entries_.size(); }
-  bool empty() const { return entries_.empty(); }
   const LinearReport& report(std::size_t i) const { return entries_.at(i).report; }
   // Linear i: the held one, or read from its file (a fresh copy each call).
   std::shared_ptr<const QuantizedLinear> get(std::size_t i) const;

@@ -104,8 +104,7 @@ struct ModelSizes {
 
 ModelSizes model_sizes(const ModelConfig& c, const Checkpoint& ckpt, const QuantSpec& spec) {
   ModelSizes m;
-  for (LinearRole r : all_linear_roles)
-    m.linear_params += double(linear_out_features(c, r)) * linear_in_features(c, r) * c.num_layers;
+  m.linear_params = double(block_linear_weights(c)) * c.num_layers;
   m.groups = spec.granularity == Granularity::Group ? m.linear_params / spec.group_size
                                                     : m.linear_params / c.hidden_size;
   m.checkpoint_bytes = static_cast<double>(ckpt.total_bytes());
