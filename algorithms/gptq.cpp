@@ -83,6 +83,9 @@ GptqHessian prepare_hessian(const Eigen::MatrixXd& H, const GptqConfig& config) 
     throw input_error("prepare_hessian: H", "a square matrix",
                       "[" + std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
   }
+  if (!H.allFinite())
+    throw input_error("GPTQ Hessian (2 X^T X of the Linear's inputs)", "finite values",
+                      "NaN or infinity: the calibration activations overflowed");
   GptqHessian f;
   const Eigen::Index n = H.rows();
   Eigen::VectorXd diag = H.diagonal();

@@ -171,6 +171,7 @@ void linear_accumulate(const MatrixRM& x, const MatrixRM& w, const VectorF& b, M
 }
 
 MatrixRM attention_context(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed, int seq_len) {
+  c.check_sequence_length(seq_len);
   MatrixRM q, k, v;
   linear(normed, w.weight(LinearRole::q), w.bias_of(LinearRole::q), q, Residual::overwrite);
   linear(normed, w.weight(LinearRole::k), w.bias_of(LinearRole::k), k, Residual::overwrite);

@@ -1,5 +1,8 @@
 #include "calibrate/model.hpp"
 
+#include <algorithm>
+#include <cmath>
+#include <span>
 #include <string>
 
 #include "algorithms/parallel_gemm.hpp"
@@ -24,15 +27,28 @@ const TensorView& require_shape(const Checkpoint& ckpt, const std::string& name,
   return t;
 }
 
+// A NaN or infinity in a checkpoint would run to the end, every GPTQ Linear
+// falling back to RTN and the eval printing ppl nan, with exit 0.
+void require_finite(std::span<const float> values, const TensorView& t, std::int64_t first_index) {
+  const auto bad =
+      std::find_if(values.begin(), values.end(), [](float v) { return !std::isfinite(v); });
+  if (bad == values.end()) return;
+  throw input_error(t.file.string() + ": tensor " + t.name + ", element " +
+                        std::to_string(first_index + (bad - values.begin())),
+                    "finite values", std::isnan(*bad) ? "NaN" : "infinity");
+}
+
 MatrixRM to_matrix(const TensorView& t) {
   MatrixRM m(t.shape[0], t.shape[1]);
   convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), m.data(), t.name);
+  require_finite({m.data(), static_cast<std::size_t>(m.size())}, t, 0);
   return m;
 }
 
 VectorF to_vector(const TensorView& t) {
   VectorF v(t.shape[0]);
   convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), v.data(), t.name);
+  require_finite({v.data(), static_cast<std::size_t>(v.size())}, t, 0);
   return v;
 }
 
@@ -124,8 +140,11 @@ MatrixRM Model::embed(std::span<const std::int32_t> ids) const {
                         "an id in [0, " + std::to_string(config_.vocab_size) + ")",
                         std::to_string(ids[t]));
     }
-    convert_to_float(embedding_->dtype, embedding_->bytes.data() + ids[t] * row_bytes, hidden,
-                     x.row(static_cast<Eigen::Index>(t)).data(), embedding_->name);
+    float* row = x.row(static_cast<Eigen::Index>(t)).data();
+    convert_to_float(embedding_->dtype, embedding_->bytes.data() + ids[t] * row_bytes, hidden, row,
+                     embedding_->name);
+    require_finite({row, static_cast<std::size_t>(hidden)}, *embedding_,
+                   std::int64_t{ids[t]} * hidden);
   }
   return x;
 }

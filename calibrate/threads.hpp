@@ -13,8 +13,8 @@
 namespace ptq {
 
 // For its lifetime, TBB uses at most `threads` threads (0 = its default, all
-// cores). Also switches OpenBLAS to one thread (for good: see the policy).
-// Create one in a driver, around the work.
+// cores; InputError when negative). Also switches OpenBLAS to one thread (for good: see the
+// policy). Create one in a driver, around the work.
 class ThreadScope {
  public:
   explicit ThreadScope(int threads);

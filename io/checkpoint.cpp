@@ -39,9 +39,10 @@ fs::path shard_path(const fs::path& index, const std::string& shard) {
     throw input_error(index.string(), "shard names that are plain file names", "\"" + shard + "\"");
   }
   const fs::path path = index.parent_path() / name;
-  if (!fs::is_regular_file(path)) {
+  std::error_code error;  // e.g. a name too long for the file system: not an exception
+  if (!fs::is_regular_file(path, error)) {
     throw input_error(index.string(), "shard \"" + shard + "\" to exist",
-                      "no such file " + path.string());
+                      error ? error.message() : "no such file " + path.string());
   }
   return path;
 }

@@ -137,7 +137,8 @@ void convert_to_float(DType t, const std::byte* src, std::size_t count, float* d
                       std::string_view what) {
   switch (t) {
     case DType::F32:
-      std::memcpy(dst, src, count * sizeof(float));
+      // memcpy's pointers must not be null, and an empty vector's data() may be.
+      if (count > 0) std::memcpy(dst, src, count * sizeof(float));
       return;
     case DType::F16:
     case DType::BF16: {
@@ -151,6 +152,36 @@ void convert_to_float(DType t, const std::byte* src, std::size_t count, float* d
     }
     default:
       throw input_error(std::string(what), "dtype F32, F16 or BF16", std::string(dtype_name(t)));
+  }
+}
+
+namespace {
+
+template <class Bits>
+std::optional<std::size_t> first_all_ones(std::span<const std::byte> bytes, Bits exponent) {
+  const std::size_t n = bytes.size() / sizeof(Bits);
+  for (std::size_t i = 0; i < n; ++i) {
+    Bits v;
+    std::memcpy(&v, bytes.data() + i * sizeof(Bits), sizeof(Bits));
+    if ((v & exponent) == exponent) return i;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::size_t> first_non_finite(DType t, std::span<const std::byte> bytes) {
+  switch (t) {
+    case DType::F64:
+      return first_all_ones<std::uint64_t>(bytes, 0x7FF0000000000000ULL);
+    case DType::F32:
+      return first_all_ones<std::uint32_t>(bytes, 0x7F800000U);
+    case DType::F16:
+      return first_all_ones<std::uint16_t>(bytes, 0x7C00U);
+    case DType::BF16:
+      return first_all_ones<std::uint16_t>(bytes, 0x7F80U);
+    default:
+      return std::nullopt;
   }
 }
 

@@ -24,4 +24,10 @@ std::uint16_t float_to_bf16(float f);  // round to nearest even
 void convert_to_float(DType t, const std::byte* src, std::size_t count, float* dst,
                       std::string_view what);
 
+// The index of the first NaN or infinity in a floating-point buffer (all
+// exponent bits set); nullopt when every value is finite or the type is an
+// integer one. Writers check every output tensor before its file is renamed
+// into place.
+std::optional<std::size_t> first_non_finite(DType t, std::span<const std::byte> bytes);
+
 }  // namespace ptq

@@ -16,6 +16,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "io/dtype.hpp"
 #include "io/error.hpp"
 #include "io/file_writer.hpp"
 #include "io/mapped_file.hpp"
@@ -623,6 +624,21 @@ FileLayout file_layout(std::span<const std::pair<std::string, Value>> metadata,
   return {build_header(metadata, tensors, alignment).size(), alignment};
 }
 
+namespace {
+
+// A float tensor's NaN or infinity is a wrong result, never written (block
+// types' scales are checked where they are quantized, in their reports).
+void require_finite(const TensorTypeInfo& info, const std::string& name,
+                    std::span<const std::byte> data) {
+  const std::optional<DType> dtype = parse_dtype(info.name);
+  if (!dtype) return;
+  if (const auto bad = first_non_finite(*dtype, data))
+    throw input_error("tensor " + name + ", element " + std::to_string(*bad),
+                      "finite values in the output", "NaN or infinity (nothing was written)");
+}
+
+}  // namespace
+
 void write_streamed(const std::filesystem::path& path,
                     std::span<const std::pair<std::string, Value>> metadata,
                     std::span<const TensorSlot> slots, const TensorProducer& produce) {
@@ -641,6 +657,7 @@ void write_streamed(const std::filesystem::path& path,
     const TensorTypeInfo* info = find_tensor_type(t.type);
     PTQ_ASSERT(info != nullptr && tensor_bytes(*info, tensors[i].ne) == t.data.size());
     tensors[i].type = t.type;
+    require_finite(*info, tensors[i].name, t.data);
     out.write_all(t.data.data(), t.data.size());
     out.pad_to(t.data.size(), alignment);
   }

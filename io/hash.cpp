@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "io/error.hpp"
+#include "io/input_file.hpp"
 
 namespace ptq {
 
@@ -22,8 +23,7 @@ std::string Fnv1a64::hex() const {
 
 namespace {
 void hash_file(const std::filesystem::path& path, Fnv1a64& h) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path.string(), "a readable file", "cannot open");
+  std::ifstream in = open_input_file(path, "a readable file");
   std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));

@@ -3,6 +3,8 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <type_traits>
 
 #include "io/error.hpp"
@@ -45,9 +47,21 @@ InputError h5_error(const std::filesystem::path& file, const std::string& object
   return InputError(file.string() + ": " + object + ": " + what);
 }
 
+// What the failed write's system call said (HDF5 leaves errno set), e.g. "No
+// space left on device".
+std::string system_error_text() {
+  return errno != 0 ? std::string(std::strerror(errno)) : "an HDF5 error (disk full?)";
+}
+
 // HDF5 prints its own error stack by default; we report through exceptions.
+// Nor may it close files at exit: after a write failed (disk full), its
+// half-closed file crashes libhdf5's exit handler, turning exit 2 into a
+// segfault. Every file is closed explicitly (commit, destructors) anyway.
 void silence_hdf5() {
-  static const bool done = [] { return H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0; }();
+  static const bool done = [] {
+    H5dont_atexit();
+    return H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr) >= 0;
+  }();
   (void)done;
 }
 
@@ -105,8 +119,9 @@ void H5Writer::write(const std::string& path, std::span<const T> data,
              H5Dclose);
   if (!set.ok())
     throw h5_error(output_.final_path(), path, "cannot create dataset (does it exist already?)");
+  errno = 0;
   if (H5Dwrite(set.get(), native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) < 0)
-    throw h5_error(output_.final_path(), path, "write failed (disk full?)");
+    throw h5_error(output_.final_path(), path, "write failed: " + system_error_text());
 }
 
 std::int64_t H5Writer::open_group(const std::string& path) {
@@ -163,9 +178,11 @@ void H5Writer::set_attribute(const std::string& object, const std::string& name,
 
 void H5Writer::commit() {
   PTQ_ASSERT(file_ >= 0);
+  errno = 0;
   const herr_t closed = H5Fclose(file_);
   file_ = -1;
-  if (closed < 0) throw h5_error(output_.final_path(), "/", "closing the file failed (disk full?)");
+  if (closed < 0)
+    throw h5_error(output_.final_path(), "/", "closing the file failed: " + system_error_text());
   output_.commit();
 }
 

@@ -1,9 +1,12 @@
 #include "io/ids_file.hpp"
 
+#include <algorithm>
 #include <bit>
 #include <fstream>
 
 #include "io/error.hpp"
+#include "io/file_writer.hpp"
+#include "io/input_file.hpp"
 #include "io/output_path.hpp"
 
 namespace ptq {
@@ -11,6 +14,7 @@ namespace ptq {
 static_assert(std::endian::native == std::endian::little, ".ids files are little-endian int32");
 
 std::vector<std::int32_t> read_ids(const std::filesystem::path& path) {
+  std::ifstream in = open_input_file(path, "a readable .ids file");
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) throw input_error(path.string(), "a readable .ids file", ec.message());
@@ -19,22 +23,28 @@ std::vector<std::int32_t> read_ids(const std::filesystem::path& path) {
                       std::to_string(size) + " bytes");
   }
   std::vector<std::int32_t> ids(size / sizeof(std::int32_t));
-  std::ifstream in(path, std::ios::binary);
   if (!in.read(reinterpret_cast<char*>(ids.data()), static_cast<std::streamsize>(size))) {
     throw input_error(path.string(), std::to_string(size) + " readable bytes", "a read error");
   }
   return ids;
 }
 
+std::vector<std::int32_t> read_ids(const std::filesystem::path& path, std::int32_t vocab_size) {
+  std::vector<std::int32_t> ids = read_ids(path);
+  const auto bad = std::find_if(ids.begin(), ids.end(),
+                                [&](std::int32_t id) { return id < 0 || id >= vocab_size; });
+  if (bad != ids.end())
+    throw input_error(path.string() + ": token " + std::to_string(bad - ids.begin()),
+                      "an id in [0, " + std::to_string(vocab_size) + ") (the model's vocab_size)",
+                      std::to_string(*bad));
+  return ids;
+}
+
 void write_ids(const std::filesystem::path& path, std::span<const std::int32_t> ids) {
   OutputFile file(path, "");
-  {
-    std::ofstream out(file.temp_path(), std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(ids.data()),
-              static_cast<std::streamsize>(ids.size_bytes()));
-    out.close();
-    if (!out) throw input_error(path.string(), "a writable location", "a write error");
-  }
+  FileWriter out(file.temp_path());
+  out.write_all(ids.data(), ids.size_bytes());
+  out.sync_and_close();
   file.commit();
 }
 

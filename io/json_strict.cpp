@@ -1,25 +1,34 @@
 #include "io/json_strict.hpp"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <vector>
 
 #include "io/error.hpp"
+#include "io/text_file.hpp"
 
 namespace ptq {
 
-nlohmann::ordered_json parse_json_strict(std::string_view text, const std::string& where) {
-  using json = nlohmann::ordered_json;
+namespace {
+
+// Far deeper than any file ptq reads; copying or dumping a value recurses once
+// per level, so a hostile file nested a million deep would overflow the stack.
+constexpr int kMaxDepth = 128;
+
+template <class json>
+json parse_strict(std::string_view text, const std::string& where) {
   // One set of seen keys per open object, innermost last.
   std::vector<std::set<std::string>> open_objects;
-  auto check_keys = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+  auto check_keys = [&](int depth, typename json::parse_event_t event, json& parsed) {
+    if (depth > kMaxDepth) {
+      throw input_error(where, "JSON nested at most " + std::to_string(kMaxDepth) + " deep",
+                        "deeper nesting");
+    }
     if (event == json::parse_event_t::object_start) {
       open_objects.emplace_back();
     } else if (event == json::parse_event_t::object_end) {
       open_objects.pop_back();
     } else if (event == json::parse_event_t::key) {
-      const auto& key = parsed.get_ref<const std::string&>();
+      const auto& key = parsed.template get_ref<const std::string&>();
       if (!open_objects.back().insert(key).second) {
         throw input_error(where, "unique object keys", "key \"" + key + "\" twice");
       }
@@ -28,17 +37,23 @@ nlohmann::ordered_json parse_json_strict(std::string_view text, const std::strin
   };
   try {
     return json::parse(text.begin(), text.end(), check_keys);
-  } catch (const json::exception& e) {
+  } catch (const typename json::exception& e) {
     throw input_error(where, "valid JSON", std::string("a syntax error (") + e.what() + ")");
   }
 }
 
+}  // namespace
+
+nlohmann::ordered_json parse_json_strict(std::string_view text, const std::string& where) {
+  return parse_strict<nlohmann::ordered_json>(text, where);
+}
+
+nlohmann::json parse_json_strict_sorted(std::string_view text, const std::string& where) {
+  return parse_strict<nlohmann::json>(text, where);
+}
+
 nlohmann::ordered_json read_json_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path, "a readable JSON file", "a file that cannot be opened");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse_json_strict(text.str(), path);
+  return parse_json_strict(read_text_file(path), path);
 }
 
 std::string json_type_name(const nlohmann::ordered_json& value) {

@@ -1,6 +1,7 @@
 #pragma once
-// JSON parsing for untrusted files: syntax errors and duplicate object keys
-// (which nlohmann would silently resolve by keeping the last) become InputError.
+// JSON parsing for untrusted files: syntax errors, duplicate object keys
+// (which nlohmann would silently resolve by keeping the last) and nesting
+// deeper than 128 (which copies and dumps would recurse through) become InputError.
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
@@ -10,6 +11,11 @@ namespace ptq {
 // Parses `text`, keeping object keys in file order. `where` names the source
 // (a file path) in error messages.
 nlohmann::ordered_json parse_json_strict(std::string_view text, const std::string& where);
+
+// The same into nlohmann::json (std::map, keys sorted): for large objects such
+// as a tokenizer's vocabulary, where ordered_json's linear key search on each
+// insertion would be quadratic.
+nlohmann::json parse_json_strict_sorted(std::string_view text, const std::string& where);
 
 // Reads a whole (small) file and parses it with parse_json_strict.
 nlohmann::ordered_json read_json_file(const std::string& path);

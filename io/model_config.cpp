@@ -3,6 +3,7 @@
 // live in one table.
 #include "io/model_config.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <limits>
@@ -159,6 +160,50 @@ std::vector<int> parse_eos(const Fields& f) {
   return ids;
 }
 
+// Fields that change the forward's arithmetic and the values ptq implements:
+// any other value is refused, never ignored (ignoring one gives wrong logits
+// with exit 0).
+struct ImplementedValues {
+  const char* key;
+  std::array<const char*, 2> values;  // as JSON text; nullptr pads
+};
+constexpr std::array<ImplementedValues, 6> kImplemented{{
+    {"hidden_act", {"\"silu\"", "\"swish\""}},
+    {"use_sliding_window", {"false", nullptr}},
+    {"attn_logit_softcapping", {"null", nullptr}},
+    {"final_logit_softcapping", {"null", nullptr}},
+    {"partial_rotary_factor", {"1", "1.0"}},
+    {"use_qk_norm", {"false", nullptr}},
+}};
+
+void refuse_unimplemented(const json& root, const Fields& f) {
+  for (const auto& [key, values] : kImplemented) {
+    const auto it = root.find(key);
+    if (it == root.end()) continue;
+    const std::string text = it->dump();
+    bool ok = false;
+    std::string list;
+    for (const char* v : values) {
+      if (v == nullptr) continue;
+      ok |= text == v;
+      list += (list.empty() ? "" : " or ") + std::string(v);
+    }
+    if (!ok)
+      throw input_error(f.where(key), list + " (what ptq's forward implements)",
+                        describe_json(*it));
+  }
+  // layer_types (transformers >= 4.53): every layer must be full attention.
+  if (const json* types = f.find("layer_types")) {
+    const bool all_full =
+        types->is_array() && std::all_of(types->begin(), types->end(), [](const json& t) {
+          return t.is_string() && t.get<std::string>() == "full_attention";
+        });
+    if (!all_full)
+      throw input_error(f.where("layer_types"), "\"full_attention\" for every layer",
+                        describe_json(*types));
+  }
+}
+
 }  // namespace
 
 std::string_view architecture_name(Architecture a) {
@@ -213,8 +258,21 @@ ModelConfig load_model_config(const fs::path& path) {
   c.qk_norm = arch.qk_norm;
   c.bos_token_id = f.optional_int("bos_token_id").value_or(-1);
   c.eos_token_ids = parse_eos(f);
+  refuse_unimplemented(root, f);
+  // Qwen2/3 give sliding_window with use_sliding_window false (refused when true).
+  if (arch.arch == Architecture::Mistral)
+    c.sliding_window = f.optional_int("sliding_window").value_or(0);
   c.validate(file);
   return c;
+}
+
+void ModelConfig::check_sequence_length(std::int64_t seq_len) const {
+  if (sliding_window > 0 && seq_len > sliding_window)
+    throw input_error(model_type + " config.json: sliding_window",
+                      "sequences of at most " + std::to_string(sliding_window) +
+                          " tokens (ptq attends to every earlier position, which equals the "
+                          "sliding window only within it)",
+                      "a sequence of " + std::to_string(seq_len) + " tokens");
 }
 
 void ModelConfig::validate(const fs::path& source) const {

@@ -1,5 +1,6 @@
 #pragma once
 // config.json of the Llama family: Llama, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norms).
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -41,11 +42,18 @@ struct ModelConfig {
   bool attention_bias = false;  // q/k/v biases (Qwen2; Llama's attention_bias)
   bool mlp_bias = false;
   bool qk_norm = false;         // Qwen3: RMSNorm over head_dim on q and k
+  // Mistral's sliding-window attention: the forward attends to every earlier
+  // position, which is the same only for sequences this long or shorter
+  // (0 = no window). Longer sequences are refused (check_sequence_length).
+  int sliding_window = 0;
   std::vector<int> eos_token_ids;
   int bos_token_id = -1;
 
   // Throws InputError if sizes are inconsistent (e.g. heads not dividing kv heads).
   void validate(const std::filesystem::path& source) const;
+  // InputError when the forward cannot compute `seq_len` tokens exactly (a
+  // sequence longer than the sliding window).
+  void check_sequence_length(std::int64_t seq_len) const;
 };
 
 // Reads <dir>/config.json (or the given .json file).

@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "io/error.hpp"
+#include "io/input_file.hpp"
 
 namespace ptq {
 
@@ -27,16 +28,6 @@ std::string shown(const std::string& what, const fs::path& path) {
 std::string expected_final(OutputKind kind) {
   return kind == OutputKind::file ? "a regular file or a new path"
                                   : "a new path or an empty folder";
-}
-
-std::string type_name(mode_t mode) {
-  if (S_ISREG(mode)) return "a regular file";
-  if (S_ISDIR(mode)) return "a folder";
-  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
-  if (S_ISSOCK(mode)) return "a socket";
-  if (S_ISCHR(mode)) return "a character device";
-  if (S_ISBLK(mode)) return "a block device";
-  return "a special file";
 }
 
 // Names the target, so the user sees which file ptq refused to write through.
@@ -66,7 +57,7 @@ bool check_final(const fs::path& path, OutputKind kind, const std::string& what)
     if (fs::is_empty(path, ec)) return true;
     throw input_error(where, expected_final(kind), ec ? ec.message() : "a non-empty folder");
   }
-  throw input_error(where, expected_final(kind), type_name(st.st_mode));
+  throw input_error(where, expected_final(kind), file_type_name(st.st_mode));
 }
 
 // The parent is followed like any path (a symlinked parent folder is fine);
@@ -84,7 +75,7 @@ void check_parent(const fs::path& path, const std::string& what) {
   }
   if (!S_ISDIR(st.st_mode)) {
     throw input_error(where, "an existing parent folder",
-                      parent.string() + " (" + type_name(st.st_mode) + ")");
+                      parent.string() + " (" + file_type_name(st.st_mode) + ")");
   }
   if (::access(parent.c_str(), W_OK | X_OK) != 0) {
     throw input_error(where, "a writable parent folder",

@@ -75,14 +75,17 @@ std::vector<std::int64_t> parse_shape(const json& value, DType dtype, const std:
     throw input_error(where + " shape", "an array of integers", describe_json(value));
   std::vector<std::int64_t> shape;
   std::uint64_t count = dtype_size(dtype);
+  std::int64_t elements = 1;  // numel()'s product, in its order: [2^62, 2, 0] overflows it
   for (const auto& dim : value) {
     if (!dim.is_number_unsigned()) {
       throw input_error(where + " shape", "non-negative integer dimensions", describe_json(dim));
     }
     const auto d = dim.get<std::uint64_t>();
     if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
-        __builtin_mul_overflow(count, d, &count)) {
-      throw input_error(where + " shape", "a byte size that fits in 64 bits", describe_json(value));
+        __builtin_mul_overflow(count, d, &count) ||
+        __builtin_mul_overflow(elements, static_cast<std::int64_t>(d), &elements)) {
+      throw input_error(where + " shape", "an element count and byte size that fit in 64 bits",
+                        describe_json(value));
     }
     shape.push_back(static_cast<std::int64_t>(d));
   }
@@ -151,7 +154,7 @@ void check_no_overlap(const std::vector<TensorView>& tensors, const std::filesys
 
 std::int64_t TensorView::numel() const {
   std::int64_t n = 1;
-  for (auto d : shape) n *= d;  // cannot overflow: validated against the file size
+  for (auto d : shape) n *= d;  // cannot overflow: parse_shape checked this product
   return n;
 }
 

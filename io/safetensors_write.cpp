@@ -30,6 +30,13 @@ std::uint64_t data_size(const TensorToWrite& t) {
   return bytes;
 }
 
+// A NaN or infinity in an output is a wrong result, never written.
+void require_finite(const TensorToWrite& t) {
+  if (const auto bad = first_non_finite(t.dtype, t.bytes))
+    throw input_error("tensor " + t.name + ", element " + std::to_string(*bad),
+                      "finite values in the output", "NaN or infinity (nothing was written)");
+}
+
 // The header of `tensors` (their bytes are not read).
 std::string build_header(std::span<const TensorToWrite> tensors,
                          const std::map<std::string, std::string>& metadata) {
@@ -69,7 +76,10 @@ void write_file(const std::filesystem::path& path, std::span<const TensorToWrite
 
 void write_safetensors(const std::filesystem::path& path, std::span<const TensorToWrite> tensors,
                        const std::map<std::string, std::string>& metadata) {
-  for (const auto& t : tensors) PTQ_ASSERT(data_size(t) == t.bytes.size());
+  for (const auto& t : tensors) {
+    PTQ_ASSERT(data_size(t) == t.bytes.size());
+    require_finite(t);
+  }
   write_file(path, tensors, metadata, [&](FileWriter& out) {
     for (const auto& t : tensors) out.write_all(t.bytes.data(), t.bytes.size());
   });
@@ -86,6 +96,7 @@ SafetensorsStreamWriter::~SafetensorsStreamWriter() {
 
 void SafetensorsStreamWriter::add(const TensorToWrite& tensor) {
   PTQ_ASSERT(data_ != nullptr && data_size(tensor) == tensor.bytes.size());
+  require_finite(tensor);
   data_->write_all(tensor.bytes.data(), tensor.bytes.size());
   entries_.push_back({tensor.name, tensor.dtype, tensor.shape, {}});
   data_bytes_ += tensor.bytes.size();

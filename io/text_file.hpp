@@ -16,4 +16,9 @@ void write_text_atomic(const std::filesystem::path& path, std::string_view text)
 // The whole file's bytes; InputError naming the file when it cannot be opened.
 std::string read_text_file(const std::filesystem::path& path);
 
+// The same, checked to be text: valid UTF-8 without NUL bytes. InputError
+// naming the file, line and byte offset of the first bad byte (binary data or
+// another encoding given as text), never blamed on the tokenizer later.
+std::string read_utf8_text_file(const std::filesystem::path& path);
+
 }  // namespace ptq

@@ -1,12 +1,13 @@
 // Loading tokenizers: tokenizer.json (+ tokenizer_config.json) and GPT-2 style
 // vocab.json + merges.txt. Each section of tokenizer.json maps to a part of
 // Tokenizer::Impl; anything we do not implement is an InputError naming it.
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "io/error.hpp"
+#include "io/json_strict.hpp"
 #include "io/pretokenize.hpp"
+#include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
 #include "io/tokenizer_impl.hpp"
 #include "io/unicode.hpp"
@@ -17,20 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path.string(), "a readable file", "none");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 json parse_json(const fs::path& path) {
-  try {
-    return json::parse(read_text(path));
-  } catch (const json::parse_error& e) {
-    throw input_error(path.string(), "valid JSON", std::string("a parse error: ") + e.what());
-  }
+  return parse_json_strict_sorted(read_text_file(path), path.string());
 }
 
 std::string type_of(const json& j) {
@@ -74,7 +63,9 @@ std::pair<std::string, std::string> parse_merge(const json& m, const Vocab& voca
     }
   }
   if (splits.size() == 1) return splits[0];
-  throw input_error(where, "a merge \"left right\" or [left, right]", m.dump());
+  // A merges.txt line is not checked UTF-8, which dump() throws on unless told to replace.
+  throw input_error(where, "a merge \"left right\" or [left, right]",
+                    m.dump(-1, ' ', false, json::error_handler_t::replace));
 }
 
 std::vector<AddedToken> parse_added(const json& j, const std::string& where) {
@@ -261,7 +252,7 @@ std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
 Tokenizer::Impl load_merges_txt(const fs::path& vocab_json, const fs::path& merges_txt) {
   auto vocab = parse_vocab(parse_json(vocab_json), vocab_json.string());
   std::vector<std::pair<std::string, std::string>> merges;
-  std::istringstream lines(read_text(merges_txt));
+  std::istringstream lines(read_text_file(merges_txt));
   std::string line;
   for (int number = 1; std::getline(lines, line); ++number) {
     if (line.empty() || (number == 1 && line.starts_with("#version"))) continue;
@@ -283,6 +274,15 @@ void AddedTokenIndex::add(std::string pattern, std::size_t token) {
 }
 
 void Tokenizer::Impl::finish() {
+  // An added id sizes id_to_token: one far past the vocabulary (2^31 - 1) would
+  // allocate gigabytes, so ids run to the vocabulary's and the added tokens' count.
+  const std::int64_t most = std::int64_t{bpe.id_limit()} + static_cast<std::int64_t>(added.size());
+  for (const auto& a : added) {
+    if (a.id < 0 || a.id >= most)
+      throw input_error(source + ": added token '" + a.content + "'",
+                        "an id in [0, " + std::to_string(most) + ") (vocabulary and added tokens)",
+                        std::to_string(a.id));
+  }
   std::int32_t limit = bpe.id_limit();
   for (const auto& a : added) limit = std::max(limit, a.id + 1);
   id_to_token.assign(static_cast<std::size_t>(limit), "");
@@ -291,9 +291,6 @@ void Tokenizer::Impl::finish() {
   while (!id_to_token.empty() && id_to_token.back().empty()) id_to_token.pop_back();
   for (std::size_t i = 0; i < added.size(); ++i) {
     const auto& a = added[i];
-    if (a.id < 0)
-      throw input_error(source + ": added token '" + a.content + "'", "a non-negative id",
-                        std::to_string(a.id));
     if (static_cast<std::size_t>(a.id) >= id_to_token.size())
       id_to_token.resize(static_cast<std::size_t>(a.id) + 1);
     auto& slot = id_to_token[static_cast<std::size_t>(a.id)];

@@ -9,6 +9,7 @@
 #include "io/error.hpp"
 #include "io/hash.hpp"
 #include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/recipe/yaml_strict.hpp"
 
 namespace ptq {
 namespace {
@@ -82,6 +83,7 @@ Recipe job_recipe(const Named& recipe, const std::string& format, const std::vec
   r.apply_implied_defaults();
   if (r.sources.empty() && r.needs_calibration()) r.sources = calib;
   r.validate();
+  check_given_keys_apply(r);
   if (r.needs_calibration() && r.sources.empty())
     throw input_error(where, "calibration data (the recipe's sources or the batch's calib:)", "none");
   return r;
@@ -119,12 +121,7 @@ std::optional<ReportConfig> report_section(const YAML::Node& n, const std::files
 }  // namespace
 
 BatchPlan load_batch_plan(const std::filesystem::path& jobs_file) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(jobs_file.string());
-  } catch (const YAML::Exception& e) {
-    throw input_error(jobs_file.string(), "a readable YAML file", e.what());
-  }
+  const YAML::Node root = load_yaml_file(jobs_file);
   BatchPlan plan{.jobs_file = jobs_file, .jobs = {}, .threads = 0, .report = {}};
   try {
     const auto models = entries(root, "models", jobs_file, "path");

@@ -6,6 +6,10 @@ void add_calib_flags(CLI::App& cmd, CalibFlags& f) {
   cmd.add_option("--calib", f.calib, "Calibration source NAME=PATH[:WEIGHT] (text, folder, .jsonl or .ids)");
   cmd.add_option("--calib-ids", f.calib_ids, "Shorthand for one .ids calibration source")->check(CLI::ExistingFile);
   cmd.add_option("--field", f.field, "Text field of .jsonl calibration sources");
+  cmd.add_flag("--record-calibration-windows", f.record_windows,
+               "Store the calibration windows' token ids and the sources' full paths in the "
+               "output (default: each window's hash and the file names; the output is shared, "
+               "the windows are the calibration text)");
   add_recipe_flags(cmd, f.config, KeySet::calibration);
 }
 

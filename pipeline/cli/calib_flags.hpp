@@ -1,7 +1,7 @@
 #pragma once
 // The calibration-data flags shared by `ptq quantize` and `ptq calibrate`:
-// --calib, --calib-ids, --field, and the recipe's calibration.* keys
-// (--samples, --seqlen, --seed).
+// --calib, --calib-ids, --field, --record-calibration-windows and the recipe's
+// calibration.* keys (--samples, --seqlen, --seed).
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
@@ -9,6 +9,7 @@
 
 #include "pipeline/cli/recipe_flags.hpp"
 #include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/recipe/provenance.hpp"
 
 namespace ptq::cli {
 
@@ -16,6 +17,12 @@ struct CalibFlags {
   std::vector<std::string> calib;
   std::string calib_ids, field = "text";
   RecipeFlags config;  // the calibration.* recipe keys
+  bool record_windows = false;
+
+  // What the output keeps of the windows: hashes unless asked for the tokens.
+  WindowRecord window_record() const {
+    return record_windows ? WindowRecord::token_ids : WindowRecord::hashes;
+  }
 };
 
 void add_calib_flags(CLI::App& cmd, CalibFlags& flags);

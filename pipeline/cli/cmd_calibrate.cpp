@@ -36,7 +36,8 @@ void run(const CalibrateFlags& f, const CLI::App& cmd) {
   const CalibrationSet calibration = load_calibration(f.model, sources, config);
   std::fprintf(stderr, "calibration: %zu windows of %d tokens\n", calibration.windows.size(), config.seqlen);
   const QuantizeProgress progress{[](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
-  collect_calibration_stats(model, calibration, f.batch_windows, f.out, progress);
+  collect_calibration_stats(model, calibration, f.batch_windows, f.out, progress,
+                            f.calib.window_record());
   std::fprintf(stderr, "wrote %s\n", f.out.c_str());
 }
 

@@ -48,9 +48,9 @@ std::filesystem::path tokenizer_folder(const EvalOptions& o) {
   return o.reference;
 }
 
-std::vector<std::int32_t> eval_tokens(const EvalOptions& o) {
-  if (!o.ids_file.empty()) return read_ids(o.ids_file);
-  return Tokenizer::load(tokenizer_folder(o)).encode(read_text_file(o.text_file));
+std::vector<std::int32_t> eval_tokens(const EvalOptions& o, std::int32_t vocab_size) {
+  if (!o.ids_file.empty()) return read_ids(o.ids_file, vocab_size);
+  return Tokenizer::load(tokenizer_folder(o)).encode(read_utf8_text_file(o.text_file));
 }
 
 void print_task(const TaskResult& r) {
@@ -104,7 +104,8 @@ nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model,
   if (!o.text_file.empty()) {
     const std::optional<std::int32_t> bos =
         r.bos_replaced ? std::optional(model.config().bos_token_id) : std::nullopt;
-    const auto differs = first_token_difference(base, eval_tokens(o), bos);
+    const auto differs =
+        first_token_difference(base, eval_tokens(o, model.config().vocab_size), bos);
     if (differs) {
       std::printf("tokens differ from ptq's tokenizer at %zu\n", *differs);
     } else {
@@ -120,7 +121,7 @@ nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model,
 // row-major, for comparisons with other loaders of the same folder; with the
 // model's simulated int8 activations (W8A8) when it has them.
 void dump_logits(const EvalOptions& o, const Model& model, const LinearInputTransform* transform) {
-  const std::vector<std::int32_t> ids = eval_tokens(o);
+  const std::vector<std::int32_t> ids = eval_tokens(o, model.config().vocab_size);
   const MatrixRM l = logits(model, ids, static_cast<int>(ids.size()),
                             ForwardOptions{nullptr, transform, std::nullopt});
   write_text_atomic(o.dump_logits, std::string_view(reinterpret_cast<const char*>(l.data()),
@@ -166,7 +167,7 @@ void run_eval(const EvalOptions& o) {
   if (!o.reference.empty()) reference.emplace(open_model(o.reference));
   nlohmann::json j = nlohmann::json::object();
   if (perplexity) {
-    const std::vector<std::int32_t> ids = eval_tokens(o);
+    const std::vector<std::int32_t> ids = eval_tokens(o, model.config().vocab_size);
     ProgressReporter progress("eval");
     const EvalResult r = evaluate(model, ids, config, reference ? &*reference : nullptr,
                                   [&](int done, int total) { progress.update(done, total); });

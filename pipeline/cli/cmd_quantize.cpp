@@ -36,6 +36,7 @@ Recipe build_recipe(const QuantizeFlags& f, const CLI::App& cmd) {
   if (f.recipe.empty() && !given("--method"))
     throw input_error("ptq quantize", "--recipe FILE or --method " + method_names(), "neither");
   r.validate();
+  check_given_keys_apply(r);
   if (given("--stats")) {
     if (given("--calib") || given("--calib-ids"))
       throw input_error("--stats", "cached statistics or --calib/--calib-ids, not both", "both");
@@ -105,6 +106,7 @@ void add_quantize(CLI::App& app) {
                     .load_scales = f.load_scales,
                     .stats = f.stats,
                     .mix = {}};
+    job.output.calibration_windows = f.calib.window_record();
     for (const auto& spec : f.mix) job.mix.push_back(parse_mix_spec(spec));
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();

@@ -51,6 +51,7 @@ void add_sweep(CLI::App& app) {
     c.recipe.apply_implied_defaults();
     c.recipe.sources = c.sources;
     c.recipe.validate();
+    check_given_keys_apply(c.recipe);
     const ThreadScope threads(c.threads);
     run_sweep(c, f->out, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
     std::printf("sweep -> %s/report/report.html\n", f->out.c_str());

@@ -1,12 +1,11 @@
 // ptq tokenize: a whole text file as one string -> raw little-endian int32 ids,
 // no BOS, no special tokens added (the evaluation protocol's step 1).
-#include <fstream>
-#include <sstream>
 #include <string>
 
 #include "io/error.hpp"
 #include "io/ids_file.hpp"
 #include "io/output_path.hpp"
+#include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
 
@@ -19,18 +18,10 @@ struct TokenizeOptions {
   std::string out;
 };
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path, "a readable text file", "none");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 void run_tokenize(const TokenizeOptions& o) {
   check_output_path(o.out, OutputKind::file, "--out");
   const auto tokenizer = Tokenizer::load(o.model);
-  const auto ids = tokenizer.encode(read_text_file(o.text));
+  const auto ids = tokenizer.encode(read_utf8_text_file(o.text));
   write_ids(o.out, ids);
 }
 

@@ -40,6 +40,7 @@ void apply_recipe_flags(const RecipeFlags& flags, const CLI::App& cmd, Recipe& r
       case FlagKind::none:
         break;
     }
+    recipe.given_keys.emplace_back(key.path, flag);
   }
 }
 

@@ -42,6 +42,10 @@ void score_window(const MatrixRM& logits, const MatrixRM* ref_logits,
     }
   });
   for (int p = 0; p < positions; ++p) {
+    if (!std::isfinite(nll[p]))
+      throw input_error("eval: token " + std::to_string(totals.predicted + p + 1) + " of the text",
+                        "a finite log-probability",
+                        "NaN or infinity (the forward overflowed: non-finite logits)");
     totals.nll += nll[p];
     totals.kl += kl[p];
     totals.agree += agree[p];

@@ -7,7 +7,9 @@
 #include <string_view>
 
 #include "io/error.hpp"
+#include "io/input_file.hpp"
 #include "io/json_strict.hpp"
+#include "io/text_file.hpp"
 #include "pipeline/eval/tasks.hpp"
 
 namespace ptq {
@@ -16,14 +18,6 @@ namespace {
 // llama.cpp's HellaSwag layout: context, gold index, then this many endings.
 constexpr int hellaswag_endings = 4;
 constexpr int hellaswag_lines_per_item = 2 + hellaswag_endings;
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path.string(), "a readable task file", "a file that cannot be opened");
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Splits on '\n', dropping one trailing '\r' per line; a final newline does not
 // start another line.
@@ -143,8 +137,7 @@ TaskFormat detect_task_format(const std::filesystem::path& path) {
   const std::string ext = path.extension().string();
   if (ext == ".jsonl" || ext == ".json") return TaskFormat::jsonl;
   if (ext == ".txt") return TaskFormat::hellaswag_text;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path.string(), "a readable task file", "a file that cannot be opened");
+  std::ifstream in = open_input_file(path, "a readable task file");
   char c = 0;
   while (in.get(c) && std::isspace(static_cast<unsigned char>(c))) {
   }
@@ -154,7 +147,7 @@ TaskFormat detect_task_format(const std::filesystem::path& path) {
 Task load_task(const std::filesystem::path& path, int limit) {
   if (limit < 0) throw input_error("--limit", ">= 0", std::to_string(limit));
   const TaskFormat format = detect_task_format(path);
-  const std::string text = read_file(path);
+  const std::string text = read_utf8_text_file(path);
   const std::vector<std::string_view> lines = split_lines(text);
   Task task{path.stem().string(), {}};
   task.items = format == TaskFormat::jsonl ? parse_jsonl(path, lines, limit)

@@ -111,9 +111,11 @@ std::optional<QuantSpec> read_awq_quantization_config(const nlohmann::json& conf
 QuantizedMatrix read_awq_linear(const Checkpoint& packed, const std::string& base,
                                 const QuantSpec& spec, const std::string& where) {
   const TensorView& q = packed.require(base + ".qweight");
-  if (q.shape.size() != 2)
-    throw input_error(where + ".qweight", "int32 [in, out / 8]",
-                      std::to_string(q.shape.size()) + "-D");
+  // Not empty: an empty tensor's other dimension is unbounded, and multiplied below.
+  if (q.shape.size() != 2 || q.numel() == 0)
+    throw input_error(
+        where + ".qweight", "int32 [in, out / 8], not empty",
+        std::to_string(q.shape.size()) + "-D, " + std::to_string(q.numel()) + " values");
   AwqLinear l;
   l.in = q.shape[0];
   l.out = q.shape[1] * kPerWord;

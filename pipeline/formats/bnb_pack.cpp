@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "io/error.hpp"
+#include "io/json_strict.hpp"
 #include "pipeline/formats/packed_checkpoint.hpp"
 
 namespace ptq {
@@ -154,6 +155,10 @@ void read_quant_state(const nlohmann::json& j, BnbLinear& l, bool nested,
     throw input_error(where + " shape", "[out, in], both positive", shape.dump());
   l.out = shape[0].get<std::int64_t>();
   l.in = shape[1].get<std::int64_t>();
+  // Below 2^62, so that block counts round up without overflowing.
+  if (std::int64_t weights = 0;
+      __builtin_mul_overflow(l.out, l.in, &weights) || weights > (std::int64_t{1} << 62))
+    throw input_error(where + " shape", "out x in below 2^62", shape.dump());
   if (!key("blocksize").is_number_integer())
     throw input_error(where + " blocksize", "an integer", key("blocksize").dump());
   l.blocksize = key("blocksize").get<int>();
@@ -178,9 +183,11 @@ BnbLinear read_bnb_linear(const Checkpoint& packed, const std::string& base,
   const std::string w = base + ".weight";
   const auto state =
       packed_values<std::uint8_t>(packed, w + ".quant_state.bitsandbytes__nf4", DType::U8);
-  const nlohmann::json j = nlohmann::json::parse(state.begin(), state.end(), nullptr, false);
+  // Strict: a quant state nested deep enough would overflow the stack in dump().
+  const nlohmann::json j = parse_json_strict_sorted(
+      {reinterpret_cast<const char*>(state.data()), state.size()}, where + ".weight.quant_state");
   if (!j.is_object())
-    throw input_error(where + ".weight.quant_state", "a JSON object", "unreadable bytes");
+    throw input_error(where + ".weight.quant_state", "a JSON object", "another JSON value");
   BnbLinear l;
   const bool nested = packed.find(w + ".nested_absmax") != nullptr;
   read_quant_state(j, l, nested, where + ".weight.quant_state");

@@ -73,6 +73,8 @@ GgmlBlocks unpack(GgmlGrid grid, std::int64_t rows, std::int64_t cols,
                                  std::to_string(info.block_size),
                       std::to_string(cols));
   }
+  if (std::int64_t weights = 0; __builtin_mul_overflow(rows, cols, &weights))
+    throw input_error(where, "rows x cols that fit in 64 bits", "more");
   const std::size_t expected = packed_size(grid, rows, cols);
   if (bytes.size() != expected) {
     throw input_error(where, std::to_string(expected) + " bytes", std::to_string(bytes.size()));

@@ -3,13 +3,12 @@
 // SpecialVocab), from the vocabulary ptq's tokenizer loader reads.
 #include <algorithm>
 #include <array>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 
 #include "io/error.hpp"
 #include "io/json_strict.hpp"
+#include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/formats/gguf_model.hpp"
 
@@ -245,8 +244,7 @@ std::optional<std::string> chat_template(const fs::path& model_dir, const Json& 
   }
   const fs::path jinja = model_dir / "chat_template.jinja";
   if (!fs::exists(jinja)) return std::nullopt;
-  std::ifstream in(jinja, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
+  return read_text_file(jinja);
 }
 
 }  // namespace

@@ -44,11 +44,11 @@ void check_gguf_types(const GgufTypeMap& types, std::span<const GgufTensorPlan> 
     ++typed;
   }
   if (typed != types.size())
-    for (const auto& [name, type] : types)
+    for (const auto& entry : types)  // not a structured binding: clang 14 cannot capture one
       if (std::none_of(plan.begin(), plan.end(), [&](const GgufTensorPlan& p) {
-            return p.gguf_name == name && p.storage == GgufStorage::weight;
+            return p.gguf_name == entry.first && p.storage == GgufStorage::weight;
           }))
-        throw input_error(where, "only the model's weight tensors", name);
+        throw input_error(where, "only the model's weight tensors", entry.first);
 }
 
 std::uint32_t gguf_mix_file_type(const GgufTypeMap& types, std::span<const GgufTensorPlan> plan) {

@@ -156,9 +156,11 @@ std::optional<GptqCheckpointGrid> read_gptq_quantization_config(const nlohmann::
 QuantizedMatrix read_gptq_linear(const Checkpoint& packed, const std::string& base,
                                  const GptqCheckpointGrid& grid, const std::string& where) {
   const TensorView& q = packed.require(base + ".qweight");
-  if (q.shape.size() != 2 || (q.shape[0] * kWordBits) % grid.spec.bits != 0)
-    throw input_error(where + ".qweight", "int32 [in * bits / 32, out]",
-                      std::to_string(q.shape.size()) + "-D");
+  // Not empty: an empty tensor's other dimension is unbounded, and multiplied below.
+  if (q.shape.size() != 2 || q.numel() == 0 || (q.shape[0] * kWordBits) % grid.spec.bits != 0)
+    throw input_error(
+        where + ".qweight", "int32 [in * bits / 32, out], not empty",
+        std::to_string(q.shape.size()) + "-D, " + std::to_string(q.numel()) + " values");
   GptqLinear l;
   l.bits = grid.spec.bits;
   l.out = q.shape[1];

@@ -1,5 +1,6 @@
 #include "pipeline/formats/packed_checkpoint.hpp"
 
+#include <climits>
 #include <cmath>
 #include <set>
 
@@ -47,7 +48,9 @@ void require_size(const std::string& where, const char* name, std::size_t got, s
 
 void require_groups(const QuantSpec& spec, std::int64_t in, std::int64_t groups,
                     const std::string& where) {
-  if (in <= 0) throw input_error(where, "a positive number of inputs", std::to_string(in));
+  // QuantSpec counts columns in an int.
+  if (in <= 0 || in > INT_MAX)
+    throw input_error(where, "a positive number of inputs below 2^31", std::to_string(in));
   const int want = spec.groups_per_row(static_cast<int>(in));
   if (want != groups) {
     const std::string rule = spec.granularity == Granularity::Group

@@ -1,10 +1,11 @@
 #include "pipeline/formats/packed_folder.hpp"
 
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "io/error.hpp"
+#include "io/json_strict.hpp"
+#include "io/text_file.hpp"
 #include "pipeline/formats/awq_pack.hpp"
 #include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/formats/ct_pack.hpp"
@@ -12,13 +13,12 @@
 
 namespace ptq {
 
-std::optional<PackedFolder> open_packed_folder(const std::filesystem::path& dir) {
-  const auto config_path = dir / "config.json";
-  if (!std::filesystem::is_regular_file(config_path)) return std::nullopt;
-  std::ifstream in(config_path);
-  const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
-  if (config.is_discarded()) return std::nullopt;  // Model::open names the parse error
-  const std::string where = config_path.string();
+namespace {
+
+// The folder of the format whose quantization_config `config` (read from
+// `where`) holds, or nullopt.
+std::optional<PackedFolder> packed_folder_of(const nlohmann::json& config, const std::string& where,
+                                             const std::filesystem::path& dir) {
   const auto name = [dir](const std::string& base) { return dir.string() + ": " + base; };
   // Opened once a format matched; every Linear's grid and the dequantized view read it.
   const auto open = [&] { return std::make_shared<const Checkpoint>(Checkpoint::open(dir)); };
@@ -58,6 +58,27 @@ std::optional<PackedFolder> open_packed_folder(const std::filesystem::path& dir)
                      [=] { return dequantized_bnb_checkpoint(dir, *packed); }};
   }
   return f;
+}
+
+}  // namespace
+
+std::optional<PackedFolder> open_packed_folder(const std::filesystem::path& dir) {
+  const auto config_path = dir / "config.json";
+  if (!std::filesystem::is_regular_file(config_path)) return std::nullopt;
+  nlohmann::json config;
+  try {
+    // Strict, as Model::open reads it: no copy below recurses through deep nesting.
+    config = parse_json_strict_sorted(read_text_file(config_path), config_path.string());
+  } catch (const InputError&) {
+    return std::nullopt;  // Model::open names the error
+  }
+  try {
+    return packed_folder_of(config, config_path.string(), dir);
+  } catch (const nlohmann::json::exception& e) {
+    // The config readers' typed accessors (value(), get()) on a key of another type.
+    throw input_error(config_path.string() + ": quantization_config",
+                      "keys of the types its format documents", e.what());
+  }
 }
 
 }  // namespace ptq

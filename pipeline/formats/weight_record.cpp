@@ -1,5 +1,7 @@
 #include "pipeline/formats/weight_record.hpp"
 
+#include <climits>
+
 #include "io/error.hpp"
 #include "pipeline/formats/gguf_blocks.hpp"
 
@@ -27,13 +29,17 @@ void write_nf4(H5Writer& out, const std::string& p, const Nf4Matrix& m) {
 Nf4Matrix read_nf4(const H5Reader& in, const std::string& p) {
   Nf4Matrix m;
   const auto shape = in.shape(p + "/nf4_codes");
-  if (shape.size() != 2) throw input_error(where(in, p), "nf4_codes [out, in]", "another rank");
+  if (shape.size() != 2 || shape[0] > INT_MAX || shape[1] > INT_MAX)
+    throw input_error(where(in, p), "nf4_codes [out, in] of int sizes", "another shape");
   m.rows = static_cast<int>(shape[0]);
   m.cols = static_cast<int>(shape[1]);
   m.config.block_size = static_cast<int>(in.int_attribute(p, "block_size"));
   m.config.absmax_block_size = static_cast<int>(in.int_attribute(p, "absmax_block_size"));
   m.config.validate();
   m.codes = in.read<std::uint8_t>(p + "/nf4_codes");
+  for (const std::uint8_t code : m.codes)
+    if (code >= nf4_values().size())
+      throw input_error(where(in, p) + " nf4_codes", "codes in [0, 15]", std::to_string(code));
   m.absmax_codes = in.read<std::uint8_t>(p + "/absmax_codes");
   m.absmax_scales = in.read<float>(p + "/absmax_scales");
   m.absmax_offset = static_cast<float>(in.float_attribute(p, "absmax_offset"));
@@ -105,8 +111,10 @@ QuantizedMatrix read_uniform(const H5Reader& in, const std::string& p) {
   m.spec = read_spec(in, p);
   const auto cs = in.shape(p + "/codes");
   const auto ss = in.shape(p + "/scales");
-  if (cs.size() != 2 || ss.size() != 2 || ss[0] != cs[0])
-    throw input_error(where(in, p), "codes [out, in] and scales [out, groups]", "other shapes");
+  if (cs.size() != 2 || ss.size() != 2 || ss[0] != cs[0] || in.shape(p + "/zeros") != ss ||
+      in.shape(p + "/g_idx") != std::vector<std::int64_t>{cs[1]})
+    throw input_error(where(in, p), "codes [out, in], scales and zeros [out, groups], g_idx [in]",
+                      "other shapes");
   const auto codes = in.read<std::uint8_t>(p + "/codes");
   const auto scales = in.read<float>(p + "/scales");
   const auto zeros = in.read<float>(p + "/zeros");
@@ -114,6 +122,13 @@ QuantizedMatrix read_uniform(const H5Reader& in, const std::string& p) {
   m.scales = Eigen::Map<const MatrixRM>(scales.data(), ss[0], ss[1]);
   m.zeros = Eigen::Map<const MatrixRM>(zeros.data(), ss[0], ss[1]);
   m.g_idx = in.read<std::int32_t>(p + "/g_idx");
+  for (const std::uint8_t code : codes)
+    if (code > m.spec.maxq())
+      throw input_error(where(in, p) + " codes", "codes in [0, 2^bits - 1]", std::to_string(code));
+  for (const std::int32_t g : m.g_idx)
+    if (g < 0 || g >= ss[1])
+      throw input_error(where(in, p) + " g_idx", "groups in [0, " + std::to_string(ss[1]) + ")",
+                        std::to_string(g));
   return m;
 }
 

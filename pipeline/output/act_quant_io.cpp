@@ -1,10 +1,10 @@
 #include "pipeline/output/act_quant_io.hpp"
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "calibrate/tensor_names.hpp"
 #include "io/error.hpp"
+#include "io/json_strict.hpp"
 #include "io/safetensors.hpp"
 #include "io/text_file.hpp"
 #include "pipeline/formats/ct_pack.hpp"
@@ -16,16 +16,6 @@ namespace ptq {
 namespace {
 
 constexpr const char* kScalesDataset = "activations/scales";
-
-nlohmann::ordered_json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw input_error(path.string(), "a readable JSON file", "cannot open");
-  try {
-    return nlohmann::ordered_json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw input_error(path.string(), "JSON", std::string("a parse error: ") + e.what());
-  }
-}
 
 // The activations of a compressed-tensors int-quantized W8A8 folder, from its
 // quantization_config and (static) each Linear's input_scale; none otherwise.
@@ -58,7 +48,7 @@ std::optional<ActivationQuant> compressed_tensors_activations(const std::filesys
 
 void write_activation_config(const std::filesystem::path& config_json,
                              const ActivationQuant& scheme) {
-  nlohmann::ordered_json config = read_json(config_json);
+  nlohmann::ordered_json config = read_json_file(config_json);
   config[std::string(kActivationQuantKey)] = {
       {"bits", 8},
       {"symmetric", true},
@@ -80,7 +70,7 @@ std::optional<ActivationQuant> load_activation_quant(const std::filesystem::path
                                                      int num_layers) {
   const auto config_path = model_dir / "config.json";
   if (!std::filesystem::exists(config_path)) return std::nullopt;  // a GGUF file or folder
-  const nlohmann::ordered_json config = read_json(config_path);
+  const nlohmann::ordered_json config = read_json_file(config_path);
   const auto it = config.find(std::string(kActivationQuantKey));
   if (it == config.end()) {
     auto scheme = compressed_tensors_activations(model_dir, config, num_layers);

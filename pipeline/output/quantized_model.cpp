@@ -1,5 +1,9 @@
 #include "pipeline/output/quantized_model.hpp"
 
+#include <cmath>
+#include <string>
+
+#include "io/error.hpp"
 #include "pipeline/formats/weight_record.hpp"
 
 namespace ptq {
@@ -41,14 +45,29 @@ QuantizedLinears::QuantizedLinears(std::vector<QuantizedLinear> held) {
   for (auto& q : held) add(std::move(q));
 }
 
+namespace {
+
+// The weight error is non-finite exactly when a quantized value (a scale, a
+// dequantized weight) is: the Linear is refused before any output holds it.
+void require_finite(const LinearReport& r) {
+  if (!std::isfinite(r.weight_mse) || !std::isfinite(r.gptq_loss))
+    throw input_error(
+        "layer " + std::to_string(r.layer) + " " + std::string(linear_role_name(r.role)),
+        "a finite quantization error", "NaN or infinity (non-finite scales or weights)");
+}
+
+}  // namespace
+
 void QuantizedLinears::add(QuantizedLinear q) {
   q.report.layer = q.layer;
   q.report.role = q.role;
+  require_finite(q.report);
   LinearReport report = q.report;
   entries_.push_back({report, std::make_shared<const QuantizedLinear>(std::move(q)), {}});
 }
 
 void QuantizedLinears::add_stored(const std::filesystem::path& file, const LinearReport& report) {
+  require_finite(report);
   entries_.push_back({report, nullptr, file});
 }
 

@@ -87,8 +87,10 @@ std::vector<OutTensor> tensors_for(const TensorView& t, const QuantizedLinear* q
     o.dtype = DType::F16;
     o.owned = to_half_bytes(q->dequantize(), overflow);
     if (overflow > 0)
-      warnings.push_back(t.name + ": " + std::to_string(overflow) +
-                         " dequantized weights exceed the float16 range (65504) and became inf");
+      throw input_error(t.name + " dequantized to float16",
+                        "weights within float16's range (65504; --format gguf or a packed format "
+                        "keeps them)",
+                        std::to_string(overflow) + " beyond it, which would be inf");
     const auto* uniform = std::get_if<QuantizedMatrix>(&q->weight);
     const float max_scale = uniform != nullptr && uniform->scales.size() > 0
                                 ? uniform->scales.cwiseAbs().maxCoeff()
@@ -165,7 +167,7 @@ void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source,
                     const Recipe& recipe, const CalibrationSet* calibration,
                     const QuantizedLinears& linears, const ModelExtras& extras,
-                    const std::optional<ExportedRun>& exported) {
+                    const std::optional<ExportedRun>& exported, WindowRecord windows) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
@@ -179,7 +181,7 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
   }
   out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
   if (calibration != nullptr && !calibration->windows.empty())
-    write_calibration_record(out, "calibration", *calibration);
+    write_calibration_record(out, "calibration", *calibration, windows);
   if (recipe.format != OutputFormat::dequantized) {
     // The weights are packed in the model file: the record keeps the reports only.
     out.set_attribute(
@@ -218,7 +220,8 @@ std::string model_card(const std::filesystem::path& source,
                        const std::optional<ExportedRun>& exported, const Recipe& recipe,
                        const CalibrationSet* calibration, const QuantizedLinears& linears,
                        const std::vector<std::string>& warnings,
-                       const std::optional<StatsMixRecord>& from_stats, const FolderSizes& sizes) {
+                       const std::optional<StatsMixRecord>& from_stats, const FolderSizes& sizes,
+                       WindowRecord windows) {
   std::ostringstream md;
   const std::string model_name = exported ? exported->source_model : source.filename().string();
   md << "# " << model_name << " — " << recipe_title(recipe) << "\n\n";
@@ -273,7 +276,12 @@ std::string model_card(const std::filesystem::path& source,
     for (const auto& s : calibration->sources)
       md << "| " << s.spec.name << " | `" << s.spec.path.filename().string() << "` | "
          << s.spec.weight << " | " << s.windows << " | " << s.content_hash << " |\n";
-    md << "\n";
+    md << "\n"
+       << (windows == WindowRecord::token_ids
+               ? "`quantized.h5` holds the calibration windows' token ids and the sources' full "
+                 "paths (`--record-calibration-windows`): sharing this folder shares that text.\n\n"
+               : "`quantized.h5` records each calibration window's hash, source and offset, not "
+                 "its tokens (`--record-calibration-windows` would store them).\n\n");
   }
   if (from_stats) stats_card(md, *from_stats);
   md << "## Per-layer errors\n\n| layer | linear | weight MSE | GPTQ loss | damping retries "
@@ -343,8 +351,10 @@ std::vector<std::string> write_quantized_model(
     if (recipe.format != OutputFormat::dequantized) write_packed_config(staging, recipe, layout);
   }
   if (!extras.mix.empty()) write_text_atomic(staging / kMixFile, extras.mix);
-  write_manifest(staging / "quantized.h5", source_model, recipe, calibration, linears, extras,
-                 options.exported);
+  // The recipe as outputs record it: the sources' paths may name private data.
+  const Recipe recorded = recorded_recipe(recipe, options.calibration_windows);
+  write_manifest(staging / "quantized.h5", source_model, recorded, calibration, linears, extras,
+                 options.exported, options.calibration_windows);
   // compressed-tensors states W8A8's activations in its own quantization_config.
   if (extras.activations && recipe.format == OutputFormat::dequantized)
     write_activation_config(staging / "config.json", *extras.activations);
@@ -352,8 +362,8 @@ std::vector<std::string> write_quantized_model(
   for (const TensorView* t : source.tensors()) parameters += t->numel();
   const FolderSizes sizes = folder_sizes(staging, recipe.format, parameters);
   write_text_atomic(staging / "README.md",
-                    model_card(source_model, options.exported, recipe, calibration, linears,
-                               warnings, run.from_stats, sizes));
+                    model_card(source_model, options.exported, recorded, calibration, linears,
+                               warnings, run.from_stats, sizes, options.calibration_windows));
   RunInfo logged = run;
   logged.warnings.insert(logged.warnings.end(), warnings.begin(), warnings.end());
   write_run_log(staging / "run.json", logged, linears, folder_sizes_json(sizes, recipe.format));

@@ -5,7 +5,8 @@
 //                                                  every other tensor as in the source
 //   quantized.h5                                   integer codes, scales, zeros, g_idx,
 //                                                  per-layer errors, recipe, calibration
-//                                                  windows and data hashes
+//                                                  window and data hashes (the windows'
+//                                                  tokens only when asked: provenance.hpp)
 //   README.md                                      model card (recipe, data, errors)
 //   run.json                                       timings and threads of this run
 // Everything but run.json is byte-identical for the same inputs, recipe and seed.
@@ -20,6 +21,7 @@
 #include "io/safetensors.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/recipe/provenance.hpp"
 #include "pipeline/recipe/recipe.hpp"
 
 namespace ptq {
@@ -34,6 +36,8 @@ struct ExportedRun {
 struct OutputOptions {
   std::uint64_t max_shard_bytes = std::uint64_t{4} << 30;  // split safetensors above this
   std::optional<ExportedRun> exported;
+  // What quantized.h5 keeps of the calibration windows (provenance.hpp).
+  WindowRecord calibration_windows = WindowRecord::hashes;
 };
 
 // Returns warnings found while writing (e.g. float16 overflow of dequantized weights).

@@ -107,8 +107,9 @@ std::string joined_names(const CalibrationSet& set) {
 
 }  // namespace
 
-void collect_calibration_stats(const Model& model, const CalibrationSet& calibration, int batch_windows,
-                               const std::filesystem::path& out_path, const QuantizeProgress& progress) {
+void collect_calibration_stats(const Model& model, const CalibrationSet& calibration,
+                               int batch_windows, const std::filesystem::path& out_path,
+                               const QuantizeProgress& progress, WindowRecord windows) {
   if (calibration.windows.empty()) throw input_error("ptq calibrate", "calibration windows", "none");
   H5Writer out(out_path);
   out.set_attribute("/", "format", std::string("ptq-calibration"));
@@ -116,7 +117,7 @@ void collect_calibration_stats(const Model& model, const CalibrationSet& calibra
   out.set_attribute("/", "source_model", model.path().filename().string());
   out.set_attribute("/", "source_model_hash", model_hash(model.path()));
   out.set_attribute("/", "sources", joined_names(calibration));
-  write_calibration_record(out, "calibration", calibration);
+  write_calibration_record(out, "calibration", calibration, windows);
 
   MatrixRM x = embed_windows(model, calibration);
   for (int layer = 0; layer < model.num_layers(); ++layer) {

@@ -21,8 +21,9 @@
 
 #include "calibrate/input_stats.hpp"
 #include "calibrate/tensor_names.hpp"
-#include "pipeline/recipe/calib_data.hpp"
 #include "pipeline/quantize/quantize.hpp"
+#include "pipeline/recipe/calib_data.hpp"
+#include "pipeline/recipe/provenance.hpp"
 
 namespace ptq {
 
@@ -54,9 +55,12 @@ struct CalibrationStats {
 };
 
 // Runs the float model over `calibration` block by block, `batch_windows`
-// windows of one source at a time, and writes the statistics to `out` (atomically).
-void collect_calibration_stats(const Model& model, const CalibrationSet& calibration, int batch_windows,
-                               const std::filesystem::path& out, const QuantizeProgress& progress = {});
+// windows of one source at a time, and writes the statistics to `out` (atomically),
+// with the windows recorded as `windows` says (provenance.hpp).
+void collect_calibration_stats(const Model& model, const CalibrationSet& calibration,
+                               int batch_windows, const std::filesystem::path& out,
+                               const QuantizeProgress& progress = {},
+                               WindowRecord windows = WindowRecord::hashes);
 
 // InputError naming the file and object on a missing piece or another format version.
 CalibrationStats load_calibration_stats(const std::filesystem::path& path);

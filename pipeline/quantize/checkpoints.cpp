@@ -1,11 +1,46 @@
 #include "pipeline/quantize/checkpoints.hpp"
 
+#include <algorithm>
+
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "io/hash.hpp"
 #include "io/hdf5.hpp"
 
 namespace ptq {
+
+namespace {
+
+std::string hash_of(const MatrixRM& x) {
+  Fnv1a64 h;
+  h.update(std::as_bytes(std::span(x.data(), static_cast<std::size_t>(x.size()))));
+  return h.hex();
+}
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += (out.empty() ? "" : ",") + s;
+  return out;
+}
+
+std::vector<std::string> split(const std::string& joined) {
+  std::vector<std::string> items;
+  for (std::size_t begin = 0; begin < joined.size();) {
+    const std::size_t end = std::min(joined.find(',', begin), joined.size());
+    items.push_back(joined.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return items;
+}
+
+void require_checksum(const std::filesystem::path& file, const std::string& saved,
+                      const std::string& found) {
+  if (saved != found)
+    throw input_error(file.string(), "the checksum saved with the checkpoint (" + saved + ")",
+                      found + ": the file changed since (remove the folder or drop --resume)");
+}
+
+}  // namespace
 
 std::string run_fingerprint(const Model& model, const Recipe& recipe,
                             const CalibrationSet* calibration) {
@@ -36,6 +71,8 @@ void ResumeCheckpoints::save(int layer, int layers, const std::vector<QuantizedL
   for (const auto& q : block) write_quantized_linear(b, q, Timing::record);
   if (scales) write_block_scales(b, *scales);
   b.commit();
+  block_hashes_.resize(static_cast<std::size_t>(layer));
+  block_hashes_.push_back(hash_path(block_file(layer)));
   const auto now = std::chrono::steady_clock::now();
   const bool due =
       std::chrono::duration<double>(now - activations_saved_).count() >= activation_seconds_ &&
@@ -52,22 +89,40 @@ void ResumeCheckpoints::save_activations(int layer, const MatrixRM* x) const {
   H5Writer a(dir_ / "activations.h5");
   a.set_attribute("/", "fingerprint", fingerprint_);
   a.set_attribute("/", "after_layer", std::int64_t{layer});
-  if (x != nullptr) a.write<float>("x", std::span(x->data(), x->size()), {x->rows(), x->cols()});
+  a.set_attribute("/", "block_hashes", joined(block_hashes_));
+  if (x != nullptr) {
+    a.write<float>("x", std::span(x->data(), x->size()), {x->rows(), x->cols()});
+    a.set_attribute("/", "x_hash", hash_of(*x));
+  }
   a.commit();
 }
 
 int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* x,
-                            QuantizedLinears& done, std::vector<BlockScales>* scales) const {
-  if (!std::filesystem::exists(dir_ / "activations.h5")) return 0;
-  H5Reader a(dir_ / "activations.h5");
+                            QuantizedLinears& done, std::vector<BlockScales>* scales) {
+  const std::filesystem::path activations = dir_ / "activations.h5";
+  if (!std::filesystem::exists(activations)) return 0;
+  H5Reader a(activations);
   if (a.string_attribute("/", "fingerprint") != fingerprint_)
     throw input_error(dir_.string(), "a checkpoint of the same model, recipe and calibration data",
                       "one of another run (remove it or drop --resume)");
-  const int last = static_cast<int>(a.int_attribute("/", "after_layer"));
+  const std::int64_t last = a.int_attribute("/", "after_layer");
+  const std::vector<std::string> saved = split(a.string_attribute("/", "block_hashes"));
+  if (last < 0 || last >= model.num_layers() || saved.size() != static_cast<std::size_t>(last + 1))
+    throw input_error(
+        activations.string() + ": after_layer",
+        "a block of the model with a checksum for it and each before",
+        std::to_string(last) + " with " + std::to_string(saved.size()) + " checksums");
   if (x != nullptr) {
     const auto v = a.read<float>("x");
-    PTQ_ASSERT(static_cast<Eigen::Index>(v.size()) == x->size());
+    if (static_cast<Eigen::Index>(v.size()) != x->size())
+      throw input_error(activations.string() + ": x", std::to_string(x->size()) + " values",
+                        std::to_string(v.size()));
     *x = Eigen::Map<const MatrixRM>(v.data(), x->rows(), x->cols());
+    require_checksum(activations, a.string_attribute("/", "x_hash"), hash_of(*x));
+  }
+  for (std::size_t layer = 0; layer < saved.size(); ++layer) {
+    block_hashes_.push_back(hash_path(block_file(static_cast<int>(layer))));
+    require_checksum(block_file(static_cast<int>(layer)), saved[layer], block_hashes_.back());
   }
   for (int layer = 0; layer <= last; ++layer) {
     H5Reader b(block_file(layer));
@@ -76,7 +131,7 @@ int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* 
     if (recipe.folds_scales() && scales != nullptr)
       scales->push_back(read_block_scales(b, layer, model.config(), recipe.spec));
   }
-  return last + 1;
+  return static_cast<int>(last) + 1;
 }
 
 }  // namespace ptq

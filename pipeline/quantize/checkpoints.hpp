@@ -4,7 +4,9 @@
 // block is done) and activations.h5 (the calibration stream x after the last
 // saved block, with a fingerprint of the run it belongs to). x, the large part,
 // is saved at most every `activation_seconds` and never after the last block;
-// a resume recomputes the blocks after it.
+// a resume recomputes the blocks after it. activations.h5 also holds a checksum
+// of x and of every block file it resumes from, so a damaged checkpoint (a bit
+// flipped on disk) is refused, never resumed into different output bytes.
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -32,9 +34,9 @@ class ResumeCheckpoints {
   // weights left in their block files; their scales into `scales`, when the
   // recipe folds scales and it is not null) and loads the stream into *x (null
   // when the run has none). Returns the first layer still to do; InputError
-  // when the folder is another run's.
+  // when the folder is another run's or a checksum differs.
   int load(const Model& model, const Recipe& recipe, MatrixRM* x, QuantizedLinears& done,
-           std::vector<BlockScales>* scales) const;
+           std::vector<BlockScales>* scales);
 
   // Records block `layer` (of `layers`) and, when due, the stream x after it.
   void save(int layer, int layers, const std::vector<QuantizedLinear>& block,
@@ -48,6 +50,7 @@ class ResumeCheckpoints {
 
   std::filesystem::path dir_;
   std::string fingerprint_;
+  std::vector<std::string> block_hashes_;  // hash_path of each saved block file
   double activation_seconds_;
   std::chrono::steady_clock::time_point activations_saved_;
 };

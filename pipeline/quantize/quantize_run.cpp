@@ -75,10 +75,16 @@ CalibrationSet load_calibration(const std::filesystem::path& model,
                                 const CalibConfig& config) {
   bool needs_tokenizer = false;
   for (const auto& s : sources) needs_tokenizer |= s.path.extension() != ".ids";
-  if (!needs_tokenizer) return build_calibration_set(sources, config, nullptr, 0);
-  const Tokenizer tokenizer = Tokenizer::load(model);
-  return build_calibration_set(sources, config, &tokenizer,
-                               eos_of(load_model_config(model), tokenizer));
+  const ModelConfig model_config = load_model_config(model);
+  CalibrationSet set;
+  if (needs_tokenizer) {
+    const Tokenizer tokenizer = Tokenizer::load(model);
+    set = build_calibration_set(sources, config, &tokenizer, eos_of(model_config, tokenizer));
+  } else {
+    set = build_calibration_set(sources, config, nullptr, 0);
+  }
+  check_window_ids(set, model_config.vocab_size);
+  return set;
 }
 
 std::string QuantizeEstimate::text() const {

@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "io/error.hpp"
-#include "io/text_file.hpp"
 #include "io/hash.hpp"
 #include "io/ids_file.hpp"
+#include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
 
 namespace ptq {
@@ -74,12 +74,12 @@ std::vector<std::string> read_documents(const std::filesystem::path& path, const
     for (const auto& e : std::filesystem::directory_iterator(path))
       if (e.is_regular_file()) files.push_back(e.path());
     std::sort(files.begin(), files.end());
-    for (const auto& f : files) docs.push_back(read_text_file(f));
+    for (const auto& f : files) docs.push_back(read_utf8_text_file(f));
     if (docs.empty()) throw input_error(path.string(), "a folder with text files", "no files");
     return docs;
   }
-  if (path.extension() != ".jsonl") return {read_text_file(path)};
-  std::ifstream in(path);
+  if (path.extension() != ".jsonl") return {read_utf8_text_file(path)};
+  std::istringstream in(read_utf8_text_file(path));
   std::string line;
   for (int lineno = 1; std::getline(in, line); ++lineno) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
@@ -145,6 +145,24 @@ CalibrationSet build_calibration_set(std::span<const CalibSourceSpec> sources, c
     set.sources.push_back(std::move(info));
   }
   return set;
+}
+
+void check_window_ids(const CalibrationSet& set, std::int32_t vocab_size) {
+  std::vector<int> index_in_source(set.sources.size(), 0);
+  for (const auto& w : set.windows) {
+    const int window = index_in_source[static_cast<std::size_t>(w.source)]++;
+    const auto bad = std::find_if(w.ids.begin(), w.ids.end(),
+                                  [&](std::int32_t id) { return id < 0 || id >= vocab_size; });
+    if (bad == w.ids.end()) continue;
+    const auto& spec = set.sources[static_cast<std::size_t>(w.source)].spec;
+    const auto position = bad - w.ids.begin();
+    throw input_error(
+        spec.path.string() + ": window " + std::to_string(window) + " (token " +
+            std::to_string(w.start + position) + " of the source), position " +
+            std::to_string(position),
+        "a token id in [0, " + std::to_string(vocab_size) + ") (the model's vocab_size)",
+        std::to_string(*bad));
+  }
 }
 
 std::vector<const CalibWindow*> windows_of(const CalibrationSet& set, int source) {

@@ -57,6 +57,10 @@ struct CalibrationSet {
 CalibrationSet build_calibration_set(std::span<const CalibSourceSpec> sources, const CalibConfig& config,
                                      const Tokenizer* tokenizer, std::int32_t eos_id);
 
+// InputError naming the source file, the window and the position of the first
+// id outside the model's vocabulary (an .ids file made for another tokenizer).
+void check_window_ids(const CalibrationSet& set, std::int32_t vocab_size);
+
 // The windows of one source, as a [windows, seqlen] block of ids (for statistics per source).
 std::vector<const CalibWindow*> windows_of(const CalibrationSet& set, int source);
 

@@ -31,6 +31,8 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "algorithms/awq.hpp"
@@ -113,6 +115,9 @@ struct Recipe {
   Nf4Config nf4;                  // nf4 (spec is ignored)
   OutputFormat format = OutputFormat::dequantized;
   bool format_given = false;  // by the recipe file or --format (else resolve_format picks it)
+  // Each key the recipe file or a flag set, and where ("recipe.yaml: bits",
+  // "--bits"): check_given_keys_apply refuses those the final recipe ignores.
+  std::vector<std::pair<std::string_view, std::string>> given_keys;
   // gguf: llama-quantize's type name ("Q4_K_M", "Q4_0", "F16"; pipeline/formats/
   // gguf_policy.hpp): every tensor's GGUF type. RTN rounds with ggml's own
   // quantizers (llama-quantize's bytes); GPTQ and AWQ round the block Linears
@@ -205,6 +210,11 @@ struct RecipeKey {
   bool (*written)(const Recipe& recipe);      // whether recipe_to_yaml writes it
 };
 const std::vector<RecipeKey>& recipe_keys();
+
+// InputError naming where a key was given (file and key, or flag) when the
+// recipe ignores it: --bits with w8a8 or nf4, --act-order without gptq, a GGUF
+// key without --format gguf, clip keys without clip.method, ...
+void check_given_keys_apply(const Recipe& recipe);
 
 // InputError naming the file and key on unknown keys or bad values.
 Recipe load_recipe(const std::filesystem::path& path);

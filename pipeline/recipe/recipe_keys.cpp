@@ -10,6 +10,7 @@
 #include "io/error.hpp"
 #include "pipeline/recipe/name_table.hpp"
 #include "pipeline/recipe/recipe.hpp"
+#include "pipeline/recipe/yaml_strict.hpp"
 
 namespace ptq {
 
@@ -348,11 +349,18 @@ void read_sources(const YAML::Node& node, Recipe& r, const std::string& where) {
     throw input_error(where, "a list of {name, path, weight}", "another YAML type");
   for (const auto& s : node) {
     if (!s.IsMap()) throw input_error(where, "a mapping {name, path, weight}", "another YAML type");
+    // Not Scalar() unchecked: it throws YAML::InvalidNode for a missing key and
+    // gives "" for a list.
+    const auto text = [&](const char* key) {
+      const YAML::Node value = s[key];
+      if (!value || !value.IsScalar())
+        throw input_error(where + "." + key, "a single value", "none or another YAML type");
+      return value.Scalar();
+    };
     CalibSourceSpec spec;
-    spec.name = scalar<std::string>(s["name"].Scalar(), where + ".name", "a string");
-    spec.path = scalar<std::string>(s["path"].Scalar(), where + ".path", "a string");
-    if (s["weight"])
-      spec.weight = scalar<double>(s["weight"].Scalar(), where + ".weight", "a number");
+    spec.name = scalar<std::string>(text("name"), where + ".name", "a string");
+    spec.path = scalar<std::string>(text("path"), where + ".path", "a string");
+    if (s["weight"]) spec.weight = scalar<double>(text("weight"), where + ".weight", "a number");
     r.sources.push_back(spec);
   }
 }
@@ -400,7 +408,9 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, const std::
   const std::string where =
       prefix.empty() ? file : file + ": " + prefix.substr(0, prefix.size() - 1);
   for (const auto& kv : node) {
-    const std::string name = kv.first.as<std::string>();
+    if (!kv.first.IsScalar())  // as<std::string>() would throw YAML::TypedBadConversion
+      throw input_error(where, "keys that are names", "a key of another YAML type");
+    const std::string name = kv.first.Scalar();
     const std::string path = prefix + name;
     const std::string key_where = file + ": " + path;
     if (prefix.empty() && is_section(name)) {
@@ -413,6 +423,7 @@ void read_mapping(const YAML::Node& node, const std::string& prefix, const std::
       if (!kv.second.IsScalar())
         throw input_error(key_where, "a single value", "another YAML type");
       key->set(r, kv.second.Scalar(), key_where);
+      r.given_keys.emplace_back(key->path, key_where);
     } else {
       throw input_error(where + ": key \"" + name + "\"", "one of " + known_names(prefix),
                         "an unknown key");
@@ -429,28 +440,52 @@ Recipe recipe_from_node(const YAML::Node& root, const std::string& where) {
   return r;
 }
 
+bool mix_format(const Recipe& r) {
+  return r.format == OutputFormat::gguf || r.format == OutputFormat::compressed_tensors;
+}
+
+// Most keys apply exactly when recipe_to_yaml writes them (their `written`
+// tests the method or format). These are written only when not at their
+// default, so where they apply is said here (Recipe::validate judges the
+// combinations of scaling, smoothquant and refit with the method).
+bool applies(const RecipeKey& key, const Recipe& r) {
+  using Where = bool (*)(const Recipe&);
+  static constexpr std::pair<std::string_view, Where> kApplies[] = {
+      {"smoothquant.alpha", always},
+      {"scaling", always},
+      {"refit", always},
+      {"format", always},
+      {"gguf_refit", [](const Recipe& r) { return gguf_format(r) && gptq(r); }},
+      {"mix.max_bytes", mix_format},
+      {"mix.bpw", mix_format},
+      {"mix.costs", mix_format},
+      {"mix.types", mix_format},
+      {"imatrix", gguf_format},
+  };
+  for (const auto& [path, where] : kApplies)
+    if (path == key.path) return where(r);
+  return key.written(r);
+}
+
 }  // namespace
 
-Recipe load_recipe(const std::filesystem::path& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path.string());
-  } catch (const YAML::BadFile&) {
-    throw input_error(path.string(), "a readable recipe file", "cannot open");
-  } catch (const YAML::Exception& e) {
-    throw input_error(path.string(), "YAML or JSON", std::string("a parse error: ") + e.what());
+void check_given_keys_apply(const Recipe& r) {
+  for (const auto& [path, where] : r.given_keys) {
+    const RecipeKey* key = find_key(path);
+    if (key == nullptr || applies(*key, r)) continue;
+    throw input_error(where,
+                      "a key this recipe uses (method " + std::string(method_name(r.method)) +
+                          ", format " + std::string(output_format_info(r.format).name) + ")",
+                      "\"" + std::string(path) + "\", which it would ignore");
   }
-  return recipe_from_node(root, path.string());
+}
+
+Recipe load_recipe(const std::filesystem::path& path) {
+  return recipe_from_node(load_yaml_file(path), path.string());
 }
 
 Recipe recipe_from_yaml(const std::string& text, const std::string& where) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw input_error(where, "YAML or JSON", std::string("a parse error: ") + e.what());
-  }
-  return recipe_from_node(root, where);
+  return recipe_from_node(parse_yaml(text, where), where);
 }
 
 // Top-level keys one per line; calibration as a block mapping (with its

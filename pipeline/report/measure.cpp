@@ -94,7 +94,9 @@ struct Inputs {
 Inputs read_inputs(const ReportConfig& config, const Tokenizer& tokenizer) {
   Inputs in;
   for (const NamedPath& t : config.texts)
-    in.texts.push_back(t.path.extension() == ".ids" ? read_ids(t.path) : tokenizer.encode(read_text_file(t.path)));
+    in.texts.push_back(t.path.extension() == ".ids"
+                           ? read_ids(t.path)
+                           : tokenizer.encode(read_utf8_text_file(t.path)));
   for (const auto& task : config.tasks) in.tasks.push_back(load_task(task, config.task_limit));
   return in;
 }

@@ -72,7 +72,7 @@ TEST(SafetensorsHostile, HugeShapeOverflowIsCaught) {
   expect_open_fails(
       corrupt_file(
           R"({"w": {"dtype": "F16", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}})"),
-      {"tensor \"w\" shape", "fits in 64 bits"});
+      {"tensor \"w\" shape", "fit in 64 bits"});
 }
 
 TEST(SafetensorsCorrupt, ShapeNotArrayOfIntegers) {
@@ -175,7 +175,7 @@ TEST(CheckpointCorrupt, IndexNamesMissingShard) {
   test::write_text(dir / "model.safetensors.index.json",
                    R"({"weight_map": {"a": "s1.safetensors", "b": "s3.safetensors"}})");
   expect_checkpoint_fails(
-      dir, {"model.safetensors.index.json", "shard \"s3.safetensors\" to exist", "no such file"});
+      dir, {"model.safetensors.index.json", "shard \"s3.safetensors\" to exist", "No such file"});
 }
 
 TEST(CheckpointCorrupt, IndexTensorAbsentFromItsShard) {

@@ -39,7 +39,7 @@ void expect_load_error(const std::string& contents, const std::string& message) 
 }
 
 TEST(TokenizerCorrupt, NotJson) {
-  expect_load_error("{\"model\": {\"type\": \"BPE\",", "expected valid JSON, found a parse error");
+  expect_load_error("{\"model\": {\"type\": \"BPE\",", "expected valid JSON, found a syntax error");
 }
 
 TEST(TokenizerCorrupt, MissingModelSection) {

@@ -158,6 +158,31 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   }
 }
 
+TEST(QuantizeResume, DamagedCheckpointIsRefused) {
+  const auto dir = test::temp_dir("resume-damaged");
+  const Model model = Model::open(tiny());
+  const Recipe recipe = small_gptq();
+  const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
+  const QuantizeRunOptions options{16, dir / "ckpt", Resume::yes};
+  QuantizeProgress stop_at_block_2{[](const std::string& line) {
+    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
+  }};
+  EXPECT_THROW(quantize_blocks(model, recipe, &calib, options, stop_at_block_2), Interrupted);
+  const auto block = dir / "ckpt" / "block_1.h5";
+  std::string bytes = test::read_bytes(block);
+  ASSERT_GT(bytes.size(), 4096u);
+  bytes[bytes.size() - 100] ^= 0x10;  // one bit, in the datasets at the file's end
+  std::ofstream(block, std::ios::binary | std::ios::trunc) << bytes;
+  try {
+    quantize_blocks(model, recipe, &calib, options);
+    ADD_FAILURE() << "resumed from a damaged block file";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(block.string() + ": expected the checksum"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 std::uintmax_t folder_bytes(const std::filesystem::path& dir) {
   std::uintmax_t total = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir))

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# libFuzzer campaign over every parser ptq owns (tests/fuzz/, one target each).
+#   bench/fuzz.sh [SECONDS [PARALLEL [TARGET...]]]
+# builds build-fuzz with clang-14 (-DPTQ_FUZZ=ON: ASan + UBSan + libFuzzer),
+# makes the seeds (fuzz_make_seeds: the fixtures shrunk by ptq's own writers),
+# runs each target (default: all) for SECONDS (default 1200), PARALLEL targets
+# at a time (default 1), with -rss_limit_mb=2048 -timeout=10, and writes
+# docs/bench/fuzz.md from build-fuzz/campaign/results.tsv. A target that
+# finds a crash is restarted until its time is spent; crashes, leaks, OOMs
+# and timeouts are kept in build-fuzz/campaign/artifacts/<target>/, each
+# target's log in build-fuzz/campaign/logs/. The corpus grows in
+# build-fuzz/campaign/corpus/<target>/ from run to run.
+#   bench/fuzz.sh minimize [TARGET...]
+# merges the campaign's corpus and seeds with the committed corpus into
+# tests/fuzz/corpus/<target>/: libFuzzer's greedy set cover of the edges
+# (-set_cover_merge=1 -use_counters=0), which keeps the corpus small enough to
+# commit and to replay in CI; the reproducers of fixed bugs in
+# tests/fuzz/corpus/<target>/regressions/ stay.
+# PTQ_FUZZ_JOBS: build jobs (default 2); PTQ_FUZZ_MAX_LEN: largest input (65536).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+shared=${PTQ_SHARED_DIR:-$root/../shared}
+build=$root/build-fuzz
+work=$build/campaign
+max_len=${PTQ_FUZZ_MAX_LEN:-65536}
+all_targets() { for f in "$root"/tests/fuzz/*_fuzz.cpp; do basename "$f" _fuzz.cpp; done; }
+
+build_targets() {
+  CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DPTQ_FUZZ=ON -DPTQ_BUILD_TESTS=ON -DPTQ_SHARED_DIR="$shared" >/dev/null
+  ninja -C "$build" -j "${PTQ_FUZZ_JOBS:-2}" fuzz_make_seeds $(printf 'fuzz_%s ' "$@") >/dev/null
+}
+
+# The last value of libFuzzer's final statistic `stat` in a log, or 0.
+final_stat() { grep -o "stat::$1: *[0-9]*" "$2" | awk '{n = $2} END {print n + 0}'; }
+# Files named <kind>-* among a target's artifacts newer than its start stamp.
+findings() { find "$1" -name "$2-*" -newer "$1/.start" | wc -l; }
+
+# One target for `seconds`, restarted after each finding; one summary line.
+fuzz_one() {
+  local name=$1 seconds=$2 bin=$build/tests/fuzz/fuzz_$1
+  local corpus=$work/corpus/$name artifacts=$work/artifacts/$name/ log=$work/logs/$name.log
+  mkdir -p "$corpus" "$artifacts" "$work/seeds/$name"
+  : >"$log"
+  touch "$artifacts/.start"
+  local start=$SECONDS left=$seconds execs=0 runs=0
+  while ((left > 0)); do
+    "$bin" -max_total_time="$left" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" \
+      -print_final_stats=1 -artifact_prefix="$artifacts" "$corpus" \
+      "$root/tests/fuzz/corpus/$name" "$work/seeds/$name" >"$log.run" 2>&1 || true
+    cat "$log.run" >>"$log"
+    execs=$((execs + $(final_stat number_of_executed_units "$log.run")))
+    runs=$((runs + 1))
+    left=$((seconds - (SECONDS - start)))
+    # A finding among the seeds (before INITED) would come back at every restart.
+    grep -q INITED "$log.run" || break
+  done
+  rm -f "$log.run"
+  local elapsed=$((SECONDS - start))
+  printf '%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n' "$name" "$elapsed" "$execs" \
+    $((execs / (elapsed > 0 ? elapsed : 1))) "$(find "$corpus" -type f | wc -l)" \
+    "$(findings "$artifacts" crash)" "$(findings "$artifacts" leak)" \
+    "$(findings "$artifacts" oom)" "$(findings "$artifacts" timeout)" \
+    "$(grep -cE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$log")" "$runs"
+}
+
+campaign() {
+  local seconds=$1 parallel=$2
+  shift 2
+  build_targets "$@"
+  rm -rf "$work/seeds"
+  mkdir -p "$work/logs"
+  "$build/tests/fuzz/fuzz_make_seeds" "$work/seeds"
+  local results=$work/results.tsv
+  printf 'target\tseconds\texecutions\texec_per_s\tcorpus\tcrashes\tleaks\tooms\ttimeouts\tsanitizer_reports\truns\n' >"$results"
+  for name in "$@"; do
+    while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
+    fuzz_one "$name" "$seconds" >"$work/logs/$name.summary" &
+  done
+  wait
+  for name in "$@"; do cat "$work/logs/$name.summary"; done >>"$results"
+  column -t -s $'\t' "$results"
+  "$root/bench/fuzz_report.sh" "$results" "$seconds" "$parallel" >"$root/docs/bench/fuzz.md"
+}
+
+minimize() {
+  build_targets "$@"
+  for name in "$@"; do
+    local committed=$root/tests/fuzz/corpus/$name in=$work/merge-in/$name merged=$work/merged/$name
+    rm -rf "$in" "$merged"
+    mkdir -p "$in" "$merged" "$committed" "$work/corpus/$name" "$work/seeds/$name" "$work/logs"
+    # The reproducers in regressions/ stay whether or not they add coverage.
+    find "$committed" -maxdepth 1 -type f -exec cp {} "$in" \;
+    "$build/tests/fuzz/fuzz_$name" -set_cover_merge=1 -use_counters=0 -max_len="$max_len" \
+      -rss_limit_mb=2048 -timeout=10 "$merged" "$in" "$work/corpus/$name" "$work/seeds/$name" \
+      >"$work/logs/$name.merge.log" 2>&1
+    find "$committed" -maxdepth 1 -type f -delete
+    cp "$merged"/* "$committed"/
+    echo "$name: $(find "$committed" -type f | wc -l) inputs," \
+      "$(du -sb "$committed" | cut -f1) bytes (regressions/ included)"
+  done
+}
+
+if [[ ${1:-} == minimize ]]; then
+  shift
+  (($#)) || set -- $(all_targets)
+  minimize "$@"
+else
+  seconds=${1:-1200} parallel=${2:-1}
+  shift $(($# < 2 ? $# : 2))
+  (($#)) || set -- $(all_targets)
+  campaign "$seconds" "$parallel" "$@"
+fi
