@@ -14,7 +14,8 @@
 # merges the campaign's corpus and seeds with the committed corpus into
 # tests/fuzz/corpus/<target>/: libFuzzer's greedy set cover of the edges
 # (-set_cover_merge=1 -use_counters=0), which keeps the corpus small enough to
-# commit and to replay in CI; the reproducers of fixed bugs in
+# commit and to replay in CI, then trimmed to PTQ_FUZZ_CORPUS_KB (160) per
+# target, the largest inputs first; the reproducers of fixed bugs in
 # tests/fuzz/corpus/<target>/regressions/ stay.
 # PTQ_FUZZ_JOBS: build jobs (default 2); PTQ_FUZZ_MAX_LEN: largest input (65536).
 set -euo pipefail
@@ -33,6 +34,8 @@ build_targets() {
 
 # The last value of libFuzzer's final statistic `stat` in a log, or 0.
 final_stat() { grep -o "stat::$1: *[0-9]*" "$2" | awk '{n = $2} END {print n + 0}'; }
+# The bytes of the files under a folder.
+bytes() { find "$1" -type f -printf '%s\n' | awk '{s += $1} END {print s + 0}'; }
 # Files named <kind>-* among a target's artifacts newer than its start stamp.
 findings() { find "$1" -name "$2-*" -newer "$1/.start" | wc -l; }
 
@@ -85,6 +88,7 @@ campaign() {
 
 minimize() {
   build_targets "$@"
+  local budget=$((${PTQ_FUZZ_CORPUS_KB:-160} * 1024))
   for name in "$@"; do
     local committed=$root/tests/fuzz/corpus/$name in=$work/merge-in/$name merged=$work/merged/$name
     rm -rf "$in" "$merged"
@@ -94,10 +98,14 @@ minimize() {
     "$build/tests/fuzz/fuzz_$name" -set_cover_merge=1 -use_counters=0 -max_len="$max_len" \
       -rss_limit_mb=2048 -timeout=10 "$merged" "$in" "$work/corpus/$name" "$work/seeds/$name" \
       >"$work/logs/$name.merge.log" 2>&1
+    # Over the budget, the largest inputs go (the campaign's corpus keeps them).
+    while (($(bytes "$merged") > budget)); do
+      rm "$(find "$merged" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)"
+    done
     find "$committed" -maxdepth 1 -type f -delete
     cp "$merged"/* "$committed"/
-    echo "$name: $(find "$committed" -type f | wc -l) inputs," \
-      "$(du -sb "$committed" | cut -f1) bytes (regressions/ included)"
+    echo "$name: $(find "$committed" -type f | wc -l) inputs, $(bytes "$committed") bytes" \
+      "(regressions/ included)"
   done
 }
 

@@ -138,7 +138,7 @@ TEST(SafetensorsCorrupt, MetadataNotStringToString) {
 TEST(SafetensorsHostile, DeeplyNestedHeaderIsRefusedWithoutRecursion) {
   const std::size_t depth = 200000;
   expect_open_fails(corrupt_file(std::string(depth, '[') + std::string(depth, ']')),
-                    {"bad.safetensors: header", "a JSON object", "array"});
+                    {"bad.safetensors: header", "JSON nested at most 128 deep", "deeper nesting"});
 }
 
 TEST(SafetensorsHostile, HugeFieldValueIsShortenedInMessage) {
