@@ -17,6 +17,8 @@
 # commit and to replay in CI, then trimmed to PTQ_FUZZ_CORPUS_KB (160) per
 # target, the largest inputs first; the reproducers of fixed bugs in
 # tests/fuzz/corpus/<target>/regressions/ stay.
+# The light parsers (safetensors, ids, model_config) run on past SECONDS
+# until they have done PTQ_FUZZ_MIN_EXECS executions (10 million).
 # PTQ_FUZZ_JOBS: build jobs (default 2); PTQ_FUZZ_MAX_LEN: largest input (65536).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +26,7 @@ shared=${PTQ_SHARED_DIR:-$root/../shared}
 build=$root/build-fuzz
 work=$build/campaign
 max_len=${PTQ_FUZZ_MAX_LEN:-65536}
+light_targets=" safetensors ids model_config "
 all_targets() { for f in "$root"/tests/fuzz/*_fuzz.cpp; do basename "$f" _fuzz.cpp; done; }
 
 build_targets() {
@@ -46,11 +49,19 @@ fuzz_one() {
   mkdir -p "$corpus" "$artifacts" "$work/seeds/$name"
   : >"$log"
   touch "$artifacts/.start"
-  local start=$SECONDS left=$seconds execs=0 runs=0
-  while ((left > 0)); do
-    "$bin" -max_total_time="$left" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" \
+  local start=$SECONDS left=$seconds execs=0 runs=0 min_execs=0 limit
+  [[ $light_targets == *" $name "* ]] && min_execs=${PTQ_FUZZ_MIN_EXECS:-10000000}
+  while ((left > 0 || execs < min_execs)); do
+    # Past its time, a light target runs the executions it lacks (-runs).
+    limit="-max_total_time=$left"
+    ((left > 0)) || limit="-runs=$((min_execs - execs))"
+    "$bin" "$limit" -rss_limit_mb=2048 -timeout=10 -max_len="$max_len" \
       -print_final_stats=1 -artifact_prefix="$artifacts" "$corpus" \
-      "$root/tests/fuzz/corpus/$name" "$work/seeds/$name" >"$log.run" 2>&1 || true
+      "$root/tests/fuzz/corpus/$name" "$work/seeds/$name" >"$log.run" 2>&1 &
+    local pid=$!
+    wait "$pid" || true
+    # The target's scratch folder (tests/fuzz/fuzz_util.hpp), left behind by a crash.
+    rm -rf "/dev/shm/ptq-fuzz-$pid" "${TMPDIR:-/tmp}/ptq-fuzz-$pid"
     cat "$log.run" >>"$log"
     execs=$((execs + $(final_stat number_of_executed_units "$log.run")))
     runs=$((runs + 1))

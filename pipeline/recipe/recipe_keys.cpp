@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <sstream>
 
 #include "io/error.hpp"
@@ -57,9 +58,23 @@ std::string text_of(const T& value) {
 
 std::string bool_text(bool b) { return b ? "true" : "false"; }
 
+// A YAML double-quoted scalar that reads back as `text`, whatever it holds
+// (a '"', a '\\', a control character or a YAML indicator such as '!').
 std::string quoted(const std::string& text) {
   std::string out(1, '"');
-  out.append(text).push_back('"');
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char escape[5];
+      std::snprintf(escape, sizeof escape, "\\x%02x", static_cast<unsigned char>(c));
+      out += escape;
+    } else {
+      out += c;
+    }
+  }
+  out.push_back('"');
   return out;
 }
 
@@ -369,8 +384,8 @@ void write_sources(std::ostringstream& out, const Recipe& r) {
   if (r.sources.empty()) return;
   out << "  sources:\n";
   for (const auto& s : r.sources)
-    out << "    - {name: " << s.name << ", path: \"" << s.path.string()
-        << "\", weight: " << s.weight << "}\n";
+    out << "    - {name: " << quoted(s.name) << ", path: " << quoted(s.path.string())
+        << ", weight: " << s.weight << "}\n";
 }
 
 // The names a mapping at `prefix` ("" or "clip.") may hold, sorted.

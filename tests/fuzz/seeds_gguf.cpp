@@ -63,8 +63,10 @@ void add_files(const Seeds& seeds) {
 // tiny's hyperparameters but one key/value head of 32 dimensions, so that its
 // k_proj, [32, 256], is a block Linear of a few KiB in any type.
 constexpr std::pair<const char*, std::uint32_t> kSmallHeads[] = {
-    {"llama.attention.head_count", 8},   {"llama.attention.head_count_kv", 1},
-    {"llama.attention.key_length", 32},  {"llama.attention.value_length", 32},
+    {"llama.attention.head_count", 8},
+    {"llama.attention.head_count_kv", 1},
+    {"llama.attention.key_length", 32},
+    {"llama.attention.value_length", 32},
     {"llama.rope.dimension_count", 32}};
 const std::vector<std::int64_t> kKeyShape = {256, 32};  // ggml order
 

@@ -92,6 +92,16 @@ void add_calibration_sources(const Seeds& seeds) {
   seeds.add("calib", "folder", '\3' + join_files(docs));
 }
 
+// ids_fuzz.cpp's input: the vocab_size (int32), then the file.
+void add_ids(const Seeds& seeds) {
+  const std::string ids = read_file(fixture("goldens/tiny/calib_generic.ids")).substr(0, 512);
+  const auto vocab = [](std::int32_t n) {
+    return std::string(reinterpret_cast<const char*>(&n), sizeof n);
+  };
+  seeds.add("ids", "tiny", vocab(2048) + ids);
+  seeds.add("ids", "too-small-vocab", vocab(100) + ids);
+}
+
 }  // namespace
 
 void add_io_seeds(const Seeds& seeds) {
@@ -100,6 +110,7 @@ void add_io_seeds(const Seeds& seeds) {
   add_model_configs(seeds);
   add_recipes(seeds);
   add_calibration_sources(seeds);
+  add_ids(seeds);
 }
 
 }  // namespace ptq::fuzz

@@ -65,6 +65,21 @@ TEST(Recipes, EveryShippedRecipeRoundTripsThroughYaml) {
   EXPECT_GE(count, 14);  // the recipes/ folder as of this test
 }
 
+// Source names and paths are the user's: a quote, a backslash, a control
+// character or a YAML indicator must read back as it was (the fuzzer found
+// names written unquoted and paths with an unescaped '"').
+TEST(Recipes, SourceNamesAndPathsRoundTripWhateverTheyHold) {
+  Recipe r;
+  r.sources = {{"!tag", "/data/a \"b\"\\c.txt", 0.7}, {"x: {y}\t#", "- [z].jsonl", 0.3}};
+  const Recipe back = recipe_from_yaml(recipe_to_yaml(r), "written");
+  ASSERT_EQ(back.sources.size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(back.sources[i].name, r.sources[i].name);
+    EXPECT_EQ(back.sources[i].path, r.sources[i].path);
+    EXPECT_EQ(back.sources[i].weight, r.sources[i].weight);
+  }
+}
+
 }  // namespace
 }  // namespace ptq
 
