@@ -4,6 +4,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <Eigen/Cholesky>
 #include <algorithm>
 #include <numeric>
 #include <string>
@@ -485,6 +486,22 @@ LevelGptqResult gptq_quantize_levels(const MatrixRM& W, const GptqHessian& hessi
 GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const GptqConfig& config) {
   require_hessian_shape(H.rows(), H.cols(), W);
   return gptq_quantize(W, prepare_hessian(H, config), config);
+}
+
+MatrixRM float_output_target(const MatrixRM& w, const Eigen::MatrixXd& hessian,
+                             const Eigen::MatrixXd& cross, double damp) {
+  PTQ_ASSERT(hessian.rows() == w.cols() && cross.rows() == w.cols() && cross.cols() == w.cols());
+  Eigen::MatrixXd damped = hessian;
+  const double mean_diag = hessian.diagonal().mean();
+  damped.diagonal().array() += damp * (mean_diag > 0 ? mean_diag : 1.0);
+  // H + lambda I is positive definite: H is a Gram matrix and lambda > 0.
+  const Eigen::LLT<Eigen::MatrixXd> factor(damped);
+  PTQ_ASSERT(factor.info() == Eigen::Success);
+  // M = (H + lambda I)^-1 D; H symmetric, so W D^T (H + lambda I)^-1 = W M^T.
+  const MatrixRM m = factor.solve(cross).cast<float>();
+  MatrixRM target = w;
+  parallel_gemm(w, m, GemmOp::transposed, target, GemmOutput::accumulate);
+  return target;
 }
 
 }  // namespace ptq

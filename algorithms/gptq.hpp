@@ -71,6 +71,17 @@ struct GptqResult {
   int damping_retries = 0;
 };
 
+// GPTAQ's target (Li et al. 2025, "GPTAQ: Efficient Finetuning-Free
+// Quantization for Asymmetric Calibration"): the weights V whose outputs on the
+// quantized model's inputs X~ best reproduce the float model's outputs X W^T,
+// argmin_V |X W^T - X~ V^T|^2 = W + W D^T (H + lambda I)^-1 with H = c X~^T X~
+// (GPTQ's Hessian), D = c X~^T (X - X~) (the same scale c), the damping lambda =
+// damp * mean(diag H) acting on the correction only (V = W when X = X~). GPTQ
+// of V under H then minimizes that output error over the grid (the
+// least-squares residual is orthogonal to every V' X~^T).
+MatrixRM float_output_target(const MatrixRM& w, const Eigen::MatrixXd& hessian,
+                             const Eigen::MatrixXd& cross, double damp);
+
 // H made ready for the column loop: dead columns found, columns ordered, damped
 // and factored. It depends on H and on config.order, damp and
 // max_damping_retries only, so layers that read the same input (q, k, v; gate,

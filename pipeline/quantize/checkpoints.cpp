@@ -1,6 +1,9 @@
 #include "pipeline/quantize/checkpoints.hpp"
 
 #include <algorithm>
+#include <array>
+#include <string>
+#include <utility>
 
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
@@ -66,7 +69,8 @@ std::filesystem::path ResumeCheckpoints::block_file(int layer) const {
 }
 
 void ResumeCheckpoints::save(int layer, int layers, const std::vector<QuantizedLinear>& block,
-                             const std::optional<BlockScales>& scales, const MatrixRM* x) {
+                             const std::optional<BlockScales>& scales,
+                             const CheckpointStreams& streams) {
   H5Writer b(block_file(layer));
   for (const auto& q : block) write_quantized_linear(b, q, Timing::record);
   if (scales) write_block_scales(b, *scales);
@@ -77,28 +81,36 @@ void ResumeCheckpoints::save(int layer, int layers, const std::vector<QuantizedL
   const bool due =
       std::chrono::duration<double>(now - activations_saved_).count() >= activation_seconds_ &&
       layer + 1 < layers;
-  if (x == nullptr || due) {
-    save_activations(layer, x);
+  if (streams.x == nullptr || due) {
+    save_activations(layer, streams);
     activations_saved_ = std::chrono::steady_clock::now();
   }
 }
 
-// The point a resume starts from: after block `layer`, with the stream x there
-// (null when the method runs without activations).
-void ResumeCheckpoints::save_activations(int layer, const MatrixRM* x) const {
+namespace {
+// Each stream a run has, by its dataset name in activations.h5.
+std::array<std::pair<std::string, MatrixRM*>, 2> named(const CheckpointStreams& streams) {
+  return {{{"x", streams.x}, {"float_x", streams.float_x}}};
+}
+}  // namespace
+
+// The point a resume starts from: after block `layer`, with the streams there.
+void ResumeCheckpoints::save_activations(int layer, const CheckpointStreams& streams) const {
   H5Writer a(dir_ / "activations.h5");
   a.set_attribute("/", "fingerprint", fingerprint_);
   a.set_attribute("/", "after_layer", std::int64_t{layer});
   a.set_attribute("/", "block_hashes", joined(block_hashes_));
-  if (x != nullptr) {
-    a.write<float>("x", std::span(x->data(), x->size()), {x->rows(), x->cols()});
-    a.set_attribute("/", "x_hash", hash_of(*x));
+  for (const auto& [name, x] : named(streams)) {
+    if (x == nullptr) continue;
+    a.write<float>(name, std::span(x->data(), x->size()), {x->rows(), x->cols()});
+    a.set_attribute("/", name + "_hash", hash_of(*x));
   }
   a.commit();
 }
 
-int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* x,
-                            QuantizedLinears& done, std::vector<BlockScales>* scales) {
+int ResumeCheckpoints::load(const Model& model, const Recipe& recipe,
+                            const CheckpointStreams& streams, QuantizedLinears& done,
+                            std::vector<BlockScales>* scales) {
   const std::filesystem::path activations = dir_ / "activations.h5";
   if (!std::filesystem::exists(activations)) return 0;
   H5Reader a(activations);
@@ -112,13 +124,14 @@ int ResumeCheckpoints::load(const Model& model, const Recipe& recipe, MatrixRM* 
         activations.string() + ": after_layer",
         "a block of the model with a checksum for it and each before",
         std::to_string(last) + " with " + std::to_string(saved.size()) + " checksums");
-  if (x != nullptr) {
-    const auto v = a.read<float>("x");
+  for (const auto& [name, x] : named(streams)) {
+    if (x == nullptr) continue;
+    const auto v = a.read<float>(name);
     if (static_cast<Eigen::Index>(v.size()) != x->size())
-      throw input_error(activations.string() + ": x", std::to_string(x->size()) + " values",
+      throw input_error(activations.string() + ": " + name, std::to_string(x->size()) + " values",
                         std::to_string(v.size()));
     *x = Eigen::Map<const MatrixRM>(v.data(), x->rows(), x->cols());
-    require_checksum(activations, a.string_attribute("/", "x_hash"), hash_of(*x));
+    require_checksum(activations, a.string_attribute("/", name + "_hash"), hash_of(*x));
   }
   for (std::size_t layer = 0; layer < saved.size(); ++layer) {
     block_hashes_.push_back(hash_path(block_file(static_cast<int>(layer))));

@@ -26,27 +26,35 @@ class Model;
 std::string run_fingerprint(const Model& model, const Recipe& recipe,
                             const CalibrationSet* calibration);
 
+// The calibration streams a checkpoint holds: the quantized model's x and, for
+// the recipe target float_outputs, the float model's beside it; null when the
+// run has none.
+struct CheckpointStreams {
+  MatrixRM* x = nullptr;
+  MatrixRM* float_x = nullptr;
+};
+
 class ResumeCheckpoints {
  public:
   ResumeCheckpoints(std::filesystem::path dir, std::string fingerprint, double activation_seconds);
 
   // Adds the blocks finished before the last saved stream to `done` (their
   // weights left in their block files; their scales into `scales`, when the
-  // recipe folds scales and it is not null) and loads the stream into *x (null
-  // when the run has none). Returns the first layer still to do; InputError
-  // when the folder is another run's or a checksum differs.
-  int load(const Model& model, const Recipe& recipe, MatrixRM* x, QuantizedLinears& done,
-           std::vector<BlockScales>* scales);
+  // recipe folds scales and it is not null) and loads the streams. Returns
+  // the first layer still to do; InputError when the folder is another run's
+  // or a checksum differs.
+  int load(const Model& model, const Recipe& recipe, const CheckpointStreams& streams,
+           QuantizedLinears& done, std::vector<BlockScales>* scales);
 
-  // Records block `layer` (of `layers`) and, when due, the stream x after it.
+  // Records block `layer` (of `layers`) and, when due, the streams after it.
   void save(int layer, int layers, const std::vector<QuantizedLinear>& block,
-            const std::optional<BlockScales>& scales, const MatrixRM* x);
+            const std::optional<BlockScales>& scales, const CheckpointStreams& streams);
 
   // Where block `layer`'s Linears are saved (QuantizedLinears::add_stored).
   std::filesystem::path block_file(int layer) const;
 
  private:
-  void save_activations(int layer, const MatrixRM* x) const;
+  void save_activations(int layer, const CheckpointStreams& streams) const;
 
   std::filesystem::path dir_;
   std::string fingerprint_;

@@ -6,6 +6,7 @@
 #include <cstdio>
 
 #include "algorithms/ggml_gptq.hpp"
+#include "algorithms/parallel_gemm.hpp"
 #include "algorithms/rtn.hpp"
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
@@ -149,6 +150,8 @@ struct Stream {
   MatrixRM& x;
   int seq_len = 0;
   int batch_windows = 0;
+  // Recipe target float_outputs: the float model's stream beside x (same rows).
+  MatrixRM* float_x = nullptr;
 
   Eigen::Index batch_rows() const { return static_cast<Eigen::Index>(batch_windows) * seq_len; }
   Eigen::Index batches() const { return (x.rows() + batch_rows() - 1) / batch_rows(); }
@@ -176,22 +179,30 @@ int input_features(const ModelConfig& c, LinearInput input) {
 class GroupInput {
  public:
   using Compute = std::function<MatrixRM(Eigen::Index batch)>;
-  GroupInput(Stream& s, LinearInput input, int features, CachePolicy policy, Compute compute)
+  GroupInput(Stream& s, LinearInput input, int features, CachePolicy policy, Compute compute,
+             Compute float_compute = {})
       : stream_(s),
         input_(input),
         features_(features),
         policy_(policy),
-        compute_(std::move(compute)) {}
+        compute_(std::move(compute)),
+        float_compute_(std::move(float_compute)) {}
 
   LinearInput input() const { return input_; }
+  bool has_float_input() const { return static_cast<bool>(float_compute_); }
 
-  InputStats stats() {
+  // The input's statistics; with a float input also `cross`, the mean of
+  // X~^T (X - X~) (X~ this input, X the float model's), for float_output_target.
+  InputStats stats(Eigen::MatrixXd* cross = nullptr) {
     InputStats stats(features_, StatsContent::hessian);
+    if (cross != nullptr) *cross = Eigen::MatrixXd::Zero(features_, features_);
     for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
       MatrixRM in = compute_(b);
       stats.add(in);
+      if (cross != nullptr) add_cross(in, float_compute_(b), *cross);
       if (policy_ == CachePolicy::keep) kept_.push_back(std::move(in));
     }
+    if (cross != nullptr) *cross /= static_cast<double>(std::max<std::int64_t>(stats.tokens, 1));
     return stats;
   }
 
@@ -212,13 +223,47 @@ class GroupInput {
   int features_;
   CachePolicy policy_;
   Compute compute_;
+  Compute float_compute_;
   std::vector<MatrixRM> kept_;
+
+  // sum += q^T (f - q), float32 products over fixed row chunks summed in double.
+  static void add_cross(const MatrixRM& q, const MatrixRM& f, Eigen::MatrixXd& sum) {
+    constexpr Eigen::Index kRows = 2048;
+    MatrixRM part(q.cols(), q.cols());
+    for (Eigen::Index r0 = 0; r0 < q.rows(); r0 += kRows) {
+      const Eigen::Index rows = std::min(kRows, q.rows() - r0);
+      const MatrixRM qt = q.middleRows(r0, rows).transpose();
+      const MatrixRM diff = f.middleRows(r0, rows) - q.middleRows(r0, rows);
+      parallel_gemm(qt, diff, GemmOp::plain, part, GemmOutput::overwrite);
+      sum += part.cast<double>();
+    }
+  }
 };
+
+// Recipe target float_outputs: each Linear of the group rounds GPTAQ's target
+// (float_output_target) under the quantized input's Hessian; its report's
+// weight MSE stays against the float weights.
+void quantize_group_to_float_outputs(BlockJob& job, GroupInput& input) {
+  Eigen::MatrixXd cross;
+  const Eigen::MatrixXd hessian = gptq_hessian(input.stats(&cross).mean_xtx());
+  cross *= 2.0;  // gptq_hessian's scale
+  for (LinearRole role : roles_reading(input.input())) {
+    const MatrixRM& w = job.w.weight(role);
+    const MatrixRM target = float_output_target(w, hessian, cross, job.recipe.target_damp);
+    QuantizedLinear q =
+        quantize_linear(job.recipe, job.config, job.w.layer, role, target, &hessian);
+    q.report.weight_mse = weight_mse(w, q.dequantize());
+    job.out.push_back(std::move(q));
+    job.w.weight(role) = job.out.back().dequantize();
+    log_linear(job.progress, job.out.back().report);
+  }
+}
 
 // GPTQ onto uniform grids factors the group's Hessian once for all its
 // Linears, and H goes unless the least-squares refit reads it; the statistics
 // go as soon as H is formed. At 7B's MLP width each is a ~1 GB matrix.
 void quantize_group(BlockJob& job, GroupInput& input) {
+  if (input.has_float_input()) return quantize_group_to_float_outputs(job, input);
   Eigen::MatrixXd hessian = gptq_hessian(input.stats().mean_xtx());
   if (job.recipe.method != Method::Gptq || job.recipe.format == OutputFormat::gguf)
     return quantize_group(job, input.input(), &hessian);
@@ -233,32 +278,100 @@ void quantize_group(BlockJob& job, GroupInput& input) {
 // quantized q/k/v) gives o's, then x += o(context); the normed stream gives
 // gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
 // down's, then x += down(hidden). x leaves as the quantized block's output.
+// The float model's block beside the quantized one (recipe target
+// float_outputs): its stream at the block input (s.float_x) and after the
+// attention's residual add (mid), from which each group's float input is
+// computed batch by batch; advance() moves s.float_x to the float block's output.
+class FloatBlock {
+ public:
+  FloatBlock(const ModelConfig& c, const BlockWeights& w, Stream& s)
+      : c_(c),
+        w_(w),
+        in_{*s.float_x, s.seq_len, s.batch_windows, nullptr},
+        mid_x_(*s.float_x),
+        mid_{mid_x_, s.seq_len, s.batch_windows, nullptr} {
+    for (Eigen::Index b = 0; b < in_.batches(); ++b) {
+      auto rows = mid_x_.middleRows(in_.first_row(b), in_.rows(b));
+      MatrixRM x = rows;
+      linear_accumulate(context(b), w_.weight(LinearRole::o), w_.bias_of(LinearRole::o), x);
+      rows = x;
+    }
+  }
+  MatrixRM attention_in(Eigen::Index b) const { return normed_batch(in_, b, w_.input_norm, eps()); }
+  MatrixRM context(Eigen::Index b) const {
+    return attention_context(c_, w_, attention_in(b), in_.seq_len);
+  }
+  MatrixRM mlp_in(Eigen::Index b) const {
+    return normed_batch(mid_, b, w_.post_attention_norm, eps());
+  }
+  MatrixRM hidden(Eigen::Index b) const { return swiglu_hidden(w_, mlp_in(b)); }
+  void advance() {
+    for (Eigen::Index b = 0; b < mid_.batches(); ++b) {
+      MatrixRM x = mid_.batch(b);
+      linear_accumulate(hidden(b), w_.weight(LinearRole::down), w_.bias_of(LinearRole::down), x);
+      in_.x.middleRows(in_.first_row(b), in_.rows(b)) = x;
+    }
+  }
+
+ private:
+  float eps() const { return static_cast<float>(c_.rms_norm_eps); }
+  const ModelConfig& c_;
+  const BlockWeights w_;  // a copy: the job's weights are replaced group by group
+  Stream in_;
+  MatrixRM mid_x_;
+  Stream mid_;
+};
+
+// True-sequential quantization of one block over the calibration stream, each
+// stage run once per batch (about one block forward in all; docs/quantize.md):
+// the normed stream gives q/k/v's statistics; the attention context (from the
+// quantized q/k/v) gives o's, then x += o(context); the normed stream gives
+// gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
+// down's, then x += down(hidden). x leaves as the quantized block's output.
+// With the recipe's target float_outputs, the float block runs beside it.
 void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
                          const StageCaches& caches) {
   const BlockWeights& w =
       job.w;  // the lambdas see each group's dequantized weights once swapped in
   const auto eps = static_cast<float>(c.rms_norm_eps);
-  auto group = [&](LinearInput input, CachePolicy policy, GroupInput::Compute compute) {
-    return GroupInput(s, input, input_features(c, input), policy, std::move(compute));
+  std::optional<FloatBlock> fb;
+  if (job.recipe.target == RoundingTarget::FloatOutputs) fb.emplace(c, job.w, s);
+  auto float_input = [&](MatrixRM (FloatBlock::*stage)(Eigen::Index) const) -> GroupInput::Compute {
+    if (!fb) return {};
+    return [&fb, stage](Eigen::Index b) { return ((*fb).*stage)(b); };
   };
-  GroupInput attention_in =
-      group(LinearInput::attention_in, CachePolicy::recompute,
-            [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); });
+  auto group = [&](LinearInput input, CachePolicy policy, GroupInput::Compute compute,
+                   GroupInput::Compute float_compute) {
+    return GroupInput(s, input, input_features(c, input), policy, std::move(compute),
+                      std::move(float_compute));
+  };
+  GroupInput attention_in = group(
+      LinearInput::attention_in, CachePolicy::recompute,
+      [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); },
+      float_input(&FloatBlock::attention_in));
   quantize_group(job, attention_in);
-  GroupInput context = group(LinearInput::attention_out, caches.context, [&](Eigen::Index b) {
-    return attention_context(c, w, normed_batch(s, b, w.input_norm, eps), s.seq_len);
-  });
+  GroupInput context = group(
+      LinearInput::attention_out, caches.context,
+      [&](Eigen::Index b) {
+        return attention_context(c, w, normed_batch(s, b, w.input_norm, eps), s.seq_len);
+      },
+      float_input(&FloatBlock::context));
   quantize_group(job, context);
   context.add_projection(w, LinearRole::o);
-  GroupInput mlp_in = group(LinearInput::mlp_in, CachePolicy::recompute, [&](Eigen::Index b) {
-    return normed_batch(s, b, w.post_attention_norm, eps);
-  });
+  GroupInput mlp_in = group(
+      LinearInput::mlp_in, CachePolicy::recompute,
+      [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); },
+      float_input(&FloatBlock::mlp_in));
   quantize_group(job, mlp_in);
-  GroupInput hidden = group(LinearInput::mlp_hidden, caches.hidden, [&](Eigen::Index b) {
-    return swiglu_hidden(w, normed_batch(s, b, w.post_attention_norm, eps));
-  });
+  GroupInput hidden = group(
+      LinearInput::mlp_hidden, caches.hidden,
+      [&](Eigen::Index b) {
+        return swiglu_hidden(w, normed_batch(s, b, w.post_attention_norm, eps));
+      },
+      float_input(&FloatBlock::hidden));
   quantize_group(job, hidden);
   hidden.add_projection(w, LinearRole::down);
+  if (fb) fb->advance();
 }
 
 // Scaling before rounding: the block's AWQ scales and clips or SmoothQuant scales
@@ -388,9 +501,12 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
     if (recipe.needs_statistics())
       log_caches(progress, caches, model.config(), x.rows(), options.cache_budget_bytes);
   }
-  Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows};
+  MatrixRM float_x;
+  if (calibrated && recipe.target == RoundingTarget::FloatOutputs) float_x = x;
+  Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows,
+                float_x.size() > 0 ? &float_x : nullptr};
   Stream* sp = calibrated ? &stream : nullptr;
-  MatrixRM* xp = sp ? &x : nullptr;
+  const CheckpointStreams streams{sp ? &x : nullptr, stream.float_x};
 
   QuantizedLinears out;
   std::optional<ResumeCheckpoints> checkpoints;
@@ -399,7 +515,7 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
     checkpoints.emplace(options.checkpoint_dir, run_fingerprint(model, recipe, calibration),
                         options.activation_checkpoint_seconds);
     if (options.resume == Resume::yes)
-      first = checkpoints->load(model, recipe, xp, out, options.scale_record);
+      first = checkpoints->load(model, recipe, streams, out, options.scale_record);
     if (first > 0 && progress.log)
       progress.log("resuming after block " + std::to_string(first - 1));
   }
@@ -412,7 +528,7 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
       continue;
     }
     // Saved, the block's weights leave memory: a run holds one block's at a time.
-    checkpoints->save(layer, model.num_layers(), block, scales, xp);
+    checkpoints->save(layer, model.num_layers(), block, scales, streams);
     for (const auto& q : block) out.add_stored(checkpoints->block_file(layer), q.report);
   }
   return out;

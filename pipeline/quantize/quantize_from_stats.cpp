@@ -96,6 +96,10 @@ void check_recipe_for_stats(const Recipe& recipe) {
     throw input_error(
         "--stats", "a recipe without scaling (its search needs the activations themselves)",
         std::string(scaling_name(recipe.uses_awq() ? Scaling::Awq : recipe.scaling)) + " scaling");
+  if (recipe.target == RoundingTarget::FloatOutputs)
+    throw input_error("--stats",
+                      "target quantized_inputs (statistics hold the float model's inputs alone)",
+                      "target float_outputs");
   switch (recipe.method) {
     case Method::Gptq:
       return;

@@ -140,7 +140,9 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
   if (!job.recipe.needs_calibration()) return 0.0;
   const double widest = std::max(c.hidden_size, c.intermediate_size);
   // Two [in, in] doubles at a time: XᵀX and H as H is formed, then H and GPTQ's factor of it.
-  const double hessian_bytes = widest * widest * 8 * 2;
+  const bool float_target = job.recipe.target == RoundingTarget::FloatOutputs;
+  // Target float_outputs: and X~^T (X - X~) beside them.
+  const double hessian_bytes = widest * widest * 8 * (float_target ? 3 : 2);
   // --stats: no activations; the statistics file is held whole (its size, uncompressed).
   if (!job.stats.empty()) return double(std::filesystem::file_size(job.stats)) + hessian_bytes;
   const auto tokens = std::int64_t{job.recipe.calibration.samples} * job.recipe.calibration.seqlen;
@@ -154,7 +156,8 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
                               job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
   const double batch_bytes = batch_tokens * 4 * (2.0 * widest + 3.0 * c.hidden_size);
-  const double stream = double(tokens) * c.hidden_size * 4;
+  // Target float_outputs: the float model's stream at the block input and after its attention.
+  const double stream = double(tokens) * c.hidden_size * 4 * (float_target ? 3 : 1);
   if (job.recipe.method == Method::W8A8) return stream + batch_bytes;
   if (job.recipe.uses_awq()) kept = std::max(kept, double(tokens) * awq_feature_bytes_per_token(c));
   // A measured GGUF mix: the probe windows' float logits and their stream.
@@ -188,6 +191,20 @@ double gguf_mix_flops(const Recipe& r, const ModelConfig& c,
          tensors * kls * probe_tokens * (forward_per_token / 2 + head);
 }
 
+// Target float_outputs: the float block's pass beside the quantized one (its
+// attention twice: for o's input and for the residual), X~^T (X - X~) for each
+// input, and each Linear's target solve (an [in, in] factor, in^2 per output).
+double float_target_flops(const Recipe& r, const ModelConfig& c, double float_pass,
+                          double cross_per_block) {
+  if (r.target != RoundingTarget::FloatOutputs) return 0.0;
+  double solves = 0.0;
+  for (LinearRole role : all_linear_roles) {
+    const double in = linear_in_features(c, role);
+    solves += in * in * (in / 3 + 2.0 * linear_out_features(c, role));
+  }
+  return float_pass + (cross_per_block * 2 + solves) * c.num_layers;
+}
+
 // Forward FLOPs of the staged quantization (one pass of the Linears and the
 // attention per block, plus what a stage input recomputed for its residual
 // add costs again) and of the XᵀX products and GPTQ itself.
@@ -217,6 +234,8 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
   const double per_block_token = attention + recomputed + xtx;
   return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq +
+         float_target_flops(job.recipe, c, float_pass + attention * tokens * c.num_layers,
+                            xtx * tokens) +
          gguf_mix_flops(job.recipe, c, gptq, float_pass / tokens);
 }
 

@@ -164,6 +164,11 @@ void Recipe::validate() const {
   if (method == Method::Awq && refit != ScaleRefit::None)
     throw input_error("refit", "none with method awq (it searches on the float stream)",
                       "least_squares");
+  if (target != RoundingTarget::QuantizedInputs && method != Method::Gptq)
+    throw input_error("target", "quantized_inputs with method " + std::string(method_name(method)),
+                      "float_outputs (a GPTQ target)");
+  if (!(target_damp > 0.0))
+    throw input_error("target_damp", "a number > 0", std::to_string(target_damp));
   if (smoothquant) smoothquant->validate();
   if (scaling != Scaling::None && method != Method::Rtn && method != Method::Gptq)
     throw input_error("scaling", "none with method " + std::string(method_name(method)),

@@ -19,6 +19,8 @@
 //                         # grid ranges (algorithms/clip.hpp): none | mse | percentile (+
 //                         percentile: 0.999)
 //   refit: least_squares  # none | least_squares: scales refit under H after quantizing
+//   target: quantized_inputs  # gptq: float_outputs = GPTAQ's target (RoundingTarget)
+//   target_damp: 1.0      # float_outputs: the correction's damping, fraction of mean diag H
 //   (algorithms/refit.hpp) calibration: {samples: 128, seqlen: 512, seed: 0}
 // W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
 //   method: w8a8
@@ -53,6 +55,12 @@ namespace ptq {
 enum class Method { Rtn, Gptq, Awq, W8A8, Nf4, None };
 // A weight transform searched before rounding (method awq implies Awq).
 enum class Scaling { None, Awq, SmoothQuant };
+// What GPTQ's rounding of a Linear reproduces: its float weights applied to the
+// quantized model's inputs X~ (the reference), or the float model's outputs X W^T
+// from X~ (GPTAQ, algorithms/gptq.hpp float_output_target), for which a float
+// stream runs beside the quantized one.
+enum class RoundingTarget { QuantizedInputs, FloatOutputs };
+
 // Where folded scales come from: searched on calibration activations, or
 // replayed from an earlier output (--load-scales).
 enum class ScaleSource { search, replay };
@@ -105,6 +113,12 @@ struct Recipe {
   ClipConfig clip;
   ScaleRefit refit =
       ScaleRefit::None;  // needs calibration (H), also after RTN; not with method awq
+  RoundingTarget target = RoundingTarget::QuantizedInputs;
+  // float_outputs: the damping of GPTAQ's correction (float_output_target), a
+  // fraction of the mean Hessian diagonal. 1.0 was chosen on validation text
+  // (docs/bench/tuning.md): 0.1 fits the calibration text's outputs and loses
+  // on other text, 3 gives up most of the gain.
+  double target_damp = 1.0;
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
   // w8a8 (spec is ignored: weights are int8 per output channel, symmetric), or

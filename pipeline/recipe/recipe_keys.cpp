@@ -30,6 +30,9 @@ constexpr std::pair<const char*, ClipWeighting> kClipWeightings[] = {
     {"uniform", ClipWeighting::Uniform}, {"hessian", ClipWeighting::Hessian}};
 constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
     {"none", ScaleRefit::None}, {"least_squares", ScaleRefit::LeastSquares}};
+constexpr std::pair<const char*, RoundingTarget> kTargets[] = {
+    {"quantized_inputs", RoundingTarget::QuantizedInputs},
+    {"float_outputs", RoundingTarget::FloatOutputs}};
 constexpr std::pair<const char*, GgmlRefit> kGgmlRefits[] = {
     {"none", GgmlRefit::None}, {"scales", GgmlRefit::Scales}, {"sub_scales", GgmlRefit::SubBlockScales}};
 
@@ -254,6 +257,25 @@ const std::vector<RecipeKey>& recipe_keys() {
        },
        [](const Recipe& r) { return std::string(choice_name(r.refit, kRefits)); },
        [](const Recipe& r) { return r.refit != ScaleRefit::None; }},
+      {"target", "", F::none,
+       "gptq: quantized_inputs | float_outputs: what rounding reproduces (float_outputs: the "
+       "float model's outputs, GPTAQ)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.target = choice(t, w, kTargets);
+       },
+       [](const Recipe& r) { return std::string(choice_name(r.target, kTargets)); },
+       [](const Recipe& r) {
+         return r.method == Method::Gptq && r.target != RoundingTarget::QuantizedInputs;
+       }},
+      {"target_damp", "", F::none,
+       "target float_outputs: the correction's damping, fraction of the mean Hessian diagonal",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.target_damp = scalar<double>(t, w, "a number");
+       },
+       [](const Recipe& r) { return text_of(r.target_damp); },
+       [](const Recipe& r) {
+         return r.method == Method::Gptq && r.target == RoundingTarget::FloatOutputs;
+       }},
       {"format", "--format", F::value,
        "Output format: gptq, awq, compressed-tensors, bnb-nf4, gguf or dequantized (float16 "
        "folder + codes in quantized.h5); default: the packed format that fits the method (gptq "
@@ -297,7 +319,9 @@ const std::vector<RecipeKey>& recipe_keys() {
        "A mix's candidate grids, comma-separated: GGUF types (default "
        "Q2_K,Q3_K,IQ4_XS,Q4_K,Q5_K,Q6_K,Q8_0) or compressed-tensors schemes (default "
        "w4-pc,w4-g128,w8-pc,w8-g128)",
-       [](Recipe& r, const std::string& t, const std::string&) { r.mix.candidates = split_list(t); },
+       [](Recipe& r, const std::string& t, const std::string&) {
+         r.mix.candidates = split_list(t);
+       },
        [](const Recipe& r) { return quoted(join_list(r.mix_candidates())); }, chooses_mix},
       {"mix.predictor", "--mix-predictor", F::value,
        "A mix's cost predictor: output_error | kl_scaled | kl (docs/quantize.md, \"Mixes\")",
@@ -318,8 +342,7 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](Recipe& r, const std::string& t, const std::string&) { r.mix.costs = t; },
        [](const Recipe& r) { return quoted(r.mix.costs.string()); },
        [](const Recipe& r) { return !r.mix.costs.empty(); }},
-      {"mix.types", "--mix-types", F::value,
-       "Replay the grids of an earlier mix (its mix.json)",
+      {"mix.types", "--mix-types", F::value, "Replay the grids of an earlier mix (its mix.json)",
        [](Recipe& r, const std::string& t, const std::string&) { r.mix.types = t; },
        [](const Recipe& r) { return quoted(r.mix.types.string()); },
        [](const Recipe& r) { return !r.mix.types.empty(); }},
@@ -469,6 +492,7 @@ bool applies(const RecipeKey& key, const Recipe& r) {
       {"smoothquant.alpha", always},
       {"scaling", always},
       {"refit", always},
+      {"target", gptq},
       {"format", always},
       {"gguf_refit", [](const Recipe& r) { return gguf_format(r) && gptq(r); }},
       {"mix.max_bytes", mix_format},

@@ -103,10 +103,15 @@ std::filesystem::path write_output(const Model& model, const Recipe& recipe,
   return out;
 }
 
-TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
-  const auto dir = test::temp_dir("resume");
+// Both GPTQ targets: float_outputs also checkpoints the float model's stream.
+class QuantizeResume : public ::testing::TestWithParam<RoundingTarget> {};
+
+TEST_P(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
+  const bool float_target = GetParam() == RoundingTarget::FloatOutputs;
+  const auto dir = test::temp_dir(float_target ? "resume-float-target" : "resume");
   const Model model = Model::open(tiny());
-  const Recipe recipe = small_gptq();
+  Recipe recipe = small_gptq();
+  recipe.target = GetParam();
   const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
   const auto full =
       quantize_blocks(model, recipe, &calib, QuantizeRunOptions{16, dir / "ckpt_full", Resume::no});
@@ -156,9 +161,19 @@ TEST(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find((dir / "ckpt").string()), std::string::npos) << e.what();
   }
+  EXPECT_EQ(H5Reader(dir / "ckpt" / "activations.h5").has("float_x"), float_target);
 }
 
-TEST(QuantizeResume, DamagedCheckpointIsRefused) {
+INSTANTIATE_TEST_SUITE_P(Targets, QuantizeResume,
+                         ::testing::Values(RoundingTarget::QuantizedInputs,
+                                           RoundingTarget::FloatOutputs),
+                         [](const auto& info) {
+                           return info.param == RoundingTarget::FloatOutputs
+                                      ? std::string("FloatOutputs")
+                                      : std::string("QuantizedInputs");
+                         });
+
+TEST(QuantizeResumeChecks, DamagedCheckpointIsRefused) {
   const auto dir = test::temp_dir("resume-damaged");
   const Model model = Model::open(tiny());
   const Recipe recipe = small_gptq();

@@ -65,6 +65,32 @@ TEST(Recipes, EveryShippedRecipeRoundTripsThroughYaml) {
   EXPECT_GE(count, 14);  // the recipes/ folder as of this test
 }
 
+// GPTAQ's target: a GPTQ key, its damping only with it, read back as written.
+TEST(Recipes, FloatOutputTargetKeys) {
+  const Recipe r = load_recipe(
+      write_recipe("t.yaml", "method: gptq\ntarget: float_outputs\ntarget_damp: 0.5\n"));
+  EXPECT_EQ(r.target, RoundingTarget::FloatOutputs);
+  EXPECT_EQ(r.target_damp, 0.5);
+  EXPECT_NO_THROW(check_given_keys_apply(r));
+  const Recipe back = recipe_from_yaml(recipe_to_yaml(r), "written");
+  EXPECT_EQ(back.target, r.target);
+  EXPECT_EQ(back.target_damp, r.target_damp);
+  EXPECT_EQ(recipe_to_yaml(load_recipe(write_recipe("p.yaml", "method: gptq\n"))).find("target"),
+            std::string::npos);
+  auto refused = [](const std::filesystem::path& file, const std::string& key) {
+    try {
+      check_given_keys_apply(load_recipe(file));
+      ADD_FAILURE() << file << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+    }
+  };
+  refused(write_recipe("rtn.yaml", "method: rtn\ntarget: float_outputs\n"), "target");
+  refused(write_recipe("damp.yaml", "method: gptq\ntarget_damp: 0.5\n"), "target_damp");
+  refused(write_recipe("zero.yaml", "method: gptq\ntarget: float_outputs\ntarget_damp: 0\n"),
+          "target_damp");
+}
+
 // Source names and paths are the user's: a quote, a backslash, a control
 // character or a YAML indicator must read back as it was (the fuzzer found
 // names written unquoted and paths with an unescaped '"').
