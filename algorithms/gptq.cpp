@@ -488,19 +488,24 @@ GptqResult gptq_quantize(const MatrixRM& W, const Eigen::MatrixXd& H, const Gptq
   return gptq_quantize(W, prepare_hessian(H, config), config);
 }
 
-MatrixRM float_output_target(const MatrixRM& w, const Eigen::MatrixXd& hessian,
-                             const Eigen::MatrixXd& cross, double damp) {
-  PTQ_ASSERT(hessian.rows() == w.cols() && cross.rows() == w.cols() && cross.cols() == w.cols());
+MatrixRM float_output_correction(const Eigen::MatrixXd& hessian, const Eigen::MatrixXd& cross,
+                                 double damp) {
+  PTQ_ASSERT(hessian.rows() == hessian.cols() && cross.rows() == hessian.rows() &&
+             cross.cols() == hessian.cols());
   Eigen::MatrixXd damped = hessian;
   const double mean_diag = hessian.diagonal().mean();
   damped.diagonal().array() += damp * (mean_diag > 0 ? mean_diag : 1.0);
   // H + lambda I is positive definite: H is a Gram matrix and lambda > 0.
   const Eigen::LLT<Eigen::MatrixXd> factor(damped);
   PTQ_ASSERT(factor.info() == Eigen::Success);
-  // M = (H + lambda I)^-1 D; H symmetric, so W D^T (H + lambda I)^-1 = W M^T.
-  const MatrixRM m = factor.solve(cross).cast<float>();
+  return factor.solve(cross).cast<float>();
+}
+
+MatrixRM float_output_target(const MatrixRM& w, const MatrixRM& correction) {
+  PTQ_ASSERT(correction.rows() == w.cols() && correction.cols() == w.cols());
+  // H symmetric, so W D^T (H + lambda I)^-1 = W M^T.
   MatrixRM target = w;
-  parallel_gemm(w, m, GemmOp::transposed, target, GemmOutput::accumulate);
+  parallel_gemm(w, correction, GemmOp::transposed, target, GemmOutput::accumulate);
   return target;
 }
 

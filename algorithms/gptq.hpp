@@ -79,8 +79,11 @@ struct GptqResult {
 // damp * mean(diag H) acting on the correction only (V = W when X = X~). GPTQ
 // of V under H then minimizes that output error over the grid (the
 // least-squares residual is orthogonal to every V' X~^T).
-MatrixRM float_output_target(const MatrixRM& w, const Eigen::MatrixXd& hessian,
-                             const Eigen::MatrixXd& cross, double damp);
+// float_output_correction is M = (H + lambda I)^-1 D, [in, in], shared by the
+// Linears that read one input; float_output_target is V = W + W M^T.
+MatrixRM float_output_correction(const Eigen::MatrixXd& hessian, const Eigen::MatrixXd& cross,
+                                 double damp);
+MatrixRM float_output_target(const MatrixRM& w, const MatrixRM& correction);
 
 // H made ready for the column loop: dead columns found, columns ordered, damped
 // and factored. It depends on H and on config.order, damp and

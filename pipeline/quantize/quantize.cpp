@@ -247,9 +247,11 @@ void quantize_group_to_float_outputs(BlockJob& job, GroupInput& input) {
   Eigen::MatrixXd cross;
   const Eigen::MatrixXd hessian = gptq_hessian(input.stats(&cross).mean_xtx());
   cross *= 2.0;  // gptq_hessian's scale
+  const MatrixRM correction = float_output_correction(hessian, cross, job.recipe.target_damp);
+  cross = Eigen::MatrixXd();
   for (LinearRole role : roles_reading(input.input())) {
     const MatrixRM& w = job.w.weight(role);
-    const MatrixRM target = float_output_target(w, hessian, cross, job.recipe.target_damp);
+    const MatrixRM target = float_output_target(w, correction);
     QuantizedLinear q =
         quantize_linear(job.recipe, job.config, job.w.layer, role, target, &hessian);
     q.report.weight_mse = weight_mse(w, q.dequantize());

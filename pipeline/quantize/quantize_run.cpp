@@ -193,14 +193,18 @@ double gguf_mix_flops(const Recipe& r, const ModelConfig& c,
 
 // Target float_outputs: the float block's pass beside the quantized one (its
 // attention twice: for o's input and for the residual), X~^T (X - X~) for each
-// input, and each Linear's target solve (an [in, in] factor, in^2 per output).
+// input, its correction (an [in, in] factor and solve) and each Linear's W M^T.
 double float_target_flops(const Recipe& r, const ModelConfig& c, double float_pass,
                           double cross_per_block) {
   if (r.target != RoundingTarget::FloatOutputs) return 0.0;
   double solves = 0.0;
+  for (LinearInput input : all_linear_inputs) {
+    const double in = linear_in_features(c, roles_reading(input).front());
+    solves += in * in * in * 4 / 3;
+  }
   for (LinearRole role : all_linear_roles) {
     const double in = linear_in_features(c, role);
-    solves += in * in * (in / 3 + 2.0 * linear_out_features(c, role));
+    solves += 2.0 * in * in * linear_out_features(c, role);
   }
   return float_pass + (cross_per_block * 2 + solves) * c.num_layers;
 }

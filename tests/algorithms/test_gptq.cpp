@@ -265,7 +265,8 @@ struct TargetData {
 
 TEST(FloatOutputTarget, IsTheLeastSquaresFitOfTheFloatOutputs) {
   const TargetData d;
-  const MatrixRM target = float_output_target(d.w, d.hessian, d.cross, 1e-9);
+  const MatrixRM target =
+      float_output_target(d.w, float_output_correction(d.hessian, d.cross, 1e-9));
   // argmin_V |X W^T - X~ V^T|, by QR of X~ (no normal equations).
   const Eigen::MatrixXd fit =
       d.xq.colPivHouseholderQr().solve(d.x * d.w.cast<double>().transpose()).transpose();
@@ -280,9 +281,12 @@ TEST(FloatOutputTarget, IsTheLeastSquaresFitOfTheFloatOutputs) {
 
 TEST(FloatOutputTarget, IsWWhenTheInputsAgreeAndShrinksWithDamping) {
   const TargetData d;
-  EXPECT_TRUE(float_output_target(d.w, d.hessian, Eigen::MatrixXd::Zero(48, 48), 1.0) == d.w);
-  const MatrixRM exact = float_output_target(d.w, d.hessian, d.cross, 1e-9);
-  const MatrixRM damped = float_output_target(d.w, d.hessian, d.cross, 1.0);
+  const auto target = [&](const Eigen::MatrixXd& cross, double damp) {
+    return float_output_target(d.w, float_output_correction(d.hessian, cross, damp));
+  };
+  EXPECT_TRUE(target(Eigen::MatrixXd::Zero(48, 48), 1.0) == d.w);
+  const MatrixRM exact = target(d.cross, 1e-9);
+  const MatrixRM damped = target(d.cross, 1.0);
   EXPECT_LT((damped - d.w).norm(), (exact - d.w).norm());
   EXPECT_GT((damped - d.w).norm(), 0.0f);
 }
