@@ -274,43 +274,50 @@ void quantize_group(BlockJob& job, GroupInput& input) {
   quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor);
 }
 
-// True-sequential quantization of one block over the calibration stream, each
-// stage run once per batch (about one block forward in all; docs/quantize.md):
-// the normed stream gives q/k/v's statistics; the attention context (from the
-// quantized q/k/v) gives o's, then x += o(context); the normed stream gives
-// gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
-// down's, then x += down(hidden). x leaves as the quantized block's output.
 // The float model's block beside the quantized one (recipe target
 // float_outputs): its stream at the block input (s.float_x) and after the
 // attention's residual add (mid), from which each group's float input is
 // computed batch by batch; advance() moves s.float_x to the float block's output.
+// The attention context (formed for mid) and the SwiGLU hidden state (formed for
+// down's statistics) are kept for their second use under the stage caches'
+// policy, as the quantized side keeps its own; each is handed out once.
 class FloatBlock {
  public:
-  FloatBlock(const ModelConfig& c, const BlockWeights& w, Stream& s)
+  FloatBlock(const ModelConfig& c, const BlockWeights& w, Stream& s, const StageCaches& caches)
       : c_(c),
         w_(w),
         in_{*s.float_x, s.seq_len, s.batch_windows, nullptr},
         mid_x_(*s.float_x),
-        mid_{mid_x_, s.seq_len, s.batch_windows, nullptr} {
+        mid_{mid_x_, s.seq_len, s.batch_windows, nullptr},
+        caches_(caches) {
     for (Eigen::Index b = 0; b < in_.batches(); ++b) {
+      MatrixRM ctx = attention_context(c_, w_, attention_in(b), in_.seq_len);
       auto rows = mid_x_.middleRows(in_.first_row(b), in_.rows(b));
       MatrixRM x = rows;
-      linear_accumulate(context(b), w_.weight(LinearRole::o), w_.bias_of(LinearRole::o), x);
+      linear_accumulate(ctx, w_.weight(LinearRole::o), w_.bias_of(LinearRole::o), x);
       rows = x;
+      if (caches_.context == CachePolicy::keep) contexts_.push_back(std::move(ctx));
     }
   }
-  MatrixRM attention_in(Eigen::Index b) const { return normed_batch(in_, b, w_.input_norm, eps()); }
-  MatrixRM context(Eigen::Index b) const {
+  MatrixRM attention_in(Eigen::Index b) { return normed_batch(in_, b, w_.input_norm, eps()); }
+  MatrixRM context(Eigen::Index b) {
+    if (caches_.context == CachePolicy::keep)
+      return std::move(contexts_[static_cast<std::size_t>(b)]);
     return attention_context(c_, w_, attention_in(b), in_.seq_len);
   }
-  MatrixRM mlp_in(Eigen::Index b) const {
-    return normed_batch(mid_, b, w_.post_attention_norm, eps());
+  MatrixRM mlp_in(Eigen::Index b) { return normed_batch(mid_, b, w_.post_attention_norm, eps()); }
+  MatrixRM hidden(Eigen::Index b) {
+    MatrixRM h = swiglu_hidden(w_, mlp_in(b));
+    if (caches_.hidden == CachePolicy::keep) hiddens_.push_back(h);
+    return h;
   }
-  MatrixRM hidden(Eigen::Index b) const { return swiglu_hidden(w_, mlp_in(b)); }
   void advance() {
     for (Eigen::Index b = 0; b < mid_.batches(); ++b) {
+      const MatrixRM h = caches_.hidden == CachePolicy::keep
+                             ? std::move(hiddens_[static_cast<std::size_t>(b)])
+                             : swiglu_hidden(w_, mlp_in(b));
       MatrixRM x = mid_.batch(b);
-      linear_accumulate(hidden(b), w_.weight(LinearRole::down), w_.bias_of(LinearRole::down), x);
+      linear_accumulate(h, w_.weight(LinearRole::down), w_.bias_of(LinearRole::down), x);
       in_.x.middleRows(in_.first_row(b), in_.rows(b)) = x;
     }
   }
@@ -322,6 +329,8 @@ class FloatBlock {
   Stream in_;
   MatrixRM mid_x_;
   Stream mid_;
+  StageCaches caches_;
+  std::vector<MatrixRM> contexts_, hiddens_;
 };
 
 // True-sequential quantization of one block over the calibration stream, each
@@ -337,8 +346,8 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
       job.w;  // the lambdas see each group's dequantized weights once swapped in
   const auto eps = static_cast<float>(c.rms_norm_eps);
   std::optional<FloatBlock> fb;
-  if (job.recipe.target == RoundingTarget::FloatOutputs) fb.emplace(c, job.w, s);
-  auto float_input = [&](MatrixRM (FloatBlock::*stage)(Eigen::Index) const) -> GroupInput::Compute {
+  if (job.recipe.target == RoundingTarget::FloatOutputs) fb.emplace(c, job.w, s, caches);
+  auto float_input = [&](MatrixRM (FloatBlock::*stage)(Eigen::Index)) -> GroupInput::Compute {
     if (!fb) return {};
     return [&fb, stage](Eigen::Index b) { return ((*fb).*stage)(b); };
   };

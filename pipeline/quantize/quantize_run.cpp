@@ -152,6 +152,7 @@ double calibration_bytes(const QuantizeJob& job, const ModelConfig& c) {
     kept = double(stage_input_bytes(c, LinearInput::attention_out, tokens));
   if (caches.hidden == CachePolicy::keep)
     kept = std::max(kept, double(stage_input_bytes(c, LinearInput::mlp_hidden, tokens)));
+  if (float_target) kept *= 2;  // the float block keeps its own beside them
   const double batch_tokens = double(std::min(job.batch_windows, job.recipe.calibration.samples)) *
                               job.recipe.calibration.seqlen;
   // normed input and x copy [batch, hidden]; gate and up [batch, intermediate] (or q/k/v/context)
@@ -191,9 +192,9 @@ double gguf_mix_flops(const Recipe& r, const ModelConfig& c,
          tensors * kls * probe_tokens * (forward_per_token / 2 + head);
 }
 
-// Target float_outputs: the float block's pass beside the quantized one (its
-// attention twice: for o's input and for the residual), X~^T (X - X~) for each
-// input, its correction (an [in, in] factor and solve) and each Linear's W M^T.
+// Target float_outputs: the float block's pass beside the quantized one (and
+// what it recomputes, passed in float_pass), X~^T (X - X~) for each input, its
+// correction (an [in, in] factor and solve) and each Linear's W M^T.
 double float_target_flops(const Recipe& r, const ModelConfig& c, double float_pass,
                           double cross_per_block) {
   if (r.target != RoundingTarget::FloatOutputs) return 0.0;
@@ -232,13 +233,16 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   double recomputed = 0.0;  // per token and block
   if (caches.context == CachePolicy::recompute)
     recomputed += linear_flops(c, LinearInput::attention_in) + attention;
+  // Target float_outputs: the float block recomputes what it does not keep.
+  const double float_recomputed =
+      job.recipe.target == RoundingTarget::FloatOutputs ? recomputed : 0.0;
   if (caches.hidden == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::mlp_in);
   double xtx = 0.0;
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
   const double per_block_token = attention + recomputed + xtx;
   return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq +
-         float_target_flops(job.recipe, c, float_pass + attention * tokens * c.num_layers,
+         float_target_flops(job.recipe, c, float_pass + float_recomputed * tokens * c.num_layers,
                             xtx * tokens) +
          gguf_mix_flops(job.recipe, c, gptq, float_pass / tokens);
 }

@@ -17,7 +17,7 @@ the saved checkpoint reloaded in float32 with eager attention on the CPU).
 
 The model: Qwen2ForCausalLM, hidden 512, 6 layers, 8 query heads / 2 KV heads (head_dim
 64), SwiGLU MLP 1536, q/k/v biases, tied embeddings, RMSNorm eps 1e-6, RoPE theta 1e6;
-about 21.9 M parameters. Training as the fixtures' models were made (transformers, real
+about 22.3 M parameters. Training as the fixtures' models were made (transformers, real
 text, its own seed): AdamW, bf16 autocast, random 512-token windows of the training text
 (each text tokenized whole and followed by EOS), fixed seed and deterministic kernels.
 
