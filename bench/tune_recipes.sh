@@ -58,6 +58,8 @@ declare -A variant=(
   [actorder-static]="act_order=true static_groups=true"
   [gptaq]="target=float_outputs"
   [clip-gptaq]="clip=$clip target=float_outputs"
+  [clip-gptaq-td0.3]="clip=$clip target=float_outputs target_damp=0.3"
+  [clip-gptaq-td3]="clip=$clip target=float_outputs target_damp=3"
   [clip-gptaq-refit]="clip=$clip target=float_outputs refit=least_squares"
   [clip-gptaq-actorder]="clip=$clip target=float_outputs act_order=true static_groups=true"
   [best]="@best"
@@ -65,7 +67,8 @@ declare -A variant=(
 declare -A target=([w4-g128]="bits=4 group=128" [w3-g128]="bits=3 group=128" [w4-pc]="bits=4 group=channel")
 all_candidates=""
 for t in w4-g128 w3-g128 w4-pc; do
-  for v in plain clip refit clip-refit damp0.1 actorder actorder-static best gptaq clip-gptaq clip-gptaq-refit clip-gptaq-actorder; do
+  for v in plain clip refit clip-refit damp0.1 actorder actorder-static best gptaq clip-gptaq clip-gptaq-td0.3 clip-gptaq-td3 clip-gptaq-refit \
+    clip-gptaq-actorder; do
     all_candidates+=" $t.$v"
   done
 done
