@@ -134,10 +134,17 @@ struct BlockJob {
 // factor of it, quantize_linear; null for RTN), then swaps in their
 // dequantized weights so that later groups' inputs see them.
 void quantize_group(BlockJob& job, LinearInput input, const Eigen::MatrixXd* hessian,
-                    const GptqHessian* factor = nullptr) {
+                    const GptqHessian* factor = nullptr, const MatrixRM* correction = nullptr) {
   for (LinearRole role : roles_reading(input)) {
-    job.out.push_back(quantize_linear(job.recipe, job.config, job.w.layer, role, job.w.weight(role),
-                                      hessian, factor));
+    const MatrixRM& w = job.w.weight(role);
+    if (correction == nullptr) {
+      job.out.push_back(
+          quantize_linear(job.recipe, job.config, job.w.layer, role, w, hessian, factor));
+    } else {  // recipe target float_outputs: GPTAQ's target, its MSE against the float weights
+      job.out.push_back(quantize_linear(job.recipe, job.config, job.w.layer, role,
+                                        float_output_target(w, *correction), hessian, factor));
+      job.out.back().report.weight_mse = weight_mse(w, job.out.back().dequantize());
+    }
     job.w.weight(role) = job.out.back().dequantize();
     log_linear(job.progress, job.out.back().report);
   }
@@ -240,38 +247,27 @@ class GroupInput {
   }
 };
 
-// Recipe target float_outputs: each Linear of the group rounds GPTAQ's target
-// (float_output_target) under the quantized input's Hessian; its report's
-// weight MSE stays against the float weights.
-void quantize_group_to_float_outputs(BlockJob& job, GroupInput& input) {
-  Eigen::MatrixXd cross;
-  const Eigen::MatrixXd hessian = gptq_hessian(input.stats(&cross).mean_xtx());
-  cross *= 2.0;  // gptq_hessian's scale
-  const MatrixRM correction = float_output_correction(hessian, cross, job.recipe.target_damp);
-  cross = Eigen::MatrixXd();
-  for (LinearRole role : roles_reading(input.input())) {
-    const MatrixRM& w = job.w.weight(role);
-    const MatrixRM target = float_output_target(w, correction);
-    QuantizedLinear q =
-        quantize_linear(job.recipe, job.config, job.w.layer, role, target, &hessian);
-    q.report.weight_mse = weight_mse(w, q.dequantize());
-    job.out.push_back(std::move(q));
-    job.w.weight(role) = job.out.back().dequantize();
-    log_linear(job.progress, job.out.back().report);
-  }
-}
-
 // GPTQ onto uniform grids factors the group's Hessian once for all its
 // Linears, and H goes unless the least-squares refit reads it; the statistics
-// go as soon as H is formed. At 7B's MLP width each is a ~1 GB matrix.
+// go as soon as H is formed. At 7B's MLP width each is a ~1 GB matrix. With a
+// float input (recipe target float_outputs) each Linear rounds GPTAQ's target
+// under the same H, from the correction X~^T (X - X~) gives.
 void quantize_group(BlockJob& job, GroupInput& input) {
-  if (input.has_float_input()) return quantize_group_to_float_outputs(job, input);
-  Eigen::MatrixXd hessian = gptq_hessian(input.stats().mean_xtx());
+  Eigen::MatrixXd cross;
+  Eigen::MatrixXd hessian =
+      gptq_hessian(input.stats(input.has_float_input() ? &cross : nullptr).mean_xtx());
+  std::optional<MatrixRM> correction;
+  if (input.has_float_input()) {
+    cross *= 2.0;  // gptq_hessian's scale
+    correction = float_output_correction(hessian, cross, job.recipe.target_damp);
+    cross = Eigen::MatrixXd();
+  }
+  const MatrixRM* c = correction ? &*correction : nullptr;
   if (job.recipe.method != Method::Gptq || job.recipe.format == OutputFormat::gguf)
-    return quantize_group(job, input.input(), &hessian);
+    return quantize_group(job, input.input(), &hessian, nullptr, c);
   const GptqHessian factor = prepare_hessian(hessian, job.recipe.gptq_config());
   if (job.recipe.refit != ScaleRefit::LeastSquares) hessian = Eigen::MatrixXd();
-  quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor);
+  quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor, c);
 }
 
 // The float model's block beside the quantized one (recipe target
