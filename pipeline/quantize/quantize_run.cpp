@@ -233,16 +233,14 @@ double estimate_flops(const QuantizeJob& job, const ModelConfig& c, const ModelS
   double recomputed = 0.0;  // per token and block
   if (caches.context == CachePolicy::recompute)
     recomputed += linear_flops(c, LinearInput::attention_in) + attention;
-  // Target float_outputs: the float block recomputes what it does not keep.
-  const double float_recomputed =
-      job.recipe.target == RoundingTarget::FloatOutputs ? recomputed : 0.0;
   if (caches.hidden == CachePolicy::recompute) recomputed += linear_flops(c, LinearInput::mlp_in);
   double xtx = 0.0;
   for (LinearRole r : {LinearRole::q, LinearRole::o, LinearRole::gate, LinearRole::down})
     xtx += double(linear_in_features(c, r)) * linear_in_features(c, r);
   const double per_block_token = attention + recomputed + xtx;
   return 2.0 * m.linear_params * tokens + per_block_token * tokens * c.num_layers + gptq +
-         float_target_flops(job.recipe, c, float_pass + float_recomputed * tokens * c.num_layers,
+         // The float block recomputes what it does not keep, as the quantized side.
+         float_target_flops(job.recipe, c, float_pass + recomputed * tokens * c.num_layers,
                             xtx * tokens) +
          gguf_mix_flops(job.recipe, c, gptq, float_pass / tokens);
 }
