@@ -3,8 +3,8 @@
 # Linear's grid chosen among w4-pc, w4-g128, w8-pc and w8-g128 with at most 4.6
 # bits per Linear weight (packed codes, float16 scales, zero points and shapes,
 # as `ptq inspect` counts them), on the shipped W4 g128 recipe
-# (recipes/w4-g128-best.yaml: GPTQ, damp 0.1, Hessian-weighted MSE clip, scale
-# refit); the same recipe uniform beside it. Judged as PROTOCOL.md does: ptq
+# (recipes/w4-g128-best.yaml; docs/bench/ct_mix.md names the commit whose
+# recipe it measured); the same recipe uniform beside it. Judged as PROTOCOL.md does: ptq
 # eval's perplexity on all 719 windows of eval_generic.ids (WikiText-2 test) at
 # ctx 512. Then transformers + compressed-tensors (a virtual environment VENV
 # with them from PyPI, on the CPU) load the mix and run the golden prompt,
