@@ -4,8 +4,11 @@
 # builds build-fuzz with clang-14 (-DPTQ_FUZZ=ON: ASan + UBSan + libFuzzer),
 # makes the seeds (fuzz_make_seeds: the fixtures shrunk by ptq's own writers),
 # runs each target (default: all) for SECONDS (default 1200), PARALLEL targets
-# at a time (default 1), with -rss_limit_mb=2048 -timeout=10, and writes
-# docs/bench/fuzz.md from build-fuzz/campaign/results.tsv. A target that
+# at a time (default 1), with -rss_limit_mb=2048 -timeout=10. Each target's
+# summary replaces its row in docs/bench/fuzz_results.tsv (with the commit its
+# binaries were built from and the date), so a campaign may be run a few
+# targets at a time, on several days; docs/bench/fuzz.md is written from all
+# the rows. A target that
 # finds a crash is restarted until its time is spent; crashes, leaks, OOMs
 # and timeouts are kept in build-fuzz/campaign/artifacts/<target>/, each
 # target's log in build-fuzz/campaign/logs/. The corpus grows in
@@ -78,6 +81,14 @@ fuzz_one() {
     "$(grep -cE 'ERROR: (Address|Leak|Undefined)Sanitizer|runtime error:' "$log")" "$runs"
 }
 
+# The commit the binaries are built from, "+dirty" when the tree has changes.
+source_commit() {
+  local commit
+  commit=$(git -C "$root" rev-parse --short=10 HEAD)
+  git -C "$root" diff --quiet HEAD -- . ':!docs' || commit+=+dirty
+  echo "$commit"
+}
+
 campaign() {
   local seconds=$1 parallel=$2
   shift 2
@@ -85,16 +96,26 @@ campaign() {
   rm -rf "$work/seeds"
   mkdir -p "$work/logs"
   "$build/tests/fuzz/fuzz_make_seeds" "$work/seeds"
-  local results=$work/results.tsv
-  printf 'target\tseconds\texecutions\texec_per_s\tcorpus\tcrashes\tleaks\tooms\ttimeouts\tsanitizer_reports\truns\n' >"$results"
+  local commit day
+  commit=$(source_commit) day=$(date -u +%Y-%m-%d)
   for name in "$@"; do
     while (($(jobs -rp | wc -l) >= parallel)); do wait -n || true; done
     fuzz_one "$name" "$seconds" >"$work/logs/$name.summary" &
   done
   wait
-  for name in "$@"; do cat "$work/logs/$name.summary"; done >>"$results"
+  local results=$root/docs/bench/fuzz_results.tsv header
+  header=$'target\tcommit\tdate\tparallel\tseconds\texecutions\texec_per_s\tcorpus\tcrashes\tleaks\tooms\ttimeouts\tsanitizer_reports\truns'
+  {
+    echo "$header"
+    # The rows of the targets not run this time stay.
+    [[ -f $results ]] && tail -n +2 "$results" | awk -F'\t' -v run=" $* " 'index(run, " " $1 " ") == 0'
+    for name in "$@"; do
+      sed "s/\t/\t$commit\t$day\t$parallel\t/" "$work/logs/$name.summary"
+    done
+  } | { read -r first; echo "$first"; sort; } >"$results.tmp"
+  mv "$results.tmp" "$results"
   column -t -s $'\t' "$results"
-  "$root/bench/fuzz_report.sh" "$results" "$seconds" "$parallel" >"$root/docs/bench/fuzz.md"
+  "$root/bench/fuzz_report.sh" "$results" >"$root/docs/bench/fuzz.md"
 }
 
 minimize() {

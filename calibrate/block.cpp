@@ -85,8 +85,9 @@ void apply_rope(MatrixRM& x, const MatrixRM& cos, const MatrixRM& sin, int seq_l
 }
 
 // cos/sin tables [seq_len, head_dim/2]; angles in float32 like HF.
+// LongRoPE also scales both by its attention factor.
 void rope_tables(const ModelConfig& c, int seq_len, MatrixRM& cos, MatrixRM& sin) {
-  const std::vector<float> inv_freq = rope_inv_freq(c.rope, c.head_dim);
+  const std::vector<float> inv_freq = rope_inv_freq(c.rope, c.head_dim, seq_len);
   const int half = c.head_dim / 2;
   cos.resize(seq_len, half);
   sin.resize(seq_len, half);
@@ -96,6 +97,11 @@ void rope_tables(const ModelConfig& c, int seq_len, MatrixRM& cos, MatrixRM& sin
       cos(p, i) = std::cos(angle);
       sin(p, i) = std::sin(angle);
     }
+  }
+  if (c.rope.type == RopeType::LongRope) {
+    const auto scale = static_cast<float>(c.rope.attention_factor);
+    cos *= scale;
+    sin *= scale;
   }
 }
 
@@ -130,14 +136,20 @@ std::size_t BlockWeights::float_count() const {
   return n;
 }
 
-std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim) {
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim, int seq_len) {
   const int half = head_dim / 2;
   std::vector<float> inv(half);
+  // LongRoPE (HF _compute_longrope_parameters and its per-call update): the short
+  // factors up to the original context, the long ones beyond it.
+  const std::vector<double>& stretch =
+      seq_len > rope.original_max_position_embeddings ? rope.long_factor : rope.short_factor;
   for (int i = 0; i < half; ++i) {
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(head_dim);
-    inv[i] = 1.0f / std::pow(static_cast<float>(rope.theta), exponent);
+    const float base = std::pow(static_cast<float>(rope.theta), exponent);
+    inv[i] = rope.type == RopeType::LongRope ? 1.0f / (static_cast<float>(stretch[i]) * base)
+                                             : 1.0f / base;
   }
-  if (rope.type == RopeType::Default) return inv;
+  if (rope.type != RopeType::Llama3) return inv;
   // Llama 3 frequency scaling (HF _compute_llama3_parameters): long wavelengths
   // are divided by `factor`, short ones kept, and the band between blended.
   const double old_len = rope.original_max_position_embeddings;

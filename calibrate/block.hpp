@@ -64,8 +64,9 @@ struct ForwardOptions {
   std::optional<LinearInput> stop_after;
 };
 
-// RoPE inverse frequencies [head_dim/2] for the config (default or llama3).
-std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim);
+// RoPE inverse frequencies [head_dim/2] for the config (default, llama3 or
+// longrope) and a sequence of seq_len tokens (LongRoPE's factors depend on it).
+std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim, int seq_len);
 
 // RMSNorm of every row, in place: x * rsqrt(mean(x^2) + eps) * w.
 void rms_norm_rows(MatrixRM& x, const VectorF& w, float eps);

@@ -38,17 +38,24 @@ void require_finite(std::span<const float> values, const TensorView& t, std::int
                     "finite values", std::isnan(*bad) ? "NaN" : "infinity");
 }
 
-MatrixRM to_matrix(const TensorView& t) {
-  MatrixRM m(t.shape[0], t.shape[1]);
-  convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), m.data(), t.name);
-  require_finite({m.data(), static_cast<std::size_t>(m.size())}, t, 0);
+// Rows [first, first + rows) of a matrix (all rows by default), or of a vector's
+// elements: a Linear stored inside a fused tensor is a row range of it.
+MatrixRM to_matrix(const TensorView& t, std::int64_t first = 0, std::int64_t rows = -1) {
+  if (rows < 0) rows = t.shape[0];
+  MatrixRM m(rows, t.shape[1]);
+  const std::int64_t offset = first * t.shape[1];
+  convert_to_float(t.dtype, t.bytes.data() + offset * dtype_size(t.dtype),
+                   static_cast<std::size_t>(m.size()), m.data(), t.name);
+  require_finite({m.data(), static_cast<std::size_t>(m.size())}, t, offset);
   return m;
 }
 
-VectorF to_vector(const TensorView& t) {
-  VectorF v(t.shape[0]);
-  convert_to_float(t.dtype, t.bytes.data(), static_cast<std::size_t>(t.numel()), v.data(), t.name);
-  require_finite({v.data(), static_cast<std::size_t>(v.size())}, t, 0);
+VectorF to_vector(const TensorView& t, std::int64_t first = 0, std::int64_t count = -1) {
+  if (count < 0) count = t.shape[0];
+  VectorF v(count);
+  convert_to_float(t.dtype, t.bytes.data() + first * dtype_size(t.dtype),
+                   static_cast<std::size_t>(count), v.data(), t.name);
+  require_finite({v.data(), static_cast<std::size_t>(v.size())}, t, first);
   return v;
 }
 
@@ -101,11 +108,14 @@ BlockWeights Model::load_block(int layer) const {
   for (const LinearSpec& spec : linear_specs) {
     const std::int64_t out = linear_out_features(config_, spec.role);
     const std::int64_t in = linear_in_features(config_, spec.role);
-    const std::string module = block_tensor_name(layer, spec.module);
+    const LinearStorage stored = linear_storage(config_, spec.role);
+    const std::string module = block_tensor_name(layer, stored.module);
     const auto i = static_cast<std::size_t>(spec.role);
-    w.linear[i] = to_matrix(require_shape(checkpoint_, module + ".weight", {out, in}));
+    w.linear[i] = to_matrix(require_shape(checkpoint_, module + ".weight", {stored.rows, in}),
+                            stored.first_row, out);
     if (bias_required(config_, spec.bias) || checkpoint_.find(module + ".bias")) {
-      w.bias[i] = to_vector(require_shape(checkpoint_, module + ".bias", {out}));
+      w.bias[i] = to_vector(require_shape(checkpoint_, module + ".bias", {stored.rows}),
+                            stored.first_row, out);
     }
   }
   for (const NormSpec& spec : norm_specs) {

@@ -1,8 +1,48 @@
 #include "calibrate/tensor_names.hpp"
 
+#include <algorithm>
+#include <span>
+
 #include "io/error.hpp"
 
 namespace ptq {
+
+namespace {
+
+// A family's fused modules: its parts, in row order.
+struct FusedModule {
+  std::string_view module;
+  std::array<LinearRole, 3> parts;
+  int part_count;
+};
+
+constexpr std::array<FusedModule, 2> kPhi3Fused{{
+    {"self_attn.qkv_proj", {LinearRole::q, LinearRole::k, LinearRole::v}, 3},
+    {"mlp.gate_up_proj", {LinearRole::gate, LinearRole::up, LinearRole::up}, 2},
+}};
+
+std::span<const FusedModule> fused_modules(const ModelConfig& c) {
+  if (c.arch == Architecture::Phi3) return kPhi3Fused;
+  return {};
+}
+
+}  // namespace
+
+LinearStorage linear_storage(const ModelConfig& c, LinearRole role) {
+  for (const FusedModule& fused : fused_modules(c)) {
+    const std::span<const LinearRole> parts(fused.parts.data(), fused.part_count);
+    if (std::find(parts.begin(), parts.end(), role) == parts.end()) continue;
+    LinearStorage stored{fused.module, 0, 0};
+    for (LinearRole part : parts) {
+      if (part == role) stored.first_row = stored.rows;
+      stored.rows += linear_out_features(c, part);
+    }
+    return stored;
+  }
+  return {linear_spec(role).module, 0, linear_out_features(c, role)};
+}
+
+bool has_fused_linears(const ModelConfig& c) { return !fused_modules(c).empty(); }
 
 std::string_view linear_role_name(LinearRole role) {
   static constexpr std::array<std::string_view, linear_role_count> names = {

@@ -1,6 +1,6 @@
 #pragma once
 // The one table that maps Hugging Face tensor names to their roles in the
-// Llama family (Llama, Mistral, Qwen2, Qwen3). Every other file asks this
+// Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3). Every other file asks this
 // table; no code elsewhere spells a tensor name.
 #include <array>
 #include <string>
@@ -65,6 +65,18 @@ inline constexpr std::array<NormSpec, 4> norm_specs = {{
 inline constexpr std::string_view embed_tokens_name = "model.embed_tokens.weight";
 inline constexpr std::string_view final_norm_name = "model.norm.weight";
 inline constexpr std::string_view lm_head_name = "lm_head.weight";  // absent when tied
+
+// Where a family stores a Linear: its own module (rows = its out features), or
+// rows [first_row, first_row + out) of a fused module of `rows` rows (Phi-3's
+// self_attn.qkv_proj holds q, k, v; mlp.gate_up_proj holds gate, up).
+struct LinearStorage {
+  std::string_view module;  // below "model.layers.{i}."
+  std::int64_t first_row = 0;
+  std::int64_t rows = 0;
+};
+LinearStorage linear_storage(const ModelConfig& config, LinearRole role);
+// True when the family stores some Linear inside a fused tensor.
+bool has_fused_linears(const ModelConfig& config);
 
 std::string_view linear_role_name(LinearRole role);  // "q", "k", ..., "down"
 const LinearSpec& linear_spec(LinearRole role);

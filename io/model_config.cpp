@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -27,21 +28,26 @@ struct ArchitectureInfo {
   int default_max_position_embeddings;  // transformers' default for the family
   bool forced_attention_bias;           // Qwen2: q/k/v always carry a bias
   bool qk_norm;                         // Qwen3: RMSNorm on q and k per head
+  bool sliding_window;  // its sliding_window applies (Qwen2/3 gate it by use_sliding_window)
 };
 
-constexpr std::array<ArchitectureInfo, 4> kArchitectures{{
-    {Architecture::Llama, "llama", 2048, false, false},
-    {Architecture::Mistral, "mistral", 131072, false, false},
-    {Architecture::Qwen2, "qwen2", 32768, true, false},
-    {Architecture::Qwen3, "qwen3", 32768, false, true},
+constexpr std::array<ArchitectureInfo, 5> kArchitectures{{
+    {Architecture::Llama, "llama", 2048, false, false, false},
+    {Architecture::Mistral, "mistral", 131072, false, false, true},
+    {Architecture::Qwen2, "qwen2", 32768, true, false, false},
+    {Architecture::Qwen3, "qwen3", 32768, false, true, false},
+    {Architecture::Phi3, "phi3", 4096, false, false, true},
 }};
 
 struct RopeTypeInfo {
   RopeType type;
   std::string_view name;
 };
-constexpr std::array<RopeTypeInfo, 2> kRopeTypes{
-    {{RopeType::Default, "default"}, {RopeType::Llama3, "llama3"}}};
+constexpr std::array<RopeTypeInfo, 4> kRopeTypes{
+    {{RopeType::Default, "default"},
+     {RopeType::Llama3, "llama3"},
+     {RopeType::LongRope, "longrope"},
+     {RopeType::LongRope, "su"}}};  // longrope's first name
 
 std::string supported_rope_types() {
   std::string out;
@@ -78,6 +84,16 @@ class Fields {
   double required_number(const char* key) const {
     if (auto v = optional_number(key)) return *v;
     throw input_error(where(key), "a number", "none");
+  }
+  // A non-empty list of positive numbers.
+  std::vector<double> required_factors(const char* key) const {
+    const json* v = find(key);
+    const bool ok = v && v->is_array() && !v->empty() &&
+                    std::all_of(v->begin(), v->end(),
+                                [](const json& x) { return x.is_number() && x.get<double>() > 0; });
+    if (!ok)
+      throw input_error(where(key), "a list of positive numbers", v ? describe_json(*v) : "none");
+    return v->get<std::vector<double>>();
   }
   bool optional_bool(const char* key, bool fallback) const {
     const json* v = find(key);
@@ -122,9 +138,32 @@ RopeType parse_rope_type(const Fields& scaling) {
                     describe_json(*type));
 }
 
+// LongRoPE as transformers computes it: the context is stretched by max_position_embeddings
+// / original_max_position_embeddings (when the config gives the original length), and
+// attention_factor, when absent, is sqrt(1 + ln(factor) / ln(original length)).
+void parse_longrope(const Fields& top, const Fields& f, int max_position_embeddings,
+                    RopeConfig& rope) {
+  rope.short_factor = f.required_factors("short_factor");
+  rope.long_factor = f.required_factors("long_factor");
+  auto original = f.optional_int("original_max_position_embeddings");
+  if (!original) original = top.optional_int("original_max_position_embeddings");
+  rope.original_max_position_embeddings = original.value_or(max_position_embeddings);
+  if (rope.original_max_position_embeddings <= 0)
+    throw input_error(f.where("original_max_position_embeddings"), "a positive integer", "0");
+  rope.factor = original ? static_cast<double>(max_position_embeddings) / *original
+                         : f.optional_number("factor").value_or(1.0);
+  rope.attention_factor =
+      f.optional_number("attention_factor")
+          .value_or(rope.factor <= 1.0
+                        ? 1.0
+                        : std::sqrt(1.0 + std::log(rope.factor) /
+                                              std::log(static_cast<double>(
+                                                  rope.original_max_position_embeddings))));
+}
+
 // New style: rope_parameters {rope_theta, rope_type, ...}. Old style: top-level
 // rope_theta plus an optional rope_scaling {type|rope_type, factor, ...}.
-RopeConfig parse_rope(const Fields& top, const std::string& where) {
+RopeConfig parse_rope(const Fields& top, const std::string& where, int max_position_embeddings) {
   RopeConfig rope;
   const char* section_key = top.find("rope_parameters") ? "rope_parameters" : "rope_scaling";
   if (auto theta = top.optional_number("rope_theta")) rope.theta = *theta;
@@ -135,12 +174,16 @@ RopeConfig parse_rope(const Fields& top, const std::string& where) {
   const Fields f(*section, where + ": " + section_key);
   if (auto theta = f.optional_number("rope_theta")) rope.theta = *theta;
   rope.type = parse_rope_type(f);
+  if (auto partial = f.optional_number("partial_rotary_factor"); partial && *partial != 1.0)
+    throw input_error(f.where("partial_rotary_factor"), "1 (what ptq's forward implements)",
+                      std::to_string(*partial));
   if (rope.type == RopeType::Llama3) {
     rope.factor = f.required_number("factor");
     rope.low_freq_factor = f.required_number("low_freq_factor");
     rope.high_freq_factor = f.required_number("high_freq_factor");
     rope.original_max_position_embeddings = f.required_int("original_max_position_embeddings");
   }
+  if (rope.type == RopeType::LongRope) parse_longrope(top, f, max_position_embeddings, rope);
   return rope;
 }
 
@@ -251,7 +294,7 @@ ModelConfig load_model_config(const fs::path& path) {
   c.max_position_embeddings =
       f.optional_int("max_position_embeddings").value_or(arch.default_max_position_embeddings);
   c.rms_norm_eps = f.optional_number("rms_norm_eps").value_or(c.rms_norm_eps);
-  c.rope = parse_rope(f, file.string());
+  c.rope = parse_rope(f, file.string(), c.max_position_embeddings);
   c.tie_word_embeddings = f.optional_bool("tie_word_embeddings", false);
   c.attention_bias = arch.forced_attention_bias || f.optional_bool("attention_bias", false);
   c.mlp_bias = f.optional_bool("mlp_bias", false);
@@ -260,8 +303,7 @@ ModelConfig load_model_config(const fs::path& path) {
   c.eos_token_ids = parse_eos(f);
   refuse_unimplemented(root, f);
   // Qwen2/3 give sliding_window with use_sliding_window false (refused when true).
-  if (arch.arch == Architecture::Mistral)
-    c.sliding_window = f.optional_int("sliding_window").value_or(0);
+  if (arch.sliding_window) c.sliding_window = f.optional_int("sliding_window").value_or(0);
   c.validate(file);
   return c;
 }
@@ -300,6 +342,14 @@ void ModelConfig::validate(const fs::path& source) const {
     throw input_error(where + ": rms_norm_eps", "a positive number", std::to_string(rms_norm_eps));
   if (!(rope.theta > 0))
     throw input_error(where + ": rope_theta", "a positive number", std::to_string(rope.theta));
+  const auto half = static_cast<std::size_t>(head_dim / 2);
+  if (rope.type == RopeType::LongRope &&
+      (rope.short_factor.size() != half || rope.long_factor.size() != half)) {
+    throw input_error(where + ": rope longrope short_factor / long_factor",
+                      std::to_string(half) + " factors each (head_dim / 2)",
+                      std::to_string(rope.short_factor.size()) + " and " +
+                          std::to_string(rope.long_factor.size()));
+  }
   if (rope.type == RopeType::Llama3 && !(rope.factor > 0 && rope.low_freq_factor > 0 &&
                                          rope.high_freq_factor > rope.low_freq_factor &&
                                          rope.original_max_position_embeddings > 0)) {

@@ -1,5 +1,6 @@
 #pragma once
-// config.json of the Llama family: Llama, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norms).
+// config.json of the Llama family: Llama, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norms),
+// Phi-3 (fused q/k/v and gate/up tensors, LongRoPE).
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -7,13 +8,13 @@
 
 namespace ptq {
 
-enum class Architecture { Llama, Mistral, Qwen2, Qwen3 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Phi3 };
 
 std::string_view architecture_name(Architecture a);
-// "llama, mistral, qwen2, qwen3" — used in the unsupported-architecture error.
+// "llama, mistral, qwen2, qwen3, phi3" — used in the unsupported-architecture error.
 std::string supported_architectures();
 
-enum class RopeType { Default, Llama3 };
+enum class RopeType { Default, Llama3, LongRope };
 
 struct RopeConfig {
   double theta = 10000.0;
@@ -22,7 +23,12 @@ struct RopeConfig {
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
-  int original_max_position_embeddings = 8192;
+  int original_max_position_embeddings = 8192;  // llama3 and longrope
+  // longrope (Phi-3): every frequency divided by its factor, the short ones for
+  // sequences of at most original_max_position_embeddings tokens, the long ones
+  // beyond; cos and sin scaled by attention_factor.
+  std::vector<double> short_factor, long_factor;  // [head_dim / 2]
+  double attention_factor = 1.0;
 };
 
 struct ModelConfig {

@@ -81,7 +81,10 @@ constexpr std::array<ArchitectureRow, 4> kArchitectures{{
 const ArchitectureRow& architecture_row(Architecture arch) {
   const auto* row = std::find_if(kArchitectures.begin(), kArchitectures.end(),
                                  [&](const ArchitectureRow& r) { return r.arch == arch; });
-  PTQ_ASSERT(row != kArchitectures.end());
+  if (row == kArchitectures.end())
+    throw input_error("GGUF architecture of model_type " + std::string(architecture_name(arch)),
+                      "llama, mistral, qwen2 or qwen3 (the families ptq writes to GGUF)",
+                      std::string(architecture_name(arch)));
   return *row;
 }
 

@@ -12,12 +12,14 @@ namespace ptq {
 
 namespace {
 
-// "model.layers.<i>.<module>." of every decoder block Linear.
+// "model.layers.<i>.<module>." of every decoder block Linear (a fused module once
+// per part it holds).
 std::vector<std::string> linear_prefixes(const ModelConfig& config) {
   std::vector<std::string> out;
   for (int layer = 0; layer < config.num_layers; ++layer)
-    for (const LinearSpec& spec : linear_specs)
-      out.push_back(block_tensor_name(layer, std::string(spec.module) + "."));
+    for (LinearRole role : all_linear_roles)
+      out.push_back(
+          block_tensor_name(layer, std::string(linear_storage(config, role).module) + "."));
   return out;
 }
 
@@ -29,8 +31,8 @@ bool is_linear_tensor(const std::string& hf_name, const std::vector<std::string>
 }
 
 // The folder's config and the bytes its model file spends on the block Linears.
-std::pair<ModelConfig, std::uintmax_t> linear_storage(const std::filesystem::path& dir,
-                                                      OutputFormat format) {
+std::pair<ModelConfig, std::uintmax_t> linear_bytes(const std::filesystem::path& dir,
+                                                    OutputFormat format) {
   std::uintmax_t bytes = 0;
   if (format == OutputFormat::gguf) {
     const auto file = gguf::File::open(dir / "model.gguf");
@@ -59,7 +61,7 @@ FolderSizes folder_sizes(const std::filesystem::path& dir, OutputFormat format,
       s.files[e.path().filename().string()] = e.file_size();
       s.total += e.file_size();
     }
-  const auto [config, bytes] = linear_storage(dir, format);
+  const auto [config, bytes] = linear_bytes(dir, format);
   s.linear_bits_per_weight =
       8.0 * static_cast<double>(bytes) / (double(block_linear_weights(config)) * config.num_layers);
   if (parameters)

@@ -5,6 +5,7 @@
 
 #include "algorithms/parallel_gemm.hpp"
 #include "calibrate/model.hpp"
+#include "calibrate/tensor_names.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
@@ -36,6 +37,16 @@ std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
   throw input_error("config.json",
                     "eos_token_id (documents in text calibration sources are joined with it)",
                     "none");
+}
+
+// The writers name one module per Linear; a family that stores Linears fused
+// (Phi-3's qkv_proj, gate_up_proj) is read and evaluated but not yet written.
+void refuse_fused_linears(const ModelConfig& c) {
+  if (!has_fused_linears(c)) return;
+  throw input_error(c.model_type + " config.json: model_type",
+                    "a family whose Linears are stored one per module (writing quantized "
+                    "fused Linears is not implemented yet; ptq eval and ptq calibrate read it)",
+                    "\"" + c.model_type + "\", which stores q/k/v and gate/up fused");
 }
 
 // Measured single-precision GEMM rate on this machine, the way the forward
@@ -259,6 +270,7 @@ double estimated_linear_bytes(const Recipe& r, const ModelSizes& m) {
 
 QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const ModelConfig c = load_model_config(job.model);
+  refuse_fused_linears(c);
   const ModelSizes m = model_sizes(c, Checkpoint::open(job.model), job.recipe.spec);
   QuantizeEstimate e;
   e.output_bytes =
@@ -408,6 +420,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   ThreadScope threads(job.threads);
   const auto t0 = Clock::now();
   const Model model = Model::open(job.model);
+  refuse_fused_linears(model.config());
   if (!job.stats.empty()) {  // Hessians from cached statistics: no forward pass
     auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
     return write_output(job, MethodOutput{QuantizedLinears(std::move(r.linears)), {}}, nullptr,

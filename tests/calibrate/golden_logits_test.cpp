@@ -2,6 +2,7 @@
 // transformers in float32 (shared/fixtures/goldens/<m>/logits_prompt.*).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "calibrate/model.hpp"
@@ -43,7 +44,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenLogits, ::testing::Values("tiny", "smal
 
 // Random-weight Mistral (sharded), Qwen2 (q/k/v biases, tied), Qwen3 (q/k
 // norms, head_dim != hidden/heads, bf16), Llama with llama3 RoPE scaling
-// (two settings covering all three frequency bands); logits from HF transformers.
+// (two settings covering all three frequency bands), Phi-3 (fused qkv_proj and
+// gate_up_proj; with LongRoPE past its original context: the long factors and the
+// attention factor); logits from HF transformers.
 class RandomModelLogits : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RandomModelLogits, MatchTransformersFloat32) {
@@ -55,7 +58,12 @@ TEST_P(RandomModelLogits, MatchTransformersFloat32) {
 
 INSTANTIATE_TEST_SUITE_P(Architectures, RandomModelLogits,
                          ::testing::Values("mistral", "qwen2", "qwen3", "llama3rope",
-                                           "llama3rope_band"));
+                                           "llama3rope_band", "phi3", "phi3-longrope"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace ptq

@@ -2,6 +2,8 @@
 // and malformed configs.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "io/model_config.hpp"
 #include "io_test_util.hpp"
 #include "test_paths.hpp"
@@ -96,6 +98,25 @@ TEST(ModelConfig, Qwen3NewStyleRopeParametersAndQkNorm) {
   EXPECT_EQ(architecture_name(c.arch), "qwen3");
 }
 
+TEST(ModelConfig, Phi3LongRopeStretchAndAttentionFactor) {
+  // Phi-3-mini-128k's shape (old-style rope_scaling, the original context at the top
+  // level), at head_dim 8: factor 131072 / 4096 = 32, and attention_factor
+  // sqrt(1 + ln 32 / ln 4096) = sqrt(1 + 5/12).
+  const auto c = load_text(R"({"model_type": "phi3", "hidden_size": 32, "intermediate_size": 64,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "vocab_size": 100,
+    "max_position_embeddings": 131072, "original_max_position_embeddings": 4096,
+    "rope_theta": 10000.0, "sliding_window": 262144, "resid_pdrop": 0.0, "embd_pdrop": 0.0,
+    "rope_scaling": {"type": "longrope", "short_factor": [1.0, 1.1, 1.2, 1.3],
+      "long_factor": [1.0, 2.0, 4.0, 8.0]}})");
+  EXPECT_EQ(c.arch, Architecture::Phi3);
+  EXPECT_EQ(c.rope.type, RopeType::LongRope);
+  EXPECT_EQ(c.rope.original_max_position_embeddings, 4096);
+  EXPECT_DOUBLE_EQ(c.rope.factor, 32.0);
+  EXPECT_NEAR(c.rope.attention_factor, std::sqrt(17.0 / 12.0), 1e-12);
+  EXPECT_EQ(c.rope.long_factor, (std::vector<double>{1.0, 2.0, 4.0, 8.0}));
+  EXPECT_EQ(c.sliding_window, 262144);  // Phi-3 applies its window, as Mistral does
+}
+
 constexpr const char* kSizes =
     R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
     "vocab_size": 100)";
@@ -155,6 +176,36 @@ TEST(ModelConfigCorrupt, Llama3RopeMissingFactor) {
                   kSizes + "}");
       },
       {"rope_parameters: factor", "a number", "none"});
+}
+
+TEST(ModelConfigCorrupt, LongRopeFactorsMustCoverHalfTheHeadDim) {
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "phi3", "num_attention_heads": 4,
+      "rope_parameters": {"rope_type": "longrope", "short_factor": [1, 1, 1],
+        "long_factor": [2, 2, 2], "original_max_position_embeddings": 32}, )") +
+                  kSizes + "}");
+      },
+      {"short_factor / long_factor", "8 factors each (head_dim / 2)", "3 and 3"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "phi3", "num_attention_heads": 4,
+      "rope_parameters": {"rope_type": "longrope", "short_factor": [1, 0, 1, 1, 1, 1, 1, 1],
+        "long_factor": [2, 2, 2, 2, 2, 2, 2, 2]}, )") +
+                  kSizes + "}");
+      },
+      {"rope_parameters: short_factor", "a list of positive numbers"});
+}
+
+TEST(ModelConfigCorrupt, PartialRotaryFactorInTheRopeSectionIsRefused) {
+  // Phi-4-mini rotates 3/4 of each head; ptq's forward rotates all of it.
+  test::expect_input_error(
+      [] {
+        load_text(std::string(R"({"model_type": "phi3", "num_attention_heads": 4,
+      "rope_parameters": {"rope_type": "default", "partial_rotary_factor": 0.75}, )") +
+                  kSizes + "}");
+      },
+      {"rope_parameters: partial_rotary_factor", "1 (what ptq's forward implements)", "0.75"});
 }
 
 TEST(ModelConfigCorrupt, StringWhereIntegerExpected) {
