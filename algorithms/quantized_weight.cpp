@@ -104,4 +104,115 @@ std::optional<GgmlBlocks> exact_ggml_blocks(const QuantizedMatrix& m, GgmlGrid g
   return blocks_of(m, grid, width);
 }
 
+namespace {
+
+// Throws, naming the part, when a part of a fused Linear differs from part 0.
+void require_like_first(bool same, const std::string& where, std::size_t part,
+                        const std::string& what) {
+  if (!same)
+    throw input_error(where + ": part " + std::to_string(part) + " of the fused Linear",
+                      "the " + what + " of part 0", "another " + what);
+}
+
+QuantizedMatrix stack_matrices(std::span<const QuantizedWeight> parts, const std::string& where) {
+  const auto& first = std::get<QuantizedMatrix>(parts.front());
+  Eigen::Index rows = 0;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const auto& p = std::get<QuantizedMatrix>(parts[i]);
+    require_like_first(p.spec == first.spec, where, i, "grid");
+    require_like_first(p.columns() == first.columns() && p.g_idx == first.g_idx, where, i,
+                       "columns and group of each column (g_idx)");
+    rows += p.rows();
+  }
+  QuantizedMatrix out{first.spec, CodeMatrix(rows, first.codes.cols()),
+                      MatrixRM(rows, first.scales.cols()), MatrixRM(rows, first.zeros.cols()),
+                      first.g_idx};
+  Eigen::Index r = 0;
+  for (const QuantizedWeight& w : parts) {
+    const auto& p = std::get<QuantizedMatrix>(w);
+    out.codes.middleRows(r, p.rows()) = p.codes;
+    out.scales.middleRows(r, p.rows()) = p.scales;
+    out.zeros.middleRows(r, p.rows()) = p.zeros;
+    r += p.rows();
+  }
+  return out;
+}
+
+template <class T>
+void append(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+// ggml's blocks run along each row, so the rows' blocks stack as they are.
+GgmlBlocks stack_blocks(std::span<const QuantizedWeight> parts, const std::string& where) {
+  const auto& first = std::get<GgmlBlocks>(parts.front());
+  GgmlBlocks out{first.grid, 0, first.cols, {}, {}, {}, {}, {}};
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    const auto& p = std::get<GgmlBlocks>(parts[i]);
+    require_like_first(p.grid == first.grid && p.cols == first.cols, where, i,
+                       "ggml type and columns");
+    out.rows += p.rows;
+    append(out.d, p.d);
+    append(out.dmin, p.dmin);
+    append(out.sub_scales, p.sub_scales);
+    append(out.sub_mins, p.sub_mins);
+    append(out.codes, p.codes);
+  }
+  return out;
+}
+
+}  // namespace
+
+QuantizedWeight stack_rows(std::span<const QuantizedWeight> parts, const std::string& where) {
+  PTQ_ASSERT(!parts.empty());
+  for (std::size_t i = 0; i < parts.size(); ++i)
+    require_like_first(parts[i].index() == parts.front().index(), where, i, "kind of grid");
+  if (std::holds_alternative<QuantizedMatrix>(parts.front())) return stack_matrices(parts, where);
+  if (std::holds_alternative<GgmlBlocks>(parts.front())) return stack_blocks(parts, where);
+  // NF4's absmax is double-quantized over the whole matrix: parts do not stack.
+  throw input_error(where, "a grid whose parts stack (integer or ggml grids)",
+                    "NF4 (bitsandbytes), whose absmax is double-quantized per matrix");
+}
+
+namespace {
+
+// Elements [first * per_row, (first + rows) * per_row) of a per-row-major vector.
+template <class T>
+std::vector<T> row_range(const std::vector<T>& v, std::int64_t first, std::int64_t rows,
+                         std::int64_t per_row) {
+  if (v.empty()) return {};
+  return {v.begin() + first * per_row, v.begin() + (first + rows) * per_row};
+}
+
+}  // namespace
+
+QuantizedWeight slice_rows(const QuantizedWeight& fused, std::int64_t first, std::int64_t rows,
+                           const std::string& where) {
+  if (const auto* m = std::get_if<QuantizedMatrix>(&fused)) {
+    if (first < 0 || rows < 0 || first + rows > m->rows())
+      throw input_error(where, "at least " + std::to_string(first + rows) + " rows",
+                        std::to_string(m->rows()));
+    return QuantizedMatrix{m->spec, m->codes.middleRows(first, rows),
+                           m->scales.middleRows(first, rows), m->zeros.middleRows(first, rows),
+                           m->g_idx};
+  }
+  if (const auto* b = std::get_if<GgmlBlocks>(&fused)) {
+    if (first < 0 || rows < 0 || first + rows > b->rows)
+      throw input_error(where, "at least " + std::to_string(first + rows) + " rows",
+                        std::to_string(b->rows));
+    const GgmlGridInfo& info = ggml_grid_info(b->grid);
+    const std::int64_t blocks = b->cols / info.block_size;
+    return GgmlBlocks{b->grid,
+                      rows,
+                      b->cols,
+                      row_range(b->d, first, rows, blocks),
+                      row_range(b->dmin, first, rows, blocks),
+                      row_range(b->sub_scales, first, rows, blocks * info.sub_blocks),
+                      row_range(b->sub_mins, first, rows, blocks * info.sub_blocks),
+                      row_range(b->codes, first, rows, b->cols)};
+  }
+  throw input_error(where, "a grid whose rows split (integer or ggml grids)",
+                    "NF4 (bitsandbytes), whose absmax is double-quantized per matrix");
+}
+
 }  // namespace ptq

@@ -5,6 +5,8 @@
 //   Nf4Matrix        NormalFloat-4 table with double-quantized absmax
 //   GgmlBlocks       one of ggml's block grids (Q4_0 ... Q6_K, IQ4_NL/XS)
 #include <optional>
+#include <span>
+#include <string>
 #include <variant>
 
 #include "algorithms/ggml_grid.hpp"
@@ -18,6 +20,16 @@ using QuantizedWeight = std::variant<QuantizedMatrix, Nf4Matrix, GgmlBlocks>;
 
 // W' in float32, [rows, cols].
 MatrixRM dequantize(const QuantizedWeight& q);
+
+// The parts of a fused Linear (Phi-3's qkv_proj holds q, k and v) as one
+// weight, their rows stacked in order: what a format that stores the fused
+// module writes. The parts must share the grid and the column layout (spec and
+// g_idx, or ggml type); NF4 is refused (its absmax is double-quantized per
+// matrix). Errors name `where`, the fused tensor.
+QuantizedWeight stack_rows(std::span<const QuantizedWeight> parts, const std::string& where);
+// Rows [first, first + rows) of a weight: a part of a fused Linear read back.
+QuantizedWeight slice_rows(const QuantizedWeight& fused, std::int64_t first, std::int64_t rows,
+                           const std::string& where);
 
 // The uniform grid (RangeRule::Ggml or GgmlMin) that rounds onto ggml's Q4_0,
 // Q4_1, Q5_0, Q5_1 or Q8_0 exactly, for GPTQ and AWQ; nullopt for the other grids.

@@ -17,9 +17,16 @@ namespace ptq {
 namespace {
 
 // Which architectures' llama.cpp loaders create a tensor (models/llama.cpp,
-// qwen2.cpp, qwen3.cpp): a tensor no loader creates makes llama.cpp refuse
-// the file ("wrong number of tensors").
-enum ArchBits : unsigned { kLlama = 1, kQwen2 = 2, kQwen3 = 4, kAllArchs = 7 };
+// qwen2.cpp, qwen3.cpp, phi3.cpp): a tensor no loader creates makes llama.cpp
+// refuse the file ("wrong number of tensors"). Phi-3 keeps q/k/v and gate/up fused.
+enum ArchBits : unsigned {
+  kLlama = 1,
+  kQwen2 = 2,
+  kQwen3 = 4,
+  kPhi3 = 8,
+  kUnfused = kLlama | kQwen2 | kQwen3,
+  kAllArchs = kUnfused | kPhi3
+};
 
 enum class RopeRows { none, q, k };  // llama's permutation over n_head (q) or n_kv_head (k)
 
@@ -36,46 +43,53 @@ struct TensorRule {
 // tensor_mapping.py's entries for these families. Biases of q/k are permuted
 // like their weights; o_proj and MLP biases exist only in llama.cpp's llama
 // loader, q/k norms only in qwen3's.
-constexpr std::array<TensorRule, 21> kTensorRules{{
+constexpr std::array<TensorRule, 23> kTensorRules{{
     {false, "model.embed_tokens.weight", "token_embd.weight", RopeRows::none, kAllArchs},
     {false, "model.norm.weight", "output_norm.weight", RopeRows::none, kAllArchs},
     {false, "lm_head.weight", "output.weight", RopeRows::none, kAllArchs},
     {true, "input_layernorm.weight", "attn_norm.weight", RopeRows::none, kAllArchs},
     {true, "post_attention_layernorm.weight", "ffn_norm.weight", RopeRows::none, kAllArchs},
-    {true, "self_attn.q_proj.weight", "attn_q.weight", RopeRows::q, kAllArchs},
-    {true, "self_attn.q_proj.bias", "attn_q.bias", RopeRows::q, kAllArchs},
-    {true, "self_attn.k_proj.weight", "attn_k.weight", RopeRows::k, kAllArchs},
-    {true, "self_attn.k_proj.bias", "attn_k.bias", RopeRows::k, kAllArchs},
-    {true, "self_attn.v_proj.weight", "attn_v.weight", RopeRows::none, kAllArchs},
-    {true, "self_attn.v_proj.bias", "attn_v.bias", RopeRows::none, kAllArchs},
+    {true, "self_attn.q_proj.weight", "attn_q.weight", RopeRows::q, kUnfused},
+    {true, "self_attn.q_proj.bias", "attn_q.bias", RopeRows::q, kUnfused},
+    {true, "self_attn.k_proj.weight", "attn_k.weight", RopeRows::k, kUnfused},
+    {true, "self_attn.k_proj.bias", "attn_k.bias", RopeRows::k, kUnfused},
+    {true, "self_attn.v_proj.weight", "attn_v.weight", RopeRows::none, kUnfused},
+    {true, "self_attn.v_proj.bias", "attn_v.bias", RopeRows::none, kUnfused},
     {true, "self_attn.o_proj.weight", "attn_output.weight", RopeRows::none, kAllArchs},
     {true, "self_attn.o_proj.bias", "attn_output.bias", RopeRows::none, kLlama},
     {true, "self_attn.q_norm.weight", "attn_q_norm.weight", RopeRows::none, kQwen3},
     {true, "self_attn.k_norm.weight", "attn_k_norm.weight", RopeRows::none, kQwen3},
-    {true, "mlp.gate_proj.weight", "ffn_gate.weight", RopeRows::none, kAllArchs},
+    {true, "mlp.gate_proj.weight", "ffn_gate.weight", RopeRows::none, kUnfused},
     {true, "mlp.gate_proj.bias", "ffn_gate.bias", RopeRows::none, kLlama},
-    {true, "mlp.up_proj.weight", "ffn_up.weight", RopeRows::none, kAllArchs},
+    {true, "mlp.up_proj.weight", "ffn_up.weight", RopeRows::none, kUnfused},
     {true, "mlp.up_proj.bias", "ffn_up.bias", RopeRows::none, kLlama},
     {true, "mlp.down_proj.weight", "ffn_down.weight", RopeRows::none, kAllArchs},
     {true, "mlp.down_proj.bias", "ffn_down.bias", RopeRows::none, kLlama},
+    // Phi-3: NEOX rope (rows in HF's order); ffn_up holds gate's rows, then up's.
+    {true, "self_attn.qkv_proj.weight", "attn_qkv.weight", RopeRows::none, kPhi3},
+    {true, "mlp.gate_up_proj.weight", "ffn_up.weight", RopeRows::none, kPhi3},
 }};
 
 // Buffers the converter drops (old checkpoints store rope's inverse frequencies).
 constexpr std::string_view kSkippedSuffix = ".rotary_emb.inv_freq";
 constexpr std::string_view kHfLayerPrefix = "model.layers.";
 constexpr std::string_view kGgufLayerPrefix = "blk.";
+// Tensors made from config.json (rope frequency factors), not from a checkpoint tensor.
 constexpr std::string_view kRopeFreqs = "rope_freqs.weight";
+constexpr std::string_view kRopeFactorsLong = "rope_factors_long.weight";
+constexpr std::string_view kRopeFactorsShort = "rope_factors_short.weight";
 
 struct ArchitectureRow {
   Architecture arch;
   std::string_view gguf;
   unsigned bit;
 };
-constexpr std::array<ArchitectureRow, 4> kArchitectures{{
+constexpr std::array<ArchitectureRow, 5> kArchitectures{{
     {Architecture::Llama, "llama", kLlama},
     {Architecture::Mistral, "llama", kLlama},
     {Architecture::Qwen2, "qwen2", kQwen2},
     {Architecture::Qwen3, "qwen3", kQwen3},
+    {Architecture::Phi3, "phi3", kPhi3},
 }};
 
 const ArchitectureRow& architecture_row(Architecture arch) {
@@ -83,7 +97,7 @@ const ArchitectureRow& architecture_row(Architecture arch) {
                                  [&](const ArchitectureRow& r) { return r.arch == arch; });
   if (row == kArchitectures.end())
     throw input_error("GGUF architecture of model_type " + std::string(architecture_name(arch)),
-                      "llama, mistral, qwen2 or qwen3 (the families ptq writes to GGUF)",
+                      "llama, mistral, qwen2, qwen3 or phi3 (the families ptq writes to GGUF)",
                       std::string(architecture_name(arch)));
   return *row;
 }
@@ -100,16 +114,23 @@ std::optional<std::pair<int, std::string_view>> split_layer(std::string_view nam
   return std::pair{layer, name.substr(static_cast<std::size_t>(end - name.data()) + 1)};
 }
 
-// The rule of a name (HF or GGUF side) and its layer (-1 outside the layers).
-std::optional<std::pair<const TensorRule*, int>> find_rule(std::string_view name, bool gguf_side) {
+// The rule of a name (HF or GGUF side) and its layer (-1 outside the layers):
+// the one for architecture bit `arch` where two share a name (Phi-3's ffn_up),
+// else the first, which plan_entry refuses for `arch` by name.
+std::optional<std::pair<const TensorRule*, int>> find_rule(std::string_view name, bool gguf_side,
+                                                           unsigned arch) {
   const auto layer_name = split_layer(name, gguf_side ? kGgufLayerPrefix : kHfLayerPrefix);
+  std::optional<std::pair<const TensorRule*, int>> found;
   for (const TensorRule& rule : kTensorRules) {
     const std::string_view key = gguf_side ? rule.gguf : rule.hf;
+    std::optional<std::pair<const TensorRule*, int>> match;
     if (rule.in_layer && layer_name && layer_name->second == key)
-      return std::pair{&rule, layer_name->first};
-    if (!rule.in_layer && name == key) return std::pair{&rule, -1};
+      match = std::pair{&rule, layer_name->first};
+    if (!rule.in_layer && name == key) match = std::pair{&rule, -1};
+    if (match && (rule.archs & arch) != 0) return match;
+    if (match && !found) found = match;
   }
-  return std::nullopt;
+  return found;
 }
 
 std::string layer_name(std::string_view prefix, int layer, std::string_view rest) {
@@ -154,8 +175,15 @@ GgufTensorPlan plan_entry(const TensorRule& rule, int layer, std::span<const std
   return plan;
 }
 
-GgufTensorPlan rope_freqs_entry(const ModelConfig& config) {
-  return {"", std::string(kRopeFreqs), {config.head_dim / 2}, 0, GgufStorage::f32};
+// The tensors made from config.json: llama3's frequency factors, LongRoPE's two lists.
+std::vector<GgufTensorPlan> rope_entries(const ModelConfig& config) {
+  const auto entry = [&](std::string_view name) {
+    return GgufTensorPlan{"", std::string(name), {config.head_dim / 2}, 0, GgufStorage::f32};
+  };
+  if (config.rope.type == RopeType::Llama3) return {entry(kRopeFreqs)};
+  if (config.rope.type == RopeType::LongRope)
+    return {entry(kRopeFactorsLong), entry(kRopeFactorsShort)};
+  return {};
 }
 
 }  // namespace
@@ -182,8 +210,7 @@ std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
                                              const Checkpoint& checkpoint) {
   const std::string where = checkpoint.path().string();
   require_gguf_expressible(config, where);
-  std::vector<GgufTensorPlan> plan;
-  if (config.rope.type == RopeType::Llama3) plan.push_back(rope_freqs_entry(config));
+  std::vector<GgufTensorPlan> plan = rope_entries(config);
   // The converter reads shard files in name order, each file's tensors sorted.
   auto tensors = checkpoint.tensors();
   std::stable_sort(tensors.begin(), tensors.end(), [](const TensorView* a, const TensorView* b) {
@@ -192,7 +219,7 @@ std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
   for (const TensorView* t : tensors) {
     if (t->name.ends_with(kSkippedSuffix)) continue;
     const std::string tensor_where = where + ": tensor " + t->name;
-    const auto match = find_rule(t->name, /*gguf_side=*/false);
+    const auto match = find_rule(t->name, /*gguf_side=*/false, architecture_row(config.arch).bit);
     if (!match || match->second >= config.num_layers) {
       throw input_error(tensor_where, "a tensor of a " + supported_architectures() + " checkpoint",
                         "a name llama.cpp's converter does not map");
@@ -207,13 +234,13 @@ std::vector<GgufTensorPlan> gguf_file_plan(const gguf::File& file, const ModelCo
   std::vector<GgufTensorPlan> plan;
   for (const gguf::TensorInfo& t : file.tensors()) {
     const std::string where = file.path().string() + ": tensor " + t.name;
-    if (t.name == kRopeFreqs) {
+    if (t.name == kRopeFreqs || t.name == kRopeFactorsLong || t.name == kRopeFactorsShort) {
       plan.push_back({"", t.name, t.ne, 0, GgufStorage::f32});
       continue;
     }
-    const auto match = find_rule(t.name, /*gguf_side=*/true);
+    const auto match = find_rule(t.name, /*gguf_side=*/true, architecture_row(config.arch).bit);
     if (!match || match->second >= config.num_layers)
-      throw input_error(where, "a tensor of llama.cpp's llama, qwen2 or qwen3 models",
+      throw input_error(where, "a tensor of llama.cpp's llama, qwen2, qwen3 or phi3 models",
                         "a name ptq does not map");
     const std::vector<std::int64_t> shape(t.ne.rbegin(), t.ne.rend());
     plan.push_back(plan_entry(*match->first, match->second, shape, config, where));
@@ -280,6 +307,16 @@ std::vector<std::byte> to_gguf_row_order(const GgufTensorPlan& plan,
   const std::int64_t rows = plan.ne.back();
   const auto order = rope_row_order(rows, plan.rope_heads);
   return permute_row_bytes(hf_rows, hf_rows.size() / static_cast<std::size_t>(rows), order);
+}
+
+std::vector<float> gguf_config_tensor(const GgufTensorPlan& plan, const ModelConfig& config) {
+  const auto floats = [](const std::vector<double>& v) {
+    return std::vector<float>(v.begin(), v.end());
+  };
+  if (plan.gguf_name == kRopeFactorsLong) return floats(config.rope.long_factor);
+  if (plan.gguf_name == kRopeFactorsShort) return floats(config.rope.short_factor);
+  PTQ_ASSERT(plan.gguf_name == kRopeFreqs);
+  return llama3_rope_factors(config);
 }
 
 std::vector<float> llama3_rope_factors(const ModelConfig& config) {

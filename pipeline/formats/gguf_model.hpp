@@ -86,6 +86,10 @@ std::vector<std::byte> to_gguf_row_order(const GgufTensorPlan& plan,
 // rope_freqs.weight for llama3 rope scaling: head_dim / 2 frequency divisors
 // (1, factor, or the smoothed blend between), computed as the converter does.
 std::vector<float> llama3_rope_factors(const ModelConfig& config);
+// The values of a tensor made from config.json (plan.hf_name empty):
+// rope_freqs.weight (llama3_rope_factors), or LongRoPE's rope_factors_long.weight
+// and rope_factors_short.weight (the config's long and short factors).
+std::vector<float> gguf_config_tensor(const GgufTensorPlan& plan, const ModelConfig& config);
 
 // The float types a GGUF model file can hold unquantized.
 enum class GgufFloatType { f32, f16, bf16 };

@@ -33,6 +33,8 @@ constexpr std::array<Llama3Key, 3> kLlama3Keys{{
     {"ptq.rope.llama3.high_freq_factor", &RopeConfig::high_freq_factor},
 }};
 constexpr std::string_view kLlama3OriginalContext = "ptq.rope.llama3.original_context_length";
+constexpr std::string_view kPhi3OriginalContext = "phi3.rope.scaling.original_context_length";
+constexpr std::string_view kPhi3AttnFactor = "phi3.rope.scaling.attn_factor";
 
 gguf::Value u32(int v) { return gguf::make_u32(static_cast<std::uint32_t>(v)); }
 
@@ -70,6 +72,17 @@ void add_llama3_rope(Metadata& m, const RopeConfig& rope) {
   for (const Llama3Key& k : kLlama3Keys)
     m.emplace_back(std::string(k.key), gguf::make_f32(static_cast<float>(rope.*k.field)));
   m.emplace_back(std::string(kLlama3OriginalContext), u32(rope.original_max_position_embeddings));
+}
+
+// Phi3MiniModel's keys: the rope dimensions, the context LongRoPE's short
+// factors cover and its attention factor, the sliding window (0: none).
+void add_phi3_keys(Metadata& m, const ModelConfig& c) {
+  m.emplace_back("phi3.rope.dimension_count", u32(c.head_dim));
+  m.emplace_back("phi3.attention.sliding_window", u32(c.sliding_window));
+  if (c.rope.type != RopeType::LongRope) return;
+  m.emplace_back(std::string(kPhi3OriginalContext), u32(c.rope.original_max_position_embeddings));
+  m.emplace_back(std::string(kPhi3AttnFactor),
+                 gguf::make_f32(static_cast<float>(c.rope.attention_factor)));
 }
 
 // general.size_label as the converter writes it: the parameter count in K, M,
@@ -121,6 +134,7 @@ Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig
     m.emplace_back(arch + ".vocab_size", u32(config.vocab_size));
     m.emplace_back(arch + ".rope.dimension_count", u32(config.head_dim));
   }
+  if (arch == "phi3") add_phi3_keys(m, config);
   if (config.rope.type == RopeType::Llama3) add_llama3_rope(m, config.rope);
   m.emplace_back("general.quantization_version", gguf::make_u32(kQuantizationVersion));
   for (auto& kv : gguf_tokenizer_metadata(model_dir, config)) m.push_back(std::move(kv));
@@ -136,10 +150,11 @@ struct GgufArchitectureRow {
   Architecture arch;
 };
 // "llama" files come from Llama and Mistral alike; both run as Llama.
-constexpr std::array<GgufArchitectureRow, 3> kGgufArchitectures{{
+constexpr std::array<GgufArchitectureRow, 4> kGgufArchitectures{{
     {"llama", Architecture::Llama},
     {"qwen2", Architecture::Qwen2},
     {"qwen3", Architecture::Qwen3},
+    {"phi3", Architecture::Phi3},
 }};
 
 // config.json holds decimal literals; the file holds their nearest f32. The
@@ -181,14 +196,39 @@ Architecture read_architecture(const gguf::File& file) {
   for (const auto& row : kGgufArchitectures) {
     if (row.gguf == name) return row.arch;
   }
-  throw input_error(file.path().string() + ": general.architecture", "llama, qwen2 or qwen3",
+  throw input_error(file.path().string() + ": general.architecture", "llama, qwen2, qwen3 or phi3",
                     "'" + name + "'");
 }
 
-RopeConfig read_rope(const gguf::File& file, const Keys& keys) {
+// LongRoPE's factor list from its tensor (float32), each back to its decimal.
+std::vector<double> rope_factor_list(const gguf::File& file, const gguf::TensorInfo& t) {
+  const MatrixRM values = read_gguf_tensor(file, {"", t.name, t.ne, 0, GgufStorage::f32});
+  std::vector<double> out;
+  for (Eigen::Index i = 0; i < values.size(); ++i) out.push_back(decimal_of_f32(values.data()[i]));
+  return out;
+}
+
+// Phi-3's LongRoPE: both factor tensors and the keys (what the converter writes).
+void read_longrope(const gguf::File& file, const Keys& keys, int context, RopeConfig& rope) {
+  const auto* long_factors = file.find_tensor("rope_factors_long.weight");
+  const auto* short_factors = file.find_tensor("rope_factors_short.weight");
+  if (long_factors == nullptr && short_factors == nullptr) return;
+  rope.type = RopeType::LongRope;
+  rope.long_factor = rope_factor_list(file, file.require_tensor("rope_factors_long.weight"));
+  rope.short_factor = rope_factor_list(file, file.require_tensor("rope_factors_short.weight"));
+  const std::string original(kPhi3OriginalContext);
+  rope.original_max_position_embeddings = static_cast<int>(file.require(original).as_int(original));
+  if (rope.original_max_position_embeddings <= 0)
+    throw input_error(file.path().string() + ": " + original, "a positive context", "0");
+  rope.factor = static_cast<double>(context) / rope.original_max_position_embeddings;
+  rope.attention_factor = keys.decimal(kPhi3AttnFactor);
+}
+
+RopeConfig read_rope(const gguf::File& file, const Keys& keys, int context_length) {
   RopeConfig rope;
   if (const auto* theta = file.find(keys.key("rope.freq_base")))
     rope.theta = decimal_of_f32(theta->as_float(keys.key("rope.freq_base")));
+  read_longrope(file, keys, context_length, rope);
   if (file.find_tensor("rope_freqs.weight") == nullptr) return rope;
   if (file.find(kLlama3OriginalContext) == nullptr) {
     throw input_error(file.path().string() + ": rope_freqs.weight",
@@ -230,7 +270,8 @@ ModelConfig gguf_model_config(const gguf::File& file) {
                    .value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
   c.vocab_size = read_vocab_size(file, keys);
   c.rms_norm_eps = keys.decimal(keys.key("attention.layer_norm_rms_epsilon"));
-  c.rope = read_rope(file, keys);
+  c.rope = read_rope(file, keys, c.max_position_embeddings);
+  c.sliding_window = keys.optional_count("attention.sliding_window").value_or(0);
   c.tie_word_embeddings = file.find_tensor("output.weight") == nullptr;
   c.attention_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
   c.mlp_bias = file.find_tensor("blk.0.ffn_up.bias") != nullptr;

@@ -54,7 +54,7 @@ std::uint32_t llama_file_type(GgufFloatType type) { return float_type_row(type).
 MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
                             const ModelConfig& config) {
   const std::vector<float> values = plan.hf_name.empty()
-                                        ? llama3_rope_factors(config)
+                                        ? gguf_config_tensor(plan, config)
                                         : checkpoint.require(plan.hf_name).to_float();
   const Eigen::Index cols = plan.cols();
   PTQ_ASSERT(static_cast<std::int64_t>(values.size()) == plan.rows() * cols);

@@ -26,12 +26,15 @@ constexpr GgufTypeRule kOutputMisfit{R::output, L::all, C::rows_misfit_base, Q8_
 constexpr GgufTypeRule kOutputQ6K{R::output, L::all, C::always, Q6_K};
 
 constexpr GgufTypeRule kOutputOnly[] = {kOutputMisfit, kOutputQ6K};
+// attn_qkv (Phi-3) gets a type above the base in the K_M/K_L mixes.
 constexpr GgufTypeRule kQ5KM[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  {R::attn_qkv, L::all, C::always, Q6_K},
                                   {R::attn_v, L::more_bits, C::always, Q6_K},
                                   {R::ffn_down, L::more_bits, C::always, Q6_K}};
 constexpr GgufTypeRule kQ4KM[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  {R::attn_qkv, L::all, C::always, Q5_K},
                                   {R::attn_v, L::more_bits, C::always, Q6_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::ffn_down, L::more_bits, C::always, Q6_K}};
@@ -53,6 +56,7 @@ constexpr GgufTypeRule kQ3KS[] = {
     kOutputMisfit, kOutputQ6K, {R::attn_v, L::all, C::llama_70b, Q5_K}};
 constexpr GgufTypeRule kQ3KM[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  {R::attn_qkv, L::all, C::always, Q4_K},
                                   {R::attn_v, L::first_2, C::always, Q5_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::attn_v, L::all, C::always, Q4_K},
@@ -61,6 +65,7 @@ constexpr GgufTypeRule kQ3KM[] = {kOutputMisfit,
                                   {R::attn_output, L::all, C::always, Q4_K}};
 constexpr GgufTypeRule kQ3KL[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  {R::attn_qkv, L::all, C::always, Q4_K},
                                   {R::attn_v, L::all, C::always, Q5_K},
                                   {R::ffn_down, L::all, C::always, Q5_K},
                                   {R::attn_output, L::all, C::always, Q5_K}};
@@ -114,11 +119,11 @@ struct RoleName {
   bool in_block;
 };
 constexpr RoleName kRoleNames[] = {
-    {R::token_embd, "token_embd", false}, {R::output, "output", false},
-    {R::attn_q, "attn_q", true},          {R::attn_k, "attn_k", true},
-    {R::attn_v, "attn_v", true},          {R::attn_output, "attn_output", true},
-    {R::ffn_gate, "ffn_gate", true},      {R::ffn_up, "ffn_up", true},
-    {R::ffn_down, "ffn_down", true}};
+    {R::token_embd, "token_embd", false},  {R::output, "output", false},
+    {R::attn_q, "attn_q", true},           {R::attn_k, "attn_k", true},
+    {R::attn_v, "attn_v", true},           {R::attn_qkv, "attn_qkv", true},
+    {R::attn_output, "attn_output", true}, {R::ffn_gate, "ffn_gate", true},
+    {R::ffn_up, "ffn_up", true},           {R::ffn_down, "ffn_down", true}};
 
 constexpr std::string_view kBlockPrefix = "blk.", kWeightSuffix = ".weight";
 

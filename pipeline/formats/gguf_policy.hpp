@@ -32,6 +32,7 @@ enum class GgufTensorRole {
   attn_q,
   attn_k,
   attn_v,
+  attn_qkv,  // Phi-3's fused q, k, v
   attn_output,
   ffn_gate,
   ffn_up,

@@ -29,9 +29,12 @@ std::optional<ActivationQuant> compressed_tensors_activations(const std::filesys
   if (activations == CtActivations::token) return ActivationQuant{ActGranularity::Token, {}};
   ActivationQuant q{ActGranularity::Tensor, std::vector<InputScales>(num_layers, InputScales{})};
   const Checkpoint checkpoint = Checkpoint::open(dir);
+  const ModelConfig model = load_model_config(dir);
   for (int layer = 0; layer < num_layers; ++layer)
     for (const LinearSpec& spec : linear_specs) {
-      const std::string name = block_tensor_name(layer, std::string(spec.module) + ".input_scale");
+      // The parts of a fused module read its one scale.
+      const std::string name = block_tensor_name(
+          layer, std::string(linear_storage(model, spec.role).module) + ".input_scale");
       const auto v = packed_values<float>(checkpoint, name, DType::F32);
       require_size(dir.string() + ": " + name, "input_scale", v.size(), 1);
       float& slot = q.static_scales[layer][static_cast<std::size_t>(spec.input)];

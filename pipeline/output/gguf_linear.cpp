@@ -3,6 +3,7 @@
 #include <array>
 #include <cstdint>
 #include <iterator>
+#include <string_view>
 #include <utility>
 
 #include "io/error.hpp"
@@ -12,24 +13,31 @@ namespace ptq {
 
 namespace {
 
-constexpr std::pair<LinearRole, GgufTensorRole> kGgufRoles[] = {
-    {LinearRole::q, GgufTensorRole::attn_q},      {LinearRole::k, GgufTensorRole::attn_k},
-    {LinearRole::v, GgufTensorRole::attn_v},      {LinearRole::o, GgufTensorRole::attn_output},
-    {LinearRole::gate, GgufTensorRole::ffn_gate}, {LinearRole::up, GgufTensorRole::ffn_up},
-    {LinearRole::down, GgufTensorRole::ffn_down}};
-static_assert(std::size(kGgufRoles) == all_linear_roles.size());
+// convert_hf_to_gguf.py's tensor of each Linear module (Phi-3's fused ones included).
+constexpr std::pair<std::string_view, GgufTensorRole> kGgufRoles[] = {
+    {"self_attn.q_proj", GgufTensorRole::attn_q},
+    {"self_attn.k_proj", GgufTensorRole::attn_k},
+    {"self_attn.v_proj", GgufTensorRole::attn_v},
+    {"self_attn.qkv_proj", GgufTensorRole::attn_qkv},
+    {"self_attn.o_proj", GgufTensorRole::attn_output},
+    {"mlp.gate_proj", GgufTensorRole::ffn_gate},
+    {"mlp.up_proj", GgufTensorRole::ffn_up},
+    {"mlp.gate_up_proj", GgufTensorRole::ffn_up},
+    {"mlp.down_proj", GgufTensorRole::ffn_down}};
 
 }  // namespace
 
-std::string gguf_linear_name(int layer, LinearRole role) {
-  for (const auto& [linear, tensor] : kGgufRoles)
-    if (linear == role) return gguf_weight_name(tensor, layer);
+std::string gguf_linear_name(const ModelConfig& config, int layer, LinearRole role) {
+  const std::string_view module = linear_storage(config, role).module;
+  for (const auto& [hf, tensor] : kGgufRoles)
+    if (hf == module) return gguf_weight_name(tensor, layer);
   PTQ_ASSERT(false);
 }
 
 std::optional<LinearRole> gguf_linear_role(GgufTensorRole role) {
-  for (const auto& [linear, tensor] : kGgufRoles)
-    if (tensor == role) return linear;
+  for (const auto& [hf, tensor] : kGgufRoles)
+    for (const LinearSpec& spec : linear_specs)
+      if (tensor == role && spec.module == hf) return spec.role;
   return std::nullopt;
 }
 
@@ -42,9 +50,9 @@ GgufModelShape gguf_model_shape(const ModelConfig& config) {
 
 GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& flags,
                           const ModelConfig& config, int layer, LinearRole role) {
-  const std::string name = gguf_linear_name(layer, role);
+  const std::string name = gguf_linear_name(config, layer, role);
   const std::array<std::int64_t, 2> ne = {linear_in_features(config, role),
-                                          linear_out_features(config, role)};
+                                          linear_storage(config, role).rows};
   const std::optional<std::uint32_t> type =
       gguf_tensor_type(policy, name, ne, gguf_model_shape(config), flags);
   const std::optional<GgmlGrid> grid = type ? gguf_grid(*type) : std::nullopt;
@@ -61,7 +69,7 @@ GgmlGrid gguf_linear_grid(const Recipe& recipe, const ModelConfig& config, int l
     PTQ_ASSERT(policy != nullptr);  // Recipe::validate checked it
     return gguf_linear_grid(*policy, {.pure = false, .imatrix = true}, config, layer, role);
   }
-  const std::string name = gguf_linear_name(layer, role);
+  const std::string name = gguf_linear_name(config, layer, role);
   const auto it = recipe.gguf_tensor_types.find(name);
   const std::optional<GgmlGrid> grid =
       it != recipe.gguf_tensor_types.end() ? gguf_grid(it->second) : std::nullopt;

@@ -13,11 +13,12 @@
 
 namespace ptq {
 
-// "blk.<layer>.attn_q.weight", ... (convert_hf_to_gguf.py's names).
-std::string gguf_linear_name(int layer, LinearRole role);
+// "blk.<layer>.attn_q.weight", ... (convert_hf_to_gguf.py's names): the tensor
+// that holds the Linear, Phi-3's q in "blk.<layer>.attn_qkv.weight".
+std::string gguf_linear_name(const ModelConfig& config, int layer, LinearRole role);
 
-// The block Linear a GGUF tensor role names (attn_q -> q, ...); nullopt for
-// token_embd, output and other.
+// The block Linear a GGUF tensor role names alone (attn_q -> q, ...); nullopt
+// for token_embd, output, other and the fused attn_qkv.
 std::optional<LinearRole> gguf_linear_role(GgufTensorRole role);
 
 // The shape llama-quantize reads from the model, from its config.

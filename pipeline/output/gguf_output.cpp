@@ -36,13 +36,13 @@ struct GgufJob {
   GgufModelShape shape;
   std::optional<Imatrix> imatrix;
   const QuantizedLinears& linears;
-  std::map<std::string, std::size_t> linear_index;        // by HF tensor name
+  std::map<std::string, std::vector<std::size_t>> linear_index;  // by HF tensor name
   std::map<std::string, const ReplacedTensor*> replaced;  // norms AWQ's scales fold into
 
   // The run's Linear `hf_name`, read now (QuantizedLinears may keep it on disk), or null.
   std::shared_ptr<const QuantizedLinear> linear(const std::string& hf_name) const {
     const auto it = linear_index.find(hf_name);
-    return it == linear_index.end() ? nullptr : linears.get(it->second);
+    return it == linear_index.end() ? nullptr : linears.get(it->second, hf_name);
   }
 
   // A block Linear's own rounding when it landed on `grid` (the policy may give
@@ -118,7 +118,7 @@ void write_gguf_file(const std::filesystem::path& source_model, const Checkpoint
   for (const ReplacedTensor& r : replaced) job.replaced[r.name] = &r;
   job.shape = gguf_model_shape(config);
   if (!recipe.imatrix.empty()) job.imatrix = read_imatrix(recipe.imatrix);
-  job.linear_index = linears.by_weight_name();
+  job.linear_index = linears.by_weight_name(config);
   const std::vector<GgufTensorPlan> plan = gguf_tensor_plan(config, job.checkpoint);
   if (job.policy == nullptr) check_gguf_types(job.types, plan, "the run's GGUF types");
   const std::uint32_t file_type =

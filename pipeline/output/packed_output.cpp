@@ -92,8 +92,8 @@ std::vector<PackedTensor> bnb_tensors(const std::string& base, const Nf4Matrix& 
 
 }  // namespace
 
-PackedLayout packed_layout(const QuantizedLinears& linears, OutputFormat format,
-                           const Checkpoint& source,
+PackedLayout packed_layout(const ModelConfig& config, const QuantizedLinears& linears,
+                           OutputFormat format, const Checkpoint& source,
                            const std::optional<ActivationQuant>& activations) {
   PackedLayout layout;
   layout.activations = activations;
@@ -106,7 +106,9 @@ PackedLayout packed_layout(const QuantizedLinears& linears, OutputFormat format,
       auto it = std::find_if(layout.grids.begin(), layout.grids.end(),
                              [&](const auto& g) { return g.spec == spec; });
       if (it == layout.grids.end()) it = layout.grids.insert(layout.grids.end(), {spec, {}});
-      it->modules.push_back(linear_module_name(q.layer, q.role));
+      // A fused module once, under its own name (its parts share one grid).
+      const std::string module = block_tensor_name(q.layer, linear_storage(config, q.role).module);
+      if (it->modules.empty() || it->modules.back() != module) it->modules.push_back(module);
     });
     if (layout.grids.size() == 1) layout.grids.clear();  // one grid: every Linear
   }

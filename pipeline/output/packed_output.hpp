@@ -39,8 +39,8 @@ struct PackedLayout {
   // grid with its Linears' module names, one config group each; else empty.
   std::vector<CompressedTensorsTargets> grids;
 };
-PackedLayout packed_layout(const QuantizedLinears& linears, OutputFormat format,
-                           const Checkpoint& source,
+PackedLayout packed_layout(const ModelConfig& config, const QuantizedLinears& linears,
+                           OutputFormat format, const Checkpoint& source,
                            const std::optional<ActivationQuant>& activations);
 
 // The tensors replacing `weight_name` ("<module>.weight") in format

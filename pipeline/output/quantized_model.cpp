@@ -1,5 +1,6 @@
 #include "pipeline/output/quantized_model.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -82,11 +83,32 @@ void QuantizedLinears::for_each(const std::function<void(const QuantizedLinear&)
   for (std::size_t i = 0; i < entries_.size(); ++i) f(*get(i));
 }
 
-std::map<std::string, std::size_t> QuantizedLinears::by_weight_name() const {
-  std::map<std::string, std::size_t> index;
-  for (std::size_t i = 0; i < entries_.size(); ++i)
-    index[linear_module_name(entries_[i].report.layer, entries_[i].report.role) + ".weight"] = i;
+std::map<std::string, std::vector<std::size_t>> QuantizedLinears::by_weight_name(
+    const ModelConfig& config) const {
+  std::map<std::string, std::vector<std::pair<std::int64_t, std::size_t>>> rows;
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    const LinearReport& r = entries_[i].report;
+    const LinearStorage stored = linear_storage(config, r.role);
+    rows[block_tensor_name(r.layer, std::string(stored.module) + ".weight")].emplace_back(
+        stored.first_row, i);
+  }
+  std::map<std::string, std::vector<std::size_t>> index;
+  for (auto& [name, parts] : rows) {
+    std::sort(parts.begin(), parts.end());
+    for (const auto& part : parts) index[name].push_back(part.second);
+  }
   return index;
+}
+
+std::shared_ptr<const QuantizedLinear> QuantizedLinears::get(std::span<const std::size_t> indices,
+                                                             const std::string& where) const {
+  PTQ_ASSERT(!indices.empty());
+  if (indices.size() == 1) return get(indices.front());
+  std::vector<QuantizedWeight> parts;
+  for (std::size_t i : indices) parts.push_back(get(i)->weight);
+  const Entry& first = entries_.at(indices.front());
+  return std::make_shared<const QuantizedLinear>(QuantizedLinear{
+      first.report.layer, first.report.role, stack_rows(parts, where), first.report});
 }
 
 std::vector<QuantizedLinear> QuantizedLinears::load_all() const {

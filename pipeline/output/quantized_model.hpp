@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -60,8 +61,14 @@ class QuantizedLinears {
   std::shared_ptr<const QuantizedLinear> get(std::size_t i) const;
   // f on every Linear in order, each stored one read just before its call.
   void for_each(const std::function<void(const QuantizedLinear&)>& f) const;
-  // Each Linear's index by the checkpoint name of its weight ("<module>.weight").
-  std::map<std::string, std::size_t> by_weight_name() const;
+  // The Linears stored in each checkpoint weight ("<module>.weight"): one
+  // index, or a fused module's parts in row order (linear_storage).
+  std::map<std::string, std::vector<std::size_t>> by_weight_name(const ModelConfig& config) const;
+  // The Linear of one entry of by_weight_name: Linear i itself, or the parts'
+  // rows stacked into the fused module (named `where` in errors), with part 0's
+  // layer, role and report.
+  std::shared_ptr<const QuantizedLinear> get(std::span<const std::size_t> indices,
+                                             const std::string& where) const;
   // Every Linear in memory (for callers that compare whole runs).
   std::vector<QuantizedLinear> load_all() const;
 

@@ -122,12 +122,12 @@ void drop_format_keys(const std::filesystem::path& config_json) {
 // alone) with their index: tensors in the source's order, each produced and
 // written before the next, so one Linear's output is in memory at a time.
 void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
-                   const QuantizedLinears& linears, const ModelExtras& extras, OutputFormat format,
-                   const PackedLayout& layout, std::uint64_t max_shard_bytes,
-                   std::vector<std::string>& warnings) {
+                   const ModelConfig& config, const QuantizedLinears& linears,
+                   const ModelExtras& extras, OutputFormat format, const PackedLayout& layout,
+                   std::uint64_t max_shard_bytes, std::vector<std::string>& warnings) {
   std::map<std::string, const ReplacedTensor*> replaced;
   for (const auto& r : extras.tensors) replaced[r.name] = &r;
-  const std::map<std::string, std::size_t> quantized = linears.by_weight_name();
+  const auto quantized = linears.by_weight_name(config);
   std::vector<std::unique_ptr<SafetensorsStreamWriter>> shards;
   auto new_shard = [&] {
     const std::string data = ".shard-" + std::to_string(shards.size()) + ".data";
@@ -137,7 +137,7 @@ void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
   for (const TensorView* t : source.tensors()) {
     const auto r = replaced.find(t->name);
     const auto q = quantized.find(t->name);
-    const auto linear = q == quantized.end() ? nullptr : linears.get(q->second);
+    const auto linear = q == quantized.end() ? nullptr : linears.get(q->second, t->name);
     for (const OutTensor& o :
          tensors_for(*t, linear.get(), r == replaced.end() ? nullptr : r->second, format, layout,
                      warnings)) {
@@ -345,9 +345,11 @@ std::vector<std::string> write_quantized_model(
       if (std::filesystem::exists(source_model / name))
         std::filesystem::copy_file(source_model / name, staging / name);
     drop_format_keys(staging / "config.json");
-    const PackedLayout layout = packed_layout(linears, recipe.format, source, extras.activations);
-    write_weights(staging, source, linears, extras, recipe.format, layout, options.max_shard_bytes,
-                  warnings);
+    const ModelConfig config = load_model_config(source_model);
+    const PackedLayout layout =
+        packed_layout(config, linears, recipe.format, source, extras.activations);
+    write_weights(staging, source, config, linears, extras, recipe.format, layout,
+                  options.max_shard_bytes, warnings);
     if (recipe.format != OutputFormat::dequantized) write_packed_config(staging, recipe, layout);
   }
   if (!extras.mix.empty()) write_text_atomic(staging / kMixFile, extras.mix);

@@ -28,18 +28,26 @@ Recipe export_recipe(const H5Reader& record, const ExportJob& job) {
   return r;
 }
 
+// A Linear of a packed folder: its module, or its rows of a fused one.
+QuantizedWeight packed_linear(const PackedFolder& packed, const ModelConfig& config, int layer,
+                              LinearRole role) {
+  const LinearStorage stored = linear_storage(config, role);
+  const std::string module = block_tensor_name(layer, stored.module);
+  const int rows = linear_out_features(config, role);
+  if (stored.rows == rows) return packed.linear(module);
+  return slice_rows(packed.linear(module), stored.first_row, rows, module);
+}
+
 std::vector<QuantizedLinear> run_linears(const H5Reader& record,
                                          const std::optional<PackedFolder>& packed,
                                          const ModelConfig& config) {
   std::vector<QuantizedLinear> linears;
   for (int layer = 0; layer < config.num_layers; ++layer)
-    for (const LinearSpec& spec : linear_specs) {
-      const std::string path = linear_group_path(layer, spec.role);
-      linears.push_back({layer, spec.role,
-                         packed ? packed->linear(block_tensor_name(layer, spec.module))
-                                : read_weight(record, path),
-                         read_linear_report(record, layer, spec.role)});
-    }
+    for (LinearRole role : all_linear_roles)
+      linears.push_back({layer, role,
+                         packed ? packed_linear(*packed, config, layer, role)
+                                : read_weight(record, linear_group_path(layer, role)),
+                         read_linear_report(record, layer, role)});
   return linears;
 }
 

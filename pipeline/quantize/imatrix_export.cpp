@@ -53,12 +53,15 @@ Imatrix calibration_imatrix(const CalibrationStats& stats, std::span<const doubl
     throw input_error("calibration statistics", "layers and a window length", "none");
   }
   Imatrix imatrix;
+  // The statistics file does not record the family: the names are those of the
+  // families that store each Linear alone (llama.cpp's attn_q, ..., not Phi-3's attn_qkv).
+  const ModelConfig unfused;
   for (int layer = 0; layer < static_cast<int>(stats.layers.size()); ++layer) {
     for (LinearInput input : all_linear_inputs) {
       const ImatrixEntry entry = mixed_entry(stats, layer, input, weights);
       for (LinearRole role : all_linear_roles) {
         if (linear_spec(role).input == input)
-          imatrix.entries[gguf_linear_name(layer, role)] = entry;
+          imatrix.entries[gguf_linear_name(unfused, layer, role)] = entry;
       }
     }
   }

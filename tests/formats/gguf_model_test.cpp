@@ -363,15 +363,34 @@ TEST(GgufModel, ReaderGivesTinyBack) {
   expect_tensors_read_back(*file, tiny_dir());
 }
 
-TEST_P(GgufRandomModel, ReaderGivesItBack) {
-  const fs::path dir = random_model_with_tokenizer(GetParam());
-  const auto file = gguf::File::open(write_f16(dir, "gguf_model_read_" + GetParam(), float_type()));
+void expect_reader_gives_back(const std::string& name, GgufFloatType type) {
+  const fs::path dir = random_model_with_tokenizer(name);
+  const auto file = gguf::File::open(write_f16(dir, "gguf_model_read_" + name, type));
   const ModelConfig read = gguf_model_config(*file);
   const ModelConfig source = load_model_config(dir);
-  expect_same_config(read, source, GetParam());
+  expect_same_config(read, source, name);
   // "llama" files come from Llama and Mistral alike.
   EXPECT_EQ(read.arch, source.arch == Architecture::Mistral ? Architecture::Llama : source.arch);
+  // Factors travel as float32: equal to float32 precision.
+  for (const auto& [a, b] : {std::pair{&read.rope.short_factor, &source.rope.short_factor},
+                             std::pair{&read.rope.long_factor, &source.rope.long_factor}}) {
+    ASSERT_EQ(a->size(), b->size()) << name;
+    for (std::size_t i = 0; i < a->size(); ++i)
+      EXPECT_NEAR((*a)[i], (*b)[i], 1e-6 * (*b)[i]) << name;
+  }
+  EXPECT_NEAR(read.rope.attention_factor, source.rope.attention_factor, 1e-6) << name;
   expect_tensors_read_back(*file, dir);
+}
+
+TEST_P(GgufRandomModel, ReaderGivesItBack) { expect_reader_gives_back(GetParam(), float_type()); }
+
+// Phi-3's plan (attn_qkv, ffn_up holding gate then up; LongRoPE's factor
+// tensors and keys) read back by ptq. llama.cpp's loading of it is not shown
+// yet (its phi3 vocabulary loader refuses the test tokenizers), so `ptq
+// quantize` does not write it.
+TEST(GgufModel, ReaderGivesPhi3Back) {
+  for (const char* name : {"phi3", "phi3-longrope"})
+    expect_reader_gives_back(name, GgufFloatType::f16);
 }
 
 INSTANTIATE_TEST_SUITE_P(GgufModel, GgufRandomModel,

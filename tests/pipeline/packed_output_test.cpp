@@ -113,7 +113,9 @@ InMemory in_memory(const Recipe& recipe) {
       {&source, 1}, recipe.calibration, nullptr, model.config().eos_token_ids.front());
   if (recipe.method != Method::W8A8)
     return {quantize_blocks(model, recipe, &calibration, QuantizeRunOptions{}).load_all(), {}, {}};
-  MethodOutput out = quantize_w8a8(model, recipe, &calibration, 1);
+  // The command's batch of windows: GEMMs over another number of rows may round
+  // differently (OpenBLAS picks kernels by shape), and int8 codes flip with them.
+  MethodOutput out = quantize_w8a8(model, recipe, &calibration, QuantizeRunOptions{}.batch_windows);
   InMemory m{out.linears.load_all(), {}, std::move(out.extras.activations)};
   for (auto& norm : folded_norms(model, out.extras.scales))
     m.norms[norm.name].assign(norm.values.begin(), norm.values.end());
