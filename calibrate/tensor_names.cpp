@@ -12,14 +12,12 @@ namespace {
 // A family's fused modules: its parts, in row order.
 struct FusedModule {
   std::string_view module;
-  std::array<LinearRole, 3> parts;
-  int part_count;
+  std::span<const LinearRole> parts;
 };
 
-constexpr std::array<FusedModule, 2> kPhi3Fused{{
-    {"self_attn.qkv_proj", {LinearRole::q, LinearRole::k, LinearRole::v}, 3},
-    {"mlp.gate_up_proj", {LinearRole::gate, LinearRole::up, LinearRole::up}, 2},
-}};
+constexpr LinearRole kQkv[] = {LinearRole::q, LinearRole::k, LinearRole::v};
+constexpr LinearRole kGateUp[] = {LinearRole::gate, LinearRole::up};
+constexpr FusedModule kPhi3Fused[] = {{"self_attn.qkv_proj", kQkv}, {"mlp.gate_up_proj", kGateUp}};
 
 std::span<const FusedModule> fused_modules(const ModelConfig& c) {
   if (c.arch == Architecture::Phi3) return kPhi3Fused;
@@ -30,10 +28,9 @@ std::span<const FusedModule> fused_modules(const ModelConfig& c) {
 
 LinearStorage linear_storage(const ModelConfig& c, LinearRole role) {
   for (const FusedModule& fused : fused_modules(c)) {
-    const std::span<const LinearRole> parts(fused.parts.data(), fused.part_count);
-    if (std::find(parts.begin(), parts.end(), role) == parts.end()) continue;
+    if (std::find(fused.parts.begin(), fused.parts.end(), role) == fused.parts.end()) continue;
     LinearStorage stored{fused.module, 0, 0};
-    for (LinearRole part : parts) {
+    for (LinearRole part : fused.parts) {
       if (part == role) stored.first_row = stored.rows;
       stored.rows += linear_out_features(c, part);
     }
