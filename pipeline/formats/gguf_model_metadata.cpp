@@ -3,6 +3,7 @@
 // inverse, gguf_model_config.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cstdint>
 #include <cstdio>
@@ -85,6 +86,34 @@ void add_phi3_keys(Metadata& m, const ModelConfig& c) {
                  gguf::make_f32(static_cast<float>(c.rope.attention_factor)));
 }
 
+// llama.cpp's vocabulary loader gives Phi-3's special tokens their attributes
+// by the model's name: a general.name containing "phi3" or "phi-3" (any case)
+// makes it look up these tokens, and refuse the file when one is missing.
+void require_phi3_named_tokens(const std::string& name, const Metadata& m,
+                               const std::filesystem::path& model_dir) {
+  std::string lower = name;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (lower.find("phi3") == std::string::npos && lower.find("phi-3") == std::string::npos) return;
+  const auto tokens = std::find_if(
+      m.begin(), m.end(), [](const auto& kv) { return kv.first == "tokenizer.ggml.tokens"; });
+  PTQ_ASSERT(tokens != m.end());
+  const auto& items = tokens->second.as_array("tokenizer.ggml.tokens").items;
+  for (const char* token : {"</s>", "<unk>", "<s>", "<|endoftext|>"}) {
+    const bool found = std::any_of(items.begin(), items.end(), [&](const gguf::Value& v) {
+      return v.as_string("tokenizer.ggml.tokens") == token;
+    });
+    if (!found)
+      throw input_error(model_dir.string() + ": general.name \"" + name + "\"",
+                        std::string("the token ") + token +
+                            " in the vocabulary (llama.cpp looks up </s>, <unk>, <s> and "
+                            "<|endoftext|> in models whose name says Phi-3, and refuses the "
+                            "file without them), or a model folder whose name (general.name) "
+                            "does not say phi3",
+                        "a vocabulary without it");
+  }
+}
+
 // general.size_label as the converter writes it: the parameter count in K, M,
 // B or T with at least two significant digits ("4.2M", "13M", "8.0B").
 std::string size_label(std::int64_t parameters) {
@@ -125,8 +154,8 @@ Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig
   Metadata m;
   m.emplace_back("general.architecture", gguf::make_string(arch));
   m.emplace_back("general.type", gguf::make_string("model"));
-  m.emplace_back("general.name",
-                 gguf::make_string(options.name.empty() ? folder_name(model_dir) : options.name));
+  const std::string name = options.name.empty() ? folder_name(model_dir) : options.name;
+  m.emplace_back("general.name", gguf::make_string(name));
   m.emplace_back("general.size_label", gguf::make_string(size_label(parameter_count(model_dir))));
   add_hyperparameters(m, model_dir, config);
   m.emplace_back("general.file_type", gguf::make_u32(options.file_type));
@@ -138,6 +167,7 @@ Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig
   if (config.rope.type == RopeType::Llama3) add_llama3_rope(m, config.rope);
   m.emplace_back("general.quantization_version", gguf::make_u32(kQuantizationVersion));
   for (auto& kv : gguf_tokenizer_metadata(model_dir, config)) m.push_back(std::move(kv));
+  require_phi3_named_tokens(name, m, model_dir);
   return m;
 }
 
@@ -210,9 +240,9 @@ std::vector<double> rope_factor_list(const gguf::File& file, const gguf::TensorI
 
 // Phi-3's LongRoPE: both factor tensors and the keys (what the converter writes).
 void read_longrope(const gguf::File& file, const Keys& keys, int context, RopeConfig& rope) {
-  const auto* long_factors = file.find_tensor("rope_factors_long.weight");
-  const auto* short_factors = file.find_tensor("rope_factors_short.weight");
-  if (long_factors == nullptr && short_factors == nullptr) return;
+  if (file.find_tensor("rope_factors_long.weight") == nullptr &&
+      file.find_tensor("rope_factors_short.weight") == nullptr)
+    return;
   rope.type = RopeType::LongRope;
   rope.long_factor = rope_factor_list(file, file.require_tensor("rope_factors_long.weight"));
   rope.short_factor = rope_factor_list(file, file.require_tensor("rope_factors_short.weight"));

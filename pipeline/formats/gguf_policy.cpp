@@ -26,15 +26,12 @@ constexpr GgufTypeRule kOutputMisfit{R::output, L::all, C::rows_misfit_base, Q8_
 constexpr GgufTypeRule kOutputQ6K{R::output, L::all, C::always, Q6_K};
 
 constexpr GgufTypeRule kOutputOnly[] = {kOutputMisfit, kOutputQ6K};
-// attn_qkv (Phi-3) gets a type above the base in the K_M/K_L mixes.
 constexpr GgufTypeRule kQ5KM[] = {kOutputMisfit,
                                   kOutputQ6K,
-                                  {R::attn_qkv, L::all, C::always, Q6_K},
                                   {R::attn_v, L::more_bits, C::always, Q6_K},
                                   {R::ffn_down, L::more_bits, C::always, Q6_K}};
 constexpr GgufTypeRule kQ4KM[] = {kOutputMisfit,
                                   kOutputQ6K,
-                                  {R::attn_qkv, L::all, C::always, Q5_K},
                                   {R::attn_v, L::more_bits, C::always, Q6_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::ffn_down, L::more_bits, C::always, Q6_K}};
@@ -56,7 +53,6 @@ constexpr GgufTypeRule kQ3KS[] = {
     kOutputMisfit, kOutputQ6K, {R::attn_v, L::all, C::llama_70b, Q5_K}};
 constexpr GgufTypeRule kQ3KM[] = {kOutputMisfit,
                                   kOutputQ6K,
-                                  {R::attn_qkv, L::all, C::always, Q4_K},
                                   {R::attn_v, L::first_2, C::always, Q5_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::attn_v, L::all, C::always, Q4_K},
@@ -65,7 +61,6 @@ constexpr GgufTypeRule kQ3KM[] = {kOutputMisfit,
                                   {R::attn_output, L::all, C::always, Q4_K}};
 constexpr GgufTypeRule kQ3KL[] = {kOutputMisfit,
                                   kOutputQ6K,
-                                  {R::attn_qkv, L::all, C::always, Q4_K},
                                   {R::attn_v, L::all, C::always, Q5_K},
                                   {R::ffn_down, L::all, C::always, Q5_K},
                                   {R::attn_output, L::all, C::always, Q5_K}};
@@ -180,9 +175,16 @@ bool holds(GgufCondition condition, const TensorContext& t) {
   PTQ_ASSERT(false);
 }
 
+// Whether a rule written for `rule_role` types a tensor of `role`: Phi-3's fused
+// attn_qkv takes every attn_v rule, as llama-quantize's category_is_attn_v
+// gives it (its own attn_qkv branch comes after and is never reached).
+bool rule_applies(GgufTensorRole rule_role, GgufTensorRole role) {
+  return rule_role == role || (rule_role == R::attn_v && role == R::attn_qkv);
+}
+
 std::uint32_t rule_type(const GgufPolicy& policy, GgufTensorRole role, const TensorContext& t) {
   for (const GgufTypeRule& rule : policy.rules) {
-    if (rule.role != role) continue;
+    if (!rule_applies(rule.role, role)) continue;
     PTQ_ASSERT(rule.layers == L::all || t.layer >= 0);  // layer rules name block tensors only
     if (covers(rule.layers, t.layer, t.n_layer) && holds(rule.condition, t)) return rule.type;
   }

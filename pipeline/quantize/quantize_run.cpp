@@ -39,18 +39,19 @@ std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
                     "none");
 }
 
-// Formats that cannot hold the family, refused before any work: GGUF names
-// each architecture's tensors (gguf_architecture throws for one it lacks),
-// Phi-3's GGUF files are not yet checked against llama.cpp, and NF4's per-matrix absmax does not
-// stack into a fused module (whatever the format).
-void refuse_unwritable(const ModelConfig& c, const Recipe& recipe) {
-  if (recipe.format == OutputFormat::gguf) gguf_architecture(c.arch);
-  // ptq writes Phi-3's GGUF plan and reads it back, but llama.cpp has not yet been
-  // shown to load such a file (its phi3 vocabulary loader refused the test tokenizers).
-  if (recipe.format == OutputFormat::gguf && has_fused_linears(c))
+// Formats that cannot hold the model, refused before any work: a GGUF file's
+// metadata is built once now so that its checks (an architecture llama.cpp
+// names, a vocabulary its loader accepts) fail before hours of quantization; a
+// GGUF mix is chosen per unfused Linear; NF4's per-matrix absmax does not stack
+// into a fused module (whatever the format).
+void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
+                       const Recipe& recipe) {
+  if (recipe.format == OutputFormat::gguf) gguf_metadata(model, c, {});
+  // The mix chooser prices one Linear per GGUF tensor (attn_qkv holds three).
+  if (recipe.format == OutputFormat::gguf && recipe.chooses_mix() && has_fused_linears(c))
     throw input_error(c.model_type + " config.json: model_type",
-                      "a family ptq writes to GGUF files llama.cpp is shown to load",
-                      "\"" + c.model_type + "\" (fused q/k/v and gate/up: not yet)");
+                      "a family whose Linears are stored one per tensor, for --gguf-type auto",
+                      "\"" + c.model_type + "\", which stores q/k/v and gate/up fused");
   if ((recipe.format == OutputFormat::bnb_nf4 || recipe.method == Method::Nf4) &&
       has_fused_linears(c))
     throw input_error(c.model_type + " config.json: model_type",
@@ -281,7 +282,7 @@ double estimated_linear_bytes(const Recipe& r, const ModelSizes& m) {
 
 QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const ModelConfig c = load_model_config(job.model);
-  refuse_unwritable(c, job.recipe);
+  refuse_unwritable(job.model, c, job.recipe);
   const ModelSizes m = model_sizes(c, Checkpoint::open(job.model), job.recipe.spec);
   QuantizeEstimate e;
   e.output_bytes =
@@ -431,7 +432,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   ThreadScope threads(job.threads);
   const auto t0 = Clock::now();
   const Model model = Model::open(job.model);
-  refuse_unwritable(model.config(), job.recipe);
+  refuse_unwritable(job.model, model.config(), job.recipe);
   if (!job.stats.empty()) {  // Hessians from cached statistics: no forward pass
     auto r = quantize_from_stats_file(model, job.recipe, job.stats, job.mix, progress);
     return write_output(job, MethodOutput{QuantizedLinears(std::move(r.linears)), {}}, nullptr,

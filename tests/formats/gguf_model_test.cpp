@@ -167,8 +167,9 @@ void write_cut_tokenizer(const fs::path& dir, int keep) {
 }
 
 // A model folder: the random checkpoint's files beside a cut tiny tokenizer.
-fs::path random_model_with_tokenizer(const std::string& name) {
-  const fs::path dir = test::temp_dir("gguf_model_src_" + name) / name;
+// In a folder named `folder` (the files' general.name), by default the model's name.
+fs::path random_model_with_tokenizer(const std::string& name, const std::string& folder = "") {
+  const fs::path dir = test::temp_dir("gguf_model_src_" + name) / (folder.empty() ? name : folder);
   fs::create_directories(dir);
   for (const auto& f : fs::directory_iterator(random_model(name))) {
     if (f.path().extension() == ".json" || f.path().extension() == ".safetensors")
@@ -363,9 +364,9 @@ TEST(GgufModel, ReaderGivesTinyBack) {
   expect_tensors_read_back(*file, tiny_dir());
 }
 
-void expect_reader_gives_back(const std::string& name, GgufFloatType type) {
-  const fs::path dir = random_model_with_tokenizer(name);
-  const auto file = gguf::File::open(write_f16(dir, "gguf_model_read_" + name, type));
+void expect_reader_gives_back(const fs::path& dir, const fs::path& gguf_file,
+                              const std::string& name) {
+  const auto file = gguf::File::open(gguf_file);
   const ModelConfig read = gguf_model_config(*file);
   const ModelConfig source = load_model_config(dir);
   expect_same_config(read, source, name);
@@ -382,15 +383,36 @@ void expect_reader_gives_back(const std::string& name, GgufFloatType type) {
   expect_tensors_read_back(*file, dir);
 }
 
-TEST_P(GgufRandomModel, ReaderGivesItBack) { expect_reader_gives_back(GetParam(), float_type()); }
+TEST_P(GgufRandomModel, ReaderGivesItBack) {
+  const fs::path dir = random_model_with_tokenizer(GetParam());
+  expect_reader_gives_back(dir, write_f16(dir, "gguf_model_read_" + GetParam(), float_type()),
+                           GetParam());
+}
 
-// Phi-3's plan (attn_qkv, ffn_up holding gate then up; LongRoPE's factor
-// tensors and keys) read back by ptq. llama.cpp's loading of it is not shown
-// yet (its phi3 vocabulary loader refuses the test tokenizers), so `ptq
-// quantize` does not write it.
-TEST(GgufModel, ReaderGivesPhi3Back) {
-  for (const char* name : {"phi3", "phi3-longrope"})
-    expect_reader_gives_back(name, GgufFloatType::f16);
+// Phi-3's file (attn_qkv, ffn_up holding gate then up; LongRoPE's factor
+// tensors and keys) loads in llama.cpp and reads back in ptq. The folder is
+// not named phi3: llama.cpp would take the cut test vocabulary for Phi-3's own.
+TEST(GgufModel, Phi3RunsInLlamaCppAndReadsBack) {
+  for (const std::string name : {"phi3", "phi3-longrope"}) {
+    const fs::path dir = random_model_with_tokenizer(name, "fused");
+    const fs::path file = write_f16(dir, "gguf_model_fused_" + name);
+    EXPECT_TRUE(std::isfinite(llama_perplexity(file, "ppl_fused_" + name))) << name;
+    expect_reader_gives_back(dir, file, name);
+  }
+}
+
+// A model named phi3 whose vocabulary lacks Phi-3's special tokens would make
+// llama.cpp's loader fail (unordered_map::at): refused before writing, naming why.
+TEST(GgufModel, Phi3NameWithoutPhi3TokensIsRefused) {
+  const fs::path dir = random_model_with_tokenizer("phi3");
+  try {
+    gguf_metadata(dir, load_model_config(dir), {});
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("general.name \"phi3\""), std::string::npos) << what;
+    EXPECT_NE(what.find("</s>"), std::string::npos) << what;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(GgufModel, GgufRandomModel,

@@ -109,6 +109,7 @@ void expect_every_policy(const fs::path& model, const fs::path& dir) {
 struct Synthetic {
   std::string name;
   int hidden, ffn, layers, heads, kv_heads, vocab;  // untied embeddings
+  bool phi3 = false;  // llama.cpp's phi3: attn_qkv, and ffn_up holding gate and up
 };
 
 // gtest prints the parameter in test names: the model's name, not its bytes.
@@ -117,6 +118,7 @@ void PrintTo(const Synthetic& m, std::ostream* os) { *os << m.name; }
 const Synthetic kOdd{"odd", 320, 864, 16, 10, 2, 1000};
 const Synthetic kLlama70b{"llama70b", 256, 256, 80, 4, 2, 256};
 const Synthetic kOddRows32{"odd-rows-32", 256, 840, 2, 4, 2, 256};
+const Synthetic kPhi3{"phi3", 256, 512, 16, 4, 2, 256, true};
 
 using Metadata = std::vector<std::pair<std::string, gguf::Value>>;
 
@@ -140,6 +142,12 @@ Metadata synthetic_metadata(const Synthetic& m) {
   set_u32(metadata, "llama.attention.value_length", head_dim);
   set_u32(metadata, "llama.rope.dimension_count", head_dim);
   set_u32(metadata, "llama.vocab_size", m.vocab);
+  if (!m.phi3) return metadata;
+  for (auto& [key, value] : metadata) {
+    if (key.starts_with("llama.")) key = "phi3." + key.substr(6);
+    if (key == "general.architecture") value = gguf::make_string("phi3");
+  }
+  metadata.emplace_back("phi3.attention.sliding_window", gguf::make_u32(0));
   return metadata;
 }
 
@@ -190,13 +198,17 @@ fs::path write_synthetic(const Synthetic& m, const fs::path& dir) {
   for (int i = 0; i < m.layers; ++i) {
     const std::string blk = "blk." + std::to_string(i) + ".";
     t.add(blk + "attn_norm.weight", {m.hidden});
-    t.add(blk + "attn_q.weight", {m.hidden, m.hidden});
-    t.add(blk + "attn_k.weight", {m.hidden, kv});
-    t.add(blk + "attn_v.weight", {m.hidden, kv});
+    if (m.phi3) {
+      t.add(blk + "attn_qkv.weight", {m.hidden, m.hidden + 2 * kv});
+    } else {
+      t.add(blk + "attn_q.weight", {m.hidden, m.hidden});
+      t.add(blk + "attn_k.weight", {m.hidden, kv});
+      t.add(blk + "attn_v.weight", {m.hidden, kv});
+    }
     t.add(blk + "attn_output.weight", {m.hidden, m.hidden});
     t.add(blk + "ffn_norm.weight", {m.hidden});
-    t.add(blk + "ffn_gate.weight", {m.hidden, m.ffn});
-    t.add(blk + "ffn_up.weight", {m.hidden, m.ffn});
+    if (!m.phi3) t.add(blk + "ffn_gate.weight", {m.hidden, m.ffn});
+    t.add(blk + "ffn_up.weight", {m.hidden, m.phi3 ? 2 * m.ffn : m.ffn});
     t.add(blk + "ffn_down.weight", {m.ffn, m.hidden});
   }
   const fs::path path = dir / (m.name + "-f16.gguf");
@@ -322,7 +334,9 @@ TEST_P(SyntheticVsLlamaQuantize, EveryPolicy) {
   expect_every_policy(write_synthetic(GetParam(), dir), dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, SyntheticVsLlamaQuantize, ::testing::Values(kOdd, kLlama70b),
+// kPhi3: llama-quantize types Phi-3's fused attn_qkv by the attn_v rules.
+INSTANTIATE_TEST_SUITE_P(Shapes, SyntheticVsLlamaQuantize,
+                         ::testing::Values(kOdd, kLlama70b, kPhi3),
                          [](const auto& info) { return info.param.name; });
 
 // The rules that depend on --imatrix (Q4_0/Q5_0: ffn_down of the first n/8

