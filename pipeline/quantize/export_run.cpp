@@ -1,6 +1,7 @@
 #include "pipeline/quantize/export_run.hpp"
 
 #include <chrono>
+#include <map>
 
 #include "calibrate/tensor_names.hpp"
 #include "io/error.hpp"
@@ -28,26 +29,31 @@ Recipe export_recipe(const H5Reader& record, const ExportJob& job) {
   return r;
 }
 
-// A Linear of a packed folder: its module, or its rows of a fused one.
+// A Linear of a packed folder: its module, or its rows of a fused one (a fused
+// module unpacked once, kept in `fused` for its other parts).
 QuantizedWeight packed_linear(const PackedFolder& packed, const ModelConfig& config, int layer,
-                              LinearRole role) {
+                              LinearRole role, std::map<std::string, QuantizedWeight>& fused) {
   const LinearStorage stored = linear_storage(config, role);
   const std::string module = block_tensor_name(layer, stored.module);
   const int rows = linear_out_features(config, role);
   if (stored.rows == rows) return packed.linear(module);
-  return slice_rows(packed.linear(module), stored.first_row, rows, module);
+  auto it = fused.find(module);
+  if (it == fused.end()) it = fused.emplace(module, packed.linear(module)).first;
+  return slice_rows(it->second, stored.first_row, rows, module);
 }
 
 std::vector<QuantizedLinear> run_linears(const H5Reader& record,
                                          const std::optional<PackedFolder>& packed,
                                          const ModelConfig& config) {
   std::vector<QuantizedLinear> linears;
-  for (int layer = 0; layer < config.num_layers; ++layer)
+  for (int layer = 0; layer < config.num_layers; ++layer) {
+    std::map<std::string, QuantizedWeight> fused;
     for (LinearRole role : all_linear_roles)
       linears.push_back({layer, role,
-                         packed ? packed_linear(*packed, config, layer, role)
+                         packed ? packed_linear(*packed, config, layer, role, fused)
                                 : read_weight(record, linear_group_path(layer, role)),
                          read_linear_report(record, layer, role)});
+  }
   return linears;
 }
 

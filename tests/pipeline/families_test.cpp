@@ -139,6 +139,24 @@ TEST(Families, Phi3FusedLinearsAreWrittenFusedInEachHfFormat) {
     decode_with_numpy(out, numpy);
     expect_rows_in_place([&](const std::string& n) { return test::read_f32(numpy / (n + ".f32")); },
                          name);
+    // `ptq export` splits the fused modules back into their parts: its
+    // dequantized folder is the packed one's weights, rows in place.
+    const auto exported = dir / (name + "-exported");
+    const std::string args =
+        "export --from " + out.string() + " --format dequantized --out " + exported.string();
+    ASSERT_EQ(test::run_ptq(args, dir / (name + "-export.log")), 0)
+        << log_of(dir / (name + "-export.log"));
+    const Checkpoint exported_fp16 = Checkpoint::open(exported);
+    for (int layer = 0; layer < kLayers; ++layer)
+      for (const std::string& module : kFused) {
+        const std::string n = fused_weight(layer, module);
+        const std::vector<float> decoded = test::read_f32(numpy / (n + ".f32"));
+        const std::vector<float> got = exported_fp16.require(n).to_float();
+        ASSERT_EQ(decoded.size(), got.size()) << name << " " << n;
+        for (std::size_t i = 0; i < got.size(); ++i)  // float16 rounding of the same value
+          ASSERT_NEAR(got[i], decoded[i], 1e-3 * std::abs(decoded[i]) + 1e-7)
+              << name << " " << n << " [" << i << "]";
+      }
     // The packed folder evaluates near the same recipe's dequantized run (their
     // roundings differ by float16 scales, which GPTQ's updates carry on; 1.4 %
     // apart on this random model for compressed-tensors).
