@@ -11,6 +11,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "algorithms/backend.hpp"
 #include "algorithms/parallel_gemm.hpp"
 #include "algorithms/rtn.hpp"
 #include "io/error.hpp"
@@ -57,6 +58,15 @@ std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder 
   return perm;
 }
 
+// a's lower triangle becomes L^-1, a = L L^T, on the active backend or with LAPACK.
+bool lower_cholesky_inverse(Eigen::MatrixXd& a) {
+  if (MatrixBackend* backend = active_backend()) return backend->lower_cholesky_inverse(a);
+  const auto n = static_cast<lapack_int>(a.rows());
+  // The _work variants skip LAPACKE's NaN scans; a NaN fails a pivot or the final check.
+  return LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, a.data(), n) == 0 &&
+         LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, a.data(), n) == 0;
+}
+
 // The upper U with U^T U = A^-1 (A symmetric positive definite), which the
 // reference gets as cholesky -> cholesky_inverse -> cholesky(upper): three
 // O(n^3) steps. With J the reversal permutation, J A J = M M^T (M lower) gives
@@ -65,10 +75,7 @@ std::vector<Eigen::Index> column_order(const Eigen::VectorXd& diag, ColumnOrder 
 // triangular inverse. `reversed` holds J A J on entry and is overwritten.
 // False when A is not (numerically) positive definite.
 bool inverse_upper_cholesky(Eigen::MatrixXd& reversed, Eigen::MatrixXd& U) {
-  const auto n = static_cast<lapack_int>(reversed.rows());
-  // The _work variants skip LAPACKE's NaN scans; a NaN fails a pivot or the final check.
-  if (LAPACKE_dpotrf_work(LAPACK_COL_MAJOR, 'L', n, reversed.data(), n) != 0) return false;
-  if (LAPACKE_dtrtri_work(LAPACK_COL_MAJOR, 'L', 'N', n, reversed.data(), n) != 0) return false;
+  if (!lower_cholesky_inverse(reversed)) return false;
   reversed.triangularView<Eigen::StrictlyUpper>().setZero();
   reversed.reverseInPlace();  // no second n x n matrix
   U = std::move(reversed);

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "algorithms/backend.hpp"
 #include "io/error.hpp"
 
 namespace ptq {
@@ -34,6 +35,7 @@ void parallel_gemm(const Eigen::Ref<const MatrixRM>& a, const Eigen::Ref<const M
   PTQ_ASSERT((transposed ? b.cols() : b.rows()) == k);
   PTQ_ASSERT(c.rows() == m && c.cols() == n);
   if (m == 0 || n == 0) return;
+  if (MatrixBackend* backend = active_backend()) return backend->gemm(a, b, op_b, c, mode);
   use_single_threaded_blas();
   const float beta = mode == GemmOutput::accumulate ? 1.0f : 0.0f;
   const tbb::blocked_range2d<Eigen::Index> grid(0, tiles(m, gemm_tile_rows), 1, 0,
@@ -59,6 +61,7 @@ void parallel_xtx_upper(const Eigen::Ref<const MatrixRM>& x, Eigen::MatrixXf& up
   const Eigen::Index n = x.cols();
   PTQ_ASSERT(upper.rows() == n && upper.cols() == n);
   if (n == 0) return;
+  if (MatrixBackend* backend = active_backend()) return backend->xtx_upper(x, upper);
   use_single_threaded_blas();
   // Row-major x is the column-major x^T [n, rows] with leading dimension ld.
   const auto rows = static_cast<int>(x.rows()), ld = static_cast<int>(x.outerStride());

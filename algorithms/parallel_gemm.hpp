@@ -9,6 +9,8 @@
 // combined in chunk order. So every output bit is the same for any thread
 // count. ThreadScope (calibrate/threads.hpp) sets the policy for a driver; the
 // helpers below also set it lazily, once, for callers that never made one.
+// While a BackendScope is alive (algorithms/backend.hpp), parallel_gemm and
+// parallel_xtx_upper run on its device instead (e.g. cuBLAS on a GPU).
 #include <Eigen/Core>
 
 #include "algorithms/matrix.hpp"

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <numbers>
 
+#include "algorithms/attention.hpp"
 #include "algorithms/parallel_gemm.hpp"
-#include "calibrate/attention.hpp"
 #include "io/error.hpp"
 
 namespace ptq {

@@ -8,7 +8,10 @@
 
 namespace ptq::test {
 
-std::filesystem::path shared_dir() { return PTQ_SHARED_DIR; }
+std::filesystem::path shared_dir() {
+  const char* moved = std::getenv("PTQ_SHARED_DIR");
+  return moved != nullptr && *moved != '\0' ? moved : PTQ_SHARED_DIR;
+}
 
 std::filesystem::path fixture(const std::string& relative) {
   return shared_dir() / "fixtures" / relative;

@@ -7,7 +7,9 @@
 
 namespace ptq::test {
 
-std::filesystem::path shared_dir();          // ../shared beside the checkout
+// ../shared beside the checkout, or $PTQ_SHARED_DIR where set (a copied
+// test binary on another machine, e.g. the GPU machine).
+std::filesystem::path shared_dir();
 std::filesystem::path fixture(const std::string& relative);  // shared/fixtures/<relative>
 std::filesystem::path source_dir();          // the repository root
 std::filesystem::path ptq_binary();          // the built `ptq` executable

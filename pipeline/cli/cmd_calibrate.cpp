@@ -5,9 +5,10 @@
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"
 #include "io/output_path.hpp"
-#include "pipeline/quantize/calib_stats.hpp"
 #include "pipeline/cli/calib_flags.hpp"
 #include "pipeline/cli/commands.hpp"
+#include "pipeline/cli/device_flag.hpp"
+#include "pipeline/quantize/calib_stats.hpp"
 #include "pipeline/quantize/quantize_run.hpp"
 
 namespace ptq::cli {
@@ -15,7 +16,7 @@ namespace ptq::cli {
 namespace {
 
 struct CalibrateFlags {
-  std::string model, out;
+  std::string model, out, device = "cpu";
   CalibFlags calib;
   int threads = 0, batch_windows = 16;
 };
@@ -32,6 +33,7 @@ void run(const CalibrateFlags& f, const CLI::App& cmd) {
   if (std::filesystem::symlink_status(out).type() != std::filesystem::file_type::not_found)
     throw input_error("--out " + f.out, "a new file", "an existing path");
   ThreadScope threads(f.threads);
+  const DeviceUse device(f.device);
   const Model model = Model::open(f.model);
   const CalibrationSet calibration = load_calibration(f.model, sources, config);
   std::fprintf(stderr, "calibration: %zu windows of %d tokens\n", calibration.windows.size(), config.seqlen);
@@ -52,6 +54,7 @@ void add_calibrate(CLI::App& app) {
   cmd->add_option("--out", f.out, "Output statistics file (.h5), must not exist")->required();
   add_calib_flags(*cmd, f.calib);
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
+  add_device_flag(*cmd, f.device);
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->callback([flags, cmd] { run(*flags, *cmd); });
 }

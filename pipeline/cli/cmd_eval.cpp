@@ -11,6 +11,7 @@
 #include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
+#include "pipeline/cli/device_flag.hpp"
 #include "pipeline/eval/eval.hpp"
 #include "pipeline/eval/llamacpp_base.hpp"
 #include "pipeline/eval/model_open.hpp"
@@ -26,6 +27,7 @@ struct EvalOptions {
   std::vector<std::string> task_files;
   int task_limit = 0;
   int threads = 0;
+  std::string device = "cpu";
   bool int8_activations = false, dry_run = false;
   EvalConfig config;
 };
@@ -151,6 +153,7 @@ void run_eval(const EvalOptions& o) {
   if (!o.json_out.empty()) check_output_path(o.json_out, OutputKind::file, "--json");
   if (!o.dump_logits.empty()) check_output_path(o.dump_logits, OutputKind::file, "--dump-logits");
   const ThreadScope threads(o.threads);
+  const DeviceUse device(o.device);
   const Model model = open_model(o.model);
   std::optional<Int8Activations> activations;
   EvalConfig config = o.config;
@@ -210,6 +213,7 @@ void add_eval(CLI::App& app) {
                   "(float32 [tokens, vocab], row-major) to this file");
   cmd->add_option("--threads", options->threads, "Threads for BLAS and TBB (0 = all cores)")
       ->capture_default_str();
+  add_device_flag(*cmd, options->device);
   cmd->add_flag(
       "--int8-activations", options->int8_activations,
       "Simulate int8 per-token activations at every Linear input (automatic for W8A8 outputs)");

@@ -7,6 +7,7 @@
 #include "io/output_path.hpp"
 #include "pipeline/cli/calib_flags.hpp"
 #include "pipeline/cli/commands.hpp"
+#include "pipeline/cli/device_flag.hpp"
 #include "pipeline/cli/recipe_flags.hpp"
 #include "pipeline/quantize/quantize_run.hpp"
 
@@ -15,7 +16,7 @@ namespace ptq::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, recipe, load_scales, stats;
+  std::string model, out, recipe, load_scales, stats, device = "cpu";
   std::vector<std::string> mix;
   RecipeFlags fields;  // every recipe key with a flag but the calibration ones
   CalibFlags calib;
@@ -81,6 +82,7 @@ void add_quantize(CLI::App& app) {
       "--mix", f.mix,
       "With --stats: source weight NAME=WEIGHT (repeatable; default: the file's weights)");
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
+  add_device_flag(*cmd, f.device);
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->add_option("--stage-cache-mib", f.stage_cache_mib,
                   "Keep a block stage's input (attention context, MLP hidden state) for all "
@@ -112,6 +114,7 @@ void add_quantize(CLI::App& app) {
       std::cout << estimate_quantize(job).text();
       return;
     }
+    const DeviceUse device(f.device);
     QuantizeProgress progress{
         [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
     run_quantize(job, progress);

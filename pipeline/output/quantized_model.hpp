@@ -115,6 +115,7 @@ struct StatsMixRecord {
 struct RunInfo {
   double seconds = 0.0;
   int threads = 0;
+  std::string device = "cpu";  // where the dense kernels ran (MatrixBackend::name)
   std::vector<std::string> warnings;
   std::optional<StatsMixRecord> from_stats;
 };

@@ -307,6 +307,7 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run,
   j["size"] = size;
   j["seconds"] = run.seconds;
   j["threads"] = run.threads;
+  j["device"] = run.device;
   j["peak_rss_bytes"] = peak_rss_bytes();  // after the weights were written: the whole run
   j["warnings"] = run.warnings;
   if (const auto& r = run.from_stats) {

@@ -8,7 +8,7 @@
 //                                                  window and data hashes (the windows'
 //                                                  tokens only when asked: provenance.hpp)
 //   README.md                                      model card (recipe, data, errors)
-//   run.json                                       timings and threads of this run
+//   run.json                                       timings, threads and device of this run
 // Everything but run.json is byte-identical for the same inputs, recipe and seed.
 // The folder is assembled under a hidden staging name beside it and renamed
 // when complete (io/output_path.hpp: never over a symlink or special file).

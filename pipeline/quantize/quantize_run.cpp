@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "algorithms/backend.hpp"
 #include "algorithms/parallel_gemm.hpp"
 #include "calibrate/model.hpp"
 #include "calibrate/tensor_names.hpp"
@@ -320,8 +321,10 @@ std::vector<std::string> write_output(const QuantizeJob& job, const MethodOutput
                                       const CalibrationSet* calibration,
                                       std::optional<StatsMixRecord> from_stats,
                                       Clock::time_point t0, const QuantizeProgress& progress) {
+  const MatrixBackend* backend = active_backend();
   RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(),
               job.threads,
+              backend != nullptr ? backend->name() : "cpu",
               {},
               std::move(from_stats)};
   const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration,

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <random>
 
-#include "calibrate/attention.hpp"
+#include "algorithms/attention.hpp"
 #include "calibrate/model.hpp"
 #include "calibrate/threads.hpp"
 #include "io/error.hpp"

@@ -1,4 +1,4 @@
-#include "calibrate/attention.hpp"
+#include "algorithms/attention.hpp"
 
 #include <cblas.h>
 #include <tbb/blocked_range.h>
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "algorithms/backend.hpp"
 #include "algorithms/parallel_gemm.hpp"
 #include "io/error.hpp"
 
@@ -68,6 +69,7 @@ void causal_attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                       const AttentionShape& s, MatrixRM& out) {
   check_shapes(q, k, v, s);
   out.resize(q.rows(), q.cols());
+  if (MatrixBackend* backend = active_backend()) return backend->causal_attention(q, k, v, s, out);
   const int sequences = static_cast<int>(q.rows() / s.seq_len);
   tbb::enumerable_thread_specific<std::vector<float>> scratch;
   // Many small GEMMs, each single-threaded BLAS (the policy of

@@ -1,6 +1,8 @@
 #pragma once
 // Causal grouped-query attention over a batch of equally long sequences.
-#include "calibrate/block.hpp"
+// While a BackendScope is alive (algorithms/backend.hpp), causal_attention
+// runs on its device.
+#include "algorithms/matrix.hpp"
 
 namespace ptq {
 
