@@ -3,8 +3,9 @@
 #  - kill -9 at KILLS random moments of each (half of them in the last 15 % of
 #    its run, where the final writes are), then the rerun (`--resume` for
 #    quantize): no file under a final name may differ from the uninterrupted
-#    run's, and the rerun gives its bytes (run.json's timings, and the report's
-#    speed and memory figures, aside);
+#    run's, the rerun gives its bytes (run.json's timings, and the report's
+#    speed and memory figures, aside), and no hidden temporary entry
+#    (".<name>.ptq-<pid>-<n>") of the killed run is left after it;
 #  - disk full (a tmpfs smaller than the output) and a read-only destination
 #    (a read-only bind mount): exit 2 naming the path and the errno, nothing
 #    left in the destination, the inputs unchanged.
@@ -100,10 +101,11 @@ echo "\`bench/hard_stops.sh $kills\` on $(lscpu | sed -n 's/^Model name: *//p') 
 echo "Each command on the tiny fixture: $kills kills at seeded random moments (half in the last 15 % of"
 echo "its run, where the final writes are), then the same command again (\`--resume\` for quantize)."
 echo "'partial under a final name' counts kills after which an output existed under its final name"
-echo "with other bytes than the uninterrupted run's; 'rerun differs' counts reruns whose output differs."
+echo "with other bytes than the uninterrupted run's; 'rerun differs' counts reruns whose output differs;"
+echo "'hidden leftovers' counts the killed runs' temporary entries still there after the rerun."
 echo
-echo "| command | run (s) | kills | complete when killed | partial under a final name | rerun differs |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| command | run (s) | kills | complete when killed | partial under a final name | rerun differs | hidden leftovers |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 } >"$work/table.md"
 
 for entry in "${commands[@]}"; do
@@ -115,7 +117,7 @@ for entry in "${commands[@]}"; do
   wait "$pid" || { echo "the uninterrupted $name failed:"; tail -3 "$work/log"; exit 1; } >&2
   seconds=$(echo "$(date +%s.%N) - $start" | bc)
   want=$(digest "$ref/out")
-  complete=0 partial=0 differs=0
+  complete=0 partial=0 differs=0 leftovers=0
   for ((k = 0; k < kills; k++)); do
     if ((k % 2)); then frac=$((850 + RANDOM % 150)); else frac=$((RANDOM % 1000)); fi
     delay=$(echo "$seconds * $frac / 1000" | bc -l)
@@ -137,8 +139,10 @@ for entry in "${commands[@]}"; do
       run "$rerun" "$try/out"; wait "$pid" || echo "rerun failed: $name kill $k: $(tail -2 "$work/log")" >&2
     fi
     [ "$(digest "$try/out")" = "$want" ] || { differs=$((differs + 1)); echo "differs: $name kill $k" >&2; }
+    left=$(find "$try" -name '.*.ptq-*' | wc -l)
+    ((left == 0)) || { leftovers=$((leftovers + left)); find "$try" -name '.*.ptq-*' | sed "s/^/leftover: $name kill $k /" >&2; }
   done
-  printf '| %s | %.1f | %d | %d | %d | %d |\n' "$name" "$seconds" "$kills" "$complete" "$partial" "$differs" >>"$work/table.md"
+  printf '| %s | %.1f | %d | %d | %d | %d | %d |\n' "$name" "$seconds" "$kills" "$complete" "$partial" "$differs" "$leftovers" >>"$work/table.md"
   echo "$name done" >&2
 done
 

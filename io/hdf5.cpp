@@ -88,6 +88,9 @@ H5Writer::H5Writer(const std::filesystem::path& final_path) : output_(final_path
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS), H5Pclose);
   // Pin the format so the bytes do not depend on library defaults.
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_V18);
+  // The temporary file is already locked by its OutputFile (an flock that marks
+  // it as in use, io/output_path.hpp); HDF5's own flock would conflict with it.
+  H5Pset_file_locking(fapl.get(), false, true);
   Handle fcpl(H5Pcreate(H5P_FILE_CREATE), H5Pclose);
   H5Pset_obj_track_times(fcpl.get(), false);
   file_ = H5Fcreate(output_.temp_path().c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
@@ -131,9 +134,15 @@ std::int64_t H5Writer::open_group(const std::string& path) {
   H5Pset_obj_track_times(gcpl.get(), false);
   // Missing parents one level at a time: groups that HDF5 creates as
   // intermediates record creation times, so the file's bytes would vary by run.
+  // Parents are visited outermost first, so each one's own parents are known
+  // to exist when it is looked up, and once one is missing so are all below
+  // it: one lookup per level, not a walk of the whole path per level (cubic
+  // in the depth; a hostile name of 800 levels took a minute).
+  bool missing = false;
   for (auto slash = abs.find('/', 1); slash != std::string::npos; slash = abs.find('/', slash + 1)) {
     const std::string parent = abs.substr(0, slash);
-    if (link_exists(file_, parent)) continue;
+    if (!missing && H5Lexists(file_, parent.c_str(), H5P_DEFAULT) > 0) continue;
+    missing = true;
     const Handle group(H5Gcreate2(file_, parent.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT),
                        H5Gclose);
     if (!group.ok()) return -1;

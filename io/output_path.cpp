@@ -1,14 +1,20 @@
 #include "io/output_path.hpp"
 
 #include <fcntl.h>  // AT_FDCWD, open
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
-#include <cstdio>  // rename, renameat2, RENAME_NOREPLACE, RENAME_EXCHANGE
+#include <csignal>  // kill
+#include <cstdio>   // rename, renameat2, RENAME_NOREPLACE, RENAME_EXCHANGE
 #include <cstring>
+#include <ctime>
 #include <system_error>
+#include <tuple>
+#include <utility>
+#include <vector>
 
 #include "io/error.hpp"
 #include "io/input_file.hpp"
@@ -104,20 +110,91 @@ fs::path normalized(const fs::path& path, OutputKind kind, const std::string& wh
 
 std::atomic<unsigned> temp_counter{0};
 
-// ".<name>.ptq-<pid>-<n>" beside `final`: hidden, so listings of the output
-// folder do not show work in progress; the name is cut so that the whole
-// stays under NAME_MAX (255 bytes).
-fs::path temp_sibling(const fs::path& final) {
+// The hidden sibling names of `final` start with ".<name>.ptq-"; the name is
+// cut so that the whole stays under NAME_MAX (255 bytes).
+std::string temp_prefix(const fs::path& final) {
   constexpr std::size_t kMaxName = 200;
-  const std::string name = final.filename().string().substr(0, kMaxName);
+  std::string prefix(1, '.');  // appended piecewise: GCC 12's -Wrestrict misjudges "." + string
+  prefix += final.filename().string().substr(0, kMaxName);
+  return prefix + ".ptq-";
+}
+
+// ".<name>.ptq-<pid>-<n>" beside `final`: hidden, so listings of the output
+// folder do not show work in progress.
+fs::path temp_sibling(const fs::path& final) {
   return final.parent_path() /
-         ("." + name + ".ptq-" + std::to_string(::getpid()) + "-" + std::to_string(temp_counter++));
+         (temp_prefix(final) + std::to_string(::getpid()) + "-" + std::to_string(temp_counter++));
+}
+
+// The pid in "<pid>-<n>", or 0 when `suffix` is not of that form.
+pid_t suffix_pid(const std::string& suffix) {
+  const std::size_t dash = suffix.find('-');
+  const auto digits = [](const std::string& s) {
+    return !s.empty() && s.size() < 10 && s.find_first_not_of("0123456789") == std::string::npos;
+  };
+  if (dash == std::string::npos || !digits(suffix.substr(0, dash)) ||
+      !digits(suffix.substr(dash + 1))) {
+    return 0;
+  }
+  return static_cast<pid_t>(std::stol(suffix.substr(0, dash)));
+}
+
+// Whether the temporary entry `path` (named for `pid`) is a leftover of a
+// killed run. Every writer holds an exclusive flock on its entry until it
+// commits or removes it, and the kernel drops the lock when the process dies,
+// however it dies. A writer locks its entry just after creating it, so an unlocked entry
+// also needs a dead pid or a minute of age: a writer between the two steps (in
+// this or another pid namespace) is never taken for a leftover. Only regular
+// files and folders of our own user are judged; a filesystem without flock
+// never yields a leftover.
+bool abandoned(const fs::path& path, pid_t pid) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+    return false;
+  }
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return false;
+  constexpr std::time_t kMinAge = 60;
+  const bool dead = ::kill(pid, 0) != 0 && errno == ESRCH;
+  const bool result = ::fstat(fd, &st) == 0 && (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) &&
+                      st.st_uid == ::geteuid() && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+                      (dead || std::time(nullptr) - st.st_mtime >= kMinAge);
+  ::close(fd);  // drops our lock: no writer ever locks an entry it did not create
+  return result;
+}
+
+// Removes the temporary entries that killed runs left beside `final` (a
+// killed quantize of a 70B model leaves a hidden folder of tens of GB). Best
+// effort: what cannot be listed or removed stays, and the run goes on.
+void remove_leftovers(const fs::path& final) {
+  const std::string prefix = temp_prefix(final);
+  const fs::path parent = final.has_parent_path() ? final.parent_path() : fs::path(".");
+  std::error_code ec;
+  std::vector<fs::path> leftovers;
+  for (auto it = fs::directory_iterator(parent, ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    const pid_t pid = suffix_pid(name.substr(prefix.size()));
+    if (pid > 0 && abandoned(it->path(), pid)) leftovers.push_back(it->path());
+  }
+  for (const fs::path& p : leftovers) fs::remove_all(p, ec);
+}
+
+// Locks a temporary entry while its writer works on it (see abandoned()).
+int lock_temp(const fs::path& temp) {
+  const int fd = ::open(temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd >= 0)
+    ::flock(fd, LOCK_EX | LOCK_NB);  // without flock, the entry is never judged a leftover
+  return fd;
 }
 
 // Creates the temporary entry exclusively: an existing one (a leftover of a
 // crashed run that had the same pid, or a planted symlink) is skipped, never
-// reused or followed.
-fs::path create_temp(const fs::path& final, OutputKind kind, const std::string& what) {
+// reused or followed. Returns it with the descriptor that holds its lock.
+std::pair<fs::path, int> create_temp(const fs::path& final, OutputKind kind,
+                                     const std::string& what) {
+  remove_leftovers(final);
   constexpr int kAttempts = 100;
   for (int i = 0; i < kAttempts; ++i) {
     fs::path temp = temp_sibling(final);
@@ -126,7 +203,8 @@ fs::path create_temp(const fs::path& final, OutputKind kind, const std::string& 
                        : ::mkdir(temp.c_str(), 0777);
     if (rc >= 0) {
       if (kind == OutputKind::file) ::close(rc);
-      return temp;
+      const int lock = lock_temp(temp);
+      return {std::move(temp), lock};
     }
     if (errno != EEXIST) {
       throw input_error(shown(what, final), "a folder where ptq can create its temporary output",
@@ -135,6 +213,11 @@ fs::path create_temp(const fs::path& final, OutputKind kind, const std::string& 
   }
   throw input_error(shown(what, final), "a free temporary name beside it",
                     std::to_string(kAttempts) + " names taken");
+}
+
+void unlock_temp(int& lock) {
+  if (lock >= 0) ::close(lock);
+  lock = -1;
 }
 
 [[noreturn]] void throw_rename_error(const fs::path& final, const std::string& what, int err) {
@@ -189,12 +272,13 @@ fs::path check_output_path(const fs::path& path, OutputKind kind, const std::str
 }
 
 OutputFile::OutputFile(const fs::path& final_path, const std::string& what)
-    : final_(check_output_path(final_path, OutputKind::file, what)),
-      temp_(create_temp(final_, OutputKind::file, what)),
-      what_(what) {}
+    : final_(check_output_path(final_path, OutputKind::file, what)), what_(what) {
+  std::tie(temp_, lock_) = create_temp(final_, OutputKind::file, what);
+}
 
 OutputFile::~OutputFile() {
   if (!committed_) ::unlink(temp_.c_str());
+  unlock_temp(lock_);
 }
 
 void OutputFile::commit() {
@@ -212,6 +296,7 @@ void OutputFile::commit() {
     }
     if (r == Renamed::done) {
       committed_ = true;
+      unlock_temp(lock_);  // no longer a temporary entry: readers may lock it
       return;
     }
     if (r == Renamed::stranded) {
@@ -226,14 +311,16 @@ void OutputFile::commit() {
 }
 
 OutputFolder::OutputFolder(const fs::path& final_path, const std::string& what)
-    : final_(check_output_path(final_path, OutputKind::folder, what)),
-      staging_(create_temp(final_, OutputKind::folder, what)),
-      what_(what) {}
+    : final_(check_output_path(final_path, OutputKind::folder, what)), what_(what) {
+  std::tie(staging_, lock_) = create_temp(final_, OutputKind::folder, what);
+}
 
 OutputFolder::~OutputFolder() {
-  if (committed_) return;
-  std::error_code ignored;  // a destructor cannot report; at worst a hidden folder remains
-  fs::remove_all(staging_, ignored);
+  if (!committed_) {
+    std::error_code ignored;  // a destructor cannot report; at worst a hidden folder remains
+    fs::remove_all(staging_, ignored);
+  }
+  unlock_temp(lock_);
 }
 
 void OutputFolder::commit() {
@@ -248,6 +335,7 @@ void OutputFolder::commit() {
     throw_rename_error(final_, what_, err);
   }
   committed_ = true;
+  unlock_temp(lock_);
 }
 
 }  // namespace ptq

@@ -15,7 +15,10 @@
 // ".<name>.ptq-<pid>-<n>" (n counts up per process), so the rename stays on one
 // filesystem and is atomic, and two writers in one process or in two processes
 // never share one. They are created exclusively (O_EXCL, mkdir), never through
-// an existing entry.
+// an existing entry. A writer holds an flock on its temporary entry until it
+// is committed or removed; making a writer removes the unlocked temporary entries of the same
+// final path that killed runs left (kill -9, a power cut), so reruns do not
+// pile up hidden copies of a large output.
 //
 // Guarantees against a path that changes while ptq runs (Linux):
 //  - files: commit() renames with renameat2(RENAME_NOREPLACE) onto an absent
@@ -69,6 +72,7 @@ class OutputFile {
  private:
   std::filesystem::path final_, temp_;
   std::string what_;
+  int lock_ = -1;           // holds the flock on the temporary file
   bool committed_ = false;  // also set when temp_ no longer names our file
 };
 
@@ -88,6 +92,7 @@ class OutputFolder {
  private:
   std::filesystem::path final_, staging_;
   std::string what_;
+  int lock_ = -1;  // holds the flock on the staging folder
   bool committed_ = false;
 };
 

@@ -3,14 +3,18 @@
 // anything outside test::temp_dir() except reading /dev/null's type.
 #include "io/output_path.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <stdexcept>
 
@@ -443,6 +447,71 @@ TEST(OutputFolderHostile, FolderFilledBeforeCommitIsRefused) {
   }
   EXPECT_EQ(test::read_bytes(dir / "out" / "theirs.txt"), "keep");
   EXPECT_EQ(names_in(dir), (std::vector<std::string>{"out"}));
+}
+
+// A pid no process has: a child that exited and was reaped.
+pid_t dead_pid() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
+
+// Sets a path's modification time `seconds` into the past.
+void age(const fs::path& p, int seconds) {
+  const timespec t{::time(nullptr) - seconds, 0};
+  const timespec times[2] = {t, t};
+  ASSERT_EQ(::utimensat(AT_FDCWD, p.c_str(), times, AT_SYMLINK_NOFOLLOW), 0) << p;
+}
+
+// The hidden entries that runs killed with SIGKILL leave (a dead pid, nobody
+// holding them) are removed by the next writer of the same path; a live
+// writer's entry, a fresh unlocked one of a live pid, other paths' entries,
+// symlinks and look-alike names stay.
+TEST(OutputPathLeftovers, KilledRunsTemporariesAreRemovedByTheNextWriter) {
+  const auto dir = test::temp_dir("o");
+  const std::string dead = std::to_string(dead_pid());
+  const std::string self = std::to_string(::getpid());
+  fs::create_directories(dir / (".out.ptq-" + dead + "-0") / "sub");
+  test::write_text(dir / (".out.ptq-" + dead + "-0") / "sub" / "model.safetensors", "partial");
+  test::write_text(dir / (".out.ptq-" + dead + "-7"), "a file under a folder's name");
+  fs::create_directory(dir / (".out.ptq-" + self + "-900"));  // maybe a writer between its steps
+  fs::create_directory(dir / (".out.ptq-" + self + "-901"));  // unlocked for over a minute
+  age(dir / (".out.ptq-" + self + "-901"), 120);
+  fs::create_directory(dir / "kept");
+  fs::create_symlink("kept", dir / (".out.ptq-" + dead + "-8"));
+  const std::vector<std::string> others = {".outx.ptq-" + dead + "-0", ".out.ptq-" + dead,
+                                           ".out.ptq-" + dead + "-1x", "out.ptq-" + dead + "-0"};
+  for (const auto& name : others) test::write_text(dir / name, "not ours");
+  {
+    OutputFolder live(dir / "out", "--out");
+    OutputFolder next(dir / "out", "--out");  // must keep `live`'s staging folder
+    EXPECT_TRUE(fs::is_directory(live.staging()));
+    next.commit();
+  }
+  std::vector<std::string> expected = others;
+  expected.insert(expected.end(),
+                  {".out.ptq-" + self + "-900", ".out.ptq-" + dead + "-8", "kept", "out"});
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(names_in(dir), expected);
+}
+
+TEST(OutputPathLeftovers, AKilledFileWriterLeavesNothingAfterTheRerun) {
+  const auto dir = test::temp_dir("o");
+  const pid_t child = ::fork();
+  if (child == 0) {
+    OutputFile f(dir / "stats.h5", "--out");
+    ::kill(::getpid(), SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status));
+  ASSERT_EQ(names_in(dir).size(), 1u);  // the killed writer's hidden file
+  OutputFile f(dir / "stats.h5", "--out");
+  test::write_text(f.temp_path(), "whole");
+  f.commit();
+  EXPECT_EQ(names_in(dir), (std::vector<std::string>{"stats.h5"}));
 }
 
 }  // namespace
