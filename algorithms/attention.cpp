@@ -19,14 +19,22 @@ namespace {
 // row, so the causal mask wastes ~1/(2 * seq_len/tile) of the work instead of half.
 constexpr int query_tile = 128;
 
-// Softmax of row `r` of a tile whose columns are keys 0..cols-1; keys after
-// `last_key` are masked to probability 0.
-void masked_softmax_row(float* row, int cols, int last_key) {
-  // Eigen's packet exp: several times faster than a scalar std::exp loop.
-  Eigen::Map<Eigen::ArrayXf> live(row, last_key + 1);
+// Softmax of a tile row whose columns are keys k0..k0+cols-1: keys before
+// `first_key` and after `last_key` are masked to probability 0; the live
+// scores are soft-capped first when softcap > 0.
+void masked_softmax_row(float* row, int k0, int cols, int first_key, int last_key, float softcap) {
+  // Eigen's packet exp and tanh: several times faster than scalar loops.
+  Eigen::Map<Eigen::ArrayXf> live(row + (first_key - k0), last_key - first_key + 1);
+  if (softcap > 0) live = (live * (1.0f / softcap)).tanh() * softcap;
   live = (live - live.maxCoeff()).exp();
   live *= 1.0f / live.sum();
-  std::fill(row + last_key + 1, row + cols, 0.0f);
+  std::fill(row, row + (first_key - k0), 0.0f);
+  std::fill(row + (last_key - k0) + 1, row + cols, 0.0f);
+}
+
+// The first key query `r` sees.
+int first_key(const AttentionShape& s, int r) {
+  return s.window > 0 ? std::max(0, r - s.window + 1) : 0;
 }
 
 // One (sequence, head) pair: tiles of query rows, each a GEMM for scores, a
@@ -36,7 +44,7 @@ void attend_one_head(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                      MatrixRM& out) {
   const int kv_head = head / (s.heads / s.kv_heads);
   const int ldq = static_cast<int>(q.cols()), ldk = static_cast<int>(k.cols());
-  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim));
+  const float scale = score_scale(s);
   const std::size_t row0 = static_cast<std::size_t>(seq) * s.seq_len;
   const float* qh = q.data() + row0 * ldq + head * s.head_dim;
   const float* kh = k.data() + row0 * ldk + kv_head * s.head_dim;
@@ -45,13 +53,19 @@ void attend_one_head(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
   scores.resize(static_cast<std::size_t>(query_tile) * s.seq_len);
   for (int r0 = 0; r0 < s.seq_len; r0 += query_tile) {
     const int rows = std::min(query_tile, s.seq_len - r0);
-    const int cols = r0 + rows;  // keys 0..cols-1 are visible to some row of this tile
+    // Keys k0..k0+cols-1 are visible to some row of this tile.
+    const int k0 = first_key(s, r0), cols = r0 + rows - k0;
+    const std::size_t key0 = static_cast<std::size_t>(k0) * ldk;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, s.head_dim, scale,
-                qh + static_cast<std::size_t>(r0) * ldq, ldq, kh, ldk, 0.0f, scores.data(), cols);
-    for (int r = 0; r < rows; ++r)
-      masked_softmax_row(scores.data() + static_cast<std::size_t>(r) * cols, cols, r0 + r);
+                qh + static_cast<std::size_t>(r0) * ldq, ldq, kh + key0, ldk, 0.0f, scores.data(),
+                cols);
+    for (int r = r0; r < r0 + rows; ++r) {
+      masked_softmax_row(scores.data() + static_cast<std::size_t>(r - r0) * cols, k0, cols,
+                         first_key(s, r), r, s.softcap);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, s.head_dim, cols, 1.0f,
-                scores.data(), cols, vh, ldk, 0.0f, oh + static_cast<std::size_t>(r0) * ldq, ldq);
+                scores.data(), cols, vh + key0, ldk, 0.0f, oh + static_cast<std::size_t>(r0) * ldq,
+                ldq);
   }
 }
 
@@ -86,15 +100,19 @@ void causal_attention_reference(const MatrixRM& q, const MatrixRM& k, const Matr
   out.setZero(q.rows(), q.cols());
   const int group = s.heads / s.kv_heads;
   std::vector<double> p(static_cast<std::size_t>(s.seq_len));
+  const double scale = s.scale > 0 ? s.scale : 1.0 / std::sqrt(double(s.head_dim));
   for (Eigen::Index t = 0; t < q.rows(); ++t) {
-    const Eigen::Index first = t - t % s.seq_len;
+    const Eigen::Index start = t - t % s.seq_len;
+    const Eigen::Index first = s.window > 0 ? std::max(start, t - s.window + 1) : start;
     for (int h = 0; h < s.heads; ++h) {
       const int qc = h * s.head_dim, kc = (h / group) * s.head_dim;
       double peak = -INFINITY, sum = 0.0;
       for (Eigen::Index j = first; j <= t; ++j) {
         double dot = 0.0;
         for (int d = 0; d < s.head_dim; ++d) dot += double(q(t, qc + d)) * k(j, kc + d);
-        p[j - first] = dot / std::sqrt(double(s.head_dim));
+        double score = dot * scale;
+        if (s.softcap > 0) score = std::tanh(score / s.softcap) * s.softcap;
+        p[j - first] = score;
         peak = std::max(peak, p[j - first]);
       }
       for (Eigen::Index j = first; j <= t; ++j) sum += p[j - first] = std::exp(p[j - first] - peak);

@@ -86,9 +86,9 @@ void apply_rope(MatrixRM& x, const MatrixRM& cos, const MatrixRM& sin, int seq_l
 
 // cos/sin tables [seq_len, head_dim/2]; angles in float32 like HF.
 // LongRoPE also scales both by its attention factor.
-void rope_tables(const ModelConfig& c, int seq_len, MatrixRM& cos, MatrixRM& sin) {
-  const std::vector<float> inv_freq = rope_inv_freq(c.rope, c.head_dim, seq_len);
-  const int half = c.head_dim / 2;
+void rope_tables(const RopeConfig& rope, int head_dim, int seq_len, MatrixRM& cos, MatrixRM& sin) {
+  const std::vector<float> inv_freq = rope_inv_freq(rope, head_dim, seq_len);
+  const int half = head_dim / 2;
   cos.resize(seq_len, half);
   sin.resize(seq_len, half);
   for (int p = 0; p < seq_len; ++p) {
@@ -98,8 +98,8 @@ void rope_tables(const ModelConfig& c, int seq_len, MatrixRM& cos, MatrixRM& sin
       sin(p, i) = std::sin(angle);
     }
   }
-  if (c.rope.type == RopeType::LongRope) {
-    const auto scale = static_cast<float>(c.rope.attention_factor);
+  if (rope.type == RopeType::LongRope) {
+    const auto scale = static_cast<float>(rope.attention_factor);
     cos *= scale;
     sin *= scale;
   }
@@ -113,7 +113,7 @@ bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations
   if (prepare_input(o, w.layer, qkv_roles, h)) return true;
   MatrixRM attended = attention_context(c, w, h, act.seq_len);
   if (prepare_input(o, w.layer, o_roles, attended)) return true;
-  linear(attended, w.weight(LinearRole::o), w.bias_of(LinearRole::o), act.x, Residual::accumulate);
+  add_sublayer_output(c, w, LinearRole::o, attended, act.x);
   return false;
 }
 
@@ -122,16 +122,17 @@ bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
   MatrixRM h = act.x;
   rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
   if (prepare_input(o, w.layer, gate_up_roles, h)) return true;
-  MatrixRM hidden = swiglu_hidden(w, h);
+  MatrixRM hidden = mlp_hidden(c, w, h);
   if (prepare_input(o, w.layer, down_roles, hidden)) return true;
-  linear(hidden, w.weight(LinearRole::down), w.bias_of(LinearRole::down), act.x, Residual::accumulate);
+  add_sublayer_output(c, w, LinearRole::down, hidden, act.x);
   return false;
 }
 
 }  // namespace
 
 std::size_t BlockWeights::float_count() const {
-  std::size_t n = input_norm.size() + post_attention_norm.size() + q_norm.size() + k_norm.size();
+  std::size_t n = input_norm.size() + post_attention_norm.size() + q_norm.size() + k_norm.size() +
+                  attention_out_norm.size() + mlp_out_norm.size();
   for (int i = 0; i < linear_role_count; ++i) n += linear[i].size() + bias[i].size();
   return n;
 }
@@ -148,6 +149,7 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim, int seq_l
     const float base = std::pow(static_cast<float>(rope.theta), exponent);
     inv[i] = rope.type == RopeType::LongRope ? 1.0f / (static_cast<float>(stretch[i]) * base)
                                              : 1.0f / base;
+    if (rope.type == RopeType::Linear) inv[i] /= static_cast<float>(rope.factor);
   }
   if (rope.type != RopeType::Llama3) return inv;
   // Llama 3 frequency scaling (HF _compute_llama3_parameters): long wavelengths
@@ -192,25 +194,51 @@ MatrixRM attention_context(const ModelConfig& c, const BlockWeights& w, const Ma
     head_norm(q, w.q_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
     head_norm(k, w.k_norm, c.head_dim, static_cast<float>(c.rms_norm_eps));
   }
+  const bool sliding = c.sliding(w.layer);
   MatrixRM cos, sin;
-  rope_tables(c, seq_len, cos, sin);
+  rope_tables(sliding ? c.local_rope : c.rope, c.head_dim, seq_len, cos, sin);
   apply_rope(q, cos, sin, seq_len, c.head_dim);
   apply_rope(k, cos, sin, seq_len, c.head_dim);
+  AttentionShape shape{seq_len, c.num_heads, c.num_kv_heads, c.head_dim};
+  shape.scale = static_cast<float>(c.query_scale);
+  shape.softcap = static_cast<float>(c.attn_logit_softcap);
+  shape.window = sliding ? c.sliding_window : 0;
   MatrixRM attended;
-  causal_attention(q, k, v, {seq_len, c.num_heads, c.num_kv_heads, c.head_dim}, attended);
+  causal_attention(q, k, v, shape, attended);
   return attended;
 }
 
-MatrixRM swiglu_hidden(const BlockWeights& w, const MatrixRM& normed) {
+MatrixRM mlp_hidden(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed) {
   MatrixRM gate, up;
   linear(normed, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
   linear(normed, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
-  // silu(gate) * up, written into gate.
+  // act(gate) * up, written into gate; Eigen's packet exp and tanh.
+  const bool silu = c.activation == Activation::silu;
+  const float root_2_over_pi = std::sqrt(2.0f / std::numbers::pi_v<float>);
   for_rows(gate.rows(), [&](Eigen::Index t) {
     auto g = gate.row(t).array();
-    g = g / (1.0f + (-g).exp()) * up.row(t).array();  // Eigen's packet exp
+    if (silu) {
+      g = g / (1.0f + (-g).exp()) * up.row(t).array();
+    } else {  // torch's gelu(approximate="tanh")
+      g = 0.5f * g * (1.0f + (root_2_over_pi * (g + 0.044715f * g.cube())).tanh()) *
+          up.row(t).array();
+    }
   });
   return gate;
+}
+
+void add_sublayer_output(const ModelConfig& c, const BlockWeights& w, LinearRole role,
+                         const MatrixRM& in, MatrixRM& x) {
+  PTQ_ASSERT(role == LinearRole::o || role == LinearRole::down);
+  if (!c.sandwich_norms) {
+    linear(in, w.weight(role), w.bias_of(role), x, Residual::accumulate);
+    return;
+  }
+  MatrixRM y;
+  linear(in, w.weight(role), w.bias_of(role), y, Residual::overwrite);
+  rms_norm_rows(y, role == LinearRole::o ? w.attention_out_norm : w.mlp_out_norm,
+                static_cast<float>(c.rms_norm_eps));
+  x += y;
 }
 
 void forward_windows(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, const WindowWalk& walk,

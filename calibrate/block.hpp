@@ -21,9 +21,11 @@ struct BlockWeights {
   int layer = 0;
   std::array<MatrixRM, linear_role_count> linear;  // W: [out, in], row-major
   std::array<VectorF, linear_role_count> bias;  // [out], or size 0 when absent
+  // RMSNorm weights as the forward multiplies by them (Gemma's 1 + w added).
   VectorF input_norm;                           // [hidden]
-  VectorF post_attention_norm;                  // [hidden]
-  VectorF q_norm, k_norm;                       // [head_dim] (Qwen3), else size 0
+  VectorF post_attention_norm;                  // [hidden]: the MLP's input norm
+  VectorF q_norm, k_norm;                       // [head_dim] (Qwen3, Gemma 3), else size 0
+  VectorF attention_out_norm, mlp_out_norm;     // [hidden] (Gemma 2/3), else size 0
 
   MatrixRM& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
   const MatrixRM& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
@@ -81,8 +83,13 @@ void linear_accumulate(const MatrixRM& x, const MatrixRM& w, const VectorF& b, M
 // attention over sequences of `seq_len` rows: the input of o_proj.
 MatrixRM attention_context(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed,
                             int seq_len);
-// silu(normed Wgateᵀ + b) * (normed Wupᵀ + b): the input of down_proj.
-MatrixRM swiglu_hidden(const BlockWeights& w, const MatrixRM& normed);
+// act(normed Wgateᵀ + b) * (normed Wupᵀ + b), act the config's activation
+// (silu: SwiGLU, gelu_tanh: GeGLU): the input of down_proj.
+MatrixRM mlp_hidden(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed);
+// The residual add of o_proj (role o) or down_proj (role down) reading `in`:
+// x += in Wᵀ + b, or with the family's output norm (Gemma) x += norm(in Wᵀ + b).
+void add_sublayer_output(const ModelConfig& config, const BlockWeights& w, LinearRole role,
+                         const MatrixRM& in, MatrixRM& x);
 
 // Runs block `w` over `act` in place (residual stream in, residual stream out).
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,

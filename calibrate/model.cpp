@@ -77,11 +77,17 @@ Model::Model(std::filesystem::path path, ModelConfig config, Checkpoint checkpoi
     : path_(std::move(path)), config_(std::move(config)), checkpoint_(std::move(checkpoint)) {
   const std::int64_t vocab = config_.vocab_size, hidden = config_.hidden_size;
   embedding_ = &require_shape(checkpoint_, std::string(embed_tokens_name), {vocab, hidden});
-  final_norm_ = to_vector(require_shape(checkpoint_, std::string(final_norm_name), {hidden}));
+  final_norm_ = norm_vector(std::string(final_norm_name), hidden);
   head_ = std::make_shared<Head>();
   head_->tensor = config_.tie_word_embeddings
                       ? embedding_
                       : &require_shape(checkpoint_, std::string(lm_head_name), {vocab, hidden});
+}
+
+VectorF Model::norm_vector(const std::string& name, std::int64_t size) const {
+  VectorF v = to_vector(require_shape(checkpoint_, name, {size}));
+  if (config_.norm_plus_one) v.array() += 1.0f;  // Gemma: x * (1 + w), in float32 as transformers
+  return v;
 }
 
 const MatrixRM& Model::head_weights() const {
@@ -118,11 +124,11 @@ BlockWeights Model::load_block(int layer) const {
                             stored.first_row, out);
     }
   }
-  for (const NormSpec& spec : norm_specs) {
-    if (spec.needs_qk_norm && !config_.qk_norm) continue;
-    const std::int64_t size = spec.needs_qk_norm ? config_.head_dim : config_.hidden_size;
-    VectorF v = to_vector(require_shape(checkpoint_, block_tensor_name(layer, spec.name), {size}));
-    switch (spec.role) {
+  for (NormRole role : all_norm_roles) {
+    const std::string_view suffix = norm_tensor_suffix(config_, role);
+    if (suffix.empty()) continue;
+    VectorF v = norm_vector(block_tensor_name(layer, suffix), norm_size(config_, role));
+    switch (role) {
       case NormRole::input:
         w.input_norm = std::move(v);
         break;
@@ -134,6 +140,12 @@ BlockWeights Model::load_block(int layer) const {
         break;
       case NormRole::k_head:
         w.k_norm = std::move(v);
+        break;
+      case NormRole::attention_out:
+        w.attention_out_norm = std::move(v);
+        break;
+      case NormRole::mlp_out:
+        w.mlp_out_norm = std::move(v);
         break;
     }
   }
@@ -156,6 +168,7 @@ MatrixRM Model::embed(std::span<const std::int32_t> ids) const {
     require_finite({row, static_cast<std::size_t>(hidden)}, *embedding_,
                    std::int64_t{ids[t]} * hidden);
   }
+  if (config_.embed_scale != 1.0) x *= static_cast<float>(config_.embed_scale);
   return x;
 }
 
@@ -168,6 +181,8 @@ MatrixRM Model::head(const MatrixRM& x, Eigen::Index begin, Eigen::Index count) 
   const MatrixRM& head = head_weights();
   MatrixRM out(count, head.rows());
   parallel_gemm(x.middleRows(begin, count), head, GemmOp::transposed, out, GemmOutput::overwrite);
+  if (const auto cap = static_cast<float>(config_.final_logit_softcap); cap > 0)
+    out = (out.array() * (1.0f / cap)).tanh() * cap;  // Gemma 2
   return out;
 }
 

@@ -35,7 +35,8 @@ class Model {
   MatrixRM embed(std::span<const std::int32_t> ids) const;
   // Final RMSNorm of hidden states, in place.
   void final_norm(MatrixRM& x) const;
-  // logits = x head^T for rows [begin, begin+count) of normalized x: [count, vocab].
+  // logits = x head^T for rows [begin, begin+count) of normalized x: [count, vocab]
+  // (soft-capped for Gemma 2).
   MatrixRM head(const MatrixRM& x, Eigen::Index begin, Eigen::Index count) const;
 
  private:
@@ -55,6 +56,8 @@ class Model {
   };
   std::shared_ptr<Head> head_;
   const MatrixRM& head_weights() const;
+  // A norm's weights as the forward multiplies by them (Gemma's 1 + w).
+  VectorF norm_vector(const std::string& name, std::int64_t size) const;
 };
 
 // Where eval gets block weights: all blocks stay resident when their float32

@@ -41,6 +41,30 @@ LinearStorage linear_storage(const ModelConfig& c, LinearRole role) {
 
 bool has_fused_linears(const ModelConfig& c) { return !fused_modules(c).empty(); }
 
+std::string_view norm_tensor_suffix(const ModelConfig& c, NormRole role) {
+  switch (role) {
+    case NormRole::input:
+      return "input_layernorm.weight";
+    case NormRole::post_attention:
+      return c.sandwich_norms ? "pre_feedforward_layernorm.weight"
+                              : "post_attention_layernorm.weight";
+    case NormRole::q_head:
+      return c.qk_norm ? "self_attn.q_norm.weight" : "";
+    case NormRole::k_head:
+      return c.qk_norm ? "self_attn.k_norm.weight" : "";
+    case NormRole::attention_out:
+      return c.sandwich_norms ? "post_attention_layernorm.weight" : "";
+    case NormRole::mlp_out:
+      return c.sandwich_norms ? "post_feedforward_layernorm.weight" : "";
+  }
+  PTQ_ASSERT(false);
+  return {};
+}
+
+int norm_size(const ModelConfig& c, NormRole role) {
+  return role == NormRole::q_head || role == NormRole::k_head ? c.head_dim : c.hidden_size;
+}
+
 std::string_view linear_role_name(LinearRole role) {
   static constexpr std::array<std::string_view, linear_role_count> names = {
       "q", "k", "v", "o", "gate", "up", "down"};

@@ -45,21 +45,21 @@ inline constexpr std::array<LinearSpec, linear_role_count> linear_specs = {{
     {LinearRole::down, "mlp.down_proj", LinearInput::mlp_hidden, BiasRule::mlp_bias},
 }};
 
-// Per-block vectors (RMSNorm weights).
-enum class NormRole { input, post_attention, q_head, k_head };
+// Per-block vectors (RMSNorm weights), by what they normalize: the block input
+// (attention's input), the MLP's input (Llama's post_attention_layernorm,
+// Gemma's pre_feedforward_layernorm), q and k per head (Qwen3, Gemma 3), and
+// the attention's and the MLP's outputs before their residual adds (Gemma's
+// post_attention_layernorm and post_feedforward_layernorm).
+enum class NormRole { input, post_attention, q_head, k_head, attention_out, mlp_out };
+inline constexpr std::array<NormRole, 6> all_norm_roles = {
+    NormRole::input,  NormRole::post_attention, NormRole::q_head,
+    NormRole::k_head, NormRole::attention_out,  NormRole::mlp_out};
 
-struct NormSpec {
-  NormRole role;
-  std::string_view name;  // below "model.layers.{i}."
-  bool needs_qk_norm;     // present only when config.qk_norm (Qwen3)
-};
-
-inline constexpr std::array<NormSpec, 4> norm_specs = {{
-    {NormRole::input, "input_layernorm.weight", false},
-    {NormRole::post_attention, "post_attention_layernorm.weight", false},
-    {NormRole::q_head, "self_attn.q_norm.weight", true},
-    {NormRole::k_head, "self_attn.k_norm.weight", true},
-}};
+// The norm's tensor below "model.layers.{i}." in the family, or "" when the
+// family has no such norm.
+std::string_view norm_tensor_suffix(const ModelConfig& config, NormRole role);
+// Its length: head_dim for the per-head norms, else hidden_size.
+int norm_size(const ModelConfig& config, NormRole role);
 
 // Tensors outside the blocks.
 inline constexpr std::string_view embed_tokens_name = "model.embed_tokens.weight";

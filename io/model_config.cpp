@@ -29,22 +29,26 @@ struct ArchitectureInfo {
   bool forced_attention_bias;           // Qwen2: q/k/v always carry a bias
   bool qk_norm;                         // Qwen3: RMSNorm on q and k per head
   bool sliding_window;  // its sliding_window applies (Qwen2/3 gate it by use_sliding_window)
+  bool gemma;           // Gemma 2/3: parse_gemma
 };
 
-constexpr std::array<ArchitectureInfo, 5> kArchitectures{{
-    {Architecture::Llama, "llama", 2048, false, false, false},
-    {Architecture::Mistral, "mistral", 131072, false, false, true},
-    {Architecture::Qwen2, "qwen2", 32768, true, false, false},
-    {Architecture::Qwen3, "qwen3", 32768, false, true, false},
-    {Architecture::Phi3, "phi3", 4096, false, false, true},
+constexpr std::array<ArchitectureInfo, 7> kArchitectures{{
+    {Architecture::Llama, "llama", 2048, false, false, false, false},
+    {Architecture::Mistral, "mistral", 131072, false, false, true, false},
+    {Architecture::Qwen2, "qwen2", 32768, true, false, false, false},
+    {Architecture::Qwen3, "qwen3", 32768, false, true, false, false},
+    {Architecture::Phi3, "phi3", 4096, false, false, true, false},
+    {Architecture::Gemma2, "gemma2", 8192, false, false, true, true},
+    {Architecture::Gemma3, "gemma3_text", 131072, false, true, true, true},
 }};
 
 struct RopeTypeInfo {
   RopeType type;
   std::string_view name;
 };
-constexpr std::array<RopeTypeInfo, 4> kRopeTypes{
+constexpr std::array<RopeTypeInfo, 5> kRopeTypes{
     {{RopeType::Default, "default"},
+     {RopeType::Linear, "linear"},
      {RopeType::Llama3, "llama3"},
      {RopeType::LongRope, "longrope"},
      {RopeType::LongRope, "su"}}};  // longrope's first name
@@ -161,22 +165,15 @@ void parse_longrope(const Fields& top, const Fields& f, int max_position_embeddi
                                                   rope.original_max_position_embeddings))));
 }
 
-// New style: rope_parameters {rope_theta, rope_type, ...}. Old style: top-level
-// rope_theta plus an optional rope_scaling {type|rope_type, factor, ...}.
-RopeConfig parse_rope(const Fields& top, const std::string& where, int max_position_embeddings) {
-  RopeConfig rope;
-  const char* section_key = top.find("rope_parameters") ? "rope_parameters" : "rope_scaling";
-  if (auto theta = top.optional_number("rope_theta")) rope.theta = *theta;
-  const json* section = top.find(section_key);
-  if (section == nullptr) return rope;
-  if (!section->is_object())
-    throw input_error(top.where(section_key), "an object", describe_json(*section));
-  const Fields f(*section, where + ": " + section_key);
+// One rope section: {rope_theta, rope_type, factor, ...}, over `rope`'s theta.
+void parse_rope_section(const Fields& top, const Fields& f, int max_position_embeddings,
+                        RopeConfig& rope) {
   if (auto theta = f.optional_number("rope_theta")) rope.theta = *theta;
   rope.type = parse_rope_type(f);
   if (auto partial = f.optional_number("partial_rotary_factor"); partial && *partial != 1.0)
     throw input_error(f.where("partial_rotary_factor"), "1 (what ptq's forward implements)",
                       std::to_string(*partial));
+  if (rope.type == RopeType::Linear) rope.factor = f.required_number("factor");
   if (rope.type == RopeType::Llama3) {
     rope.factor = f.required_number("factor");
     rope.low_freq_factor = f.required_number("low_freq_factor");
@@ -184,6 +181,34 @@ RopeConfig parse_rope(const Fields& top, const std::string& where, int max_posit
     rope.original_max_position_embeddings = f.required_int("original_max_position_embeddings");
   }
   if (rope.type == RopeType::LongRope) parse_longrope(top, f, max_position_embeddings, rope);
+}
+
+// The object under `key`, or null when absent.
+const json* object_field(const Fields& f, const char* key) {
+  const json* v = f.find(key);
+  if (v != nullptr && !v->is_object())
+    throw input_error(f.where(key), "an object", describe_json(*v));
+  return v;
+}
+
+// New style: rope_parameters {rope_theta, rope_type, ...}. Old style: top-level
+// rope_theta plus an optional rope_scaling {type|rope_type, factor, ...}.
+// `layer_type` (Gemma 3) picks rope_parameters' section of that attention type
+// when rope_parameters is split by layer type.
+RopeConfig parse_rope(const Fields& top, const std::string& where, int max_position_embeddings,
+                      const char* layer_type = "full_attention") {
+  RopeConfig rope;
+  const char* section_key = top.find("rope_parameters") ? "rope_parameters" : "rope_scaling";
+  if (auto theta = top.optional_number("rope_theta")) rope.theta = *theta;
+  const json* section = object_field(top, section_key);
+  if (section == nullptr) return rope;
+  const Fields f(*section, where + ": " + section_key);
+  if (const json* per_type = object_field(f, layer_type)) {
+    const Fields typed(*per_type, where + ": " + section_key + "." + layer_type);
+    parse_rope_section(top, typed, max_position_embeddings, rope);
+  } else {
+    parse_rope_section(top, f, max_position_embeddings, rope);
+  }
   return rope;
 }
 
@@ -247,6 +272,93 @@ void refuse_unimplemented(const json& root, const Fields& f) {
   }
 }
 
+// Gemma's values for what kImplemented fixes for the Llama family.
+constexpr std::array<ImplementedValues, 3> kGemmaImplemented{{
+    {"hidden_activation", {"\"gelu_pytorch_tanh\"", nullptr}},
+    {"hidden_act", {"\"gelu_pytorch_tanh\"", nullptr}},
+    {"use_bidirectional_attention", {"false", "null"}},
+}};
+
+// A key given as null counts as given (no soft-capping); an absent one takes
+// transformers' default for the family.
+double optional_cap(const json& root, const Fields& f, const char* key, double fallback) {
+  if (!root.contains(key)) return fallback;
+  return f.optional_number(key).value_or(0.0);
+}
+
+// Which layers of a Gemma model use sliding-window attention: layer_types
+// when given, else transformers' pattern (Gemma 2: every other layer from the
+// first; Gemma 3: all but every sliding_window_pattern-th).
+std::vector<char> gemma_sliding_layers(const Fields& f, const ModelConfig& c) {
+  std::vector<char> sliding(static_cast<std::size_t>(c.num_layers), 0);
+  if (const json* types = f.find("layer_types")) {
+    const bool ok = types->is_array() && types->size() == sliding.size() &&
+                    std::all_of(types->begin(), types->end(), [](const json& t) {
+                      return t == "sliding_attention" || t == "full_attention";
+                    });
+    if (!ok)
+      throw input_error(f.where("layer_types"),
+                        std::to_string(c.num_layers) +
+                            " entries, each \"sliding_attention\" or \"full_attention\"",
+                        describe_json(*types));
+    for (std::size_t i = 0; i < sliding.size(); ++i)
+      sliding[i] = (*types)[i] == "sliding_attention";
+    return sliding;
+  }
+  int pattern = 2;
+  if (c.arch == Architecture::Gemma3) {
+    pattern = f.optional_int("sliding_window_pattern")
+                  .value_or(f.optional_int("_sliding_window_pattern").value_or(6));
+    if (pattern <= 0)
+      throw input_error(f.where("sliding_window_pattern"), "a positive integer", "0");
+  }
+  for (std::size_t i = 0; i < sliding.size(); ++i) sliding[i] = (i + 1) % pattern != 0;
+  return sliding;
+}
+
+// Gemma 2/3 (transformers' Gemma2Config / Gemma3TextConfig and their defaults).
+void parse_gemma(const json& root, const Fields& f, const std::string& where, ModelConfig& c) {
+  for (const auto& [key, values] : kGemmaImplemented) {
+    const auto it = root.find(key);
+    if (it == root.end()) continue;
+    const std::string text = it->dump();
+    if (text != values[0] && (values[1] == nullptr || text != values[1]))
+      throw input_error(f.where(key), std::string(values[0]) + " (what ptq's forward implements)",
+                        describe_json(*it));
+  }
+  const bool gemma2 = c.arch == Architecture::Gemma2;
+  c.activation = Activation::gelu_tanh;
+  c.norm_plus_one = true;
+  c.sandwich_norms = true;
+  c.embed_scale = std::sqrt(static_cast<double>(c.hidden_size));
+  const double scalar = f.optional_number("query_pre_attn_scalar").value_or(256.0);
+  if (!(scalar > 0))
+    throw input_error(f.where("query_pre_attn_scalar"), "a positive number",
+                      std::to_string(scalar));
+  c.query_scale = 1.0 / std::sqrt(scalar);
+  c.attn_logit_softcap = optional_cap(root, f, "attn_logit_softcapping", gemma2 ? 50.0 : 0.0);
+  c.final_logit_softcap = optional_cap(root, f, "final_logit_softcapping", gemma2 ? 30.0 : 0.0);
+  if (c.attn_logit_softcap < 0 || c.final_logit_softcap < 0)
+    throw input_error(f.where("attn_logit_softcapping"), "positive soft-capping values or null",
+                      "a negative one");
+  c.sliding_window = f.optional_int("sliding_window").value_or(4096);
+  if (c.sliding_window <= 0)
+    throw input_error(f.where("sliding_window"), "a positive integer", "0");
+  c.sliding_layers = gemma_sliding_layers(f, c);
+  c.tie_word_embeddings = f.optional_bool("tie_word_embeddings", true);
+  // Gemma 3's sliding layers: rope_parameters.sliding_attention, or (older
+  // configs) rope_local_base_freq without scaling.
+  c.local_rope = c.rope;
+  if (!gemma2) {
+    c.local_rope = parse_rope(f, where, c.max_position_embeddings, "sliding_attention");
+    const json* params = f.find("rope_parameters");
+    if (params == nullptr || !params->contains("sliding_attention")) {
+      c.local_rope = RopeConfig();
+      c.local_rope.theta = f.optional_number("rope_local_base_freq").value_or(10000.0);
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view architecture_name(Architecture a) {
@@ -254,6 +366,14 @@ std::string_view architecture_name(Architecture a) {
     if (info.arch == a) return info.model_type;
   }
   PTQ_ASSERT(false && "Architecture missing from kArchitectures");
+  return {};
+}
+
+std::string_view rope_type_name(RopeType type) {
+  for (const auto& r : kRopeTypes) {
+    if (r.type == type) return r.name;
+  }
+  PTQ_ASSERT(false && "RopeType missing from kRopeTypes");
   return {};
 }
 
@@ -301,15 +421,19 @@ ModelConfig load_model_config(const fs::path& path) {
   c.qk_norm = arch.qk_norm;
   c.bos_token_id = f.optional_int("bos_token_id").value_or(-1);
   c.eos_token_ids = parse_eos(f);
-  refuse_unimplemented(root, f);
-  // Qwen2/3 give sliding_window with use_sliding_window false (refused when true).
-  if (arch.sliding_window) c.sliding_window = f.optional_int("sliding_window").value_or(0);
+  if (arch.gemma) {
+    parse_gemma(root, f, file.string(), c);
+  } else {
+    refuse_unimplemented(root, f);
+    // Qwen2/3 give sliding_window with use_sliding_window false (refused when true).
+    if (arch.sliding_window) c.sliding_window = f.optional_int("sliding_window").value_or(0);
+  }
   c.validate(file);
   return c;
 }
 
 void ModelConfig::check_sequence_length(std::int64_t seq_len) const {
-  if (sliding_window > 0 && seq_len > sliding_window)
+  if (sliding_layers.empty() && sliding_window > 0 && seq_len > sliding_window)
     throw input_error(model_type + " config.json: sliding_window",
                       "sequences of at most " + std::to_string(sliding_window) +
                           " tokens (ptq attends to every earlier position, which equals the "
@@ -340,8 +464,12 @@ void ModelConfig::validate(const fs::path& source) const {
                       std::to_string(head_dim));
   if (!(rms_norm_eps > 0))
     throw input_error(where + ": rms_norm_eps", "a positive number", std::to_string(rms_norm_eps));
-  if (!(rope.theta > 0))
-    throw input_error(where + ": rope_theta", "a positive number", std::to_string(rope.theta));
+  if (!(rope.theta > 0) || (!sliding_layers.empty() && !(local_rope.theta > 0)))
+    throw input_error(where + ": rope_theta", "a positive number",
+                      std::to_string(std::min(rope.theta, local_rope.theta)));
+  if (rope.type == RopeType::Linear && !(rope.factor > 0))
+    throw input_error(where + ": rope linear factor", "a positive number",
+                      std::to_string(rope.factor));
   const auto half = static_cast<std::size_t>(head_dim / 2);
   if (rope.type == RopeType::LongRope &&
       (rope.short_factor.size() != half || rope.long_factor.size() != half)) {

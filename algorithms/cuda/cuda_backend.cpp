@@ -223,6 +223,9 @@ void CudaBackend::xtx_upper(const Eigen::Ref<const MatrixRM>& x, Eigen::MatrixXf
 // is its transpose: S^T = K Q^T and O^T = V^T S^T.
 void CudaBackend::causal_attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                                    const AttentionShape& s, MatrixRM& out) {
+  if (s.softcap > 0 || s.window > 0)  // Gemma's; the GPU path is for the Llama family yet
+    throw input_error(check_.where() + " attention", "no soft-capping or sliding window",
+                      "a model that needs them (run it with --device cpu)");
   const std::lock_guard lock(mutex_);
   enter();
   const std::int64_t sequences = q.rows() / s.seq_len, pairs = sequences * s.heads;
@@ -240,7 +243,7 @@ void CudaBackend::causal_attention(const MatrixRM& q, const MatrixRM& k, const M
   // Per pair: K_g, Q_h, S_p, V_g, O_h.
   std::vector<float*> host(static_cast<std::size_t>(5 * chunk));
   float** dptr = pointers_.reserve<float*>(host.size(), check_);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(s.head_dim)), one = 1.0f, zero = 0.0f;
+  const float scale = score_scale(s), one = 1.0f, zero = 0.0f;
   for (std::int64_t p0 = 0; p0 < pairs; p0 += chunk) {
     const std::int64_t n = std::min(chunk, pairs - p0);
     for (std::int64_t i = 0; i < n; ++i) {

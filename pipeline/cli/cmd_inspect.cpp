@@ -60,7 +60,7 @@ json config_json(const ModelConfig& c) {
           {"max_position_embeddings", c.max_position_embeddings},
           {"rms_norm_eps", c.rms_norm_eps},
           {"rope_theta", c.rope.theta},
-          {"rope_type", c.rope.type == RopeType::Llama3 ? "llama3" : "default"},
+          {"rope_type", rope_type_name(c.rope.type)},
           {"tie_word_embeddings", c.tie_word_embeddings},
           {"attention_bias", c.attention_bias},
           {"mlp_bias", c.mlp_bias},

@@ -199,6 +199,10 @@ std::int64_t GgufTensorPlan::rows() const {
 std::vector<std::int64_t> GgufTensorPlan::hf_shape() const { return {ne.rbegin(), ne.rend()}; }
 
 void require_gguf_expressible(const ModelConfig& config, const std::string& where) {
+  if (config.rope.type == RopeType::Linear)
+    throw input_error(where + ": rope_type linear",
+                      "default, llama3 or longrope rope in a GGUF file",
+                      "linear scaling (ptq does not write its GGUF keys yet)");
   if (config.rope.type == RopeType::Llama3 && gguf_architecture(config.arch) != "llama") {
     throw input_error(where + ": rope_type llama3",
                       "the llama architecture (llama.cpp reads llama3 rope only there)",

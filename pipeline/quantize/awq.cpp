@@ -75,8 +75,8 @@ MatrixRM module_output(const ModelConfig& config, const BlockWeights& w, const S
                      w.bias_of(LinearRole::o), y);
       break;
     case Inspect::mlp:
-      linear_forward(swiglu_hidden(w, x), w.weight(LinearRole::down), w.bias_of(LinearRole::down),
-                     y);
+      linear_forward(mlp_hidden(config, w, x), w.weight(LinearRole::down),
+                     w.bias_of(LinearRole::down), y);
       break;
     case Inspect::scaled_linear:
       linear_forward(x, w.weight(site.roles().front()), w.bias_of(site.roles().front()), y);

@@ -213,12 +213,12 @@ class GroupInput {
     return stats;
   }
 
-  // x += input W_role^T + b, batch by batch: the residual add of o or down.
-  void add_projection(const BlockWeights& w, LinearRole role) {
+  // The residual add of o or down (add_sublayer_output), batch by batch.
+  void add_projection(const ModelConfig& c, const BlockWeights& w, LinearRole role) {
     for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
       const MatrixRM in = policy_ == CachePolicy::keep ? std::move(kept_[b]) : compute_(b);
       MatrixRM x = stream_.batch(b);
-      linear_accumulate(in, w.weight(role), w.bias_of(role), x);
+      add_sublayer_output(c, w, role, in, x);
       stream_.x.middleRows(stream_.first_row(b), stream_.rows(b)) = x;
     }
     kept_.clear();
@@ -274,7 +274,7 @@ void quantize_group(BlockJob& job, GroupInput& input) {
 // float_outputs): its stream at the block input (s.float_x) and after the
 // attention's residual add (mid), from which each group's float input is
 // computed batch by batch; advance() moves s.float_x to the float block's output.
-// The attention context (formed for mid) and the SwiGLU hidden state (formed for
+// The attention context (formed for mid) and the gated hidden state (formed for
 // down's statistics) are kept for their second use under the stage caches'
 // policy, as the quantized side keeps its own; each is handed out once.
 class FloatBlock {
@@ -290,7 +290,7 @@ class FloatBlock {
       MatrixRM ctx = attention_context(c_, w_, attention_in(b), in_.seq_len);
       auto rows = mid_x_.middleRows(in_.first_row(b), in_.rows(b));
       MatrixRM x = rows;
-      linear_accumulate(ctx, w_.weight(LinearRole::o), w_.bias_of(LinearRole::o), x);
+      add_sublayer_output(c_, w_, LinearRole::o, ctx, x);
       rows = x;
       if (caches_.context == CachePolicy::keep) contexts_.push_back(std::move(ctx));
     }
@@ -303,7 +303,7 @@ class FloatBlock {
   }
   MatrixRM mlp_in(Eigen::Index b) { return normed_batch(mid_, b, w_.post_attention_norm, eps()); }
   MatrixRM hidden(Eigen::Index b) {
-    MatrixRM h = swiglu_hidden(w_, mlp_in(b));
+    MatrixRM h = mlp_hidden(c_, w_, mlp_in(b));
     if (caches_.hidden == CachePolicy::keep) hiddens_.push_back(h);
     return h;
   }
@@ -311,9 +311,9 @@ class FloatBlock {
     for (Eigen::Index b = 0; b < mid_.batches(); ++b) {
       const MatrixRM h = caches_.hidden == CachePolicy::keep
                              ? std::move(hiddens_[static_cast<std::size_t>(b)])
-                             : swiglu_hidden(w_, mlp_in(b));
+                             : mlp_hidden(c_, w_, mlp_in(b));
       MatrixRM x = mid_.batch(b);
-      linear_accumulate(h, w_.weight(LinearRole::down), w_.bias_of(LinearRole::down), x);
+      add_sublayer_output(c_, w_, LinearRole::down, h, x);
       in_.x.middleRows(in_.first_row(b), in_.rows(b)) = x;
     }
   }
@@ -333,9 +333,9 @@ class FloatBlock {
 // stage run once per batch (about one block forward in all; docs/quantize.md):
 // the normed stream gives q/k/v's statistics; the attention context (from the
 // quantized q/k/v) gives o's, then x += o(context); the normed stream gives
-// gate/up's; the SwiGLU hidden state (from the quantized gate/up) gives
-// down's, then x += down(hidden). x leaves as the quantized block's output.
-// With the recipe's target float_outputs, the float block runs beside it.
+// gate/up's; the gated hidden state (from the quantized gate/up) gives
+// down's, then x += down(hidden) (each add through the family's output norm). x leaves as the
+// quantized block's output. With the recipe's target float_outputs, the float block runs beside it.
 void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
                          const StageCaches& caches) {
   const BlockWeights& w =
@@ -364,7 +364,7 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
       },
       float_input(&FloatBlock::context));
   quantize_group(job, context);
-  context.add_projection(w, LinearRole::o);
+  context.add_projection(c, w, LinearRole::o);
   GroupInput mlp_in = group(
       LinearInput::mlp_in, CachePolicy::recompute,
       [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); },
@@ -373,11 +373,11 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
   GroupInput hidden = group(
       LinearInput::mlp_hidden, caches.hidden,
       [&](Eigen::Index b) {
-        return swiglu_hidden(w, normed_batch(s, b, w.post_attention_norm, eps));
+        return mlp_hidden(c, w, normed_batch(s, b, w.post_attention_norm, eps));
       },
       float_input(&FloatBlock::hidden));
   quantize_group(job, hidden);
-  hidden.add_projection(w, LinearRole::down);
+  hidden.add_projection(c, w, LinearRole::down);
   if (fb) fb->advance();
 }
 

@@ -34,13 +34,17 @@ std::vector<FoldedNorm> folded_norms(const Model& model, std::span<const BlockSc
   std::vector<FoldedNorm> out;
   for (const BlockScales& block : blocks) {
     const BlockWeights w = model.load_block(block.layer);
+    // The tensor as the checkpoint stores it: Gemma's w, of which the forward uses 1 + w.
+    const ModelConfig& c = model.config();
+    const float offset = c.norm_plus_one ? 1.0f : 0.0f;
     for (const ScaleGroup& g : block.scales) {
       if (g.site == FoldSite::input_norm)
-        out.push_back({block_tensor_name(block.layer, norm_specs[0].name),
-                       w.input_norm.array() / g.scales.array()});
+        out.push_back({block_tensor_name(block.layer, norm_tensor_suffix(c, NormRole::input)),
+                       w.input_norm.array() / g.scales.array() - offset});
       if (g.site == FoldSite::post_attention_norm)
-        out.push_back({block_tensor_name(block.layer, norm_specs[1].name),
-                       w.post_attention_norm.array() / g.scales.array()});
+        out.push_back(
+            {block_tensor_name(block.layer, norm_tensor_suffix(c, NormRole::post_attention)),
+             w.post_attention_norm.array() / g.scales.array() - offset});
     }
   }
   return out;

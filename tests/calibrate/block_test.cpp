@@ -37,6 +37,36 @@ TEST(Attention, MatchesScalarReferenceWithGqaAndPartialTiles) {
   EXPECT_LT((fast - reference).cwiseAbs().maxCoeff(), attention_tolerance);
 }
 
+// Gemma's attention: a sliding window shorter than the tile and than the
+// sequence (tiles that start past the window), soft-capped scores and the
+// query_pre_attn_scalar scale.
+TEST(Attention, WindowSoftcapAndScaleMatchScalarReference) {
+  std::mt19937 rng(11);
+  AttentionShape shape{300, 4, 2, 16};
+  shape.scale = 0.2f;
+  shape.softcap = 5.0f;
+  shape.window = 37;
+  const MatrixRM q = random_matrix(600, 64, rng) * 3.0f, k = random_matrix(600, 32, rng),
+                 v = random_matrix(600, 32, rng);
+  MatrixRM fast, reference, unwindowed;
+  causal_attention(q, k, v, shape, fast);
+  causal_attention_reference(q, k, v, shape, reference);
+  EXPECT_LT((fast - reference).cwiseAbs().maxCoeff(), attention_tolerance);
+  // Each knob changes the result (so the reference is not ignoring one).
+  for (auto knob : {&AttentionShape::window}) {
+    AttentionShape off = shape;
+    off.*knob = 0;
+    causal_attention_reference(q, k, v, off, unwindowed);
+    EXPECT_GT((unwindowed - reference).cwiseAbs().maxCoeff(), 1e-2f);
+  }
+  for (auto knob : {&AttentionShape::softcap, &AttentionShape::scale}) {
+    AttentionShape off = shape;
+    off.*knob = 0;
+    causal_attention_reference(q, k, v, off, unwindowed);
+    EXPECT_GT((unwindowed - reference).cwiseAbs().maxCoeff(), 1e-2f);
+  }
+}
+
 std::vector<std::int32_t> prompt_ids() {
   return read_ids(test::fixture("goldens/tiny/logits_prompt.ids"));
 }

@@ -46,7 +46,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenLogits, ::testing::Values("tiny", "smal
 // norms, head_dim != hidden/heads, bf16), Llama with llama3 RoPE scaling
 // (two settings covering all three frequency bands), Phi-3 (fused qkv_proj and
 // gate_up_proj; with LongRoPE past its original context: the long factors and the
-// attention factor); logits from HF transformers.
+// attention factor), Gemma 2 (norms around each sublayer as 1 + w, GeGLU, the
+// embedding scale, query_pre_attn_scalar, attention and final soft-capping,
+// sliding-window layers of 16 positions over 96 tokens) and Gemma 3 (q/k norms,
+// another RoPE base on its sliding layers, no soft-capping); logits from HF
+// transformers.
 class RandomModelLogits : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RandomModelLogits, MatchTransformersFloat32) {
@@ -58,7 +62,8 @@ TEST_P(RandomModelLogits, MatchTransformersFloat32) {
 
 INSTANTIATE_TEST_SUITE_P(Architectures, RandomModelLogits,
                          ::testing::Values("mistral", "qwen2", "qwen3", "llama3rope",
-                                           "llama3rope_band", "phi3", "phi3-longrope"),
+                                           "llama3rope_band", "phi3", "phi3-longrope", "gemma2",
+                                           "gemma3"),
                          [](const auto& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

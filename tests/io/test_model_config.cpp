@@ -117,6 +117,75 @@ TEST(ModelConfig, Phi3LongRopeStretchAndAttentionFactor) {
   EXPECT_EQ(c.sliding_window, 262144);  // Phi-3 applies its window, as Mistral does
 }
 
+// Gemma 2 as transformers writes it (tests/data/models/gemma2), and the
+// defaults an older, sparser config falls back to (transformers' Gemma2Config).
+TEST(ModelConfig, Gemma2SandwichNormsSoftcapsAndSlidingLayers) {
+  const auto c = load_model_config(test::source_dir() / "tests/data/models/gemma2");
+  EXPECT_EQ(c.arch, Architecture::Gemma2);
+  EXPECT_EQ(c.activation, Activation::gelu_tanh);
+  EXPECT_TRUE(c.norm_plus_one && c.sandwich_norms && c.tie_word_embeddings);
+  EXPECT_FALSE(c.qk_norm);
+  EXPECT_DOUBLE_EQ(c.embed_scale, 8.0);  // sqrt(64)
+  EXPECT_DOUBLE_EQ(c.query_scale, 1.0 / std::sqrt(24.0));
+  EXPECT_DOUBLE_EQ(c.attn_logit_softcap, 50.0);
+  EXPECT_DOUBLE_EQ(c.final_logit_softcap, 30.0);
+  EXPECT_EQ(c.sliding_window, 16);
+  EXPECT_EQ(c.sliding_layers, (std::vector<char>{1, 0, 1, 0}));
+  c.check_sequence_length(4096);  // the window is computed, not refused
+  const auto sparse = load_text(R"({"model_type": "gemma2", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 3, "num_attention_heads": 4, "head_dim": 16,
+    "vocab_size": 100, "final_logit_softcapping": null})");
+  EXPECT_DOUBLE_EQ(sparse.query_scale, 1.0 / 16.0);  // query_pre_attn_scalar 256
+  EXPECT_DOUBLE_EQ(sparse.attn_logit_softcap, 50.0);
+  EXPECT_DOUBLE_EQ(sparse.final_logit_softcap, 0.0);  // null: none
+  EXPECT_EQ(sparse.sliding_window, 4096);
+  EXPECT_EQ(sparse.sliding_layers, (std::vector<char>{1, 0, 1}));
+}
+
+// Gemma 3: q/k norms, per-layer-type RoPE (new style), or rope_local_base_freq
+// and linear scaling of the global layers (old style), and its layer pattern.
+TEST(ModelConfig, Gemma3RopePerLayerType) {
+  const auto c = load_model_config(test::source_dir() / "tests/data/models/gemma3");
+  EXPECT_EQ(c.arch, Architecture::Gemma3);
+  EXPECT_TRUE(c.qk_norm);
+  EXPECT_DOUBLE_EQ(c.attn_logit_softcap, 0.0);
+  EXPECT_DOUBLE_EQ(c.rope.theta, 1e6);
+  EXPECT_DOUBLE_EQ(c.local_rope.theta, 1e4);
+  const auto old_style = load_text(R"({"model_type": "gemma3_text", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 7, "num_attention_heads": 4, "head_dim": 16,
+    "vocab_size": 100, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+    "rope_scaling": {"rope_type": "linear", "factor": 8.0}, "sliding_window_pattern": 6})");
+  EXPECT_EQ(old_style.rope.type, RopeType::Linear);
+  EXPECT_DOUBLE_EQ(old_style.rope.factor, 8.0);
+  EXPECT_EQ(old_style.local_rope.type, RopeType::Default);
+  EXPECT_DOUBLE_EQ(old_style.local_rope.theta, 1e4);
+  EXPECT_EQ(old_style.sliding_layers, (std::vector<char>{1, 1, 1, 1, 1, 0, 1}));
+}
+
+constexpr const char* kGemmaSizes =
+    R"("model_type": "gemma2", "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "head_dim": 16, "vocab_size": 100)";
+
+TEST(ModelConfigCorrupt, GemmaFieldsTheForwardDoesNotImplementAreRefused) {
+  test::expect_input_error(
+      [] { load_text(std::string("{") + kGemmaSizes + R"(, "hidden_activation": "gelu"})"); },
+      {"config.json: hidden_activation", "gelu_pytorch_tanh", "\"gelu\""});
+  test::expect_input_error(
+      [] {
+        load_text(std::string("{") + kGemmaSizes + R"(, "use_bidirectional_attention": true})");
+      },
+      {"use_bidirectional_attention", "true"});
+  test::expect_input_error(
+      [] { load_text(std::string("{") + kGemmaSizes + R"(, "layer_types": ["full_attention"]})"); },
+      {"layer_types", "2 entries"});
+  test::expect_input_error(
+      [] {
+        load_text(std::string("{") + kGemmaSizes +
+                  R"(, "layer_types": ["full_attention", "chunked_attention"]})");
+      },
+      {"layer_types", "chunked_attention"});
+}
+
 constexpr const char* kSizes =
     R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
     "vocab_size": 100)";
@@ -165,7 +234,7 @@ TEST(ModelConfigCorrupt, UnsupportedRopeType) {
       "rope_scaling": {"type": "yarn", "factor": 4.0}, )") +
                   kSizes + "}");
       },
-      {"rope_scaling: rope_type", "default, llama3", "\"yarn\""});
+      {"rope_scaling: rope_type", "default, linear, llama3", "\"yarn\""});
 }
 
 TEST(ModelConfigCorrupt, Llama3RopeMissingFactor) {
