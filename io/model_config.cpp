@@ -244,8 +244,11 @@ constexpr std::array<ImplementedValues, 6> kImplemented{{
     {"use_qk_norm", {"false", nullptr}},
 }};
 
-void refuse_unimplemented(const json& root, const Fields& f) {
-  for (const auto& [key, values] : kImplemented) {
+// Refuses any key of `table` given with a value other than those listed.
+template <std::size_t N>
+void refuse_other_values(const json& root, const Fields& f,
+                         const std::array<ImplementedValues, N>& table) {
+  for (const auto& [key, values] : table) {
     const auto it = root.find(key);
     if (it == root.end()) continue;
     const std::string text = it->dump();
@@ -260,6 +263,10 @@ void refuse_unimplemented(const json& root, const Fields& f) {
       throw input_error(f.where(key), list + " (what ptq's forward implements)",
                         describe_json(*it));
   }
+}
+
+void refuse_unimplemented(const json& root, const Fields& f) {
+  refuse_other_values(root, f, kImplemented);
   // layer_types (transformers >= 4.53): every layer must be full attention.
   if (const json* types = f.find("layer_types")) {
     const bool all_full =
@@ -318,14 +325,7 @@ std::vector<char> gemma_sliding_layers(const Fields& f, const ModelConfig& c) {
 
 // Gemma 2/3 (transformers' Gemma2Config / Gemma3TextConfig and their defaults).
 void parse_gemma(const json& root, const Fields& f, const std::string& where, ModelConfig& c) {
-  for (const auto& [key, values] : kGemmaImplemented) {
-    const auto it = root.find(key);
-    if (it == root.end()) continue;
-    const std::string text = it->dump();
-    if (text != values[0] && (values[1] == nullptr || text != values[1]))
-      throw input_error(f.where(key), std::string(values[0]) + " (what ptq's forward implements)",
-                        describe_json(*it));
-  }
+  refuse_other_values(root, f, kGemmaImplemented);
   const bool gemma2 = c.arch == Architecture::Gemma2;
   c.activation = Activation::gelu_tanh;
   c.norm_plus_one = true;
@@ -349,13 +349,13 @@ void parse_gemma(const json& root, const Fields& f, const std::string& where, Mo
   // Gemma 3's sliding layers: rope_parameters.sliding_attention, or (older
   // configs) rope_local_base_freq without scaling.
   c.local_rope = c.rope;
-  if (!gemma2) {
+  if (gemma2) return;
+  const json* params = f.find("rope_parameters");
+  if (params != nullptr && params->contains("sliding_attention")) {
     c.local_rope = parse_rope(f, where, c.max_position_embeddings, "sliding_attention");
-    const json* params = f.find("rope_parameters");
-    if (params == nullptr || !params->contains("sliding_attention")) {
-      c.local_rope = RopeConfig();
-      c.local_rope.theta = f.optional_number("rope_local_base_freq").value_or(10000.0);
-    }
+  } else {
+    c.local_rope = RopeConfig();
+    c.local_rope.theta = f.optional_number("rope_local_base_freq").value_or(10000.0);
   }
 }
 

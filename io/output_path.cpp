@@ -181,9 +181,10 @@ void remove_leftovers(const fs::path& final) {
   for (const fs::path& p : leftovers) fs::remove_all(p, ec);
 }
 
-// Locks a temporary entry while its writer works on it (see abandoned()).
-int lock_temp(const fs::path& temp) {
-  const int fd = ::open(temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+// Locks a temporary entry while its writer works on it (see abandoned()):
+// `fd` is the file's own descriptor, or -1 to open the folder `temp`.
+int lock_temp(const fs::path& temp, int fd) {
+  if (fd < 0) fd = ::open(temp.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd >= 0)
     ::flock(fd, LOCK_EX | LOCK_NB);  // without flock, the entry is never judged a leftover
   return fd;
@@ -202,8 +203,7 @@ std::pair<fs::path, int> create_temp(const fs::path& final, OutputKind kind,
                        ? ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666)
                        : ::mkdir(temp.c_str(), 0777);
     if (rc >= 0) {
-      if (kind == OutputKind::file) ::close(rc);
-      const int lock = lock_temp(temp);
+      const int lock = lock_temp(temp, kind == OutputKind::file ? rc : -1);
       return {std::move(temp), lock};
     }
     if (errno != EEXIST) {
