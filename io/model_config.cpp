@@ -327,6 +327,7 @@ std::vector<char> gemma_sliding_layers(const Fields& f, const ModelConfig& c) {
 void parse_gemma(const json& root, const Fields& f, const std::string& where, ModelConfig& c) {
   refuse_other_values(root, f, kGemmaImplemented);
   const bool gemma2 = c.arch == Architecture::Gemma2;
+  c.head_dim = f.optional_int("head_dim").value_or(256);  // not hidden / heads by default
   c.activation = Activation::gelu_tanh;
   c.norm_plus_one = true;
   c.sandwich_norms = true;

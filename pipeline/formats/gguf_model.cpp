@@ -17,14 +17,19 @@ namespace ptq {
 namespace {
 
 // Which architectures' llama.cpp loaders create a tensor (models/llama.cpp,
-// qwen2.cpp, qwen3.cpp, phi3.cpp): a tensor no loader creates makes llama.cpp
-// refuse the file ("wrong number of tensors"). Phi-3 keeps q/k/v and gate/up fused.
+// qwen2.cpp, qwen3.cpp, phi3.cpp, gemma2.cpp, gemma3.cpp): a tensor no loader
+// creates makes llama.cpp refuse the file ("wrong number of tensors"). Phi-3
+// keeps q/k/v and gate/up fused.
 enum ArchBits : unsigned {
   kLlama = 1,
   kQwen2 = 2,
   kQwen3 = 4,
   kPhi3 = 8,
-  kUnfused = kLlama | kQwen2 | kQwen3,
+  kGemma2 = 16,
+  kGemma3 = 32,
+  kGemma = kGemma2 | kGemma3,
+  kBiased = kLlama | kQwen2 | kQwen3,  // q/k/v biases
+  kUnfused = kBiased | kGemma,
   kAllArchs = kUnfused | kPhi3
 };
 
@@ -42,23 +47,29 @@ struct TensorRule {
 
 // tensor_mapping.py's entries for these families. Biases of q/k are permuted
 // like their weights; o_proj and MLP biases exist only in llama.cpp's llama
-// loader, q/k norms only in qwen3's.
-constexpr std::array<TensorRule, 23> kTensorRules{{
+// loader, q/k norms only in qwen3's and gemma3's. Gemma's norms around each
+// sublayer take other names: its post_attention_layernorm is the attention
+// output's norm, pre_feedforward_layernorm the MLP input's.
+constexpr std::array<TensorRule, 26> kTensorRules{{
     {false, "model.embed_tokens.weight", "token_embd.weight", RopeRows::none, kAllArchs},
     {false, "model.norm.weight", "output_norm.weight", RopeRows::none, kAllArchs},
     {false, "lm_head.weight", "output.weight", RopeRows::none, kAllArchs},
     {true, "input_layernorm.weight", "attn_norm.weight", RopeRows::none, kAllArchs},
-    {true, "post_attention_layernorm.weight", "ffn_norm.weight", RopeRows::none, kAllArchs},
+    {true, "post_attention_layernorm.weight", "ffn_norm.weight", RopeRows::none,
+     kAllArchs & ~kGemma},
+    {true, "post_attention_layernorm.weight", "post_attention_norm.weight", RopeRows::none, kGemma},
+    {true, "pre_feedforward_layernorm.weight", "ffn_norm.weight", RopeRows::none, kGemma},
+    {true, "post_feedforward_layernorm.weight", "post_ffw_norm.weight", RopeRows::none, kGemma},
     {true, "self_attn.q_proj.weight", "attn_q.weight", RopeRows::q, kUnfused},
-    {true, "self_attn.q_proj.bias", "attn_q.bias", RopeRows::q, kUnfused},
+    {true, "self_attn.q_proj.bias", "attn_q.bias", RopeRows::q, kBiased},
     {true, "self_attn.k_proj.weight", "attn_k.weight", RopeRows::k, kUnfused},
-    {true, "self_attn.k_proj.bias", "attn_k.bias", RopeRows::k, kUnfused},
+    {true, "self_attn.k_proj.bias", "attn_k.bias", RopeRows::k, kBiased},
     {true, "self_attn.v_proj.weight", "attn_v.weight", RopeRows::none, kUnfused},
-    {true, "self_attn.v_proj.bias", "attn_v.bias", RopeRows::none, kUnfused},
+    {true, "self_attn.v_proj.bias", "attn_v.bias", RopeRows::none, kBiased},
     {true, "self_attn.o_proj.weight", "attn_output.weight", RopeRows::none, kAllArchs},
     {true, "self_attn.o_proj.bias", "attn_output.bias", RopeRows::none, kLlama},
-    {true, "self_attn.q_norm.weight", "attn_q_norm.weight", RopeRows::none, kQwen3},
-    {true, "self_attn.k_norm.weight", "attn_k_norm.weight", RopeRows::none, kQwen3},
+    {true, "self_attn.q_norm.weight", "attn_q_norm.weight", RopeRows::none, kQwen3 | kGemma3},
+    {true, "self_attn.k_norm.weight", "attn_k_norm.weight", RopeRows::none, kQwen3 | kGemma3},
     {true, "mlp.gate_proj.weight", "ffn_gate.weight", RopeRows::none, kUnfused},
     {true, "mlp.gate_proj.bias", "ffn_gate.bias", RopeRows::none, kLlama},
     {true, "mlp.up_proj.weight", "ffn_up.weight", RopeRows::none, kUnfused},
@@ -84,21 +95,25 @@ struct ArchitectureRow {
   std::string_view gguf;
   unsigned bit;
 };
-constexpr std::array<ArchitectureRow, 5> kArchitectures{{
+constexpr std::array<ArchitectureRow, 7> kArchitectures{{
     {Architecture::Llama, "llama", kLlama},
     {Architecture::Mistral, "llama", kLlama},
     {Architecture::Qwen2, "qwen2", kQwen2},
     {Architecture::Qwen3, "qwen3", kQwen3},
     {Architecture::Phi3, "phi3", kPhi3},
+    {Architecture::Gemma2, "gemma2", kGemma2},
+    {Architecture::Gemma3, "gemma3", kGemma3},
 }};
 
 const ArchitectureRow& architecture_row(Architecture arch) {
   const auto* row = std::find_if(kArchitectures.begin(), kArchitectures.end(),
                                  [&](const ArchitectureRow& r) { return r.arch == arch; });
   if (row == kArchitectures.end())
-    throw input_error("GGUF architecture of model_type " + std::string(architecture_name(arch)),
-                      "llama, mistral, qwen2, qwen3 or phi3 (the families ptq writes to GGUF)",
-                      std::string(architecture_name(arch)));
+    throw input_error(
+        "GGUF architecture of model_type " + std::string(architecture_name(arch)),
+        "llama, mistral, qwen2, qwen3, phi3, gemma2 or gemma3_text (the families ptq writes "
+        "to GGUF)",
+        std::string(architecture_name(arch)));
   return *row;
 }
 
@@ -166,6 +181,7 @@ GgufTensorPlan plan_entry(const TensorRule& rule, int layer, std::span<const std
   plan.ne.assign(shape.rbegin(), shape.rend());
   plan.rope_heads = rope_heads(rule, config);
   plan.storage = shape.size() <= 1 ? GgufStorage::f32 : GgufStorage::weight;
+  if (config.norm_plus_one && rule.hf.ends_with("norm.weight")) plan.offset = 1.0f;
   if (plan.rope_heads > 0 &&
       (shape.empty() || shape[0] % (std::int64_t{2} * plan.rope_heads) != 0)) {
     throw input_error(
@@ -198,16 +214,68 @@ std::int64_t GgufTensorPlan::rows() const {
 
 std::vector<std::int64_t> GgufTensorPlan::hf_shape() const { return {ne.rbegin(), ne.rend()}; }
 
+double llamacpp_gemma_query_scale(const ModelConfig& config) {
+  const int large_layers = config.arch == Architecture::Gemma2 ? 46 : 62;
+  const int dim =
+      config.num_layers == large_layers ? config.hidden_size / config.num_heads : config.head_dim;
+  return 1.0 / std::sqrt(static_cast<double>(dim));
+}
+
+bool llamacpp_gemma_sliding(Architecture arch, int layer) {
+  const int pattern = arch == Architecture::Gemma2 ? 2 : 6;
+  return layer % pattern < pattern - 1;
+}
+
+namespace {
+
+// A Gemma config as llama.cpp's gemma2/gemma3 graphs compute it (their
+// loaders fix the query scale, the sliding layers and Gemma 3's local RoPE;
+// gemma2's reuses the embedding as the head).
+void require_llamacpp_gemma(const ModelConfig& c, const std::string& where) {
+  const double scale = llamacpp_gemma_query_scale(c);
+  if (std::abs(c.query_scale - scale) > 1e-6 * scale)
+    throw input_error(where + ": query_pre_attn_scalar",
+                      "attention scores scaled by " + std::to_string(scale) +
+                          ", which llama.cpp fixes for a Gemma model of this shape",
+                      std::to_string(c.query_scale));
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    if (c.sliding(layer) != llamacpp_gemma_sliding(c.arch, layer))
+      throw input_error(where + ": layer_types[" + std::to_string(layer) + "]",
+                        std::string(llamacpp_gemma_sliding(c.arch, layer) ? "sliding" : "full") +
+                            " attention (llama.cpp fixes the pattern: Gemma 2 slides on even "
+                            "layers, Gemma 3 on all but every sixth)",
+                        c.sliding(layer) ? "sliding" : "full");
+  }
+  if (c.arch == Architecture::Gemma2) {
+    if (!c.tie_word_embeddings)
+      throw input_error(where + ": tie_word_embeddings",
+                        "true (llama.cpp's gemma2 loader has no output.weight)", "false");
+    if (c.attn_logit_softcap <= 0 || c.final_logit_softcap <= 0)
+      throw input_error(where + ": attn_logit_softcapping, final_logit_softcapping",
+                        "positive values (llama.cpp's gemma2 graph always soft-caps)", "null");
+    return;
+  }
+  if (c.attn_logit_softcap > 0 || c.final_logit_softcap > 0)
+    throw input_error(where + ": attn_logit_softcapping, final_logit_softcapping",
+                      "null for Gemma 3 (llama.cpp's gemma3 graph has no soft-capping)",
+                      "a soft-capping value");
+  if (c.local_rope.type != RopeType::Default || c.local_rope.theta != 10000.0)
+    throw input_error(where + ": rope_parameters.sliding_attention",
+                      "default RoPE of base 10000 (llama.cpp fixes Gemma 3's local RoPE)",
+                      std::string(rope_type_name(c.local_rope.type)) + " RoPE of base " +
+                          std::to_string(c.local_rope.theta));
+}
+
+}  // namespace
+
 void require_gguf_expressible(const ModelConfig& config, const std::string& where) {
-  if (config.rope.type == RopeType::Linear)
-    throw input_error(where + ": rope_type linear",
-                      "default, llama3 or longrope rope in a GGUF file",
-                      "linear scaling (ptq does not write its GGUF keys yet)");
   if (config.rope.type == RopeType::Llama3 && gguf_architecture(config.arch) != "llama") {
     throw input_error(where + ": rope_type llama3",
                       "the llama architecture (llama.cpp reads llama3 rope only there)",
                       std::string(architecture_name(config.arch)));
   }
+  if (config.arch == Architecture::Gemma2 || config.arch == Architecture::Gemma3)
+    require_llamacpp_gemma(config, where);
 }
 
 std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
@@ -244,8 +312,9 @@ std::vector<GgufTensorPlan> gguf_file_plan(const gguf::File& file, const ModelCo
     }
     const auto match = find_rule(t.name, /*gguf_side=*/true, architecture_row(config.arch).bit);
     if (!match || match->second >= config.num_layers)
-      throw input_error(where, "a tensor of llama.cpp's llama, qwen2, qwen3 or phi3 models",
-                        "a name ptq does not map");
+      throw input_error(
+          where, "a tensor of llama.cpp's llama, qwen2, qwen3, phi3, gemma2 or gemma3 models",
+          "a name ptq does not map");
     const std::vector<std::int64_t> shape(t.ne.rbegin(), t.ne.rend());
     plan.push_back(plan_entry(*match->first, match->second, shape, config, where));
   }

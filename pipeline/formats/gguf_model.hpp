@@ -3,7 +3,8 @@
 // bytes of quantized blocks (gguf_blocks.hpp) — which tensors, under which
 // names and shapes, with q/k rows in llama's rope order, and the metadata
 // (hyperparameters and tokenizer) llama.cpp reads. Learnt from llama.cpp's
-// convert_hf_to_gguf.py (LlamaModel, Qwen2Model, Qwen3Model) and gguf-py; an
+// convert_hf_to_gguf.py (LlamaModel, Qwen2Model, Qwen3Model, Phi3MiniModel,
+// Gemma2Model, Gemma3Model) and gguf-py; an
 // F16 file written here has the same tensor bytes and llama.cpp-read keys as
 // the converter's (tests/formats/gguf_model_test.cpp).
 //
@@ -29,11 +30,21 @@
 
 namespace ptq {
 
-// general.architecture: "llama" (Llama and Mistral: one graph), "qwen2", "qwen3".
+// general.architecture: "llama" (Llama and Mistral: one graph), "qwen2",
+// "qwen3", "phi3", "gemma2", "gemma3".
 std::string_view gguf_architecture(Architecture arch);
 // InputError naming `where` when llama.cpp cannot run `config` as written
-// (llama3 rope scaling outside the llama architecture).
+// (llama3 rope scaling outside the llama architecture; a Gemma model whose
+// query scale, sliding layers, local RoPE or soft-capping differ from what
+// llama.cpp's Gemma graphs fix).
 void require_gguf_expressible(const ModelConfig& config, const std::string& where);
+
+// What llama.cpp's Gemma 2/3 loaders fix rather than read: the attention
+// scale (1/sqrt(head_dim), or 1/sqrt(hidden / heads) for the 27B models' layer
+// counts, 46 and 62) and which layers slide (Gemma 2: the even ones; Gemma 3:
+// all but every sixth).
+double llamacpp_gemma_query_scale(const ModelConfig& config);
+bool llamacpp_gemma_sliding(Architecture arch, int layer);
 
 // How the converter stores a tensor whatever the file type.
 enum class GgufStorage {
@@ -50,6 +61,10 @@ struct GgufTensorPlan {
   // rotates adjacent pairs and HF rotates halves); 0: rows as in HF.
   int rope_heads = 0;
   GgufStorage storage = GgufStorage::weight;
+  // Added to every value written: Gemma's norms, which scale by 1 + w, are
+  // stored as 1 + w (the converter's form, which llama.cpp multiplies by). A
+  // file's plan (gguf_file_plan) has 0: its values are read as stored.
+  float offset = 0;
 
   std::int64_t cols() const { return ne.at(0); }  // row length
   std::int64_t rows() const;                      // product of ne[1..]
@@ -164,7 +179,8 @@ void write_float_gguf(const std::filesystem::path& model_dir, const std::filesys
 // ---- Reading a GGUF model back (ptq eval / ptq inspect) ----
 
 // The inverse of gguf_metadata: architecture "llama" reads back as Llama
-// (Mistral's files are the same), tie_word_embeddings from a missing
+// (Mistral's files are the same), Gemma with what llama.cpp fixes and its
+// norms as stored (norm_plus_one off), tie_word_embeddings from a missing
 // output.weight, biases and q/k norms from blk.0's tensors, float keys as the
 // shortest decimal that rounds to the stored f32 (config.json's literal).
 // InputError naming the file and key for a missing key, an architecture ptq

@@ -5,6 +5,7 @@
 #include <array>
 #include <cctype>
 #include <charconv>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
@@ -38,6 +39,11 @@ constexpr std::string_view kPhi3OriginalContext = "phi3.rope.scaling.original_co
 constexpr std::string_view kPhi3AttnFactor = "phi3.rope.scaling.attn_factor";
 
 gguf::Value u32(int v) { return gguf::make_u32(static_cast<std::uint32_t>(v)); }
+gguf::Value f32(double v) { return gguf::make_f32(static_cast<float>(v)); }
+
+bool is_gemma(Architecture arch) {
+  return arch == Architecture::Gemma2 || arch == Architecture::Gemma3;
+}
 
 // The converter writes key_length/value_length only when config.json has head_dim.
 bool config_sets_head_dim(const std::filesystem::path& model_dir) {
@@ -54,10 +60,10 @@ void add_hyperparameters(Metadata& m, const std::filesystem::path& model_dir,
   m.emplace_back(a + ".feed_forward_length", u32(c.intermediate_size));
   m.emplace_back(a + ".attention.head_count", u32(c.num_heads));
   m.emplace_back(a + ".attention.head_count_kv", u32(c.num_kv_heads));
-  m.emplace_back(a + ".rope.freq_base", gguf::make_f32(static_cast<float>(c.rope.theta)));
-  m.emplace_back(a + ".attention.layer_norm_rms_epsilon",
-                 gguf::make_f32(static_cast<float>(c.rms_norm_eps)));
-  if (config_sets_head_dim(model_dir)) {
+  m.emplace_back(a + ".rope.freq_base", f32(c.rope.theta));
+  m.emplace_back(a + ".attention.layer_norm_rms_epsilon", f32(c.rms_norm_eps));
+  // Gemma's converters write them always (Gemma's head_dim is not hidden / heads).
+  if (config_sets_head_dim(model_dir) || is_gemma(c.arch)) {
     m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
     m.emplace_back(a + ".attention.value_length", u32(c.head_dim));
   }
@@ -84,6 +90,25 @@ void add_phi3_keys(Metadata& m, const ModelConfig& c) {
   m.emplace_back(std::string(kPhi3OriginalContext), u32(c.rope.original_max_position_embeddings));
   m.emplace_back(std::string(kPhi3AttnFactor),
                  gguf::make_f32(static_cast<float>(c.rope.attention_factor)));
+}
+
+// Gemma2Model's and Gemma3Model's keys: Gemma 2's soft-capping, the window
+// (which layers slide and the rest llama.cpp fixes: require_gguf_expressible).
+void add_gemma_keys(Metadata& m, const ModelConfig& c) {
+  const std::string a(gguf_architecture(c.arch));
+  if (c.arch == Architecture::Gemma2) {
+    m.emplace_back(a + ".attn_logit_softcapping", f32(c.attn_logit_softcap));
+    m.emplace_back(a + ".final_logit_softcapping", f32(c.final_logit_softcap));
+  }
+  m.emplace_back(a + ".attention.sliding_window", u32(c.sliding_window));
+}
+
+// Linear RoPE scaling, which llama.cpp reads for every architecture (Gemma 3:
+// on its global layers only, as transformers).
+void add_linear_rope(Metadata& m, const ModelConfig& c) {
+  const std::string a(gguf_architecture(c.arch));
+  m.emplace_back(a + ".rope.scaling.type", gguf::make_string("linear"));
+  m.emplace_back(a + ".rope.scaling.factor", f32(c.rope.factor));
 }
 
 // llama.cpp's vocabulary loader gives Phi-3's special tokens their attributes
@@ -164,6 +189,8 @@ Metadata gguf_metadata(const std::filesystem::path& model_dir, const ModelConfig
     m.emplace_back(arch + ".rope.dimension_count", u32(config.head_dim));
   }
   if (arch == "phi3") add_phi3_keys(m, config);
+  if (is_gemma(config.arch)) add_gemma_keys(m, config);
+  if (config.rope.type == RopeType::Linear) add_linear_rope(m, config);
   if (config.rope.type == RopeType::Llama3) add_llama3_rope(m, config.rope);
   m.emplace_back("general.quantization_version", gguf::make_u32(kQuantizationVersion));
   for (auto& kv : gguf_tokenizer_metadata(model_dir, config)) m.push_back(std::move(kv));
@@ -180,11 +207,13 @@ struct GgufArchitectureRow {
   Architecture arch;
 };
 // "llama" files come from Llama and Mistral alike; both run as Llama.
-constexpr std::array<GgufArchitectureRow, 4> kGgufArchitectures{{
+constexpr std::array<GgufArchitectureRow, 6> kGgufArchitectures{{
     {"llama", Architecture::Llama},
     {"qwen2", Architecture::Qwen2},
     {"qwen3", Architecture::Qwen3},
     {"phi3", Architecture::Phi3},
+    {"gemma2", Architecture::Gemma2},
+    {"gemma3", Architecture::Gemma3},
 }};
 
 // config.json holds decimal literals; the file holds their nearest f32. The
@@ -226,8 +255,8 @@ Architecture read_architecture(const gguf::File& file) {
   for (const auto& row : kGgufArchitectures) {
     if (row.gguf == name) return row.arch;
   }
-  throw input_error(file.path().string() + ": general.architecture", "llama, qwen2, qwen3 or phi3",
-                    "'" + name + "'");
+  throw input_error(file.path().string() + ": general.architecture",
+                    "llama, qwen2, qwen3, phi3, gemma2 or gemma3", "'" + name + "'");
 }
 
 // LongRoPE's factor list from its tensor (float32), each back to its decimal.
@@ -254,10 +283,27 @@ void read_longrope(const gguf::File& file, const Keys& keys, int context, RopeCo
   rope.attention_factor = keys.decimal(kPhi3AttnFactor);
 }
 
+// Linear scaling (rope.scaling.type "linear"); "none" or no key: none.
+void read_rope_scaling(const gguf::File& file, const Keys& keys, RopeConfig& rope) {
+  const std::string type_key = keys.key("rope.scaling.type");
+  const auto* type = file.find(type_key);
+  if (type == nullptr || type->as_string(type_key) == "none") return;
+  if (type->as_string(type_key) != "linear")
+    throw input_error(file.path().string() + ": " + type_key,
+                      "\"linear\" or \"none\" (the RoPE scalings ptq reads from GGUF)",
+                      "\"" + type->as_string(type_key) + "\"");
+  rope.type = RopeType::Linear;
+  rope.factor = keys.decimal(keys.key("rope.scaling.factor"));
+  if (!(rope.factor > 0))
+    throw input_error(file.path().string() + ": " + keys.key("rope.scaling.factor"),
+                      "a positive factor", std::to_string(rope.factor));
+}
+
 RopeConfig read_rope(const gguf::File& file, const Keys& keys, int context_length) {
   RopeConfig rope;
   if (const auto* theta = file.find(keys.key("rope.freq_base")))
     rope.theta = decimal_of_f32(theta->as_float(keys.key("rope.freq_base")));
+  read_rope_scaling(file, keys, rope);
   read_longrope(file, keys, context_length, rope);
   if (file.find_tensor("rope_freqs.weight") == nullptr) return rope;
   if (file.find(kLlama3OriginalContext) == nullptr) {
@@ -276,6 +322,30 @@ int read_vocab_size(const gguf::File& file, const Keys& keys) {
   if (auto n = keys.optional_count("vocab_size")) return *n;
   const auto& embd = file.require_tensor("token_embd.weight");
   return static_cast<int>(embd.ne.size() > 1 ? embd.ne[1] : 0);
+}
+
+// Gemma 2/3 as llama.cpp's graphs run them: GeGLU, norms on each sublayer's
+// output, the embedding scaled by sqrt(hidden), the scale and sliding layers
+// llama.cpp fixes, Gemma 2's soft-capping (llama.cpp's defaults when absent)
+// and Gemma 3's local RoPE of base 10000. The norms are used as stored (the
+// converter's 1 + w), so norm_plus_one stays off.
+void read_gemma(const gguf::File& file, const Keys& keys, ModelConfig& c) {
+  const bool gemma2 = c.arch == Architecture::Gemma2;
+  c.activation = Activation::gelu_tanh;
+  c.sandwich_norms = true;
+  c.embed_scale = std::sqrt(static_cast<double>(c.hidden_size));
+  c.query_scale = llamacpp_gemma_query_scale(c);
+  const auto cap = [&](const char* name, double fallback) {
+    const std::string k = keys.key(name);
+    return file.find(k) != nullptr ? keys.decimal(k) : fallback;
+  };
+  c.attn_logit_softcap = gemma2 ? cap("attn_logit_softcapping", 50.0) : 0.0;
+  c.final_logit_softcap = gemma2 ? cap("final_logit_softcapping", 30.0) : 0.0;
+  c.sliding_window = gemma2 ? keys.optional_count("attention.sliding_window").value_or(4096)
+                            : keys.count("attention.sliding_window");
+  for (int layer = 0; layer < c.num_layers; ++layer)
+    c.sliding_layers.push_back(llamacpp_gemma_sliding(c.arch, layer) ? 1 : 0);
+  c.local_rope = gemma2 ? c.rope : RopeConfig{};
 }
 
 std::optional<int> token_id(const gguf::File& file, const char* key) {
@@ -306,6 +376,7 @@ ModelConfig gguf_model_config(const gguf::File& file) {
   c.attention_bias = file.find_tensor("blk.0.attn_q.bias") != nullptr;
   c.mlp_bias = file.find_tensor("blk.0.ffn_up.bias") != nullptr;
   c.qk_norm = file.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
+  if (is_gemma(c.arch)) read_gemma(file, keys, c);
   if (auto eos = token_id(file, "tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
   c.bos_token_id = token_id(file, "tokenizer.ggml.bos_token_id").value_or(-1);
   c.validate(file.path());

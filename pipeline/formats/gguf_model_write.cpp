@@ -67,7 +67,7 @@ GgufTensorData gguf_float_tensor(const GgufTensorPlan& plan, const Checkpoint& c
   const FloatTypeRow& row = float_type_row(type);
   const TensorView* source = plan.hf_name.empty() ? nullptr : &checkpoint.require(plan.hf_name);
   // The converter keeps F16 data as it is; we keep any dtype the target shares.
-  if (source != nullptr && source->dtype == row.dtype)
+  if (source != nullptr && source->dtype == row.dtype && plan.offset == 0)
     return {row.ggml_type, to_gguf_row_order(plan, source->bytes)};
   const MatrixRM values = gguf_source_tensor(plan, checkpoint, config);
   return gguf_values_tensor(plan, {values.data(), static_cast<std::size_t>(values.size())}, type);
@@ -76,7 +76,11 @@ GgufTensorData gguf_float_tensor(const GgufTensorPlan& plan, const Checkpoint& c
 GgufTensorData gguf_values_tensor(const GgufTensorPlan& plan, std::span<const float> values,
                                   GgufFloatType type) {
   PTQ_ASSERT(static_cast<std::int64_t>(values.size()) == plan.rows() * plan.cols());
-  return {ggml_type_id(type), to_gguf_row_order(plan, encode_floats(values, type))};
+  if (plan.offset == 0)
+    return {ggml_type_id(type), to_gguf_row_order(plan, encode_floats(values, type))};
+  std::vector<float> shifted(values.begin(), values.end());
+  for (float& v : shifted) v += plan.offset;
+  return {ggml_type_id(type), to_gguf_row_order(plan, encode_floats(shifted, type))};
 }
 
 void write_gguf_model(const std::filesystem::path& out_file,

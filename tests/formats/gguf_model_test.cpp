@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
@@ -419,6 +420,101 @@ INSTANTIATE_TEST_SUITE_P(GgufModel, GgufRandomModel,
                          testing::Values("qwen2", "qwen3", "llama3rope", "llama3rope_band",
                                          "mistral"),
                          [](const auto& info) { return info.param; });
+
+// ---- Gemma ----
+
+// The random Gemma checkpoint `name` with a tokenizer and `edit` applied to its config.json.
+fs::path gemma_model(const std::string& name, const std::string& folder,
+                     const std::function<void(nlohmann::json&)>& edit) {
+  const fs::path dir = random_model_with_tokenizer(name, folder);
+  auto config = nlohmann::json::parse(test::read_bytes(dir / "config.json"));
+  edit(config);
+  std::ofstream(dir / "config.json") << config.dump(2);
+  return dir;
+}
+
+// What llama.cpp's Gemma loaders fix is refused when a config differs, naming
+// the field: the random checkpoints scale queries by 1/sqrt(24) (llama.cpp:
+// 1/sqrt(head_dim)), and Gemma 3's alternates sliding and full layers
+// (llama.cpp: five sliding, then one full).
+TEST(GgufModel, GemmaConfigsLlamaCppCannotRunAreRefusedByField) {
+  const auto refusal = [](const fs::path& dir) {
+    try {
+      require_gguf_expressible(load_model_config(dir), dir.string());
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const auto keep = [](nlohmann::json&) {};
+  const auto head_dim_scale = [](nlohmann::json& c) { c["query_pre_attn_scalar"] = 16; };
+  EXPECT_NE(refusal(gemma_model("gemma2", "scale", keep)).find("query_pre_attn_scalar"),
+            std::string::npos);
+  EXPECT_EQ(refusal(gemma_model("gemma2", "ok", head_dim_scale)), "no error");
+  EXPECT_NE(refusal(gemma_model("gemma3", "layers", head_dim_scale)).find("layer_types[1]"),
+            std::string::npos);
+  const std::vector<std::pair<std::string, std::function<void(nlohmann::json&)>>> gemma2_edits{
+      {"tie_word_embeddings", [](nlohmann::json& c) { c["tie_word_embeddings"] = false; }},
+      {"attn_logit_softcapping", [](nlohmann::json& c) { c["attn_logit_softcapping"] = nullptr; }},
+      {"layer_types[0]", [](nlohmann::json& c) { c["layer_types"][0] = "full_attention"; }},
+  };
+  for (const auto& [field, edit] : gemma2_edits) {
+    const std::string what = refusal(gemma_model("gemma2", field, [&](nlohmann::json& c) {
+      head_dim_scale(c);
+      edit(c);
+    }));
+    EXPECT_NE(what.find(field), std::string::npos) << what;
+  }
+  const auto gemma3_pattern = [&](nlohmann::json& c) {
+    head_dim_scale(c);
+    c.erase("layer_types");  // _sliding_window_pattern 6: four sliding layers
+  };
+  EXPECT_EQ(refusal(gemma_model("gemma3", "ok", gemma3_pattern)), "no error");
+  const std::string local = refusal(gemma_model("gemma3", "local", [&](nlohmann::json& c) {
+    gemma3_pattern(c);
+    c["rope_parameters"]["sliding_attention"]["rope_theta"] = 20000.0;
+  }));
+  EXPECT_NE(local.find("sliding_attention"), std::string::npos) << local;
+}
+
+// A Gemma file (bf16, as the checkpoints) loads in llama.cpp and reads back as
+// llama.cpp runs it: the
+// config's Gemma fields as transformers', the norms as the converter stores
+// them (1 + w, computed in float32), every other tensor exactly.
+TEST(GgufModel, GemmaRunsInLlamaCppAndReadsBack) {
+  for (const std::string name : {"gemma2", "gemma3"}) {
+    const fs::path dir = gemma_model(name, "readback", [&](nlohmann::json& c) {
+      c["query_pre_attn_scalar"] = 16;
+      if (name == "gemma3") c.erase("layer_types");
+    });
+    const fs::path gguf_file = write_f16(dir, "gguf_model_gemma_" + name, GgufFloatType::bf16);
+    EXPECT_TRUE(std::isfinite(llama_perplexity(gguf_file, "ppl_" + name))) << name;
+    const auto file = gguf::File::open(gguf_file);
+    const ModelConfig read = gguf_model_config(*file);
+    const ModelConfig source = load_model_config(dir);
+    expect_same_config(read, source, name);
+    EXPECT_EQ(read.arch, source.arch);
+    EXPECT_EQ(read.activation, Activation::gelu_tanh);
+    EXPECT_TRUE(read.sandwich_norms);
+    EXPECT_FALSE(read.norm_plus_one);  // the file holds 1 + w
+    EXPECT_EQ(read.embed_scale, source.embed_scale);
+    EXPECT_NEAR(read.query_scale, source.query_scale, 1e-12);
+    EXPECT_EQ(read.attn_logit_softcap, source.attn_logit_softcap);
+    EXPECT_EQ(read.final_logit_softcap, source.final_logit_softcap);
+    EXPECT_EQ(read.sliding_window, source.sliding_window);
+    EXPECT_EQ(read.sliding_layers, source.sliding_layers);
+    EXPECT_EQ(read.local_rope.theta, source.local_rope.theta);
+    const Checkpoint checkpoint = Checkpoint::open(dir);
+    for (const GgufTensorPlan& plan : gguf_file_plan(*file, read)) {
+      const MatrixRM W = read_gguf_tensor(*file, plan);
+      const std::vector<float> values = checkpoint.require(plan.hf_name).to_float();
+      const float offset = plan.hf_name.ends_with("norm.weight") ? 1.0f : 0.0f;
+      ASSERT_EQ(static_cast<std::size_t>(W.size()), values.size()) << plan.hf_name;
+      for (std::size_t i = 0; i < values.size(); ++i)
+        ASSERT_EQ(W.data()[i], values[i] + offset) << plan.hf_name << " element " << i;
+    }
+  }
+}
 
 // The converter's Q4_K file dequantizes close to the float weights, with q/k
 // rows back in HF order (a wrong order would be as far off as random rows).

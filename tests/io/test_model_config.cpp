@@ -140,6 +140,11 @@ TEST(ModelConfig, Gemma2SandwichNormsSoftcapsAndSlidingLayers) {
   EXPECT_DOUBLE_EQ(sparse.final_logit_softcap, 0.0);  // null: none
   EXPECT_EQ(sparse.sliding_window, 4096);
   EXPECT_EQ(sparse.sliding_layers, (std::vector<char>{1, 0, 1}));
+  // Without head_dim, Gemma's heads are 256 wide, not hidden / heads (16 here).
+  const auto no_head_dim = load_text(R"({"model_type": "gemma2", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "vocab_size": 100})");
+  EXPECT_EQ(no_head_dim.head_dim, 256);
 }
 
 // Gemma 3: q/k norms, per-layer-type RoPE (new style), or rope_local_base_freq
