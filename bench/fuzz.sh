@@ -88,11 +88,11 @@ fuzz_worker() {
 
 # The workers PTQ_FUZZ_WORKERS gives target `name`.
 workers_for() {
-  local entry n=1
-  for entry in ${PTQ_FUZZ_WORKERS//,/ }; do
+  local entry n=1 spec=${PTQ_FUZZ_WORKERS:-1}
+  for entry in ${spec//,/ }; do
     [[ $entry == *=* ]] || n=$entry
   done
-  for entry in ${PTQ_FUZZ_WORKERS//,/ }; do
+  for entry in ${spec//,/ }; do
     [[ $entry == "$1="* ]] && n=${entry#*=}
   done
   echo "$n"
@@ -180,6 +180,11 @@ campaign() {
     fuzz_one "$name" "$seconds" >"$work/logs/$name.summary" &
   done
   wait
+  # A target whose run broke off leaves no summary: no row is written for any.
+  for name in "$@"; do
+    [[ -s $work/logs/$name.summary ]] ||
+      { echo "bench/fuzz.sh: $name left no summary; fuzz_results.tsv unchanged" >&2; exit 1; }
+  done
   local results=$root/docs/bench/fuzz_results.tsv
   {
     printf 'target\tcommit\tdate\tmachine\tparallel\tworkers\tseconds\texecutions\texec_per_s'
