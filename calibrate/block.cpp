@@ -3,8 +3,10 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
+#include <numeric>
 
 #include "algorithms/attention.hpp"
 #include "algorithms/parallel_gemm.hpp"
@@ -121,6 +123,12 @@ bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
                   const ForwardOptions& o) {
   MatrixRM h = act.x;
   rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
+  if (c.is_moe(w.layer)) {
+    if (o.observer != nullptr || o.input_transform != nullptr)
+      require_dense(c, "statistics or simulated activations of layer " + std::to_string(w.layer));
+    act.x += moe_output(c, w, h, o.router_logits);
+    return false;
+  }
   if (prepare_input(o, w.layer, gate_up_roles, h)) return true;
   MatrixRM hidden = mlp_hidden(c, w, h);
   if (prepare_input(o, w.layer, down_roles, hidden)) return true;
@@ -130,10 +138,32 @@ bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
 
 }  // namespace
 
+void require_dense(const ModelConfig& c, const std::string& what) {
+  if (!c.has_moe()) return;
+  throw input_error(what + " of a " + c.model_type + " model",
+                    "dense MLPs (ptq evaluates mixture-of-experts models, but calibrating and "
+                    "quantizing them is not implemented yet)",
+                    std::to_string(c.moe.experts) + " experts per mixture layer");
+}
+
+ForwardOptions observing(LinearObserver* observer) {
+  ForwardOptions o;
+  o.observer = observer;
+  return o;
+}
+
+ForwardOptions transforming(const LinearInputTransform* transform) {
+  ForwardOptions o;
+  o.input_transform = transform;
+  return o;
+}
+
 std::size_t BlockWeights::float_count() const {
   std::size_t n = input_norm.size() + post_attention_norm.size() + q_norm.size() + k_norm.size() +
                   attention_out_norm.size() + mlp_out_norm.size();
   for (int i = 0; i < linear_role_count; ++i) n += linear[i].size() + bias[i].size();
+  n += router.size();
+  for (const ExpertWeights& e : experts) n += e.gate.size() + e.up.size() + e.down.size();
   return n;
 }
 
@@ -208,11 +238,10 @@ MatrixRM attention_context(const ModelConfig& c, const BlockWeights& w, const Ma
   return attended;
 }
 
-MatrixRM mlp_hidden(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed) {
-  MatrixRM gate, up;
-  linear(normed, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate, Residual::overwrite);
-  linear(normed, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
-  // act(gate) * up, written into gate; Eigen's packet exp and tanh.
+namespace {
+
+// act(gate) * up, written into gate; Eigen's packet exp and tanh.
+void gated_activation(const ModelConfig& c, MatrixRM& gate, const MatrixRM& up) {
   const bool silu = c.activation == Activation::silu;
   const float root_2_over_pi = std::sqrt(2.0f / std::numbers::pi_v<float>);
   for_rows(gate.rows(), [&](Eigen::Index t) {
@@ -224,7 +253,72 @@ MatrixRM mlp_hidden(const ModelConfig& c, const BlockWeights& w, const MatrixRM&
           up.row(t).array();
     }
   });
+}
+
+// Each token's top experts_per_token experts and their weights, from the
+// router's logits: softmax over all experts, the largest probabilities (the
+// lower index first among equals), renormalized over them when the family
+// does. Per expert: the tokens routed to it and their weights, in token order.
+struct Routing {
+  std::vector<std::vector<Eigen::Index>> tokens;
+  std::vector<std::vector<float>> weights;
+};
+
+Routing route(const MoeConfig& m, const MatrixRM& logits) {
+  Routing r;
+  r.tokens.resize(static_cast<std::size_t>(m.experts));
+  r.weights.resize(static_cast<std::size_t>(m.experts));
+  std::vector<int> order(static_cast<std::size_t>(m.experts));
+  for (Eigen::Index t = 0; t < logits.rows(); ++t) {
+    const Eigen::ArrayXf p = (logits.row(t).array() - logits.row(t).maxCoeff()).exp();
+    std::iota(order.begin(), order.end(), 0);
+    std::partial_sort(order.begin(), order.begin() + m.experts_per_token, order.end(),
+                      [&](int a, int b) { return p(a) > p(b) || (p(a) == p(b) && a < b); });
+    float chosen = 0;
+    for (int k = 0; k < m.experts_per_token; ++k) chosen += p(order[k]);
+    const float denominator = m.normalize_top_k ? chosen : p.sum();
+    for (int k = 0; k < m.experts_per_token; ++k) {
+      r.tokens[order[k]].push_back(t);
+      r.weights[order[k]].push_back(p(order[k]) / denominator);
+    }
+  }
+  return r;
+}
+
+}  // namespace
+
+MatrixRM mlp_hidden(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed) {
+  MatrixRM gate, up;
+  linear(normed, w.weight(LinearRole::gate), w.bias_of(LinearRole::gate), gate,
+         Residual::overwrite);
+  linear(normed, w.weight(LinearRole::up), w.bias_of(LinearRole::up), up, Residual::overwrite);
+  gated_activation(c, gate, up);
   return gate;
+}
+
+MatrixRM moe_output(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
+                    const RouterLogitsHook& hook) {
+  PTQ_ASSERT(static_cast<int>(w.experts.size()) == c.moe.experts);
+  MatrixRM logits;
+  linear(normed, w.router, VectorF(), logits, Residual::overwrite);
+  if (hook) hook(w.layer, logits);
+  const Routing routing = route(c.moe, logits);
+  MatrixRM out = MatrixRM::Zero(normed.rows(), normed.cols());
+  for (std::size_t e = 0; e < w.experts.size(); ++e) {
+    const auto& tokens = routing.tokens[e];
+    if (tokens.empty()) continue;
+    MatrixRM x(static_cast<Eigen::Index>(tokens.size()), normed.cols());
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      x.row(static_cast<Eigen::Index>(i)) = normed.row(tokens[i]);
+    MatrixRM gate, up, y;
+    linear(x, w.experts[e].gate, VectorF(), gate, Residual::overwrite);
+    linear(x, w.experts[e].up, VectorF(), up, Residual::overwrite);
+    gated_activation(c, gate, up);
+    linear(gate, w.experts[e].down, VectorF(), y, Residual::overwrite);
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      out.row(tokens[i]) += routing.weights[e][i] * y.row(static_cast<Eigen::Index>(i));
+  }
+  return out;
 }
 
 void add_sublayer_output(const ModelConfig& c, const BlockWeights& w, LinearRole role,
@@ -253,7 +347,7 @@ void forward_windows(const ModelConfig& config, const BlockWeights& w, MatrixRM&
     const auto r0 = static_cast<Eigen::Index>(first) * walk.seq_len;
     const auto rows = static_cast<Eigen::Index>(last - first) * walk.seq_len;
     Activations act{x.middleRows(r0, rows), walk.seq_len};
-    block_forward(config, w, act, ForwardOptions{observer, nullptr, std::nullopt});
+    block_forward(config, w, act, observing(observer));
     if (update == StreamUpdate::advance) x.middleRows(r0, rows) = act.x;
     first = last;
   }

@@ -17,15 +17,25 @@ namespace ptq {
 // A block's weights in float32. Callers may overwrite any matrix (e.g. with a
 // dequantized copy) before running the block: that is how quantized models
 // are evaluated and how GPTQ proceeds block by block.
+// One expert of a mixture-of-experts MLP: a SwiGLU MLP of its own.
+struct ExpertWeights {
+  MatrixRM gate, up,
+      down;  // [intermediate, hidden], [intermediate, hidden], [hidden, intermediate]
+};
+
 struct BlockWeights {
   int layer = 0;
-  std::array<MatrixRM, linear_role_count> linear;  // W: [out, in], row-major
+  // W: [out, in], row-major. In a mixture-of-experts layer gate, up and down
+  // are empty: the MLP is `router` and `experts`.
+  std::array<MatrixRM, linear_role_count> linear;
   std::array<VectorF, linear_role_count> bias;  // [out], or size 0 when absent
   // RMSNorm weights as the forward multiplies by them (Gemma's 1 + w added).
   VectorF input_norm;                           // [hidden]
   VectorF post_attention_norm;                  // [hidden]: the MLP's input norm
   VectorF q_norm, k_norm;                       // [head_dim] (Qwen3, Gemma 3), else size 0
   VectorF attention_out_norm, mlp_out_norm;     // [hidden] (Gemma 2/3), else size 0
+  MatrixRM router;                              // [experts, hidden] (MoE layers), else empty
+  std::vector<ExpertWeights> experts;           // MoE layers, else empty
 
   MatrixRM& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
   const MatrixRM& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
@@ -58,13 +68,22 @@ class LinearInputTransform {
   virtual void apply(int layer, std::span<const LinearRole> roles, MatrixRM& x) const = 0;
 };
 
+// A mixture-of-experts layer's router logits [tokens, experts], as computed.
+using RouterLogitsHook = std::function<void(int layer, const MatrixRM& logits)>;
+
 struct ForwardOptions {
+  // Sees every Linear input. Mixture-of-experts layers refuse observers and
+  // transforms (require_dense).
   LinearObserver* observer = nullptr;
   const LinearInputTransform* input_transform = nullptr;
   // Statistics passes need no block output: stop right after this input has
   // been observed (the activations are then left partly updated).
   std::optional<LinearInput> stop_after;
+  RouterLogitsHook router_logits;  // optional
 };
+// A pass that only observes, or only transforms, the Linear inputs.
+ForwardOptions observing(LinearObserver* observer);
+ForwardOptions transforming(const LinearInputTransform* transform);
 
 // RoPE inverse frequencies [head_dim/2] for the config (default, llama3 or
 // longrope) and a sequence of seq_len tokens (LongRoPE's factors depend on it).
@@ -86,6 +105,14 @@ MatrixRM attention_context(const ModelConfig& config, const BlockWeights& w, con
 // act(normed Wgateᵀ + b) * (normed Wupᵀ + b), act the config's activation
 // (silu: SwiGLU, gelu_tanh: GeGLU): the input of down_proj.
 MatrixRM mlp_hidden(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed);
+// InputError naming `what` (a command) for a model with mixture-of-experts
+// layers: ptq evaluates them but neither calibrates nor quantizes them yet.
+void require_dense(const ModelConfig& config, const std::string& what);
+// A mixture-of-experts MLP on the normed input: each token through its top
+// experts_per_token experts by router probability, their outputs summed
+// weighted (in expert order, so the sum does not depend on the threads).
+MatrixRM moe_output(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed,
+                    const RouterLogitsHook& hook = {});
 // The residual add of o_proj (role o) or down_proj (role down) reading `in`:
 // x += in Wᵀ + b, or with the family's output norm (Gemma) x += norm(in Wᵀ + b).
 void add_sublayer_output(const ModelConfig& config, const BlockWeights& w, LinearRole role,

@@ -40,14 +40,18 @@ void require_finite(std::span<const float> values, const TensorView& t, std::int
 
 // Rows [first, first + rows) of a matrix (all rows by default), or of a vector's
 // elements: a Linear stored inside a fused tensor is a row range of it.
-MatrixRM to_matrix(const TensorView& t, std::int64_t first = 0, std::int64_t rows = -1) {
-  if (rows < 0) rows = t.shape[0];
-  MatrixRM m(rows, t.shape[1]);
-  const std::int64_t offset = first * t.shape[1];
+// `rows` x `cols` elements of a tensor from element `offset` on.
+MatrixRM elements(const TensorView& t, std::int64_t offset, std::int64_t rows, std::int64_t cols) {
+  MatrixRM m(rows, cols);
   convert_to_float(t.dtype, t.bytes.data() + offset * dtype_size(t.dtype),
                    static_cast<std::size_t>(m.size()), m.data(), t.name);
   require_finite({m.data(), static_cast<std::size_t>(m.size())}, t, offset);
   return m;
+}
+
+MatrixRM to_matrix(const TensorView& t, std::int64_t first = 0, std::int64_t rows = -1) {
+  if (rows < 0) rows = t.shape[0];
+  return elements(t, first * t.shape[1], rows, t.shape[1]);
 }
 
 VectorF to_vector(const TensorView& t, std::int64_t first = 0, std::int64_t count = -1) {
@@ -69,6 +73,43 @@ bool bias_required(const ModelConfig& c, BiasRule rule) {
       return false;
   }
   return false;
+}
+
+bool is_mlp(LinearRole role) {
+  return role == LinearRole::gate || role == LinearRole::up || role == LinearRole::down;
+}
+
+// A mixture-of-experts layer's router and experts, in either layout (MoeTensors).
+void load_moe(const Checkpoint& ckpt, const ModelConfig& c, int layer, BlockWeights& w) {
+  const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
+  const std::int64_t inter = c.moe.intermediate_size;
+  const MoeTensors names =
+      moe_tensors(c, layer, [&](const std::string& name) { return ckpt.find(name) != nullptr; });
+  w.router = to_matrix(require_shape(ckpt, names.router + ".weight", {experts, hidden}));
+  w.experts.resize(static_cast<std::size_t>(experts));
+  if (names.stacked) {
+    const TensorView& gate_up = require_shape(
+        ckpt, block_tensor_name(layer, stacked_gate_up_suffix), {experts, 2 * inter, hidden});
+    const TensorView& down = require_shape(ckpt, block_tensor_name(layer, stacked_down_suffix),
+                                           {experts, hidden, inter});
+    for (std::int64_t e = 0; e < experts; ++e) {
+      ExpertWeights& x = w.experts[static_cast<std::size_t>(e)];
+      x.gate = elements(gate_up, e * 2 * inter * hidden, inter, hidden);
+      x.up = elements(gate_up, (e * 2 + 1) * inter * hidden, inter, hidden);
+      x.down = elements(down, e * hidden * inter, hidden, inter);
+    }
+    return;
+  }
+  const auto part = [&](int e, LinearRole role, std::int64_t out, std::int64_t in) {
+    const std::string name = block_tensor_name(layer, names.expert_module(e, role)) + ".weight";
+    return to_matrix(require_shape(ckpt, name, {out, in}));
+  };
+  for (int e = 0; e < c.moe.experts; ++e) {
+    ExpertWeights& x = w.experts[static_cast<std::size_t>(e)];
+    x.gate = part(e, LinearRole::gate, inter, hidden);
+    x.up = part(e, LinearRole::up, inter, hidden);
+    x.down = part(e, LinearRole::down, hidden, inter);
+  }
 }
 
 }  // namespace
@@ -111,7 +152,10 @@ BlockWeights Model::load_block(int layer) const {
   PTQ_ASSERT(layer >= 0 && layer < config_.num_layers);
   BlockWeights w;
   w.layer = layer;
+  const bool moe = config_.is_moe(layer);
+  if (moe) load_moe(checkpoint_, config_, layer, w);
   for (const LinearSpec& spec : linear_specs) {
+    if (moe && is_mlp(spec.role)) continue;
     const std::int64_t out = linear_out_features(config_, spec.role);
     const std::int64_t in = linear_in_features(config_, spec.role);
     const LinearStorage stored = linear_storage(config_, spec.role);

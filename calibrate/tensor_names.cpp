@@ -41,6 +41,36 @@ LinearStorage linear_storage(const ModelConfig& c, LinearRole role) {
 
 bool has_fused_linears(const ModelConfig& c) { return !fused_modules(c).empty(); }
 
+std::string MoeTensors::expert_module(int expert, LinearRole role) const {
+  PTQ_ASSERT(!stacked);
+  std::string_view name;
+  switch (role) {
+    case LinearRole::gate:
+      name = mixtral_names ? "w1" : "gate_proj";
+      break;
+    case LinearRole::up:
+      name = mixtral_names ? "w3" : "up_proj";
+      break;
+    case LinearRole::down:
+      name = mixtral_names ? "w2" : "down_proj";
+      break;
+    default:
+      PTQ_ASSERT(false && "experts hold gate, up and down Linears");
+  }
+  return std::string(experts_prefix) + std::to_string(expert) + "." + std::string(name);
+}
+
+MoeTensors moe_tensors(const ModelConfig& c, int layer,
+                       const std::function<bool(const std::string&)>& has_tensor) {
+  MoeTensors t;
+  t.stacked = has_tensor(block_tensor_name(layer, stacked_gate_up_suffix));
+  const bool mixtral_v4 = c.arch == Architecture::Mixtral && !t.stacked;
+  t.router = block_tensor_name(layer, mixtral_v4 ? "block_sparse_moe.gate" : "mlp.gate");
+  t.experts_prefix = mixtral_v4 ? "block_sparse_moe.experts." : "mlp.experts.";
+  t.mixtral_names = mixtral_v4;
+  return t;
+}
+
 std::string_view norm_tensor_suffix(const ModelConfig& c, NormRole role) {
   switch (role) {
     case NormRole::input:

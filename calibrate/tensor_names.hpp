@@ -3,6 +3,7 @@
 // Llama family (Llama, Mistral, Qwen2, Qwen3, Phi-3). Every other file asks this
 // table; no code elsewhere spells a tensor name.
 #include <array>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -65,6 +66,27 @@ int norm_size(const ModelConfig& config, NormRole role);
 inline constexpr std::string_view embed_tokens_name = "model.embed_tokens.weight";
 inline constexpr std::string_view final_norm_name = "model.norm.weight";
 inline constexpr std::string_view lm_head_name = "lm_head.weight";  // absent when tied
+
+// A mixture-of-experts layer's tensors below "model.layers.{i}." (Mixtral,
+// Qwen3-MoE), in one of two layouts: one module per expert Linear
+// (transformers v4's names, which save_pretrained still writes), or all
+// experts stacked in two tensors (v5's in-memory layout): gate_up_proj
+// [experts, 2 * intermediate, hidden], each expert's gate rows before its up
+// rows, and down_proj [experts, hidden, intermediate].
+struct MoeTensors {
+  bool stacked = false;
+  std::string router;  // its ".weight": [experts, hidden]
+  // Per-expert layout: the module of expert e's gate, up or down Linear.
+  std::string expert_module(int expert, LinearRole role) const;
+  std::string_view experts_prefix;  // per-expert: "block_sparse_moe.experts." or "mlp.experts."
+  bool mixtral_names = false;       // w1 (gate), w3 (up), w2 (down)
+};
+inline constexpr std::string_view stacked_gate_up_suffix = "mlp.experts.gate_up_proj";
+inline constexpr std::string_view stacked_down_suffix = "mlp.experts.down_proj";
+// The layout of layer `layer`: stacked when `has_tensor` finds its stacked
+// gate_up_proj. Names are below "model.layers.{layer}.".
+MoeTensors moe_tensors(const ModelConfig& config, int layer,
+                       const std::function<bool(const std::string&)>& has_tensor);
 
 // Where a family stores a Linear: its own module (rows = its out features), or
 // rows [first_row, first_row + out) of a fused module of `rows` rows (Phi-3's

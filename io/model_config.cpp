@@ -30,16 +30,19 @@ struct ArchitectureInfo {
   bool qk_norm;                         // Qwen3: RMSNorm on q and k per head
   bool sliding_window;  // its sliding_window applies (Qwen2/3 gate it by use_sliding_window)
   bool gemma;           // Gemma 2/3: parse_gemma
+  bool moe;             // Mixtral, Qwen3-MoE: parse_moe
 };
 
-constexpr std::array<ArchitectureInfo, 7> kArchitectures{{
-    {Architecture::Llama, "llama", 2048, false, false, false, false},
-    {Architecture::Mistral, "mistral", 131072, false, false, true, false},
-    {Architecture::Qwen2, "qwen2", 32768, true, false, false, false},
-    {Architecture::Qwen3, "qwen3", 32768, false, true, false, false},
-    {Architecture::Phi3, "phi3", 4096, false, false, true, false},
-    {Architecture::Gemma2, "gemma2", 8192, false, false, true, true},
-    {Architecture::Gemma3, "gemma3_text", 131072, false, true, true, true},
+constexpr std::array<ArchitectureInfo, 9> kArchitectures{{
+    {Architecture::Llama, "llama", 2048, false, false, false, false, false},
+    {Architecture::Mistral, "mistral", 131072, false, false, true, false, false},
+    {Architecture::Qwen2, "qwen2", 32768, true, false, false, false, false},
+    {Architecture::Qwen3, "qwen3", 32768, false, true, false, false, false},
+    {Architecture::Phi3, "phi3", 4096, false, false, true, false, false},
+    {Architecture::Gemma2, "gemma2", 8192, false, false, true, true, false},
+    {Architecture::Gemma3, "gemma3_text", 131072, false, true, true, true, false},
+    {Architecture::Mixtral, "mixtral", 131072, false, false, true, false, true},
+    {Architecture::Qwen3Moe, "qwen3_moe", 32768, false, true, false, false, true},
 }};
 
 struct RopeTypeInfo {
@@ -360,6 +363,55 @@ void parse_gemma(const json& root, const Fields& f, const std::string& where, Mo
   }
 }
 
+// One of two spellings of a count (transformers v5 renamed some).
+std::optional<int> either_int(const Fields& f, const char* key, const char* other) {
+  const auto a = f.optional_int(key), b = f.optional_int(other);
+  if (a && b && *a != *b)
+    throw input_error(f.where(key),
+                      std::string("the value of ") + other + " (" + std::to_string(*b) +
+                          "), which names the same count",
+                      std::to_string(*a));
+  return a ? a : b;
+}
+
+// Mixtral (every layer a mixture of experts of intermediate_size, top-k
+// renormalized) and Qwen3-MoE (moe_intermediate_size, norm_topk_prob, and
+// dense layers in mlp_only_layers or off decoder_sparse_step). The router's
+// jitter noise and auxiliary loss act in training only.
+void parse_moe(const Fields& f, ModelConfig& c) {
+  const bool mixtral = c.arch == Architecture::Mixtral;
+  MoeConfig& m = c.moe;
+  m.experts = either_int(f, "num_local_experts", "num_experts").value_or(mixtral ? 8 : 128);
+  m.experts_per_token = f.optional_int("num_experts_per_tok").value_or(mixtral ? 2 : 8);
+  m.intermediate_size =
+      mixtral ? c.intermediate_size : f.optional_int("moe_intermediate_size").value_or(768);
+  m.normalize_top_k = mixtral || f.optional_bool("norm_topk_prob", false);
+  if (m.experts <= 0 || m.experts_per_token <= 0 || m.experts_per_token > m.experts)
+    throw input_error(f.where("num_experts_per_tok"),
+                      "between 1 and the expert count (" + std::to_string(m.experts) + ")",
+                      std::to_string(m.experts_per_token));
+  if (m.intermediate_size <= 0)
+    throw input_error(f.where("moe_intermediate_size"), "a positive integer", "0");
+  m.layers.assign(static_cast<std::size_t>(c.num_layers), 1);
+  if (mixtral) return;
+  const int step = f.optional_int("decoder_sparse_step").value_or(1);
+  if (step <= 0) throw input_error(f.where("decoder_sparse_step"), "a positive integer", "0");
+  for (int i = 0; i < c.num_layers; ++i)
+    m.layers[static_cast<std::size_t>(i)] = (i + 1) % step == 0;
+  if (const json* dense = f.find("mlp_only_layers")) {
+    const bool ok =
+        dense->is_array() && std::all_of(dense->begin(), dense->end(), [&](const json& v) {
+          return v.is_number_integer() && v.get<std::int64_t>() >= 0 &&
+                 v.get<std::int64_t>() < c.num_layers;
+        });
+    if (!ok)
+      throw input_error(f.where("mlp_only_layers"),
+                        "a list of layer indices below " + std::to_string(c.num_layers),
+                        describe_json(*dense));
+    for (const json& v : *dense) m.layers[v.get<std::size_t>()] = 0;
+  }
+}
+
 }  // namespace
 
 std::string_view architecture_name(Architecture a) {
@@ -428,6 +480,7 @@ ModelConfig load_model_config(const fs::path& path) {
     refuse_unimplemented(root, f);
     // Qwen2/3 give sliding_window with use_sliding_window false (refused when true).
     if (arch.sliding_window) c.sliding_window = f.optional_int("sliding_window").value_or(0);
+    if (arch.moe) parse_moe(f, c);
   }
   c.validate(file);
   return c;

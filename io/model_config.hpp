@@ -1,7 +1,8 @@
 #pragma once
 // config.json of the Llama family: Llama, Mistral, Qwen2 (q/k/v bias), Qwen3 (q/k norms),
 // Phi-3 (fused q/k/v and gate/up tensors, LongRoPE), Gemma 2 and 3 (norms around
-// each sublayer, GeGLU, soft-capping, sliding-window layers).
+// each sublayer, GeGLU, soft-capping, sliding-window layers), and the mixtures of
+// experts Mixtral and Qwen3-MoE (a router and top-k experts in place of the MLP).
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -9,7 +10,7 @@
 
 namespace ptq {
 
-enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma2, Gemma3 };
+enum class Architecture { Llama, Mistral, Qwen2, Qwen3, Phi3, Gemma2, Gemma3, Mixtral, Qwen3Moe };
 
 std::string_view architecture_name(Architecture a);
 // "llama, mistral, qwen2, qwen3, phi3" — used in the unsupported-architecture error.
@@ -31,6 +32,19 @@ struct RopeConfig {
   // beyond; cos and sin scaled by attention_factor.
   std::vector<double> short_factor, long_factor;  // [head_dim / 2]
   double attention_factor = 1.0;
+};
+
+// A mixture-of-experts MLP (Mixtral, Qwen3-MoE): a router Linear scores the
+// `experts` SwiGLU MLPs for each token, the token goes through the
+// experts_per_token best, and their outputs are summed weighted by the
+// router's softmax probabilities, renormalized over the chosen experts when
+// normalize_top_k (Mixtral always; Qwen3-MoE's norm_topk_prob).
+struct MoeConfig {
+  int experts = 0;  // 0: the model has no MoE layers
+  int experts_per_token = 0;
+  int intermediate_size = 0;  // each expert's
+  bool normalize_top_k = true;
+  std::vector<char> layers;  // per layer: 1 where the MLP is a mixture (Qwen3-MoE may mix)
 };
 
 // The MLP's gate activation: silu (SwiGLU) or GELU with the tanh approximation
@@ -78,6 +92,11 @@ struct ModelConfig {
   bool sliding(int layer) const {
     return !sliding_layers.empty() && sliding_layers[static_cast<std::size_t>(layer)] != 0;
   }
+  MoeConfig moe;
+  bool is_moe(int layer) const {
+    return !moe.layers.empty() && moe.layers[static_cast<std::size_t>(layer)] != 0;
+  }
+  bool has_moe() const { return moe.experts > 0; }
   std::vector<int> eos_token_ids;
   int bos_token_id = -1;
 

@@ -124,8 +124,7 @@ nlohmann::json run_llamacpp_base(const EvalOptions& o, const Model& model,
 // model's simulated int8 activations (W8A8) when it has them.
 void dump_logits(const EvalOptions& o, const Model& model, const LinearInputTransform* transform) {
   const std::vector<std::int32_t> ids = eval_tokens(o, model.config().vocab_size);
-  const MatrixRM l = logits(model, ids, static_cast<int>(ids.size()),
-                            ForwardOptions{nullptr, transform, std::nullopt});
+  const MatrixRM l = logits(model, ids, static_cast<int>(ids.size()), transforming(transform));
   write_text_atomic(o.dump_logits, std::string_view(reinterpret_cast<const char*>(l.data()),
                                                     l.size() * sizeof(float)));
   std::printf("logits [%lld, %lld] -> %s\n", static_cast<long long>(l.rows()),

@@ -49,22 +49,32 @@ std::optional<ModelConfig> find_config(const fs::path& path) {
 }
 
 json config_json(const ModelConfig& c) {
-  return {{"model_type", c.model_type},
-          {"hidden_size", c.hidden_size},
-          {"intermediate_size", c.intermediate_size},
-          {"num_hidden_layers", c.num_layers},
-          {"num_attention_heads", c.num_heads},
-          {"num_key_value_heads", c.num_kv_heads},
-          {"head_dim", c.head_dim},
-          {"vocab_size", c.vocab_size},
-          {"max_position_embeddings", c.max_position_embeddings},
-          {"rms_norm_eps", c.rms_norm_eps},
-          {"rope_theta", c.rope.theta},
-          {"rope_type", rope_type_name(c.rope.type)},
-          {"tie_word_embeddings", c.tie_word_embeddings},
-          {"attention_bias", c.attention_bias},
-          {"mlp_bias", c.mlp_bias},
-          {"qk_norm", c.qk_norm}};
+  json out = {{"model_type", c.model_type},
+              {"hidden_size", c.hidden_size},
+              {"intermediate_size", c.intermediate_size},
+              {"num_hidden_layers", c.num_layers},
+              {"num_attention_heads", c.num_heads},
+              {"num_key_value_heads", c.num_kv_heads},
+              {"head_dim", c.head_dim},
+              {"vocab_size", c.vocab_size},
+              {"max_position_embeddings", c.max_position_embeddings},
+              {"rms_norm_eps", c.rms_norm_eps},
+              {"rope_theta", c.rope.theta},
+              {"rope_type", rope_type_name(c.rope.type)},
+              {"tie_word_embeddings", c.tie_word_embeddings},
+              {"attention_bias", c.attention_bias},
+              {"mlp_bias", c.mlp_bias},
+              {"qk_norm", c.qk_norm}};
+  if (c.has_moe()) {
+    int layers = 0;
+    for (char m : c.moe.layers) layers += m;
+    out["experts"] = c.moe.experts;
+    out["experts_per_token"] = c.moe.experts_per_token;
+    out["expert_intermediate_size"] = c.moe.intermediate_size;
+    out["normalize_top_k"] = c.moe.normalize_top_k;
+    out["mixture_layers"] = layers;
+  }
+  return out;
 }
 
 json describe(const Checkpoint& ckpt, const std::optional<ModelConfig>& config, bool digests) {

@@ -115,7 +115,7 @@ EvalResult evaluate(const Model& model, std::span<const std::int32_t> ids, const
     const int count = std::min(config.batch_windows, windows - first);
     const auto batch = ids.subspan(first * ctx, count * ctx);
     const MatrixRM hidden =
-        final_hidden(model, blocks, batch, config.ctx, ForwardOptions{nullptr, config.input_transform, std::nullopt});
+        final_hidden(model, blocks, batch, config.ctx, transforming(config.input_transform));
     MatrixRM ref_hidden;
     if (reference) ref_hidden = final_hidden(*reference, *ref_blocks, batch, config.ctx);
     for (int w = 0; w < count; ++w) {

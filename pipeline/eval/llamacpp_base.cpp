@@ -184,8 +184,7 @@ LlamacppEvalResult evaluate_against_llamacpp(const Model& model, LlamacppBase& b
     std::vector<std::int32_t> ids(chunks.begin(), chunks.end());
     for (int c = 0; result.bos_replaced && c < count; ++c) ids[c * n_ctx] = bos;
     const MatrixRM hidden =
-        final_hidden(model, blocks, ids, base.n_ctx(),
-                     ForwardOptions{nullptr, config.input_transform, std::nullopt});
+        final_hidden(model, blocks, ids, base.n_ctx(), transforming(config.input_transform));
     for (int c = 0; c < count; ++c) {
       const Eigen::Index row0 = static_cast<Eigen::Index>(c * n_ctx) + base.first_scored();
       const MatrixRM logits = model.head(hidden, row0, base.scored_positions());

@@ -70,8 +70,8 @@ void score_group(const Model& model, BlockSource& blocks, std::span<const Sequen
                  std::span<const TokenizedItem> tokens, const LinearInputTransform* transform,
                  std::vector<ItemScore>& scores) {
   const int padded_len = group.front().length();
-  const MatrixRM hidden = final_hidden(model, blocks, pack_group(group, tokens, padded_len), padded_len,
-                                        ForwardOptions{nullptr, transform, std::nullopt});
+  const MatrixRM hidden = final_hidden(model, blocks, pack_group(group, tokens, padded_len),
+                                       padded_len, transforming(transform));
   std::vector<Eigen::Index> first_row(group.size() + 1, 0);
   for (std::size_t g = 0; g < group.size(); ++g) {
     first_row[g + 1] = first_row[g] + group[g].continuation_len;

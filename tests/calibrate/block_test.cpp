@@ -106,7 +106,7 @@ TEST(Forward, ObserverSeesEachSharedInputOnceWithItsRoles) {
   Activations act{tiny.embed(ids), static_cast<int>(ids.size())};
   const MatrixRM embedded = act.x;
   Recorder rec;
-  block_forward(c, w, act, {.observer = &rec, .input_transform = nullptr, .stop_after = {}});
+  block_forward(c, w, act, observing(&rec));
   using R = LinearRole;
   const std::vector<std::vector<R>> expected = {
       {R::q, R::k, R::v}, {R::o}, {R::gate, R::up}, {R::down}};
@@ -142,7 +142,7 @@ TEST(Forward, InputTransformAndReplacedWeightsAgree) {
   Activations transformed{tiny.embed(ids), len}, replaced{tiny.embed(ids), len},
       plain{tiny.embed(ids), len};
   const DoubleDownInput doubler;
-  block_forward(tiny.config(), w, transformed, {.observer = nullptr, .input_transform = &doubler, .stop_after = {}});
+  block_forward(tiny.config(), w, transformed, transforming(&doubler));
   block_forward(tiny.config(), w, plain);
   w.weight(LinearRole::down) *= 2.0f;
   block_forward(tiny.config(), w, replaced);

@@ -49,8 +49,11 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenLogits, ::testing::Values("tiny", "smal
 // attention factor), Gemma 2 (norms around each sublayer as 1 + w, GeGLU, the
 // embedding scale, query_pre_attn_scalar, attention and final soft-capping,
 // sliding-window layers of 16 positions over 96 tokens) and Gemma 3 (q/k norms,
-// another RoPE base on its sliding layers, no soft-capping); logits from HF
-// transformers.
+// another RoPE base on its sliding layers, no soft-capping), Mixtral (4
+// experts, top 2 renormalized) and Qwen3-MoE (8 experts of their own width,
+// top 2, norm_topk_prob), each MoE model in both expert layouts (one tensor
+// per expert Linear, and v5's stacked experts.gate_up_proj / down_proj);
+// logits from HF transformers.
 class RandomModelLogits : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(RandomModelLogits, MatchTransformersFloat32) {
@@ -63,12 +66,45 @@ TEST_P(RandomModelLogits, MatchTransformersFloat32) {
 INSTANTIATE_TEST_SUITE_P(Architectures, RandomModelLogits,
                          ::testing::Values("mistral", "qwen2", "qwen3", "llama3rope",
                                            "llama3rope_band", "phi3", "phi3-longrope", "gemma2",
-                                           "gemma3"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                                           "gemma3", "mixtral", "mixtral-fused", "qwen3moe",
+                                           "qwen3moe-fused"),
+                         test::FolderName());
+
+// The routers' logits at every layer against transformers' (router_logits.f32,
+// [layers, tokens, experts]), the residual stream reaching each layer being
+// ptq's own: the router, and through it the experts' choice, as transformers.
+class RouterLogits : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(RouterLogits, MatchTransformersAtEveryLayer) {
+  const auto dir = test::source_dir() / "tests/data/models" / GetParam();
+  const Model model = Model::open(dir);
+  const std::vector<std::int32_t> ids = read_ids(dir / "ref_ids.ids");
+  const std::vector<float> golden = test::read_f32(dir / "router_logits.f32");
+  const auto tokens = static_cast<Eigen::Index>(ids.size());
+  const int experts = model.config().moe.experts;
+  ASSERT_EQ(golden.size(), static_cast<std::size_t>(model.num_layers() * tokens * experts));
+  ForwardOptions options;
+  int layers_seen = 0;
+  float worst = 0;
+  options.router_logits = [&](int layer, const MatrixRM& ours) {
+    ASSERT_EQ(ours.rows(), tokens);
+    ASSERT_EQ(ours.cols(), experts);
+    const Eigen::Map<const MatrixRM> expected(golden.data() + layer * tokens * experts, tokens,
+                                              experts);
+    worst = std::max(worst, (ours - expected).cwiseAbs().maxCoeff());
+    ++layers_seen;
+  };
+  BlockSource blocks(model, 0);
+  final_hidden(model, blocks, ids, static_cast<int>(ids.size()), options);
+  EXPECT_EQ(layers_seen, model.num_layers());
+  RecordProperty("max_abs_error", std::to_string(worst));
+  EXPECT_LT(worst, random_model_tolerance) << GetParam();
+}
+
+INSTANTIATE_TEST_SUITE_P(MixturesOfExperts, RouterLogits,
+                         ::testing::Values("mixtral", "mixtral-fused", "qwen3moe",
+                                           "qwen3moe-fused"),
+                         test::FolderName());
 
 }  // namespace
 }  // namespace ptq

@@ -32,7 +32,7 @@ TEST(SmoothFold, BlockOutputUnchanged) {
   BlockWeights w = model.load_block(1);
   NormedInputAbsmax absmax;
   Activations expected = in;
-  block_forward(model.config(), w, expected, ForwardOptions{&absmax, nullptr, std::nullopt});
+  block_forward(model.config(), w, expected, observing(&absmax));
 
   for (double alpha : {0.5, 0.8}) {
     BlockWeights smoothed = w;

@@ -191,6 +191,45 @@ TEST(ModelConfigCorrupt, GemmaFieldsTheForwardDoesNotImplementAreRefused) {
       {"layer_types", "chunked_attention"});
 }
 
+// Mixtral and Qwen3-MoE as transformers writes them (tests/data/models), and
+// Qwen3-MoE's dense layers (decoder_sparse_step, mlp_only_layers) and default
+// of unnormalized top-k weights.
+TEST(ModelConfig, MixturesOfExperts) {
+  const auto mixtral = load_model_config(test::source_dir() / "tests/data/models/mixtral");
+  EXPECT_EQ(mixtral.arch, Architecture::Mixtral);
+  EXPECT_EQ(mixtral.moe.experts, 4);
+  EXPECT_EQ(mixtral.moe.experts_per_token, 2);
+  EXPECT_EQ(mixtral.moe.intermediate_size, 128);  // intermediate_size
+  EXPECT_TRUE(mixtral.moe.normalize_top_k);
+  EXPECT_EQ(mixtral.moe.layers, (std::vector<char>{1, 1, 1, 1}));
+  const auto qwen = load_model_config(test::source_dir() / "tests/data/models/qwen3moe");
+  EXPECT_EQ(qwen.arch, Architecture::Qwen3Moe);
+  EXPECT_TRUE(qwen.qk_norm);
+  EXPECT_EQ(qwen.moe.experts, 8);
+  EXPECT_EQ(qwen.moe.intermediate_size, 32);  // moe_intermediate_size
+  EXPECT_TRUE(qwen.moe.normalize_top_k);
+  const auto sparse = load_text(R"({"model_type": "qwen3_moe", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 6, "num_attention_heads": 4, "head_dim": 16,
+    "vocab_size": 100, "num_experts": 8, "num_experts_per_tok": 2, "moe_intermediate_size": 32,
+    "decoder_sparse_step": 2, "mlp_only_layers": [3]})");
+  EXPECT_FALSE(sparse.moe.normalize_top_k);
+  EXPECT_EQ(sparse.moe.layers, (std::vector<char>{0, 1, 0, 0, 0, 1}));
+  EXPECT_FALSE(sparse.is_moe(3));
+}
+
+TEST(ModelConfigCorrupt, MixtureOfExpertsCountsAreChecked) {
+  const std::string sizes = R"("model_type": "qwen3_moe", "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100)";
+  test::expect_input_error(
+      [&] { load_text("{" + sizes + R"(, "num_experts": 4, "num_experts_per_tok": 5})"); },
+      {"num_experts_per_tok", "between 1 and the expert count (4)", "5"});
+  test::expect_input_error(
+      [&] { load_text("{" + sizes + R"(, "num_experts": 4, "num_local_experts": 8})"); },
+      {"num_local_experts", "num_experts (4)", "8"});
+  test::expect_input_error([&] { load_text("{" + sizes + R"(, "mlp_only_layers": [2]})"); },
+                           {"mlp_only_layers", "below 2", "[2]"});
+}
+
 constexpr const char* kSizes =
     R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
     "vocab_size": 100)";

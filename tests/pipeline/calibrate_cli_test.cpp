@@ -105,7 +105,7 @@ TEST_F(CalibrateCli, PerSourceHessiansEqualIndependentXtX) {
     auto ids = read_ids(test::fixture(std::string("goldens/tiny/") + sources[s].first));
     ids.resize(static_cast<std::size_t>(sources[s].second) * kSeqLen);  // the first windows, as .ids sources give
     DoubleGram gram;
-    final_hidden(model, blocks, ids, kSeqLen, ForwardOptions{&gram, nullptr, std::nullopt});
+    final_hidden(model, blocks, ids, kSeqLen, observing(&gram));
     for (int layer = 0; layer < model.num_layers(); ++layer)
       for (LinearInput input : all_linear_inputs) {
         const InputStats& got = stats.at(layer, input, s);

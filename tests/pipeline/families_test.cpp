@@ -6,8 +6,11 @@
 // Gemma 2 and 3 are evaluated as transformers computes them past their sliding
 // window, and quantized with GPTQ into each Hugging Face format and with AWQ
 // (whose scales fold into norms the checkpoint stores as w for 1 + w).
+// Mixtral and Qwen3-MoE are evaluated as transformers computes them, in both
+// expert layouts; calibrating and quantizing them is refused before any output.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <functional>
@@ -184,12 +187,15 @@ TEST(Families, Phi3IntoNf4IsRefusedBeforeAnyOutput) {
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 
-class Gemma : public ::testing::TestWithParam<std::string> {
+// A random-weight checkpoint of tests/data/models, by folder name.
+class FamilyModel : public ::testing::TestWithParam<std::string> {
  protected:
   std::filesystem::path model() const {
     return test::source_dir() / "tests/data/models" / GetParam();
   }
 };
+
+class Gemma : public FamilyModel {};
 
 TEST_P(Gemma, EvaluatesAsTransformersDoesPastItsSlidingWindow) {
   const double ours = eval_nll(model(), test::temp_dir("family-" + GetParam() + "-eval"), model());
@@ -240,6 +246,35 @@ TEST_P(Gemma, QuantizesIntoEachHfFormat) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, Gemma, ::testing::Values("gemma2", "gemma3"));
+
+class MixtureOfExperts : public FamilyModel {};
+
+TEST_P(MixtureOfExperts, EvaluatesAsTransformersDoes) {
+  const double ours = eval_nll(model(), test::temp_dir("family-" + GetParam() + "-eval"), model());
+  EXPECT_NEAR(ours, transformers_nll(model()), 1e-3);
+}
+
+TEST_P(MixtureOfExperts, CalibratingAndQuantizingAreRefusedBeforeAnyOutput) {
+  const auto dir = test::temp_dir("family-" + GetParam() + "-refused");
+  const std::string ids = (model() / "ref_ids.ids").string();
+  const std::vector<std::pair<std::string, std::filesystem::path>> commands{
+      {"quantize --method rtn --bits 4 --out ", dir / "rtn"},
+      {"quantize --method gptq --bits 4 --calib-ids " + ids + " --seqlen 32 --out ", dir / "gptq"},
+      {"calibrate --calib-ids " + ids + " --seqlen 32 --out ", dir / "stats.h5"},
+  };
+  for (const auto& [command, out] : commands) {
+    const std::string args = command + out.string() + " --model " + model().string();
+    EXPECT_EQ(test::run_ptq(args, dir / "run.log"), 2) << args << "\n" << log_of(dir / "run.log");
+    const std::string log = log_of(dir / "run.log");
+    EXPECT_NE(log.find("mixture-of-experts"), std::string::npos) << log;
+    EXPECT_FALSE(std::filesystem::exists(out)) << out;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, MixtureOfExperts,
+                         ::testing::Values("mixtral", "mixtral-fused", "qwen3moe",
+                                           "qwen3moe-fused"),
+                         test::FolderName());
 
 }  // namespace
 }  // namespace ptq

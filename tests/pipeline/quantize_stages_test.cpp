@@ -71,7 +71,9 @@ std::vector<QuantizedMatrix> reference_quantize(const Model& model, const Recipe
                                   role == LinearRole::down;
       if (!first_of_group) continue;
       Collector collector(input, linear_in_features(model.config(), role));
-      block_passes(model.config(), w, x, ForwardOptions{&collector, nullptr, input}, false);
+      ForwardOptions options = observing(&collector);
+      options.stop_after = input;
+      block_passes(model.config(), w, x, options, false);
       for (const auto& spec : linear_specs) {
         if (spec.input != input) continue;
         const Eigen::MatrixXd h = 2.0 * collector.stats.mean_xtx();

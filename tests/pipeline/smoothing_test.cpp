@@ -58,7 +58,7 @@ TEST(SmoothQuantScaling, GptqSavesTheFloatModelsScalesAndReplaysThem) {
   BlockWeights w = model.load_block(0);
   Block0Absmax absmax;
   Activations act{embed_windows(model, calib), job.recipe.calibration.seqlen};
-  block_forward(model.config(), w, act, ForwardOptions{&absmax, nullptr, std::nullopt});
+  block_forward(model.config(), w, act, observing(&absmax));
   const std::vector<const MatrixRM*> qkv = {&w.weight(LinearRole::q), &w.weight(LinearRole::k),
                                             &w.weight(LinearRole::v)};
   const std::vector<const MatrixRM*> gate_up = {&w.weight(LinearRole::gate), &w.weight(LinearRole::up)};
