@@ -90,6 +90,15 @@ class Tokenizer {
 
   // The parts of the vocabulary a converter writes out (e.g. llama.cpp's GGUF):
   TokenizerFamily family() const;
+  // transformers v5 builds the normalizer, pre-tokenizer and decoder of some
+  // tokenizer classes itself (Qwen2Tokenizer, GemmaTokenizer), taking only the
+  // vocabulary and merges from tokenizer.json; so does ptq when
+  // tokenizer_config.json names one. A sentence saying so when tokenizer.json's
+  // own pipeline differs from the class's; empty otherwise.
+  const std::string& pipeline_note() const;
+  // SentencePiece-style pipelines: whether a "▁" goes before the text (Llama 2's
+  // Prepend or Metaspace); Gemma's puts none.
+  bool prepends_space() const;
   // Byte-level BPE: the pre-tokenizer regex (nullopt: no word split, or SentencePiece).
   std::optional<SplitRegex> split_regex() const;
   // Every id in [0, vocab_size()), in id order.

@@ -36,6 +36,7 @@ struct PreTokenizerConfig {
   std::optional<SplitRegex> regex;               // byte_level: the word split (none: one word)
   PrependScheme prepend = PrependScheme::never;  // metaspace; byte_level: a " "
   MetaspaceSplit split = MetaspaceSplit::off;    // metaspace
+  bool operator==(const PreTokenizerConfig&) const = default;
 };
 
 enum class DecoderKind { byte_level, sentencepiece };
@@ -43,6 +44,7 @@ enum class DecoderKind { byte_level, sentencepiece };
 struct DecoderConfig {
   DecoderKind kind = DecoderKind::byte_level;
   int strip_leading_spaces = 0;  // sentencepiece: Strip(" ", start=N)
+  bool operator==(const DecoderConfig&) const = default;
 };
 
 enum class ByteFallback { off, on };
@@ -76,6 +78,9 @@ struct Tokenizer::Impl {
   Impl(std::string source_, BpeModel bpe_) : source(std::move(source_)), bpe(std::move(bpe_)) {}
 
   std::string source;  // the file(s) it came from, for error messages
+  // Non-empty when tokenizer_config.json's class set the pipeline and
+  // tokenizer.json's own differs (Tokenizer::pipeline_note).
+  std::string pipeline_note;
   BpeModel bpe;
   // The merges as the file lists them, in rank order: BpeModel keeps only its
   // lookup table, converters to other formats need the list.

@@ -1,7 +1,9 @@
 // Loading tokenizers: tokenizer.json (+ tokenizer_config.json) and GPT-2 style
 // vocab.json + merges.txt. Each section of tokenizer.json maps to a part of
 // Tokenizer::Impl; anything we do not implement is an InputError naming it.
+#include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "io/error.hpp"
@@ -182,11 +184,67 @@ std::optional<std::string> special_token_text(const json& config, const char* ke
   return std::nullopt;
 }
 
+// The pipeline sections of tokenizer.json, or the part a tokenizer class fixes.
+struct Pipeline {
+  std::vector<NormalizerStep> normalizer;
+  PreTokenizerConfig pre_tokenizer;
+  DecoderConfig decoder;
+  ByteFallback byte_fallback = ByteFallback::off;
+  bool operator==(const Pipeline&) const = default;
+};
+
+// The pipelines transformers v5 builds for these tokenizer classes
+// (tests/data/tokenizer_classes: transformers 5.17's, serialized). Gemma's
+// Split(" ") pre-tokenizer finds no space after its normalizer: none.
+std::optional<Pipeline> class_pipeline(std::string_view tokenizer_class) {
+  if (tokenizer_class == "Qwen2Tokenizer")
+    return Pipeline{{NormalizerStep::nfc},
+                    {PreTokenizerKind::byte_level, SplitRegex::qwen2, PrependScheme::never,
+                     MetaspaceSplit::off},
+                    {DecoderKind::byte_level, 0},
+                    ByteFallback::off};
+  if (tokenizer_class == "GemmaTokenizer")
+    return Pipeline{
+        {NormalizerStep::spaces_to_marker}, {}, {DecoderKind::sentencepiece, 0}, ByteFallback::on};
+  return std::nullopt;
+}
+
+Pipeline parse_pipeline(const json& j, const std::string& where) {
+  Pipeline p;
+  parse_normalizer(j.value("normalizer", json()), p.normalizer, where);
+  parse_pre_tokenizer(j.value("pre_tokenizer", json()), p.pre_tokenizer, where);
+  p.decoder.kind = p.pre_tokenizer.kind == PreTokenizerKind::byte_level
+                       ? DecoderKind::byte_level
+                       : DecoderKind::sentencepiece;
+  parse_decoder(j.value("decoder", json()), p.decoder, where);
+  const json& m = j.at("model");
+  p.byte_fallback = m.value("byte_fallback", false) ? ByteFallback::on : ByteFallback::off;
+  return p;
+}
+
+// tokenizer.json's pipeline, or the class's when `tokenizer_class` fixes one
+// (then `note` says whether tokenizer.json's own differs).
+Pipeline choose_pipeline(const json& j, const std::string& where,
+                         const std::string& tokenizer_class, std::string& note) {
+  const std::optional<Pipeline> fixed = class_pipeline(tokenizer_class);
+  if (!fixed) return parse_pipeline(j, where);
+  std::string own;
+  try {
+    if (parse_pipeline(j, where) == *fixed) return *fixed;
+    own = "differs";
+  } catch (const InputError&) {
+    own = "is one ptq does not run";
+  }
+  note = "tokenizer_config.json names " + tokenizer_class +
+         ": its normalizer, pre-tokenizer and decoder run, as in transformers v5 (" + where +
+         "'s own pipeline " + own + ")";
+  return *fixed;
+}
+
 // tokenizer_config.json: `legacy: false` turns the Llama normalizer (Prepend +
 // Replace) into Metaspace with prepend_scheme "first", as transformers does: no
 // "▁" is added after an added token, nor before a text that starts with a space.
-void apply_tokenizer_config(const fs::path& path, Tokenizer::Impl& t) {
-  const auto config = parse_json(path);
+void apply_tokenizer_config(const fs::path& path, const json& config, Tokenizer::Impl& t) {
   const auto& n = t.normalizer;
   const bool llama_normalizer =
       std::find(n.begin(), n.end(), NormalizerStep::prepend_marker) != n.end();
@@ -210,7 +268,8 @@ void apply_tokenizer_config(const fs::path& path, Tokenizer::Impl& t) {
   t.eos = lookup("eos_token");
 }
 
-std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
+std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path,
+                                                      const std::string& tokenizer_class) {
   const auto where = path.string();
   const auto j = parse_json(path);
   if (!j.is_object() || !j.contains("model") || !j.at("model").is_object()) {
@@ -230,7 +289,6 @@ std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
       std::make_unique<Tokenizer::Impl>(where, BpeModel(std::move(vocab), merges, limit, where));
   t->merges = std::move(merges);
   t->added = std::move(added);
-  t->model.byte_fallback = m.value("byte_fallback", false) ? ByteFallback::on : ByteFallback::off;
   t->model.whole_word_lookup =
       m.value("ignore_merges", false) ? WholeWordLookup::on : WholeWordLookup::off;
   if (m.contains("unk_token") && m.at("unk_token").is_string()) {
@@ -240,12 +298,11 @@ std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path) {
                         m.at("unk_token").dump());
     t->model.unk_id = *unk;
   }
-  parse_normalizer(j.value("normalizer", json()), t->normalizer, where);
-  parse_pre_tokenizer(j.value("pre_tokenizer", json()), t->pre_tokenizer, where);
-  t->decoder.kind = t->pre_tokenizer.kind == PreTokenizerKind::byte_level
-                        ? DecoderKind::byte_level
-                        : DecoderKind::sentencepiece;
-  parse_decoder(j.value("decoder", json()), t->decoder, where);
+  Pipeline pipeline = choose_pipeline(j, where, tokenizer_class, t->pipeline_note);
+  t->normalizer = std::move(pipeline.normalizer);
+  t->pre_tokenizer = pipeline.pre_tokenizer;
+  t->decoder = pipeline.decoder;
+  t->model.byte_fallback = pipeline.byte_fallback;
   return t;
 }
 
@@ -332,9 +389,14 @@ Tokenizer Tokenizer::load(const fs::path& dir_or_tokenizer_json) {
   }
   const auto json_path = fs::is_directory(p) ? p / "tokenizer.json" : p;
   try {
-    auto impl = parse_tokenizer_json(json_path);
-    const auto config = json_path.parent_path() / "tokenizer_config.json";
-    if (fs::exists(config)) apply_tokenizer_config(config, *impl);
+    const auto config_path = json_path.parent_path() / "tokenizer_config.json";
+    const json config = fs::exists(config_path) ? parse_json(config_path) : json::object();
+    const json* named = config.is_object() && config.contains("tokenizer_class")
+                            ? &config.at("tokenizer_class")
+                            : nullptr;
+    auto impl = parse_tokenizer_json(
+        json_path, named != nullptr && named->is_string() ? named->get<std::string>() : "");
+    if (fs::exists(config_path)) apply_tokenizer_config(config_path, config, *impl);
     impl->finish();
     return Tokenizer(std::move(impl));
   } catch (const json::exception& e) {
@@ -362,6 +424,15 @@ TokenizerFamily Tokenizer::family() const {
 }
 
 std::optional<SplitRegex> Tokenizer::split_regex() const { return impl_->pre_tokenizer.regex; }
+
+const std::string& Tokenizer::pipeline_note() const { return impl_->pipeline_note; }
+
+bool Tokenizer::prepends_space() const {
+  const auto& n = impl_->normalizer;
+  return std::find(n.begin(), n.end(), NormalizerStep::prepend_marker) != n.end() ||
+         (impl_->pre_tokenizer.kind == PreTokenizerKind::metaspace &&
+          impl_->pre_tokenizer.prepend != PrependScheme::never);
+}
 
 const std::vector<std::pair<std::string, std::string>>& Tokenizer::merges() const {
   return impl_->merges;

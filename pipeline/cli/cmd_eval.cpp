@@ -50,9 +50,16 @@ std::filesystem::path tokenizer_folder(const EvalOptions& o) {
   return o.reference;
 }
 
+Tokenizer eval_tokenizer(const EvalOptions& o) {
+  Tokenizer tokenizer = Tokenizer::load(tokenizer_folder(o));
+  if (!tokenizer.pipeline_note().empty())
+    std::fprintf(stderr, "note: %s\n", tokenizer.pipeline_note().c_str());
+  return tokenizer;
+}
+
 std::vector<std::int32_t> eval_tokens(const EvalOptions& o, std::int32_t vocab_size) {
   if (!o.ids_file.empty()) return read_ids(o.ids_file, vocab_size);
-  return Tokenizer::load(tokenizer_folder(o)).encode(read_utf8_text_file(o.text_file));
+  return eval_tokenizer(o).encode(read_utf8_text_file(o.text_file));
 }
 
 void print_task(const TaskResult& r) {
@@ -65,7 +72,7 @@ void print_task(const TaskResult& r) {
 // Every task file in turn; the result is {"<task name>": task_json(...), ...}.
 nlohmann::json run_tasks(const EvalOptions& o, const Model& model, const Model* reference,
                          const LinearInputTransform* transform) {
-  const Tokenizer tokenizer = Tokenizer::load(tokenizer_folder(o));
+  const Tokenizer tokenizer = eval_tokenizer(o);
   nlohmann::json results = nlohmann::json::object();
   for (const std::string& file : o.task_files) {
     const Task task = load_task(file, o.task_limit);

@@ -261,6 +261,9 @@ Metadata gguf_tokenizer_metadata(const fs::path& model_dir, const ModelConfig& c
       "tokenizer.ggml.pre",
       gguf::make_string(std::string(byte_level ? pre_tokenizer_name(tok, model_dir) : "default")));
   add_vocabulary(m, tok, config, model_dir);
+  // llama.cpp puts a space before SentencePiece-style text unless told not to.
+  if (!byte_level && !tok.prepends_space())
+    m.emplace_back("tokenizer.ggml.add_space_prefix", gguf::make_bool(false));
   const SpecialIds specials = special_ids(tok, tokenizer_config, config_json, config.vocab_size);
   for (const auto& [row, id] : specials.ids)
     m.emplace_back(std::string(row->key), gguf::make_u32(static_cast<std::uint32_t>(id)));

@@ -102,6 +102,8 @@ CalibrationSet load_calibration(const std::filesystem::path& model,
   CalibrationSet set;
   if (needs_tokenizer) {
     const Tokenizer tokenizer = Tokenizer::load(model);
+    if (!tokenizer.pipeline_note().empty())
+      std::fprintf(stderr, "note: %s\n", tokenizer.pipeline_note().c_str());
     set = build_calibration_set(sources, config, &tokenizer, eos_of(model_config, tokenizer));
   } else {
     set = build_calibration_set(sources, config, nullptr, 0);

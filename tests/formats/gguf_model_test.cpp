@@ -297,6 +297,41 @@ TEST(GgufModel, LlamaCppRunsASentencePieceVocabulary) {
   EXPECT_TRUE(std::isfinite(ppl)) << ppl;
 }
 
+// GemmaTokenizer's pipeline (tokenizer_config.json naming the class) puts no
+// "▁" before the text: the file says so (add_space_prefix false), and
+// llama.cpp then tokenizes the text as ptq does. Llama 2's own pipeline keeps
+// llama.cpp's default.
+TEST(GgufModel, GemmaClassTokenizerGivesLlamaCppTheSameTokens) {
+  const fs::path dir = random_model_with_llama2_tokenizer();
+  EXPECT_EQ(gguf::File::open(write_f16(dir, "gguf_model_spm_prefix"))
+                ->find("tokenizer.ggml.add_space_prefix"),
+            nullptr);
+  auto config = nlohmann::json::parse(test::read_bytes(dir / "tokenizer_config.json"));
+  config["tokenizer_class"] = "GemmaTokenizer";
+  std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  const fs::path out = test::temp_dir("gguf_model_gemma_tokens");
+  write_float_gguf(dir, out / "model.gguf", GgufFloatType::f16);
+  const auto file = gguf::File::open(out / "model.gguf");
+  EXPECT_FALSE(file->require("tokenizer.ggml.add_space_prefix").as_bool("add_space_prefix"));
+  const fs::path base = out.parent_path() / "gemma_tokens.kld";
+  const std::string tool = (test::shared_dir() / "tools/llama.cpp/llama-perplexity").string();
+  ASSERT_EQ(
+      std::system((tool + " -m " + (out / "model.gguf").string() + " -f " + eval_text().string() +
+                   " -c 128 --chunks 4 -t 2 --kl-divergence-base " + base.string() + " > " +
+                   (out.parent_path() / "base.log").string() + " 2>&1")
+                      .c_str()),
+      0)
+      << test::read_bytes(out.parent_path() / "base.log");
+  const fs::path json = out.parent_path() / "eval.json";
+  ASSERT_EQ(test::run_ptq("eval --model " + out.string() + " --reference " + dir.string() +
+                              " --text " + eval_text().string() + " --llamacpp-base " +
+                              base.string() + " --json " + json.string(),
+                          out.parent_path() / "eval.log"),
+            0)
+      << test::read_bytes(out.parent_path() / "eval.log");
+  EXPECT_TRUE(nlohmann::json::parse(test::read_bytes(json))["llamacpp_base"]["tokens_match"]);
+}
+
 class GgufRandomModel : public testing::TestWithParam<std::string> {
  protected:
   // Qwen3's checkpoint is bf16: its file is bf16 too, so every value survives.

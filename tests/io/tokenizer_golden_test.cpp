@@ -2,6 +2,8 @@
 // add_special_tokens=False) must encode to exactly those ids and decode back.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -58,6 +60,46 @@ TEST(TokenizerGolden, Phi3) {
 }
 TEST(TokenizerGolden, Tiny) { check_model("tiny", test::fixture("models/tiny")); }
 TEST(TokenizerGolden, Small) { check_model("small", test::fixture("models/small")); }
+
+// A fixture's tokenizer.json under a tokenizer_config.json naming another
+// class, as tests/data/make_tokenizer_class_goldens.py built it in
+// transformers v5 (tests/data/tokenizer_classes/<name>.json): ptq runs the
+// class's pipeline, encodes every text to transformers' ids and says that
+// tokenizer.json's own pipeline differs.
+class TokenizerClass : public testing::TestWithParam<std::string> {};
+
+TEST_P(TokenizerClass, EncodesAsTransformersV5BuildsTheClass) {
+  std::ifstream in(test::source_dir() / "tests/data/tokenizer_classes" / (GetParam() + ".json"));
+  const json g = json::parse(in);
+  ASSERT_FALSE(g.contains("error")) << g.dump().substr(0, 400);
+  const std::filesystem::path dir = test::temp_dir("tokenizer-class-" + GetParam());
+  const std::filesystem::path source = test::fixture(g.at("fixture").get<std::string>());
+  std::filesystem::copy_file(source / "tokenizer.json", dir / "tokenizer.json");
+  json config = json::object();
+  if (std::filesystem::exists(source / "tokenizer_config.json"))
+    config = json::parse(test::read_bytes(source / "tokenizer_config.json"));
+  config["tokenizer_class"] = g.at("tokenizer_class");
+  std::ofstream(dir / "tokenizer_config.json") << config.dump();
+  const auto tok = Tokenizer::load(dir);
+  EXPECT_EQ(!tok.pipeline_note().empty(), g.at("pipeline_differs_from_tokenizer_json").get<bool>())
+      << tok.pipeline_note();
+  int mismatches = 0, differ_from_own = 0;
+  const auto own = Tokenizer::load(source / "tokenizer.json");  // its own pipeline
+  for (const auto& c : g.at("cases")) {
+    const auto text = c.at("text").get<std::string>();
+    const auto expected = c.at("ids").get<std::vector<std::int32_t>>();
+    if (tok.encode(text) != expected && ++mismatches <= 5)
+      ADD_FAILURE() << GetParam() << ": text '" << text.substr(0, 120) << "' encodes differently";
+    differ_from_own += own.encode(text) != expected;
+  }
+  EXPECT_EQ(mismatches, 0) << GetParam();
+  std::printf("%s: %d of %zu texts take other ids under tokenizer.json's own pipeline\n",
+              GetParam().c_str(), differ_from_own, g.at("cases").size());
+}
+
+INSTANTIATE_TEST_SUITE_P(TokenizerGolden, TokenizerClass,
+                         testing::Values("tiny-qwen2", "gpt2-qwen2", "phi3-gemma"),
+                         test::FolderName());
 
 }  // namespace
 }  // namespace ptq
