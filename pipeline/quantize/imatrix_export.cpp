@@ -53,15 +53,20 @@ Imatrix calibration_imatrix(const CalibrationStats& stats, std::span<const doubl
     throw input_error("calibration statistics", "layers and a window length", "none");
   }
   Imatrix imatrix;
-  // The statistics file does not record the family: the names are those of the
-  // families that store each Linear alone (llama.cpp's attn_q, ..., not Phi-3's attn_qkv).
-  const ModelConfig unfused;
+  // The statistics file does not record the family: each input's entry goes
+  // under every name a GGUF file may give a Linear reading it, the unfused
+  // families' (attn_q, ..., ffn_up) and Phi-3's (attn_qkv; its ffn_up, gate and
+  // up fused, reads the MLP input as the unfused ffn_up does). llama-quantize
+  // looks up the tensors its file has.
+  ModelConfig phi3;
+  phi3.arch = Architecture::Phi3;
   for (int layer = 0; layer < static_cast<int>(stats.layers.size()); ++layer) {
     for (LinearInput input : all_linear_inputs) {
       const ImatrixEntry entry = mixed_entry(stats, layer, input, weights);
       for (LinearRole role : all_linear_roles) {
-        if (linear_spec(role).input == input)
-          imatrix.entries[gguf_linear_name(unfused, layer, role)] = entry;
+        if (linear_spec(role).input != input) continue;
+        for (const ModelConfig& family : {ModelConfig{}, phi3})
+          imatrix.entries[gguf_linear_name(family, layer, role)] = entry;
       }
     }
   }

@@ -2,8 +2,9 @@
 // generic/domain mix) as llama.cpp's GGUF imatrix. The mix's importance
 // in_sum2 / count is 0.7 mean_g + 0.3 mean_d per column (means from the
 // statistics file's sums), one source gives its own sums; llama-quantize
-// accepts the file, and every tensor it writes from tiny-f16.gguf is what
-// ggml_quantize + pack give with the same importance (bit-exact).
+// accepts the file, and every tensor it writes from tiny-f16.gguf, and from
+// tiny's Phi-3 layout (fused attn_qkv and ffn_up), is what ggml_quantize + pack
+// give with the same importance (bit-exact).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 #include "pipeline/formats/gguf_blocks.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
 #include "test_paths.hpp"
+#include "tiny_as.hpp"
 
 namespace ptq {
 namespace {
@@ -89,7 +91,10 @@ TEST_F(ImatrixExport, MixImportanceIsTheWeightedMeanOfSquares) {
   EXPECT_EQ(imatrix.datasets, (std::vector<std::string>{"generic=0.7", "domain=0.3"}));
   EXPECT_EQ(imatrix.chunk_size, static_cast<std::uint32_t>(kSeqLen));
   EXPECT_EQ(imatrix.chunk_count, static_cast<std::uint32_t>(kSamples));
-  EXPECT_EQ(imatrix.entries.size(), 4u * std::size(kLinears));
+  // Each layer's seven Linears and Phi-3's attn_qkv (its fused ffn_up shares the name).
+  EXPECT_EQ(imatrix.entries.size(), 4u * (std::size(kLinears) + 1));
+  EXPECT_EQ(imatrix.entries.at("blk.2.attn_qkv.weight").in_sum2,
+            imatrix.entries.at("blk.2.attn_q.weight").in_sum2);
   for (int layer = 0; layer < 4; ++layer) {
     for (const auto& [name, input] : kLinears) {
       const std::string tensor = "blk." + std::to_string(layer) + "." + name + ".weight";
@@ -140,16 +145,16 @@ MatrixRM f16_weights(const gguf::TensorInfo& t) {
   return W;
 }
 
-// llama-quantize --imatrix <ours> tiny-f16.gguf OUT Q4_K 2 (Q4_K_M: Q4_K and
-// Q6_K tensors); each quantized tensor against ggml_quantize with the
-// importance llama-quantize reads from the same file. The rows are the F16
-// file's own (llama.cpp permutes q/k rows; the importance is per column).
-TEST_F(ImatrixExport, LlamaQuantizeWritesWhatPtqQuantizesWithTheSameImportance) {
-  const fs::path imatrix_path = export_imatrix("for-llama-quantize");
-  const fs::path out = *dir_ / "tiny-Q4_K_M.gguf", log = *dir_ / "llama-quantize.log";
+// llama-quantize --imatrix <ours> F16 OUT Q4_K 2 (Q4_K_M: Q4_K and Q6_K
+// tensors); each quantized tensor against ggml_quantize with the importance
+// llama-quantize reads from the same file. The rows are the F16 file's own
+// (llama.cpp permutes q/k rows; the importance is per column). Returns the
+// quantized tensors compared and those with an importance.
+std::pair<int, int> expect_llama_quantize_agrees(const fs::path& imatrix_path,
+                                                 const fs::path& f16_path, const fs::path& out) {
+  const fs::path log = out.string() + ".log";
   const fs::path tool = test::shared_dir() / "tools/llama.cpp/llama-quantize";
-  const fs::path f16_path = test::fixture("gguf/tiny-f16.gguf");
-  ASSERT_EQ(run(tool.string() + " --imatrix " + imatrix_path.string() + " " + f16_path.string() +
+  EXPECT_EQ(run(tool.string() + " --imatrix " + imatrix_path.string() + " " + f16_path.string() +
                     " " + out.string() + " Q4_K 2",
                 log),
             0)
@@ -171,8 +176,32 @@ TEST_F(ImatrixExport, LlamaQuantizeWritesWhatPtqQuantizesWithTheSameImportance) 
     ++compared;
     with_importance += importance.has_value();
   }
+  return {compared, with_importance};
+}
+
+TEST_F(ImatrixExport, LlamaQuantizeWritesWhatPtqQuantizesWithTheSameImportance) {
+  const auto [compared, with_importance] =
+      expect_llama_quantize_agrees(export_imatrix("for-llama-quantize"),
+                                   test::fixture("gguf/tiny-f16.gguf"), *dir_ / "tiny-Q4_K_M.gguf");
   EXPECT_EQ(compared, 30);         // every 2-D tensor
   EXPECT_EQ(with_importance, 28);  // all but token_embd and output
+}
+
+// Phi-3's file fuses q/k/v into attn_qkv and gate/up into ffn_up: the same
+// statistics (tiny as Phi-3 is the same model) give every one of its Linears
+// an importance.
+TEST_F(ImatrixExport, PhiThreesFusedTensorsGetTheirInputsImportance) {
+  const fs::path phi3 = test::tiny_as("phi3");
+  const fs::path f16 = *dir_ / "phi3-f16";
+  ASSERT_EQ(run(ptq() + " quantize --model " + phi3.string() +
+                    " --method none --gguf-type F16 --format gguf --out " + f16.string(),
+                *dir_ / "phi3-f16.log"),
+            0)
+      << test::read_bytes(*dir_ / "phi3-f16.log");
+  const auto [compared, with_importance] = expect_llama_quantize_agrees(
+      export_imatrix("for-phi3"), f16 / "model.gguf", *dir_ / "phi3-Q4_K_M.gguf");
+  EXPECT_EQ(compared, 18);         // attn_qkv, attn_output, ffn_up, ffn_down x 4, embd, output
+  EXPECT_EQ(with_importance, 16);  // all but token_embd and output
 }
 
 }  // namespace
