@@ -214,6 +214,10 @@ std::int64_t GgufTensorPlan::rows() const {
 
 std::vector<std::int64_t> GgufTensorPlan::hf_shape() const { return {ne.rbegin(), ne.rend()}; }
 
+bool is_gemma(Architecture arch) {
+  return arch == Architecture::Gemma2 || arch == Architecture::Gemma3;
+}
+
 double llamacpp_gemma_query_scale(const ModelConfig& config) {
   const int large_layers = config.arch == Architecture::Gemma2 ? 46 : 62;
   const int dim =
@@ -274,8 +278,7 @@ void require_gguf_expressible(const ModelConfig& config, const std::string& wher
                       "the llama architecture (llama.cpp reads llama3 rope only there)",
                       std::string(architecture_name(config.arch)));
   }
-  if (config.arch == Architecture::Gemma2 || config.arch == Architecture::Gemma3)
-    require_llamacpp_gemma(config, where);
+  if (is_gemma(config.arch)) require_llamacpp_gemma(config, where);
 }
 
 std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,

@@ -43,6 +43,7 @@ void require_gguf_expressible(const ModelConfig& config, const std::string& wher
 // scale (1/sqrt(head_dim), or 1/sqrt(hidden / heads) for the 27B models' layer
 // counts, 46 and 62) and which layers slide (Gemma 2: the even ones; Gemma 3:
 // all but every sixth).
+bool is_gemma(Architecture arch);  // Gemma 2 or Gemma 3
 double llamacpp_gemma_query_scale(const ModelConfig& config);
 bool llamacpp_gemma_sliding(Architecture arch, int layer);
 

@@ -41,10 +41,6 @@ constexpr std::string_view kPhi3AttnFactor = "phi3.rope.scaling.attn_factor";
 gguf::Value u32(int v) { return gguf::make_u32(static_cast<std::uint32_t>(v)); }
 gguf::Value f32(double v) { return gguf::make_f32(static_cast<float>(v)); }
 
-bool is_gemma(Architecture arch) {
-  return arch == Architecture::Gemma2 || arch == Architecture::Gemma3;
-}
-
 // The converter writes key_length/value_length only when config.json has head_dim.
 bool config_sets_head_dim(const std::filesystem::path& model_dir) {
   const auto config = read_json_file((model_dir / "config.json").string());
