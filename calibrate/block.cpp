@@ -119,13 +119,32 @@ bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations
   return false;
 }
 
+// A mixture layer's inputs as LinearObserver::observe_expert describes them.
+void observe_experts(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
+                     LinearObserver& o) {
+  o.observe(w.layer, gate_up_roles, normed);
+  const Routing routing = route_tokens(c, w, normed);
+  for (std::size_t e = 0; e < w.experts.size(); ++e) {
+    const auto expert = static_cast<int>(e);
+    const MatrixRM routed = gather_rows(normed, routing.tokens[e]);
+    o.observe_expert(w.layer, expert, gate_up_roles, ExpertTokens::routed, routed);
+    o.observe_expert(w.layer, expert, down_roles, ExpertTokens::routed,
+                     expert_hidden(c, w.experts[e], routed));
+    o.observe_expert(w.layer, expert, down_roles, ExpertTokens::all,
+                     expert_hidden(c, w.experts[e], normed));
+  }
+}
+
 bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
                   const ForwardOptions& o) {
   MatrixRM h = act.x;
   rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
   if (c.is_moe(w.layer)) {
-    if (o.observer != nullptr || o.input_transform != nullptr)
-      require_dense(c, "statistics or simulated activations of layer " + std::to_string(w.layer));
+    if (o.input_transform != nullptr || (o.observer != nullptr && !o.observer->observes_experts()))
+      require_dense(
+          c, "these statistics or simulated activations of layer " + std::to_string(w.layer));
+    if (o.observer != nullptr) observe_experts(c, w, h, *o.observer);
+    if (o.stop_after == LinearInput::mlp_in || o.stop_after == LinearInput::mlp_hidden) return true;
     act.x += moe_output(c, w, h, o.router_logits);
     return false;
   }
@@ -141,8 +160,8 @@ bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
 void require_dense(const ModelConfig& c, const std::string& what) {
   if (!c.has_moe()) return;
   throw input_error(what + " of a " + c.model_type + " model",
-                    "dense MLPs (ptq evaluates mixture-of-experts models, but calibrating and "
-                    "quantizing them is not implemented yet)",
+                    "dense MLPs (ptq evaluates, calibrates and quantizes mixture-of-experts "
+                    "models, but not with these statistics or transforms yet)",
                     std::to_string(c.moe.experts) + " experts per mixture layer");
 }
 
@@ -258,12 +277,7 @@ void gated_activation(const ModelConfig& c, MatrixRM& gate, const MatrixRM& up) 
 // Each token's top experts_per_token experts and their weights, from the
 // router's logits: softmax over all experts, the largest probabilities (the
 // lower index first among equals), renormalized over them when the family
-// does. Per expert: the tokens routed to it and their weights, in token order.
-struct Routing {
-  std::vector<std::vector<Eigen::Index>> tokens;
-  std::vector<std::vector<float>> weights;
-};
-
+// does.
 Routing route(const MoeConfig& m, const MatrixRM& logits) {
   Routing r;
   r.tokens.resize(static_cast<std::size_t>(m.experts));
@@ -296,25 +310,45 @@ MatrixRM mlp_hidden(const ModelConfig& c, const BlockWeights& w, const MatrixRM&
   return gate;
 }
 
-MatrixRM moe_output(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
-                    const RouterLogitsHook& hook) {
-  PTQ_ASSERT(static_cast<int>(w.experts.size()) == c.moe.experts);
+MatrixRM& ExpertWeights::weight(LinearRole role) {
+  PTQ_ASSERT(role == LinearRole::gate || role == LinearRole::up || role == LinearRole::down);
+  return role == LinearRole::gate ? gate : role == LinearRole::up ? up : down;
+}
+
+Routing route_tokens(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
+                     const RouterLogitsHook& hook) {
   MatrixRM logits;
   linear(normed, w.router, VectorF(), logits, Residual::overwrite);
   if (hook) hook(w.layer, logits);
-  const Routing routing = route(c.moe, logits);
+  return route(c.moe, logits);
+}
+
+MatrixRM expert_hidden(const ModelConfig& c, const ExpertWeights& expert, const MatrixRM& x) {
+  MatrixRM gate, up;
+  linear(x, expert.gate, VectorF(), gate, Residual::overwrite);
+  linear(x, expert.up, VectorF(), up, Residual::overwrite);
+  gated_activation(c, gate, up);
+  return gate;
+}
+
+MatrixRM gather_rows(const MatrixRM& x, std::span<const Eigen::Index> rows) {
+  MatrixRM out(static_cast<Eigen::Index>(rows.size()), x.cols());
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    out.row(static_cast<Eigen::Index>(i)) = x.row(rows[i]);
+  return out;
+}
+
+MatrixRM moe_output(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
+                    const RouterLogitsHook& hook) {
+  PTQ_ASSERT(static_cast<int>(w.experts.size()) == c.moe.experts);
+  const Routing routing = route_tokens(c, w, normed, hook);
   MatrixRM out = MatrixRM::Zero(normed.rows(), normed.cols());
   for (std::size_t e = 0; e < w.experts.size(); ++e) {
     const auto& tokens = routing.tokens[e];
     if (tokens.empty()) continue;
-    MatrixRM x(static_cast<Eigen::Index>(tokens.size()), normed.cols());
-    for (std::size_t i = 0; i < tokens.size(); ++i)
-      x.row(static_cast<Eigen::Index>(i)) = normed.row(tokens[i]);
-    MatrixRM gate, up, y;
-    linear(x, w.experts[e].gate, VectorF(), gate, Residual::overwrite);
-    linear(x, w.experts[e].up, VectorF(), up, Residual::overwrite);
-    gated_activation(c, gate, up);
-    linear(gate, w.experts[e].down, VectorF(), y, Residual::overwrite);
+    MatrixRM y;
+    linear(expert_hidden(c, w.experts[e], gather_rows(normed, tokens)), w.experts[e].down,
+           VectorF(), y, Residual::overwrite);
     for (std::size_t i = 0; i < tokens.size(); ++i)
       out.row(tokens[i]) += routing.weights[e][i] * y.row(static_cast<Eigen::Index>(i));
   }

@@ -14,15 +14,17 @@
 
 namespace ptq {
 
+// One expert of a mixture-of-experts MLP: a gated MLP of its own.
+struct ExpertWeights {
+  MatrixRM gate, up;  // [intermediate, hidden]
+  MatrixRM down;      // [hidden, intermediate]
+
+  MatrixRM& weight(LinearRole role);  // gate, up or down
+};
+
 // A block's weights in float32. Callers may overwrite any matrix (e.g. with a
 // dequantized copy) before running the block: that is how quantized models
 // are evaluated and how GPTQ proceeds block by block.
-// One expert of a mixture-of-experts MLP: a SwiGLU MLP of its own.
-struct ExpertWeights {
-  MatrixRM gate, up,
-      down;  // [intermediate, hidden], [intermediate, hidden], [hidden, intermediate]
-};
-
 struct BlockWeights {
   int layer = 0;
   // W: [out, in], row-major. In a mixture-of-experts layer gate, up and down
@@ -54,10 +56,21 @@ struct Activations {
 // Called once per distinct Linear input with the roles that read it
 // ({q,k,v}, {o}, {gate,up}, {down}) and X: [tokens, in]. Calibration collects
 // Hessians and absmax through it. Sees X before any input transform.
+// Which tokens an expert's inputs are taken over: those the router sends to
+// it, or every token (what all-expert routing would give it).
+enum class ExpertTokens { routed, all };
+
 class LinearObserver {
  public:
   virtual ~LinearObserver() = default;
   virtual void observe(int layer, std::span<const LinearRole> roles, const MatrixRM& x) = 0;
+  // Mixture-of-experts layers: an observer that keeps per-expert statistics
+  // sees, after observe() of the MLP input of every token, each expert's
+  // gate/up input over its routed tokens, its down input over them, then its
+  // down input over every token. Others refuse these layers (require_dense).
+  virtual bool observes_experts() const { return false; }
+  virtual void observe_expert(int /*layer*/, int /*expert*/, std::span<const LinearRole> /*roles*/,
+                              ExpertTokens /*tokens*/, const MatrixRM& /*x*/) {}
 };
 
 // Rewrites a Linear input in place before the matmul (e.g. simulated int8
@@ -72,8 +85,8 @@ class LinearInputTransform {
 using RouterLogitsHook = std::function<void(int layer, const MatrixRM& logits)>;
 
 struct ForwardOptions {
-  // Sees every Linear input. Mixture-of-experts layers refuse observers and
-  // transforms (require_dense).
+  // Sees every Linear input. Mixture-of-experts layers refuse transforms and
+  // observers that keep no per-expert statistics (require_dense).
   LinearObserver* observer = nullptr;
   const LinearInputTransform* input_transform = nullptr;
   // Statistics passes need no block output: stop right after this input has
@@ -105,14 +118,27 @@ MatrixRM attention_context(const ModelConfig& config, const BlockWeights& w, con
 // act(normed Wgateᵀ + b) * (normed Wupᵀ + b), act the config's activation
 // (silu: SwiGLU, gelu_tanh: GeGLU): the input of down_proj.
 MatrixRM mlp_hidden(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed);
-// InputError naming `what` (a command) for a model with mixture-of-experts
-// layers: ptq evaluates them but neither calibrates nor quantizes them yet.
+// InputError naming `what` for a model with mixture-of-experts layers, where
+// ptq does not do it to experts yet (an imatrix, a mix's costs, simulated
+// activations).
 void require_dense(const ModelConfig& config, const std::string& what);
 // A mixture-of-experts MLP on the normed input: each token through its top
 // experts_per_token experts by router probability, their outputs summed
 // weighted (in expert order, so the sum does not depend on the threads).
 MatrixRM moe_output(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed,
                     const RouterLogitsHook& hook = {});
+// The tokens (rows of the normed input) the router sends to each expert, in
+// token order, with their weights in the sum: what moe_output computes first.
+struct Routing {
+  std::vector<std::vector<Eigen::Index>> tokens;  // [expert][i]
+  std::vector<std::vector<float>> weights;        // [expert][i]
+};
+Routing route_tokens(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed,
+                     const RouterLogitsHook& hook = {});
+// One expert's gated hidden state act(x Wgateᵀ) * (x Wupᵀ): its down_proj's input.
+MatrixRM expert_hidden(const ModelConfig& config, const ExpertWeights& expert, const MatrixRM& x);
+// Rows `rows` of x, in order.
+MatrixRM gather_rows(const MatrixRM& x, std::span<const Eigen::Index> rows);
 // The residual add of o_proj (role o) or down_proj (role down) reading `in`:
 // x += in Wᵀ + b, or with the family's output norm (Gemma) x += norm(in Wᵀ + b).
 void add_sublayer_output(const ModelConfig& config, const BlockWeights& w, LinearRole role,

@@ -148,10 +148,44 @@ int linear_in_features(const ModelConfig& c, LinearRole role) {
 }
 
 std::int64_t block_linear_weights(const ModelConfig& c) {
-  std::int64_t n = 0;
-  for (LinearRole r : all_linear_roles)
-    n += std::int64_t{linear_out_features(c, r)} * linear_in_features(c, r);
-  return n;
+  std::int64_t attention = 0, mlp = 0;
+  for (LinearRole r : all_linear_roles) {
+    const LinearInput input = linear_spec(r).input;
+    const bool attends = input == LinearInput::attention_in || input == LinearInput::attention_out;
+    (attends ? attention : mlp) +=
+        std::int64_t{linear_out_features(c, r)} * linear_in_features(c, r);
+  }
+  if (!c.has_moe()) return attention + mlp;
+  const std::int64_t experts = std::int64_t{c.moe.experts} * c.hidden_size *
+                               (3 * std::int64_t{c.moe.intermediate_size} + 1);  // + router row
+  return attention + std::max(mlp, experts);
+}
+
+std::vector<LinearKey> block_linears(const ModelConfig& c, int layer) {
+  std::vector<LinearKey> keys;
+  for (LinearRole role : all_linear_roles) {
+    const LinearInput input = linear_spec(role).input;
+    if (c.is_moe(layer) && (input == LinearInput::mlp_in || input == LinearInput::mlp_hidden))
+      continue;
+    keys.push_back({layer, role});
+  }
+  if (!c.is_moe(layer)) return keys;
+  for (int e = 0; e < c.moe.experts; ++e)
+    for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down})
+      keys.push_back({layer, role, e});
+  return keys;
+}
+
+std::string linear_key_text(const LinearKey& k) {
+  return "layer " + std::to_string(k.layer) +
+         (k.expert < 0 ? "" : " expert " + std::to_string(k.expert)) + " " +
+         std::string(linear_role_name(k.role));
+}
+
+std::string linear_weight_module(const ModelConfig& c, const LinearKey& k) {
+  if (k.expert < 0) return block_tensor_name(k.layer, linear_storage(c, k.role).module);
+  const MoeTensors per_expert = moe_tensors(c, k.layer, [](const std::string&) { return false; });
+  return block_tensor_name(k.layer, per_expert.expert_module(k.expert, k.role));
 }
 
 }  // namespace ptq

@@ -6,6 +6,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "io/model_config.hpp"
 
@@ -110,7 +111,25 @@ std::string linear_module_name(int layer, LinearRole role);
 // Output features of a Linear: [out, in] is its weight's shape.
 int linear_out_features(const ModelConfig& config, LinearRole role);
 int linear_in_features(const ModelConfig& config, LinearRole role);
-// Weights of one block's Linears (out x in summed over the roles).
+// One Linear of a block: a role of its own, or in a mixture-of-experts layer
+// expert `expert`'s gate, up or down.
+struct LinearKey {
+  int layer = 0;
+  LinearRole role = LinearRole::q;
+  int expert = -1;  // -1: not an expert's
+};
+// The Linears ptq quantizes in block `layer`, in execution order: the seven
+// roles, or in a mixture layer q, k, v, o and each expert's gate, up, down.
+std::vector<LinearKey> block_linears(const ModelConfig& config, int layer);
+// "layer 3 gate", "layer 3 expert 5 gate" (logs and errors).
+std::string linear_key_text(const LinearKey& key);
+// The module whose ".weight" holds the Linear in the Hugging Face layout ptq
+// writes: linear_storage's module (a fused one for Phi-3's parts), or the
+// expert's own module (transformers v4's names).
+std::string linear_weight_module(const ModelConfig& config, const LinearKey& key);
+// Weights of one block's Linears (out x in summed over the roles); with
+// mixture-of-experts layers, of the largest block (the router and every
+// expert), so that memory budgets bound every block.
 std::int64_t block_linear_weights(const ModelConfig& config);
 
 }  // namespace ptq

@@ -35,7 +35,6 @@ void run(const CalibrateFlags& f, const CLI::App& cmd) {
   ThreadScope threads(f.threads);
   const DeviceUse device(f.device);
   const Model model = Model::open(f.model);
-  require_dense(model.config(), "calibrating " + f.model);
   const CalibrationSet calibration = load_calibration(f.model, sources, config);
   std::fprintf(stderr, "calibration: %zu windows of %d tokens\n", calibration.windows.size(), config.seqlen);
   const QuantizeProgress progress{[](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};

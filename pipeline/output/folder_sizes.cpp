@@ -13,13 +13,12 @@ namespace ptq {
 namespace {
 
 // "model.layers.<i>.<module>." of every decoder block Linear (a fused module once
-// per part it holds).
+// per part it holds, each expert's own).
 std::vector<std::string> linear_prefixes(const ModelConfig& config) {
   std::vector<std::string> out;
   for (int layer = 0; layer < config.num_layers; ++layer)
-    for (LinearRole role : all_linear_roles)
-      out.push_back(
-          block_tensor_name(layer, std::string(linear_storage(config, role).module) + "."));
+    for (const LinearKey& key : block_linears(config, layer))
+      out.push_back(linear_weight_module(config, key) + ".");
   return out;
 }
 

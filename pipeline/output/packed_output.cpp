@@ -90,6 +90,40 @@ std::vector<PackedTensor> bnb_tensors(const std::string& base, const Nf4Matrix& 
                  std::vector<char>(state.begin(), state.end()))};
 }
 
+// The routers and the quantized modules' names by input (PackedLayout).
+void describe_experts(const ModelConfig& config, const QuantizedLinears& linears,
+                      PackedLayout& layout) {
+  const auto never = [](const std::string&) { return false; };
+  for (int layer = 0; layer < config.num_layers; ++layer)
+    if (config.is_moe(layer))
+      layout.float_linears.push_back(moe_tensors(config, layer, never).router);
+  layout.block_modules.resize(static_cast<std::size_t>(LinearInput::mlp_hidden) + 1);
+  for (std::size_t i = 0; i < linears.size(); ++i) {
+    const LinearReport& r = linears.report(i);
+    const std::string prefix = block_tensor_name(r.layer, "");
+    const std::string module = linear_weight_module(config, {r.layer, r.role, r.expert});
+    auto& group = layout.block_modules[static_cast<std::size_t>(linear_spec(r.role).input)];
+    const std::string name = module.substr(prefix.size());
+    if (std::find(group.begin(), group.end(), name) == group.end()) group.push_back(name);
+  }
+  std::erase_if(layout.block_modules, [](const auto& g) { return g.empty(); });
+}
+
+// A mixture-of-experts model's routers stay in float: each format's loader is
+// told so (GPTQ: by the modules it quantizes; AWQ: modules_to_not_convert;
+// compressed-tensors: ignore).
+void keep_routers_float(nlohmann::ordered_json& q, OutputFormat format,
+                        const PackedLayout& layout) {
+  if (layout.float_linears.empty()) return;
+  if (format == OutputFormat::gptq) {
+    q["modules_in_block_to_quantize"] = layout.block_modules;
+  } else if (format == OutputFormat::awq) {
+    q["modules_to_not_convert"] = layout.float_linears;
+  } else if (format == OutputFormat::compressed_tensors) {
+    for (const std::string& router : layout.float_linears) q["ignore"].push_back(router);
+  }
+}
+
 }  // namespace
 
 PackedLayout packed_layout(const ModelConfig& config, const QuantizedLinears& linears,
@@ -107,11 +141,12 @@ PackedLayout packed_layout(const ModelConfig& config, const QuantizedLinears& li
                              [&](const auto& g) { return g.spec == spec; });
       if (it == layout.grids.end()) it = layout.grids.insert(layout.grids.end(), {spec, {}});
       // A fused module once, under its own name (its parts share one grid).
-      const std::string module = block_tensor_name(q.layer, linear_storage(config, q.role).module);
+      const std::string module = linear_weight_module(config, q.key());
       if (it->modules.empty() || it->modules.back() != module) it->modules.push_back(module);
     });
     if (layout.grids.size() == 1) layout.grids.clear();  // one grid: every Linear
   }
+  if (config.has_moe()) describe_experts(config, linears, layout);
   if (format != OutputFormat::gptq) return layout;
   linears.for_each([&](const QuantizedLinear& q) {
     if (gptq_zeros_needed(std::get<QuantizedMatrix>(q.weight)) == GptqZeros::v2)
@@ -146,6 +181,7 @@ void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
     const GptqCheckpointGrid grid{recipe.quant_spec(), layout.zeros,
                                   recipe.order == ColumnOrder::ActivationOrder};
     q = gptq_quantization_config(grid, recipe.group_grids == GroupGrids::Static, recipe.damp);
+    keep_routers_float(q, recipe.format, layout);
     write_text_atomic(dir / "quantize_config.json", q.dump(2) + "\n");
   } else if (recipe.format == OutputFormat::awq) {
     q = awq_quantization_config(recipe.quant_spec());
@@ -161,6 +197,7 @@ void write_packed_config(const std::filesystem::path& dir, const Recipe& recipe,
     q = compressed_tensors_config(recipe.quant_spec(),
                                   recipe.order == ColumnOrder::ActivationOrder);
   }
+  if (recipe.format != OutputFormat::gptq) keep_routers_float(q, recipe.format, layout);
   std::ifstream in(dir / "config.json");
   nlohmann::ordered_json config = nlohmann::ordered_json::parse(in);
   config["quantization_config"] = q;

@@ -38,6 +38,11 @@ struct PackedLayout {
   // compressed-tensors weight-only Linears on more than one grid (a mix): each
   // grid with its Linears' module names, one config group each; else empty.
   std::vector<CompressedTensorsTargets> grids;
+  // Mixture-of-experts models: the routers, Linears kept in float (full module
+  // names), and the quantized modules of a block by the input they read (names
+  // below "model.layers.<i>.", GPTQ's modules_in_block_to_quantize); else empty.
+  std::vector<std::string> float_linears;
+  std::vector<std::vector<std::string>> block_modules;
 };
 PackedLayout packed_layout(const ModelConfig& config, const QuantizedLinears& linears,
                            OutputFormat format, const Checkpoint& source,

@@ -21,9 +21,19 @@
 
 namespace ptq {
 
+// How a mixture layer's expert got its Hessian: from the tokens routed to it,
+// or from every calibration token (all-expert routing was asked for, or it was
+// routed fewer than the recipe's experts.min_tokens).
+enum class ExpertHessian { routed, all_tokens };
+std::string_view expert_hessian_name(ExpertHessian h);  // "routed", "all_tokens"
+
 struct LinearReport {
   int layer = 0;
   LinearRole role = LinearRole::q;
+  int expert = -1;  // an expert's Linear in a mixture layer, else -1
+  // Experts: calibration tokens routed to the expert (-1 without calibration).
+  std::int64_t routed_tokens = -1;
+  ExpertHessian expert_hessian = ExpertHessian::routed;
   double weight_mse = 0.0;
   double gptq_loss = 0.0;        // 0 for RTN
   double damping = 0.0;          // absolute damping added to diag H (GPTQ)
@@ -37,8 +47,10 @@ struct QuantizedLinear {
   LinearRole role = LinearRole::q;
   QuantizedWeight weight;
   LinearReport report;
+  int expert = -1;  // as LinearReport::expert
 
   MatrixRM dequantize() const { return ptq::dequantize(weight); }
+  LinearKey key() const { return {layer, role, expert}; }
 };
 
 // Every Linear a run quantized, in order. Each weight is held in memory or, in
@@ -124,12 +136,15 @@ struct RunInfo {
 // checkpoints: its weight (pipeline/formats/weight_record.hpp) under
 // layers/<i>/<role>, with the report as attributes (weight_mse, gptq_loss,
 // damping, damping_retries, cholesky_failed, and seconds `with_timing`).
-std::string linear_group_path(int layer, LinearRole role);  // "layers/<i>/<role>"
+// An expert's Linears are under layers/<i>/experts/<e>/<role>, with the
+// tokens routed to the expert (routed_tokens) and where its Hessian came from
+// (expert_hessian: "routed" or "all_tokens").
+std::string linear_group_path(const LinearKey& key);  // "layers/<i>/<role>"
 enum class Timing { omit, record };
 void write_quantized_linear(H5Writer& out, const QuantizedLinear& q, Timing timing);
-// The report attributes alone, on layers/<i>/<role> (a record whose weights are elsewhere).
+// The report attributes alone, on its group (a record whose weights are elsewhere).
 void write_linear_report(H5Writer& out, const LinearReport& report, Timing timing);
-LinearReport read_linear_report(const H5Reader& in, int layer, LinearRole role);
-QuantizedLinear read_quantized_linear(const H5Reader& in, int layer, LinearRole role);
+LinearReport read_linear_report(const H5Reader& in, const LinearKey& key);
+QuantizedLinear read_quantized_linear(const H5Reader& in, const LinearKey& key);
 
 }  // namespace ptq

@@ -118,6 +118,34 @@ void drop_format_keys(const std::filesystem::path& config_json) {
   write_text_atomic(config_json, config.dump(2) + "\n");
 }
 
+// A source in transformers v5's stacked expert layout is written in the
+// per-expert layout every Hugging Face format stores: each stacked tensor as
+// its Linears, one per expert in expert order, and the router under that
+// layout's name (Mixtral's block_sparse_moe.gate).
+struct ExpertLayout {
+  std::map<std::string, std::vector<LinearKey>> stacked;
+  std::map<std::string, std::string> router_names;  // source name -> written name
+};
+
+ExpertLayout per_expert_layout(const ModelConfig& c, const Checkpoint& source) {
+  ExpertLayout out;
+  const auto has = [&](const std::string& name) { return source.find(name) != nullptr; };
+  const auto never = [](const std::string&) { return false; };
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    if (!c.is_moe(layer) || !moe_tensors(c, layer, has).stacked) continue;
+    out.router_names[moe_tensors(c, layer, has).router + ".weight"] =
+        moe_tensors(c, layer, never).router + ".weight";
+    auto& gate_up = out.stacked[block_tensor_name(layer, stacked_gate_up_suffix)];
+    auto& down = out.stacked[block_tensor_name(layer, stacked_down_suffix)];
+    for (int e = 0; e < c.moe.experts; ++e) {
+      gate_up.push_back({layer, LinearRole::gate, e});
+      gate_up.push_back({layer, LinearRole::up, e});
+      down.push_back({layer, LinearRole::down, e});
+    }
+  }
+  return out;
+}
+
 // model.safetensors, or shards of at most max_shard_bytes (a larger tensor
 // alone) with their index: tensors in the source's order, each produced and
 // written before the next, so one Linear's output is in memory at a time.
@@ -134,16 +162,33 @@ void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
     shards.push_back(std::make_unique<SafetensorsStreamWriter>(dir / data));
   };
   new_shard();
-  for (const TensorView* t : source.tensors()) {
-    const auto r = replaced.find(t->name);
-    const auto q = quantized.find(t->name);
-    const auto linear = q == quantized.end() ? nullptr : linears.get(q->second, t->name);
-    for (const OutTensor& o :
-         tensors_for(*t, linear.get(), r == replaced.end() ? nullptr : r->second, format, layout,
-                     warnings)) {
+  auto write = [&](const TensorView& t, const ReplacedTensor* r) {
+    const auto q = quantized.find(t.name);
+    const auto linear = q == quantized.end() ? nullptr : linears.get(q->second, t.name);
+    for (const OutTensor& o : tensors_for(t, linear.get(), r, format, layout, warnings)) {
       const std::uint64_t in_shard = shards.back()->data_bytes();
       if (in_shard > 0 && in_shard + o.bytes.size() > max_shard_bytes) new_shard();
       shards.back()->add({o.name, o.dtype, o.shape, o.bytes});
+    }
+  };
+  const ExpertLayout experts = per_expert_layout(config, source);
+  for (const TensorView* t : source.tensors()) {
+    const auto s = experts.stacked.find(t->name);
+    if (s == experts.stacked.end()) {
+      const auto r = replaced.find(t->name);
+      TensorView renamed = *t;
+      if (const auto n = experts.router_names.find(t->name); n != experts.router_names.end())
+        renamed.name = n->second;
+      write(renamed, r == replaced.end() ? nullptr : r->second);
+      continue;
+    }
+    for (const LinearKey& key : s->second) {  // one quantized Linear per expert
+      const std::string name = linear_weight_module(config, key) + ".weight";
+      PTQ_ASSERT(quantized.contains(name));
+      const std::int64_t inter = config.moe.intermediate_size, hidden = config.hidden_size;
+      const bool down = key.role == LinearRole::down;
+      write({name, DType::F16, {down ? hidden : inter, down ? inter : hidden}, {}, t->file},
+            nullptr);
     }
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}};
@@ -212,6 +257,24 @@ void stats_card(std::ostringstream& md, const StatsMixRecord& r) {
   for (std::size_t s = 0; s < r.sources.size(); ++s)
     md << "| " << r.sources[s] << " | " << r.weights[s] << " | " << r.tokens[s] << " |\n";
   md << "\n";
+}
+
+// Mixture-of-experts layers: the calibration tokens each expert was routed and
+// whose inputs formed its Hessian (its gate's report speaks for the expert).
+void experts_card(std::ostream& md, const QuantizedLinears& linears) {
+  bool first = true;
+  for (std::size_t i = 0; i < linears.size(); ++i) {
+    const LinearReport& r = linears.report(i);
+    if (r.expert < 0 || r.role != LinearRole::gate || r.routed_tokens < 0) continue;
+    if (first)
+      md << "\n## Experts\n\nCalibration tokens routed to each expert, and whose inputs formed "
+            "its Hessian\n(`all_tokens`: every token's, asked for or because it was routed fewer "
+            "than\n`experts.min_tokens`).\n\n| layer | expert | routed tokens | Hessian "
+            "|\n|---|---|---:|---|\n";
+    first = false;
+    md << "| " << r.layer << " | " << r.expert << " | " << r.routed_tokens << " | "
+       << expert_hessian_name(r.expert_hessian) << " |\n";
+  }
 }
 
 // An export's card is named after the first run's source model and says where
@@ -289,11 +352,13 @@ std::string model_card(const std::filesystem::path& source,
   char row[160];
   for (std::size_t i = 0; i < linears.size(); ++i) {
     const LinearReport& r = linears.report(i);
-    std::snprintf(row, sizeof row, "| %d | %s | %.4e | %.4g | %d |\n", r.layer,
-                  std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss,
-                  r.damping_retries);
+    const std::string linear = (r.expert < 0 ? "" : "expert " + std::to_string(r.expert) + " ") +
+                               std::string(linear_role_name(r.role));
+    std::snprintf(row, sizeof row, "| %d | %s | %.4e | %.4g | %d |\n", r.layer, linear.c_str(),
+                  r.weight_mse, r.gptq_loss, r.damping_retries);
     md << row;
   }
+  experts_card(md, linears);
   if (!warnings.empty()) {
     md << "\n## Warnings\n\n";
     for (const auto& w : warnings) md << "- " << w << "\n";
@@ -320,8 +385,14 @@ void write_run_log(const std::filesystem::path& path, const RunInfo& run,
   }
   for (std::size_t i = 0; i < linears.size(); ++i) {
     const LinearReport& r = linears.report(i);
-    j["linears"].push_back(
-        {{"layer", r.layer}, {"linear", linear_role_name(r.role)}, {"seconds", r.seconds}});
+    nlohmann::ordered_json l = {{"layer", r.layer}, {"linear", linear_role_name(r.role)}};
+    if (r.expert >= 0) {
+      l["expert"] = r.expert;
+      l["routed_tokens"] = r.routed_tokens;
+      l["expert_hessian"] = expert_hessian_name(r.expert_hessian);
+    }
+    l["seconds"] = r.seconds;
+    j["linears"].push_back(std::move(l));
   }
   write_text_atomic(path, j.dump(2) + "\n");
 }

@@ -1,5 +1,8 @@
 #include "pipeline/quantize/calib_stats.hpp"
 
+#include <array>
+#include <utility>
+
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
 #include "io/hdf5.hpp"
@@ -34,27 +37,65 @@ std::string stats_group(int layer, LinearInput input, const std::string& source)
   return "layers/" + std::to_string(layer) + "/" + std::string(linear_input_name(input)) + "/" + source;
 }
 
+constexpr std::string_view kHiddenAll = "mlp_hidden_all";
+
+// An expert's three statistics (ExpertInputStats) with their group names.
+auto expert_parts(ExpertInputStats& s) {
+  return std::array<std::pair<std::string_view, std::vector<InputStats>*>, 3>{
+      {{linear_input_name(LinearInput::mlp_in), &s.mlp_in},
+       {linear_input_name(LinearInput::mlp_hidden), &s.mlp_hidden},
+       {kHiddenAll, &s.mlp_hidden_all}}};
+}
+
+std::string expert_group(int layer, int expert, std::string_view part, const std::string& source) {
+  return "layers/" + std::to_string(layer) + "/experts/" + std::to_string(expert) + "/" +
+         std::string(part) + "/" + source;
+}
+
+// One block's statistics as they are collected.
+struct BlockStats {
+  BlockInputStats inputs;
+  std::vector<ExpertInputStats> experts;  // mixture layers
+};
+
 // Adds each observed input to the statistics of the source being run.
 class SourceCollector : public LinearObserver {
  public:
-  explicit SourceCollector(BlockInputStats& stats) : stats_(stats) {}
-  void set_source(int source) { source_ = source; }
+  explicit SourceCollector(BlockStats& stats) : stats_(stats) {}
+  void set_source(int source) { source_ = static_cast<std::size_t>(source); }
   void observe(int, std::span<const LinearRole> roles, const MatrixRM& x) override {
     const auto input = static_cast<std::size_t>(linear_spec(roles.front()).input);
-    stats_[input][static_cast<std::size_t>(source_)].add(x);
+    stats_.inputs[input][source_].add(x);
+  }
+  bool observes_experts() const override { return true; }
+  void observe_expert(int, int expert, std::span<const LinearRole> roles, ExpertTokens tokens,
+                      const MatrixRM& x) override {
+    ExpertInputStats& e = stats_.experts.at(static_cast<std::size_t>(expert));
+    std::vector<InputStats>& part =
+        linear_spec(roles.front()).input == LinearInput::mlp_in
+            ? e.mlp_in
+            : (tokens == ExpertTokens::all ? e.mlp_hidden_all : e.mlp_hidden);
+    part[source_].add(x);
   }
 
  private:
-  BlockInputStats& stats_;
-  int source_ = 0;
+  BlockStats& stats_;
+  std::size_t source_ = 0;
 };
 
-BlockInputStats empty_block_stats(const ModelConfig& config, std::size_t sources) {
-  BlockInputStats stats;
+BlockStats empty_block_stats(const ModelConfig& config, int layer, std::size_t sources) {
+  BlockStats stats;
   for (const auto& spec : linear_specs) {
-    auto& per_source = stats[static_cast<std::size_t>(spec.input)];
+    auto& per_source = stats.inputs[static_cast<std::size_t>(spec.input)];
     if (per_source.empty()) per_source.assign(sources, InputStats(linear_in_features(config, spec.role)));
   }
+  if (!config.is_moe(layer)) return stats;
+  stats.inputs[static_cast<std::size_t>(LinearInput::mlp_hidden)].clear();
+  ExpertInputStats expert;
+  expert.mlp_in.assign(sources, InputStats(config.hidden_size));
+  expert.mlp_hidden.assign(sources, InputStats(config.moe.intermediate_size));
+  expert.mlp_hidden_all = expert.mlp_hidden;
+  stats.experts.assign(static_cast<std::size_t>(config.moe.experts), expert);
   return stats;
 }
 
@@ -121,13 +162,20 @@ void collect_calibration_stats(const Model& model, const CalibrationSet& calibra
 
   MatrixRM x = embed_windows(model, calibration);
   for (int layer = 0; layer < model.num_layers(); ++layer) {
-    BlockInputStats stats = empty_block_stats(model.config(), calibration.sources.size());
+    BlockStats stats = empty_block_stats(model.config(), layer, calibration.sources.size());
     SourceCollector collector(stats);
     run_block_by_source(model.config(), model.load_block(layer), calibration, x, batch_windows, collector);
-    for (LinearInput input : all_linear_inputs)
-      for (std::size_t s = 0; s < calibration.sources.size(); ++s)
-        write_stats(out, stats_group(layer, input, calibration.sources[s].spec.name),
-                    stats[static_cast<std::size_t>(input)][s]);
+    for (std::size_t s = 0; s < calibration.sources.size(); ++s) {
+      const std::string& source = calibration.sources[s].spec.name;
+      for (LinearInput input : all_linear_inputs)
+        if (const auto& per_source = stats.inputs[static_cast<std::size_t>(input)];
+            !per_source.empty())
+          write_stats(out, stats_group(layer, input, source), per_source[s]);
+      for (std::size_t e = 0; e < stats.experts.size(); ++e)
+        for (const auto& [part, per_source] : expert_parts(stats.experts[e]))
+          write_stats(out, expert_group(layer, static_cast<int>(e), part, source),
+                      (*per_source)[s]);
+    }
     if (progress.log) progress.log("layer " + std::to_string(layer) + " done");
   }
   out.commit();
@@ -158,11 +206,24 @@ CalibrationStats load_calibration_stats(const std::filesystem::path& path) {
   info.seed = static_cast<std::uint64_t>(in.int_attribute("calibration", "seed"));
   const auto layers = in.children("layers");
   stats.layers.resize(layers.size());
-  for (std::size_t l = 0; l < layers.size(); ++l)
-    for (LinearInput input : all_linear_inputs)
+  stats.experts.resize(layers.size());
+  for (std::size_t l = 0; l < layers.size(); ++l) {
+    const auto layer = static_cast<int>(l);
+    const bool moe = in.has("layers/" + std::to_string(l) + "/experts");
+    for (LinearInput input : all_linear_inputs) {
+      if (moe && input == LinearInput::mlp_hidden) continue;  // the experts' own
       for (const auto& source : info.sources)
         stats.layers[l][static_cast<std::size_t>(input)].push_back(
-            read_stats(in, stats_group(static_cast<int>(l), input, source)));
+            read_stats(in, stats_group(layer, input, source)));
+    }
+    if (!moe) continue;
+    stats.experts[l].resize(in.children("layers/" + std::to_string(l) + "/experts").size());
+    for (std::size_t e = 0; e < stats.experts[l].size(); ++e)
+      for (const auto& [part, per_source] : expert_parts(stats.experts[l][e]))
+        for (const auto& source : info.sources)
+          per_source->push_back(
+              read_stats(in, expert_group(layer, static_cast<int>(e), part, source)));
+  }
   return stats;
 }
 

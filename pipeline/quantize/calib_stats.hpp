@@ -10,7 +10,12 @@
 //                                     sources/<name> (path, hash, weight, windows),
 //                                     the windows' ids, source and start
 //   /layers/<i>/<input>/<source>/     one InputStats; <input> is attention_in,
-//                                     attention_out, mlp_in or mlp_hidden
+//                                     attention_out, mlp_in or mlp_hidden (a
+//                                     mixture layer has no mlp_hidden of its own)
+//   /layers/<i>/experts/<e>/<input>/<source>/  a mixture layer's expert e:
+//                                     mlp_in and mlp_hidden over the tokens
+//                                     routed to it, mlp_hidden_all over every
+//                                     token (ExpertInputStats)
 //       attrs: tokens
 //       absmax float32 [in]  sum_sq float64 [in]  xtx float64 [in, in]
 //       magnitudes int64 [buckets + 1]  (QuantileSketch counts)
@@ -38,6 +43,13 @@ std::string_view linear_input_name(LinearInput input);
 // Statistics of one block: [input][source].
 using BlockInputStats = std::array<std::vector<InputStats>, all_linear_inputs.size()>;
 
+// One expert of a mixture layer, per source: its gate/up input over the tokens
+// routed to it, its down input over those tokens and over every token (every
+// token's gate/up input is the layer's mlp_in).
+struct ExpertInputStats {
+  std::vector<InputStats> mlp_in, mlp_hidden, mlp_hidden_all;  // [source]
+};
+
 struct CalibStatsInfo {
   std::string source_model_hash;
   std::vector<std::string> sources;  // names, in CalibrationSet order
@@ -49,6 +61,7 @@ struct CalibStatsInfo {
 struct CalibrationStats {
   CalibStatsInfo info;
   std::vector<BlockInputStats> layers;  // [layer][input][source]
+  std::vector<std::vector<ExpertInputStats>> experts;  // [layer][expert]; empty: dense layer
 
   const InputStats& at(int layer, LinearInput input, int source) const;
   int source_index(const std::string& name) const;  // InputError if absent

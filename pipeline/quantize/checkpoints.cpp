@@ -139,8 +139,8 @@ int ResumeCheckpoints::load(const Model& model, const Recipe& recipe,
   }
   for (int layer = 0; layer <= last; ++layer) {
     H5Reader b(block_file(layer));
-    for (LinearRole role : all_linear_roles)
-      done.add_stored(block_file(layer), read_linear_report(b, layer, role));
+    for (const LinearKey& key : block_linears(model.config(), layer))
+      done.add_stored(block_file(layer), read_linear_report(b, key));
     if (recipe.folds_scales() && scales != nullptr)
       scales->push_back(read_block_scales(b, layer, model.config(), recipe.spec));
   }

@@ -31,11 +31,12 @@ Recipe export_recipe(const H5Reader& record, const ExportJob& job) {
 
 // A Linear of a packed folder: its module, or its rows of a fused one (a fused
 // module unpacked once, kept in `fused` for its other parts).
-QuantizedWeight packed_linear(const PackedFolder& packed, const ModelConfig& config, int layer,
-                              LinearRole role, std::map<std::string, QuantizedWeight>& fused) {
-  const LinearStorage stored = linear_storage(config, role);
-  const std::string module = block_tensor_name(layer, stored.module);
-  const int rows = linear_out_features(config, role);
+QuantizedWeight packed_linear(const PackedFolder& packed, const ModelConfig& config,
+                              const LinearKey& key, std::map<std::string, QuantizedWeight>& fused) {
+  const std::string module = linear_weight_module(config, key);
+  if (key.expert >= 0) return packed.linear(module);
+  const LinearStorage stored = linear_storage(config, key.role);
+  const int rows = linear_out_features(config, key.role);
   if (stored.rows == rows) return packed.linear(module);
   auto it = fused.find(module);
   if (it == fused.end()) it = fused.emplace(module, packed.linear(module)).first;
@@ -48,11 +49,11 @@ std::vector<QuantizedLinear> run_linears(const H5Reader& record,
   std::vector<QuantizedLinear> linears;
   for (int layer = 0; layer < config.num_layers; ++layer) {
     std::map<std::string, QuantizedWeight> fused;
-    for (LinearRole role : all_linear_roles)
-      linears.push_back({layer, role,
-                         packed ? packed_linear(*packed, config, layer, role, fused)
-                                : read_weight(record, linear_group_path(layer, role)),
-                         read_linear_report(record, layer, role)});
+    for (const LinearKey& key : block_linears(config, layer))
+      linears.push_back({layer, key.role,
+                         packed ? packed_linear(*packed, config, key, fused)
+                                : read_weight(record, linear_group_path(key)),
+                         read_linear_report(record, key), key.expert});
   }
   return linears;
 }

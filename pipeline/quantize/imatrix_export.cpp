@@ -52,6 +52,12 @@ Imatrix calibration_imatrix(const CalibrationStats& stats, std::span<const doubl
   if (stats.layers.empty() || stats.info.seqlen < 1) {
     throw input_error("calibration statistics", "layers and a window length", "none");
   }
+  for (std::size_t layer = 0; layer < stats.experts.size(); ++layer)
+    if (!stats.experts[layer].empty())
+      throw input_error(
+          "calibration statistics: layers/" + std::to_string(layer) + "/experts",
+          "dense MLPs (ptq writes no GGUF experts, so no imatrix entries for them, yet)",
+          std::to_string(stats.experts[layer].size()) + " experts");
   Imatrix imatrix;
   // The statistics file does not record the family: each input's entry goes
   // under every name a GGUF file may give a Linear reading it, the unfused

@@ -14,6 +14,7 @@
 #include "pipeline/output/gguf_linear.hpp"
 #include "pipeline/quantize/awq.hpp"
 #include "pipeline/quantize/checkpoints.hpp"
+#include "pipeline/quantize/experts.hpp"
 #include "pipeline/quantize/smoothing.hpp"
 
 namespace ptq {
@@ -111,9 +112,9 @@ void finish_report(QuantizedLinear& q, const MatrixRM& w, Clock::time_point t0) 
 
 void log_linear(const QuantizeProgress& progress, const LinearReport& r) {
   if (!progress.log) return;
-  char line[160];
-  std::snprintf(line, sizeof line, "layer %d %-4s  weight mse %.3e  gptq loss %.4g  %.2fs%s",
-                r.layer, std::string(linear_role_name(r.role)).c_str(), r.weight_mse, r.gptq_loss,
+  char line[200];
+  std::snprintf(line, sizeof line, "%-22s  weight mse %.3e  gptq loss %.4g  %.2fs%s",
+                linear_key_text({r.layer, r.role, r.expert}).c_str(), r.weight_mse, r.gptq_loss,
                 r.seconds, r.damping_retries ? "  (Cholesky retried with more damping)" : "");
   progress.log(line);
 }
@@ -329,6 +330,20 @@ class FloatBlock {
   std::vector<MatrixRM> contexts_, hiddens_;
 };
 
+// A mixture layer's experts over the stream after the attention's residual add
+// (experts.hpp); x leaves as the quantized layer's output.
+void quantize_stream_experts(BlockJob& job, Stream& s) {
+  const auto eps = static_cast<float>(job.config.rms_norm_eps);
+  const ExpertBatches batches{
+      s.batches(),
+      [&](Eigen::Index b) { return normed_batch(s, b, job.w.post_attention_norm, eps); },
+      [&](Eigen::Index b, const MatrixRM& out) {
+        s.x.middleRows(s.first_row(b), s.rows(b)) += out;
+      }};
+  for (QuantizedLinear& q : quantize_experts(job.recipe, job.config, job.w, &batches, job.progress))
+    job.out.push_back(std::move(q));
+}
+
 // True-sequential quantization of one block over the calibration stream, each
 // stage run once per batch (about one block forward in all; docs/quantize.md):
 // the normed stream gives q/k/v's statistics; the attention context (from the
@@ -365,6 +380,7 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
       float_input(&FloatBlock::context));
   quantize_group(job, context);
   context.add_projection(c, w, LinearRole::o);
+  if (c.is_moe(w.layer)) return quantize_stream_experts(job, s);
   GroupInput mlp_in = group(
       LinearInput::mlp_in, CachePolicy::recompute,
       [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); },
@@ -432,9 +448,15 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
   }
   if (recipe.needs_statistics()) {
     quantize_calibrated(job, model.config(), *stream, caches);
-  } else {
-    for (LinearInput input : kInputOrder) quantize_group(job, input, nullptr);
+    return std::move(job.out);
   }
+  const bool moe = model.config().is_moe(layer);
+  for (LinearInput input : kInputOrder)
+    if (!moe || input == LinearInput::attention_in || input == LinearInput::attention_out)
+      quantize_group(job, input, nullptr);
+  if (moe)
+    for (QuantizedLinear& q : quantize_experts(recipe, job.config, job.w, nullptr, progress))
+      job.out.push_back(std::move(q));
   return std::move(job.out);
 }
 

@@ -6,6 +6,7 @@
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
+#include "pipeline/quantize/experts.hpp"
 #include "pipeline/recipe/provenance.hpp"
 
 namespace ptq {
@@ -50,6 +51,50 @@ std::vector<double> named_weights(const CalibStatsInfo& info, std::span<const Mi
   return weights;
 }
 
+// GPTQ's Hessian of one input, its sources' statistics mixed with `weights`.
+Eigen::MatrixXd mixed_hessian(const std::vector<InputStats>& per_source,
+                              std::span<const double> weights) {
+  std::vector<const InputStats*> sources;
+  for (const InputStats& s : per_source) sources.push_back(&s);
+  return gptq_hessian(mix_stats(sources, weights).mean_xtx);
+}
+
+// A mixture layer's experts under the recipe's rule (experts.hpp): routed
+// statistics, or every token's (the layer's mlp_in, the expert's
+// mlp_hidden_all) when asked for, when fewer than experts.min_tokens were
+// routed, or when a weighted source routed it none (its average is undefined).
+void quantize_experts_from_stats(const ModelConfig& c, const Recipe& recipe,
+                                 const CalibrationStats& stats, std::span<const double> weights,
+                                 BlockWeights& w, std::vector<QuantizedLinear>& out,
+                                 const QuantizeProgress& progress) {
+  const auto layer = static_cast<std::size_t>(w.layer);
+  for (std::size_t e = 0; e < stats.experts[layer].size(); ++e) {
+    const ExpertInputStats& s = stats.experts[layer][e];
+    std::int64_t routed = 0;
+    bool unseen = false;
+    for (std::size_t i = 0; i < weights.size(); ++i) {
+      if (weights[i] == 0) continue;
+      routed += s.mlp_in[i].tokens;
+      unseen |= s.mlp_in[i].tokens == 0;
+    }
+    const ExpertHessian from = unseen || expert_takes_every_token(recipe, c, routed)
+                                   ? ExpertHessian::all_tokens
+                                   : ExpertHessian::routed;
+    const bool all = from == ExpertHessian::all_tokens;
+    const auto expert = static_cast<int>(e);
+    Eigen::MatrixXd h = mixed_hessian(
+        all ? stats.layers[layer][static_cast<std::size_t>(LinearInput::mlp_in)] : s.mlp_in,
+        weights);
+    for (QuantizedLinear& q :
+         quantize_expert_linears(recipe, c, w, expert, kExpertGateUp, &h, {routed, from}, progress))
+      out.push_back(std::move(q));
+    h = mixed_hessian(all ? s.mlp_hidden_all : s.mlp_hidden, weights);
+    for (QuantizedLinear& q :
+         quantize_expert_linears(recipe, c, w, expert, kExpertDown, &h, {routed, from}, progress))
+      out.push_back(std::move(q));
+  }
+}
+
 }  // namespace
 
 std::vector<double> resolve_mix(const CalibStatsInfo& info, std::span<const MixWeight> mix,
@@ -80,15 +125,35 @@ void check_stats_fit(const CalibrationStats& stats, const Model& model,
   if (static_cast<int>(stats.layers.size()) != model.num_layers())
     throw input_error(file.string() + ": layers", std::to_string(model.num_layers()) + " layers",
                       std::to_string(stats.layers.size()));
-  for (int layer = 0; layer < model.num_layers(); ++layer)
-    for (LinearInput input : all_linear_inputs) {
-      const int want = linear_in_features(model.config(), roles_reading(input).front());
-      for (std::size_t s = 0; s < stats.info.sources.size(); ++s)
-        if (const int got = stats.at(layer, input, static_cast<int>(s)).in_features(); got != want)
-          throw input_error(file.string() + ": layers/" + std::to_string(layer) + "/" +
-                                std::string(linear_input_name(input)) + "/" + stats.info.sources[s],
-                            std::to_string(want) + " input features", std::to_string(got));
+  const ModelConfig& c = model.config();
+  auto check = [&](const std::vector<InputStats>& per_source, int want, const std::string& group) {
+    if (per_source.size() != stats.info.sources.size())
+      throw input_error(file.string() + ": " + group, "statistics of every source",
+                        std::to_string(per_source.size()) + " sources");
+    for (std::size_t s = 0; s < per_source.size(); ++s)
+      if (const int got = per_source[s].in_features(); got != want)
+        throw input_error(file.string() + ": " + group + "/" + stats.info.sources[s],
+                          std::to_string(want) + " input features", std::to_string(got));
+  };
+  for (int layer = 0; layer < model.num_layers(); ++layer) {
+    const std::string prefix = "layers/" + std::to_string(layer) + "/";
+    const auto& experts = stats.experts.at(static_cast<std::size_t>(layer));
+    if (static_cast<int>(experts.size()) != (c.is_moe(layer) ? c.moe.experts : 0))
+      throw input_error(file.string() + ": " + prefix + "experts",
+                        std::to_string(c.is_moe(layer) ? c.moe.experts : 0) + " experts",
+                        std::to_string(experts.size()));
+    for (LinearInput input : all_linear_inputs)
+      if (!c.is_moe(layer) || input != LinearInput::mlp_hidden)
+        check(stats.layers[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)],
+              linear_in_features(c, roles_reading(input).front()),
+              prefix + std::string(linear_input_name(input)));
+    for (std::size_t e = 0; e < experts.size(); ++e) {
+      const std::string group = prefix + "experts/" + std::to_string(e) + "/";
+      check(experts[e].mlp_in, c.hidden_size, group + "mlp_in");
+      check(experts[e].mlp_hidden, c.moe.intermediate_size, group + "mlp_hidden");
+      check(experts[e].mlp_hidden_all, c.moe.intermediate_size, group + "mlp_hidden_all");
     }
+  }
 }
 
 void check_recipe_for_stats(const Recipe& recipe) {
@@ -125,18 +190,19 @@ std::vector<QuantizedLinear> quantize_from_stats(const Model& model, const Recip
   PTQ_ASSERT(weights.size() == stats.info.sources.size());
   std::vector<QuantizedLinear> out;
   for (int layer = 0; layer < model.num_layers(); ++layer) {
-    const BlockWeights w = model.load_block(layer);
+    BlockWeights w = model.load_block(layer);
+    const bool moe = model.config().is_moe(layer);
     for (LinearInput input : all_linear_inputs) {
-      std::vector<const InputStats*> sources;
-      for (std::size_t s = 0; s < weights.size(); ++s)
-        sources.push_back(&stats.at(layer, input, static_cast<int>(s)));
-      const Eigen::MatrixXd hessian = gptq_hessian(mix_stats(sources, weights).mean_xtx);
+      if (moe && (input == LinearInput::mlp_in || input == LinearInput::mlp_hidden)) continue;
+      const Eigen::MatrixXd hessian = mixed_hessian(
+          stats.layers[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)], weights);
       for (LinearRole role : roles_reading(input)) {
         out.push_back(
             quantize_linear(recipe, model.config(), layer, role, w.weight(role), &hessian));
         log_linear(progress, out.back().report);
       }
     }
+    if (moe) quantize_experts_from_stats(model.config(), recipe, stats, weights, w, out, progress);
   }
   return out;
 }

@@ -15,6 +15,7 @@
 #include "pipeline/formats/gguf_model.hpp"
 #include "pipeline/formats/gguf_types.hpp"
 #include "pipeline/output/progress.hpp"
+#include "pipeline/quantize/experts.hpp"
 #include "pipeline/quantize/gguf_mix.hpp"
 #include "pipeline/quantize/linear_mix.hpp"
 #include "pipeline/quantize/smoothing.hpp"
@@ -47,7 +48,7 @@ std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
 // into a fused module (whatever the format).
 void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
                        const Recipe& recipe) {
-  require_dense(c, "quantizing " + model.string());
+  require_expert_support(c, recipe);
   if (recipe.format == OutputFormat::gguf) gguf_metadata(model, c, {});
   // The mix chooser prices one Linear per GGUF tensor (attn_qkv holds three).
   if (recipe.format == OutputFormat::gguf && recipe.chooses_mix() && has_fused_linears(c))

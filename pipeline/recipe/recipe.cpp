@@ -167,6 +167,9 @@ void Recipe::validate() const {
   if (target != RoundingTarget::QuantizedInputs && method != Method::Gptq)
     throw input_error("target", "quantized_inputs with method " + std::string(method_name(method)),
                       "float_outputs (a GPTQ target)");
+  if (expert_min_tokens < 0)
+    throw input_error("experts.min_tokens", "a number of tokens >= 0",
+                      std::to_string(expert_min_tokens));
   if (!(target_damp > 0.0))
     throw input_error("target_damp", "a number > 0", std::to_string(target_damp));
   if (smoothquant) smoothquant->validate();

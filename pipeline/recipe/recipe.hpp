@@ -21,6 +21,7 @@
 //   refit: least_squares  # none | least_squares: scales refit under H after quantizing
 //   target: quantized_inputs  # gptq: float_outputs = GPTAQ's target (RoundingTarget)
 //   target_damp: 1.0      # float_outputs: the correction's damping, fraction of mean diag H
+//   experts: {calibration: routed, min_tokens: 0}  # mixture-of-experts layers (ExpertCalibration)
 //   (algorithms/refit.hpp) calibration: {samples: 128, seqlen: 512, seed: 0}
 // W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
 //   method: w8a8
@@ -60,6 +61,10 @@ enum class Scaling { None, Awq, SmoothQuant };
 // from X~ (GPTAQ, algorithms/gptq.hpp float_output_target), for which a float
 // stream runs beside the quantized one.
 enum class RoundingTarget { QuantizedInputs, FloatOutputs };
+// Whose inputs form a mixture-of-experts expert's statistics: the tokens the
+// router sends to it, or every calibration token (all-expert routing; the
+// stream still advances through the routed experts).
+enum class ExpertCalibration { routed, all };
 
 // Where folded scales come from: searched on calibration activations, or
 // replayed from an earlier output (--load-scales).
@@ -119,6 +124,12 @@ struct Recipe {
   // (docs/bench/tuning.md): 0.1 fits the calibration text's outputs and loses
   // on other text, 3 gives up most of the gain.
   double target_damp = 1.0;
+  // Mixture-of-experts layers (statistics): whose inputs form each expert's
+  // Hessian, and the fewest routed tokens for its own; an expert routed fewer
+  // takes every token's (0: the model's hidden size, the rank of a full
+  // gate/up Hessian).
+  ExpertCalibration expert_calibration = ExpertCalibration::routed;
+  int expert_min_tokens = 0;
   CalibConfig calibration;
   std::vector<CalibSourceSpec> sources;  // may be empty: then --calib must give them
   // w8a8 (spec is ignored: weights are int8 per output channel, symmetric), or

@@ -33,6 +33,8 @@ constexpr std::pair<const char*, ScaleRefit> kRefits[] = {
 constexpr std::pair<const char*, RoundingTarget> kTargets[] = {
     {"quantized_inputs", RoundingTarget::QuantizedInputs},
     {"float_outputs", RoundingTarget::FloatOutputs}};
+constexpr std::pair<const char*, ExpertCalibration> kExpertCalibrations[] = {
+    {"routed", ExpertCalibration::routed}, {"all", ExpertCalibration::all}};
 constexpr std::pair<const char*, GgmlRefit> kGgmlRefits[] = {
     {"none", GgmlRefit::None}, {"scales", GgmlRefit::Scales}, {"sub_scales", GgmlRefit::SubBlockScales}};
 
@@ -276,6 +278,26 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](const Recipe& r) {
          return r.method == Method::Gptq && r.target == RoundingTarget::FloatOutputs;
        }},
+      {"experts.calibration", "--expert-calibration", F::value,
+       "mixture-of-experts layers: routed | all: each expert's statistics from the tokens routed "
+       "to it, or from every calibration token",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.expert_calibration = choice(t, w, kExpertCalibrations);
+       },
+       [](const Recipe& r) {
+         return std::string(choice_name(r.expert_calibration, kExpertCalibrations));
+       },
+       [](const Recipe& r) {
+         return r.needs_statistics() && r.expert_calibration != ExpertCalibration::routed;
+       }},
+      {"experts.min_tokens", "--expert-min-tokens", F::value,
+       "mixture-of-experts layers: an expert routed fewer calibration tokens takes every token's "
+       "statistics (default 0: the model's hidden size)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.expert_min_tokens = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.expert_min_tokens); },
+       [](const Recipe& r) { return r.needs_statistics() && r.expert_min_tokens != 0; }},
       {"format", "--format", F::value,
        "Output format: gptq, awq, compressed-tensors, bnb-nf4, gguf or dequantized (float16 "
        "folder + codes in quantized.h5); default: the packed format that fits the method (gptq "
@@ -493,6 +515,8 @@ bool applies(const RecipeKey& key, const Recipe& r) {
       {"scaling", always},
       {"refit", always},
       {"target", gptq},
+      {"experts.calibration", [](const Recipe& r) { return r.needs_statistics(); }},
+      {"experts.min_tokens", [](const Recipe& r) { return r.needs_statistics(); }},
       {"format", always},
       {"gguf_refit", [](const Recipe& r) { return gguf_format(r) && gptq(r); }},
       {"mix.max_bytes", mix_format},

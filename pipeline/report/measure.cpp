@@ -79,7 +79,7 @@ void read_run_records(const std::filesystem::path& path, int layers, VariantRepo
   const H5Reader h5(path / "quantized.h5");
   for (int layer = 0; layer < layers; ++layer)
     for (const LinearSpec& spec : linear_specs) {
-      const std::string group = linear_group_path(layer, spec.role);
+      const std::string group = linear_group_path({layer, spec.role});
       if (h5.has(group) && h5.has_attribute(group, "weight_mse"))
         v.layers.push_back({layer, std::string(linear_role_name(spec.role)),
                             h5.float_attribute(group, "weight_mse")});

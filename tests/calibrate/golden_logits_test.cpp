@@ -101,6 +101,16 @@ TEST_P(RouterLogits, MatchTransformersAtEveryLayer) {
   EXPECT_LT(worst, random_model_tolerance) << GetParam();
 }
 
+// Memory budgets count a mixture layer whole: the router and every expert.
+TEST_P(RouterLogits, BlockWeightsCountEveryExpert) {
+  const Model model = Model::open(test::source_dir() / "tests/data/models" / GetParam());
+  const BlockWeights w = model.load_block(0);
+  std::int64_t loaded = w.router.size();
+  for (const MatrixRM& m : w.linear) loaded += m.size();
+  for (const ExpertWeights& e : w.experts) loaded += e.gate.size() + e.up.size() + e.down.size();
+  EXPECT_EQ(block_linear_weights(model.config()), loaded);
+}
+
 INSTANTIATE_TEST_SUITE_P(MixturesOfExperts, RouterLogits,
                          ::testing::Values("mixtral", "mixtral-fused", "qwen3moe",
                                            "qwen3moe-fused"),

@@ -7,7 +7,9 @@
 // window, and quantized with GPTQ into each Hugging Face format and with AWQ
 // (whose scales fold into norms the checkpoint stores as w for 1 + w).
 // Mixtral and Qwen3-MoE are evaluated as transformers computes them, in both
-// expert layouts; calibrating and quantizing them is refused before any output.
+// expert layouts, calibrated per expert, and quantized expert by expert (RTN,
+// GPTQ) into each Hugging Face format; what experts cannot take yet is refused
+// before any output.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -17,7 +19,10 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/hdf5.hpp"
 #include "io/safetensors.hpp"
+#include "pipeline/output/quantized_model.hpp"
+#include "pipeline/quantize/calib_stats.hpp"
 #include "test_paths.hpp"
 
 namespace ptq {
@@ -247,20 +252,182 @@ TEST_P(Gemma, QuantizesIntoEachHfFormat) {
 
 INSTANTIATE_TEST_SUITE_P(Families, Gemma, ::testing::Values("gemma2", "gemma3"));
 
-class MixtureOfExperts : public FamilyModel {};
+class MixtureOfExperts : public FamilyModel {
+ protected:
+  // `flags` (a method and its grid; GPTQ calibrated on the 96 reference tokens
+  // as 3 windows of 32) into dir/<name>.
+  std::filesystem::path quantize(const std::string& flags, const std::filesystem::path& dir,
+                                 const std::string& name) const {
+    const auto out = dir / name;
+    const std::string calibration =
+        " --calib-ids " + (model() / "ref_ids.ids").string() + " --samples 3 --seqlen 32";
+    const std::string args = "quantize --model " + model().string() + " " + flags +
+                             (flags.find("--method gptq") == 0 ? calibration : "") + " --out " +
+                             out.string();
+    EXPECT_EQ(test::run_ptq(args, dir / (name + ".log")), 0) << log_of(dir / (name + ".log"));
+    return out;
+  }
+  nlohmann::json config() const {
+    std::ifstream in(model() / "config.json");
+    return nlohmann::json::parse(in);
+  }
+  int experts() const {
+    const auto c = config();
+    return c.contains("num_local_experts") ? c["num_local_experts"].get<int>()
+                                           : c["num_experts"].get<int>();
+  }
+  double kl(const std::filesystem::path& quantized, const std::string& what) const {
+    return kl_to_float(quantized, model(), test::temp_dir("family-" + GetParam() + "-kl-" + what));
+  }
+};
+
+constexpr char kGptq[] = "--method gptq --bits 4 --group 32";
+
+// A layer's router as the folder stores it (Mixtral's per-expert layout, or
+// the name both Qwen3-MoE and v5's stacked layout use).
+std::vector<float> router_weight(const Checkpoint& c, int layer) {
+  const std::string mixtral = fused_weight(layer, "block_sparse_moe.gate");
+  const auto* t = c.find(mixtral);
+  return (t != nullptr ? *t : c.require(fused_weight(layer, "mlp.gate"))).to_float();
+}
 
 TEST_P(MixtureOfExperts, EvaluatesAsTransformersDoes) {
   const double ours = eval_nll(model(), test::temp_dir("family-" + GetParam() + "-eval"), model());
   EXPECT_NEAR(ours, transformers_nll(model()), 1e-3);
 }
 
-TEST_P(MixtureOfExperts, CalibratingAndQuantizingAreRefusedBeforeAnyOutput) {
+// GPTQ rounds every expert (on the tokens routed to it, or on every token when
+// it saw too few) and beats RTN; each Hugging Face format holds each expert's
+// Linears under its own module, the routers in float, as NumPy's independent
+// decoder reads them.
+TEST_P(MixtureOfExperts, QuantizesEveryExpertIntoEachHfFormat) {
+  const auto dir = test::temp_dir("family-" + GetParam() + "-formats");
+  const Checkpoint source = Checkpoint::open(model());
+  // Routing makes these random models touchy: RTN W4 gives KL 0.46 (Mixtral)
+  // and GPTQ 0.34; W8 still 0.01.
+  const double rtn =
+      kl(quantize("--method rtn --bits 4 --group 32 --format dequantized", dir, "rtn"), "rtn");
+  const double gptq =
+      kl(quantize(std::string(kGptq) + " --format dequantized", dir, "gptq-fp16"), "gptq-fp16");
+  EXPECT_LT(gptq, 0.9 * rtn);
+  const int linears = kLayers * (4 + 3 * experts());
+  for (const std::string format : {"gptq", "awq", "compressed-tensors"}) {
+    const auto out = quantize(std::string(kGptq) + " --format " + format, dir, format);
+    const auto numpy = dir / (format + "-numpy");
+    decode_with_numpy(out, numpy);
+    EXPECT_EQ(std::distance(std::filesystem::directory_iterator(numpy),
+                            std::filesystem::directory_iterator()),
+              linears)
+        << format;
+    const Checkpoint packed = Checkpoint::open(out);
+    for (int layer = 0; layer < kLayers; ++layer)
+      EXPECT_EQ(router_weight(packed, layer), router_weight(source, layer))
+          << format << " " << layer;
+    // Packed scales are float16, which GPTQ's later updates carry on.
+    EXPECT_NEAR(kl(out, format), gptq, 0.15 * gptq) << format;
+  }
+}
+
+// Tokens routed to each expert in the record; the rule for experts that saw
+// few, and all-expert routing, which gives every expert GPTQ.
+TEST_P(MixtureOfExperts, RecordsTokensRoutedToEachExpert) {
+  const auto dir = test::temp_dir("family-" + GetParam() + "-routing");
+  const int per_token = config()["num_experts_per_tok"].get<int>(), hidden = 64;
+  struct Case {
+    std::string flags;
+    std::function<bool(std::int64_t routed)> all_tokens;  // the rule's verdict
+  };
+  const Case cases[] = {
+      {"", [&](std::int64_t routed) { return routed < hidden; }},  // default: the hidden size
+      {"--expert-min-tokens 1", [](std::int64_t routed) { return routed < 1; }},
+      {"--expert-calibration all", [](std::int64_t) { return true; }},
+  };
+  for (std::size_t c = 0; c < std::size(cases); ++c) {
+    const auto out = quantize(std::string(kGptq) + " --format gptq " + cases[c].flags, dir,
+                              "case" + std::to_string(c));
+    const H5Reader record(out / "quantized.h5");
+    for (int layer = 0; layer < kLayers; ++layer) {
+      std::int64_t routed_sum = 0;
+      for (int e = 0; e < experts(); ++e) {
+        const LinearReport gate = read_linear_report(record, {layer, LinearRole::gate, e});
+        routed_sum += gate.routed_tokens;
+        for (LinearRole role : {LinearRole::up, LinearRole::down}) {
+          const LinearReport r = read_linear_report(record, {layer, role, e});
+          EXPECT_EQ(r.routed_tokens, gate.routed_tokens);
+          EXPECT_EQ(r.expert_hessian, gate.expert_hessian);
+        }
+        EXPECT_EQ(gate.expert_hessian == ExpertHessian::all_tokens,
+                  cases[c].all_tokens(gate.routed_tokens))
+            << cases[c].flags << " layer " << layer << " expert " << e;
+        if (gate.expert_hessian == ExpertHessian::routed) continue;
+        for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down}) {
+          const LinearReport r = read_linear_report(record, {layer, role, e});
+          EXPECT_GT(r.gptq_loss, 0.0) << cases[c].flags;  // GPTQ ran, not RTN
+          EXPECT_FALSE(r.cholesky_failed) << cases[c].flags;
+        }
+      }
+      EXPECT_EQ(routed_sum, std::int64_t{kTokens} * per_token) << cases[c].flags << " " << layer;
+    }
+  }
+}
+
+// ptq calibrate keeps each expert's statistics, over its routed tokens and
+// over every token; quantize --stats rounds each expert from them.
+TEST_P(MixtureOfExperts, CalibratesEachExpertAndQuantizesFromTheStatistics) {
+  const auto dir = test::temp_dir("family-" + GetParam() + "-calibrate");
+  const auto stats_file = dir / "stats.h5";
+  const std::string args = "calibrate --model " + model().string() + " --calib-ids " +
+                           (model() / "ref_ids.ids").string() + " --samples 3 --seqlen 32 --out " +
+                           stats_file.string();
+  ASSERT_EQ(test::run_ptq(args, dir / "calibrate.log"), 0) << log_of(dir / "calibrate.log");
+  const CalibrationStats stats = load_calibration_stats(stats_file);
+  const int per_token = config()["num_experts_per_tok"].get<int>();
+  for (int layer = 0; layer < kLayers; ++layer) {
+    const auto& per_expert = stats.experts.at(static_cast<std::size_t>(layer));
+    ASSERT_EQ(static_cast<int>(per_expert.size()), experts());
+    // Each token goes to experts_per_token experts: their routed inputs' sums
+    // of x^T x add up to that many times the layer's.
+    const InputStats& all = stats.at(layer, LinearInput::mlp_in, 0);
+    EXPECT_EQ(all.tokens, kTokens);
+    Eigen::MatrixXd routed = Eigen::MatrixXd::Zero(all.xtx.rows(), all.xtx.cols());
+    std::int64_t tokens = 0;
+    for (const ExpertInputStats& e : per_expert) {
+      routed += e.mlp_in[0].xtx;
+      tokens += e.mlp_in[0].tokens;
+      EXPECT_EQ(e.mlp_hidden[0].tokens, e.mlp_in[0].tokens);
+      EXPECT_EQ(e.mlp_hidden_all[0].tokens, kTokens);
+    }
+    EXPECT_EQ(tokens, std::int64_t{kTokens} * per_token);
+    EXPECT_LT((routed - per_token * all.xtx).cwiseAbs().maxCoeff(),
+              1e-5 * all.xtx.cwiseAbs().maxCoeff())
+        << "layer " << layer;
+  }
+  const auto out = dir / "from-stats";
+  const std::string quantize = "quantize --model " + model().string() + " " + kGptq +
+                               " --expert-min-tokens 1 --format gptq --stats " +
+                               stats_file.string() + " --out " + out.string();
+  ASSERT_EQ(test::run_ptq(quantize, dir / "quantize.log"), 0) << log_of(dir / "quantize.log");
+  const H5Reader record(out / "quantized.h5");
+  for (int e = 0; e < experts(); ++e) {
+    const LinearReport r = read_linear_report(record, {0, LinearRole::down, e});
+    EXPECT_EQ(r.routed_tokens, stats.experts[0][static_cast<std::size_t>(e)].mlp_in[0].tokens);
+    EXPECT_EQ(r.expert_hessian,
+              r.routed_tokens > 0 ? ExpertHessian::routed : ExpertHessian::all_tokens);
+  }
+  // GGUF experts are not written yet, so neither is their importance.
+  const std::string imatrix =
+      "imatrix --stats " + stats_file.string() + " --out " + (dir / "imatrix.gguf").string();
+  EXPECT_EQ(test::run_ptq(imatrix, dir / "imatrix.log"), 2);
+  EXPECT_NE(log_of(dir / "imatrix.log").find("experts"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir / "imatrix.gguf"));
+}
+
+TEST_P(MixtureOfExperts, WhatExpertsCannotTakeYetIsRefusedBeforeAnyOutput) {
   const auto dir = test::temp_dir("family-" + GetParam() + "-refused");
   const std::string ids = (model() / "ref_ids.ids").string();
   const std::vector<std::pair<std::string, std::filesystem::path>> commands{
-      {"quantize --method rtn --bits 4 --out ", dir / "rtn"},
-      {"quantize --method gptq --bits 4 --calib-ids " + ids + " --seqlen 32 --out ", dir / "gptq"},
-      {"calibrate --calib-ids " + ids + " --seqlen 32 --out ", dir / "stats.h5"},
+      {"quantize --method awq --bits 4 --calib-ids " + ids + " --seqlen 32 --out ", dir / "awq"},
+      {"quantize --method rtn --format gguf --gguf-type Q4_0 --out ", dir / "gguf"},
   };
   for (const auto& [command, out] : commands) {
     const std::string args = command + out.string() + " --model " + model().string();
@@ -275,6 +442,35 @@ INSTANTIATE_TEST_SUITE_P(Families, MixtureOfExperts,
                          ::testing::Values("mixtral", "mixtral-fused", "qwen3moe",
                                            "qwen3moe-fused"),
                          test::FolderName());
+
+// transformers v5's stacked experts are written one Linear per expert, as its
+// v4 layout stores them: the same model in either layout gives the same bytes.
+TEST(Families, StackedExpertsAreWrittenAsThePerExpertLayoutIs) {
+  const auto dir = test::temp_dir("family-moe-layouts");
+  for (const std::string family : {"mixtral", "qwen3moe"}) {
+    std::vector<std::filesystem::path> outs;
+    for (const std::string& folder : {family, family + "-fused"}) {
+      const auto model = test::source_dir() / "tests/data/models" / folder;
+      const auto out = dir / folder;
+      const std::string args = "quantize --model " + model.string() + " " + kGptq +
+                               " --format dequantized --calib-ids " +
+                               (model / "ref_ids.ids").string() +
+                               " --samples 3 --seqlen 32 --out " + out.string();
+      ASSERT_EQ(test::run_ptq(args, dir / (folder + ".log")), 0) << log_of(dir / (folder + ".log"));
+      outs.push_back(out);
+    }
+    const Checkpoint per_expert = Checkpoint::open(outs[0]), stacked = Checkpoint::open(outs[1]);
+    EXPECT_EQ(per_expert.tensors().size(), stacked.tensors().size()) << family;
+    for (const TensorView* t : per_expert.tensors()) {
+      const TensorView* s = stacked.find(t->name);
+      ASSERT_NE(s, nullptr) << family << " " << t->name;
+      EXPECT_EQ(s->dtype, t->dtype) << t->name;
+      EXPECT_EQ(s->shape, t->shape) << t->name;
+      EXPECT_TRUE(std::equal(t->bytes.begin(), t->bytes.end(), s->bytes.begin(), s->bytes.end()))
+          << family << " " << t->name;
+    }
+  }
+}
 
 }  // namespace
 }  // namespace ptq

@@ -198,6 +198,33 @@ TEST(QuantizeResumeChecks, DamagedCheckpointIsRefused) {
   }
 }
 
+// A mixture-of-experts model checkpoints each expert's Linears with the
+// block and resumes to the same bytes.
+TEST(QuantizeResumeChecks, MixtureOfExpertsResumesToTheSameBytes) {
+  const auto dir = test::temp_dir("resume-moe");
+  const auto source = test::source_dir() / "tests/data/models/mixtral";
+  const Model model = Model::open(source);
+  Recipe gptq = load_recipe(recipe("gptq-w4-g128"));
+  gptq.spec.group_size = 32;
+  gptq.calibration.samples = 3;
+  gptq.calibration.seqlen = 32;
+  gptq.sources = {{"ids", source / "ref_ids.ids", 1.0}};
+  const CalibrationSet calib = load_calibration(source, gptq.sources, gptq.calibration);
+  const auto full =
+      quantize_blocks(model, gptq, &calib, QuantizeRunOptions{16, dir / "ckpt_full", Resume::no});
+  write_output(model, gptq, calib, full, dir / "full");
+  const QuantizeRunOptions options{16, dir / "ckpt", Resume::yes};
+  QuantizeProgress stop_at_block_2{[](const std::string& line) {
+    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
+  }};
+  EXPECT_THROW(quantize_blocks(model, gptq, &calib, options, stop_at_block_2), Interrupted);
+  ASSERT_TRUE(H5Reader(dir / "ckpt" / "block_1.h5").has("layers/1/experts/3/down"));
+  const auto resumed = quantize_blocks(model, gptq, &calib, options);
+  write_output(model, gptq, calib, resumed, dir / "resumed");
+  for (const char* f : {"model.safetensors", "quantized.h5", "README.md"})
+    EXPECT_TRUE(test::read_bytes(dir / "full" / f) == test::read_bytes(dir / "resumed" / f)) << f;
+}
+
 std::uintmax_t folder_bytes(const std::filesystem::path& dir) {
   std::uintmax_t total = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir))

@@ -113,7 +113,7 @@ TEST_F(QuantizeFromStats, CliMix70To30IsGptqOnTheHandMixedHessian) {
       const auto want =
           gptq_quantize(model.load_block(layer).weight(role), h, w3_g128().gptq_config());
       expect_same_bits(
-          std::get<QuantizedMatrix>(read_quantized_linear(file, layer, role).weight),
+          std::get<QuantizedMatrix>(read_quantized_linear(file, {layer, role}).weight),
           want.quantized,
           "layer " + std::to_string(layer) + " " + std::string(linear_role_name(role)));
     }

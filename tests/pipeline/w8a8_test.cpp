@@ -90,7 +90,7 @@ TEST(Nf4Output, CodesInQuantizedH5MatchTheFloat16Weights) {
   recipe.method = Method::Nf4;
   const auto out = quantize("nf4", recipe);
   const H5Reader h5(out / "quantized.h5");
-  const QuantizedLinear q = read_quantized_linear(h5, 2, LinearRole::down);
+  const QuantizedLinear q = read_quantized_linear(h5, {2, LinearRole::down});
   ASSERT_TRUE(std::holds_alternative<Nf4Matrix>(q.weight));
   const MatrixRM stored = Model::open(out).load_block(2).weight(LinearRole::down);
   const MatrixRM deq = q.dequantize();
