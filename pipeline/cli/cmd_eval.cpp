@@ -18,6 +18,7 @@
 #include "pipeline/eval/tasks.hpp"
 #include "pipeline/output/act_quant_io.hpp"
 #include "pipeline/output/progress.hpp"
+#include "pipeline/recipe/text_tokenizer.hpp"
 
 namespace ptq::cli {
 namespace {
@@ -50,12 +51,7 @@ std::filesystem::path tokenizer_folder(const EvalOptions& o) {
   return o.reference;
 }
 
-Tokenizer eval_tokenizer(const EvalOptions& o) {
-  Tokenizer tokenizer = Tokenizer::load(tokenizer_folder(o));
-  if (!tokenizer.pipeline_note().empty())
-    std::fprintf(stderr, "note: %s\n", tokenizer.pipeline_note().c_str());
-  return tokenizer;
-}
+Tokenizer eval_tokenizer(const EvalOptions& o) { return load_text_tokenizer(tokenizer_folder(o)); }
 
 std::vector<std::int32_t> eval_tokens(const EvalOptions& o, std::int32_t vocab_size) {
   if (!o.ids_file.empty()) return read_ids(o.ids_file, vocab_size);

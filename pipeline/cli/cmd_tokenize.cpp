@@ -1,6 +1,5 @@
 // ptq tokenize: a whole text file as one string -> raw little-endian int32 ids,
 // no BOS, no special tokens added (the evaluation protocol's step 1).
-#include <cstdio>
 #include <string>
 
 #include "io/error.hpp"
@@ -9,6 +8,7 @@
 #include "io/text_file.hpp"
 #include "io/tokenizer.hpp"
 #include "pipeline/cli/commands.hpp"
+#include "pipeline/recipe/text_tokenizer.hpp"
 
 namespace ptq::cli {
 namespace {
@@ -21,9 +21,7 @@ struct TokenizeOptions {
 
 void run_tokenize(const TokenizeOptions& o) {
   check_output_path(o.out, OutputKind::file, "--out");
-  const auto tokenizer = Tokenizer::load(o.model);
-  if (!tokenizer.pipeline_note().empty())
-    std::fprintf(stderr, "note: %s\n", tokenizer.pipeline_note().c_str());
+  const auto tokenizer = load_text_tokenizer(o.model);
   const auto ids = tokenizer.encode(read_utf8_text_file(o.text));
   write_ids(o.out, ids);
 }

@@ -20,6 +20,7 @@
 #include "pipeline/quantize/linear_mix.hpp"
 #include "pipeline/quantize/smoothing.hpp"
 #include "pipeline/quantize/w8a8.hpp"
+#include "pipeline/recipe/text_tokenizer.hpp"
 
 namespace ptq {
 
@@ -102,9 +103,7 @@ CalibrationSet load_calibration(const std::filesystem::path& model,
   const ModelConfig model_config = load_model_config(model);
   CalibrationSet set;
   if (needs_tokenizer) {
-    const Tokenizer tokenizer = Tokenizer::load(model);
-    if (!tokenizer.pipeline_note().empty())
-      std::fprintf(stderr, "note: %s\n", tokenizer.pipeline_note().c_str());
+    const Tokenizer tokenizer = load_text_tokenizer(model);
     set = build_calibration_set(sources, config, &tokenizer, eos_of(model_config, tokenizer));
   } else {
     set = build_calibration_set(sources, config, nullptr, 0);

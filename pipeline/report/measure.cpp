@@ -17,6 +17,7 @@
 #include "pipeline/output/folder_sizes.hpp"
 #include "pipeline/output/progress.hpp"
 #include "pipeline/output/quantized_model.hpp"
+#include "pipeline/recipe/text_tokenizer.hpp"
 #include "pipeline/report/llama_bench.hpp"
 #include "pipeline/report/report.hpp"
 
@@ -118,7 +119,7 @@ class Measurer {
   Measurer(const ReportConfig& config, const ReportProgress& progress)
       : config_(config),
         progress_(progress),
-        tokenizer_(Tokenizer::load(config.baseline.path)),
+        tokenizer_(load_text_tokenizer(config.baseline.path)),
         inputs_(read_inputs(config, tokenizer_)) {}
 
   // `model` (input opened) against `baseline`, or the baseline itself when

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
 
 #include "test_paths.hpp"
 
@@ -40,6 +41,27 @@ TEST(TokenizeCli, MissingTextFileIsAnInputError) {
                           " --text /nonexistent.txt --out " + out.string() + " 2>/dev/null";
   EXPECT_EQ(WEXITSTATUS(std::system(cmd.c_str())), 2);
   EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+// A tokenizer_config.json naming a class whose pipeline differs from
+// tokenizer.json's (tiny's vocabulary through Qwen2Tokenizer, as
+// tests/data/tokenizer_classes/tiny-qwen2.json records): every command that
+// tokenizes text says so once.
+TEST(TokenizeCli, ATokenizerClassOtherThanTokenizerJsonIsNoted) {
+  const auto dir = test::temp_dir("tokenize-class");
+  const auto model = dir / "model";
+  std::filesystem::create_directories(model);
+  std::filesystem::copy_file(test::fixture("models/tiny/tokenizer.json"), model / "tokenizer.json");
+  std::ofstream(model / "tokenizer_config.json") << R"({"tokenizer_class": "Qwen2Tokenizer"})";
+  const auto text = test::fixture("corpus/generic_eval/wikitext2_test.txt");
+  const std::string args = "tokenize --model " + model.string() + " --text " + text.string() +
+                           " --out " + (dir / "out.ids").string();
+  ASSERT_EQ(test::run_ptq(args, dir / "tokenize.log"), 0);
+  const std::string log = test::read_bytes(dir / "tokenize.log");
+  const auto first = log.find("note: ");
+  ASSERT_NE(first, std::string::npos) << log;
+  EXPECT_NE(log.find("Qwen2Tokenizer", first), std::string::npos) << log;
+  EXPECT_EQ(log.find("note: ", first + 1), std::string::npos) << log;
 }
 
 }  // namespace
