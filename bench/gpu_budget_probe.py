@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
 """What the GPU itself allows for issue 18's stage 2: the dense work of one
-Llama-3-8B block over 128 windows of 2048 tokens, timed with PyTorch's cuBLAS
-and attention kernels on random data, in each precision the issue allows.
-ptq's CUDA backend calls the same cuBLAS routines, so these times are a floor
-for its block, not a measurement of it.
+Llama-3-8B block (or Llama-3-70B's, --shape 70b) over 128 windows of 2048
+tokens, timed with PyTorch's cuBLAS and attention kernels on random data, in
+each precision the issue allows. ptq's CUDA backend calls the same cuBLAS
+routines, so these times are a floor for its block, not a measurement of it.
 
-    python3 bench/gpu_budget_probe.py [--windows 128] [--seqlen 2048]
+    python3 bench/gpu_budget_probe.py [--shape 8b|70b] [--windows 128] [--seqlen 2048]
 
 Per block: the forward's GEMMs (q/k/v, o, gate/up, down), causal attention,
-and X^T X of the four Linear inputs (q/k/v's, o's, gate/up's: 4096 wide;
-down's: 14336 wide). Printed per item and summed, per block and times 32
-blocks. GEMMs and X^T X run in float32 without TF32, with TF32, and with
+and X^T X of the four Linear inputs (q/k/v's, o's, gate/up's: hidden wide;
+down's: MLP wide). Printed per item and summed, per block and times the
+block count. GEMMs and X^T X run in float32 without TF32, with TF32, and with
 bfloat16 inputs (float32 accumulation).
 """
 
@@ -19,7 +19,9 @@ import time
 
 import torch
 
-HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = 4096, 14336, 32, 8, 128, 32
+# hidden, MLP width, heads, KV heads, head_dim, blocks (the checkpoints' config.json)
+SHAPES = {"8b": (4096, 14336, 32, 8, 128, 32), "70b": (8192, 28672, 64, 8, 128, 80)}
+HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = SHAPES["8b"]
 
 
 def timed(fn, repeats=3):
@@ -44,9 +46,9 @@ def gemm_items(tokens, dtype):
         w = torch.randn(*w_shape, device="cuda", dtype=dtype)
         out.append((name, timed(lambda: inp @ w)))
         del w
-    xtx_4096 = timed(lambda: torch.mm(x.t(), x).float())
-    out.append(("X^T X 4096 wide, x3", 3 * xtx_4096))
-    out.append(("X^T X 14336 wide", timed(lambda: torch.mm(h.t(), h).float())))
+    xtx_hidden = timed(lambda: torch.mm(x.t(), x).float())
+    out.append((f"X^T X {HIDDEN} wide, x3", 3 * xtx_hidden))
+    out.append((f"X^T X {INTER} wide", timed(lambda: torch.mm(h.t(), h).float())))
     del x, h
     torch.cuda.empty_cache()
     return out
@@ -66,9 +68,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--windows", type=int, default=128)
     p.add_argument("--seqlen", type=int, default=2048)
+    p.add_argument("--shape", choices=sorted(SHAPES), default="8b")
     a = p.parse_args()
+    global HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS
+    HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, LAYERS = SHAPES[a.shape]
     tokens = a.windows * a.seqlen
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, "
+    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {a.shape} shape, "
           f"{a.windows} windows x {a.seqlen} tokens = {tokens} rows per block")
     modes = (("float32", torch.float32, False), ("tf32", torch.float32, True),
              ("bf16 in, fp32 acc", torch.bfloat16, False))
