@@ -51,7 +51,14 @@ std::vector<QuantizedLinear> quantize_expert(const Recipe& recipe, const ModelCo
 }  // namespace
 
 void require_expert_support(const ModelConfig& c, const Recipe& r) {
-  if (!c.has_moe()) return;
+  if (!c.has_moe()) {  // the experts keys would be ignored
+    for (const auto& [path, where] : r.given_keys)
+      if (path.starts_with("experts."))
+        throw input_error(
+            where, "a key this " + c.model_type + " model uses",
+            "\"" + std::string(path) + "\", which only mixture-of-experts layers read");
+    return;
+  }
   const std::string model = "a " + c.model_type + " model (mixture-of-experts layers)";
   auto refuse = [&](const std::string& field, const std::string& expected,
                     const std::string& found) {

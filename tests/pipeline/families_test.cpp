@@ -422,6 +422,19 @@ TEST_P(MixtureOfExperts, CalibratesEachExpertAndQuantizesFromTheStatistics) {
   EXPECT_FALSE(std::filesystem::exists(dir / "imatrix.gguf"));
 }
 
+// A dense model refuses the experts keys rather than ignore them.
+TEST(Families, ExpertKeysOnADenseModelAreRefused) {
+  const auto dir = test::temp_dir("family-dense-expert-keys");
+  const auto model = test::source_dir() / "tests/data/models/qwen3";
+  const std::string args =
+      "quantize --model " + model.string() + " " + kGptq + " --expert-min-tokens 4 --calib-ids " +
+      (model / "ref_ids.ids").string() + " --samples 3 --seqlen 32 --out " + (dir / "out").string();
+  EXPECT_EQ(test::run_ptq(args, dir / "run.log"), 2);
+  EXPECT_NE(log_of(dir / "run.log").find("--expert-min-tokens"), std::string::npos)
+      << log_of(dir / "run.log");
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));
+}
+
 TEST_P(MixtureOfExperts, WhatExpertsCannotTakeYetIsRefusedBeforeAnyOutput) {
   const auto dir = test::temp_dir("family-" + GetParam() + "-refused");
   const std::string ids = (model() / "ref_ids.ids").string();
