@@ -96,6 +96,13 @@ struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
 };
 
+// Throws Interrupted as block 2 starts: blocks 0 and 1 are checkpointed.
+QuantizeProgress interrupt_at_block_2() {
+  return {[](const std::string& line) {
+    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
+  }};
+}
+
 std::filesystem::path write_output(const Model& model, const Recipe& recipe,
                                    const CalibrationSet& calib, const QuantizedLinears& linears,
                                    const std::filesystem::path& out) {
@@ -119,9 +126,7 @@ TEST_P(QuantizeResume, ResumedRunEqualsUninterruptedRun) {
 
   // Interrupted as block 2 starts: blocks 0 and 1 and their output activations are checkpointed.
   const QuantizeRunOptions options{16, dir / "ckpt", Resume::yes};
-  QuantizeProgress stop_at_block_2{[](const std::string& line) {
-    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
-  }};
+  const QuantizeProgress stop_at_block_2 = interrupt_at_block_2();
   EXPECT_THROW(quantize_blocks(model, recipe, &calib, options, stop_at_block_2), Interrupted);
   ASSERT_TRUE(std::filesystem::exists(dir / "ckpt" / "block_1.h5"));
   ASSERT_FALSE(std::filesystem::exists(dir / "ckpt" / "block_2.h5"));
@@ -179,9 +184,7 @@ TEST(QuantizeResumeChecks, DamagedCheckpointIsRefused) {
   const Recipe recipe = small_gptq();
   const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
   const QuantizeRunOptions options{16, dir / "ckpt", Resume::yes};
-  QuantizeProgress stop_at_block_2{[](const std::string& line) {
-    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
-  }};
+  const QuantizeProgress stop_at_block_2 = interrupt_at_block_2();
   EXPECT_THROW(quantize_blocks(model, recipe, &calib, options, stop_at_block_2), Interrupted);
   const auto block = dir / "ckpt" / "block_1.h5";
   std::string bytes = test::read_bytes(block);
@@ -214,9 +217,7 @@ TEST(QuantizeResumeChecks, MixtureOfExpertsResumesToTheSameBytes) {
       quantize_blocks(model, gptq, &calib, QuantizeRunOptions{16, dir / "ckpt_full", Resume::no});
   write_output(model, gptq, calib, full, dir / "full");
   const QuantizeRunOptions options{16, dir / "ckpt", Resume::yes};
-  QuantizeProgress stop_at_block_2{[](const std::string& line) {
-    if (line.rfind("layer 2 ", 0) == 0) throw Interrupted();
-  }};
+  const QuantizeProgress stop_at_block_2 = interrupt_at_block_2();
   EXPECT_THROW(quantize_blocks(model, gptq, &calib, options, stop_at_block_2), Interrupted);
   ASSERT_TRUE(H5Reader(dir / "ckpt" / "block_1.h5").has("layers/1/experts/3/down"));
   const auto resumed = quantize_blocks(model, gptq, &calib, options);
