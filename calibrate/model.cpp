@@ -11,20 +11,10 @@
 namespace ptq {
 namespace {
 
-std::string shape_string(const std::vector<std::int64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
+// Checkpoint::require with the shape braced at the call.
 const TensorView& require_shape(const Checkpoint& ckpt, const std::string& name,
                                 const std::vector<std::int64_t>& shape) {
-  const TensorView& t = ckpt.require(name);
-  if (t.shape != shape) {
-    throw input_error(t.file.string() + ": tensor " + name, "shape " + shape_string(shape),
-                      shape_string(t.shape));
-  }
-  return t;
+  return ckpt.require(name, shape);
 }
 
 // A NaN or infinity in a checkpoint would run to the end, every GPTQ Linear
@@ -101,7 +91,8 @@ void load_moe(const Checkpoint& ckpt, const ModelConfig& c, int layer, BlockWeig
     return;
   }
   const auto part = [&](int e, LinearRole role, std::int64_t out, std::int64_t in) {
-    const std::string name = block_tensor_name(layer, names.expert_module(e, role)) + ".weight";
+    const std::string name =
+        block_tensor_name(layer, names.expert_module(e, expert_linear(role))) + ".weight";
     return to_matrix(require_shape(ckpt, name, {out, in}));
   };
   for (int e = 0; e < c.moe.experts; ++e) {

@@ -41,34 +41,18 @@ LinearStorage linear_storage(const ModelConfig& c, LinearRole role) {
 
 bool has_fused_linears(const ModelConfig& c) { return !fused_modules(c).empty(); }
 
-std::string MoeTensors::expert_module(int expert, LinearRole role) const {
-  PTQ_ASSERT(!stacked);
-  std::string_view name;
+ExpertLinear expert_linear(LinearRole role) {
   switch (role) {
     case LinearRole::gate:
-      name = mixtral_names ? "w1" : "gate_proj";
-      break;
+      return ExpertLinear::gate;
     case LinearRole::up:
-      name = mixtral_names ? "w3" : "up_proj";
-      break;
+      return ExpertLinear::up;
     case LinearRole::down:
-      name = mixtral_names ? "w2" : "down_proj";
-      break;
+      return ExpertLinear::down;
     default:
       PTQ_ASSERT(false && "experts hold gate, up and down Linears");
   }
-  return std::string(experts_prefix) + std::to_string(expert) + "." + std::string(name);
-}
-
-MoeTensors moe_tensors(const ModelConfig& c, int layer,
-                       const std::function<bool(const std::string&)>& has_tensor) {
-  MoeTensors t;
-  t.stacked = has_tensor(block_tensor_name(layer, stacked_gate_up_suffix));
-  const bool mixtral_v4 = c.arch == Architecture::Mixtral && !t.stacked;
-  t.router = block_tensor_name(layer, mixtral_v4 ? "block_sparse_moe.gate" : "mlp.gate");
-  t.experts_prefix = mixtral_v4 ? "block_sparse_moe.experts." : "mlp.experts.";
-  t.mixtral_names = mixtral_v4;
-  return t;
+  return ExpertLinear::gate;
 }
 
 std::string_view norm_tensor_suffix(const ModelConfig& c, NormRole role) {
@@ -105,10 +89,6 @@ const LinearSpec& linear_spec(LinearRole role) {
   const auto& spec = linear_specs[static_cast<std::size_t>(role)];
   PTQ_ASSERT(spec.role == role);
   return spec;
-}
-
-std::string block_tensor_name(int layer, std::string_view suffix) {
-  return "model.layers." + std::to_string(layer) + "." + std::string(suffix);
 }
 
 std::string linear_module_name(int layer, LinearRole role) {
@@ -184,8 +164,8 @@ std::string linear_key_text(const LinearKey& k) {
 
 std::string linear_weight_module(const ModelConfig& c, const LinearKey& k) {
   if (k.expert < 0) return block_tensor_name(k.layer, linear_storage(c, k.role).module);
-  const MoeTensors per_expert = moe_tensors(c, k.layer, [](const std::string&) { return false; });
-  return block_tensor_name(k.layer, per_expert.expert_module(k.expert, k.role));
+  return block_tensor_name(
+      k.layer, per_expert_tensors(c, k.layer).expert_module(k.expert, expert_linear(k.role)));
 }
 
 }  // namespace ptq

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "io/model_config.hpp"
+#include "io/moe_tensors.hpp"
 
 namespace ptq {
 
@@ -68,26 +69,8 @@ inline constexpr std::string_view embed_tokens_name = "model.embed_tokens.weight
 inline constexpr std::string_view final_norm_name = "model.norm.weight";
 inline constexpr std::string_view lm_head_name = "lm_head.weight";  // absent when tied
 
-// A mixture-of-experts layer's tensors below "model.layers.{i}." (Mixtral,
-// Qwen3-MoE), in one of two layouts: one module per expert Linear
-// (transformers v4's names, which save_pretrained still writes), or all
-// experts stacked in two tensors (v5's in-memory layout): gate_up_proj
-// [experts, 2 * intermediate, hidden], each expert's gate rows before its up
-// rows, and down_proj [experts, hidden, intermediate].
-struct MoeTensors {
-  bool stacked = false;
-  std::string router;  // its ".weight": [experts, hidden]
-  // Per-expert layout: the module of expert e's gate, up or down Linear.
-  std::string expert_module(int expert, LinearRole role) const;
-  std::string_view experts_prefix;  // per-expert: "block_sparse_moe.experts." or "mlp.experts."
-  bool mixtral_names = false;       // w1 (gate), w3 (up), w2 (down)
-};
-inline constexpr std::string_view stacked_gate_up_suffix = "mlp.experts.gate_up_proj";
-inline constexpr std::string_view stacked_down_suffix = "mlp.experts.down_proj";
-// The layout of layer `layer`: stacked when `has_tensor` finds its stacked
-// gate_up_proj. Names are below "model.layers.{layer}.".
-MoeTensors moe_tensors(const ModelConfig& config, int layer,
-                       const std::function<bool(const std::string&)>& has_tensor);
+// The expert Linear a role names in a mixture-of-experts layer (gate, up or down).
+ExpertLinear expert_linear(LinearRole role);
 
 // Where a family stores a Linear: its own module (rows = its out features), or
 // rows [first_row, first_row + out) of a fused module of `rows` rows (Phi-3's
@@ -103,8 +86,6 @@ bool has_fused_linears(const ModelConfig& config);
 
 std::string_view linear_role_name(LinearRole role);  // "q", "k", ..., "down"
 const LinearSpec& linear_spec(LinearRole role);
-// "model.layers.<layer>.<suffix>"
-std::string block_tensor_name(int layer, std::string_view suffix);
 // A block Linear's module: "model.layers.<layer>.self_attn.q_proj", ... (its
 // tensors append ".weight", ".bias").
 std::string linear_module_name(int layer, LinearRole role);

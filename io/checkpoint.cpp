@@ -164,6 +164,21 @@ const TensorView& Checkpoint::require(const std::string& name) const {
   throw input_error(path_.string() + ": tensor " + name, "present", "missing");
 }
 
+std::string shape_text(std::span<const std::int64_t> shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+const TensorView& Checkpoint::require(const std::string& name,
+                                      std::span<const std::int64_t> shape) const {
+  const TensorView& t = require(name);
+  if (!std::ranges::equal(t.shape, shape))
+    throw input_error(t.file.string() + ": tensor " + name, "shape " + shape_text(shape),
+                      shape_text(t.shape));
+  return t;
+}
+
 std::vector<const TensorView*> Checkpoint::tensors() const {
   std::vector<const TensorView*> out;
   out.reserve(by_name_.size());

@@ -386,12 +386,9 @@ void parse_moe(const Fields& f, ModelConfig& c) {
   m.intermediate_size =
       mixtral ? c.intermediate_size : f.optional_int("moe_intermediate_size").value_or(768);
   m.normalize_top_k = mixtral || f.optional_bool("norm_topk_prob", false);
-  if (m.experts <= 0 || m.experts_per_token <= 0 || m.experts_per_token > m.experts)
-    throw input_error(f.where("num_experts_per_tok"),
-                      "between 1 and the expert count (" + std::to_string(m.experts) + ")",
-                      std::to_string(m.experts_per_token));
-  if (m.intermediate_size <= 0)
-    throw input_error(f.where("moe_intermediate_size"), "a positive integer", "0");
+  if (m.experts <= 0)
+    throw input_error(f.where("num_local_experts"), "a positive integer",
+                      std::to_string(m.experts));
   m.layers.assign(static_cast<std::size_t>(c.num_layers), 1);
   if (mixtral) return;
   const int step = f.optional_int("decoder_sparse_step").value_or(1);
@@ -524,6 +521,13 @@ void ModelConfig::validate(const fs::path& source) const {
   if (rope.type == RopeType::Linear && !(rope.factor > 0))
     throw input_error(where + ": rope linear factor", "a positive number",
                       std::to_string(rope.factor));
+  if (has_moe() && (moe.experts_per_token <= 0 || moe.experts_per_token > moe.experts))
+    throw input_error(where + ": num_experts_per_tok",
+                      "between 1 and the expert count (" + std::to_string(moe.experts) + ")",
+                      std::to_string(moe.experts_per_token));
+  if (has_moe() && moe.intermediate_size <= 0)
+    throw input_error(where + ": moe_intermediate_size", "a positive integer",
+                      std::to_string(moe.intermediate_size));
   const auto half = static_cast<std::size_t>(head_dim / 2);
   if (rope.type == RopeType::LongRope &&
       (rope.short_factor.size() != half || rope.long_factor.size() != half)) {

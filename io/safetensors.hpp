@@ -18,6 +18,9 @@ namespace ptq {
 class FileWriter;
 
 // A view into a mapped file; valid while the owning SafetensorsFile/Checkpoint lives.
+// "[2, 3]": a shape in error messages.
+std::string shape_text(std::span<const std::int64_t> shape);
+
 struct TensorView {
   std::string name;
   DType dtype;
@@ -80,6 +83,9 @@ class Checkpoint {
   const TensorView* find(const std::string& name) const;
   // InputError "<checkpoint>: tensor <name>: expected present, found missing".
   const TensorView& require(const std::string& name) const;
+  // The tensor, of shape `shape`; InputError naming the file and tensor, with
+  // both shapes, when it has another.
+  const TensorView& require(const std::string& name, std::span<const std::int64_t> shape) const;
   std::vector<const TensorView*> tensors() const;  // sorted by name
   std::uint64_t total_bytes() const;
 

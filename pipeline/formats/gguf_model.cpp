@@ -7,19 +7,23 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <map>
 #include <numbers>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "io/error.hpp"
+#include "io/moe_tensors.hpp"
 
 namespace ptq {
 namespace {
 
 // Which architectures' llama.cpp loaders create a tensor (models/llama.cpp,
-// qwen2.cpp, qwen3.cpp, phi3.cpp, gemma2.cpp, gemma3.cpp): a tensor no loader
-// creates makes llama.cpp refuse the file ("wrong number of tensors"). Phi-3
-// keeps q/k/v and gate/up fused.
+// qwen2.cpp, qwen3.cpp, phi3.cpp, gemma2.cpp, gemma3.cpp, qwen3moe.cpp): a
+// tensor no loader creates makes llama.cpp refuse the file ("wrong number of
+// tensors"). Phi-3 keeps q/k/v and gate/up fused; the mixture families' routers
+// and experts are planned by moe_entries, not by this table.
 enum ArchBits : unsigned {
   kLlama = 1,
   kQwen2 = 2,
@@ -27,10 +31,15 @@ enum ArchBits : unsigned {
   kPhi3 = 8,
   kGemma2 = 16,
   kGemma3 = 32,
+  kMixtral = 64,  // llama.cpp's llama graph with experts
+  kQwen3Moe = 128,
   kGemma = kGemma2 | kGemma3,
   kBiased = kLlama | kQwen2 | kQwen3,  // q/k/v biases
   kUnfused = kBiased | kGemma,
-  kAllArchs = kUnfused | kPhi3
+  kDense = kUnfused | kPhi3,     // an MLP per layer
+  kMoe = kMixtral | kQwen3Moe,   // experts in every layer (moe_entries)
+  kAttention = kUnfused | kMoe,  // q, k and v in tensors of their own
+  kAllArchs = kDense | kMoe
 };
 
 enum class RopeRows { none, q, k };  // llama's permutation over n_head (q) or n_kv_head (k)
@@ -60,21 +69,23 @@ constexpr std::array<TensorRule, 26> kTensorRules{{
     {true, "post_attention_layernorm.weight", "post_attention_norm.weight", RopeRows::none, kGemma},
     {true, "pre_feedforward_layernorm.weight", "ffn_norm.weight", RopeRows::none, kGemma},
     {true, "post_feedforward_layernorm.weight", "post_ffw_norm.weight", RopeRows::none, kGemma},
-    {true, "self_attn.q_proj.weight", "attn_q.weight", RopeRows::q, kUnfused},
+    {true, "self_attn.q_proj.weight", "attn_q.weight", RopeRows::q, kAttention},
     {true, "self_attn.q_proj.bias", "attn_q.bias", RopeRows::q, kBiased},
-    {true, "self_attn.k_proj.weight", "attn_k.weight", RopeRows::k, kUnfused},
+    {true, "self_attn.k_proj.weight", "attn_k.weight", RopeRows::k, kAttention},
     {true, "self_attn.k_proj.bias", "attn_k.bias", RopeRows::k, kBiased},
-    {true, "self_attn.v_proj.weight", "attn_v.weight", RopeRows::none, kUnfused},
+    {true, "self_attn.v_proj.weight", "attn_v.weight", RopeRows::none, kAttention},
     {true, "self_attn.v_proj.bias", "attn_v.bias", RopeRows::none, kBiased},
     {true, "self_attn.o_proj.weight", "attn_output.weight", RopeRows::none, kAllArchs},
     {true, "self_attn.o_proj.bias", "attn_output.bias", RopeRows::none, kLlama},
-    {true, "self_attn.q_norm.weight", "attn_q_norm.weight", RopeRows::none, kQwen3 | kGemma3},
-    {true, "self_attn.k_norm.weight", "attn_k_norm.weight", RopeRows::none, kQwen3 | kGemma3},
+    {true, "self_attn.q_norm.weight", "attn_q_norm.weight", RopeRows::none,
+     kQwen3 | kGemma3 | kQwen3Moe},
+    {true, "self_attn.k_norm.weight", "attn_k_norm.weight", RopeRows::none,
+     kQwen3 | kGemma3 | kQwen3Moe},
     {true, "mlp.gate_proj.weight", "ffn_gate.weight", RopeRows::none, kUnfused},
     {true, "mlp.gate_proj.bias", "ffn_gate.bias", RopeRows::none, kLlama},
     {true, "mlp.up_proj.weight", "ffn_up.weight", RopeRows::none, kUnfused},
     {true, "mlp.up_proj.bias", "ffn_up.bias", RopeRows::none, kLlama},
-    {true, "mlp.down_proj.weight", "ffn_down.weight", RopeRows::none, kAllArchs},
+    {true, "mlp.down_proj.weight", "ffn_down.weight", RopeRows::none, kDense},
     {true, "mlp.down_proj.bias", "ffn_down.bias", RopeRows::none, kLlama},
     // Phi-3: NEOX rope (rows in HF's order); ffn_up holds gate's rows, then up's.
     {true, "self_attn.qkv_proj.weight", "attn_qkv.weight", RopeRows::none, kPhi3},
@@ -95,7 +106,7 @@ struct ArchitectureRow {
   std::string_view gguf;
   unsigned bit;
 };
-constexpr std::array<ArchitectureRow, 7> kArchitectures{{
+constexpr std::array<ArchitectureRow, 9> kArchitectures{{
     {Architecture::Llama, "llama", kLlama},
     {Architecture::Mistral, "llama", kLlama},
     {Architecture::Qwen2, "qwen2", kQwen2},
@@ -103,6 +114,8 @@ constexpr std::array<ArchitectureRow, 7> kArchitectures{{
     {Architecture::Phi3, "phi3", kPhi3},
     {Architecture::Gemma2, "gemma2", kGemma2},
     {Architecture::Gemma3, "gemma3", kGemma3},
+    {Architecture::Mixtral, "llama", kMixtral},
+    {Architecture::Qwen3Moe, "qwen3moe", kQwen3Moe},
 }};
 
 const ArchitectureRow& architecture_row(Architecture arch) {
@@ -111,8 +124,8 @@ const ArchitectureRow& architecture_row(Architecture arch) {
   if (row == kArchitectures.end())
     throw input_error(
         "GGUF architecture of model_type " + std::string(architecture_name(arch)),
-        "llama, mistral, qwen2, qwen3, phi3, gemma2 or gemma3_text (the families ptq writes "
-        "to GGUF)",
+        "llama, mistral, qwen2, qwen3, phi3, gemma2, gemma3_text, mixtral or qwen3_moe (the "
+        "families ptq writes to GGUF)",
         std::string(architecture_name(arch)));
   return *row;
 }
@@ -189,6 +202,80 @@ GgufTensorPlan plan_entry(const TensorRule& rule, int layer, std::span<const std
         shape.empty() ? "a scalar" : std::to_string(shape[0]) + " rows");
   }
   return plan;
+}
+
+// A mixture layer's tensors in llama.cpp: the router, kept float32 (the
+// converter's choice; llama-quantize never quantizes it), and each expert
+// Linear's role stacked over the experts, innermost first {in, out, experts}.
+constexpr std::string_view kRouterStem = "ffn_gate_inp.weight";
+
+std::string_view expert_stem(ExpertLinear linear) {
+  switch (linear) {
+    case ExpertLinear::gate:
+      return "ffn_gate_exps.weight";
+    case ExpertLinear::up:
+      return "ffn_up_exps.weight";
+    case ExpertLinear::down:
+      return "ffn_down_exps.weight";
+  }
+  PTQ_ASSERT(false);
+}
+
+// Mixture layer `layer`'s router and stacked experts, the parts named in the
+// per-expert layout; `source` says where a checkpoint keeps them (null for a
+// file's plan).
+std::vector<GgufTensorPlan> moe_entries(const ModelConfig& c, int layer, const MoeTensors* source) {
+  const MoeTensors written = per_expert_tensors(c, layer);
+  const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
+  const std::int64_t inter = c.moe.intermediate_size;
+  GgufTensorPlan router;
+  router.hf_name = (source != nullptr ? source->router : written.router) + ".weight";
+  router.gguf_name = layer_name(kGgufLayerPrefix, layer, kRouterStem);
+  router.ne = {hidden, experts};
+  router.storage = GgufStorage::f32;
+  std::vector<GgufTensorPlan> out = {router};
+  for (ExpertLinear linear : all_expert_linears) {
+    GgufTensorPlan& stack = out.emplace_back();
+    stack.gguf_name = layer_name(kGgufLayerPrefix, layer, expert_stem(linear));
+    stack.ne = linear == ExpertLinear::down ? std::vector{inter, hidden, experts}
+                                            : std::vector{hidden, inter, experts};
+    for (int e = 0; e < experts; ++e) {
+      GgufExpertPart& part = stack.experts.emplace_back();
+      part.hf_name = block_tensor_name(layer, written.expert_module(e, linear)) + ".weight";
+      if (source == nullptr) continue;
+      ExpertRows rows = expert_rows(c, layer, *source, e, linear);
+      part.source = std::move(rows.tensor);
+      part.source_row = rows.first_row;
+    }
+  }
+  return out;
+}
+
+// The checkpoint tensors a mixture layer's entries read, each of the shape the
+// config gives it; InputError naming the tensor otherwise.
+std::vector<std::string> moe_sources(const ModelConfig& c, int layer, const MoeTensors& names,
+                                     const Checkpoint& checkpoint) {
+  const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
+  const std::int64_t inter = c.moe.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected = {
+      {names.router + ".weight", {experts, hidden}}};
+  if (names.stacked) {
+    expected.push_back(
+        {block_tensor_name(layer, stacked_gate_up_suffix), {experts, 2 * inter, hidden}});
+    expected.push_back({block_tensor_name(layer, stacked_down_suffix), {experts, hidden, inter}});
+  } else {
+    for (int e = 0; e < experts; ++e)
+      for (ExpertLinear linear : all_expert_linears)
+        expected.push_back({expert_rows(c, layer, names, e, linear).tensor,
+                            linear == ExpertLinear::down ? std::vector{hidden, inter}
+                                                         : std::vector{inter, hidden}});
+  }
+  std::vector<std::string> out;
+  for (auto& [name, shape] : expected) {
+    checkpoint.require(name, shape);
+    out.push_back(std::move(name));
+  }
+  return out;
 }
 
 // The tensors made from config.json: llama3's frequency factors, LongRoPE's two lists.
@@ -272,6 +359,48 @@ void require_llamacpp_gemma(const ModelConfig& c, const std::string& where) {
 
 }  // namespace
 
+namespace {
+
+// A mixture-of-experts config as llama.cpp's llama (Mixtral) and qwen3moe
+// graphs run it: experts in every layer, their weights renormalized over the
+// chosen ones.
+void require_llamacpp_moe(const ModelConfig& c, const std::string& where) {
+  for (int layer = 0; layer < c.num_layers; ++layer)
+    if (!c.is_moe(layer))
+      throw input_error(where + ": mlp_only_layers, decoder_sparse_step",
+                        "experts in every layer (llama.cpp's " +
+                            std::string(gguf_architecture(c.arch)) +
+                            " graph has no dense MLP layers)",
+                        "a dense MLP in layer " + std::to_string(layer));
+  if (!c.moe.normalize_top_k)
+    throw input_error(where + ": norm_topk_prob",
+                      "true (llama.cpp renormalizes the chosen experts' weights)", "false");
+}
+
+// The plan entries of a checkpoint's mixture layers, by the checkpoint tensor
+// each reads: a layer's four entries are placed where the first such tensor
+// comes in the converter's order.
+std::map<std::string, std::vector<GgufTensorPlan>> moe_plan(const ModelConfig& c,
+                                                            const Checkpoint& checkpoint,
+                                                            std::set<std::string>& read) {
+  std::map<std::string, std::vector<GgufTensorPlan>> by_source;
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    const MoeTensors names = moe_tensors(
+        c, layer, [&](const std::string& name) { return checkpoint.find(name) != nullptr; });
+    const std::vector<std::string> sources = moe_sources(c, layer, names, checkpoint);
+    read.insert(sources.begin(), sources.end());
+    const auto first =
+        std::min_element(sources.begin(), sources.end(), [&](const auto& a, const auto& b) {
+          const auto &fa = checkpoint.require(a).file, &fb = checkpoint.require(b).file;
+          return fa.filename() != fb.filename() ? fa.filename() < fb.filename() : a < b;
+        });
+    by_source[*first] = moe_entries(c, layer, &names);
+  }
+  return by_source;
+}
+
+}  // namespace
+
 void require_gguf_expressible(const ModelConfig& config, const std::string& where) {
   if (config.rope.type == RopeType::Llama3 && gguf_architecture(config.arch) != "llama") {
     throw input_error(where + ": rope_type llama3",
@@ -279,6 +408,7 @@ void require_gguf_expressible(const ModelConfig& config, const std::string& wher
                       std::string(architecture_name(config.arch)));
   }
   if (is_gemma(config.arch)) require_llamacpp_gemma(config, where);
+  if (config.has_moe()) require_llamacpp_moe(config, where);
 }
 
 std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
@@ -286,6 +416,9 @@ std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
   const std::string where = checkpoint.path().string();
   require_gguf_expressible(config, where);
   std::vector<GgufTensorPlan> plan = rope_entries(config);
+  std::set<std::string> expert_tensors;
+  auto moe = config.has_moe() ? moe_plan(config, checkpoint, expert_tensors)
+                              : std::map<std::string, std::vector<GgufTensorPlan>>{};
   // The converter reads shard files in name order, each file's tensors sorted.
   auto tensors = checkpoint.tensors();
   std::stable_sort(tensors.begin(), tensors.end(), [](const TensorView* a, const TensorView* b) {
@@ -293,6 +426,11 @@ std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
   });
   for (const TensorView* t : tensors) {
     if (t->name.ends_with(kSkippedSuffix)) continue;
+    if (expert_tensors.contains(t->name)) {
+      if (auto it = moe.find(t->name); it != moe.end())
+        for (GgufTensorPlan& entry : it->second) plan.push_back(std::move(entry));
+      continue;
+    }
     const std::string tensor_where = where + ": tensor " + t->name;
     const auto match = find_rule(t->name, /*gguf_side=*/false, architecture_row(config.arch).bit);
     if (!match || match->second >= config.num_layers) {
@@ -305,6 +443,27 @@ std::vector<GgufTensorPlan> gguf_tensor_plan(const ModelConfig& config,
   return plan;
 }
 
+namespace {
+
+// A file's router or stacked expert tensor, as moe_entries plans it; nullopt
+// for any other name.
+std::optional<GgufTensorPlan> file_moe_entry(const gguf::TensorInfo& t, const ModelConfig& config,
+                                             const std::string& where) {
+  const auto layer = split_layer(t.name, kGgufLayerPrefix);
+  if (!layer || layer->first >= config.num_layers || !config.is_moe(layer->first))
+    return std::nullopt;
+  for (GgufTensorPlan& entry : moe_entries(config, layer->first, nullptr)) {
+    if (entry.gguf_name != t.name) continue;
+    if (entry.ne != t.ne)
+      throw input_error(where, "ne " + shape_text(entry.ne) + " (from the file's hyperparameters)",
+                        shape_text(t.ne));
+    return std::move(entry);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
 std::vector<GgufTensorPlan> gguf_file_plan(const gguf::File& file, const ModelConfig& config) {
   std::vector<GgufTensorPlan> plan;
   for (const gguf::TensorInfo& t : file.tensors()) {
@@ -313,11 +472,16 @@ std::vector<GgufTensorPlan> gguf_file_plan(const gguf::File& file, const ModelCo
       plan.push_back({"", t.name, t.ne, 0, GgufStorage::f32});
       continue;
     }
+    if (auto entry = file_moe_entry(t, config, where)) {
+      plan.push_back(std::move(*entry));
+      continue;
+    }
     const auto match = find_rule(t.name, /*gguf_side=*/true, architecture_row(config.arch).bit);
     if (!match || match->second >= config.num_layers)
-      throw input_error(
-          where, "a tensor of llama.cpp's llama, qwen2, qwen3, phi3, gemma2 or gemma3 models",
-          "a name ptq does not map");
+      throw input_error(where,
+                        "a tensor of llama.cpp's llama, qwen2, qwen3, phi3, gemma2, gemma3 or "
+                        "qwen3moe models",
+                        "a name ptq does not map");
     const std::vector<std::int64_t> shape(t.ne.rbegin(), t.ne.rend());
     plan.push_back(plan_entry(*match->first, match->second, shape, config, where));
   }

@@ -47,6 +47,18 @@ bool is_gemma(Architecture arch);  // Gemma 2 or Gemma 3
 double llamacpp_gemma_query_scale(const ModelConfig& config);
 bool llamacpp_gemma_sliding(Architecture arch, int layer);
 
+// One expert's rows of a stacked expert tensor (blk.N.ffn_gate_exps.weight
+// {hidden, intermediate, experts}, ...): part i holds the plan's rows
+// [i * ne[1], (i + 1) * ne[1]), expert i's Linear. ggml's block types are
+// row-local, so each part's bytes are those of its Linear alone.
+struct GgufExpertPart {
+  // The Linear's weight in the per-expert layout ("model.layers.N.mlp.experts.
+  // E.gate_proj.weight"): the name the run's Linear has and a reader gives back.
+  std::string hf_name;
+  std::string source;           // the checkpoint tensor holding it (empty in a file's plan)
+  std::int64_t source_row = 0;  // its first row there (io/moe_tensors.hpp expert_rows)
+};
+
 // How the converter stores a tensor whatever the file type.
 enum class GgufStorage {
   weight,  // a matrix: stored in the file's type (F16, BF16, a block type, ...)
@@ -54,7 +66,8 @@ enum class GgufStorage {
 };
 
 struct GgufTensorPlan {
-  std::string hf_name;           // the checkpoint's; empty for a generated tensor (rope_freqs)
+  // The checkpoint's; empty for a generated tensor (rope_freqs) and a stacked expert tensor.
+  std::string hf_name;
   std::string gguf_name;         // llama.cpp's: token_embd.weight, blk.3.attn_q.bias, ...
   std::vector<std::int64_t> ne;  // GGUF shape, innermost first: HF [out, in] -> {in, out}
   // > 0: the rows (HF dim 0) are stored in llama's rope order over this many
@@ -66,7 +79,9 @@ struct GgufTensorPlan {
   // stored as 1 + w (the converter's form, which llama.cpp multiplies by). A
   // file's plan (gguf_file_plan) has 0: its values are read as stored.
   float offset = 0;
+  std::vector<GgufExpertPart> experts = {};  // a stacked expert tensor's parts, by expert
 
+  bool generated() const { return hf_name.empty() && experts.empty(); }  // from config.json
   std::int64_t cols() const { return ne.at(0); }  // row length
   std::int64_t rows() const;                      // product of ne[1..]
   std::vector<std::int64_t> hf_shape() const;     // ne reversed: [out, in], [n]

@@ -58,6 +58,12 @@ void add_hyperparameters(Metadata& m, const std::filesystem::path& model_dir,
   m.emplace_back(a + ".attention.head_count_kv", u32(c.num_kv_heads));
   m.emplace_back(a + ".rope.freq_base", f32(c.rope.theta));
   m.emplace_back(a + ".attention.layer_norm_rms_epsilon", f32(c.rms_norm_eps));
+  if (c.has_moe()) {  // Qwen3-MoE's feed_forward_length stays the dense one, as its converter's
+    m.emplace_back(a + ".expert_count", u32(c.moe.experts));
+    m.emplace_back(a + ".expert_used_count", u32(c.moe.experts_per_token));
+    if (c.arch == Architecture::Qwen3Moe)
+      m.emplace_back(a + ".expert_feed_forward_length", u32(c.moe.intermediate_size));
+  }
   // Gemma's converters write them always (Gemma's head_dim is not hidden / heads).
   if (config_sets_head_dim(model_dir) || is_gemma(c.arch)) {
     m.emplace_back(a + ".attention.key_length", u32(c.head_dim));
@@ -202,14 +208,16 @@ struct GgufArchitectureRow {
   std::string_view gguf;
   Architecture arch;
 };
-// "llama" files come from Llama and Mistral alike; both run as Llama.
-constexpr std::array<GgufArchitectureRow, 6> kGgufArchitectures{{
+// "llama" files come from Llama and Mistral alike; both run as Llama, or as
+// Mixtral with experts (read_moe).
+constexpr std::array<GgufArchitectureRow, 7> kGgufArchitectures{{
     {"llama", Architecture::Llama},
     {"qwen2", Architecture::Qwen2},
     {"qwen3", Architecture::Qwen3},
     {"phi3", Architecture::Phi3},
     {"gemma2", Architecture::Gemma2},
     {"gemma3", Architecture::Gemma3},
+    {"qwen3moe", Architecture::Qwen3Moe},
 }};
 
 // config.json holds decimal literals; the file holds their nearest f32. The
@@ -252,7 +260,7 @@ Architecture read_architecture(const gguf::File& file) {
     if (row.gguf == name) return row.arch;
   }
   throw input_error(file.path().string() + ": general.architecture",
-                    "llama, qwen2, qwen3, phi3, gemma2 or gemma3", "'" + name + "'");
+                    "llama, qwen2, qwen3, phi3, gemma2, gemma3 or qwen3moe", "'" + name + "'");
 }
 
 // LongRoPE's factor list from its tensor (float32), each back to its decimal.
@@ -344,6 +352,29 @@ void read_gemma(const gguf::File& file, const Keys& keys, ModelConfig& c) {
   c.local_rope = gemma2 ? c.rope : RopeConfig{};
 }
 
+// The experts of a llama (Mixtral) or qwen3moe file, as llama.cpp's graphs
+// run them: in every layer, top-k renormalized; each expert's intermediate size
+// is expert_feed_forward_length, else (llama.cpp's fallbacks) feed_forward_length
+// for llama and that over expert_used_count for qwen3moe.
+void read_moe(const Keys& keys, ModelConfig& c) {
+  const int experts = keys.optional_count("expert_count").value_or(0);
+  if (experts == 0) {
+    if (c.arch == Architecture::Qwen3Moe) keys.count("expert_count");  // names the missing key
+    return;
+  }
+  if (c.arch == Architecture::Llama) c.arch = Architecture::Mixtral;
+  c.model_type = std::string(architecture_name(c.arch));
+  MoeConfig& m = c.moe;
+  m.experts = experts;
+  m.experts_per_token = keys.count("expert_used_count");
+  const int fallback = c.arch == Architecture::Mixtral || m.experts_per_token == 0
+                           ? c.intermediate_size
+                           : c.intermediate_size / m.experts_per_token;
+  m.intermediate_size = keys.optional_count("expert_feed_forward_length").value_or(fallback);
+  m.normalize_top_k = true;
+  m.layers.assign(static_cast<std::size_t>(c.num_layers), 1);
+}
+
 std::optional<int> token_id(const gguf::File& file, const char* key) {
   const auto* v = file.find(key);
   return v ? std::optional<int>(static_cast<int>(v->as_int(key))) : std::nullopt;
@@ -373,6 +404,7 @@ ModelConfig gguf_model_config(const gguf::File& file) {
   c.mlp_bias = file.find_tensor("blk.0.ffn_up.bias") != nullptr;
   c.qk_norm = file.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
   if (is_gemma(c.arch)) read_gemma(file, keys, c);
+  read_moe(keys, c);
   if (auto eos = token_id(file, "tokenizer.ggml.eos_token_id")) c.eos_token_ids = {*eos};
   c.bos_token_id = token_id(file, "tokenizer.ggml.bos_token_id").value_or(-1);
   c.validate(file.path());

@@ -46,6 +46,23 @@ std::vector<std::byte> encode_floats(std::span<const float> values, GgufFloatTyp
   return out;
 }
 
+// A stacked expert tensor's rows, each part's from its source tensor.
+MatrixRM expert_rows(const GgufTensorPlan& plan, const Checkpoint& checkpoint) {
+  const std::int64_t rows = plan.ne.at(1), cols = plan.cols();
+  MatrixRM out(plan.rows(), cols);
+  for (std::size_t i = 0; i < plan.experts.size(); ++i) {
+    const GgufExpertPart& part = plan.experts[i];
+    const TensorView& t = checkpoint.require(part.source);
+    const std::size_t offset =
+        static_cast<std::size_t>(part.source_row * cols) * dtype_size(t.dtype);
+    PTQ_ASSERT(offset + static_cast<std::size_t>(rows * cols) * dtype_size(t.dtype) <=
+               t.bytes.size());
+    convert_to_float(t.dtype, t.bytes.data() + offset, static_cast<std::size_t>(rows * cols),
+                     out.data() + static_cast<std::ptrdiff_t>(i) * rows * cols, t.name);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::uint32_t ggml_type_id(GgufFloatType type) { return float_type_row(type).ggml_type; }
@@ -53,6 +70,7 @@ std::uint32_t llama_file_type(GgufFloatType type) { return float_type_row(type).
 
 MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
                             const ModelConfig& config) {
+  if (!plan.experts.empty()) return expert_rows(plan, checkpoint);
   const std::vector<float> values = plan.hf_name.empty()
                                         ? gguf_config_tensor(plan, config)
                                         : checkpoint.require(plan.hf_name).to_float();

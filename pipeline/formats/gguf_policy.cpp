@@ -25,34 +25,61 @@ using C = GgufCondition;
 constexpr GgufTypeRule kOutputMisfit{R::output, L::all, C::rows_misfit_base, Q8_0};
 constexpr GgufTypeRule kOutputQ6K{R::output, L::all, C::always, Q6_K};
 
-constexpr GgufTypeRule kOutputOnly[] = {kOutputMisfit, kOutputQ6K};
+// Models of 8 experts (Mixtral 8x7B): attn_v and attn_k Q8_0 under every
+// quantized type, attn_output Q5_K under most of the 2-4-bit ones.
+constexpr GgufTypeRule kExpertsV{R::attn_v, L::all, C::experts_8, Q8_0};
+constexpr GgufTypeRule kExpertsK{R::attn_k, L::all, C::experts_8, Q8_0};
+constexpr GgufTypeRule kExpertsOutput{R::attn_output, L::all, C::experts_8, Q5_K};
+
+constexpr GgufTypeRule kOutputOnly[] = {kOutputMisfit, kOutputQ6K, kExpertsV, kExpertsK};
 constexpr GgufTypeRule kQ5KM[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
                                   {R::attn_v, L::more_bits, C::always, Q6_K},
                                   {R::ffn_down, L::more_bits, C::always, Q6_K}};
 constexpr GgufTypeRule kQ4KM[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
+                                  kExpertsOutput,
                                   {R::attn_v, L::more_bits, C::always, Q6_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::ffn_down, L::more_bits, C::always, Q6_K}};
 constexpr GgufTypeRule kQ4KS[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
+                                  kExpertsOutput,
                                   {R::attn_v, L::first_4, C::always, Q5_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::ffn_down, L::first_eighth, C::always, Q5_K}};
 // With an imatrix only, so that Q4_0/Q5_0 without one stay what they always were.
-constexpr GgufTypeRule kQ4_0[] = {
-    kOutputMisfit, kOutputQ6K, {R::ffn_down, L::first_eighth, C::imatrix, Q4_1}};
-constexpr GgufTypeRule kQ5_0[] = {
-    kOutputMisfit, kOutputQ6K, {R::ffn_down, L::first_eighth, C::imatrix, Q5_1}};
+constexpr GgufTypeRule kQ4_0[] = {kOutputMisfit,
+                                  kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
+                                  {R::ffn_down, L::first_eighth, C::imatrix, Q4_1}};
+constexpr GgufTypeRule kQ5_0[] = {kOutputMisfit,
+                                  kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
+                                  {R::ffn_down, L::first_eighth, C::imatrix, Q5_1}};
 constexpr GgufTypeRule kIQ4[] = {kOutputMisfit,
                                  kOutputQ6K,
+                                 kExpertsV,
+                                 kExpertsK,
+                                 kExpertsOutput,
                                  {R::attn_v, L::all, C::gqa_4, Q5_K},
                                  {R::ffn_down, L::first_eighth, C::no_imatrix, Q5_K}};
-constexpr GgufTypeRule kQ3KS[] = {
-    kOutputMisfit, kOutputQ6K, {R::attn_v, L::all, C::llama_70b, Q5_K}};
+constexpr GgufTypeRule kQ3KS[] = {kOutputMisfit,  kOutputQ6K,
+                                  kExpertsV,      kExpertsK,
+                                  kExpertsOutput, {R::attn_v, L::all, C::llama_70b, Q5_K}};
 constexpr GgufTypeRule kQ3KM[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
+                                  kExpertsOutput,
                                   {R::attn_v, L::first_2, C::always, Q5_K},
                                   {R::attn_v, L::all, C::llama_70b, Q5_K},
                                   {R::attn_v, L::all, C::always, Q4_K},
@@ -61,11 +88,17 @@ constexpr GgufTypeRule kQ3KM[] = {kOutputMisfit,
                                   {R::attn_output, L::all, C::always, Q4_K}};
 constexpr GgufTypeRule kQ3KL[] = {kOutputMisfit,
                                   kOutputQ6K,
+                                  kExpertsV,
+                                  kExpertsK,
+                                  {R::attn_output, L::all, C::experts_8, Q3_K},  // stays the base
                                   {R::attn_v, L::all, C::always, Q5_K},
                                   {R::ffn_down, L::all, C::always, Q5_K},
                                   {R::attn_output, L::all, C::always, Q5_K}};
 constexpr GgufTypeRule kQ2K[] = {kOutputMisfit,
                                  kOutputQ6K,
+                                 kExpertsV,
+                                 kExpertsK,
+                                 kExpertsOutput,
                                  {R::attn_v, L::all, C::llama_70b, Q5_K},
                                  {R::attn_v, L::all, C::gqa_4, Q4_K},
                                  {R::attn_v, L::all, C::always, Q3_K},
@@ -77,7 +110,7 @@ constexpr GgufPolicy kPolicies[] = {
     {"F32", 0, F32, {}},
     {"F16", 1, F16, {}},
     {"BF16", 32, BF16, {}},
-    {"Q8_0", 7, Q8_0, {}},
+    {"Q8_0", 7, Q8_0, {}},  // attn_v and attn_k of 8-expert models are Q8_0 too
     {"Q6_K", 18, Q6_K, kOutputOnly},
     {"Q5_K_M", 17, Q5_K, kQ5KM},
     {"Q5_K_S", 16, Q5_K, kOutputOnly},
@@ -112,13 +145,21 @@ struct RoleName {
   GgufTensorRole role;
   std::string_view stem;
   bool in_block;
+  bool experts = false;  // a mixture layer's stacked experts, which llama-quantize types as ffn_*
 };
-constexpr RoleName kRoleNames[] = {
-    {R::token_embd, "token_embd", false},  {R::output, "output", false},
-    {R::attn_q, "attn_q", true},           {R::attn_k, "attn_k", true},
-    {R::attn_v, "attn_v", true},           {R::attn_qkv, "attn_qkv", true},
-    {R::attn_output, "attn_output", true}, {R::ffn_gate, "ffn_gate", true},
-    {R::ffn_up, "ffn_up", true},           {R::ffn_down, "ffn_down", true}};
+constexpr RoleName kRoleNames[] = {{R::token_embd, "token_embd", false},
+                                   {R::output, "output", false},
+                                   {R::attn_q, "attn_q", true},
+                                   {R::attn_k, "attn_k", true},
+                                   {R::attn_v, "attn_v", true},
+                                   {R::attn_qkv, "attn_qkv", true},
+                                   {R::attn_output, "attn_output", true},
+                                   {R::ffn_gate, "ffn_gate", true},
+                                   {R::ffn_up, "ffn_up", true},
+                                   {R::ffn_down, "ffn_down", true},
+                                   {R::ffn_gate, "ffn_gate_exps", true, true},
+                                   {R::ffn_up, "ffn_up_exps", true, true},
+                                   {R::ffn_down, "ffn_down_exps", true, true}};
 
 constexpr std::string_view kBlockPrefix = "blk.", kWeightSuffix = ".weight";
 
@@ -171,6 +212,8 @@ bool holds(GgufCondition condition, const TensorContext& t) {
       return !t.flags.imatrix;
     case C::rows_misfit_base:
       return t.row_length % block_size(t.base_type) != 0;
+    case C::experts_8:
+      return s.n_expert == 8;
   }
   PTQ_ASSERT(false);
 }
@@ -214,7 +257,8 @@ std::uint32_t fit_rows(std::uint32_t type, std::int64_t row_length, std::string_
 bool quantizable(std::string_view name, std::span<const std::int64_t> ne) {
   int dims = static_cast<int>(ne.size());
   while (dims > 1 && ne[dims - 1] == 1) --dims;  // ggml_n_dims
-  return dims >= 2 && name.ends_with("weight") && name.find("_norm.weight") == name.npos;
+  return dims >= 2 && name.ends_with("weight") && name.find("_norm.weight") == name.npos &&
+         name.find("ffn_gate_inp.weight") == name.npos;  // a router stays as it is
 }
 
 bool equal_ignoring_case(std::string_view a, std::string_view b) {
@@ -245,9 +289,10 @@ GgufTensorName parse_gguf_tensor_name(std::string_view name) {
   return out;
 }
 
-std::string gguf_weight_name(GgufTensorRole role, int layer) {
-  const auto* r = std::find_if(std::begin(kRoleNames), std::end(kRoleNames),
-                               [&](const RoleName& x) { return x.role == role; });
+std::string gguf_weight_name(GgufTensorRole role, int layer, bool experts) {
+  const auto* r =
+      std::find_if(std::begin(kRoleNames), std::end(kRoleNames),
+                   [&](const RoleName& x) { return x.role == role && x.experts == experts; });
   PTQ_ASSERT(r != std::end(kRoleNames));
   const std::string weight = std::string(r->stem) + std::string(kWeightSuffix);
   if (!r->in_block) return weight;
@@ -275,9 +320,11 @@ GgufModelShape gguf_model_shape(const gguf::File& file) {
     return static_cast<int>(file.require(key).as_int(where(key)));
   };
   const std::string heads = arch + ".attention.head_count", kv_heads = heads + "_kv";
+  const std::string experts = arch + ".expert_count";
   return {.n_layer = count(arch + ".block_count"),
           .n_head = count(heads),
           .n_head_kv = file.find(kv_heads) ? count(kv_heads) : count(heads),
+          .n_expert = file.find(experts) ? count(experts) : 0,
           .tied_embeddings = file.find_tensor("output.weight") == nullptr};
 }
 

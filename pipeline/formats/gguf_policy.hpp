@@ -1,7 +1,7 @@
 #pragma once
 // llama-quantize's choice of a GGUF type per tensor, for llama-architecture
-// models (dense: no experts), as a table. A policy is one llama-quantize type
-// name ("Q4_K_M"): a base type and rules "tensor role, layers, condition ->
+// models and their mixture-of-experts kin (Mixtral, Qwen3-MoE), as a table. A policy is one
+// llama-quantize type name ("Q4_K_M"): a base type and rules "tensor role, layers, condition ->
 // type", tried in order, the first that holds wins (none: the base type). Then,
 // as llama-quantize does for every quantized type, a row length that is not a
 // multiple of the chosen type's block falls back to a type of 32-weight
@@ -46,12 +46,16 @@ struct GgufTensorName {
 };
 
 // "blk.3.attn_v.weight" -> {attn_v, 3}; "output.weight" -> {output, -1};
-// "blk.3.attn_norm.weight" -> {other, 3}.
+// "blk.3.attn_norm.weight" -> {other, 3}; a mixture layer's stacked experts
+// as llama-quantize's name matching takes them: "blk.3.ffn_down_exps.weight"
+// -> {ffn_down, 3}.
 GgufTensorName parse_gguf_tensor_name(std::string_view name);
 
-// The weight tensor's name: "blk.<layer>.attn_v.weight", "output.weight".
-// `layer` is ignored for token_embd and output; `role` must not be other.
-std::string gguf_weight_name(GgufTensorRole role, int layer = -1);
+// The weight tensor's name: "blk.<layer>.attn_v.weight", "output.weight";
+// with `experts`, a mixture layer's "blk.<layer>.ffn_gate_exps.weight" (ffn
+// roles only). `layer` is ignored for token_embd and output; `role` must not
+// be other.
+std::string gguf_weight_name(GgufTensorRole role, int layer = -1, bool experts = false);
 
 // The layers a rule covers, i being the layer index and n the number of layers
 // (llama.cpp counts attn_v and ffn_down tensors in file order, sorted by layer:
@@ -73,6 +77,7 @@ enum class GgufCondition {
   imatrix,    // llama-quantize was given --imatrix
   no_imatrix,
   rows_misfit_base,  // ne[0] is not a multiple of the base type's block
+  experts_8,         // a model of exactly 8 experts (llama.cpp's rules for Mixtral 8x7B)
 };
 
 struct GgufTypeRule {
@@ -99,13 +104,14 @@ const GgufPolicy* find_policy(std::string_view name);
 struct GgufModelShape {
   int n_layer = 0;
   int n_head = 0, n_head_kv = 0;
+  int n_expert = 0;              // <arch>.expert_count; 0 without experts
   bool tied_embeddings = false;  // no output.weight: token_embd.weight is typed as output.weight
 };
 
 // The shape llama-quantize reads from a model file: <arch>.block_count,
-// <arch>.attention.head_count and head_count_kv (head_count when absent), and
-// whether output.weight is absent. InputError naming the file and key when
-// general.architecture or a count is missing.
+// <arch>.attention.head_count and head_count_kv (head_count when absent),
+// <arch>.expert_count (0 when absent), and whether output.weight is absent. InputError naming the
+// file and key when general.architecture or a count is missing.
 GgufModelShape gguf_model_shape(const gguf::File& file);
 
 struct GgufQuantizeFlags {
@@ -115,7 +121,8 @@ struct GgufQuantizeFlags {
 
 // The type llama-quantize gives tensor `name` of shape `ne` (ggml order: ne[0]
 // is the row length); nullopt for a tensor it copies unchanged: fewer than 2
-// dimensions (trailing 1s do not count), a name not ending in "weight", a norm.
+// dimensions (trailing 1s do not count), a name not ending in "weight", a norm,
+// a router (ffn_gate_inp).
 // InputError naming the tensor where llama-quantize refuses: a row length that
 // fits neither the chosen type nor any fallback (e.g. Q4_0 with 840 columns),
 // or a shape without layers.

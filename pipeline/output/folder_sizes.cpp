@@ -38,7 +38,7 @@ std::pair<ModelConfig, std::uintmax_t> linear_bytes(const std::filesystem::path&
     const ModelConfig config = gguf_model_config(*file);
     const auto prefixes = linear_prefixes(config);
     for (const GgufTensorPlan& plan : gguf_file_plan(*file, config))
-      if (is_linear_tensor(plan.hf_name, prefixes))
+      if (is_linear_tensor(plan.experts.empty() ? plan.hf_name : plan.experts[0].hf_name, prefixes))
         bytes += file->require_tensor(plan.gguf_name).data.size();
     return {config, bytes};
   }

@@ -25,12 +25,18 @@ constexpr std::pair<std::string_view, GgufTensorRole> kGgufRoles[] = {
     {"mlp.gate_up_proj", GgufTensorRole::ffn_up},
     {"mlp.down_proj", GgufTensorRole::ffn_down}};
 
+// Whether the role is an expert's in this layer (a mixture layer's MLP).
+bool is_expert(const ModelConfig& config, int layer, LinearRole role) {
+  return config.is_moe(layer) &&
+         (role == LinearRole::gate || role == LinearRole::up || role == LinearRole::down);
+}
+
 }  // namespace
 
 std::string gguf_linear_name(const ModelConfig& config, int layer, LinearRole role) {
   const std::string_view module = linear_storage(config, role).module;
   for (const auto& [hf, tensor] : kGgufRoles)
-    if (hf == module) return gguf_weight_name(tensor, layer);
+    if (hf == module) return gguf_weight_name(tensor, layer, is_expert(config, layer, role));
   PTQ_ASSERT(false);
 }
 
@@ -45,14 +51,22 @@ GgufModelShape gguf_model_shape(const ModelConfig& config) {
   return {.n_layer = config.num_layers,
           .n_head = config.num_heads,
           .n_head_kv = config.num_kv_heads,
+          .n_expert = config.moe.experts,
           .tied_embeddings = config.tie_word_embeddings};
 }
 
 GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& flags,
                           const ModelConfig& config, int layer, LinearRole role) {
   const std::string name = gguf_linear_name(config, layer, role);
-  const std::array<std::int64_t, 2> ne = {linear_in_features(config, role),
-                                          linear_storage(config, role).rows};
+  // An expert's row: hidden, or for down its own intermediate size (the rule
+  // reads ne[0] alone; the rows are the expert's).
+  const bool expert = is_expert(config, layer, role);
+  const std::int64_t inter = config.moe.intermediate_size;
+  const std::array<std::int64_t, 2> ne =
+      !expert                    ? std::array<std::int64_t, 2>{linear_in_features(config, role),
+                                                               linear_storage(config, role).rows}
+      : role == LinearRole::down ? std::array<std::int64_t, 2>{inter, config.hidden_size}
+                                 : std::array<std::int64_t, 2>{config.hidden_size, inter};
   const std::optional<std::uint32_t> type =
       gguf_tensor_type(policy, name, ne, gguf_model_shape(config), flags);
   const std::optional<GgmlGrid> grid = type ? gguf_grid(*type) : std::nullopt;

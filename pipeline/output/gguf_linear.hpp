@@ -14,7 +14,8 @@
 namespace ptq {
 
 // "blk.<layer>.attn_q.weight", ... (convert_hf_to_gguf.py's names): the tensor
-// that holds the Linear, Phi-3's q in "blk.<layer>.attn_qkv.weight".
+// that holds the Linear, Phi-3's q in "blk.<layer>.attn_qkv.weight", an
+// expert's gate in its layer's "blk.<layer>.ffn_gate_exps.weight".
 std::string gguf_linear_name(const ModelConfig& config, int layer, LinearRole role);
 
 // The block Linear a GGUF tensor role names alone (attn_q -> q, ...); nullopt

@@ -1,5 +1,7 @@
 #include "pipeline/output/gguf_output.hpp"
 
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <optional>
 
@@ -61,6 +63,46 @@ struct GgufJob {
     return blocks;
   }
 
+  // The tensor's type: the grid its Linear was rounded onto (`own`), else the
+  // policy's or the mix's; nullopt for a tensor llama-quantize copies.
+  std::optional<std::uint32_t> tensor_type(const GgufTensorPlan& plan,
+                                           const GgmlBlocks* own) const {
+    const GgufQuantizeFlags flags{.pure = false, .imatrix = imatrix.has_value()};
+    if (own != nullptr) return gguf_type_id(own->grid);
+    if (policy != nullptr) return gguf_tensor_type(*policy, plan.gguf_name, plan.ne, shape, flags);
+    return types.at(plan.gguf_name);
+  }
+
+  // The importance llama-quantize hands ggml's quantizer for the tensor: per
+  // expert for a stacked expert tensor (one slice of ne[0] each).
+  std::vector<float> importance(const GgufTensorPlan& plan) const {
+    if (!imatrix) return {};
+    std::vector<float> v = imatrix->importance(plan.gguf_name).value_or(std::vector<float>{});
+    const std::size_t matrices = std::max<std::size_t>(plan.experts.size(), 1);
+    if (!v.empty() && v.size() != matrices * static_cast<std::size_t>(plan.cols()))
+      throw input_error(plan.gguf_name + " in the imatrix",
+                        std::to_string(matrices) + " x " + std::to_string(plan.cols()) + " values",
+                        std::to_string(v.size()));
+    return v;
+  }
+
+  // One Linear's blocks on `grid`: those it was rounded onto, the run's
+  // rounding when the grid holds it, else ggml's quantizer on `source`
+  // (called only then: the float weights).
+  GgmlBlocks linear_blocks(const QuantizedLinear* q, const std::string& hf_name, GgmlGrid grid,
+                           const std::function<MatrixRM()>& source,
+                           std::span<const float> weights) const {
+    if (const GgmlBlocks* own = q ? std::get_if<GgmlBlocks>(&q->weight) : nullptr) {
+      PTQ_ASSERT(own->grid == grid);  // one rule types every expert of a stacked tensor
+      return *own;
+    }
+    std::optional<GgmlBlocks> blocks = rounded(q, hf_name, grid);
+    // The source weights lack the folded scales (Recipe::validate_format keeps
+    // every block Linear of a folding run on the grid it was rounded onto).
+    PTQ_ASSERT(blocks || replaced.empty() || q == nullptr);
+    return blocks ? std::move(*blocks) : ggml_quantize(grid, source(), weights);
+  }
+
   GgufTensorData tensor(const GgufTensorPlan& plan) const {
     if (const auto it = replaced.find(plan.hf_name); it != replaced.end()) {
       PTQ_ASSERT(plan.storage == GgufStorage::f32);  // only norms are replaced
@@ -68,14 +110,14 @@ struct GgufJob {
     }
     if (plan.storage == GgufStorage::f32)
       return gguf_float_tensor(plan, checkpoint, config, GgufFloatType::f32);
-    const GgufQuantizeFlags flags{.pure = false, .imatrix = imatrix.has_value()};
-    // A Linear rounded onto ggml blocks keeps the type it was rounded onto.
-    const auto q = linear(plan.hf_name);
-    const GgmlBlocks* own = q ? std::get_if<GgmlBlocks>(&q->weight) : nullptr;
-    const std::optional<std::uint32_t> type =
-        own != nullptr ? gguf_type_id(own->grid)
-        : policy != nullptr ? gguf_tensor_type(*policy, plan.gguf_name, plan.ne, shape, flags)
-                            : std::optional(types.at(plan.gguf_name));
+    // A block Linear, or a stacked tensor's experts, one Linear per row range.
+    std::vector<std::string> names;
+    for (const GgufExpertPart& part : plan.experts) names.push_back(part.hf_name);
+    if (names.empty()) names.push_back(plan.hf_name);
+    std::vector<std::shared_ptr<const QuantizedLinear>> q;
+    for (const std::string& name : names) q.push_back(linear(name));
+    const GgmlBlocks* own = q[0] ? std::get_if<GgmlBlocks>(&q[0]->weight) : nullptr;
+    const std::optional<std::uint32_t> type = tensor_type(plan, own);
     if (!type || gguf_float_type(*type))
       return gguf_float_tensor(plan, checkpoint, config,
                                type ? float_type_of(*type) : GgufFloatType::f16);
@@ -83,17 +125,23 @@ struct GgufJob {
     if (!grid)
       throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to",
                         "type id " + std::to_string(*type));
-    if (own != nullptr) return {*type, to_gguf_row_order(plan, pack(*own))};
-    std::optional<GgmlBlocks> blocks = rounded(q.get(), plan.hf_name, *grid);
-    // The source weights lack the folded scales (Recipe::validate_format keeps
-    // every block Linear of a folding run on the grid it was rounded onto).
-    PTQ_ASSERT(blocks || replaced.empty() || q == nullptr);
-    if (!blocks) {
-      std::vector<float> importance;
-      if (imatrix) importance = imatrix->importance(plan.gguf_name).value_or(std::vector<float>{});
-      blocks = ggml_quantize(*grid, gguf_source_tensor(plan, checkpoint, config), importance);
+    const std::vector<float> weights = importance(plan);
+    std::optional<MatrixRM> source;  // read once, on the first Linear that needs it
+    const Eigen::Index rows = plan.rows() / static_cast<Eigen::Index>(names.size());
+    const auto cols = static_cast<std::size_t>(plan.cols());
+    std::vector<std::byte> bytes;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+      const auto part_source = [&] {
+        if (!source) source = gguf_source_tensor(plan, checkpoint, config);
+        return MatrixRM(source->middleRows(static_cast<Eigen::Index>(i) * rows, rows));
+      };
+      const std::span<const float> part_weights =
+          weights.empty() ? std::span<const float>() : std::span(weights).subspan(i * cols, cols);
+      const std::vector<std::byte> packed =
+          pack(linear_blocks(q[i].get(), names[i], *grid, part_source, part_weights));
+      bytes.insert(bytes.end(), packed.begin(), packed.end());
     }
-    return {*type, to_gguf_row_order(plan, pack(*blocks))};
+    return {*type, to_gguf_row_order(plan, bytes)};
   }
 };
 

@@ -93,10 +93,9 @@ std::vector<PackedTensor> bnb_tensors(const std::string& base, const Nf4Matrix& 
 // The routers and the quantized modules' names by input (PackedLayout).
 void describe_experts(const ModelConfig& config, const QuantizedLinears& linears,
                       PackedLayout& layout) {
-  const auto never = [](const std::string&) { return false; };
   for (int layer = 0; layer < config.num_layers; ++layer)
     if (config.is_moe(layer))
-      layout.float_linears.push_back(moe_tensors(config, layer, never).router);
+      layout.float_linears.push_back(per_expert_tensors(config, layer).router);
   layout.block_modules.resize(static_cast<std::size_t>(LinearInput::mlp_hidden) + 1);
   for (std::size_t i = 0; i < linears.size(); ++i) {
     const LinearReport& r = linears.report(i);

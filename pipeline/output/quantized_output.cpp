@@ -130,13 +130,12 @@ struct ExpertLayout {
 ExpertLayout per_expert_layout(const ModelConfig& c, const Checkpoint& source) {
   ExpertLayout out;
   const auto has = [&](const std::string& name) { return source.find(name) != nullptr; };
-  const auto never = [](const std::string&) { return false; };
   for (int layer = 0; layer < c.num_layers; ++layer) {
     if (!c.is_moe(layer)) continue;
     const MoeTensors source_names = moe_tensors(c, layer, has);
     if (!source_names.stacked) continue;
     out.router_names[source_names.router + ".weight"] =
-        moe_tensors(c, layer, never).router + ".weight";
+        per_expert_tensors(c, layer).router + ".weight";
     auto& gate_up = out.stacked[block_tensor_name(layer, stacked_gate_up_suffix)];
     auto& down = out.stacked[block_tensor_name(layer, stacked_down_suffix)];
     for (int e = 0; e < c.moe.experts; ++e) {

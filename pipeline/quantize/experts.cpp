@@ -64,16 +64,18 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
                     const std::string& found) {
     throw input_error(field + " for " + model, expected, found);
   };
-  if (r.method != Method::Rtn && r.method != Method::Gptq)
-    refuse("method", "rtn or gptq", std::string(method_name(r.method)));
+  // `none` converts, which GGUF alone does for them (F16, BF16, F32).
+  const bool converts = r.method == Method::None && r.format == OutputFormat::gguf;
+  if (r.method != Method::Rtn && r.method != Method::Gptq && !converts)
+    refuse("method", "rtn or gptq (or none into gguf)", std::string(method_name(r.method)));
   if (r.scaling != Scaling::None)
     refuse("scaling", "none (no scales are folded into experts yet)",
            std::string(scaling_name(r.scaling)));
   if (r.target != RoundingTarget::QuantizedInputs)
     refuse("target", "quantized_inputs", "float_outputs");
   if (r.mixes()) refuse("the grid", "one grid for every Linear", "a mix");
-  if (r.format == OutputFormat::gguf || r.format == OutputFormat::bnb_nf4)
-    refuse("format", "dequantized, gptq, awq or compressed-tensors",
+  if (r.format == OutputFormat::bnb_nf4)
+    refuse("format", "dequantized, gptq, awq, compressed-tensors or gguf",
            std::string(output_format_info(r.format).name));
 }
 

@@ -54,8 +54,8 @@ std::vector<QuantizedLinear> quantize_expert_linears(const Recipe& recipe,
 
 // InputError naming the recipe field when a model with mixture-of-experts
 // layers gets what ptq does not do to experts yet: methods other than RTN and
-// GPTQ, folded scales, GPTAQ's float target, mixes, GGUF and NF4; or when a
-// model without them is given an experts key.
+// GPTQ (or none into GGUF), folded scales, GPTAQ's float target, mixes and NF4; or when a model
+// without them is given an experts key.
 void require_expert_support(const ModelConfig& config, const Recipe& recipe);
 
 // Quantizes every expert of layer w.layer, expert by expert, and swaps in the

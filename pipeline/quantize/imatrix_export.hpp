@@ -3,7 +3,9 @@
 // for `llama-quantize --imatrix`: one entry per Linear of every block, under
 // llama.cpp's name (blk.N.attn_q.weight ... blk.N.ffn_down.weight). q/k/v read
 // the same attention input and gate/up the same MLP input, so they get the
-// same statistics, as llama-imatrix gives them.
+// same statistics, as llama-imatrix gives them. A mixture layer's experts get
+// one entry per stacked tensor (blk.N.ffn_gate_exps.weight, ...): one matrix
+// per expert, over the tokens routed to it, as llama-imatrix counts them.
 //
 // For a mix of sources with weights w_s (normalised to sum to 1, as mix_stats
 // does), per Linear input and input column j:

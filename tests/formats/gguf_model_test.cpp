@@ -7,13 +7,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -334,9 +337,12 @@ TEST(GgufModel, GemmaClassTokenizerGivesLlamaCppTheSameTokens) {
 
 class GgufRandomModel : public testing::TestWithParam<std::string> {
  protected:
-  // Qwen3's checkpoint is bf16: its file is bf16 too, so every value survives.
+  // Qwen3's and the mixtures' checkpoints are bf16: their files are bf16 too,
+  // so every value survives.
   GgufFloatType float_type() const {
-    return GetParam() == "qwen3" ? GgufFloatType::bf16 : GgufFloatType::f16;
+    const bool bf16 = GetParam() == "qwen3" || GetParam().starts_with("mixtral") ||
+                      GetParam().starts_with("qwen3moe");
+    return bf16 ? GgufFloatType::bf16 : GgufFloatType::f16;
   }
 };
 
@@ -374,24 +380,43 @@ void expect_same_config(const ModelConfig& a, const ModelConfig& b, const std::s
   EXPECT_EQ(a.qk_norm, b.qk_norm) << what;
   EXPECT_EQ(a.eos_token_ids, b.eos_token_ids) << what;
   EXPECT_EQ(a.bos_token_id, b.bos_token_id) << what;
+  EXPECT_EQ(a.moe.experts, b.moe.experts) << what;
+  EXPECT_EQ(a.moe.experts_per_token, b.moe.experts_per_token) << what;
+  EXPECT_EQ(a.moe.intermediate_size, b.moe.intermediate_size) << what;
+  EXPECT_EQ(a.moe.normalize_top_k, b.moe.normalize_top_k) << what;
+  EXPECT_EQ(a.moe.layers, b.moe.layers) << what;
 }
 
 // Every HF tensor of the file equals the checkpoint's (exactly: F16/BF16 kept).
+// A stacked expert tensor's parts are compared with the rows the writer's plan
+// took them from (per-expert tensors, or v5's stacked ones).
 void expect_tensors_read_back(const gguf::File& file, const fs::path& model_dir) {
   const ModelConfig config = gguf_model_config(file);
   const Checkpoint checkpoint = Checkpoint::open(model_dir);
-  int compared = 0;
+  std::map<std::string, GgufTensorPlan> written;
+  for (GgufTensorPlan& p : gguf_tensor_plan(load_model_config(model_dir), checkpoint))
+    written[p.gguf_name] = std::move(p);
+  std::set<std::string> compared;
   for (const GgufTensorPlan& plan : gguf_file_plan(file, config)) {
-    if (plan.hf_name.empty()) continue;
+    if (plan.generated()) continue;
     const MatrixRM W = read_gguf_tensor(file, plan);
-    const std::vector<float> source = checkpoint.require(plan.hf_name).to_float();
-    ASSERT_EQ(static_cast<std::size_t>(W.size()), source.size()) << plan.hf_name;
-    for (std::size_t i = 0; i < source.size(); ++i) {
-      ASSERT_EQ(W.data()[i], source[i]) << plan.hf_name << " element " << i;
+    const GgufTensorPlan& source_plan = written.at(plan.gguf_name);
+    const std::int64_t part_rows = plan.experts.empty() ? W.rows() : plan.ne.at(1);
+    for (std::int64_t first = 0; first < W.rows(); first += part_rows) {
+      const std::size_t i = static_cast<std::size_t>(first / part_rows);
+      const std::string name =
+          plan.experts.empty() ? source_plan.hf_name : source_plan.experts[i].source;
+      const std::int64_t source_row = plan.experts.empty() ? 0 : source_plan.experts[i].source_row;
+      const std::vector<float> source = checkpoint.require(name).to_float();
+      const auto offset = static_cast<std::size_t>(source_row * W.cols());
+      ASSERT_LE(offset + static_cast<std::size_t>(part_rows * W.cols()), source.size()) << name;
+      for (std::int64_t k = 0; k < part_rows * W.cols(); ++k)
+        ASSERT_EQ(W.data()[first * W.cols() + k], source[offset + static_cast<std::size_t>(k)])
+            << plan.gguf_name << " from " << name << " element " << k;
+      compared.insert(name);
     }
-    ++compared;
   }
-  EXPECT_EQ(compared, static_cast<int>(checkpoint.tensors().size())) << model_dir;
+  EXPECT_EQ(compared.size(), checkpoint.tensors().size()) << model_dir;
 }
 
 TEST(GgufModel, ReaderGivesTinyBack) {
@@ -406,7 +431,7 @@ void expect_reader_gives_back(const fs::path& dir, const fs::path& gguf_file,
   const ModelConfig read = gguf_model_config(*file);
   const ModelConfig source = load_model_config(dir);
   expect_same_config(read, source, name);
-  // "llama" files come from Llama and Mistral alike.
+  // "llama" files come from Llama and Mistral alike (and Mixtral, told by its experts).
   EXPECT_EQ(read.arch, source.arch == Architecture::Mistral ? Architecture::Llama : source.arch);
   // Factors travel as float32: equal to float32 precision.
   for (const auto& [a, b] : {std::pair{&read.rope.short_factor, &source.rope.short_factor},
@@ -453,8 +478,13 @@ TEST(GgufModel, Phi3NameWithoutPhi3TokensIsRefused) {
 
 INSTANTIATE_TEST_SUITE_P(GgufModel, GgufRandomModel,
                          testing::Values("qwen2", "qwen3", "llama3rope", "llama3rope_band",
-                                         "mistral"),
-                         [](const auto& info) { return info.param; });
+                                         "mistral", "mixtral", "mixtral-fused", "qwen3moe",
+                                         "qwen3moe-fused"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 // ---- Gemma ----
 

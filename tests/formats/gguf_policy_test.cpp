@@ -10,6 +10,8 @@
 //                (the n/8 and n/16 layer rules), 10/2 heads (GQA 5)
 //   llama70b:    80 layers with GQA: llama.cpp's LLM_TYPE_70B attn_v rule
 //   odd-rows-32: an MLP of 840 (not a multiple of 32): F16 fallback, or refusal
+//   experts8:    Mixtral's shape, 8 experts per layer stacked in ffn_*_exps with
+//                a router (ffn_gate_inp): the 8-expert rules
 #include "pipeline/formats/gguf_policy.hpp"
 
 #include <gtest/gtest.h>
@@ -110,6 +112,7 @@ struct Synthetic {
   std::string name;
   int hidden, ffn, layers, heads, kv_heads, vocab;  // untied embeddings
   bool phi3 = false;  // llama.cpp's phi3: attn_qkv, and ffn_up holding gate and up
+  int experts = 0;    // llama.cpp's llama with experts (Mixtral): stacked ffn_*_exps
 };
 
 // gtest prints the parameter in test names: the model's name, not its bytes.
@@ -119,6 +122,7 @@ const Synthetic kOdd{"odd", 320, 864, 16, 10, 2, 1000};
 const Synthetic kLlama70b{"llama70b", 256, 256, 80, 4, 2, 256};
 const Synthetic kOddRows32{"odd-rows-32", 256, 840, 2, 4, 2, 256};
 const Synthetic kPhi3{"phi3", 256, 512, 16, 4, 2, 256, true};
+const Synthetic kExperts8{"experts8", 256, 256, 8, 4, 2, 256, false, 8};
 
 using Metadata = std::vector<std::pair<std::string, gguf::Value>>;
 
@@ -142,6 +146,11 @@ Metadata synthetic_metadata(const Synthetic& m) {
   set_u32(metadata, "llama.attention.value_length", head_dim);
   set_u32(metadata, "llama.rope.dimension_count", head_dim);
   set_u32(metadata, "llama.vocab_size", m.vocab);
+  if (m.experts > 0) {
+    metadata.emplace_back("llama.expert_count",
+                          gguf::make_u32(static_cast<std::uint32_t>(m.experts)));
+    metadata.emplace_back("llama.expert_used_count", gguf::make_u32(2));
+  }
   if (!m.phi3) return metadata;
   for (auto& [key, value] : metadata) {
     if (key.starts_with("llama.")) key = "phi3." + key.substr(6);
@@ -207,6 +216,13 @@ fs::path write_synthetic(const Synthetic& m, const fs::path& dir) {
     }
     t.add(blk + "attn_output.weight", {m.hidden, m.hidden});
     t.add(blk + "ffn_norm.weight", {m.hidden});
+    if (m.experts > 0) {
+      t.add(blk + "ffn_gate_inp.weight", {m.hidden, m.experts});
+      t.add(blk + "ffn_gate_exps.weight", {m.hidden, m.ffn, m.experts});
+      t.add(blk + "ffn_up_exps.weight", {m.hidden, m.ffn, m.experts});
+      t.add(blk + "ffn_down_exps.weight", {m.ffn, m.hidden, m.experts});
+      continue;
+    }
     if (!m.phi3) t.add(blk + "ffn_gate.weight", {m.hidden, m.ffn});
     t.add(blk + "ffn_up.weight", {m.hidden, m.phi3 ? 2 * m.ffn : m.ffn});
     t.add(blk + "ffn_down.weight", {m.ffn, m.hidden});
@@ -263,6 +279,12 @@ TEST(GgufPolicy, TensorNamesRoundTrip) {
   EXPECT_EQ(norm.layer, 2);
   EXPECT_EQ(parse_gguf_tensor_name("blk.x.attn_v.weight").role, GgufTensorRole::other);
   EXPECT_EQ(parse_gguf_tensor_name("blk.1.output.weight").role, GgufTensorRole::other);
+  EXPECT_EQ(gguf_weight_name(GgufTensorRole::ffn_down, 3, /*experts=*/true),
+            "blk.3.ffn_down_exps.weight");
+  const GgufTensorName down = parse_gguf_tensor_name("blk.3.ffn_down_exps.weight");
+  EXPECT_EQ(down.role, GgufTensorRole::ffn_down);
+  EXPECT_EQ(down.layer, 3);
+  EXPECT_EQ(parse_gguf_tensor_name("blk.3.ffn_gate_inp.weight").role, GgufTensorRole::other);
 }
 
 TEST(GgufPolicy, RowLengthFallbacks) {
@@ -334,9 +356,10 @@ TEST_P(SyntheticVsLlamaQuantize, EveryPolicy) {
   expect_every_policy(write_synthetic(GetParam(), dir), dir);
 }
 
-// kPhi3: llama-quantize types Phi-3's fused attn_qkv by the attn_v rules.
+// kPhi3: llama-quantize types Phi-3's fused attn_qkv by the attn_v rules;
+// kExperts8: the stacked experts by the ffn rules, the router never quantized.
 INSTANTIATE_TEST_SUITE_P(Shapes, SyntheticVsLlamaQuantize,
-                         ::testing::Values(kOdd, kLlama70b, kPhi3),
+                         ::testing::Values(kOdd, kLlama70b, kPhi3, kExperts8),
                          [](const auto& info) { return info.param.name; });
 
 // The rules that depend on --imatrix (Q4_0/Q5_0: ffn_down of the first n/8

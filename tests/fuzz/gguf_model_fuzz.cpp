@@ -11,7 +11,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto file = gguf::File::open(path);
     const ModelConfig config = gguf_model_config(*file);
     for (const GgufTensorPlan& plan : gguf_file_plan(*file, config))
-      if (!plan.hf_name.empty()) read_gguf_tensor(*file, plan);
+      if (!plan.generated()) read_gguf_tensor(*file, plan);
   });
   return 0;
 }

@@ -20,6 +20,7 @@
 #include <sstream>
 
 #include "io/hdf5.hpp"
+#include "io/imatrix.hpp"
 #include "io/safetensors.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
@@ -414,12 +415,29 @@ TEST_P(MixtureOfExperts, CalibratesEachExpertAndQuantizesFromTheStatistics) {
     EXPECT_EQ(r.expert_hessian,
               r.routed_tokens > 0 ? ExpertHessian::routed : ExpertHessian::all_tokens);
   }
-  // GGUF experts are not written yet, so neither is their importance.
+  // The imatrix: each stacked expert tensor one matrix per expert, counting
+  // the tokens routed to it, its sums of x^2 those of the statistics.
   const std::string imatrix =
       "imatrix --stats " + stats_file.string() + " --out " + (dir / "imatrix.gguf").string();
-  EXPECT_EQ(test::run_ptq(imatrix, dir / "imatrix.log"), 2);
-  EXPECT_NE(log_of(dir / "imatrix.log").find("experts"), std::string::npos);
-  EXPECT_FALSE(std::filesystem::exists(dir / "imatrix.gguf"));
+  ASSERT_EQ(test::run_ptq(imatrix, dir / "imatrix.log"), 0) << log_of(dir / "imatrix.log");
+  const Imatrix read = read_imatrix(dir / "imatrix.gguf");
+  EXPECT_FALSE(read.entries.contains("blk.0.ffn_down.weight"));
+  for (const char* tensor : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) {
+    const ImatrixEntry& entry = read.entries.at("blk.1." + std::string(tensor) + ".weight");
+    ASSERT_EQ(static_cast<int>(entry.n_matrices()), experts()) << tensor;
+    const bool down = std::string_view(tensor) == "ffn_down_exps";
+    for (int e = 0; e < experts(); ++e) {
+      const ExpertInputStats& x = stats.experts[1][static_cast<std::size_t>(e)];
+      const InputStats& in = down ? x.mlp_hidden[0] : x.mlp_in[0];
+      EXPECT_EQ(entry.counts[static_cast<std::size_t>(e)], static_cast<float>(in.tokens));
+      const std::size_t n = entry.n_columns();
+      ASSERT_EQ(static_cast<Eigen::Index>(n), in.sum_sq.size());
+      for (std::size_t j = 0; j < n; ++j)
+        EXPECT_NEAR(entry.in_sum2[e * n + j], in.sum_sq[static_cast<Eigen::Index>(j)],
+                    1e-5 * (1.0 + in.sum_sq[static_cast<Eigen::Index>(j)]))
+            << tensor << " expert " << e << " column " << j;
+    }
+  }
 }
 
 // A dense model refuses the experts keys rather than ignore them.
@@ -440,7 +458,9 @@ TEST_P(MixtureOfExperts, WhatExpertsCannotTakeYetIsRefusedBeforeAnyOutput) {
   const std::string ids = (model() / "ref_ids.ids").string();
   const std::vector<std::pair<std::string, std::filesystem::path>> commands{
       {"quantize --method awq --bits 4 --calib-ids " + ids + " --seqlen 32 --out ", dir / "awq"},
-      {"quantize --method rtn --format gguf --gguf-type Q4_0 --out ", dir / "gguf"},
+      {"quantize --method rtn --format gguf --gguf-type auto --max-bytes 1000000 --calib-ids " +
+           ids + " --seqlen 32 --out ",
+       dir / "gguf-mix"},
   };
   for (const auto& [command, out] : commands) {
     const std::string args = command + out.string() + " --model " + model().string();
@@ -455,6 +475,31 @@ INSTANTIATE_TEST_SUITE_P(Families, MixtureOfExperts,
                          ::testing::Values("mixtral", "mixtral-fused", "qwen3moe",
                                            "qwen3moe-fused"),
                          test::FolderName());
+
+// A Qwen3-MoE config llama.cpp's qwen3moe graph cannot run is refused for
+// GGUF, naming the key: a dense layer among the mixtures, or top-k weights
+// left unnormalized.
+TEST(Families, MixturesLlamaCppCannotRunAreRefusedForGguf) {
+  const auto dir = test::temp_dir("family-moe-gguf-refused");
+  const auto source = test::source_dir() / "tests/data/models/qwen3moe";
+  const std::pair<const char*, nlohmann::json> cases[] = {{"mlp_only_layers", {1}},
+                                                          {"norm_topk_prob", false}};
+  for (const auto& [key, value] : cases) {
+    const auto model = dir / key;
+    std::filesystem::create_directories(model);
+    std::filesystem::copy_file(source / "model.safetensors", model / "model.safetensors",
+                               std::filesystem::copy_options::overwrite_existing);
+    auto config = nlohmann::json::parse(test::read_bytes(source / "config.json"));
+    config[key] = value;
+    std::ofstream(model / "config.json") << config.dump();
+    const auto out = dir / (std::string(key) + "-out");
+    const std::string args = "quantize --model " + model.string() +
+                             " --method none --format gguf --gguf-type F16 --out " + out.string();
+    EXPECT_EQ(test::run_ptq(args, dir / "run.log"), 2) << log_of(dir / "run.log");
+    EXPECT_NE(log_of(dir / "run.log").find(key), std::string::npos) << log_of(dir / "run.log");
+    EXPECT_FALSE(std::filesystem::exists(out));
+  }
+}
 
 // transformers v5's stacked experts are written one Linear per expert, as its
 // v4 layout stores them: the same model in either layout gives the same bytes.

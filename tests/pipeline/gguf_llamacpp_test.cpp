@@ -3,8 +3,9 @@
 // Qwen3 (q/k norms), Llama 3 (llama3 rope scaling, so a rope_freqs.weight
 // tensor), Phi-3 (fused qkv_proj and gate_up_proj; with LongRoPE, its two
 // factor tensors), Gemma 2 (norms stored as 1 + w, sandwich norms, GeGLU,
-// soft-capping, sliding windows) and Gemma 3 (q/k norms, a global layer with
-// linear RoPE among sliding ones with their own), ptq writes F16, Q8_0, Q4_K_M
+// soft-capping, sliding windows), Gemma 3 (q/k norms, a global layer with
+// linear RoPE among sliding ones with their own), Mixtral (8 experts, top 2)
+// and Qwen3-MoE (4 stacked experts, q/k norms), ptq writes F16, Q8_0, Q4_K_M
 // and GPTQ Q4_0 files (and AWQ Q4_0 on tiny and the Gemmas, GPTQ Q4_1 on tiny);
 // llama-perplexity --kl-divergence-base saves its tokens and log-probabilities
 // of each, and `ptq eval --llamacpp-base` (ptq's own decoder and float32
@@ -43,6 +44,14 @@ fs::path tiny() { return test::fixture("models/tiny"); }
 // without flash attention agrees on 97.4 % of the top tokens (KL 9.2e-4),
 // ptq and llama.cpp on 97.3 % (KL 8.5e-4).
 constexpr double kMaxKl = 0.001, kMinTop1 = 0.98, kTop1Slack = 0.01;
+// The mixtures add a second amplifier: a token whose router scores two experts
+// nearly alike takes one or the other after that rounding, in later layers too.
+// On qwen3moe's Q4_K_M file ptq and llama.cpp agree on 96.3 % of the top tokens
+// (KL 8.0e-4), llama.cpp with and without flash attention on 97.4 % (KL 8.8e-4):
+// 1.1 points, past the dense models' one point, so the mixtures get two.
+constexpr double kMixtureTop1Slack = 0.02, kMixtureMinTop1 = 0.96;
+
+bool is_mixture(const std::string& model) { return model == "mixtral" || model == "qwen3moe"; }
 
 int run(const std::string& command, const fs::path& log) {
   return WEXITSTATUS(std::system((command + " > " + log.string() + " 2>&1").c_str()));
@@ -62,12 +71,12 @@ std::vector<GgufFile> files_for(const std::string& model) {
   // through a head tied to tiny's embedding, hold near-ties: llama.cpp's two
   // kernels agree on 99.80 % of its top tokens, ptq and llama.cpp on 99.87 %);
   // on tiny the bounds its earlier test held (0.98 for Q8_0 and GPTQ Q4_0);
-  // 0.97 on the rest.
+  // 0.97 on the rest, 0.96 on the mixtures' Q4_K_M (kMixtureTop1Slack).
   const bool tiny = model == "tiny";
   std::vector<GgufFile> files = {
       {"f16", "--method none --gguf-type F16", model == "gemma2" ? 0.998 : 0.999},
       {"q8_0", "--method rtn --gguf-type Q8_0", tiny ? 0.98 : 0.97},
-      {"q4_k_m", "--method rtn --gguf-type Q4_K_M", 0.97},
+      {"q4_k_m", "--method rtn --gguf-type Q4_K_M", is_mixture(model) ? kMixtureMinTop1 : 0.97},
       {"gptq-q4_0", "--method gptq --gguf-type Q4_0" + calib, tiny ? 0.98 : 0.97},
   };
   // LongRoPE's own part is the rope: its F16 file is within KL 1e-6 of llama.cpp.
@@ -163,7 +172,8 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
         "%s %s: ptq vs llama.cpp kl %.3g top-1 %.4f; llama.cpp fa on vs off kl %.3g top-1 %.4f\n",
         model.c_str(), name, kl, top1, self.kl, self.top1);
     EXPECT_LE(kl, kMaxKl);
-    EXPECT_GE(top1, std::max(min_top1, std::min(kMinTop1, self.top1 - kTop1Slack)))
+    const double slack = is_mixture(model) ? kMixtureTop1Slack : kTop1Slack;
+    EXPECT_GE(top1, std::max(min_top1, std::min(kMinTop1, self.top1 - slack)))
         << "llama.cpp's own: " << self.top1;
     if (std::string_view(name) == "f16") expect_near_source(out, source, text, dir, 1e-6);
     // Q4_0 costs tiny 0.04, gemma3 0.06 (GPTQ) and 0.07 (AWQ); the bound is for
@@ -174,7 +184,7 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
 
 INSTANTIATE_TEST_SUITE_P(GgufLlamaCpp, LlamaCppAgrees,
                          testing::Values("tiny", "qwen2", "qwen3", "llama3rope", "phi3",
-                                         "phi3longrope", "gemma2", "gemma3"),
+                                         "phi3longrope", "gemma2", "gemma3", "mixtral", "qwen3moe"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -2,16 +2,18 @@
 // gives llama-quantize's file tensor for tensor (types and bytes, with and
 // without an imatrix), method none gives the converter's F16 bytes, GPTQ onto
 // Q4_0 loads in llama-perplexity, and recipe/format mismatches are refused
-// before any work. gguf_llamacpp_test.cpp compares llama.cpp's forward with ptq's.
+// before any work; the same for the mixture-of-experts families, whose experts
+// are stacked tensors. gguf_llamacpp_test.cpp compares llama.cpp's forward with ptq's.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <map>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "io/gguf.hpp"
 #include "test_paths.hpp"
+#include "tiny_as.hpp"
 
 namespace ptq {
 namespace {
@@ -72,6 +74,65 @@ TEST(GgufQuantize, RtnWithImatrixIsLlamaQuantize) {
   for (const char* type : {"Q4_K_M", "Q4_0", "Q2_K"}) {
     SCOPED_TRACE(type);
     expect_like_llama_quantize(type, imatrix);
+  }
+}
+
+// Mixtral (8 experts per-expert in the checkpoint: llama-quantize's 8-expert
+// rules, attn_v/attn_k Q8_0, attn_output Q5_K, or Q3_K under Q3_K_L) and
+// Qwen3-MoE (4 stacked experts): ptq's F16 file holds each layer's router in
+// F32 and its experts as {in, out, experts} tensors, and ptq's RTN file is
+// llama-quantize's of that F16 file, byte for byte.
+TEST(GgufQuantize, MixtureRtnIsLlamaQuantize) {
+  for (const std::string model : {"mixtral", "qwen3moe"}) {
+    SCOPED_TRACE(model);
+    const auto source = test::tiny_as(model);
+    const auto dir = test::temp_dir("gguf-rtn-" + model);
+    const auto quantize = [&](const std::string& args, const std::string& out) {
+      return test::run_ptq("quantize --model " + source.string() + " --format gguf " + args +
+                               " --out " + (dir / out).string(),
+                           dir / "ptq.log");
+    };
+    ASSERT_EQ(quantize("--method none --gguf-type F16", "f16"), 0)
+        << test::read_bytes(dir / "ptq.log");
+    const auto f16 = gguf::File::open(dir / "f16/model.gguf");
+    const std::int64_t experts = model == "mixtral" ? 8 : 4;
+    EXPECT_EQ(f16->require_tensor("blk.1.ffn_gate_exps.weight").ne,
+              (std::vector<std::int64_t>{256, 768, experts}));
+    EXPECT_EQ(f16->require_tensor("blk.1.ffn_down_exps.weight").ne,
+              (std::vector<std::int64_t>{768, 256, experts}));
+    EXPECT_EQ(f16->require_tensor("blk.1.ffn_gate_inp.weight").type, 0u);  // F32
+    EXPECT_EQ(f16->find_tensor("blk.1.ffn_gate.weight"), nullptr);
+    const std::string arch = model == "mixtral" ? "llama" : "qwen3moe";
+    EXPECT_EQ(f16->require(arch + ".expert_count").as_int("expert_count"), experts);
+    EXPECT_EQ(f16->require(arch + ".expert_used_count").as_int("expert_used_count"), 2);
+    // ptq's imatrix of the experts (one matrix per expert) is read by both alike.
+    const auto stats = dir / "stats.h5", imatrix = dir / "imatrix.gguf";
+    ASSERT_EQ(test::run_ptq("calibrate --model " + source.string() + " --calib-ids " +
+                                test::fixture("goldens/tiny/calib_generic.ids").string() +
+                                " --samples 4 --seqlen 64 --out " + stats.string(),
+                            dir / "calibrate.log"),
+              0)
+        << test::read_bytes(dir / "calibrate.log");
+    ASSERT_EQ(test::run_ptq("imatrix --stats " + stats.string() + " --out " + imatrix.string(),
+                            dir / "imatrix.log"),
+              0)
+        << test::read_bytes(dir / "imatrix.log");
+    for (const std::string type : {"Q4_K_M", "Q3_K_L", "Q4_0", "Q4_K_M+imatrix"}) {
+      SCOPED_TRACE(type);
+      const bool with = type.ends_with("+imatrix");
+      const std::string policy = with ? "Q4_K_M" : type;
+      const std::string flag = with ? " --imatrix " + imatrix.string() : "";
+      ASSERT_EQ(quantize("--method rtn --gguf-type " + policy + flag, type), 0)
+          << test::read_bytes(dir / "ptq.log");
+      const auto ref = dir / (type + "-ref.gguf");
+      ASSERT_EQ(
+          run((tools() / "llama-quantize").string() + flag + " " +
+                  (dir / "f16/model.gguf").string() + " " + ref.string() + " " + policy + " 2",
+              dir / "ref.log"),
+          0)
+          << test::read_bytes(dir / "ref.log");
+      expect_same_tensors(dir / type / "model.gguf", ref);
+    }
   }
 }
 

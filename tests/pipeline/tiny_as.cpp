@@ -118,6 +118,63 @@ std::vector<TensorToWrite> gemma_tensors(const Checkpoint& source, int layers, b
   return out;
 }
 
+// Tiny's tensors with each MLP as `experts` experts, each tiny's MLP with
+// every weight scaled by 1 + N(0, 0.1) (experts alike, as a trained model's
+// are not, so that any top-k choice gives tiny's model nearly), under a router
+// of N(0, 0.05) weights. Per-expert modules in Mixtral's v4 names, or (stacked)
+// transformers v5's gate_up_proj [E, 2I, H] and down_proj [E, H, I].
+std::vector<TensorToWrite> moe_tensors(const Checkpoint& source, int experts, bool stacked,
+                                       std::vector<std::vector<std::uint16_t>>& owned) {
+  std::vector<TensorToWrite> out;
+  const auto put = [&](const std::string& name, std::vector<std::int64_t> shape,
+                       std::vector<std::uint16_t> values) {
+    owned.push_back(std::move(values));
+    out.push_back({name, DType::F16, std::move(shape), std::as_bytes(std::span(owned.back()))});
+  };
+  const auto varied = [&](const TensorView& t, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 0.1f);
+    std::vector<std::uint16_t> values;
+    for (float v : t.to_float()) values.push_back(float_to_half(v * (1.0f + normal(rng))));
+    return values;
+  };
+  for (const TensorView* t : source.tensors())
+    if (t->name.find(".mlp.") == std::string::npos)
+      out.push_back({t->name, t->dtype, t->shape, t->bytes});
+  for (int l = 0;; ++l) {
+    const std::string layer = "model.layers." + std::to_string(l) + ".";
+    const TensorView* gate = source.find(layer + "mlp.gate_proj.weight");
+    if (gate == nullptr) break;
+    const TensorView& up = source.require(layer + "mlp.up_proj.weight");
+    const TensorView& down = source.require(layer + "mlp.down_proj.weight");
+    const std::int64_t inter = gate->shape[0], hidden = gate->shape[1];
+    const auto seed = [&](int e, int part) {
+      return static_cast<unsigned>(100 * l + 3 * e + part);
+    };
+    put(layer + (stacked ? "mlp.gate.weight" : "block_sparse_moe.gate.weight"), {experts, hidden},
+        random_half(static_cast<std::size_t>(experts * hidden), 0.0f, 0.05f, 5000 + l));
+    if (!stacked) {
+      for (int e = 0; e < experts; ++e) {
+        const std::string p = layer + "block_sparse_moe.experts." + std::to_string(e) + ".";
+        put(p + "w1.weight", gate->shape, varied(*gate, seed(e, 0)));
+        put(p + "w3.weight", up.shape, varied(up, seed(e, 1)));
+        put(p + "w2.weight", down.shape, varied(down, seed(e, 2)));
+      }
+      continue;
+    }
+    std::vector<std::uint16_t> gate_up, downs;
+    for (int e = 0; e < experts; ++e) {
+      for (const auto& part : {varied(*gate, seed(e, 0)), varied(up, seed(e, 1))})
+        gate_up.insert(gate_up.end(), part.begin(), part.end());
+      const auto d = varied(down, seed(e, 2));
+      downs.insert(downs.end(), d.begin(), d.end());
+    }
+    put(layer + "mlp.experts.gate_up_proj", {experts, 2 * inter, hidden}, std::move(gate_up));
+    put(layer + "mlp.experts.down_proj", {experts, hidden, inter}, std::move(downs));
+  }
+  return out;
+}
+
 }  // namespace
 
 fs::path tiny_as(const std::string& arch) {
@@ -130,12 +187,14 @@ fs::path tiny_as(const std::string& arch) {
   const Checkpoint source = Checkpoint::open(tiny());
   std::vector<std::vector<std::byte>> fused;
   std::vector<TensorToWrite> tensors;
-  std::vector<std::vector<std::uint16_t>> gemma_owned;
+  std::vector<std::vector<std::uint16_t>> gemma_owned;  // Gemma's and the experts' added bytes
   if (arch.starts_with("phi3"))
     tensors = phi3_tensors(source, fused);
   else if (arch.starts_with("gemma"))
     tensors = gemma_tensors(source, arch == "gemma3" ? 6 : 4, arch == "gemma3", arch == "gemma3",
                             gemma_owned);
+  else if (arch == "mixtral" || arch == "qwen3moe")
+    tensors = moe_tensors(source, arch == "mixtral" ? 8 : 4, arch == "qwen3moe", gemma_owned);
   else
     for (const TensorView* t : source.tensors())
       tensors.push_back({t->name, t->dtype, t->shape, t->bytes});
@@ -155,7 +214,7 @@ fs::path tiny_as(const std::string& arch) {
       add(p + "q_proj.bias", q_rows, 0.0f, 0.1f);
       add(p + "k_proj.bias", kv_rows, 0.0f, 0.1f);
       add(p + "v_proj.bias", kv_rows, 0.0f, 0.1f);
-    } else if (arch == "qwen3") {
+    } else if (arch == "qwen3" || arch == "qwen3moe") {
       add(p + "q_norm.weight", head_dim, 1.0f, 0.1f);
       add(p + "k_norm.weight", head_dim, 1.0f, 0.1f);
     }
@@ -165,6 +224,22 @@ fs::path tiny_as(const std::string& arch) {
     config["architectures"] = {name + "ForCausalLM"};
     config["model_type"] = arch;
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
+  } else if (arch == "mixtral") {
+    config["architectures"] = {"MixtralForCausalLM"};
+    config["model_type"] = "mixtral";
+    for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
+    config["num_local_experts"] = 8;
+    config["num_experts_per_tok"] = 2;
+  } else if (arch == "qwen3moe") {
+    config["architectures"] = {"Qwen3MoeForCausalLM"};
+    config["model_type"] = "qwen3_moe";
+    for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
+    config["num_experts"] = 4;
+    config["num_experts_per_tok"] = 2;
+    config["moe_intermediate_size"] = config.at("intermediate_size");
+    config["norm_topk_prob"] = true;
+    config["decoder_sparse_step"] = 1;
+    config["mlp_only_layers"] = nlohmann::ordered_json::array();
   } else if (arch.starts_with("phi3")) {
     config["architectures"] = {"Phi3ForCausalLM"};
     config["model_type"] = "phi3";

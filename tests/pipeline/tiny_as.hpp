@@ -5,7 +5,10 @@
 // smoothed band covers the frequencies a 128-token window sees, "phi3" the
 // fused layout (the same model: Phi-3's forward is Llama's on those rows),
 // "phi3longrope" with LongRoPE stretched from 64 to 256 tokens, "gemma2" and
-// "gemma3" Gemma's norms and layers around tiny's Linears. The folder's name,
+// "gemma3" Gemma's norms and layers around tiny's Linears, "mixtral" (8
+// experts, transformers v4's per-expert modules) and "qwen3moe" (4 experts
+// stacked as transformers v5 holds them, q/k norms) each MLP as experts near
+// tiny's own under a random router. The folder's name,
 // the files' general.name, is "model": llama.cpp treats a model named phi3 as
 // Phi-3's own vocabulary, which tiny's is not.
 #include <filesystem>

@@ -1,0 +1,59 @@
+#include "io/moe_tensors.hpp"
+
+#include "io/error.hpp"
+
+namespace ptq {
+
+std::string block_tensor_name(int layer, std::string_view suffix) {
+  return "model.layers." + std::to_string(layer) + "." + std::string(suffix);
+}
+
+std::string MoeTensors::expert_module(int expert, ExpertLinear linear) const {
+  PTQ_ASSERT(!stacked);
+  std::string_view name;
+  switch (linear) {
+    case ExpertLinear::gate:
+      name = mixtral_names ? "w1" : "gate_proj";
+      break;
+    case ExpertLinear::up:
+      name = mixtral_names ? "w3" : "up_proj";
+      break;
+    case ExpertLinear::down:
+      name = mixtral_names ? "w2" : "down_proj";
+      break;
+  }
+  return std::string(experts_prefix) + std::to_string(expert) + "." + std::string(name);
+}
+
+MoeTensors moe_tensors(const ModelConfig& c, int layer,
+                       const std::function<bool(const std::string&)>& has_tensor) {
+  MoeTensors t;
+  t.stacked = has_tensor(block_tensor_name(layer, stacked_gate_up_suffix));
+  const bool mixtral_v4 = c.arch == Architecture::Mixtral && !t.stacked;
+  t.router = block_tensor_name(layer, mixtral_v4 ? "block_sparse_moe.gate" : "mlp.gate");
+  t.experts_prefix = mixtral_v4 ? "block_sparse_moe.experts." : "mlp.experts.";
+  t.mixtral_names = mixtral_v4;
+  return t;
+}
+
+MoeTensors per_expert_tensors(const ModelConfig& c, int layer) {
+  return moe_tensors(c, layer, [](const std::string&) { return false; });
+}
+
+ExpertRows expert_rows(const ModelConfig& c, int layer, const MoeTensors& names, int expert,
+                       ExpertLinear linear) {
+  if (!names.stacked)
+    return {block_tensor_name(layer, names.expert_module(expert, linear)) + ".weight", 0};
+  const std::int64_t inter = c.moe.intermediate_size, e = expert;
+  switch (linear) {
+    case ExpertLinear::gate:
+      return {block_tensor_name(layer, stacked_gate_up_suffix), 2 * e * inter};
+    case ExpertLinear::up:
+      return {block_tensor_name(layer, stacked_gate_up_suffix), (2 * e + 1) * inter};
+    case ExpertLinear::down:
+      return {block_tensor_name(layer, stacked_down_suffix), e * c.hidden_size};
+  }
+  PTQ_ASSERT(false);
+}
+
+}  // namespace ptq
