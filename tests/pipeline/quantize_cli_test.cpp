@@ -247,6 +247,14 @@ double estimated_peak(const std::string& dry_run_stdout) {
 
 constexpr double kPeakOverestimate =
     2.0;  // the estimate may exceed the measured peak RSS by this factor
+// The peak estimate models ptq's own allocations. Under AddressSanitizer the
+// resident memory also holds its shadow and quarantine (tiny's RTN run: 330 MB
+// measured, 48 MB estimated), so the bound is checked in unsanitized builds.
+#ifdef __SANITIZE_ADDRESS__
+constexpr bool kPeakIsModelled = false;
+#else
+constexpr bool kPeakIsModelled = true;
+#endif
 
 TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
   const auto dir = test::temp_dir("dry");
@@ -267,6 +275,7 @@ TEST(QuantizeDryRun, EstimatesOutputSizeAndWritesNothing) {
   ASSERT_EQ(real.exit_code, 0) << real.stderr_text;
   const double actual = static_cast<double>(folder_bytes(dir / "model"));
   EXPECT_NEAR(estimated, actual, kEstimateTolerance * actual);
+  if (!kPeakIsModelled) return;
   const double peak = estimated_peak(dry.stdout_text),
                measured_peak = recorded_peak_rss(dir / "model");
   EXPECT_GE(peak, measured_peak);
@@ -318,6 +327,7 @@ TEST(QuantizeDryRun, W8A8KeepsOnlyTheStreamAndAwqAllItsFeatures) {
 }
 
 TEST(QuantizeDryRun, GptqPeakEstimateCoversTheMeasuredPeak) {
+  if (!kPeakIsModelled) GTEST_SKIP() << "AddressSanitizer's memory is in the measured peak";
   const auto dir = test::temp_dir("dry-gptq");
   const std::string args = "--method gptq --bits 4 --group 128 --calib-ids " +
                            test::fixture("goldens/tiny/calib_generic.ids").string() +
