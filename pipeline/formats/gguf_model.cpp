@@ -221,13 +221,18 @@ std::string_view expert_stem(ExpertLinear linear) {
   PTQ_ASSERT(false);
 }
 
+// An expert Linear's Hugging Face shape [out, in].
+std::vector<std::int64_t> expert_shape(const ModelConfig& c, ExpertLinear linear) {
+  const std::int64_t hidden = c.hidden_size, inter = c.moe.intermediate_size;
+  return linear == ExpertLinear::down ? std::vector{hidden, inter} : std::vector{inter, hidden};
+}
+
 // Mixture layer `layer`'s router and stacked experts, the parts named in the
 // per-expert layout; `source` says where a checkpoint keeps them (null for a
 // file's plan).
 std::vector<GgufTensorPlan> moe_entries(const ModelConfig& c, int layer, const MoeTensors* source) {
   const MoeTensors written = per_expert_tensors(c, layer);
   const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
-  const std::int64_t inter = c.moe.intermediate_size;
   GgufTensorPlan router;
   router.hf_name = (source != nullptr ? source->router : written.router) + ".weight";
   router.gguf_name = layer_name(kGgufLayerPrefix, layer, kRouterStem);
@@ -237,8 +242,8 @@ std::vector<GgufTensorPlan> moe_entries(const ModelConfig& c, int layer, const M
   for (ExpertLinear linear : all_expert_linears) {
     GgufTensorPlan& stack = out.emplace_back();
     stack.gguf_name = layer_name(kGgufLayerPrefix, layer, expert_stem(linear));
-    stack.ne = linear == ExpertLinear::down ? std::vector{inter, hidden, experts}
-                                            : std::vector{hidden, inter, experts};
+    const std::vector<std::int64_t> shape = expert_shape(c, linear);
+    stack.ne = {shape[1], shape[0], experts};
     for (int e = 0; e < experts; ++e) {
       GgufExpertPart& part = stack.experts.emplace_back();
       part.hf_name = block_tensor_name(layer, written.expert_module(e, linear)) + ".weight";
@@ -266,9 +271,8 @@ std::vector<std::string> moe_sources(const ModelConfig& c, int layer, const MoeT
   } else {
     for (int e = 0; e < experts; ++e)
       for (ExpertLinear linear : all_expert_linears)
-        expected.push_back({expert_rows(c, layer, names, e, linear).tensor,
-                            linear == ExpertLinear::down ? std::vector{hidden, inter}
-                                                         : std::vector{inter, hidden}});
+        expected.push_back(
+            {expert_rows(c, layer, names, e, linear).tensor, expert_shape(c, linear)});
   }
   std::vector<std::string> out;
   for (auto& [name, shape] : expected) {

@@ -357,11 +357,11 @@ void read_gemma(const gguf::File& file, const Keys& keys, ModelConfig& c) {
 // is expert_feed_forward_length, else (llama.cpp's fallbacks) feed_forward_length
 // for llama and that over expert_used_count for qwen3moe.
 void read_moe(const Keys& keys, ModelConfig& c) {
-  const int experts = keys.optional_count("expert_count").value_or(0);
-  if (experts == 0) {
-    if (c.arch == Architecture::Qwen3Moe) keys.count("expert_count");  // names the missing key
-    return;
-  }
+  // Required for qwen3moe (InputError naming it), optional for llama.
+  const int experts = c.arch == Architecture::Qwen3Moe
+                          ? keys.count("expert_count")
+                          : keys.optional_count("expert_count").value_or(0);
+  if (experts == 0) return;
   if (c.arch == Architecture::Llama) c.arch = Architecture::Mixtral;
   c.model_type = std::string(architecture_name(c.arch));
   MoeConfig& m = c.moe;

@@ -47,7 +47,7 @@ std::vector<std::byte> encode_floats(std::span<const float> values, GgufFloatTyp
 }
 
 // A stacked expert tensor's rows, each part's from its source tensor.
-MatrixRM expert_rows(const GgufTensorPlan& plan, const Checkpoint& checkpoint) {
+MatrixRM stacked_rows(const GgufTensorPlan& plan, const Checkpoint& checkpoint) {
   const std::int64_t rows = plan.ne.at(1), cols = plan.cols();
   MatrixRM out(plan.rows(), cols);
   for (std::size_t i = 0; i < plan.experts.size(); ++i) {
@@ -70,7 +70,7 @@ std::uint32_t llama_file_type(GgufFloatType type) { return float_type_row(type).
 
 MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
                             const ModelConfig& config) {
-  if (!plan.experts.empty()) return expert_rows(plan, checkpoint);
+  if (!plan.experts.empty()) return stacked_rows(plan, checkpoint);
   const std::vector<float> values = plan.hf_name.empty()
                                         ? gguf_config_tensor(plan, config)
                                         : checkpoint.require(plan.hf_name).to_float();
