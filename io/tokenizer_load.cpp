@@ -193,17 +193,35 @@ struct Pipeline {
   bool operator==(const Pipeline&) const = default;
 };
 
+// The class tokenizer_config.json names ("" when none; transformers v5 builds
+// "LlamaTokenizerFast" as LlamaTokenizer, and so on) and its Llama class's
+// legacy switch.
+struct TokenizerClass {
+  std::string name;
+  bool legacy = false;
+};
+
 // The pipelines transformers v5 builds for these tokenizer classes
 // (tests/data/tokenizer_classes: transformers 5.17's, serialized). Gemma's
-// Split(" ") pre-tokenizer finds no space after its normalizer: none.
-std::optional<Pipeline> class_pipeline(std::string_view tokenizer_class) {
-  if (tokenizer_class == "Qwen2Tokenizer")
+// Split(" ") pre-tokenizer finds no space after its normalizer: none. Llama's
+// Metaspace puts "▁" before the first piece only, or with legacy before every
+// piece between added tokens; neither before a text that starts with a space.
+std::optional<Pipeline> class_pipeline(const TokenizerClass& tokenizer_class) {
+  const std::string_view name = tokenizer_class.name;
+  if (name == "LlamaTokenizer")
+    return Pipeline{{},
+                    {PreTokenizerKind::metaspace, std::nullopt,
+                     tokenizer_class.legacy ? PrependScheme::always : PrependScheme::first,
+                     MetaspaceSplit::off},
+                    {DecoderKind::sentencepiece, 1},
+                    ByteFallback::on};
+  if (name == "Qwen2Tokenizer")
     return Pipeline{{NormalizerStep::nfc},
                     {PreTokenizerKind::byte_level, SplitRegex::qwen2, PrependScheme::never,
                      MetaspaceSplit::off},
                     {DecoderKind::byte_level, 0},
                     ByteFallback::off};
-  if (tokenizer_class == "GemmaTokenizer")
+  if (name == "GemmaTokenizer")
     return Pipeline{
         {NormalizerStep::spaces_to_marker}, {}, {DecoderKind::sentencepiece, 0}, ByteFallback::on};
   return std::nullopt;
@@ -225,7 +243,7 @@ Pipeline parse_pipeline(const json& j, const std::string& where) {
 // tokenizer.json's pipeline, or the class's when `tokenizer_class` fixes one
 // (then `note` says whether tokenizer.json's own differs).
 Pipeline choose_pipeline(const json& j, const std::string& where,
-                         const std::string& tokenizer_class, std::string& note) {
+                         const TokenizerClass& tokenizer_class, std::string& note) {
   const std::optional<Pipeline> fixed = class_pipeline(tokenizer_class);
   if (!fixed) return parse_pipeline(j, where);
   std::string own;
@@ -235,7 +253,7 @@ Pipeline choose_pipeline(const json& j, const std::string& where,
   } catch (const InputError&) {
     own = "is one ptq does not run";
   }
-  note = "tokenizer_config.json names " + tokenizer_class +
+  note = "tokenizer_config.json names " + tokenizer_class.name +
          ": its normalizer, pre-tokenizer and decoder run, as in transformers v5 (" + where +
          "'s own pipeline " + own + ")";
   return *fixed;
@@ -268,8 +286,20 @@ void apply_tokenizer_config(const fs::path& path, const json& config, Tokenizer:
   t.eos = lookup("eos_token");
 }
 
+TokenizerClass tokenizer_class_of(const json& config) {
+  TokenizerClass c;
+  if (!config.is_object()) return c;
+  if (const auto named = config.find("tokenizer_class");
+      named != config.end() && named->is_string())
+    c.name = named->get<std::string>();
+  if (c.name.ends_with("TokenizerFast")) c.name.resize(c.name.size() - 4);
+  if (const auto legacy = config.find("legacy"); legacy != config.end() && legacy->is_boolean())
+    c.legacy = legacy->get<bool>();
+  return c;
+}
+
 std::unique_ptr<Tokenizer::Impl> parse_tokenizer_json(const fs::path& path,
-                                                      const std::string& tokenizer_class) {
+                                                      const TokenizerClass& tokenizer_class) {
   const auto where = path.string();
   const auto j = parse_json(path);
   if (!j.is_object() || !j.contains("model") || !j.at("model").is_object()) {
@@ -391,11 +421,7 @@ Tokenizer Tokenizer::load(const fs::path& dir_or_tokenizer_json) {
   try {
     const auto config_path = json_path.parent_path() / "tokenizer_config.json";
     const json config = fs::exists(config_path) ? parse_json(config_path) : json::object();
-    const json* named = config.is_object() && config.contains("tokenizer_class")
-                            ? &config.at("tokenizer_class")
-                            : nullptr;
-    auto impl = parse_tokenizer_json(
-        json_path, named != nullptr && named->is_string() ? named->get<std::string>() : "");
+    auto impl = parse_tokenizer_json(json_path, tokenizer_class_of(config));
     if (fs::exists(config_path)) apply_tokenizer_config(config_path, config, *impl);
     impl->finish();
     return Tokenizer(std::move(impl));

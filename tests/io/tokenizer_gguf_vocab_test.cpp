@@ -3,6 +3,7 @@
 // own leading/trailing newlines are kept); .out has one line of ids per text.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -54,9 +55,16 @@ TEST(GgufVocab, Gpt2MatchesLlamaCpp) {
   expect_all_match(Tokenizer::load(test::fixture("tokenizers/gpt2")), "gpt-2");
 }
 
-TEST(GgufVocab, LlamaSpmMatchesLlamaCpp) {
-  expect_all_match(Tokenizer::load(test::fixture("tokenizers/llama2-hf")), "llama-spm");
+// Llama 2's tokenizer.json alone (no tokenizer_config.json naming its class):
+// its own pipeline, Prepend("▁") + Replace(" ", "▁"), which is what llama.cpp runs.
+Tokenizer llama2_own_pipeline() {
+  const auto dir = test::temp_dir("gguf-vocab-llama2-tokenizer-json");
+  std::filesystem::copy_file(test::fixture("tokenizers/llama2-hf/tokenizer.json"),
+                             dir / "tokenizer.json");
+  return Tokenizer::load(dir);
 }
+
+TEST(GgufVocab, LlamaSpmMatchesLlamaCpp) { expect_all_match(llama2_own_pipeline(), "llama-spm"); }
 
 TEST(GgufVocab, LlamaBpeMatchesLlamaCpp) {
   const auto dir = test::fixture("tokenizers/llama3.2-bpe");
@@ -66,24 +74,35 @@ TEST(GgufVocab, LlamaBpeMatchesLlamaCpp) {
   expect_all_match(tok, "llama-bpe");
 }
 
-// Phi-3 says legacy:false, so (as transformers) no "▁" is added before a text
-// that already starts with a space; llama.cpp always adds one. Exactly those
-// texts differ, and there llama.cpp's ids are the legacy (Llama 2) encoding.
-TEST(GgufVocab, Phi3DiffersFromLlamaCppOnlyOnLeadingSpace) {
-  const auto phi3 = Tokenizer::load(test::fixture("tokenizers/phi-3-mini-hf"));
-  const auto legacy = Tokenizer::load(test::fixture("tokenizers/llama2-hf"));
+// The Llama class as transformers v5 builds it (Phi-3's and Llama 2's
+// tokenizer_config.json name it) adds no "▁" before a text that already starts
+// with a space; llama.cpp always adds one. Exactly those texts differ, and
+// there llama.cpp's ids are tokenizer.json's own (legacy) encoding.
+class LlamaClassVsLlamaCpp : public testing::TestWithParam<std::pair<const char*, const char*>> {};
+
+TEST_P(LlamaClassVsLlamaCpp, DiffersOnlyOnLeadingSpace) {
+  const auto [fixture, vocab] = GetParam();
+  const auto tok = Tokenizer::load(test::fixture(std::string("tokenizers/") + fixture));
+  const auto legacy = llama2_own_pipeline();
   std::vector<std::string> differing;
   std::vector<std::string> starting_with_space;
-  for (const auto& c : load_cases("phi-3")) {
+  for (const auto& c : load_cases(vocab)) {
     if (c.text.starts_with(' ')) starting_with_space.push_back(c.text);
-    if (phi3.encode(c.text) != c.ids) {
+    if (tok.encode(c.text) != c.ids) {
       differing.push_back(c.text);
       EXPECT_EQ(legacy.encode(c.text), c.ids) << "'" << c.text << "'";
     }
   }
   EXPECT_EQ(differing, starting_with_space);
-  EXPECT_EQ(differing.size(), 15u);  // counted in the .inp file
+  EXPECT_EQ(differing.size(), 15u);  // counted in each .inp file
 }
+
+INSTANTIATE_TEST_SUITE_P(GgufVocab, LlamaClassVsLlamaCpp,
+                         testing::Values(std::pair{"phi-3-mini-hf", "phi-3"},
+                                         std::pair{"llama2-hf", "llama-spm"}),
+                         [](const auto& info) {
+                           return std::string(info.param.second) == "phi-3" ? "Phi3" : "Llama2";
+                         });
 
 }  // namespace
 }  // namespace ptq

@@ -61,11 +61,20 @@ TEST(TokenizerGolden, Phi3) {
 TEST(TokenizerGolden, Tiny) { check_model("tiny", test::fixture("models/tiny")); }
 TEST(TokenizerGolden, Small) { check_model("small", test::fixture("models/small")); }
 
-// A fixture's tokenizer.json under a tokenizer_config.json naming another
-// class, as tests/data/make_tokenizer_class_goldens.py built it in
-// transformers v5 (tests/data/tokenizer_classes/<name>.json): ptq runs the
-// class's pipeline, encodes every text to transformers' ids and says that
-// tokenizer.json's own pipeline differs.
+// A fixture's tokenizer.json with no tokenizer_config.json beside it: its own
+// pipeline, whatever class the fixture's config names.
+Tokenizer own_pipeline(const std::filesystem::path& fixture, const std::string& name) {
+  const std::filesystem::path dir = test::temp_dir("tokenizer-json-alone-" + name);
+  std::filesystem::copy_file(fixture / "tokenizer.json", dir / "tokenizer.json");
+  return Tokenizer::load(dir);
+}
+
+// A fixture's tokenizer.json under its tokenizer_config.json with the golden's
+// keys written over it (another class, or the Llama class's legacy switch), as
+// tests/data/make_tokenizer_class_goldens.py built it in transformers v5
+// (tests/data/tokenizer_classes/<name>.json): ptq runs the class's pipeline,
+// encodes every text to transformers' ids and says that tokenizer.json's own
+// pipeline differs.
 class TokenizerClass : public testing::TestWithParam<std::string> {};
 
 TEST_P(TokenizerClass, EncodesAsTransformersV5BuildsTheClass) {
@@ -78,13 +87,13 @@ TEST_P(TokenizerClass, EncodesAsTransformersV5BuildsTheClass) {
   json config = json::object();
   if (std::filesystem::exists(source / "tokenizer_config.json"))
     config = json::parse(test::read_bytes(source / "tokenizer_config.json"));
-  config["tokenizer_class"] = g.at("tokenizer_class");
+  config.update(g.at("config_overrides"));
   std::ofstream(dir / "tokenizer_config.json") << config.dump();
   const auto tok = Tokenizer::load(dir);
   EXPECT_EQ(!tok.pipeline_note().empty(), g.at("pipeline_differs_from_tokenizer_json").get<bool>())
       << tok.pipeline_note();
   int mismatches = 0, differ_from_own = 0;
-  const auto own = Tokenizer::load(source / "tokenizer.json");  // its own pipeline
+  const auto own = own_pipeline(source, GetParam());
   for (const auto& c : g.at("cases")) {
     const auto text = c.at("text").get<std::string>();
     const auto expected = c.at("ids").get<std::vector<std::int32_t>>();
@@ -98,7 +107,9 @@ TEST_P(TokenizerClass, EncodesAsTransformersV5BuildsTheClass) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TokenizerGolden, TokenizerClass,
-                         testing::Values("tiny-qwen2", "gpt2-qwen2", "phi3-gemma"),
+                         testing::Values("tiny-qwen2", "gpt2-qwen2", "gpt2-qwen2-fast",
+                                         "llama2-llama", "llama2-llama-legacy", "llama2-gemma",
+                                         "phi3-llama", "phi3-llama-fast", "phi3-gemma"),
                          test::FolderName());
 
 }  // namespace
