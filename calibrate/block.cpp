@@ -15,11 +15,6 @@
 namespace ptq {
 namespace {
 
-constexpr std::array<LinearRole, 3> qkv_roles = {LinearRole::q, LinearRole::k, LinearRole::v};
-constexpr std::array<LinearRole, 1> o_roles = {LinearRole::o};
-constexpr std::array<LinearRole, 2> gate_up_roles = {LinearRole::gate, LinearRole::up};
-constexpr std::array<LinearRole, 1> down_roles = {LinearRole::down};
-
 // Parallel loop over rows [0, rows) in chunks; each row's work is independent,
 // so results do not depend on the thread count.
 template <class F>
@@ -49,13 +44,12 @@ void linear(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y,
   if (b.size() > 0) y.rowwise() += b.transpose();
 }
 
-// Observes then transforms the input shared by `roles`; true when the
-// forward should stop here (ForwardOptions::stop_after).
-bool prepare_input(const ForwardOptions& o, int layer, std::span<const LinearRole> roles,
-                   MatrixRM& x) {
-  if (o.observer) o.observer->observe(layer, roles, x);
-  if (o.stop_after == linear_spec(roles.front()).input) return true;
-  if (o.input_transform) o.input_transform->apply(layer, roles, x);
+// Observes then transforms `input`; true when the forward should stop here
+// (ForwardOptions::stop_after).
+bool prepare_input(const ForwardOptions& o, int layer, LinearInput input, MatrixRM& x) {
+  if (o.observer) o.observer->observe(layer, roles_reading(input), x);
+  if (o.stop_after == input) return true;
+  if (o.input_transform) o.input_transform->apply(layer, roles_reading(input), x);
   return false;
 }
 
@@ -107,51 +101,45 @@ void rope_tables(const RopeConfig& rope, int head_dim, int seq_len, MatrixRM& co
   }
 }
 
-// Both sublayers return true when the forward stopped early.
-bool attention_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
-                        const ForwardOptions& o) {
-  MatrixRM h = act.x;
-  rms_norm_rows(h, w.input_norm, static_cast<float>(c.rms_norm_eps));
-  if (prepare_input(o, w.layer, qkv_roles, h)) return true;
-  MatrixRM attended = attention_context(c, w, h, act.seq_len);
-  if (prepare_input(o, w.layer, o_roles, attended)) return true;
-  add_sublayer_output(c, w, LinearRole::o, attended, act.x);
-  return false;
-}
-
 // A mixture layer's inputs as LinearObserver::observe_expert describes them.
 void observe_experts(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
                      LinearObserver& o) {
-  o.observe(w.layer, gate_up_roles, normed);
+  const std::span<const LinearRole> gate_up = roles_reading(LinearInput::mlp_in);
+  const std::span<const LinearRole> down = roles_reading(LinearInput::mlp_hidden);
+  o.observe(w.layer, gate_up, normed);
   const Routing routing = route_tokens(c, w, normed);
   for (std::size_t e = 0; e < w.experts.size(); ++e) {
     const auto expert = static_cast<int>(e);
     const MatrixRM routed = gather_rows(normed, routing.tokens[e]);
-    o.observe_expert(w.layer, expert, gate_up_roles, ExpertTokens::routed, routed);
-    o.observe_expert(w.layer, expert, down_roles, ExpertTokens::routed,
+    o.observe_expert(w.layer, expert, gate_up, ExpertTokens::routed, routed);
+    o.observe_expert(w.layer, expert, down, ExpertTokens::routed,
                      expert_hidden(c, w.experts[e], routed));
-    o.observe_expert(w.layer, expert, down_roles, ExpertTokens::all,
+    o.observe_expert(w.layer, expert, down, ExpertTokens::all,
                      expert_hidden(c, w.experts[e], normed));
   }
 }
 
-bool mlp_sublayer(const ModelConfig& c, const BlockWeights& w, Activations& act,
-                  const ForwardOptions& o) {
-  MatrixRM h = act.x;
-  rms_norm_rows(h, w.post_attention_norm, static_cast<float>(c.rms_norm_eps));
-  if (c.is_moe(w.layer)) {
-    if (o.input_transform != nullptr || (o.observer != nullptr && !o.observer->observes_experts()))
-      require_dense(
-          c, "these statistics or simulated activations of layer " + std::to_string(w.layer));
-    if (o.observer != nullptr) observe_experts(c, w, h, *o.observer);
-    if (o.stop_after == LinearInput::mlp_in || o.stop_after == LinearInput::mlp_hidden) return true;
-    act.x += moe_output(c, w, h, o.router_logits);
-    return false;
-  }
-  if (prepare_input(o, w.layer, gate_up_roles, h)) return true;
-  MatrixRM hidden = mlp_hidden(c, w, h);
-  if (prepare_input(o, w.layer, down_roles, hidden)) return true;
-  add_sublayer_output(c, w, LinearRole::down, hidden, act.x);
+// A mixture layer's MLP sublayer: the router and its experts.
+bool moe_sublayer(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
+                  Activations& act, const ForwardOptions& o) {
+  if (o.input_transform != nullptr || (o.observer != nullptr && !o.observer->observes_experts()))
+    require_dense(c,
+                  "these statistics or simulated activations of layer " + std::to_string(w.layer));
+  if (o.observer != nullptr) observe_experts(c, w, normed, *o.observer);
+  if (o.stop_after == LinearInput::mlp_in || o.stop_after == LinearInput::mlp_hidden) return true;
+  act.x += moe_output(c, w, normed, o.router_logits);
+  return false;
+}
+
+// One row of block_sublayers over act; true when the forward stopped early.
+bool run_sublayer(const ModelConfig& c, const BlockWeights& w, const SublayerSpec& sublayer,
+                  Activations& act, const ForwardOptions& o) {
+  MatrixRM h = sublayer_normed(c, w, sublayer, act.x);
+  if (sublayer.sublayer == Sublayer::mlp && c.is_moe(w.layer)) return moe_sublayer(c, w, h, act, o);
+  if (prepare_input(o, w.layer, sublayer.in, h)) return true;
+  MatrixRM inner = sublayer_inner(c, w, sublayer.sublayer, h, act.seq_len);
+  if (prepare_input(o, w.layer, sublayer.inner, inner)) return true;
+  add_sublayer_output(c, w, sublayer, inner, act.x);
   return false;
 }
 
@@ -175,6 +163,29 @@ ForwardOptions transforming(const LinearInputTransform* transform) {
   ForwardOptions o;
   o.input_transform = transform;
   return o;
+}
+
+VectorF& BlockWeights::norm(NormRole role) {
+  switch (role) {
+    case NormRole::input:
+      return input_norm;
+    case NormRole::post_attention:
+      return post_attention_norm;
+    case NormRole::q_head:
+      return q_norm;
+    case NormRole::k_head:
+      return k_norm;
+    case NormRole::attention_out:
+      return attention_out_norm;
+    case NormRole::mlp_out:
+      return mlp_out_norm;
+  }
+  PTQ_ASSERT(false && "a NormRole");
+  return input_norm;
+}
+
+const VectorF& BlockWeights::norm(NormRole role) const {
+  return const_cast<BlockWeights*>(this)->norm(role);
 }
 
 std::size_t BlockWeights::float_count() const {
@@ -355,17 +366,29 @@ MatrixRM moe_output(const ModelConfig& c, const BlockWeights& w, const MatrixRM&
   return out;
 }
 
-void add_sublayer_output(const ModelConfig& c, const BlockWeights& w, LinearRole role,
+MatrixRM sublayer_inner(const ModelConfig& c, const BlockWeights& w, Sublayer sublayer,
+                        const MatrixRM& normed, int seq_len) {
+  return sublayer == Sublayer::attention ? attention_context(c, w, normed, seq_len)
+                                         : mlp_hidden(c, w, normed);
+}
+
+MatrixRM sublayer_normed(const ModelConfig& c, const BlockWeights& w, const SublayerSpec& sublayer,
+                         const MatrixRM& x) {
+  MatrixRM h = x;
+  rms_norm_rows(h, w.norm(sublayer.norm), static_cast<float>(c.rms_norm_eps));
+  return h;
+}
+
+void add_sublayer_output(const ModelConfig& c, const BlockWeights& w, const SublayerSpec& sublayer,
                          const MatrixRM& in, MatrixRM& x) {
-  PTQ_ASSERT(role == LinearRole::o || role == LinearRole::down);
+  const LinearRole role = sublayer.out;
   if (!c.sandwich_norms) {
     linear(in, w.weight(role), w.bias_of(role), x, Residual::accumulate);
     return;
   }
   MatrixRM y;
   linear(in, w.weight(role), w.bias_of(role), y, Residual::overwrite);
-  rms_norm_rows(y, role == LinearRole::o ? w.attention_out_norm : w.mlp_out_norm,
-                static_cast<float>(c.rms_norm_eps));
+  rms_norm_rows(y, w.norm(sublayer.out_norm), static_cast<float>(c.rms_norm_eps));
   x += y;
 }
 
@@ -391,8 +414,8 @@ void block_forward(const ModelConfig& config, const BlockWeights& w, Activations
                    const ForwardOptions& options) {
   PTQ_ASSERT(act.seq_len > 0 && act.x.rows() % act.seq_len == 0);
   PTQ_ASSERT(act.x.cols() == config.hidden_size);
-  if (attention_sublayer(config, w, act, options)) return;
-  mlp_sublayer(config, w, act, options);
+  for (const SublayerSpec& sublayer : block_sublayers)
+    if (run_sublayer(config, w, sublayer, act, options)) return;
 }
 
 }  // namespace ptq

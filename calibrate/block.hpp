@@ -39,6 +39,8 @@ struct BlockWeights {
   MatrixRM router;                              // [experts, hidden] (MoE layers), else empty
   std::vector<ExpertWeights> experts;           // MoE layers, else empty
 
+  VectorF& norm(NormRole role);  // the member above that holds it
+  const VectorF& norm(NormRole role) const;
   MatrixRM& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
   const MatrixRM& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
   const VectorF& bias_of(LinearRole r) const { return bias[static_cast<std::size_t>(r)]; }
@@ -105,9 +107,9 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim, int seq_l
 // RMSNorm of every row, in place: x * rsqrt(mean(x^2) + eps) * w.
 void rms_norm_rows(MatrixRM& x, const VectorF& w, float eps);
 
-// The stages of a block, for callers that run them one at a time (quantization
-// keeps each stage's input instead of rerunning the block; AWQ compares
-// sub-module outputs). block_forward is their composition.
+// The stages of a block (block_sublayers), for callers that run them one at a
+// time (quantization keeps each stage's input instead of rerunning the block;
+// AWQ compares sub-module outputs). block_forward is their composition.
 // y = x Wᵀ + b (linear_forward resizes y) or y += x Wᵀ + b (the residual add).
 void linear_forward(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y);
 void linear_accumulate(const MatrixRM& x, const MatrixRM& w, const VectorF& b, MatrixRM& y);
@@ -118,6 +120,12 @@ MatrixRM attention_context(const ModelConfig& config, const BlockWeights& w, con
 // act(normed Wgateᵀ + b) * (normed Wupᵀ + b), act the config's activation
 // (silu: SwiGLU, gelu_tanh: GeGLU): the input of down_proj.
 MatrixRM mlp_hidden(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed);
+// A sublayer's inner op on its normed input: attention_context or mlp_hidden.
+MatrixRM sublayer_inner(const ModelConfig& config, const BlockWeights& w, Sublayer sublayer,
+                        const MatrixRM& normed, int seq_len);
+// The stream normed by the sublayer's norm.
+MatrixRM sublayer_normed(const ModelConfig& config, const BlockWeights& w,
+                         const SublayerSpec& sublayer, const MatrixRM& x);
 // InputError naming `what` for a model with mixture-of-experts layers, where
 // ptq does not do it to experts yet (an imatrix, a mix's costs, simulated
 // activations).
@@ -139,10 +147,11 @@ Routing route_tokens(const ModelConfig& config, const BlockWeights& w, const Mat
 MatrixRM expert_hidden(const ModelConfig& config, const ExpertWeights& expert, const MatrixRM& x);
 // Rows `rows` of x, in order.
 MatrixRM gather_rows(const MatrixRM& x, std::span<const Eigen::Index> rows);
-// The residual add of o_proj (role o) or down_proj (role down) reading `in`:
-// x += in Wᵀ + b, or with the family's output norm (Gemma) x += norm(in Wᵀ + b).
-void add_sublayer_output(const ModelConfig& config, const BlockWeights& w, LinearRole role,
-                         const MatrixRM& in, MatrixRM& x);
+// The residual add of the sublayer's out Linear (o_proj, down_proj) reading
+// `in`: x += in Wᵀ + b, or with the family's output norm (Gemma)
+// x += norm(in Wᵀ + b).
+void add_sublayer_output(const ModelConfig& config, const BlockWeights& w,
+                         const SublayerSpec& sublayer, const MatrixRM& in, MatrixRM& x);
 
 // Runs block `w` over `act` in place (residual stream in, residual stream out).
 void block_forward(const ModelConfig& config, const BlockWeights& w, Activations& act,

@@ -71,35 +71,18 @@ bool is_mlp(LinearRole role) {
 
 // A mixture-of-experts layer's router and experts, in either layout (MoeTensors).
 void load_moe(const Checkpoint& ckpt, const ModelConfig& c, int layer, BlockWeights& w) {
-  const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
-  const std::int64_t inter = c.moe.intermediate_size;
   const MoeTensors names =
       moe_tensors(c, layer, [&](const std::string& name) { return ckpt.find(name) != nullptr; });
-  w.router = to_matrix(require_shape(ckpt, names.router + ".weight", {experts, hidden}));
-  w.experts.resize(static_cast<std::size_t>(experts));
-  if (names.stacked) {
-    const TensorView& gate_up = require_shape(
-        ckpt, block_tensor_name(layer, stacked_gate_up_suffix), {experts, 2 * inter, hidden});
-    const TensorView& down = require_shape(ckpt, block_tensor_name(layer, stacked_down_suffix),
-                                           {experts, hidden, inter});
-    for (std::int64_t e = 0; e < experts; ++e) {
-      ExpertWeights& x = w.experts[static_cast<std::size_t>(e)];
-      x.gate = elements(gate_up, e * 2 * inter * hidden, inter, hidden);
-      x.up = elements(gate_up, (e * 2 + 1) * inter * hidden, inter, hidden);
-      x.down = elements(down, e * hidden * inter, hidden, inter);
-    }
-    return;
-  }
-  const auto part = [&](int e, LinearRole role, std::int64_t out, std::int64_t in) {
-    const std::string name =
-        block_tensor_name(layer, names.expert_module(e, expert_linear(role))) + ".weight";
-    return to_matrix(require_shape(ckpt, name, {out, in}));
-  };
+  for (const ExpectedTensor& t : moe_source_tensors(c, layer, names)) ckpt.require(t.name, t.shape);
+  w.router = to_matrix(ckpt.require(names.router + ".weight"));
+  w.experts.resize(static_cast<std::size_t>(c.moe.experts));
   for (int e = 0; e < c.moe.experts; ++e) {
-    ExpertWeights& x = w.experts[static_cast<std::size_t>(e)];
-    x.gate = part(e, LinearRole::gate, inter, hidden);
-    x.up = part(e, LinearRole::up, inter, hidden);
-    x.down = part(e, LinearRole::down, hidden, inter);
+    for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down}) {
+      const ExpertRows rows = expert_rows(c, layer, names, e, expert_linear(role));
+      const auto [out, in] = expert_shape(c, expert_linear(role));
+      w.experts[static_cast<std::size_t>(e)].weight(role) =
+          elements(ckpt.require(rows.tensor), rows.first_row * in, out, in);
+    }
   }
 }
 
@@ -162,27 +145,7 @@ BlockWeights Model::load_block(int layer) const {
   for (NormRole role : all_norm_roles) {
     const std::string_view suffix = norm_tensor_suffix(config_, role);
     if (suffix.empty()) continue;
-    VectorF v = norm_vector(block_tensor_name(layer, suffix), norm_size(config_, role));
-    switch (role) {
-      case NormRole::input:
-        w.input_norm = std::move(v);
-        break;
-      case NormRole::post_attention:
-        w.post_attention_norm = std::move(v);
-        break;
-      case NormRole::q_head:
-        w.q_norm = std::move(v);
-        break;
-      case NormRole::k_head:
-        w.k_norm = std::move(v);
-        break;
-      case NormRole::attention_out:
-        w.attention_out_norm = std::move(v);
-        break;
-      case NormRole::mlp_out:
-        w.mlp_out_norm = std::move(v);
-        break;
-    }
+    w.norm(role) = norm_vector(block_tensor_name(layer, suffix), norm_size(config_, role));
   }
   return w;
 }

@@ -41,6 +41,21 @@ LinearStorage linear_storage(const ModelConfig& c, LinearRole role) {
 
 bool has_fused_linears(const ModelConfig& c) { return !fused_modules(c).empty(); }
 
+std::span<const LinearRole> roles_reading(LinearInput input) {
+  // linear_specs lists the roles reading one input next to each other.
+  const auto first = std::find_if(linear_specs.begin(), linear_specs.end(),
+                                  [&](const LinearSpec& s) { return s.input == input; });
+  const auto last = std::find_if(first, linear_specs.end(),
+                                 [&](const LinearSpec& s) { return s.input != input; });
+  return std::span(all_linear_roles)
+      .subspan(static_cast<std::size_t>(first - linear_specs.begin()),
+               static_cast<std::size_t>(last - first));
+}
+
+int input_features(const ModelConfig& c, LinearInput input) {
+  return linear_in_features(c, roles_reading(input).front());
+}
+
 ExpertLinear expert_linear(LinearRole role) {
   switch (role) {
     case LinearRole::gate:

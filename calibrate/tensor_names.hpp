@@ -4,6 +4,7 @@
 // table; no code elsewhere spells a tensor name.
 #include <array>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,8 +21,12 @@ inline constexpr std::array<LinearRole, 7> all_linear_roles = {
     LinearRole::gate, LinearRole::up, LinearRole::down};
 inline constexpr int linear_role_count = static_cast<int>(all_linear_roles.size());
 
-// Which block input a Linear reads: q/k/v share one, gate/up share one.
+// Which block input a Linear reads: q/k/v share one, gate/up share one. In
+// execution order; the Linears reading each form one true-sequential group.
 enum class LinearInput { attention_in, attention_out, mlp_in, mlp_hidden };
+inline constexpr std::array<LinearInput, 4> all_linear_inputs = {
+    LinearInput::attention_in, LinearInput::attention_out, LinearInput::mlp_in,
+    LinearInput::mlp_hidden};
 
 // When a Linear's bias tensor must be present.
 enum class BiasRule {
@@ -63,6 +68,39 @@ inline constexpr std::array<NormRole, 6> all_norm_roles = {
 std::string_view norm_tensor_suffix(const ModelConfig& config, NormRole role);
 // Its length: head_dim for the per-head norms, else hidden_size.
 int norm_size(const ModelConfig& config, NormRole role);
+
+// The Linears of a block that read `input`, in execution order.
+std::span<const LinearRole> roles_reading(LinearInput input);
+// Its features: the in features of the Linears reading it.
+int input_features(const ModelConfig& config, LinearInput input);
+
+// A decoder block is two sublayers of one shape: the residual stream through
+// the sublayer's norm feeds its first Linears (`in`); an inner op (attention;
+// the gated activation) turns their outputs into the input of one Linear
+// (`inner`, read by `out`), whose output, through the family's output norm
+// where it has one (Gemma), is added to the stream. A mixture-of-experts layer
+// replaces the MLP sublayer by its router and experts. The forward, the
+// quantization stages and the AWQ/SmoothQuant sites walk this table.
+enum class Sublayer { attention, mlp };
+struct SublayerSpec {
+  Sublayer sublayer;
+  NormRole norm;      // applied to the stream before `in`
+  LinearInput in;     // the normed stream
+  LinearInput inner;  // the inner op's result
+  LinearRole out;     // the Linear reading `inner`
+  NormRole out_norm;  // on out's output before the residual add, where the family has it
+};
+inline constexpr std::array<SublayerSpec, 2> block_sublayers = {{
+    {Sublayer::attention, NormRole::input, LinearInput::attention_in, LinearInput::attention_out,
+     LinearRole::o, NormRole::attention_out},
+    {Sublayer::mlp, NormRole::post_attention, LinearInput::mlp_in, LinearInput::mlp_hidden,
+     LinearRole::down, NormRole::mlp_out},
+}};
+constexpr const SublayerSpec& sublayer_spec(Sublayer sublayer) {
+  return block_sublayers[static_cast<std::size_t>(sublayer)];
+}
+static_assert(sublayer_spec(Sublayer::attention).sublayer == Sublayer::attention &&
+              sublayer_spec(Sublayer::mlp).sublayer == Sublayer::mlp);
 
 // Tensors outside the blocks.
 inline constexpr std::string_view embed_tokens_name = "model.embed_tokens.weight";

@@ -40,6 +40,11 @@ MoeTensors per_expert_tensors(const ModelConfig& c, int layer) {
   return moe_tensors(c, layer, [](const std::string&) { return false; });
 }
 
+std::array<std::int64_t, 2> expert_shape(const ModelConfig& c, ExpertLinear linear) {
+  const std::int64_t hidden = c.hidden_size, inter = c.moe.intermediate_size;
+  return linear == ExpertLinear::down ? std::array{hidden, inter} : std::array{inter, hidden};
+}
+
 ExpertRows expert_rows(const ModelConfig& c, int layer, const MoeTensors& names, int expert,
                        ExpertLinear linear) {
   if (!names.stacked)
@@ -54,6 +59,25 @@ ExpertRows expert_rows(const ModelConfig& c, int layer, const MoeTensors& names,
       return {block_tensor_name(layer, stacked_down_suffix), e * c.hidden_size};
   }
   PTQ_ASSERT(false);
+}
+
+std::vector<ExpectedTensor> moe_source_tensors(const ModelConfig& c, int layer,
+                                               const MoeTensors& names) {
+  const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
+  const std::int64_t inter = c.moe.intermediate_size;
+  std::vector<ExpectedTensor> out = {{names.router + ".weight", {experts, hidden}}};
+  if (names.stacked) {
+    out.push_back({block_tensor_name(layer, stacked_gate_up_suffix), {experts, 2 * inter, hidden}});
+    out.push_back({block_tensor_name(layer, stacked_down_suffix), {experts, hidden, inter}});
+    return out;
+  }
+  for (int e = 0; e < experts; ++e) {
+    for (ExpertLinear linear : all_expert_linears) {
+      const std::array<std::int64_t, 2> shape = expert_shape(c, linear);
+      out.push_back({expert_rows(c, layer, names, e, linear).tensor, {shape[0], shape[1]}});
+    }
+  }
+  return out;
 }
 
 }  // namespace ptq

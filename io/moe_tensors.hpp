@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "io/model_config.hpp"
 
@@ -43,6 +44,20 @@ MoeTensors moe_tensors(const ModelConfig& config, int layer,
                        const std::function<bool(const std::string&)>& has_tensor);
 // The per-expert layout's names, whatever the source's (what ptq writes).
 MoeTensors per_expert_tensors(const ModelConfig& config, int layer);
+
+// An expert Linear's Hugging Face weight shape [out, in]: gate and up
+// [intermediate, hidden], down [hidden, intermediate].
+std::array<std::int64_t, 2> expert_shape(const ModelConfig& config, ExpertLinear linear);
+
+// The checkpoint tensors mixture layer `layer` reads in layout `names`: the
+// router, then the two stacked tensors or every expert's three, each with the
+// shape the config gives it.
+struct ExpectedTensor {
+  std::string name;
+  std::vector<std::int64_t> shape;
+};
+std::vector<ExpectedTensor> moe_source_tensors(const ModelConfig& config, int layer,
+                                               const MoeTensors& names);
 
 // Expert `expert`'s Linear in the checkpoint: rows [first_row, first_row +
 // its out features) of `tensor` seen as a matrix of its last dimension's

@@ -221,12 +221,6 @@ std::string_view expert_stem(ExpertLinear linear) {
   PTQ_ASSERT(false);
 }
 
-// An expert Linear's Hugging Face shape [out, in].
-std::vector<std::int64_t> expert_shape(const ModelConfig& c, ExpertLinear linear) {
-  const std::int64_t hidden = c.hidden_size, inter = c.moe.intermediate_size;
-  return linear == ExpertLinear::down ? std::vector{hidden, inter} : std::vector{inter, hidden};
-}
-
 // Mixture layer `layer`'s router and stacked experts, the parts named in the
 // per-expert layout; `source` says where a checkpoint keeps them (null for a
 // file's plan).
@@ -242,7 +236,7 @@ std::vector<GgufTensorPlan> moe_entries(const ModelConfig& c, int layer, const M
   for (ExpertLinear linear : all_expert_linears) {
     GgufTensorPlan& stack = out.emplace_back();
     stack.gguf_name = layer_name(kGgufLayerPrefix, layer, expert_stem(linear));
-    const std::vector<std::int64_t> shape = expert_shape(c, linear);
+    const std::array<std::int64_t, 2> shape = expert_shape(c, linear);
     stack.ne = {shape[1], shape[0], experts};
     for (int e = 0; e < experts; ++e) {
       GgufExpertPart& part = stack.experts.emplace_back();
@@ -260,24 +254,10 @@ std::vector<GgufTensorPlan> moe_entries(const ModelConfig& c, int layer, const M
 // config gives it; InputError naming the tensor otherwise.
 std::vector<std::string> moe_sources(const ModelConfig& c, int layer, const MoeTensors& names,
                                      const Checkpoint& checkpoint) {
-  const std::int64_t experts = c.moe.experts, hidden = c.hidden_size;
-  const std::int64_t inter = c.moe.intermediate_size;
-  std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected = {
-      {names.router + ".weight", {experts, hidden}}};
-  if (names.stacked) {
-    expected.push_back(
-        {block_tensor_name(layer, stacked_gate_up_suffix), {experts, 2 * inter, hidden}});
-    expected.push_back({block_tensor_name(layer, stacked_down_suffix), {experts, hidden, inter}});
-  } else {
-    for (int e = 0; e < experts; ++e)
-      for (ExpertLinear linear : all_expert_linears)
-        expected.push_back(
-            {expert_rows(c, layer, names, e, linear).tensor, expert_shape(c, linear)});
-  }
   std::vector<std::string> out;
-  for (auto& [name, shape] : expected) {
-    checkpoint.require(name, shape);
-    out.push_back(std::move(name));
+  for (ExpectedTensor& t : moe_source_tensors(c, layer, names)) {
+    checkpoint.require(t.name, t.shape);
+    out.push_back(std::move(t.name));
   }
   return out;
 }

@@ -7,6 +7,9 @@
 // HDF5 layout (the group is named awq/ for compatibility with earlier outputs):
 //   awq/layers/<i>/scales/<site> float32 [in]  attributes: roles, ratio, loss
 //   awq/layers/<i>/clip/<role>   float32 [out, groups]
+//   awq/layers/<i>/scales/experts/<e>/up, awq/layers/<i>/clip/experts/<e>/<role>:
+//   an expert's, in a mixture-of-experts layer
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -23,17 +26,23 @@ namespace ptq {
 // thing (in llm-awq's order).
 enum class FoldSite { input_norm, v, post_attention_norm, up };
 
+// In a mixture-of-experts layer, post_attention_norm's scales multiply every
+// expert's gate and up and the float router (which reads the same normed input,
+// so the routing is unchanged), and each expert has a site `up` of its own:
+// its up rows divided, its down columns multiplied.
 struct ScaleGroup {
   FoldSite site = FoldSite::input_norm;
   VectorF scales;      // [in features of the scaled Linears]
   float ratio = 0.0f;  // AWQ: the searched exponent; SmoothQuant: alpha
   double loss = 0.0;   // AWQ: the module's output error at ratio; SmoothQuant: 0
+  int expert = -1;     // site up of a mixture layer: the expert's
 };
 
 // AWQ's clip: W clamped to [-m, m] per row and group.
 struct WeightClip {
   LinearRole role = LinearRole::o;
   MatrixRM max_val;  // [out, groups]
+  int expert = -1;   // a mixture layer's gate, up or down: the expert's
 };
 
 struct BlockScales {
@@ -47,6 +56,11 @@ struct BlockScales {
 std::span<const LinearRole> scaled_roles(FoldSite site);
 LinearInput scaled_input(FoldSite site);
 std::string_view fold_site_name(FoldSite site);
+// What a site's scales fold into: a sublayer's norm (input_norm,
+// post_attention_norm), or the Linear whose output rows feed the scaled input
+// (v, up).
+std::optional<NormRole> folded_norm(FoldSite site);
+LinearRole folded_linear(FoldSite site);  // v or up; a norm site has none
 
 void write_block_scales(H5Writer& out, const BlockScales& block);
 // InputError naming the file and dataset when the block is missing or a shape

@@ -60,13 +60,12 @@ GgmlGrid gguf_linear_grid(const GgufPolicy& policy, const GgufQuantizeFlags& fla
   const std::string name = gguf_linear_name(config, layer, role);
   // An expert's row: hidden, or for down its own intermediate size (the rule
   // reads ne[0] alone; the rows are the expert's).
-  const bool expert = is_expert(config, layer, role);
-  const std::int64_t inter = config.moe.intermediate_size;
-  const std::array<std::int64_t, 2> ne =
-      !expert                    ? std::array<std::int64_t, 2>{linear_in_features(config, role),
-                                                               linear_storage(config, role).rows}
-      : role == LinearRole::down ? std::array<std::int64_t, 2>{inter, config.hidden_size}
-                                 : std::array<std::int64_t, 2>{config.hidden_size, inter};
+  const std::array<std::int64_t, 2> shape =
+      is_expert(config, layer, role)
+          ? expert_shape(config, expert_linear(role))
+          : std::array<std::int64_t, 2>{linear_storage(config, role).rows,
+                                        linear_in_features(config, role)};
+  const std::array<std::int64_t, 2> ne = {shape[1], shape[0]};
   const std::optional<std::uint32_t> type =
       gguf_tensor_type(policy, name, ne, gguf_model_shape(config), flags);
   const std::optional<GgmlGrid> grid = type ? gguf_grid(*type) : std::nullopt;

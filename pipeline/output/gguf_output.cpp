@@ -105,7 +105,7 @@ struct GgufJob {
 
   GgufTensorData tensor(const GgufTensorPlan& plan) const {
     if (const auto it = replaced.find(plan.hf_name); it != replaced.end()) {
-      PTQ_ASSERT(plan.storage == GgufStorage::f32);  // only norms are replaced
+      PTQ_ASSERT(plan.storage == GgufStorage::f32);  // only norms and routers are replaced
       return gguf_values_tensor(plan, it->second->values, GgufFloatType::f32);
     }
     if (plan.storage == GgufStorage::f32)

@@ -186,10 +186,8 @@ void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
     for (const LinearKey& key : s->second) {  // one quantized Linear per expert
       const std::string name = linear_weight_module(config, key) + ".weight";
       PTQ_ASSERT(quantized.contains(name));
-      const std::int64_t inter = config.moe.intermediate_size, hidden = config.hidden_size;
-      const bool down = key.role == LinearRole::down;
-      write({name, DType::F16, {down ? hidden : inter, down ? inter : hidden}, {}, t->file},
-            nullptr);
+      const auto [out, in] = expert_shape(config, expert_linear(key.role));
+      write({name, DType::F16, {out, in}, {}, t->file}, nullptr);
     }
   }
   const std::map<std::string, std::string> meta = {{"format", "pt"}};

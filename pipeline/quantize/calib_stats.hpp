@@ -36,8 +36,6 @@ class Model;
 
 inline constexpr std::int64_t kCalibStatsFormatVersion = 1;
 
-inline constexpr std::array<LinearInput, 4> all_linear_inputs = {
-    LinearInput::attention_in, LinearInput::attention_out, LinearInput::mlp_in, LinearInput::mlp_hidden};
 std::string_view linear_input_name(LinearInput input);
 
 // Statistics of one block: [input][source].

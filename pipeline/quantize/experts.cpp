@@ -66,10 +66,10 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
   };
   // `none` converts, which GGUF alone does for them (F16, BF16, F32).
   const bool converts = r.method == Method::None && r.format == OutputFormat::gguf;
-  if (r.method != Method::Rtn && r.method != Method::Gptq && !converts)
-    refuse("method", "rtn or gptq (or none into gguf)", std::string(method_name(r.method)));
-  if (r.scaling != Scaling::None)
-    refuse("scaling", "none (no scales are folded into experts yet)",
+  if (r.method != Method::Rtn && r.method != Method::Gptq && r.method != Method::Awq && !converts)
+    refuse("method", "rtn, gptq or awq (or none into gguf)", std::string(method_name(r.method)));
+  if (r.scaling == Scaling::SmoothQuant)
+    refuse("scaling", "none or awq (SmoothQuant's scales are not folded into experts yet)",
            std::string(scaling_name(r.scaling)));
   if (r.target != RoundingTarget::QuantizedInputs)
     refuse("target", "quantized_inputs", "float_outputs");

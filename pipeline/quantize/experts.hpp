@@ -53,9 +53,9 @@ std::vector<QuantizedLinear> quantize_expert_linears(const Recipe& recipe,
                                                      const QuantizeProgress& progress);
 
 // InputError naming the recipe field when a model with mixture-of-experts
-// layers gets what ptq does not do to experts yet: methods other than RTN and
-// GPTQ (or none into GGUF), folded scales, GPTAQ's float target, mixes and NF4; or when a model
-// without them is given an experts key.
+// layers gets what ptq does not do to experts yet: methods other than RTN,
+// GPTQ and AWQ (or none into GGUF), SmoothQuant's scales, GPTAQ's float
+// target, mixes and NF4; or when a model without them is given an experts key.
 void require_expert_support(const ModelConfig& config, const Recipe& recipe);
 
 // Quantizes every expert of layer w.layer, expert by expert, and swaps in the

@@ -4,9 +4,12 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <optional>
 
 #include "algorithms/ggml_gptq.hpp"
 #include "algorithms/parallel_gemm.hpp"
+#include "algorithms/quantized_weight.hpp"
 #include "algorithms/rtn.hpp"
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
@@ -27,20 +30,20 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 
-// Block inputs in execution order; the Linears reading each form one
-// true-sequential group.
-constexpr std::array<LinearInput, 4> kInputOrder = {LinearInput::attention_in,
-                                                    LinearInput::attention_out, LinearInput::mlp_in,
-                                                    LinearInput::mlp_hidden};
+// RTN's grid for one Linear: the recipe's; for AWQ into GGUF the uniform grid
+// of the Linear's own tensor type, which llama-quantize's rules may make other
+// than the base type (an 8-expert model's attn_k and attn_v are Q8_0 under
+// every type; refuse_unwritable checked that each has one).
+QuantSpec rtn_spec(const Recipe& recipe, const ModelConfig& config, int layer, LinearRole role) {
+  if (recipe.format != OutputFormat::gguf || recipe.method != Method::Awq)
+    return recipe.quant_spec();
+  const std::optional<QuantSpec> own =
+      ggml_uniform_spec(gguf_linear_grid(recipe, config, layer, role));
+  PTQ_ASSERT(own.has_value());
+  return *own;
+}
 
 }  // namespace
-
-std::vector<LinearRole> roles_reading(LinearInput input) {
-  std::vector<LinearRole> roles;
-  for (const auto& spec : linear_specs)
-    if (spec.input == input) roles.push_back(spec.role);
-  return roles;
-}
 
 // The reference's Hessian scaling, 2/n X^T X, so losses compare with it.
 Eigen::MatrixXd gptq_hessian(Eigen::MatrixXd mean_xtx) {
@@ -83,7 +86,7 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
   }
   QuantizedMatrix m;
   if (recipe.method != Method::Gptq) {
-    m = rtn_quantize(w, recipe.quant_spec(), recipe.clip);
+    m = rtn_quantize(w, rtn_spec(recipe, config, layer, role), recipe.clip);
   } else {
     PTQ_ASSERT(hessian != nullptr || factor != nullptr);
     GptqResult r = factor != nullptr ? gptq_quantize(w, *factor, recipe.gptq_config())
@@ -170,16 +173,6 @@ struct Stream {
   MatrixRM batch(Eigen::Index b) const { return x.middleRows(first_row(b), rows(b)); }
 };
 
-MatrixRM normed_batch(const Stream& s, Eigen::Index b, const VectorF& norm, float eps) {
-  MatrixRM h = s.batch(b);
-  rms_norm_rows(h, norm, eps);
-  return h;
-}
-
-int input_features(const ModelConfig& c, LinearInput input) {
-  return linear_in_features(c, roles_reading(input).front());
-}
-
 // The input of one Linear group, batch by batch. The statistics pass computes
 // every batch; with CachePolicy::keep the batches stay for the residual update
 // (each freed once used), with CachePolicy::recompute that update computes them
@@ -214,12 +207,12 @@ class GroupInput {
     return stats;
   }
 
-  // The residual add of o or down (add_sublayer_output), batch by batch.
-  void add_projection(const ModelConfig& c, const BlockWeights& w, LinearRole role) {
+  // The residual add of the sublayer's out Linear (add_sublayer_output), batch by batch.
+  void add_projection(const ModelConfig& c, const BlockWeights& w, const SublayerSpec& sublayer) {
     for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
       const MatrixRM in = policy_ == CachePolicy::keep ? std::move(kept_[b]) : compute_(b);
       MatrixRM x = stream_.batch(b);
-      add_sublayer_output(c, w, role, in, x);
+      add_sublayer_output(c, w, sublayer, in, x);
       stream_.x.middleRows(stream_.first_row(b), stream_.rows(b)) = x;
     }
     kept_.clear();
@@ -271,72 +264,69 @@ void quantize_group(BlockJob& job, GroupInput& input) {
   quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor, c);
 }
 
+// Which of the stage caches holds a sublayer's inner result.
+CachePolicy inner_policy(const StageCaches& caches, Sublayer sublayer) {
+  return sublayer == Sublayer::attention ? caches.context : caches.hidden;
+}
+
 // The float model's block beside the quantized one (recipe target
-// float_outputs): its stream at the block input (s.float_x) and after the
-// attention's residual add (mid), from which each group's float input is
-// computed batch by batch; advance() moves s.float_x to the float block's output.
-// The attention context (formed for mid) and the gated hidden state (formed for
-// down's statistics) are kept for their second use under the stage caches'
-// policy, as the quantized side keeps its own; each is handed out once.
+// float_outputs): its stream at each sublayer's input (s.float_x, then after
+// the attention's residual add), from which each group's float input is
+// computed batch by batch. A sublayer's inner result (attention context, gated
+// hidden state) is used twice: for its group's float input, then for the
+// residual add that forms the next stream (add_sublayer; after the last, the
+// float block's output goes back into s.float_x). Under the stage caches'
+// policy the first use keeps it for the second; otherwise both compute it.
 class FloatBlock {
  public:
   FloatBlock(const ModelConfig& c, const BlockWeights& w, Stream& s, const StageCaches& caches)
       : c_(c),
         w_(w),
-        in_{*s.float_x, s.seq_len, s.batch_windows, nullptr},
         mid_x_(*s.float_x),
-        mid_{mid_x_, s.seq_len, s.batch_windows, nullptr},
-        caches_(caches) {
-    for (Eigen::Index b = 0; b < in_.batches(); ++b) {
-      MatrixRM ctx = attention_context(c_, w_, attention_in(b), in_.seq_len);
-      auto rows = mid_x_.middleRows(in_.first_row(b), in_.rows(b));
-      MatrixRM x = rows;
-      add_sublayer_output(c_, w_, LinearRole::o, ctx, x);
-      rows = x;
-      if (caches_.context == CachePolicy::keep) contexts_.push_back(std::move(ctx));
+        streams_{Stream{*s.float_x, s.seq_len, s.batch_windows, nullptr},
+                 Stream{mid_x_, s.seq_len, s.batch_windows, nullptr}},
+        caches_(caches) {}
+
+  MatrixRM normed(std::size_t i, Eigen::Index b) {
+    return sublayer_normed(c_, w_, block_sublayers[i], streams_[i].batch(b));
+  }
+  MatrixRM inner(std::size_t i, Eigen::Index b) {
+    std::map<Eigen::Index, MatrixRM>& kept = kept_[i];
+    if (auto k = kept.find(b); k != kept.end()) {
+      MatrixRM m = std::move(k->second);
+      kept.erase(k);
+      return m;
     }
+    const Sublayer sublayer = block_sublayers[i].sublayer;
+    MatrixRM m = sublayer_inner(c_, w_, sublayer, normed(i, b), streams_[i].seq_len);
+    if (inner_policy(caches_, sublayer) == CachePolicy::keep) kept.emplace(b, m);
+    return m;
   }
-  MatrixRM attention_in(Eigen::Index b) { return normed_batch(in_, b, w_.input_norm, eps()); }
-  MatrixRM context(Eigen::Index b) {
-    if (caches_.context == CachePolicy::keep)
-      return std::move(contexts_[static_cast<std::size_t>(b)]);
-    return attention_context(c_, w_, attention_in(b), in_.seq_len);
-  }
-  MatrixRM mlp_in(Eigen::Index b) { return normed_batch(mid_, b, w_.post_attention_norm, eps()); }
-  MatrixRM hidden(Eigen::Index b) {
-    MatrixRM h = mlp_hidden(c_, w_, mlp_in(b));
-    if (caches_.hidden == CachePolicy::keep) hiddens_.push_back(h);
-    return h;
-  }
-  void advance() {
-    for (Eigen::Index b = 0; b < mid_.batches(); ++b) {
-      const MatrixRM h = caches_.hidden == CachePolicy::keep
-                             ? std::move(hiddens_[static_cast<std::size_t>(b)])
-                             : mlp_hidden(c_, w_, mlp_in(b));
-      MatrixRM x = mid_.batch(b);
-      add_sublayer_output(c_, w_, LinearRole::down, h, x);
-      in_.x.middleRows(in_.first_row(b), in_.rows(b)) = x;
+  void add_sublayer(std::size_t i) {
+    const Stream& from = streams_[i];
+    Stream& to = i + 1 < streams_.size() ? streams_[i + 1] : streams_[0];
+    for (Eigen::Index b = 0; b < from.batches(); ++b) {
+      MatrixRM x = from.batch(b);
+      add_sublayer_output(c_, w_, block_sublayers[i], inner(i, b), x);
+      to.x.middleRows(to.first_row(b), to.rows(b)) = x;
     }
   }
 
  private:
-  float eps() const { return static_cast<float>(c_.rms_norm_eps); }
   const ModelConfig& c_;
   const BlockWeights w_;  // a copy: the job's weights are replaced group by group
-  Stream in_;
   MatrixRM mid_x_;
-  Stream mid_;
+  std::array<Stream, block_sublayers.size()> streams_;
   StageCaches caches_;
-  std::vector<MatrixRM> contexts_, hiddens_;
+  std::array<std::map<Eigen::Index, MatrixRM>, block_sublayers.size()> kept_;
 };
 
 // A mixture layer's experts over the stream after the attention's residual add
 // (experts.hpp); x leaves as the quantized layer's output.
-void quantize_stream_experts(BlockJob& job, Stream& s) {
-  const auto eps = static_cast<float>(job.config.rms_norm_eps);
+void quantize_stream_experts(BlockJob& job, Stream& s, const SublayerSpec& mlp) {
   const ExpertBatches batches{
       s.batches(),
-      [&](Eigen::Index b) { return normed_batch(s, b, job.w.post_attention_norm, eps); },
+      [&](Eigen::Index b) { return sublayer_normed(job.config, job.w, mlp, s.batch(b)); },
       [&](Eigen::Index b, const MatrixRM& out) {
         s.x.middleRows(s.first_row(b), s.rows(b)) += out;
       }};
@@ -345,56 +335,42 @@ void quantize_stream_experts(BlockJob& job, Stream& s) {
 }
 
 // True-sequential quantization of one block over the calibration stream, each
-// stage run once per batch (about one block forward in all; docs/quantize.md):
-// the normed stream gives q/k/v's statistics; the attention context (from the
-// quantized q/k/v) gives o's, then x += o(context); the normed stream gives
-// gate/up's; the gated hidden state (from the quantized gate/up) gives
-// down's, then x += down(hidden) (each add through the family's output norm). x leaves as the
-// quantized block's output. With the recipe's target float_outputs, the float block runs beside it.
+// stage run once per batch (about one block forward in all; docs/quantize.md),
+// sublayer by sublayer (block_sublayers): the normed stream gives the first
+// group's statistics (q/k/v; gate/up); the inner op over the quantized first
+// group gives the out Linear's (o; down), then x += out(inner) through the
+// family's output norm. A mixture layer's MLP sublayer goes expert by expert.
+// x leaves as the quantized block's output. With the recipe's target
+// float_outputs, the float block runs beside it.
 void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
                          const StageCaches& caches) {
   const BlockWeights& w =
       job.w;  // the lambdas see each group's dequantized weights once swapped in
-  const auto eps = static_cast<float>(c.rms_norm_eps);
   std::optional<FloatBlock> fb;
   if (job.recipe.target == RoundingTarget::FloatOutputs) fb.emplace(c, job.w, s, caches);
-  auto float_input = [&](MatrixRM (FloatBlock::*stage)(Eigen::Index)) -> GroupInput::Compute {
-    if (!fb) return {};
-    return [&fb, stage](Eigen::Index b) { return ((*fb).*stage)(b); };
-  };
-  auto group = [&](LinearInput input, CachePolicy policy, GroupInput::Compute compute,
-                   GroupInput::Compute float_compute) {
-    return GroupInput(s, input, input_features(c, input), policy, std::move(compute),
-                      std::move(float_compute));
-  };
-  GroupInput attention_in = group(
-      LinearInput::attention_in, CachePolicy::recompute,
-      [&](Eigen::Index b) { return normed_batch(s, b, w.input_norm, eps); },
-      float_input(&FloatBlock::attention_in));
-  quantize_group(job, attention_in);
-  GroupInput context = group(
-      LinearInput::attention_out, caches.context,
-      [&](Eigen::Index b) {
-        return attention_context(c, w, normed_batch(s, b, w.input_norm, eps), s.seq_len);
-      },
-      float_input(&FloatBlock::context));
-  quantize_group(job, context);
-  context.add_projection(c, w, LinearRole::o);
-  if (c.is_moe(w.layer)) return quantize_stream_experts(job, s);
-  GroupInput mlp_in = group(
-      LinearInput::mlp_in, CachePolicy::recompute,
-      [&](Eigen::Index b) { return normed_batch(s, b, w.post_attention_norm, eps); },
-      float_input(&FloatBlock::mlp_in));
-  quantize_group(job, mlp_in);
-  GroupInput hidden = group(
-      LinearInput::mlp_hidden, caches.hidden,
-      [&](Eigen::Index b) {
-        return mlp_hidden(c, w, normed_batch(s, b, w.post_attention_norm, eps));
-      },
-      float_input(&FloatBlock::hidden));
-  quantize_group(job, hidden);
-  hidden.add_projection(c, w, LinearRole::down);
-  if (fb) fb->advance();
+  for (std::size_t i = 0; i < block_sublayers.size(); ++i) {
+    const SublayerSpec& sublayer = block_sublayers[i];
+    if (sublayer.sublayer == Sublayer::mlp && c.is_moe(w.layer))
+      return quantize_stream_experts(job, s, sublayer);
+    auto float_input = [&](MatrixRM (FloatBlock::*stage)(std::size_t, Eigen::Index)) {
+      if (!fb) return GroupInput::Compute{};
+      return GroupInput::Compute([&fb, stage, i](Eigen::Index b) { return ((*fb).*stage)(i, b); });
+    };
+    auto normed = [&](Eigen::Index b) { return sublayer_normed(c, w, sublayer, s.batch(b)); };
+    GroupInput in(s, sublayer.in, input_features(c, sublayer.in), CachePolicy::recompute, normed,
+                  float_input(&FloatBlock::normed));
+    quantize_group(job, in);
+    GroupInput inner(
+        s, sublayer.inner, input_features(c, sublayer.inner),
+        inner_policy(caches, sublayer.sublayer),
+        [&](Eigen::Index b) {
+          return sublayer_inner(c, w, sublayer.sublayer, normed(b), s.seq_len);
+        },
+        float_input(&FloatBlock::inner));
+    quantize_group(job, inner);
+    inner.add_projection(c, w, sublayer);
+    if (fb) fb->add_sublayer(i);
+  }
 }
 
 // Scaling before rounding: the block's AWQ scales and clips or SmoothQuant scales
@@ -451,7 +427,7 @@ std::vector<QuantizedLinear> quantize_block(const Model& model, const Recipe& re
     return std::move(job.out);
   }
   const bool moe = model.config().is_moe(layer);
-  for (LinearInput input : kInputOrder)
+  for (LinearInput input : all_linear_inputs)
     if (!moe || input == LinearInput::attention_in || input == LinearInput::attention_out)
       quantize_group(job, input, nullptr);
   if (moe)

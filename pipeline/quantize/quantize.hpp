@@ -27,9 +27,6 @@ struct QuantizeProgress {
   std::function<void(const std::string&)> log;  // one line per event; may be empty
 };
 
-// The Linears of a block that read `input`, in execution order.
-std::vector<LinearRole> roles_reading(LinearInput input);
-
 // GPTQ's Hessian from an input's mean X^T X: the reference's 2/n X^T X.
 Eigen::MatrixXd gptq_hessian(Eigen::MatrixXd mean_xtx);
 

@@ -145,8 +145,7 @@ void check_stats_fit(const CalibrationStats& stats, const Model& model,
     for (LinearInput input : all_linear_inputs)
       if (!c.is_moe(layer) || input != LinearInput::mlp_hidden)
         check(stats.layers[static_cast<std::size_t>(layer)][static_cast<std::size_t>(input)],
-              linear_in_features(c, roles_reading(input).front()),
-              prefix + std::string(linear_input_name(input)));
+              input_features(c, input), prefix + std::string(linear_input_name(input)));
     for (std::size_t e = 0; e < experts.size(); ++e) {
       const std::string group = prefix + "experts/" + std::to_string(e) + "/";
       check(experts[e].mlp_in, c.hidden_size, group + "mlp_in");

@@ -5,6 +5,7 @@
 
 #include "algorithms/backend.hpp"
 #include "algorithms/parallel_gemm.hpp"
+#include "algorithms/quantized_weight.hpp"
 #include "calibrate/model.hpp"
 #include "calibrate/tensor_names.hpp"
 #include "calibrate/threads.hpp"
@@ -14,6 +15,7 @@
 #include "io/tokenizer.hpp"
 #include "pipeline/formats/gguf_model.hpp"
 #include "pipeline/formats/gguf_types.hpp"
+#include "pipeline/output/gguf_linear.hpp"
 #include "pipeline/output/progress.hpp"
 #include "pipeline/quantize/experts.hpp"
 #include "pipeline/quantize/gguf_mix.hpp"
@@ -51,6 +53,16 @@ void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
                        const Recipe& recipe) {
   require_expert_support(c, recipe);
   if (recipe.format == OutputFormat::gguf) gguf_metadata(model, c, {});
+  // AWQ into GGUF rounds each Linear on the uniform grid of its tensor's type.
+  if (recipe.format == OutputFormat::gguf && recipe.method == Method::Awq)
+    for (int layer = 0; layer < c.num_layers; ++layer)
+      for (const LinearKey& key : block_linears(c, layer)) {
+        const GgmlGrid grid = gguf_linear_grid(recipe, c, layer, key.role);
+        if (!ggml_uniform_spec(grid))
+          throw input_error(linear_key_text(key) + " under gguf_type " + recipe.gguf_type,
+                            "a type AWQ rounds onto (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)",
+                            std::string(ggml_grid_info(grid).name));
+      }
   // The mix chooser prices one Linear per GGUF tensor (attn_qkv holds three).
   if (recipe.format == OutputFormat::gguf && recipe.chooses_mix() && has_fused_linears(c))
     throw input_error(c.model_type + " config.json: model_type",
@@ -227,7 +239,7 @@ double float_target_flops(const Recipe& r, const ModelConfig& c, double float_pa
   if (r.target != RoundingTarget::FloatOutputs) return 0.0;
   double solves = 0.0;
   for (LinearInput input : all_linear_inputs) {
-    const double in = linear_in_features(c, roles_reading(input).front());
+    const double in = input_features(c, input);
     solves += in * in * in * 4 / 3;
   }
   for (LinearRole role : all_linear_roles) {
@@ -425,9 +437,9 @@ MethodOutput quantize_step(const QuantizeJob& job, const Model& model,
       break;
     }
   }
-  // The norms the folded scales changed are written as float32 tensors.
-  for (auto& norm : folded_norms(model, result.extras.scales))
-    result.extras.tensors.push_back({norm.name, {norm.values.begin(), norm.values.end()}});
+  // The norms (and routers) the folded scales changed are written as float32 tensors.
+  for (auto& t : folded_tensors(model, result.extras.scales))
+    result.extras.tensors.push_back({t.name, {t.values.begin(), t.values.end()}});
   return result;
 }
 

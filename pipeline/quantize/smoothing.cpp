@@ -4,47 +4,75 @@
 
 #include "algorithms/awq.hpp"
 #include "calibrate/model.hpp"
+#include "io/safetensors.hpp"
 
 namespace ptq {
 
+std::vector<MatrixRM*> scaled_weights(BlockWeights& w, FoldSite site, int expert) {
+  if (expert >= 0) return {&w.experts.at(static_cast<std::size_t>(expert)).down};
+  std::vector<MatrixRM*> out;
+  if (site == FoldSite::post_attention_norm && !w.experts.empty()) {
+    for (ExpertWeights& x : w.experts) {
+      out.push_back(&x.gate);
+      out.push_back(&x.up);
+    }
+    out.push_back(&w.router);
+    return out;
+  }
+  for (LinearRole role : scaled_roles(site)) out.push_back(&w.weight(role));
+  return out;
+}
+
 void fold_scale_group(BlockWeights& w, const ScaleGroup& g) {
-  std::vector<MatrixRM*> scaled;
-  for (LinearRole role : scaled_roles(g.site)) scaled.push_back(&w.weight(role));
-  if (g.site == FoldSite::input_norm || g.site == FoldSite::post_attention_norm) {
+  const std::vector<MatrixRM*> scaled = scaled_weights(w, g.site, g.expert);
+  if (const std::optional<NormRole> norm = folded_norm(g.site)) {
     // A norm in front: SmoothQuant's fold (algorithms/smoothquant.hpp).
-    fold_smoothing(g.scales, g.site == FoldSite::input_norm ? w.input_norm : w.post_attention_norm,
-                   scaled);
+    fold_smoothing(g.scales, w.norm(*norm), scaled);
     return;
   }
   const auto s = g.scales.array();
-  const LinearRole prev = g.site == FoldSite::v ? LinearRole::v : LinearRole::up;
   // The last rows of the previous Linear feed the scaled inputs (llm-awq scale_fc_fc).
-  w.weight(prev).bottomRows(s.size()).array().colwise() /= s;
-  auto& bias = w.bias[static_cast<std::size_t>(prev)];
-  if (bias.size() > 0) bias.tail(s.size()).array() /= s;
+  if (g.expert >= 0) {
+    w.experts.at(static_cast<std::size_t>(g.expert)).up.bottomRows(s.size()).array().colwise() /= s;
+  } else {
+    const LinearRole prev = folded_linear(g.site);
+    w.weight(prev).bottomRows(s.size()).array().colwise() /= s;
+    auto& bias = w.bias[static_cast<std::size_t>(prev)];
+    if (bias.size() > 0) bias.tail(s.size()).array() /= s;
+  }
   for (MatrixRM* weight : scaled) weight->array().rowwise() *= s.transpose();
 }
 
 void apply_block_scales(BlockWeights& w, const BlockScales& block, const QuantSpec& spec) {
   for (const ScaleGroup& g : block.scales) fold_scale_group(w, g);
-  for (const WeightClip& c : block.clips) awq_apply_clip(w.weight(c.role), c.max_val, spec);
+  for (const WeightClip& c : block.clips) {
+    MatrixRM& weight = c.expert >= 0
+                           ? w.experts.at(static_cast<std::size_t>(c.expert)).weight(c.role)
+                           : w.weight(c.role);
+    awq_apply_clip(weight, c.max_val, spec);
+  }
 }
 
-std::vector<FoldedNorm> folded_norms(const Model& model, std::span<const BlockScales> blocks) {
-  std::vector<FoldedNorm> out;
+std::vector<FoldedTensor> folded_tensors(const Model& model, std::span<const BlockScales> blocks) {
+  std::vector<FoldedTensor> out;
+  const ModelConfig& c = model.config();
+  const Checkpoint checkpoint = Checkpoint::open(model.path());
   for (const BlockScales& block : blocks) {
     const BlockWeights w = model.load_block(block.layer);
     // The tensor as the checkpoint stores it: Gemma's w, of which the forward uses 1 + w.
-    const ModelConfig& c = model.config();
     const float offset = c.norm_plus_one ? 1.0f : 0.0f;
     for (const ScaleGroup& g : block.scales) {
-      if (g.site == FoldSite::input_norm)
-        out.push_back({block_tensor_name(block.layer, norm_tensor_suffix(c, NormRole::input)),
-                       w.input_norm.array() / g.scales.array() - offset});
-      if (g.site == FoldSite::post_attention_norm)
-        out.push_back(
-            {block_tensor_name(block.layer, norm_tensor_suffix(c, NormRole::post_attention)),
-             w.post_attention_norm.array() / g.scales.array() - offset});
+      const std::optional<NormRole> norm = folded_norm(g.site);
+      if (!norm) continue;
+      out.push_back({block_tensor_name(block.layer, norm_tensor_suffix(c, *norm)),
+                     w.norm(*norm).array() / g.scales.array() - offset});
+      if (w.router.size() == 0 || *norm != NormRole::post_attention) continue;
+      const MatrixRM router = w.router.array().rowwise() * g.scales.transpose().array();
+      const MoeTensors names = moe_tensors(c, block.layer, [&](const std::string& name) {
+        return checkpoint.find(name) != nullptr;
+      });
+      out.push_back(
+          {names.router + ".weight", Eigen::Map<const VectorF>(router.data(), router.size())});
     }
   }
   return out;

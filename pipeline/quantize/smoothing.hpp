@@ -19,18 +19,23 @@ class Model;
 // Folds one group's scales into w: the op at g.site divides its output
 // channels by them, the Linears reading it multiply their input columns.
 void fold_scale_group(BlockWeights& w, const ScaleGroup& g);
+// Those matrices: the site's Linears; in a mixture layer, post_attention_norm's
+// scales go to every expert's gate and up and to the float router, an expert's
+// up site's (`expert` >= 0) to its down.
+std::vector<MatrixRM*> scaled_weights(BlockWeights& w, FoldSite site, int expert);
 
 // Folds the scales, then the clips, into w (output-invariant before rounding,
 // except for the clips). `spec` gives the clip groups.
 void apply_block_scales(BlockWeights& w, const BlockScales& block, const QuantSpec& spec);
 
-// The norm weights as the folded scales leave them (tensor name, float32 values),
-// for the output checkpoint; Linear weights are written from their quantized form.
-struct FoldedNorm {
+// The float tensors the folded scales change, as they leave them (checkpoint
+// name, float32 values in the checkpoint's order): the norms, and a mixture
+// layer's router. Linear weights are written from their quantized form.
+struct FoldedTensor {
   std::string name;
   VectorF values;
 };
-std::vector<FoldedNorm> folded_norms(const Model& model, std::span<const BlockScales> blocks);
+std::vector<FoldedTensor> folded_tensors(const Model& model, std::span<const BlockScales> blocks);
 
 // Per-channel absmax (and, for percentiles, a sketch of |x|) of each block input.
 class InputRanges : public LinearObserver {

@@ -14,7 +14,8 @@ namespace ptq {
 
 struct MethodOutput {
   QuantizedLinears linears;
-  ModelExtras extras;  // activation scheme, smoothing scales (as AwqBlocks: folded_norms gives the norms)
+  ModelExtras
+      extras;  // activation scheme, smoothing scales (as AwqBlocks: folded_tensors gives the norms)
 };
 
 // `calibration` may be null when no activations are needed (naive per token, or

@@ -457,7 +457,7 @@ TEST_P(MixtureOfExperts, WhatExpertsCannotTakeYetIsRefusedBeforeAnyOutput) {
   const auto dir = test::temp_dir("family-" + GetParam() + "-refused");
   const std::string ids = (model() / "ref_ids.ids").string();
   const std::vector<std::pair<std::string, std::filesystem::path>> commands{
-      {"quantize --method awq --bits 4 --calib-ids " + ids + " --seqlen 32 --out ", dir / "awq"},
+      {"quantize --method w8a8 --calib-ids " + ids + " --seqlen 32 --out ", dir / "w8a8"},
       {"quantize --method rtn --format gguf --gguf-type auto --max-bytes 1000000 --calib-ids " +
            ids + " --seqlen 32 --out ",
        dir / "gguf-mix"},

@@ -6,12 +6,15 @@
 // are stacked tensors. gguf_llamacpp_test.cpp compares llama.cpp's forward with ptq's.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "calibrate/model.hpp"
 #include "io/gguf.hpp"
+#include "pipeline/eval/model_open.hpp"
 #include "test_paths.hpp"
 #include "tiny_as.hpp"
 
@@ -179,6 +182,40 @@ void expect_llama_perplexity_scores(const std::filesystem::path& model,
   EXPECT_TRUE(scored) << test::read_bytes(log);
 }
 
+// `ptq export` of a mixture's 8-bit symmetric group-32 RTN run into GGUF: Q8_0
+// blocks hold that grid, so every expert's weights in the stacked tensors, as
+// ptq's reader splits them back, and the routers are the run's; llama.cpp
+// loads the file.
+TEST(GgufQuantize, MixtureRunExportsIntoQ8_0) {
+  for (const std::string model : {"mixtral", "qwen3moe"}) {
+    SCOPED_TRACE(model);
+    const auto source = test::tiny_as(model);
+    const auto dir = test::temp_dir("gguf-export-" + model);
+    ASSERT_EQ(
+        test::run_ptq("quantize --model " + source.string() +
+                          " --method rtn --bits 8 --group 32 --sym --out " + (dir / "run").string(),
+                      dir / "run.log"),
+        0)
+        << test::read_bytes(dir / "run.log");
+    ASSERT_EQ(test::run_ptq("export --from " + (dir / "run").string() +
+                                " --format gguf --gguf-type Q8_0 --out " + (dir / "q8_0").string(),
+                            dir / "export.log"),
+              0)
+        << test::read_bytes(dir / "export.log");
+    const Model from_gguf = open_model(dir / "q8_0"), from_run = open_model(dir / "run");
+    for (int layer = 0; layer < from_run.num_layers(); ++layer) {
+      BlockWeights a = from_gguf.load_block(layer), b = from_run.load_block(layer);
+      ASSERT_EQ(a.experts.size(), b.experts.size());
+      EXPECT_EQ(a.router, b.router) << layer;
+      for (std::size_t e = 0; e < a.experts.size(); ++e)
+        for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down})
+          EXPECT_EQ(a.experts[e].weight(role), b.experts[e].weight(role))
+              << layer << " expert " << e << " " << linear_role_name(role);
+    }
+    expect_llama_perplexity_scores(dir / "q8_0/model.gguf", dir / "ppl.log");
+  }
+}
+
 TEST(GgufQuantize, GptqQ40LoadsInLlamaCppAndIsSmall) {
   const auto dir = test::temp_dir("gguf-gptq");
   const std::string calib = test::fixture("goldens/tiny/calib_generic.ids").string();
@@ -265,6 +302,47 @@ std::map<std::string, std::string> listed_types(const std::filesystem::path& pat
   const auto j = nlohmann::json::parse(test::read_bytes(path));
   for (const auto& t : j["tensors"]) types[t["name"]] = t["type"];
   return types;
+}
+
+// AWQ into GGUF on a mixture (Q4_1): each Linear rounds onto its own tensor's
+// type (Mixtral's 8 experts give attn_k and attn_v Q8_0), the experts' and the
+// router's folds included; llama.cpp loads the file, and against the float
+// model its KL is below that of llama-quantize's Q4_1 rounding (ptq's RTN).
+TEST(GgufQuantize, MixtureAwqRoundsOntoEachTensorsType) {
+  for (const std::string model : {"mixtral", "qwen3moe"}) {
+    SCOPED_TRACE(model);
+    const auto source = test::tiny_as(model);
+    const auto dir = test::temp_dir("gguf-awq-" + model);
+    const std::string calibration = " --calib-ids " +
+                                    test::fixture("goldens/tiny/calib_generic.ids").string() +
+                                    " --samples 8 --seqlen 128";
+    auto kl = [&](const std::string& method) {
+      const auto out = dir / method;
+      EXPECT_EQ(test::run_ptq("quantize --model " + source.string() + " --method " + method +
+                                  " --format gguf --gguf-type Q4_1" +
+                                  (method == "awq" ? calibration : "") + " --out " + out.string(),
+                              dir / (method + ".log")),
+                0)
+          << test::read_bytes(dir / (method + ".log"));
+      const auto json = dir / (method + ".json");
+      EXPECT_EQ(
+          test::run_ptq("eval --model " + out.string() + " --reference " + source.string() +
+                            " --ids " + test::fixture("goldens/tiny/eval_generic.ids").string() +
+                            " --ctx 128 --max-windows 16 --json " + json.string(),
+                        dir / "eval.log"),
+          0)
+          << test::read_bytes(dir / "eval.log");
+      return nlohmann::json::parse(test::read_bytes(json))["kl"].get<double>();
+    };
+    const double awq = kl("awq"), rtn = kl("rtn");
+    std::printf("%s: KL AWQ %.5f, RTN %.5f\n", model.c_str(), awq, rtn);
+    EXPECT_LT(awq, rtn);
+    const auto types = file_types(dir / "awq/model.gguf");
+    EXPECT_EQ(types.at("blk.0.attn_k.weight"), model == "mixtral" ? "Q8_0" : "Q4_1");
+    EXPECT_EQ(types.at("blk.0.ffn_down_exps.weight"), "Q4_1");
+    EXPECT_EQ(types.at("blk.0.ffn_gate_inp.weight"), "F32");
+    expect_llama_perplexity_scores(dir / "awq/model.gguf", dir / "ppl.log");
+  }
 }
 
 // A measured mix fits its budget, mixes types and loads in llama.cpp;

@@ -117,7 +117,7 @@ InMemory in_memory(const Recipe& recipe) {
   // differently (OpenBLAS picks kernels by shape), and int8 codes flip with them.
   MethodOutput out = quantize_w8a8(model, recipe, &calibration, QuantizeRunOptions{}.batch_windows);
   InMemory m{out.linears.load_all(), {}, std::move(out.extras.activations)};
-  for (auto& norm : folded_norms(model, out.extras.scales))
+  for (auto& norm : folded_tensors(model, out.extras.scales))
     m.norms[norm.name].assign(norm.values.begin(), norm.values.end());
   return m;
 }
