@@ -32,6 +32,8 @@ struct AwqOptions {
 AwqOptions awq_options(const Recipe& recipe, int batch_windows);
 
 // x: [windows * seq_len, hidden], the block's float input; replaced by its float output.
+// A mixture layer's experts are searched too, each on the tokens routed to it
+// (block_scales.hpp says where their scales fold).
 BlockScales awq_search_block(const ModelConfig& config, const BlockWeights& w, MatrixRM& x, int seq_len,
                           const AwqOptions& options);
 
