@@ -117,7 +117,10 @@ Nf4Matrix nf4_quantize(const MatrixRM& W, const Nf4Config& config) {
 std::vector<float> Nf4Matrix::absmax() const {
   std::vector<float> a(absmax_codes.size());
   for (std::size_t b = 0; b < a.size(); ++b)
-    a[b] = dynamic_map()[absmax_codes[b]] * absmax_scales[b / config.absmax_block_size] + absmax_offset;
+    a[b] =
+        dynamic_map()[absmax_codes[b]] *
+            absmax_scales[(static_cast<std::size_t>(absmax_phase) + b) / config.absmax_block_size] +
+        absmax_offset;
   return a;
 }
 
@@ -127,6 +130,74 @@ MatrixRM Nf4Matrix::dequantize() const {
   for (Eigen::Index i = 0; i < w.size(); ++i)
     w.data()[i] = nf4_values()[codes[i]] * a[static_cast<std::size_t>(i) / config.block_size];
   return w;
+}
+
+namespace {
+
+template <class T>
+void append(std::vector<T>& to, const std::vector<T>& from) {
+  to.insert(to.end(), from.begin(), from.end());
+}
+
+void require_part(bool ok, const std::string& where, std::size_t part,
+                  const std::string& expected) {
+  if (!ok)
+    throw input_error(where + " part " + std::to_string(part), expected, "a part that does not");
+}
+
+}  // namespace
+
+Nf4Matrix nf4_slice_rows(const Nf4Matrix& m, int first, int rows, const std::string& where) {
+  const std::int64_t cols = m.cols, block = m.config.block_size;
+  if (first < 0 || rows < 1 || first + rows > m.rows)
+    throw input_error(where, "at least " + std::to_string(first + rows) + " rows",
+                      std::to_string(m.rows));
+  const bool ends = first + rows == m.rows || (first + rows) * cols % block == 0;
+  if (first * cols % block != 0 || !ends)
+    throw input_error(where, "rows that start and end on NF4 blocks of " + std::to_string(block),
+                      "rows [" + std::to_string(first) + ", " + std::to_string(first + rows) +
+                          ") of " + std::to_string(cols) + " columns");
+  const std::int64_t b0 = first * cols / block;
+  const std::int64_t blocks = (static_cast<std::int64_t>(rows) * cols + block - 1) / block;
+  const std::int64_t group = m.config.absmax_block_size, at = m.absmax_phase + b0;
+  Nf4Matrix out;
+  out.rows = rows;
+  out.cols = m.cols;
+  out.config = m.config;
+  out.codes.assign(m.codes.begin() + first * cols, m.codes.begin() + (first + rows) * cols);
+  out.absmax_codes.assign(m.absmax_codes.begin() + b0, m.absmax_codes.begin() + b0 + blocks);
+  out.absmax_scales.assign(m.absmax_scales.begin() + at / group,
+                           m.absmax_scales.begin() + (at + blocks - 1) / group + 1);
+  out.absmax_offset = m.absmax_offset;
+  out.absmax_phase = static_cast<int>(at % group);
+  return out;
+}
+
+Nf4Matrix nf4_stack_rows(std::span<const Nf4Matrix> parts, const std::string& where) {
+  PTQ_ASSERT(!parts.empty());
+  Nf4Matrix out = parts.front();
+  const std::int64_t block = out.config.block_size, group = out.config.absmax_block_size;
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    const Nf4Matrix& p = parts[i];
+    require_part(p.cols == out.cols && p.config.block_size == block &&
+                     p.config.absmax_block_size == group && p.absmax_offset == out.absmax_offset,
+                 where, i, "part 0's columns, NF4 blocks and absmax offset");
+    require_part(static_cast<std::int64_t>(out.rows) * out.cols % block == 0, where, i - 1,
+                 "rows that end on an NF4 block");
+    const std::int64_t at = out.absmax_phase + out.blocks();
+    require_part(p.absmax_phase == at % group, where, i,
+                 "the absmax position after part " + std::to_string(i - 1));
+    const bool shared = at % group != 0;  // the previous part's last scale serves it too
+    require_part(!shared || (!p.absmax_scales.empty() &&
+                             p.absmax_scales.front() == out.absmax_scales.back()),
+                 where, i, "the second-level scale it shares with part " + std::to_string(i - 1));
+    out.rows += p.rows;
+    append(out.codes, p.codes);
+    append(out.absmax_codes, p.absmax_codes);
+    out.absmax_scales.insert(out.absmax_scales.end(), p.absmax_scales.begin() + (shared ? 1 : 0),
+                             p.absmax_scales.end());
+  }
+  return out;
 }
 
 }  // namespace ptq

@@ -12,6 +12,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "algorithms/matrix.hpp"
@@ -32,6 +33,10 @@ struct Nf4Matrix {
   std::vector<std::uint8_t> absmax_codes;  // [blocks], indices into dynamic_map()
   std::vector<float> absmax_scales;        // [ceil(blocks / absmax_block_size)]
   float absmax_offset = 0.0f;              // mean of the float absmax values
+  // A part of a fused module's rows (Phi-3's q of qkv_proj) keeps the module's
+  // offset and second-level scales: its first absmax value is at this position
+  // of the first second-level block. 0 for a matrix quantized whole.
+  int absmax_phase = 0;
 
   int blocks() const { return static_cast<int>(absmax_codes.size()); }
   std::vector<float> absmax() const;  // the dequantized per-block absmax [blocks]
@@ -48,5 +53,14 @@ std::uint8_t nearest_index(float x, std::span<const float> table);
 
 // W: non-empty and finite (InputError otherwise).
 Nf4Matrix nf4_quantize(const MatrixRM& W, const Nf4Config& config);
+
+// Rows [first, first + rows) of m, with the absmax values and second-level
+// scales that serve them; the rows must start and end on absmax block
+// boundaries. Errors name `where`.
+Nf4Matrix nf4_slice_rows(const Nf4Matrix& m, int first, int rows, const std::string& where);
+// The parts' rows stacked: the exact inverse of slicing one matrix, so the parts
+// must share the configuration, columns and offset, follow on in the absmax
+// grouping, and agree on a second-level scale they share.
+Nf4Matrix nf4_stack_rows(std::span<const Nf4Matrix> parts, const std::string& where);
 
 }  // namespace ptq

@@ -169,9 +169,9 @@ QuantizedWeight stack_rows(std::span<const QuantizedWeight> parts, const std::st
     require_like_first(parts[i].index() == parts.front().index(), where, i, "kind of grid");
   if (std::holds_alternative<QuantizedMatrix>(parts.front())) return stack_matrices(parts, where);
   if (std::holds_alternative<GgmlBlocks>(parts.front())) return stack_blocks(parts, where);
-  // NF4's absmax is double-quantized over the whole matrix: parts do not stack.
-  throw input_error(where, "a grid whose parts stack (integer or ggml grids)",
-                    "NF4 (bitsandbytes), whose absmax is double-quantized per matrix");
+  std::vector<Nf4Matrix> nf4;
+  for (const QuantizedWeight& p : parts) nf4.push_back(std::get<Nf4Matrix>(p));
+  return nf4_stack_rows(nf4, where);
 }
 
 namespace {
@@ -211,8 +211,8 @@ QuantizedWeight slice_rows(const QuantizedWeight& fused, std::int64_t first, std
                       row_range(b->sub_mins, first, rows, blocks * info.sub_blocks),
                       row_range(b->codes, first, rows, b->cols)};
   }
-  throw input_error(where, "a grid whose rows split (integer or ggml grids)",
-                    "NF4 (bitsandbytes), whose absmax is double-quantized per matrix");
+  return nf4_slice_rows(std::get<Nf4Matrix>(fused), static_cast<int>(first), static_cast<int>(rows),
+                        where);
 }
 
 }  // namespace ptq

@@ -24,8 +24,9 @@ MatrixRM dequantize(const QuantizedWeight& q);
 // The parts of a fused Linear (Phi-3's qkv_proj holds q, k and v) as one
 // weight, their rows stacked in order: what a format that stores the fused
 // module writes. The parts must share the grid and the column layout (spec and
-// g_idx, or ggml type); NF4 is refused (its absmax is double-quantized per
-// matrix). Errors name `where`, the fused tensor.
+// g_idx, or ggml type); NF4 parts must be slices of one matrix (its absmax is
+// double-quantized per matrix: nf4_stack_rows). Errors name `where`, the fused
+// tensor.
 QuantizedWeight stack_rows(std::span<const QuantizedWeight> parts, const std::string& where);
 // Rows [first, first + rows) of a weight: a part of a fused Linear read back.
 QuantizedWeight slice_rows(const QuantizedWeight& fused, std::int64_t first, std::int64_t rows,

@@ -9,7 +9,7 @@
 #   bench/tune_recipes.sh [--models "tiny small qwen2"] [--candidates "w4-g128.plain ..."]
 #       [--threads N] [--jobs J] [--ptq BINARY] [--work DIR] [--out FILE] [--test] [--report-only]
 #
-# Models: tiny and small from the fixtures, qwen2 = tests/data/train_qwen2_model.py's model
+# Models: tiny and small from the fixtures, qwen2 = tests/data/train_model.py qwen2's model
 # (PTQ_QWEN2, default .models/qwen2; it shares small's tokenizer and calibration windows).
 # A candidate is TARGET.VARIANT: TARGET one of w4-g128, w3-g128, w4-pc; VARIANT a set of
 # recipe keys over plain GPTQ (below). The score of a candidate is the share of plain GPTQ's

@@ -68,6 +68,9 @@ void require_bnb_packable(const Nf4Config& config, const std::string& where) {
 
 BnbLinear pack_bnb_nf4(const Nf4Matrix& m, DType dtype, const std::string& where) {
   require_bnb_packable(m.config, where);
+  if (m.absmax_phase != 0)
+    throw input_error(where, "a whole NF4 matrix (a fused module's parts stacked)",
+                      "rows that start inside a second-level absmax block");
   torch_name(dtype, where);
   BnbLinear l;
   l.out = m.rows;

@@ -24,6 +24,7 @@ void write_nf4(H5Writer& out, const std::string& p, const Nf4Matrix& m) {
   out.set_attribute(p, "block_size", std::int64_t{m.config.block_size});
   out.set_attribute(p, "absmax_block_size", std::int64_t{m.config.absmax_block_size});
   out.set_attribute(p, "absmax_offset", double{m.absmax_offset});
+  if (m.absmax_phase != 0) out.set_attribute(p, "absmax_phase", std::int64_t{m.absmax_phase});
 }
 
 Nf4Matrix read_nf4(const H5Reader& in, const std::string& p) {
@@ -43,10 +44,19 @@ Nf4Matrix read_nf4(const H5Reader& in, const std::string& p) {
   m.absmax_codes = in.read<std::uint8_t>(p + "/absmax_codes");
   m.absmax_scales = in.read<float>(p + "/absmax_scales");
   m.absmax_offset = static_cast<float>(in.float_attribute(p, "absmax_offset"));
+  if (in.has_attribute(p, "absmax_phase")) {
+    const std::int64_t phase = in.int_attribute(p, "absmax_phase");
+    if (phase < 0 || phase >= m.config.absmax_block_size)
+      throw input_error(where(in, p) + " absmax_phase",
+                        "a position in [0, " + std::to_string(m.config.absmax_block_size) + ")",
+                        std::to_string(phase));
+    m.absmax_phase = static_cast<int>(phase);
+  }
   const std::size_t blocks = (m.codes.size() + m.config.block_size - 1) / m.config.block_size;
+  const auto phase = static_cast<std::size_t>(m.absmax_phase);
   if (m.absmax_codes.size() != blocks ||
       m.absmax_scales.size() !=
-          (blocks + m.config.absmax_block_size - 1) / m.config.absmax_block_size)
+          (phase + blocks + m.config.absmax_block_size - 1) / m.config.absmax_block_size)
     throw input_error(where(in, p), std::to_string(blocks) + " absmax codes and their scales",
                       std::to_string(m.absmax_codes.size()) + " codes, " +
                           std::to_string(m.absmax_scales.size()) + " scales");

@@ -47,8 +47,7 @@ std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
 // Formats that cannot hold the model, refused before any work: a GGUF file's
 // metadata is built once now so that its checks (an architecture llama.cpp
 // names, a vocabulary its loader accepts) fail before hours of quantization; a
-// GGUF mix is chosen per unfused Linear; NF4's per-matrix absmax does not stack
-// into a fused module (whatever the format).
+// GGUF mix is chosen per unfused Linear.
 void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
                        const Recipe& recipe) {
   require_expert_support(c, recipe);
@@ -67,11 +66,6 @@ void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
   if (recipe.format == OutputFormat::gguf && recipe.chooses_mix() && has_fused_linears(c))
     throw input_error(c.model_type + " config.json: model_type",
                       "a family whose Linears are stored one per tensor, for --gguf-type auto",
-                      "\"" + c.model_type + "\", which stores q/k/v and gate/up fused");
-  if ((recipe.format == OutputFormat::bnb_nf4 || recipe.method == Method::Nf4) &&
-      has_fused_linears(c))
-    throw input_error(c.model_type + " config.json: model_type",
-                      "a family whose Linears are stored one per module, for NF4",
                       "\"" + c.model_type + "\", which stores q/k/v and gate/up fused");
 }
 

@@ -38,6 +38,43 @@ void log_block(const QuantizeProgress& progress, const char* method, int layer,
   progress.log(line);
 }
 
+// NF4 of one block's Linears. A fused module (Phi-3's qkv_proj, gate_up_proj)
+// is quantized whole, as bitsandbytes quantizes the module it stores, then cut
+// into its parts, which keep the module's absmax offset and second-level scales.
+void nf4_block(const ModelConfig& c, const BlockWeights& w, int layer, const Nf4Config& config,
+               std::vector<QuantizedLinear>& out) {
+  for (std::size_t i = 0; i < all_linear_roles.size();) {
+    const auto t0 = Clock::now();
+    const LinearStorage stored = linear_storage(c, all_linear_roles[i]);
+    std::vector<LinearRole> parts;  // the module's roles (its rows in role order)
+    for (; i < all_linear_roles.size() &&
+           linear_storage(c, all_linear_roles[i]).module == stored.module;
+         ++i)
+      parts.push_back(all_linear_roles[i]);
+    if (parts.size() == 1) {
+      QuantizedLinear q{layer, parts[0], nf4_quantize(w.weight(parts[0]), config), {}};
+      finish_report(q, w.weight(parts[0]), t0);
+      out.push_back(std::move(q));
+      continue;
+    }
+    MatrixRM whole(stored.rows, w.weight(parts[0]).cols());
+    for (LinearRole role : parts)
+      whole.middleRows(linear_storage(c, role).first_row, w.weight(role).rows()) = w.weight(role);
+    const Nf4Matrix module = nf4_quantize(whole, config);
+    for (LinearRole role : parts) {
+      const LinearKey key{layer, role, -1};
+      QuantizedLinear q{layer,
+                        role,
+                        nf4_slice_rows(module, static_cast<int>(linear_storage(c, role).first_row),
+                                       static_cast<int>(w.weight(role).rows()),
+                                       linear_weight_module(c, key) + ".weight"),
+                        {}};
+      finish_report(q, w.weight(role), t0);
+      out.push_back(std::move(q));
+    }
+  }
+}
+
 }  // namespace
 
 MethodOutput quantize_w8a8(const Model& model, const Recipe& recipe, const CalibrationSet* calibration,
@@ -84,14 +121,8 @@ std::vector<QuantizedLinear> quantize_nf4(const Model& model, const Recipe& reci
   PTQ_ASSERT(recipe.method == Method::Nf4);
   std::vector<QuantizedLinear> out;
   for (int layer = 0; layer < model.num_layers(); ++layer) {
-    const BlockWeights w = model.load_block(layer);
     const std::size_t first = out.size();
-    for (LinearRole role : all_linear_roles) {
-      const auto t0 = Clock::now();
-      QuantizedLinear q{layer, role, nf4_quantize(w.weight(role), recipe.nf4), {}};
-      finish_report(q, w.weight(role), t0);
-      out.push_back(std::move(q));
-    }
+    nf4_block(model.config(), model.load_block(layer), layer, recipe.nf4, out);
     log_block(progress, "nf4", layer, std::span(out).subspan(first));
   }
   return out;

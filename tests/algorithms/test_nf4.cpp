@@ -94,5 +94,43 @@ TEST(Nf4, RejectsBadInput) {
   EXPECT_THROW(nf4_quantize(W, Nf4Config{}), InputError);
 }
 
+// A fused module quantized whole and cut into parts (Phi-3's q, k, v): each
+// part dequantizes to its rows of the whole, and the parts stack back into the
+// whole exactly. 96 columns: a part of 160 rows is 240 blocks, so k starts 240
+// positions into the first second-level block and shares that block's scale.
+TEST(Nf4, PartsOfAModuleSliceAndStackExactly) {
+  const MatrixRM W = test::random_weights(160 + 64 + 96, 96, 21);
+  const Nf4Matrix whole = nf4_quantize(W, Nf4Config{});
+  const MatrixRM dequantized = whole.dequantize();
+  std::vector<Nf4Matrix> parts;
+  int first = 0;
+  for (int rows : {160, 64, 96}) {
+    parts.push_back(nf4_slice_rows(whole, first, rows, "qkv"));
+    EXPECT_EQ(parts.back().dequantize(), dequantized.middleRows(first, rows)) << first;
+    first += rows;
+  }
+  EXPECT_EQ(parts[1].absmax_phase, 240);
+  const Nf4Matrix stacked = nf4_stack_rows(parts, "qkv");
+  EXPECT_EQ(stacked.codes, whole.codes);
+  EXPECT_EQ(stacked.absmax_codes, whole.absmax_codes);
+  EXPECT_EQ(stacked.absmax_scales, whole.absmax_scales);
+  EXPECT_EQ(stacked.absmax_phase, 0);
+  EXPECT_EQ(stacked.rows, whole.rows);
+}
+
+TEST(Nf4, PartsThatAreNotSlicesOfOneModuleAreRefused) {
+  const MatrixRM W = test::random_weights(8, 96, 22);
+  const Nf4Matrix whole = nf4_quantize(W, Nf4Config{});
+  EXPECT_THROW(nf4_slice_rows(whole, 1, 2, "qkv"), InputError);  // 96 weights: not on a block
+  EXPECT_THROW(nf4_slice_rows(whole, 6, 4, "qkv"), InputError);  // past the last row
+  // Two matrices quantized on their own: another absmax offset, no shared phase.
+  const Nf4Matrix a = nf4_slice_rows(whole, 0, 4, "qkv");
+  const Nf4Matrix b = nf4_quantize(test::random_weights(4, 96, 23), Nf4Config{});
+  EXPECT_THROW(nf4_stack_rows(std::vector<Nf4Matrix>{a, b}, "qkv"), InputError);
+  // Parts out of order.
+  const Nf4Matrix c = nf4_slice_rows(whole, 4, 4, "qkv");
+  EXPECT_THROW(nf4_stack_rows(std::vector<Nf4Matrix>{c, a}, "qkv"), InputError);
+}
+
 }  // namespace
 }  // namespace ptq

@@ -42,6 +42,16 @@ TEST_P(GoldenLogits, PromptLogitsMatchFloat32Reference) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenLogits, ::testing::Values("tiny", "small"));
 
+// The Qwen3-MoE model trained on real text by tests/data/train_model.py (tiny's
+// tokenizer, so tiny's prompt): a router that training made decisive.
+TEST(GoldenLogits, TrainedMixtureMatchesFloat32Reference) {
+  const auto dir = test::source_dir() / "tests/data/models/qwen3moe-trained";
+  const float err = max_logit_error(dir, test::fixture("goldens/tiny/logits_prompt.ids"),
+                                    dir / "logits_prompt.f32");
+  RecordProperty("max_abs_error", std::to_string(err));
+  EXPECT_LT(err, golden_logits_tolerance);
+}
+
 // Random-weight Mistral (sharded), Qwen2 (q/k/v biases, tied), Qwen3 (q/k
 // norms, head_dim != hidden/heads, bf16), Llama with llama3 RoPE scaling
 // (two settings covering all three frequency bands), Phi-3 (fused qkv_proj and

@@ -1,8 +1,8 @@
 // Families beyond Llama's own layout through the command line: Phi-3 (fused
 // qkv_proj and gate_up_proj, LongRoPE) is evaluated as transformers computes it,
 // and its fused Linears are written fused in the Hugging Face formats, their parts
-// stacked in the checkpoint's row order; bitsandbytes NF4, which cannot hold
-// them, is refused before any output (GGUF: tests/pipeline/gguf_llamacpp_test.cpp).
+// stacked in the checkpoint's row order, and quantized whole into bitsandbytes
+// NF4 (GGUF: tests/pipeline/gguf_llamacpp_test.cpp).
 // Gemma 2 and 3 are evaluated as transformers computes them past their sliding
 // window, and quantized with GPTQ into each Hugging Face format and with AWQ
 // (whose scales fold into norms the checkpoint stores as w for 1 + w).
@@ -22,6 +22,7 @@
 #include "io/hdf5.hpp"
 #include "io/imatrix.hpp"
 #include "io/safetensors.hpp"
+#include "pipeline/formats/bnb_pack.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
 #include "test_paths.hpp"
@@ -181,16 +182,67 @@ TEST(Families, Phi3FusedLinearsAreWrittenFusedInEachHfFormat) {
   }
 }
 
-TEST(Families, Phi3IntoNf4IsRefusedBeforeAnyOutput) {
-  const auto dir = test::temp_dir("family-phi3-refused");
-  const auto out = dir / "nf4";
-  const std::string args = "quantize --model " + phi3_longrope().string() +
-                           " --method nf4 --format bnb-nf4 --out " + out.string();
-  EXPECT_EQ(test::run_ptq(args, dir / "quantize.log"), 2) << args;
-  const std::string log = log_of(dir / "quantize.log");
-  EXPECT_NE(log.find("phi3"), std::string::npos) << log;
-  EXPECT_NE(log.find("fused"), std::string::npos) << log;
-  EXPECT_FALSE(std::filesystem::exists(out));
+// NF4 quantizes each fused module whole, as bitsandbytes quantizes the module it
+// stores: the file's qkv_proj and gate_up_proj are the source module's
+// nf4_quantize (absmax offset and second-level scales over the whole module),
+// NumPy decodes them to the run's own weights, rows in place, and the run's
+// record stacks back into the same bytes through `ptq export`.
+TEST(Families, Phi3FusedLinearsAreQuantizedWholeIntoNf4) {
+  const auto dir = test::temp_dir("family-phi3-nf4");
+  const auto quantize = [&](const std::string& format) {
+    const auto out = dir / format;
+    const std::string args = "quantize --model " + phi3_longrope().string() +
+                             " --method nf4 --format " + format + " --out " + out.string();
+    EXPECT_EQ(test::run_ptq(args, dir / (format + ".log")), 0) << log_of(dir / (format + ".log"));
+    return out;
+  };
+  const auto packed_dir = quantize("bnb-nf4"), reference = quantize("dequantized");
+  const Checkpoint packed = Checkpoint::open(packed_dir),
+                   source = Checkpoint::open(phi3_longrope());
+  const Checkpoint fp16 = Checkpoint::open(reference);
+  EXPECT_EQ(packed.find("model.layers.0.self_attn.q_proj.weight"), nullptr);
+  for (int layer = 0; layer < kLayers; ++layer)
+    for (const std::string& module : kFused) {
+      const std::string name = fused_weight(layer, module);
+      const TensorView& w = source.require(name);
+      const std::vector<float> values = w.to_float();
+      const MatrixRM whole = Eigen::Map<const MatrixRM>(values.data(), w.shape[0], w.shape[1]);
+      const BnbLinear want = pack_bnb_nf4(nf4_quantize(whole, Nf4Config{}), DType::F16, name);
+      const auto bytes = [&](const std::string& tensor) {
+        const TensorView& t = packed.require(name + tensor);
+        return std::vector<std::uint8_t>(
+            reinterpret_cast<const std::uint8_t*>(t.bytes.data()),
+            reinterpret_cast<const std::uint8_t*>(t.bytes.data()) + t.bytes.size());
+      };
+      EXPECT_EQ(bytes(""), want.weight) << name;
+      EXPECT_EQ(bytes(".absmax"), want.absmax_codes) << name;
+      EXPECT_EQ(packed.require(name + ".nested_absmax").to_float(), want.nested_absmax) << name;
+    }
+  const auto numpy = dir / "numpy";
+  decode_with_numpy(packed_dir, numpy);
+  expect_rows_in_place([&](const std::string& n) { return test::read_f32(numpy / (n + ".f32")); },
+                       "bnb-nf4");
+  for (int layer = 0; layer < kLayers; ++layer)
+    for (const std::string& module : kFused) {
+      const std::string n = fused_weight(layer, module);
+      const std::vector<float> decoded = test::read_f32(numpy / (n + ".f32"));
+      const std::vector<float> run = fp16.require(n).to_float();
+      ASSERT_EQ(decoded.size(), run.size()) << n;
+      for (std::size_t i = 0; i < run.size(); ++i)  // both float16 roundings of one value
+        ASSERT_NEAR(run[i], decoded[i], 1e-3 * std::abs(decoded[i]) + 1e-7)
+            << n << " [" << i << "]";
+    }
+  // The parts, read back from the packed folder (slices of its modules) or from
+  // the dequantized run's record, stack into the same file.
+  for (const auto& from : {packed_dir, reference}) {
+    const auto exported = dir / ("exported-" + from.filename().string());
+    const std::string args =
+        "export --from " + from.string() + " --format bnb-nf4 --out " + exported.string();
+    ASSERT_EQ(test::run_ptq(args, dir / "export.log"), 0) << log_of(dir / "export.log");
+    EXPECT_EQ(test::read_bytes(exported / "model.safetensors"),
+              test::read_bytes(packed_dir / "model.safetensors"))
+        << from;
+  }
 }
 
 // A random-weight checkpoint of tests/data/models, by folder name.

@@ -5,7 +5,8 @@
 // factor tensors), Gemma 2 (norms stored as 1 + w, sandwich norms, GeGLU,
 // soft-capping, sliding windows), Gemma 3 (q/k norms, a global layer with
 // linear RoPE among sliding ones with their own), Mixtral (8 experts, top 2)
-// and Qwen3-MoE (4 stacked experts, q/k norms), ptq writes F16, Q8_0, Q4_K_M
+// and Qwen3-MoE (4 stacked experts, q/k norms), and for the Qwen3-MoE model
+// trained on real text by tests/data/train_model.py, ptq writes F16, Q8_0, Q4_K_M
 // and GPTQ Q4_0 files (and AWQ Q4_0 on tiny and the Gemmas, GPTQ Q4_1 on tiny);
 // llama-perplexity --kl-divergence-base saves its tokens and log-probabilities
 // of each, and `ptq eval --llamacpp-base` (ptq's own decoder and float32
@@ -45,13 +46,26 @@ fs::path tiny() { return test::fixture("models/tiny"); }
 // ptq and llama.cpp on 97.3 % (KL 8.5e-4).
 constexpr double kMaxKl = 0.001, kMinTop1 = 0.98, kTop1Slack = 0.01;
 // The mixtures add a second amplifier: a token whose router scores two experts
-// nearly alike takes one or the other after that rounding, in later layers too.
-// On qwen3moe's Q4_K_M file ptq and llama.cpp agree on 96.3 % of the top tokens
-// (KL 8.0e-4), llama.cpp with and without flash attention on 97.4 % (KL 8.8e-4):
-// 1.1 points, past the dense models' one point, so the mixtures get two.
-constexpr double kMixtureTop1Slack = 0.02, kMixtureMinTop1 = 0.96;
+// nearly alike takes one or the other after that rounding, in that layer and
+// the ones after it. On the Q4_K_M files, qwen3moe (tiny's MLP as near-identical
+// experts under a random router): ptq and llama.cpp agree on 96.3 % of the top
+// tokens, llama.cpp with and without flash attention on 97.4 %; trained_qwen3moe
+// (a trained router, experts that differ): KL 1.9e-3 between ptq and llama.cpp,
+// 1.4e-3 between llama.cpp's two kernels, past 0.001 for both (Q8_0: 1.3e-3 and
+// 1.1e-3). So the mixtures get two points of top-1 and a KL of at most twice
+// llama.cpp's own; a routing error (weights not renormalized, a wrong expert)
+// costs far more (docs/bench/gguf_llamacpp_agreement.md).
+constexpr double kMixtureTop1Slack = 0.02, kMixtureMinTop1 = 0.96, kMixtureKlOverOwn = 2.0;
 
-bool is_mixture(const std::string& model) { return model == "mixtral" || model == "qwen3moe"; }
+bool is_mixture(const std::string& model) {
+  return model == "mixtral" || model == "qwen3moe" || model == "trained_qwen3moe";
+}
+
+fs::path source_of(const std::string& model) {
+  if (model == "tiny") return tiny();
+  if (model == "trained_qwen3moe") return test::source_dir() / "tests/data/models/qwen3moe-trained";
+  return test::tiny_as(model);
+}
 
 int run(const std::string& command, const fs::path& log) {
   return WEXITSTATUS(std::system((command + " > " + log.string() + " 2>&1").c_str()));
@@ -139,7 +153,7 @@ class LlamaCppAgrees : public testing::TestWithParam<std::string> {};
 
 TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
   const std::string model = GetParam();
-  const fs::path source = model == "tiny" ? tiny() : test::tiny_as(model);
+  const fs::path source = source_of(model);
   const fs::path dir = test::temp_dir("gguf-llamacpp-" + model + "-" + std::to_string(getpid()));
   const std::string text = (test::source_dir() / "examples/data/wikitext2_test_head.txt").string();
   const std::string perplexity = (test::shared_dir() / "tools/llama.cpp/llama-perplexity").string();
@@ -171,8 +185,9 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
     std::printf(
         "%s %s: ptq vs llama.cpp kl %.3g top-1 %.4f; llama.cpp fa on vs off kl %.3g top-1 %.4f\n",
         model.c_str(), name, kl, top1, self.kl, self.top1);
-    EXPECT_LE(kl, kMaxKl);
-    const double slack = is_mixture(model) ? kMixtureTop1Slack : kTop1Slack;
+    const bool mixture = is_mixture(model);
+    EXPECT_LE(kl, mixture ? std::max(kMaxKl, kMixtureKlOverOwn * self.kl) : kMaxKl);
+    const double slack = mixture ? kMixtureTop1Slack : kTop1Slack;
     EXPECT_GE(top1, std::max(min_top1, std::min(kMinTop1, self.top1 - slack)))
         << "llama.cpp's own: " << self.top1;
     if (std::string_view(name) == "f16") expect_near_source(out, source, text, dir, 1e-6);
@@ -184,7 +199,8 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
 
 INSTANTIATE_TEST_SUITE_P(GgufLlamaCpp, LlamaCppAgrees,
                          testing::Values("tiny", "qwen2", "qwen3", "llama3rope", "phi3",
-                                         "phi3longrope", "gemma2", "gemma3", "mixtral", "qwen3moe"),
+                                         "phi3longrope", "gemma2", "gemma3", "mixtral", "qwen3moe",
+                                         "trained_qwen3moe"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

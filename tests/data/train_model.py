@@ -1,25 +1,35 @@
 #!/usr/bin/env python3
-"""Train the third real-text model (issue 19): a Qwen2-architecture model of
-about small's size, so that quality claims are checked on another family.
+"""Train a real-text model of another family than the fixtures' Llamas.
 
-    python3 tests/data/train_qwen2_model.py DATA OUT
+    python3 tests/data/train_model.py ARCH DATA OUT
+
+ARCH:
+- qwen2 (issue 19): a Qwen2-architecture model of about small's size, so that quality
+  claims are checked on another family. Hidden 512, 6 layers, 8 query heads / 2 KV
+  heads (head_dim 64), SwiGLU MLP 1536, q/k/v biases, tied embeddings, RMSNorm eps
+  1e-6, RoPE theta 1e6; about 22.3 M parameters; small's tokenizer.
+- qwen3moe (issue 17): a Qwen3-MoE model of tiny's size, so that the mixture code is
+  checked on a router that training made decisive and experts that differ (the test
+  models built from tiny's MLP have neither). Hidden 256, 4 layers, 4 query heads / 2
+  KV heads (head_dim 64), q/k norms, in every layer 4 experts of SwiGLU 256 with top-2
+  routing (probabilities renormalized), tied embeddings; about 4.4 M parameters; tiny's
+  tokenizer. Trained with transformers' load-balancing loss (coefficient 0.01), which
+  keeps every expert in use; the saved config has it switched off.
 
 DATA holds (bench/validation_split.py writes the texts; the rest are fixture files):
     train_generic.txt, train_domain.txt       training text (validation pieces removed)
     validation_generic.txt, validation_domain.txt
-    tokenizer.json                            small's byte-level BPE (vocab 8192, id 0 = EOS)
-    eval_generic.ids, eval_domain.ids         small's tokenized test texts (same tokenizer)
-OUT receives the float16 checkpoint in three shards (model-0000k-of-00003.safetensors +
-index), config.json, training.json (hyper-parameters, loss curve, fp32 perplexities on
-the test and validation texts by PROTOCOL.md's evaluation protocol) and
-logits_prompt.f32 ([64, vocab] float32 logits of the first 64 eval_generic ids, from
-the saved checkpoint reloaded in float32 with eager attention on the CPU).
+    tokenizer.json, tokenizer_config.json     the fixture model's byte-level BPE (id 0 = EOS)
+    eval_generic.ids, eval_domain.ids         its tokenized test texts (same tokenizer)
+OUT receives the float16 checkpoint (in shards of at most 15 MB), config.json, the two
+tokenizer files, training.json (hyper-parameters, loss curve, fp32 perplexities on the
+test and validation texts by PROTOCOL.md's evaluation protocol) and logits_prompt.f32
+([64, vocab] float32 logits of the first 64 eval_generic ids, from the saved checkpoint
+reloaded in float32 with eager attention on the CPU).
 
-The model: Qwen2ForCausalLM, hidden 512, 6 layers, 8 query heads / 2 KV heads (head_dim
-64), SwiGLU MLP 1536, q/k/v biases, tied embeddings, RMSNorm eps 1e-6, RoPE theta 1e6;
-about 22.3 M parameters. Training as the fixtures' models were made (transformers, real
-text, its own seed): AdamW, bf16 autocast, random 512-token windows of the training text
-(each text tokenized whole and followed by EOS), fixed seed and deterministic kernels.
+Training as the fixtures' models were made (transformers, real text, its own seed):
+AdamW, bf16 autocast, random 512-token windows of the training text (each text
+tokenized whole and followed by EOS), fixed seed and deterministic kernels.
 
 tiny and small also saw WikiText-2 validation, which the fixtures do not ship; without
 text in its conventions a model sees " ," (a space before every comma), " @-@ " and
@@ -34,6 +44,7 @@ import json
 import math
 import pathlib
 import re
+import shutil
 import sys
 import time
 
@@ -41,12 +52,11 @@ import numpy as np
 import torch
 import transformers
 from tokenizers import Tokenizer
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
 SEED = 0
 SEQ = 512
 BATCH = 32
-STEPS = 1200
 WARMUP = 100
 LR = 1.5e-3
 MIN_LR = 1.5e-4
@@ -54,13 +64,22 @@ WEIGHT_DECAY = 0.1
 EVAL_EVERY = 250
 EOS = 0
 
-CONFIG = dict(
-    vocab_size=8192, hidden_size=512, intermediate_size=1536, num_hidden_layers=6,
-    num_attention_heads=8, num_key_value_heads=2, head_dim=64, hidden_act="silu",
-    max_position_embeddings=2048, rms_norm_eps=1e-6, tie_word_embeddings=True,
-    use_sliding_window=False, bos_token_id=EOS, eos_token_id=EOS,
+COMMON = dict(
+    num_key_value_heads=2, head_dim=64, hidden_act="silu", max_position_embeddings=2048,
+    rms_norm_eps=1e-6, tie_word_embeddings=True, bos_token_id=EOS, eos_token_id=EOS,
     rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
 )
+# Per ARCH: config and model classes, config, training steps.
+ARCHS = {
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM, dict(
+        COMMON, vocab_size=8192, hidden_size=512, intermediate_size=1536, num_hidden_layers=6,
+        num_attention_heads=8, use_sliding_window=False), 1200),
+    "qwen3moe": (Qwen3MoeConfig, Qwen3MoeForCausalLM, dict(
+        COMMON, vocab_size=2048, hidden_size=256, intermediate_size=768, num_hidden_layers=4,
+        num_attention_heads=4, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=256,
+        norm_topk_prob=True, decoder_sparse_step=1, mlp_only_layers=[],
+        output_router_logits=True, router_aux_loss_coef=0.01), 1500),
+}
 
 
 WIKITEXT_EVERY = 3
@@ -92,10 +111,10 @@ def tokenize(tok, text):
     return np.array(tok.encode(text).ids + [EOS], dtype=np.int64)
 
 
-def lr_at(step):
+def lr_at(step, steps):
     if step < WARMUP:
         return LR * (step + 1) / WARMUP
-    t = (step - WARMUP) / max(1, STEPS - WARMUP)
+    t = (step - WARMUP) / max(1, steps - WARMUP)
     return MIN_LR + 0.5 * (LR - MIN_LR) * (1 + math.cos(math.pi * t))
 
 
@@ -122,14 +141,15 @@ def evaluate(model, texts, device):
     return out
 
 
-def train(data, device):
+def train(arch, data, device):
+    config_class, model_class, config, steps = ARCHS[arch]
     tok = Tokenizer.from_file(str(data / "tokenizer.json"))
     train_ids = np.concatenate([tokenize(tok, training_text(data / "train_generic.txt", True)),
                                 tokenize(tok, training_text(data / "train_domain.txt", False))])
     val = {k: tokenize(tok, (data / f"validation_{k}.txt").read_text(encoding="utf-8"))
            for k in ("generic", "domain")}
     torch.manual_seed(SEED)
-    model = Qwen2ForCausalLM(Qwen2Config(**CONFIG)).to(device)
+    model = model_class(config_class(**config)).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": WEIGHT_DECAY},
@@ -137,11 +157,11 @@ def train(data, device):
                             lr=LR, betas=(0.9, 0.95), eps=1e-8)
     rng = np.random.default_rng(SEED)
     curve, start = [], time.time()
-    for step in range(STEPS):
+    for step in range(steps):
         starts = rng.integers(0, len(train_ids) - SEQ - 1, BATCH)
         x = torch.from_numpy(np.stack([train_ids[s : s + SEQ] for s in starts])).to(device)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = lr_at(step, steps)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = model(x, labels=x).loss
         opt.zero_grad(set_to_none=True)
@@ -160,17 +180,22 @@ def train(data, device):
 
 
 def main():
-    data, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    arch, data, out = sys.argv[1], pathlib.Path(sys.argv[2]), pathlib.Path(sys.argv[3])
+    config_class, model_class, config, steps = ARCHS[arch]
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     device = "cuda"
-    model, tokens, curve = train(data, device)
+    model, tokens, curve = train(arch, data, device)
+    # A training switch only: inference ignores it, and ptq refuses what it does not know.
+    model.config.output_router_logits = False
     model.to(torch.float16).save_pretrained(out, max_shard_size="15MB")
     (out / "generation_config.json").unlink(missing_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(data / name, out / name)
 
     # Goldens from the saved float16 weights, computed in float32.
-    ref = Qwen2ForCausalLM.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
+    ref = model_class.from_pretrained(out, dtype=torch.float32, attn_implementation="eager")
     ref.eval()
     eval_ids = {k: np.fromfile(data / f"eval_{k}.ids", dtype="<i4") for k in ("generic", "domain")}
     prompt = torch.from_numpy(eval_ids["generic"][:64].astype(np.int64))[None]
@@ -182,9 +207,9 @@ def main():
         encoding="utf-8")) for k in ("generic", "domain")})
     fp32 = evaluate(ref.to(device), texts, device)
     record = {
-        "architecture": "Qwen2ForCausalLM", "config": CONFIG,
+        "architecture": model_class.__name__, "config": config,
         "params": sum(p.numel() for p in model.parameters()),
-        "training_tokens": tokens, "steps": STEPS, "batch": BATCH, "seq": SEQ, "lr": LR,
+        "training_tokens": tokens, "steps": steps, "batch": BATCH, "seq": SEQ, "lr": LR,
         "min_lr": MIN_LR, "wikitext_style_every": WIKITEXT_EVERY, "warmup": WARMUP, "weight_decay": WEIGHT_DECAY, "seed": SEED,
         "curve": curve, "fp32": fp32,
         "torch": torch.__version__, "transformers": transformers.__version__,
