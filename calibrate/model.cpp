@@ -77,7 +77,7 @@ void load_moe(const Checkpoint& ckpt, const ModelConfig& c, int layer, BlockWeig
   w.router = to_matrix(ckpt.require(names.router + ".weight"));
   w.experts.resize(static_cast<std::size_t>(c.moe.experts));
   for (int e = 0; e < c.moe.experts; ++e) {
-    for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down}) {
+    for (LinearRole role : expert_roles) {
       const ExpertRows rows = expert_rows(c, layer, names, e, expert_linear(role));
       const auto [out, in] = expert_shape(c, expert_linear(role));
       w.experts[static_cast<std::size_t>(e)].weight(role) =

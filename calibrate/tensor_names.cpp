@@ -166,8 +166,7 @@ std::vector<LinearKey> block_linears(const ModelConfig& c, int layer) {
   }
   if (!c.is_moe(layer)) return keys;
   for (int e = 0; e < c.moe.experts; ++e)
-    for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down})
-      keys.push_back({layer, role, e});
+    for (LinearRole role : expert_roles) keys.push_back({layer, role, e});
   return keys;
 }
 

@@ -20,6 +20,9 @@ inline constexpr std::array<LinearRole, 7> all_linear_roles = {
     LinearRole::q,    LinearRole::k,  LinearRole::v,   LinearRole::o,
     LinearRole::gate, LinearRole::up, LinearRole::down};
 inline constexpr int linear_role_count = static_cast<int>(all_linear_roles.size());
+// A mixture-of-experts layer's Linears of each expert, in execution order.
+inline constexpr std::array<LinearRole, 3> expert_roles = {LinearRole::gate, LinearRole::up,
+                                                           LinearRole::down};
 
 // Which block input a Linear reads: q/k/v share one, gate/up share one. In
 // execution order; the Linears reading each form one true-sequential group.

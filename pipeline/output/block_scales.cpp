@@ -127,7 +127,7 @@ BlockScales read_block_scales(const H5Reader& in, int layer, const ModelConfig& 
         clip_shape(linear_out_features(config, role), linear_in_features(config, role), spec));
   for (int e = 0; moe && e < config.moe.experts; ++e) {
     read_scales(FoldSite::up, e, config.moe.intermediate_size);
-    for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down}) {
+    for (LinearRole role : expert_roles) {
       const auto [rows, cols] = expert_shape(config, expert_linear(role));
       read_clip(role, e, clip_shape(rows, cols, spec));
     }

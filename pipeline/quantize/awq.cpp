@@ -240,7 +240,7 @@ void search_expert_clips(BlockWeights& scaled, const std::vector<MatrixRM>& in,
       x.array().rowwise() /= s->transpose().array();
     if (const VectorF* s = scales_of(FoldSite::up, expert))
       h.array().rowwise() /= s->transpose().array();
-    for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down}) {
+    for (LinearRole role : expert_roles) {
       const MatrixRM& m = scaled.experts[e].weight(role);
       out.clips.push_back(
           {role, awq_search_clip(m, role == LinearRole::down ? h : x, o.spec, o.clip), expert});

@@ -1,6 +1,5 @@
 #include "pipeline/quantize/experts.hpp"
 
-#include <array>
 #include <optional>
 #include <span>
 
@@ -10,8 +9,6 @@
 namespace ptq {
 
 namespace {
-
-constexpr std::array<LinearRole, 3> kAll = {LinearRole::gate, LinearRole::up, LinearRole::down};
 
 void append(std::vector<QuantizedLinear>& out, std::vector<QuantizedLinear> more) {
   for (QuantizedLinear& q : more) out.push_back(std::move(q));
@@ -116,7 +113,8 @@ std::vector<QuantizedLinear> quantize_experts(const Recipe& recipe, const ModelC
   std::vector<QuantizedLinear> out;
   if (batches == nullptr) {
     for (int e = 0; e < config.moe.experts; ++e)
-      append(out, quantize_expert_linears(recipe, config, w, e, kAll, nullptr, {}, progress));
+      append(out,
+             quantize_expert_linears(recipe, config, w, e, expert_roles, nullptr, {}, progress));
     return out;
   }
   // The routing reads only the MLP input and the float router: once for all experts.

@@ -17,15 +17,20 @@
 namespace ptq {
 namespace {
 
-// Three jobs on tiny: GPTQ (seconds), RTN (instant), AWQ (the longest).
+// Three jobs on tiny: GPTQ (seconds), RTN (instant), AWQ (the longest), the
+// calibrated two on 32 windows of 256 tokens.
 std::filesystem::path write_jobs(const std::filesystem::path& dir, const std::string& extra = "") {
   const auto path = dir / "jobs.yaml";
+  const std::string calibration = "calibration: {samples: 32, seqlen: 256}";
   std::ofstream(path) << "models:\n  - " << test::fixture("models/tiny").string() << "\n"
                       << "recipes:\n"
-                      << "  - {name: gptq-w4, keys: {method: gptq, bits: 4, group: 128}}\n"
+                      << "  - {name: gptq-w4, keys: {method: gptq, bits: 4, group: 128, "
+                      << calibration << "}}\n"
                       << "  - {name: rtn-w8, keys: {method: rtn, bits: 8, group: channel}}\n"
-                      << "  - {name: awq-w4, keys: {method: awq, bits: 4, group: 128}}\n"
-                      << "calib: [\"" << test::fixture("goldens/tiny/calib_generic.ids").string() << "\"]\n"
+                      << "  - {name: awq-w4, keys: {method: awq, bits: 4, group: 128, "
+                      << calibration << "}}\n"
+                      << "calib: [\"" << test::fixture("goldens/tiny/calib_generic.ids").string()
+                      << "\"]\n"
                       << "threads: 2\n"
                       << extra;
   return path;

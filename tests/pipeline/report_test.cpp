@@ -86,7 +86,9 @@ TEST(ReportRecommend, TaskThresholdsDecideAndDisagreementIsFlagged) {
 // ptq quantize of tiny into `dir/name`; the command's log beside it.
 std::filesystem::path quantize(const std::filesystem::path& dir, const std::string& name,
                                const std::string& args) {
-  const std::string calib = " --calib-ids " + test::fixture("goldens/tiny/calib_generic.ids").string();
+  const std::string calib = " --calib-ids " +
+                            test::fixture("goldens/tiny/calib_generic.ids").string() +
+                            " --samples 32 --seqlen 256";
   const std::string needs_calib = args.find("rtn") == std::string::npos ? calib : "";
   const int rc = test::run_ptq("quantize --model " + test::fixture("models/tiny").string() + " " +
                                    args + needs_calib + " --threads 2 --out " + (dir / name).string(),
