@@ -122,12 +122,11 @@ void observe_experts(const ModelConfig& c, const BlockWeights& w, const MatrixRM
 // A mixture layer's MLP sublayer: the router and its experts.
 bool moe_sublayer(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
                   Activations& act, const ForwardOptions& o) {
-  if (o.input_transform != nullptr || (o.observer != nullptr && !o.observer->observes_experts()))
-    require_dense(c,
-                  "these statistics or simulated activations of layer " + std::to_string(w.layer));
+  if (o.observer != nullptr && !o.observer->observes_experts())
+    require_dense(c, "these statistics of layer " + std::to_string(w.layer));
   if (o.observer != nullptr) observe_experts(c, w, normed, *o.observer);
   if (o.stop_after == LinearInput::mlp_in || o.stop_after == LinearInput::mlp_hidden) return true;
-  act.x += moe_output(c, w, normed, o.router_logits);
+  act.x += moe_output(c, w, normed, o.router_logits, o.input_transform);
   return false;
 }
 
@@ -350,16 +349,22 @@ MatrixRM gather_rows(const MatrixRM& x, std::span<const Eigen::Index> rows) {
 }
 
 MatrixRM moe_output(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
-                    const RouterLogitsHook& hook) {
+                    const RouterLogitsHook& hook, const LinearInputTransform* transform) {
   PTQ_ASSERT(static_cast<int>(w.experts.size()) == c.moe.experts);
   const Routing routing = route_tokens(c, w, normed, hook);
   MatrixRM out = MatrixRM::Zero(normed.rows(), normed.cols());
   for (std::size_t e = 0; e < w.experts.size(); ++e) {
     const auto& tokens = routing.tokens[e];
     if (tokens.empty()) continue;
+    // A transform rounds each token's row on its own (or by one scale per
+    // input), so the routed rows' rounding is that of the whole input's.
+    MatrixRM in = gather_rows(normed, tokens);
+    if (transform != nullptr) transform->apply(w.layer, roles_reading(LinearInput::mlp_in), in);
+    MatrixRM hidden = expert_hidden(c, w.experts[e], in);
+    if (transform != nullptr)
+      transform->apply(w.layer, roles_reading(LinearInput::mlp_hidden), hidden);
     MatrixRM y;
-    linear(expert_hidden(c, w.experts[e], gather_rows(normed, tokens)), w.experts[e].down,
-           VectorF(), y, Residual::overwrite);
+    linear(hidden, w.experts[e].down, VectorF(), y, Residual::overwrite);
     for (std::size_t i = 0; i < tokens.size(); ++i)
       out.row(tokens[i]) += routing.weights[e][i] * y.row(static_cast<Eigen::Index>(i));
   }

@@ -87,8 +87,9 @@ class LinearInputTransform {
 using RouterLogitsHook = std::function<void(int layer, const MatrixRM& logits)>;
 
 struct ForwardOptions {
-  // Sees every Linear input. Mixture-of-experts layers refuse transforms and
-  // observers that keep no per-expert statistics (require_dense).
+  // Sees every Linear input. Mixture-of-experts layers refuse observers that
+  // keep no per-expert statistics (require_dense); a transform rewrites each
+  // expert's inputs (the router reads the float input).
   LinearObserver* observer = nullptr;
   const LinearInputTransform* input_transform = nullptr;
   // Statistics passes need no block output: stop right after this input has
@@ -127,14 +128,16 @@ MatrixRM sublayer_inner(const ModelConfig& config, const BlockWeights& w, Sublay
 MatrixRM sublayer_normed(const ModelConfig& config, const BlockWeights& w,
                          const SublayerSpec& sublayer, const MatrixRM& x);
 // InputError naming `what` for a model with mixture-of-experts layers, where
-// ptq does not do it to experts yet (an imatrix, a mix's costs, simulated
-// activations).
+// ptq does not do it to experts yet (a mix's costs, an observer without
+// per-expert statistics).
 void require_dense(const ModelConfig& config, const std::string& what);
 // A mixture-of-experts MLP on the normed input: each token through its top
 // experts_per_token experts by router probability, their outputs summed
 // weighted (in expert order, so the sum does not depend on the threads).
+// `transform` (optional) rewrites each expert's gate/up and down inputs.
 MatrixRM moe_output(const ModelConfig& config, const BlockWeights& w, const MatrixRM& normed,
-                    const RouterLogitsHook& hook = {});
+                    const RouterLogitsHook& hook = {},
+                    const LinearInputTransform* transform = nullptr);
 // The tokens (rows of the normed input) the router sends to each expert, in
 // token order, with their weights in the sum: what moe_output computes first.
 struct Routing {

@@ -31,13 +31,12 @@ std::optional<ActivationQuant> compressed_tensors_activations(const std::filesys
   const Checkpoint checkpoint = Checkpoint::open(dir);
   const ModelConfig model = load_model_config(dir);
   for (int layer = 0; layer < num_layers; ++layer)
-    for (const LinearSpec& spec : linear_specs) {
-      // The parts of a fused module read its one scale.
-      const std::string name = block_tensor_name(
-          layer, std::string(linear_storage(model, spec.role).module) + ".input_scale");
+    for (const LinearKey& key : block_linears(model, layer)) {
+      // The parts of a fused module read its one scale; every expert has its own.
+      const std::string name = linear_weight_module(model, key) + ".input_scale";
       const auto v = packed_values<float>(checkpoint, name, DType::F32);
       require_size(dir.string() + ": " + name, "input_scale", v.size(), 1);
-      float& slot = q.static_scales[layer][static_cast<std::size_t>(spec.input)];
+      float& slot = q.static_scales[layer][static_cast<std::size_t>(linear_spec(key.role).input)];
       if (slot != 0.0f && slot != v[0])  // ptq rounds each block input once for all its readers
         throw input_error(dir.string() + ": " + name,
                           "the input_scale of the other Linears that read the same input",

@@ -63,11 +63,9 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
   };
   // `none` converts, which GGUF alone does for them (F16, BF16, F32).
   const bool converts = r.method == Method::None && r.format == OutputFormat::gguf;
-  if (r.method != Method::Rtn && r.method != Method::Gptq && r.method != Method::Awq && !converts)
-    refuse("method", "rtn, gptq or awq (or none into gguf)", std::string(method_name(r.method)));
-  if (r.scaling == Scaling::SmoothQuant)
-    refuse("scaling", "none or awq (SmoothQuant's scales are not folded into experts yet)",
-           std::string(scaling_name(r.scaling)));
+  if (r.method == Method::Nf4 || (r.method == Method::None && !converts))
+    refuse("method", "rtn, gptq, awq or w8a8 (or none into gguf)",
+           std::string(method_name(r.method)));
   if (r.target != RoundingTarget::QuantizedInputs)
     refuse("target", "quantized_inputs", "float_outputs");
   if (r.mixes()) refuse("the grid", "one grid for every Linear", "a mix");

@@ -85,6 +85,13 @@ void InputRanges::observe(int, std::span<const LinearRole> roles, const MatrixRM
   if (with_sketch_) sketch_[i].add(std::span(x.data(), static_cast<std::size_t>(x.size())));
 }
 
+void InputRanges::observe_expert(int layer, int, std::span<const LinearRole> roles,
+                                 ExpertTokens tokens, const MatrixRM& x) {
+  // The gate/up input is every token's MLP input, seen by observe().
+  if (tokens == ExpertTokens::routed && linear_spec(roles.front()).input == LinearInput::mlp_hidden)
+    observe(layer, roles, x);
+}
+
 float InputRanges::magnitude(LinearInput input, double percentile) const {
   if (percentile >= 100.0) return absmax(input).maxCoeff();
   return static_cast<float>(sketch_[static_cast<std::size_t>(input)].quantile(percentile / 100.0));
@@ -96,8 +103,13 @@ BlockScales smoothquant_block(const ModelConfig& config, const BlockWeights& w, 
   forward_windows(config, w, x, {seq_len, batch, {}}, &ranges, update);
   BlockScales out{w.layer, {}, {}};
   for (FoldSite site : {FoldSite::input_norm, FoldSite::post_attention_norm}) {
+    // A mixture layer's MLP input feeds every expert's gate and up (the router
+    // stays in float: its columns only take the scales, leaving the routing).
     std::vector<const MatrixRM*> weights;
-    for (LinearRole role : scaled_roles(site)) weights.push_back(&w.weight(role));
+    if (site == FoldSite::post_attention_norm && !w.experts.empty())
+      for (const ExpertWeights& x : w.experts) weights.insert(weights.end(), {&x.gate, &x.up});
+    else
+      for (LinearRole role : scaled_roles(site)) weights.push_back(&w.weight(role));
     const Eigen::VectorXf s = smoothing_scales(ranges.absmax(scaled_input(site)), weights, smoothing);
     out.scales.push_back({site, s, static_cast<float>(smoothing.alpha), 0.0});
   }

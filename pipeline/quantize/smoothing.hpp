@@ -42,6 +42,11 @@ class InputRanges : public LinearObserver {
  public:
   explicit InputRanges(bool with_sketch) : with_sketch_(with_sketch) {}
   void observe(int layer, std::span<const LinearRole> roles, const MatrixRM& x) override;
+  // A mixture layer: each expert's down input over its routed tokens joins the
+  // range of the block's down input (one int8 scale serves every expert).
+  bool observes_experts() const override { return true; }
+  void observe_expert(int layer, int expert, std::span<const LinearRole> roles, ExpertTokens tokens,
+                      const MatrixRM& x) override;
   const Eigen::VectorXf& absmax(LinearInput input) const { return absmax_[static_cast<std::size_t>(input)]; }
   // The magnitude below which `percentile` % of the input's values lie (100: the absmax).
   float magnitude(LinearInput input, double percentile) const;

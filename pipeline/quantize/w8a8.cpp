@@ -21,10 +21,14 @@ InputScales static_scales(const InputRanges& ranges, double percentile) {
   return s;
 }
 
-QuantizedLinear int8_linear(int layer, LinearRole role, const MatrixRM& w) {
+// Linear `key` of block w, int8 per output channel (an expert's as well).
+QuantizedLinear int8_linear(BlockWeights& w, const LinearKey& key) {
   const auto t0 = Clock::now();
-  QuantizedLinear q{layer, role, int8_quantize_rows(w), {}};
-  finish_report(q, w, t0);
+  const MatrixRM& weight = key.expert >= 0
+                               ? w.experts.at(static_cast<std::size_t>(key.expert)).weight(key.role)
+                               : w.weight(key.role);
+  QuantizedLinear q{key.layer, key.role, int8_quantize_rows(weight), {}, key.expert};
+  finish_report(q, weight, t0);
   return q;
 }
 
@@ -108,8 +112,8 @@ MethodOutput quantize_w8a8(const Model& model, const Recipe& recipe, const Calib
       out.extras.activations->static_scales.push_back(static_scales(ranges, recipe.act_percentile));
     }
     std::vector<QuantizedLinear> block;
-    for (LinearRole role : all_linear_roles)
-      block.push_back(int8_linear(layer, role, w.weight(role)));
+    for (const LinearKey& key : block_linears(model.config(), layer))
+      block.push_back(int8_linear(w, key));
     log_block(progress, "w8a8", layer, block);
     for (auto& q : block) out.linears.add(std::move(q));
   }
