@@ -134,11 +134,6 @@ MatrixRM Nf4Matrix::dequantize() const {
 
 namespace {
 
-template <class T>
-void append(std::vector<T>& to, const std::vector<T>& from) {
-  to.insert(to.end(), from.begin(), from.end());
-}
-
 void require_part(bool ok, const std::string& where, std::size_t part,
                   const std::string& expected) {
   if (!ok)
@@ -192,8 +187,8 @@ Nf4Matrix nf4_stack_rows(std::span<const Nf4Matrix> parts, const std::string& wh
                              p.absmax_scales.front() == out.absmax_scales.back()),
                  where, i, "the second-level scale it shares with part " + std::to_string(i - 1));
     out.rows += p.rows;
-    append(out.codes, p.codes);
-    append(out.absmax_codes, p.absmax_codes);
+    out.codes.insert(out.codes.end(), p.codes.begin(), p.codes.end());
+    out.absmax_codes.insert(out.absmax_codes.end(), p.absmax_codes.begin(), p.absmax_codes.end());
     out.absmax_scales.insert(out.absmax_scales.end(), p.absmax_scales.begin() + (shared ? 1 : 0),
                              p.absmax_scales.end());
   }

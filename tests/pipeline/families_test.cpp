@@ -24,6 +24,7 @@
 #include "io/imatrix.hpp"
 #include "io/safetensors.hpp"
 #include "pipeline/formats/bnb_pack.hpp"
+#include "pipeline/formats/packed_checkpoint.hpp"
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
 #include "test_paths.hpp"
@@ -209,14 +210,9 @@ TEST(Families, Phi3FusedLinearsAreQuantizedWholeIntoNf4) {
       const std::vector<float> values = w.to_float();
       const MatrixRM whole = Eigen::Map<const MatrixRM>(values.data(), w.shape[0], w.shape[1]);
       const BnbLinear want = pack_bnb_nf4(nf4_quantize(whole, Nf4Config{}), DType::F16, name);
-      const auto bytes = [&](const std::string& tensor) {
-        const TensorView& t = packed.require(name + tensor);
-        return std::vector<std::uint8_t>(
-            reinterpret_cast<const std::uint8_t*>(t.bytes.data()),
-            reinterpret_cast<const std::uint8_t*>(t.bytes.data()) + t.bytes.size());
-      };
-      EXPECT_EQ(bytes(""), want.weight) << name;
-      EXPECT_EQ(bytes(".absmax"), want.absmax_codes) << name;
+      EXPECT_EQ(packed_values<std::uint8_t>(packed, name, DType::U8), want.weight) << name;
+      EXPECT_EQ(packed_values<std::uint8_t>(packed, name + ".absmax", DType::U8), want.absmax_codes)
+          << name;
       EXPECT_EQ(packed.require(name + ".nested_absmax").to_float(), want.nested_absmax) << name;
     }
   const auto numpy = dir / "numpy";

@@ -115,7 +115,7 @@ std::vector<GgufFile> files_for(const std::string& model) {
 }
 
 // llama-perplexity's "Mean KLD" and "Same top p" of a --kl-divergence run over
-// `chunks` chunks: its summary, or else the line of the last chunk, whose
+// kChunks chunks: its summary, or else the line of the last chunk, whose
 // columns are the same means so far (to 5 decimals). Its logger writes from a
 // worker thread that exit sometimes cuts short (the last lines lost, exit
 // status 0; under load several runs in a row); the numbers are deterministic,
@@ -124,27 +124,27 @@ struct LlamaCppKld {
   double kl = 0, top1 = 0;
 };
 
-std::optional<LlamaCppKld> last_chunk_line(const std::string& text, int chunks) {
+std::optional<LlamaCppKld> last_chunk_line(const std::string& text) {
   std::istringstream lines(text);
   std::string line;
   while (std::getline(lines, line)) {
     // "  24  PPL ± e  ln-ratio ± e  KL ± e  dp-rms ± e %  same-top ± e %"
     std::istringstream fields(line);
     std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
-    if (f.size() == 18 && f[0] == std::to_string(chunks) && f[8] == "±")
+    if (f.size() == 18 && f[0] == std::to_string(kChunks) && f[8] == "±")
       return LlamaCppKld{std::stod(f[7]), std::stod(f[14]) / 100.0};
   }
   return std::nullopt;
 }
 
-LlamaCppKld llama_cpp_kld(const std::string& command, const fs::path& log, int chunks) {
+LlamaCppKld llama_cpp_kld(const std::string& command, const fs::path& log) {
   for (int attempt = 0; attempt < 10; ++attempt) {
     EXPECT_EQ(run(command, log), 0) << test::read_bytes(log);
     const std::string text = test::read_bytes(log);
     const auto kl = text.find("Mean    KLD:"), top = text.find("Same top p:");
     if (kl != std::string::npos && top != std::string::npos)
       return {std::stod(text.substr(kl + 12)), std::stod(text.substr(top + 11)) / 100.0};
-    if (const auto last = last_chunk_line(text, chunks)) return *last;
+    if (const auto last = last_chunk_line(text)) return *last;
   }
   ADD_FAILURE() << "no KLD summary in " << log << ":\n" << test::read_bytes(log);
   return {};
@@ -202,8 +202,7 @@ TEST_P(LlamaCppAgrees, OnEveryFilePtqWrites) {
     EXPECT_EQ(j["chunks"], kChunks);
     const double kl = j["kl"].get<double>(), top1 = j["top1"].get<double>();
     // llama.cpp against itself: the same file with its other attention kernel.
-    const LlamaCppKld self =
-        llama_cpp_kld(llama + " --kl-divergence -fa off", dir / "self.log", kChunks);
+    const LlamaCppKld self = llama_cpp_kld(llama + " --kl-divergence -fa off", dir / "self.log");
     std::printf(
         "%s %s: ptq vs llama.cpp kl %.3g top-1 %.4f; llama.cpp fa on vs off kl %.3g top-1 %.4f\n",
         model.c_str(), name, kl, top1, self.kl, self.top1);
