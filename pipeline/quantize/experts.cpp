@@ -1,5 +1,6 @@
 #include "pipeline/quantize/experts.hpp"
 
+#include <functional>
 #include <optional>
 #include <span>
 
@@ -14,8 +15,37 @@ void append(std::vector<QuantizedLinear>& out, std::vector<QuantizedLinear> more
   for (QuantizedLinear& q : more) out.push_back(std::move(q));
 }
 
+using BatchInput = std::function<MatrixRM(Eigen::Index batch)>;
+
+// An expert input's Hessian over the batches and, when the float model's input
+// is given (target float_outputs), GPTAQ's correction.
+struct ExpertInput {
+  Eigen::MatrixXd hessian;
+  std::optional<MatrixRM> correction;
+};
+
+ExpertInput expert_input(const Recipe& recipe, int features, Eigen::Index batches,
+                         const BatchInput& quantized, const BatchInput& float_input) {
+  InputStats stats(features, StatsContent::hessian);
+  std::optional<FloatOutputCross> cross;
+  if (float_input) cross.emplace(features);
+  for (Eigen::Index b = 0; b < batches; ++b) {
+    const MatrixRM x = quantized(b);
+    stats.add(x);
+    if (cross) cross->add(x, float_input(b));
+  }
+  ExpertInput in{gptq_hessian(stats.mean_xtx()), std::nullopt};
+  if (cross) in.correction = cross->correction(in.hessian, recipe.target_damp);
+  return in;
+}
+
+const MatrixRM* correction_of(const ExpertInput& in) {
+  return in.correction ? &*in.correction : nullptr;
+}
+
 // Expert e over the calibration stream: statistics of its gate/up input, then
-// of its down input through the quantized gate and up.
+// of its down input through the quantized gate and up. With the float model's
+// input, the float expert (a copy taken before rounding) gives GPTAQ's targets.
 std::vector<QuantizedLinear> quantize_expert(const Recipe& recipe, const ModelConfig& config,
                                              BlockWeights& w, const ExpertBatches& batches,
                                              const std::vector<Routing>& routes, int e,
@@ -26,22 +56,31 @@ std::vector<QuantizedLinear> quantize_expert(const Recipe& recipe, const ModelCo
     source.routed_tokens += static_cast<std::int64_t>(r.tokens[expert].size());
   if (expert_takes_every_token(recipe, config, source.routed_tokens))
     source.hessian = ExpertHessian::all_tokens;
-  auto input = [&](Eigen::Index b) {
-    MatrixRM normed = batches.mlp_in(b);
-    if (source.hessian == ExpertHessian::all_tokens) return normed;
-    return gather_rows(normed, routes[static_cast<std::size_t>(b)].tokens[expert]);
+  auto rows = [&](const BatchInput& stream) -> BatchInput {
+    if (!stream) return {};
+    return [&, stream](Eigen::Index b) {
+      MatrixRM normed = stream(b);
+      if (source.hessian == ExpertHessian::all_tokens) return normed;
+      return gather_rows(normed, routes[static_cast<std::size_t>(b)].tokens[expert]);
+    };
   };
-  InputStats in(config.hidden_size, StatsContent::hessian);
-  for (Eigen::Index b = 0; b < batches.count; ++b) in.add(input(b));
-  Eigen::MatrixXd hessian = gptq_hessian(in.mean_xtx());
-  std::vector<QuantizedLinear> out =
-      quantize_expert_linears(recipe, config, w, e, kExpertGateUp, &hessian, source, progress);
-  InputStats hidden(config.moe.intermediate_size, StatsContent::hessian);
-  for (Eigen::Index b = 0; b < batches.count; ++b)
-    hidden.add(expert_hidden(config, w.experts[expert], input(b)));
-  hessian = gptq_hessian(hidden.mean_xtx());
-  append(out,
-         quantize_expert_linears(recipe, config, w, e, kExpertDown, &hessian, source, progress));
+  const BatchInput input = rows(batches.mlp_in), float_input = rows(batches.float_mlp_in);
+  const ExpertWeights float_expert = float_input ? w.experts[expert] : ExpertWeights{};
+  const ExpertInput in =
+      expert_input(recipe, config.hidden_size, batches.count, input, float_input);
+  std::vector<QuantizedLinear> out = quantize_expert_linears(
+      recipe, config, w, e, kExpertGateUp, &in.hessian, source, progress, correction_of(in));
+  auto hidden_of = [&](const ExpertWeights& weights, const BatchInput& x) -> BatchInput {
+    if (!x) return {};
+    return [&config, expert = &weights, x](Eigen::Index b) {
+      return expert_hidden(config, *expert, x(b));
+    };
+  };
+  const ExpertInput hidden =
+      expert_input(recipe, config.moe.intermediate_size, batches.count,
+                   hidden_of(w.experts[expert], input), hidden_of(float_expert, float_input));
+  append(out, quantize_expert_linears(recipe, config, w, e, kExpertDown, &hidden.hessian, source,
+                                      progress, correction_of(hidden)));
   return out;
 }
 
@@ -66,8 +105,6 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
   if (r.method == Method::Nf4 || (r.method == Method::None && !converts))
     refuse("method", "rtn, gptq, awq or w8a8 (or none into gguf)",
            std::string(method_name(r.method)));
-  if (r.target != RoundingTarget::QuantizedInputs)
-    refuse("target", "quantized_inputs", "float_outputs");
   if (r.mixes()) refuse("the grid", "one grid for every Linear", "a mix");
   if (r.format == OutputFormat::bnb_nf4)
     refuse("format", "dequantized, gptq, awq, compressed-tensors or gguf",
@@ -81,20 +118,18 @@ bool expert_takes_every_token(const Recipe& recipe, const ModelConfig& config,
   return recipe.expert_calibration == ExpertCalibration::all || routed < min_tokens;
 }
 
-std::vector<QuantizedLinear> quantize_expert_linears(const Recipe& recipe,
-                                                     const ModelConfig& config, BlockWeights& w,
-                                                     int expert, std::span<const LinearRole> roles,
-                                                     const Eigen::MatrixXd* hessian,
-                                                     const ExpertSource& source,
-                                                     const QuantizeProgress& progress) {
+std::vector<QuantizedLinear> quantize_expert_linears(
+    const Recipe& recipe, const ModelConfig& config, BlockWeights& w, int expert,
+    std::span<const LinearRole> roles, const Eigen::MatrixXd* hessian, const ExpertSource& source,
+    const QuantizeProgress& progress, const MatrixRM* correction) {
   std::optional<GptqHessian> factor;
   if (hessian != nullptr && recipe.method == Method::Gptq && recipe.format != OutputFormat::gguf)
     factor = prepare_hessian(*hessian, recipe.gptq_config());
   ExpertWeights& x = w.experts.at(static_cast<std::size_t>(expert));
   std::vector<QuantizedLinear> out;
   for (LinearRole role : roles) {
-    QuantizedLinear q = quantize_linear(recipe, config, w.layer, role, x.weight(role), hessian,
-                                        factor ? &*factor : nullptr);
+    QuantizedLinear q = quantize_toward(recipe, config, w.layer, role, x.weight(role), hessian,
+                                        factor ? &*factor : nullptr, correction);
     q.expert = q.report.expert = expert;
     q.report.routed_tokens = source.routed_tokens;
     q.report.expert_hessian = source.hessian;

@@ -21,11 +21,15 @@
 namespace ptq {
 
 // The calibration stream at a mixture layer, batch by batch: its MLP input (the
-// normed stream) and the residual add of the layer's output.
+// normed stream) and the residual add of the layer's output. With the recipe
+// target float_outputs, also the float model's MLP input (same rows): each
+// expert's GPTAQ target is the float expert's output on the float model's
+// input, over the tokens the quantized model routes to it.
 struct ExpertBatches {
   Eigen::Index count = 0;
   std::function<MatrixRM(Eigen::Index batch)> mlp_in;
   std::function<void(Eigen::Index batch, const MatrixRM& output)> add;
+  std::function<MatrixRM(Eigen::Index batch)> float_mlp_in;  // empty: target quantized_inputs
 };
 
 inline constexpr std::array<LinearRole, 2> kExpertGateUp = {LinearRole::gate, LinearRole::up};
@@ -44,18 +48,17 @@ bool expert_takes_every_token(const Recipe& recipe, const ModelConfig& config, s
 
 // Rounds expert `expert`'s Linears `roles` of layer w.layer, which read one
 // input, under its Hessian (null: RTN; GPTQ's factor prepared once for them),
-// and swaps in their dequantized weights.
-std::vector<QuantizedLinear> quantize_expert_linears(const Recipe& recipe,
-                                                     const ModelConfig& config, BlockWeights& w,
-                                                     int expert, std::span<const LinearRole> roles,
-                                                     const Eigen::MatrixXd* hessian,
-                                                     const ExpertSource& source,
-                                                     const QuantizeProgress& progress);
+// toward GPTAQ's target when `correction` is given (quantize_toward), and
+// swaps in their dequantized weights.
+std::vector<QuantizedLinear> quantize_expert_linears(
+    const Recipe& recipe, const ModelConfig& config, BlockWeights& w, int expert,
+    std::span<const LinearRole> roles, const Eigen::MatrixXd* hessian, const ExpertSource& source,
+    const QuantizeProgress& progress, const MatrixRM* correction = nullptr);
 
 // InputError naming the recipe field when a model with mixture-of-experts
-// layers gets what ptq does not do to experts yet: methods other than RTN,
-// GPTQ and AWQ (or none into GGUF), SmoothQuant's scales, GPTAQ's float
-// target, mixes and NF4; or when a model without them is given an experts key.
+// layers gets what ptq does not do to experts yet: NF4 and the bitsandbytes
+// format, float outputs (none) into other formats than GGUF, and mixes; or
+// when a model without them is given an experts key.
 void require_expert_support(const ModelConfig& config, const Recipe& recipe);
 
 // Quantizes every expert of layer w.layer, expert by expert, and swaps in the

@@ -106,6 +106,40 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
   return q;
 }
 
+FloatOutputCross::FloatOutputCross(Eigen::Index features)
+    : sum_(Eigen::MatrixXd::Zero(features, features)) {}
+
+void FloatOutputCross::add(const MatrixRM& q, const MatrixRM& f) {
+  PTQ_ASSERT(q.rows() == f.rows() && q.cols() == sum_.cols() && f.cols() == sum_.cols());
+  constexpr Eigen::Index kRows = 2048;
+  MatrixRM part(q.cols(), q.cols());
+  for (Eigen::Index r0 = 0; r0 < q.rows(); r0 += kRows) {
+    const Eigen::Index rows = std::min(kRows, q.rows() - r0);
+    const MatrixRM qt = q.middleRows(r0, rows).transpose();
+    const MatrixRM diff = f.middleRows(r0, rows) - q.middleRows(r0, rows);
+    parallel_gemm(qt, diff, GemmOp::plain, part, GemmOutput::overwrite);
+    sum_ += part.cast<double>();
+  }
+  tokens_ += q.rows();
+}
+
+MatrixRM FloatOutputCross::correction(const Eigen::MatrixXd& hessian, double target_damp) const {
+  Eigen::MatrixXd cross = sum_ / static_cast<double>(std::max<std::int64_t>(tokens_, 1));
+  cross *= 2.0;  // gptq_hessian's scale
+  return float_output_correction(hessian, cross, target_damp);
+}
+
+QuantizedLinear quantize_toward(const Recipe& recipe, const ModelConfig& config, int layer,
+                                LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian,
+                                const GptqHessian* factor, const MatrixRM* correction) {
+  if (correction == nullptr)
+    return quantize_linear(recipe, config, layer, role, w, hessian, factor);
+  QuantizedLinear q = quantize_linear(recipe, config, layer, role,
+                                      float_output_target(w, *correction), hessian, factor);
+  q.report.weight_mse = weight_mse(w, q.dequantize());
+  return q;
+}
+
 void finish_report(QuantizedLinear& q, const MatrixRM& w, Clock::time_point t0) {
   q.report.layer = q.layer;
   q.report.role = q.role;
@@ -140,15 +174,8 @@ struct BlockJob {
 void quantize_group(BlockJob& job, LinearInput input, const Eigen::MatrixXd* hessian,
                     const GptqHessian* factor = nullptr, const MatrixRM* correction = nullptr) {
   for (LinearRole role : roles_reading(input)) {
-    const MatrixRM& w = job.w.weight(role);
-    if (correction == nullptr) {
-      job.out.push_back(
-          quantize_linear(job.recipe, job.config, job.w.layer, role, w, hessian, factor));
-    } else {  // recipe target float_outputs: GPTAQ's target, its MSE against the float weights
-      job.out.push_back(quantize_linear(job.recipe, job.config, job.w.layer, role,
-                                        float_output_target(w, *correction), hessian, factor));
-      job.out.back().report.weight_mse = weight_mse(w, job.out.back().dequantize());
-    }
+    job.out.push_back(quantize_toward(job.recipe, job.config, job.w.layer, role, job.w.weight(role),
+                                      hessian, factor, correction));
     job.w.weight(role) = job.out.back().dequantize();
     log_linear(job.progress, job.out.back().report);
   }
@@ -190,20 +217,18 @@ class GroupInput {
         float_compute_(std::move(float_compute)) {}
 
   LinearInput input() const { return input_; }
+  int features() const { return features_; }
   bool has_float_input() const { return static_cast<bool>(float_compute_); }
 
-  // The input's statistics; with a float input also `cross`, the mean of
-  // X~^T (X - X~) (X~ this input, X the float model's), for float_output_target.
-  InputStats stats(Eigen::MatrixXd* cross = nullptr) {
+  // The input's statistics; with a float input also GPTAQ's `cross`.
+  InputStats stats(FloatOutputCross* cross = nullptr) {
     InputStats stats(features_, StatsContent::hessian);
-    if (cross != nullptr) *cross = Eigen::MatrixXd::Zero(features_, features_);
     for (Eigen::Index b = 0; b < stream_.batches(); ++b) {
       MatrixRM in = compute_(b);
       stats.add(in);
-      if (cross != nullptr) add_cross(in, float_compute_(b), *cross);
+      if (cross != nullptr) cross->add(in, float_compute_(b));
       if (policy_ == CachePolicy::keep) kept_.push_back(std::move(in));
     }
-    if (cross != nullptr) *cross /= static_cast<double>(std::max<std::int64_t>(stats.tokens, 1));
     return stats;
   }
 
@@ -226,19 +251,6 @@ class GroupInput {
   Compute compute_;
   Compute float_compute_;
   std::vector<MatrixRM> kept_;
-
-  // sum += q^T (f - q), float32 products over fixed row chunks summed in double.
-  static void add_cross(const MatrixRM& q, const MatrixRM& f, Eigen::MatrixXd& sum) {
-    constexpr Eigen::Index kRows = 2048;
-    MatrixRM part(q.cols(), q.cols());
-    for (Eigen::Index r0 = 0; r0 < q.rows(); r0 += kRows) {
-      const Eigen::Index rows = std::min(kRows, q.rows() - r0);
-      const MatrixRM qt = q.middleRows(r0, rows).transpose();
-      const MatrixRM diff = f.middleRows(r0, rows) - q.middleRows(r0, rows);
-      parallel_gemm(qt, diff, GemmOp::plain, part, GemmOutput::overwrite);
-      sum += part.cast<double>();
-    }
-  }
 };
 
 // GPTQ onto uniform grids factors the group's Hessian once for all its
@@ -247,14 +259,13 @@ class GroupInput {
 // float input (recipe target float_outputs) each Linear rounds GPTAQ's target
 // under the same H, from the correction X~^T (X - X~) gives.
 void quantize_group(BlockJob& job, GroupInput& input) {
-  Eigen::MatrixXd cross;
-  Eigen::MatrixXd hessian =
-      gptq_hessian(input.stats(input.has_float_input() ? &cross : nullptr).mean_xtx());
+  std::optional<FloatOutputCross> cross;
+  if (input.has_float_input()) cross.emplace(input.features());
+  Eigen::MatrixXd hessian = gptq_hessian(input.stats(cross ? &*cross : nullptr).mean_xtx());
   std::optional<MatrixRM> correction;
-  if (input.has_float_input()) {
-    cross *= 2.0;  // gptq_hessian's scale
-    correction = float_output_correction(hessian, cross, job.recipe.target_damp);
-    cross = Eigen::MatrixXd();
+  if (cross) {
+    correction = cross->correction(hessian, job.recipe.target_damp);
+    cross.reset();
   }
   const MatrixRM* c = correction ? &*correction : nullptr;
   if (job.recipe.method != Method::Gptq || job.recipe.format == OutputFormat::gguf)
@@ -305,9 +316,13 @@ class FloatBlock {
   void add_sublayer(std::size_t i) {
     const Stream& from = streams_[i];
     Stream& to = i + 1 < streams_.size() ? streams_[i + 1] : streams_[0];
+    const bool experts = block_sublayers[i].sublayer == Sublayer::mlp && c_.is_moe(w_.layer);
     for (Eigen::Index b = 0; b < from.batches(); ++b) {
       MatrixRM x = from.batch(b);
-      add_sublayer_output(c_, w_, block_sublayers[i], inner(i, b), x);
+      if (experts)
+        x += moe_output(c_, w_, normed(i, b));
+      else
+        add_sublayer_output(c_, w_, block_sublayers[i], inner(i, b), x);
       to.x.middleRows(to.first_row(b), to.rows(b)) = x;
     }
   }
@@ -322,16 +337,21 @@ class FloatBlock {
 };
 
 // A mixture layer's experts over the stream after the attention's residual add
-// (experts.hpp); x leaves as the quantized layer's output.
-void quantize_stream_experts(BlockJob& job, Stream& s, const SublayerSpec& mlp) {
-  const ExpertBatches batches{
-      s.batches(),
-      [&](Eigen::Index b) { return sublayer_normed(job.config, job.w, mlp, s.batch(b)); },
-      [&](Eigen::Index b, const MatrixRM& out) {
-        s.x.middleRows(s.first_row(b), s.rows(b)) += out;
-      }};
+// (experts.hpp), sublayer i; x leaves as the quantized layer's output, and the
+// float block's stream (target float_outputs) as the float layer's.
+void quantize_stream_experts(BlockJob& job, Stream& s, std::size_t i, FloatBlock* fb) {
+  ExpertBatches batches{s.batches(),
+                        [&](Eigen::Index b) {
+                          return sublayer_normed(job.config, job.w, block_sublayers[i], s.batch(b));
+                        },
+                        [&](Eigen::Index b, const MatrixRM& out) {
+                          s.x.middleRows(s.first_row(b), s.rows(b)) += out;
+                        },
+                        {}};
+  if (fb != nullptr) batches.float_mlp_in = [fb, i](Eigen::Index b) { return fb->normed(i, b); };
   for (QuantizedLinear& q : quantize_experts(job.recipe, job.config, job.w, &batches, job.progress))
     job.out.push_back(std::move(q));
+  if (fb != nullptr) fb->add_sublayer(i);
 }
 
 // True-sequential quantization of one block over the calibration stream, each
@@ -351,7 +371,7 @@ void quantize_calibrated(BlockJob& job, const ModelConfig& c, Stream& s,
   for (std::size_t i = 0; i < block_sublayers.size(); ++i) {
     const SublayerSpec& sublayer = block_sublayers[i];
     if (sublayer.sublayer == Sublayer::mlp && c.is_moe(w.layer))
-      return quantize_stream_experts(job, s, sublayer);
+      return quantize_stream_experts(job, s, i, fb ? &*fb : nullptr);
     auto float_input = [&](MatrixRM (FloatBlock::*stage)(std::size_t, Eigen::Index)) {
       if (!fb) return GroupInput::Compute{};
       return GroupInput::Compute([&fb, stage, i](Eigen::Index b) { return ((*fb).*stage)(i, b); });

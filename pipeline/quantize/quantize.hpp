@@ -40,6 +40,28 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
                                 LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian,
                                 const GptqHessian* factor = nullptr);
 
+// Recipe target float_outputs (GPTAQ): the mean over an input's tokens of
+// X~^T (X - X~), X~ the quantized model's input and X the float model's on the
+// same rows, batch by batch; then the correction float_output_target takes.
+class FloatOutputCross {
+ public:
+  explicit FloatOutputCross(Eigen::Index features);
+  // sum += q^T (f - q), float32 products over fixed row chunks summed in double.
+  void add(const MatrixRM& quantized, const MatrixRM& float_input);
+  // float_output_correction under the input's Hessian (gptq_hessian's scale).
+  MatrixRM correction(const Eigen::MatrixXd& hessian, double target_damp) const;
+
+ private:
+  Eigen::MatrixXd sum_;
+  std::int64_t tokens_ = 0;
+};
+
+// quantize_linear, toward GPTAQ's target W + W M^T when `correction` (M) is
+// given; the report's weight MSE is then against w itself.
+QuantizedLinear quantize_toward(const Recipe& recipe, const ModelConfig& config, int layer,
+                                LinearRole role, const MatrixRM& w, const Eigen::MatrixXd* hessian,
+                                const GptqHessian* factor, const MatrixRM* correction);
+
 // GPTQ inside ggml's `grid` (algorithms/ggml_gptq.hpp) with the recipe's
 // damping and column order: what --method gptq --format gguf does to each
 // Linear. Cholesky failing: ggml's own search weighted by diag H. Fills

@@ -28,6 +28,7 @@
 #include "pipeline/output/quantized_model.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
 #include "test_paths.hpp"
+#include "tiny_as.hpp"
 
 namespace ptq {
 namespace {
@@ -545,9 +546,7 @@ TEST_P(MixtureOfExperts, WhatExpertsCannotTakeYetIsRefusedBeforeAnyOutput) {
   const auto dir = test::temp_dir("family-" + GetParam() + "-refused");
   const std::string ids = (model() / "ref_ids.ids").string();
   const std::vector<std::pair<std::string, std::filesystem::path>> commands{
-      {"quantize --recipe " + (test::source_dir() / "recipes/w4-g128-best.yaml").string() +
-           " --calib-ids " + ids + " --seqlen 32 --out ",
-       dir / "float-outputs"},
+      {"quantize --method nf4 --out ", dir / "nf4"},
       {"quantize --method rtn --format gguf --gguf-type auto --max-bytes 1000000 --calib-ids " +
            ids + " --seqlen 32 --out ",
        dir / "gguf-mix"},
@@ -588,6 +587,68 @@ TEST(Families, MixturesLlamaCppCannotRunAreRefusedForGguf) {
     EXPECT_EQ(test::run_ptq(args, dir / "run.log"), 2) << log_of(dir / "run.log");
     EXPECT_NE(log_of(dir / "run.log").find(key), std::string::npos) << log_of(dir / "run.log");
     EXPECT_FALSE(std::filesystem::exists(out));
+  }
+}
+
+// A mixture of one expert under top-1 routing is its dense model: the expert
+// is tiny's MLP and its weight, the softmax of one logit, exactly 1. GPTQ
+// toward the float model's outputs (the shipped W4 g128 recipe: clip, target
+// float_outputs) gives the expert of layer 0 the codes it gives tiny's MLP,
+// byte for byte, only if the float model's MLP input reaches the expert's
+// targets; and layer 1 nearly the same codes only if the float stream advanced
+// past the mixture as the dense float block's does. (Not byte for byte: the
+// dense block adds down_proj's output to the stream inside a GEMM that sums
+// its 768 products in blocks, the mixture adds the weighted sum after it, so
+// the streams leave layer 0 apart in their last bits.) Plain GPTQ's codes are
+// half different.
+TEST(Families, AOneExpertMixtureGetsItsDenseModelsFloatTargetCodes) {
+  const auto dir = test::temp_dir("family-moe-gptaq");
+  const std::string calib = " --calib-ids " +
+                            test::fixture("goldens/tiny/calib_generic.ids").string() +
+                            " --samples 8 --seqlen 128 --format gptq --out ";
+  const std::string best =
+      " --recipe " + (test::source_dir() / "recipes/w4-g128-best.yaml").string();
+  const std::string tiny = test::fixture("models/tiny").string();
+  const std::pair<std::string, std::string> runs[] = {
+      {"dense", "--model " + tiny + best},
+      {"mixture", "--model " + test::tiny_as("mixtral1").string() + best},
+      {"plain", "--model " + tiny + " --method gptq --bits 4 --group 128"},
+  };
+  for (const auto& [name, args] : runs)
+    ASSERT_EQ(test::run_ptq("quantize " + args + calib + (dir / name).string(), dir / "run.log"), 0)
+        << name << "\n"
+        << log_of(dir / "run.log");
+  const Checkpoint dense = Checkpoint::open(dir / "dense"),
+                   mixture = Checkpoint::open(dir / "mixture"),
+                   plain = Checkpoint::open(dir / "plain");
+  // The share of bytes of tensor `a` in `x` equal to those of `b` in `y`.
+  const auto same = [](const Checkpoint& x, const std::string& a, const Checkpoint& y,
+                       const std::string& b) {
+    const auto u = x.require(a).bytes, v = y.require(b).bytes;
+    EXPECT_EQ(u.size(), v.size()) << a;
+    if (u.size() != v.size()) return 0.0;
+    std::size_t equal = 0;
+    for (std::size_t i = 0; i < u.size(); ++i) equal += u[i] == v[i];
+    return static_cast<double>(equal) / static_cast<double>(u.size());
+  };
+  const std::pair<std::string, std::string> linears[] = {
+      {"self_attn.q_proj", "self_attn.q_proj"},
+      {"self_attn.k_proj", "self_attn.k_proj"},
+      {"self_attn.v_proj", "self_attn.v_proj"},
+      {"self_attn.o_proj", "self_attn.o_proj"},
+      {"mlp.gate_proj", "block_sparse_moe.experts.0.w1"},
+      {"mlp.up_proj", "block_sparse_moe.experts.0.w3"},
+      {"mlp.down_proj", "block_sparse_moe.experts.0.w2"}};
+  for (int layer = 0; layer < 2; ++layer) {
+    const std::string p = "model.layers." + std::to_string(layer) + ".";
+    for (const auto& [in_dense, in_mixture] : linears) {
+      for (const char* part : {".qweight", ".scales", ".qzeros"}) {
+        const std::string d = p + in_dense + part, m = p + in_mixture + part;
+        EXPECT_GE(same(mixture, m, dense, d), layer == 0 ? 1.0 : 0.98) << m;
+      }
+      const std::string qweight = p + in_dense + ".qweight";
+      EXPECT_LT(same(plain, qweight, dense, qweight), 0.7) << qweight;
+    }
   }
 }
 

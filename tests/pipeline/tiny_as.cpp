@@ -119,11 +119,12 @@ std::vector<TensorToWrite> gemma_tensors(const Checkpoint& source, int layers, b
 }
 
 // Tiny's tensors with each MLP as `experts` experts, each tiny's MLP with
-// every weight scaled by 1 + N(0, 0.1) (experts alike, as a trained model's
+// every weight scaled by 1 + N(0, spread) (experts alike, as a trained model's
 // are not, so that any top-k choice gives tiny's model nearly), under a router
 // of N(0, 0.05) weights. Per-expert modules in Mixtral's v4 names, or (stacked)
 // transformers v5's gate_up_proj [E, 2I, H] and down_proj [E, H, I].
-std::vector<TensorToWrite> moe_tensors(const Checkpoint& source, int experts, bool stacked,
+std::vector<TensorToWrite> moe_tensors(const Checkpoint& source, int experts, float spread,
+                                       bool stacked,
                                        std::vector<std::vector<std::uint16_t>>& owned) {
   std::vector<TensorToWrite> out;
   const auto put = [&](const std::string& name, std::vector<std::int64_t> shape,
@@ -133,7 +134,7 @@ std::vector<TensorToWrite> moe_tensors(const Checkpoint& source, int experts, bo
   };
   const auto varied = [&](const TensorView& t, unsigned seed) {
     std::mt19937 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 0.1f);
+    std::normal_distribution<float> normal(0.0f, spread);
     std::vector<std::uint16_t> values;
     for (float v : t.to_float()) values.push_back(float_to_half(v * (1.0f + normal(rng))));
     return values;
@@ -193,8 +194,10 @@ fs::path tiny_as(const std::string& arch) {
   else if (arch.starts_with("gemma"))
     tensors = gemma_tensors(source, arch == "gemma3" ? 6 : 4, arch == "gemma3", arch == "gemma3",
                             gemma_owned);
+  else if (arch == "mixtral1")  // tiny itself: one expert, its weight exactly 1
+    tensors = moe_tensors(source, 1, 0.0f, false, gemma_owned);
   else if (arch == "mixtral" || arch == "qwen3moe")
-    tensors = moe_tensors(source, arch == "mixtral" ? 8 : 4, arch == "qwen3moe", gemma_owned);
+    tensors = moe_tensors(source, arch == "mixtral" ? 8 : 4, 0.1f, arch == "qwen3moe", gemma_owned);
   else
     for (const TensorView* t : source.tensors())
       tensors.push_back({t->name, t->dtype, t->shape, t->bytes});
@@ -224,12 +227,12 @@ fs::path tiny_as(const std::string& arch) {
     config["architectures"] = {name + "ForCausalLM"};
     config["model_type"] = arch;
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
-  } else if (arch == "mixtral") {
+  } else if (arch.starts_with("mixtral")) {
     config["architectures"] = {"MixtralForCausalLM"};
     config["model_type"] = "mixtral";
     for (const char* key : {"attention_bias", "mlp_bias", "pretraining_tp"}) config.erase(key);
-    config["num_local_experts"] = 8;
-    config["num_experts_per_tok"] = 2;
+    config["num_local_experts"] = arch == "mixtral1" ? 1 : 8;
+    config["num_experts_per_tok"] = arch == "mixtral1" ? 1 : 2;
   } else if (arch == "qwen3moe") {
     config["architectures"] = {"Qwen3MoeForCausalLM"};
     config["model_type"] = "qwen3_moe";

@@ -8,7 +8,8 @@
 // "gemma3" Gemma's norms and layers around tiny's Linears, "mixtral" (8
 // experts, transformers v4's per-expert modules) and "qwen3moe" (4 experts
 // stacked as transformers v5 holds them, q/k norms) each MLP as experts near
-// tiny's own under a random router. The folder's name,
+// tiny's own under a random router; "mixtral1" is tiny as a mixture of one
+// expert (tiny's MLP itself, top 1: the same model). The folder's name,
 // the files' general.name, is "model": llama.cpp treats a model named phi3 as
 // Phi-3's own vocabulary, which tiny's is not.
 #include <filesystem>
