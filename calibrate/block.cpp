@@ -187,6 +187,15 @@ const VectorF& BlockWeights::norm(NormRole role) const {
   return const_cast<BlockWeights*>(this)->norm(role);
 }
 
+MatrixRM& BlockWeights::weight(const LinearKey& key) {
+  return key.expert >= 0 ? experts.at(static_cast<std::size_t>(key.expert)).weight(key.role)
+                         : weight(key.role);
+}
+
+const MatrixRM& BlockWeights::weight(const LinearKey& key) const {
+  return const_cast<BlockWeights*>(this)->weight(key);
+}
+
 std::size_t BlockWeights::float_count() const {
   std::size_t n = input_norm.size() + post_attention_norm.size() + q_norm.size() + k_norm.size() +
                   attention_out_norm.size() + mlp_out_norm.size();

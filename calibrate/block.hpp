@@ -43,6 +43,9 @@ struct BlockWeights {
   const VectorF& norm(NormRole role) const;
   MatrixRM& weight(LinearRole r) { return linear[static_cast<std::size_t>(r)]; }
   const MatrixRM& weight(LinearRole r) const { return linear[static_cast<std::size_t>(r)]; }
+  // The Linear `key` names in this block: an expert's, or the block's own.
+  MatrixRM& weight(const LinearKey& key);
+  const MatrixRM& weight(const LinearKey& key) const;
   const VectorF& bias_of(LinearRole r) const { return bias[static_cast<std::size_t>(r)]; }
   std::size_t float_count() const;  // resident size, for memory budgets
 };

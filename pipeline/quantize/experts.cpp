@@ -95,20 +95,9 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
             "\"" + std::string(path) + "\", which only mixture-of-experts layers read");
     return;
   }
-  const std::string model = "a " + c.model_type + " model (mixture-of-experts layers)";
-  auto refuse = [&](const std::string& field, const std::string& expected,
-                    const std::string& found) {
-    throw input_error(field + " for " + model, expected, found);
-  };
-  // `none` converts, which GGUF alone does for them (F16, BF16, F32).
-  const bool converts = r.method == Method::None && r.format == OutputFormat::gguf;
-  if (r.method == Method::Nf4 || (r.method == Method::None && !converts))
-    refuse("method", "rtn, gptq, awq or w8a8 (or none into gguf)",
-           std::string(method_name(r.method)));
-  if (r.mixes()) refuse("the grid", "one grid for every Linear", "a mix");
-  if (r.format == OutputFormat::bnb_nf4)
-    refuse("format", "dequantized, gptq, awq, compressed-tensors or gguf",
-           std::string(output_format_info(r.format).name));
+  if (r.mixes())
+    throw input_error("the grid for a " + c.model_type + " model (mixture-of-experts layers)",
+                      "one grid for every Linear", "a mix");
 }
 
 bool expert_takes_every_token(const Recipe& recipe, const ModelConfig& config,

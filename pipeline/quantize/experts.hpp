@@ -56,9 +56,8 @@ std::vector<QuantizedLinear> quantize_expert_linears(
     const QuantizeProgress& progress, const MatrixRM* correction = nullptr);
 
 // InputError naming the recipe field when a model with mixture-of-experts
-// layers gets what ptq does not do to experts yet: NF4 and the bitsandbytes
-// format, float outputs (none) into other formats than GGUF, and mixes; or
-// when a model without them is given an experts key.
+// layers gets what ptq does not do to experts yet, a mix of grids; or when a
+// model without them is given an experts key.
 void require_expert_support(const ModelConfig& config, const Recipe& recipe);
 
 // Quantizes every expert of layer w.layer, expert by expert, and swaps in the

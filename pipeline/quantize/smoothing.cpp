@@ -46,10 +46,7 @@ void fold_scale_group(BlockWeights& w, const ScaleGroup& g) {
 void apply_block_scales(BlockWeights& w, const BlockScales& block, const QuantSpec& spec) {
   for (const ScaleGroup& g : block.scales) fold_scale_group(w, g);
   for (const WeightClip& c : block.clips) {
-    MatrixRM& weight = c.expert >= 0
-                           ? w.experts.at(static_cast<std::size_t>(c.expert)).weight(c.role)
-                           : w.weight(c.role);
-    awq_apply_clip(weight, c.max_val, spec);
+    awq_apply_clip(w.weight(LinearKey{w.layer, c.role, c.expert}), c.max_val, spec);
   }
 }
 

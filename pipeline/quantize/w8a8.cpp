@@ -24,9 +24,7 @@ InputScales static_scales(const InputRanges& ranges, double percentile) {
 // Linear `key` of block w, int8 per output channel (an expert's as well).
 QuantizedLinear int8_linear(BlockWeights& w, const LinearKey& key) {
   const auto t0 = Clock::now();
-  const MatrixRM& weight = key.expert >= 0
-                               ? w.experts.at(static_cast<std::size_t>(key.expert)).weight(key.role)
-                               : w.weight(key.role);
+  const MatrixRM& weight = w.weight(key);
   QuantizedLinear q{key.layer, key.role, int8_quantize_rows(weight), {}, key.expert};
   finish_report(q, weight, t0);
   return q;
@@ -42,38 +40,39 @@ void log_block(const QuantizeProgress& progress, const char* method, int layer,
   progress.log(line);
 }
 
-// NF4 of one block's Linears. A fused module (Phi-3's qkv_proj, gate_up_proj)
-// is quantized whole, as bitsandbytes quantizes the module it stores, then cut
-// into its parts, which keep the module's absmax offset and second-level scales.
+// NF4 of one block's Linears (a mixture layer's experts each on its own). A
+// fused module (Phi-3's qkv_proj, gate_up_proj) is quantized whole, as
+// bitsandbytes quantizes the module it stores, then cut into its parts, which
+// keep the module's absmax offset and second-level scales.
 void nf4_block(const ModelConfig& c, const BlockWeights& w, int layer, const Nf4Config& config,
                std::vector<QuantizedLinear>& out) {
-  for (std::size_t i = 0; i < all_linear_roles.size();) {
+  const std::vector<LinearKey> keys = block_linears(c, layer);
+  for (std::size_t i = 0, end = 0; i < keys.size(); i = end) {
     const auto t0 = Clock::now();
-    const LinearStorage stored = linear_storage(c, all_linear_roles[i]);
-    std::vector<LinearRole> parts;  // the module's roles (its rows in role order)
-    for (; i < all_linear_roles.size() &&
-           linear_storage(c, all_linear_roles[i]).module == stored.module;
-         ++i)
-      parts.push_back(all_linear_roles[i]);
-    if (parts.size() == 1) {
-      QuantizedLinear q{layer, parts[0], nf4_quantize(w.weight(parts[0]), config), {}};
-      finish_report(q, w.weight(parts[0]), t0);
+    const std::string module = linear_weight_module(c, keys[i]);
+    for (end = i + 1; end < keys.size() && linear_weight_module(c, keys[end]) == module;) ++end;
+    if (end == i + 1) {
+      const MatrixRM& weight = w.weight(keys[i]);
+      QuantizedLinear q{layer, keys[i].role, nf4_quantize(weight, config), {}, keys[i].expert};
+      finish_report(q, weight, t0);
       out.push_back(std::move(q));
       continue;
     }
-    MatrixRM whole(stored.rows, w.weight(parts[0]).cols());
-    for (LinearRole role : parts)
-      whole.middleRows(linear_storage(c, role).first_row, w.weight(role).rows()) = w.weight(role);
-    const Nf4Matrix module = nf4_quantize(whole, config);
-    for (LinearRole role : parts) {
-      const LinearKey key{layer, role, -1};
-      QuantizedLinear q{layer,
-                        role,
-                        nf4_slice_rows(module, static_cast<int>(linear_storage(c, role).first_row),
-                                       static_cast<int>(w.weight(role).rows()),
-                                       linear_weight_module(c, key) + ".weight"),
-                        {}};
-      finish_report(q, w.weight(role), t0);
+    const LinearStorage stored = linear_storage(c, keys[i].role);
+    MatrixRM whole(stored.rows, w.weight(keys[i]).cols());
+    for (std::size_t k = i; k < end; ++k)
+      whole.middleRows(linear_storage(c, keys[k].role).first_row, w.weight(keys[k]).rows()) =
+          w.weight(keys[k]);
+    const Nf4Matrix fused = nf4_quantize(whole, config);
+    for (std::size_t k = i; k < end; ++k) {
+      const MatrixRM& part = w.weight(keys[k]);
+      QuantizedLinear q{
+          layer,
+          keys[k].role,
+          nf4_slice_rows(fused, static_cast<int>(linear_storage(c, keys[k].role).first_row),
+                         static_cast<int>(part.rows()), module + ".weight"),
+          {}};
+      finish_report(q, part, t0);
       out.push_back(std::move(q));
     }
   }
