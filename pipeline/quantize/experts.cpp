@@ -95,9 +95,11 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
             "\"" + std::string(path) + "\", which only mixture-of-experts layers read");
     return;
   }
-  if (r.mixes())
+  // compressed-tensors' mix chooses a grid per block Linear, not per expert.
+  if (r.mixes() && r.format != OutputFormat::gguf)
     throw input_error("the grid for a " + c.model_type + " model (mixture-of-experts layers)",
-                      "one grid for every Linear", "a mix");
+                      "one grid for every Linear, or a GGUF mix",
+                      "a mix into " + std::string(output_format_info(r.format).name));
 }
 
 bool expert_takes_every_token(const Recipe& recipe, const ModelConfig& config,

@@ -84,12 +84,14 @@ std::vector<TensorCosts> gguf_costs(std::span<const GgufTensorPlan> plan, const 
       use = config.tie_word_embeddings ? TensorUse::tied_embedding : TensorUse::embedding;
     if (name.role == GgufTensorRole::output) use = TensorUse::head;
     TensorCosts t(p.gguf_name, use, p.cols() * p.rows(), std::move(bytes));
-    if (use == TensorUse::linear) {
-      const std::optional<LinearRole> role = gguf_linear_role(name.role);
-      if (!role)
-        throw input_error(p.gguf_name, "a block Linear, the token embedding or the head", "another tensor");
+    if (use == TensorUse::linear) {  // the Linears it holds (Phi-3's fused parts; experts)
       t.layer = name.layer;
-      t.role = *role;
+      if (t.layer >= 0 && t.layer < config.num_layers)
+        for (const LinearKey& key : block_linears(config, t.layer))
+          if (gguf_linear_name(config, t.layer, key.role) == p.gguf_name) t.parts.push_back(key);
+      if (t.parts.empty())
+        throw input_error(p.gguf_name, "a block Linear, the token embedding or the head",
+                          "another tensor");
     }
     costs.push_back(std::move(t));
   }
@@ -117,8 +119,8 @@ GgufMix choose_gguf_mix(const Model& model, const Recipe& recipe,
   if (!recipe.imatrix.empty()) imatrix = read_imatrix(recipe.imatrix);
   // As the final run rounds: GPTQ inside the grid for a block Linear, ggml's
   // own quantizer (with the imatrix when given) for RTN and the embeddings.
-  const CandidateRounder round = [&](const TensorCosts& t, std::size_t k, const MatrixRM& w,
-                                     const Eigen::MatrixXd* h) {
+  const CandidateRounder round = [&](const TensorCosts& t, const LinearKey* part, std::size_t k,
+                                     const MatrixRM& w, const Eigen::MatrixXd* h) {
     const GgmlGrid grid = *gguf_grid(candidates.types[k]->id);
     if (recipe.method == Method::Gptq && h != nullptr) {
       LinearReport unused;
@@ -126,6 +128,10 @@ GgufMix choose_gguf_mix(const Model& model, const Recipe& recipe,
     }
     std::vector<float> importance;
     if (imatrix) importance = imatrix->importance(t.name).value_or(importance);
+    // A stacked expert tensor's importance holds one slice of columns per expert.
+    if (part != nullptr && part->expert >= 0 && !importance.empty())
+      importance = std::vector<float>(importance.begin() + part->expert * w.cols(),
+                                      importance.begin() + (part->expert + 1) * w.cols());
     return dequantize(ggml_quantize(grid, w, importance));
   };
   const TableWeights table = [&](const TensorCosts& t) {

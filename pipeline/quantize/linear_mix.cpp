@@ -36,7 +36,7 @@ LinearMix choose_linear_mix(const Model& model, const Recipe& recipe,
                             : compressed_linear_bytes(r.spec, in, out));
       costs.emplace_back(linear_module_name(layer, role), TensorUse::linear, in * out, std::move(bytes));
       costs.back().layer = layer;
-      costs.back().role = role;
+      costs.back().parts = {{layer, role}};
       weights += in * out;
     }
   const MixBudgetBytes budget{
@@ -44,9 +44,9 @@ LinearMix choose_linear_mix(const Model& model, const Recipe& recipe,
   check_mix_fits(costs, budget, 0, "--bpw " + std::to_string(recipe.mix.bpw), weights,
                  "Linear weight");
 
-  const CandidateRounder round = [&](const TensorCosts& t, std::size_t k, const MatrixRM& w,
-                                     const Eigen::MatrixXd* h) {
-    return quantize_linear(rounding[k], config, t.layer, t.role, w, h).dequantize();
+  const CandidateRounder round = [&](const TensorCosts& t, const LinearKey* part, std::size_t k,
+                                     const MatrixRM& w, const Eigen::MatrixXd* h) {
+    return quantize_linear(rounding[k], config, t.layer, part->role, w, h).dequantize();
   };
   const MixContext mix{model, recipe, candidates, progress};
   const int windows = mix_costs(mix, calibration, batch_windows, kLinearMixOutput, budget, round,

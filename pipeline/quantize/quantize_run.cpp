@@ -46,8 +46,7 @@ std::int32_t eos_of(const ModelConfig& config, const Tokenizer& tokenizer) {
 
 // Formats that cannot hold the model, refused before any work: a GGUF file's
 // metadata is built once now so that its checks (an architecture llama.cpp
-// names, a vocabulary its loader accepts) fail before hours of quantization; a
-// GGUF mix is chosen per unfused Linear.
+// names, a vocabulary its loader accepts) fail before hours of quantization.
 void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
                        const Recipe& recipe) {
   require_expert_support(c, recipe);
@@ -62,11 +61,13 @@ void refuse_unwritable(const std::filesystem::path& model, const ModelConfig& c,
                             "a type AWQ rounds onto (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)",
                             std::string(ggml_grid_info(grid).name));
       }
-  // The mix chooser prices one Linear per GGUF tensor (attn_qkv holds three).
-  if (recipe.format == OutputFormat::gguf && recipe.chooses_mix() && has_fused_linears(c))
-    throw input_error(c.model_type + " config.json: model_type",
-                      "a family whose Linears are stored one per tensor, for --gguf-type auto",
-                      "\"" + c.model_type + "\", which stores q/k/v and gate/up fused");
+  // compressed-tensors' mix chooses a grid per Linear; a fused module has one.
+  if (recipe.format == OutputFormat::compressed_tensors && recipe.chooses_mix() &&
+      has_fused_linears(c))
+    throw input_error(
+        c.model_type + " config.json: model_type",
+        "a family whose Linears are stored one per module, for a compressed-tensors mix",
+        "\"" + c.model_type + "\", which stores q/k/v and gate/up fused");
 }
 
 // Measured single-precision GEMM rate on this machine, the way the forward

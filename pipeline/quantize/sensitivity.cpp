@@ -13,6 +13,7 @@
 #include "io/json_strict.hpp"
 #include "pipeline/formats/mix_file.hpp"
 #include "pipeline/quantize/calib_stats.hpp"
+#include "pipeline/quantize/experts.hpp"
 
 namespace ptq {
 
@@ -103,23 +104,49 @@ class KlProbe {
   MatrixRM reference_;  // [ids, vocab]
 };
 
-// Each Linear input's statistics over the float stream of one block.
+// Each Linear input's statistics over the float stream of one block; in a
+// mixture layer also each expert's, over the tokens routed to it and (down)
+// over every token.
 class HessianCollector : public LinearObserver {
  public:
-  explicit HessianCollector(const ModelConfig& config) {
+  HessianCollector(const ModelConfig& config, const Recipe& recipe, int layer)
+      : config_(config), recipe_(recipe) {
     for (const auto& spec : linear_specs)
-      stats_[std::size_t(spec.input)] =
-          InputStats(linear_in_features(config, spec.role), StatsContent::hessian);
+      stats_[std::size_t(spec.input)] = stats_of(linear_in_features(config, spec.role));
+    if (!config.is_moe(layer)) return;
+    const auto hidden = int(config.hidden_size), inner = int(config.moe.intermediate_size);
+    experts_.resize(std::size_t(config.moe.experts));
+    for (auto& e : experts_) e = {stats_of(hidden), stats_of(inner), stats_of(inner)};
   }
+  bool observes_experts() const override { return true; }
   void observe(int, std::span<const LinearRole> roles, const MatrixRM& x) override {
     stats_[std::size_t(linear_spec(roles.front()).input)].add(x);
   }
-  Eigen::MatrixXd hessian(LinearRole role) const {
-    return gptq_hessian(stats_[std::size_t(linear_spec(role).input)].mean_xtx());
+  void observe_expert(int, int expert, std::span<const LinearRole> roles, ExpertTokens tokens,
+                      const MatrixRM& x) override {
+    Expert& e = experts_.at(std::size_t(expert));
+    if (roles.front() != LinearRole::down) return e.mlp_in.add(x);
+    (tokens == ExpertTokens::routed ? e.hidden : e.hidden_all).add(x);
+  }
+  Eigen::MatrixXd hessian(const LinearKey& key) const {
+    const LinearInput input = linear_spec(key.role).input;
+    if (key.expert < 0) return gptq_hessian(stats_[std::size_t(input)].mean_xtx());
+    const Expert& e = experts_.at(std::size_t(key.expert));
+    const bool all = expert_takes_every_token(recipe_, config_, e.mlp_in.tokens);
+    if (input == LinearInput::mlp_in)
+      return gptq_hessian((all ? stats_[std::size_t(input)] : e.mlp_in).mean_xtx());
+    return gptq_hessian((all ? e.hidden_all : e.hidden).mean_xtx());
   }
 
  private:
+  struct Expert {
+    InputStats mlp_in, hidden, hidden_all;
+  };
+  static InputStats stats_of(int features) { return InputStats(features, StatsContent::hessian); }
+  const ModelConfig& config_;
+  const Recipe& recipe_;
   std::array<InputStats, all_linear_inputs.size()> stats_;
+  std::vector<Expert> experts_;
 };
 
 bool measures_kl(const MixContext& mix, const TensorCosts& t, std::size_t k) {
@@ -150,15 +177,20 @@ void measure_block(const MixContext& mix, const CandidateRounder& round, BlockSo
                    std::span<TensorCosts* const> linears) {
   const BlockWeights w = blocks.block(layer);
   const MatrixRM probe_x = x.topRows(static_cast<Eigen::Index>(probe.ids().size()));
-  HessianCollector collector(mix.model.config());
+  HessianCollector collector(mix.model.config(), mix.recipe, layer);
   forward_windows(mix.model.config(), w, x, walk, &collector, StreamUpdate::advance);
   for (TensorCosts* t : linears) {
-    const Eigen::MatrixXd h = collector.hessian(t->role);
+    std::vector<Eigen::MatrixXd> h;
+    for (const LinearKey& part : t->parts) h.push_back(collector.hessian(part));
     for (std::size_t k = 0; k < t->bytes.size(); ++k) {
       if (t->bytes[k] == 0) continue;
       BlockWeights changed = w;
-      changed.weight(t->role) = round(*t, k, w.weight(t->role), &h);
-      t->error[k] = output_error(w.weight(t->role), changed.weight(t->role), h);
+      t->error[k] = 0;
+      for (std::size_t i = 0; i < t->parts.size(); ++i) {
+        const LinearKey& part = t->parts[i];
+        changed.weight(part) = round(*t, &part, k, w.weight(part), &h[i]);
+        t->error[k] += output_error(w.weight(part), changed.weight(part), h[i]);
+      }
       if (measures_kl(mix, *t, k)) t->kl[k] = probe.with_block(probe_x, changed);
     }
     log_costs(mix, *t);
@@ -184,7 +216,7 @@ void measure_tables(const MixContext& mix, const CandidateRounder& round, const 
     const MatrixRM w = table(*t);
     for (std::size_t k = 0; k < t->bytes.size(); ++k) {
       if (t->bytes[k] == 0) continue;
-      const MatrixRM q = round(*t, k, w, nullptr);
+      const MatrixRM q = round(*t, nullptr, k, w, nullptr);
       t->error[k] = (head ? output_error(w, q, head_h) : 0.0) +
                     (embedding ? lookup_error(w, q, ids) : 0.0);
       if (measures_kl(mix, *t, k)) t->kl[k] = probe.with_table(q, embedding, head);

@@ -8,7 +8,9 @@
 // 1. Output error, on the float model over the calibration windows, block by
 //    block: each Linear rounded at every candidate as the final run rounds it,
 //    e = tr(dW H dW^T) with H = 2/n X^T X of its float input (twice the mean
-//    squared output error per token). An embedding's error is that of its
+//    squared output error per token), summed over the Linears one tensor holds
+//    (an expert's H over the tokens routed to it, or over every token by the
+//    rule of expert_takes_every_token). An embedding's error is that of its
 //    uses: the looked-up rows (twice their mean squared error) and, as a head
 //    (tied, or output.weight), its output error under the final hidden states.
 // 2. The KL the tensor alone causes: the model with only that tensor rounded,
@@ -45,8 +47,8 @@ enum class TensorUse { linear, embedding, head, tied_embedding };
 struct TensorCosts {
   std::string name;  // as the output names it
   TensorUse use = TensorUse::linear;
-  int layer = -1;                    // linear: its block and role
-  LinearRole role = LinearRole::q;
+  int layer = -1;                // linear: its block, and the Linears the tensor holds
+  std::vector<LinearKey> parts;  // (one; Phi-3's fused parts; a stacked tensor's experts)
   std::int64_t weights = 0;
   std::vector<std::uint64_t> bytes;  // per candidate, as the budget counts them; 0: cannot take it
   std::vector<double> error;         // output error e per candidate (NaN: not measured)
@@ -63,10 +65,12 @@ struct MixCandidates {
   std::vector<double> bits;
 };
 
-// Rounds tensor t's float weights w onto candidate k as the final run will and
-// returns them dequantized; h: H of its input for a Linear, else null.
-using CandidateRounder = std::function<MatrixRM(const TensorCosts& t, std::size_t k,
-                                                const MatrixRM& w, const Eigen::MatrixXd* h)>;
+// Rounds tensor t's float weights w (of its Linear `part`; null for an
+// embedding or head) onto candidate k as the final run will and returns them
+// dequantized; h: H of the part's input, else null.
+using CandidateRounder =
+    std::function<MatrixRM(const TensorCosts& t, const LinearKey* part, std::size_t k,
+                           const MatrixRM& w, const Eigen::MatrixXd* h)>;
 // The float weights of an embedding or head tensor.
 using TableWeights = std::function<MatrixRM(const TensorCosts& t)>;
 

@@ -394,5 +394,74 @@ TEST(GgufMix, FitsTheBudgetAndReplays) {
   EXPECT_LE(std::filesystem::file_size(dir / "more/model.gguf"), 3000000u);
 }
 
+// Each candidate's output error per tensor, from a mix's mix.json.
+std::map<std::string, std::map<std::string, double>> output_errors(
+    const std::filesystem::path& json) {
+  std::map<std::string, std::map<std::string, double>> errors;
+  const auto record = nlohmann::json::parse(test::read_bytes(json));
+  for (const auto& t : record["tensors"])
+    for (const auto& [type, cell] : t["candidates"].items())
+      errors[t["name"]][type] = cell["output_error"].get<double>();
+  return errors;
+}
+
+// A GGUF mix prices a tensor that holds several Linears whole: Phi-3's attn_qkv
+// and ffn_up (q/k/v, gate/up fused), a mixture's stacked experts. tiny as
+// Phi-3 is tiny (its fused rows are tiny's Linears), and tiny as a Mixtral of
+// one expert too: their tensors' output errors at every candidate are tiny's,
+// a fused tensor's the sum of its parts' (each part's own H, ggml's rows
+// rounded alike). A Qwen3-MoE of four experts (each expert's H over the tokens
+// routed to it) gets the file its mix.json lists, which llama.cpp runs.
+TEST(GgufMix, FusedAndStackedTensorsArePricedWhole) {
+  const auto dir = test::temp_dir("gguf-mix-fused");
+  const std::string args =
+      " --method rtn --format gguf --gguf-type auto --bpw 5.5 "
+      "--mix-candidates Q4_K,Q6_K --sensitivity-windows 1 --samples 8 "
+      "--seqlen 128 --calib-ids " +
+      test::fixture("goldens/tiny/calib_generic.ids").string() + " --out ";
+  const auto run = [&](const std::string& name, const std::filesystem::path& model) {
+    EXPECT_EQ(test::run_ptq("quantize --model " + model.string() + args + (dir / name).string(),
+                            dir / (name + ".log")),
+              0)
+        << test::read_bytes(dir / (name + ".log"));
+    return output_errors(dir / name / "mix.json");
+  };
+  const auto tiny = run("tiny", test::fixture("models/tiny"));
+  const auto phi3 = run("phi3", test::tiny_as("phi3"));
+  const auto mixtral = run("mixtral1", test::tiny_as("mixtral1"));
+  const auto sum_of = [&](int layer, std::initializer_list<const char*> parts,
+                          const std::string& type) {
+    double sum = 0;
+    for (const char* part : parts)
+      sum += tiny.at("blk." + std::to_string(layer) + "." + part + ".weight").at(type);
+    return sum;
+  };
+  for (const std::string type : {"Q4_K", "Q6_K"}) {
+    for (int layer = 0; layer < 4; ++layer) {
+      const std::string blk = "blk." + std::to_string(layer) + ".";
+      EXPECT_NEAR(phi3.at(blk + "attn_qkv.weight").at(type),
+                  sum_of(layer, {"attn_q", "attn_k", "attn_v"}, type),
+                  1e-6 * sum_of(layer, {"attn_q", "attn_k", "attn_v"}, type))
+          << blk << type;
+      EXPECT_NEAR(phi3.at(blk + "ffn_up.weight").at(type),
+                  sum_of(layer, {"ffn_gate", "ffn_up"}, type),
+                  1e-6 * sum_of(layer, {"ffn_gate", "ffn_up"}, type))
+          << blk << type;
+      for (const char* role : {"ffn_gate", "ffn_up", "ffn_down"})
+        EXPECT_NEAR(mixtral.at(blk + role + "_exps.weight").at(type), sum_of(layer, {role}, type),
+                    1e-6 * sum_of(layer, {role}, type))
+            << blk << role << " " << type;
+    }
+  }
+  run("qwen3moe", test::tiny_as("qwen3moe"));
+  const auto listed = listed_types(dir / "qwen3moe/mix.json");
+  for (const auto& [name, type] : file_types(dir / "qwen3moe/model.gguf"))
+    if (type != "F32") {
+      EXPECT_EQ(listed.at(name), type) << name;
+    }
+  EXPECT_EQ(listed.count("blk.0.ffn_gate_exps.weight"), 1u);
+  expect_llama_perplexity_scores(dir / "qwen3moe/model.gguf", dir / "ppl.log");
+}
+
 }  // namespace
 }  // namespace ptq
