@@ -110,9 +110,7 @@ void describe_experts(const ModelConfig& config, const QuantizedLinears& linears
 
 // A mixture-of-experts model's routers stay in float: each format's loader is
 // told so (GPTQ: by the modules it quantizes; AWQ: modules_to_not_convert;
-// compressed-tensors: ignore; bitsandbytes: llm_int8_skip_modules, which
-// transformers reads for 4-bit models too, and which then replaces its default
-// skip of the head, so the list names the head as well).
+// compressed-tensors: ignore).
 void keep_routers_float(nlohmann::ordered_json& q, OutputFormat format,
                         const PackedLayout& layout) {
   if (layout.float_linears.empty()) return;
@@ -122,9 +120,6 @@ void keep_routers_float(nlohmann::ordered_json& q, OutputFormat format,
     q["modules_to_not_convert"] = layout.float_linears;
   } else if (format == OutputFormat::compressed_tensors) {
     for (const std::string& router : layout.float_linears) q["ignore"].push_back(router);
-  } else if (format == OutputFormat::bnb_nf4) {
-    q["llm_int8_skip_modules"] = layout.float_linears;
-    q["llm_int8_skip_modules"].push_back("lm_head");
   }
 }
 

@@ -95,6 +95,14 @@ void require_expert_support(const ModelConfig& c, const Recipe& r) {
             "\"" + std::string(path) + "\", which only mixture-of-experts layers read");
     return;
   }
+  // transformers (5.17 with bitsandbytes 0.50.2, measured) makes 4-bit
+  // Linears of nn.Linear modules only: its fused expert modules keep their
+  // weights in float, so a file of NF4 experts does not load there.
+  if (r.format == OutputFormat::bnb_nf4)
+    throw input_error("format for a " + c.model_type + " model (mixture-of-experts layers)",
+                      "gptq, awq, compressed-tensors, gguf or dequantized (NF4 experts: the "
+                      "record)",
+                      "bnb-nf4, whose loader keeps experts in float");
   // compressed-tensors' mix chooses a grid per block Linear, not per expert.
   if (r.mixes() && r.format != OutputFormat::gguf)
     throw input_error("the grid for a " + c.model_type + " model (mixture-of-experts layers)",

@@ -56,8 +56,9 @@ std::vector<QuantizedLinear> quantize_expert_linears(
     const QuantizeProgress& progress, const MatrixRM* correction = nullptr);
 
 // InputError naming the recipe field when a model with mixture-of-experts
-// layers gets what ptq does not do to experts yet, a mix of grids; or when a
-// model without them is given an experts key.
+// layers gets what ptq does not do to experts yet (compressed-tensors' mix of
+// grids) or what no loader takes (bitsandbytes' format); or when a model
+// without them is given an experts key. Checked by quantize and export.
 void require_expert_support(const ModelConfig& config, const Recipe& recipe);
 
 // Quantizes every expert of layer w.layer, expert by expert, and swaps in the

@@ -11,6 +11,7 @@
 #include "pipeline/formats/weight_record.hpp"
 #include "pipeline/output/act_quant_io.hpp"
 #include "pipeline/output/block_scales.hpp"
+#include "pipeline/quantize/experts.hpp"
 
 namespace ptq {
 
@@ -68,6 +69,7 @@ void export_run(const ExportJob& job) {
   const H5Reader record(job.run / "quantized.h5");
   const Recipe recipe = export_recipe(record, job);
   const ModelConfig config = load_model_config(job.run);
+  require_expert_support(config, recipe);
   const std::optional<PackedFolder> packed = open_packed_folder(job.run);
   if (!packed && record.has_attribute("/", "weights"))
     throw input_error(job.run.string(), "a packed folder or a dequantized run's codes",

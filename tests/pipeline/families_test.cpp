@@ -408,44 +408,33 @@ void expect_same_tensors(const Checkpoint& a, const Checkpoint& b, const std::st
   }
 }
 
-// NF4 rounds every expert's Linears, each on its own as bitsandbytes rounds a
-// Linear (the per-expert modules of transformers v4's layout, whatever the
-// source's): the folder holds each as a 4-bit Linear that NumPy decodes and the
-// routers in float, which llm_int8_skip_modules lists with the head (given a
-// list, transformers skips only what it names); it evaluates as the
-// dequantized NF4 run does, whose record exports to the same bytes.
-TEST_P(MixtureOfExperts, Nf4RoundsEveryExpertIntoTheBitsandbytesLayout) {
+// NF4 rounds every expert's Linears, each on its own (as bitsandbytes rounds
+// transformers v4's per-expert Linears), into the record, which evaluates near
+// the float model; bitsandbytes' format is refused, from quantize and from
+// export: transformers (5.17) keeps its fused experts in float, so a file of
+// NF4 experts would not load there.
+TEST_P(MixtureOfExperts, Nf4RoundsEveryExpertIntoTheRecordAndRefusesBitsandbytes) {
   const auto dir = test::temp_dir("family-" + GetParam() + "-nf4");
-  const auto packed_dir = quantize("--method nf4 --format bnb-nf4", dir, "bnb");
-  const auto reference = quantize("--method nf4 --format dequantized", dir, "fp16");
-  const Checkpoint packed = Checkpoint::open(packed_dir), source = Checkpoint::open(model());
-  const int linears = kLayers * (4 + 3 * experts());
-  const auto tensors = packed.tensors();
-  EXPECT_EQ(std::count_if(tensors.begin(), tensors.end(),
-                          [](const TensorView* t) { return t->name.ends_with(kBnbQuantState); }),
-            linears);
-  nlohmann::json skipped = nlohmann::json::array();
-  for (int layer = 0; layer < kLayers; ++layer) {
-    EXPECT_EQ(router_weight(packed, layer), router_weight(source, layer)) << layer;
-    const bool mixtral = packed.find(fused_weight(layer, "block_sparse_moe.gate")) != nullptr;
-    skipped.push_back("model.layers." + std::to_string(layer) +
-                      (mixtral ? ".block_sparse_moe.gate" : ".mlp.gate"));
+  const auto run = quantize("--method nf4 --format dequantized", dir, "nf4");
+  const H5Reader record(run / "quantized.h5");
+  for (int layer = 0; layer < kLayers; ++layer)
+    for (int e = 0; e < experts(); ++e)
+      for (LinearRole role : {LinearRole::gate, LinearRole::up, LinearRole::down})
+        EXPECT_GT(read_linear_report(record, {layer, role, e}).weight_mse, 0.0)
+            << layer << " " << e;
+  // Measured 0.46 (Mixtral) and 0.31 (Qwen3-MoE), as RTN W4 g32 costs them
+  // (0.46, 0.33); an expert's rows out of place cost whole nats.
+  EXPECT_LT(kl(run, "nf4"), 0.6);
+  const std::string refused[] = {
+      "quantize --model " + model().string() + " --method nf4 --format bnb-nf4 --out ",
+      "export --from " + run.string() + " --format bnb-nf4 --out "};
+  for (const std::string& command : refused) {
+    const auto out = dir / "bnb";
+    EXPECT_EQ(test::run_ptq(command + out.string(), dir / "bnb.log"), 2) << command;
+    EXPECT_NE(log_of(dir / "bnb.log").find("keeps experts in float"), std::string::npos)
+        << log_of(dir / "bnb.log");
+    EXPECT_FALSE(std::filesystem::exists(out));
   }
-  skipped.push_back("lm_head");
-  std::ifstream config(packed_dir / "config.json");
-  EXPECT_EQ(nlohmann::json::parse(config)["quantization_config"]["llm_int8_skip_modules"], skipped);
-  const auto numpy = dir / "numpy";
-  decode_with_numpy(packed_dir, numpy);
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(numpy),
-                          std::filesystem::directory_iterator()),
-            linears);
-  const double dequantized = kl(reference, "fp16");
-  EXPECT_NEAR(kl(packed_dir, "bnb"), dequantized, 0.15 * dequantized);
-  const auto exported = dir / "exported";
-  const std::string args =
-      "export --from " + reference.string() + " --format bnb-nf4 --out " + exported.string();
-  ASSERT_EQ(test::run_ptq(args, dir / "export.log"), 0) << log_of(dir / "export.log");
-  expect_same_tensors(Checkpoint::open(exported), packed, "exported");
 }
 
 // Tokens routed to each expert in the record; the rule for experts that saw
@@ -723,11 +712,11 @@ TEST(Families, AOneExpertMixtureGetsItsDenseModelsFloatTargetCodes) {
 
 // transformers v5's stacked experts are written one Linear per expert, as its
 // v4 layout stores them: the same model in either layout gives the same bytes
-// (GPTQ's dequantized weights; bitsandbytes' NF4 Linears).
+// (GPTQ's and NF4's dequantized weights).
 TEST(Families, StackedExpertsAreWrittenAsThePerExpertLayoutIs) {
   const auto dir = test::temp_dir("family-moe-layouts");
   const std::string runs[] = {std::string(kGptq) + " --format dequantized",
-                              "--method nf4 --format bnb-nf4"};
+                              "--method nf4 --format dequantized"};
   for (const std::string family : {"mixtral", "qwen3moe"}) {
     for (std::size_t r = 0; r < std::size(runs); ++r) {
       const std::string& run = runs[r];
