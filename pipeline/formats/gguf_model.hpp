@@ -25,6 +25,7 @@
 
 #include "algorithms/matrix.hpp"
 #include "io/gguf.hpp"
+#include "io/imatrix.hpp"
 #include "io/model_config.hpp"
 #include "io/safetensors.hpp"
 
@@ -140,6 +141,11 @@ struct GgufTensorData {
 // when the checkpoint's dtype is not F32/F16/BF16.
 MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,
                             const ModelConfig& config);
+// The importance llama-quantize hands ggml's quantizer for a planned tensor:
+// the imatrix's entry, per expert for a stacked expert tensor (one slice of
+// ne[0] each); empty when the imatrix has none. InputError naming the tensor
+// for an entry of another size.
+std::vector<float> gguf_plan_importance(const Imatrix& imatrix, const GgufTensorPlan& plan);
 // The converter's bytes for a planned tensor in a float file: F32 storage ->
 // F32; else `type`, F16/BF16 source bytes copied when they match it, otherwise
 // converted (round to nearest even); rows in GGUF order.

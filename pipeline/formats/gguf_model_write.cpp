@@ -1,5 +1,6 @@
 // Writing a GGUF model file: a planned tensor's float data and bytes as the
 // converter stores them, and the writer that walks the plan.
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -77,6 +78,16 @@ MatrixRM gguf_source_tensor(const GgufTensorPlan& plan, const Checkpoint& checkp
   const Eigen::Index cols = plan.cols();
   PTQ_ASSERT(static_cast<std::int64_t>(values.size()) == plan.rows() * cols);
   return Eigen::Map<const MatrixRM>(values.data(), plan.rows(), cols);
+}
+
+std::vector<float> gguf_plan_importance(const Imatrix& imatrix, const GgufTensorPlan& plan) {
+  std::vector<float> v = imatrix.importance(plan.gguf_name).value_or(std::vector<float>{});
+  const std::size_t matrices = std::max<std::size_t>(plan.experts.size(), 1);
+  if (!v.empty() && v.size() != matrices * static_cast<std::size_t>(plan.cols()))
+    throw input_error(plan.gguf_name + " in the imatrix",
+                      std::to_string(matrices) + " x " + std::to_string(plan.cols()) + " values",
+                      std::to_string(v.size()));
+  return v;
 }
 
 GgufTensorData gguf_float_tensor(const GgufTensorPlan& plan, const Checkpoint& checkpoint,

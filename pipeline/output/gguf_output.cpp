@@ -73,19 +73,6 @@ struct GgufJob {
     return types.at(plan.gguf_name);
   }
 
-  // The importance llama-quantize hands ggml's quantizer for the tensor: per
-  // expert for a stacked expert tensor (one slice of ne[0] each).
-  std::vector<float> importance(const GgufTensorPlan& plan) const {
-    if (!imatrix) return {};
-    std::vector<float> v = imatrix->importance(plan.gguf_name).value_or(std::vector<float>{});
-    const std::size_t matrices = std::max<std::size_t>(plan.experts.size(), 1);
-    if (!v.empty() && v.size() != matrices * static_cast<std::size_t>(plan.cols()))
-      throw input_error(plan.gguf_name + " in the imatrix",
-                        std::to_string(matrices) + " x " + std::to_string(plan.cols()) + " values",
-                        std::to_string(v.size()));
-    return v;
-  }
-
   // One Linear's blocks on `grid`: those it was rounded onto, the run's
   // rounding when the grid holds it, else ggml's quantizer on `source`
   // (called only then: the float weights).
@@ -125,7 +112,8 @@ struct GgufJob {
     if (!grid)
       throw input_error(plan.gguf_name, "a GGUF type ptq quantizes to",
                         "type id " + std::to_string(*type));
-    const std::vector<float> weights = importance(plan);
+    const std::vector<float> weights =
+        imatrix ? gguf_plan_importance(*imatrix, plan) : std::vector<float>{};
     std::optional<MatrixRM> source;  // read once, on the first Linear that needs it
     const Eigen::Index rows = plan.rows() / static_cast<Eigen::Index>(names.size());
     const auto cols = static_cast<std::size_t>(plan.cols());

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <span>
 
 #include "algorithms/ggml_grid.hpp"
 #include "io/error.hpp"
@@ -115,8 +117,14 @@ GgufMix choose_gguf_mix(const Model& model, const Recipe& recipe,
                                      : "--max-bytes " + std::to_string(recipe.mix.max_bytes),
                  recipe.mix.bpw != 0 ? budget.all_weights : 0, "weight");
 
-  std::optional<Imatrix> imatrix;
-  if (!recipe.imatrix.empty()) imatrix = read_imatrix(recipe.imatrix);
+  // Each tensor's importance (gguf_plan_importance), read once for all candidates.
+  std::map<std::string, std::vector<float>> importance;
+  if (!recipe.imatrix.empty()) {
+    const Imatrix imatrix = read_imatrix(recipe.imatrix);
+    for (const GgufTensorPlan& p : plan)
+      if (p.storage == GgufStorage::weight)
+        importance[p.gguf_name] = gguf_plan_importance(imatrix, p);
+  }
   // As the final run rounds: GPTQ inside the grid for a block Linear, ggml's
   // own quantizer (with the imatrix when given) for RTN and the embeddings.
   const CandidateRounder round = [&](const TensorCosts& t, const LinearKey* part, std::size_t k,
@@ -126,13 +134,14 @@ GgufMix choose_gguf_mix(const Model& model, const Recipe& recipe,
       LinearReport unused;
       return dequantize(gguf_gptq(recipe, grid, w, *h, unused));
     }
-    std::vector<float> importance;
-    if (imatrix) importance = imatrix->importance(t.name).value_or(importance);
+    const auto it = importance.find(t.name);
+    std::span<const float> weights;
+    if (it != importance.end() && !it->second.empty()) weights = it->second;
     // A stacked expert tensor's importance holds one slice of columns per expert.
-    if (part != nullptr && part->expert >= 0 && !importance.empty())
-      importance = std::vector<float>(importance.begin() + part->expert * w.cols(),
-                                      importance.begin() + (part->expert + 1) * w.cols());
-    return dequantize(ggml_quantize(grid, w, importance));
+    if (part != nullptr && part->expert >= 0 && !weights.empty())
+      weights = weights.subspan(static_cast<std::size_t>(part->expert * w.cols()),
+                                static_cast<std::size_t>(w.cols()));
+    return dequantize(ggml_quantize(grid, w, weights));
   };
   const TableWeights table = [&](const TensorCosts& t) {
     const auto p = std::find_if(plan.begin(), plan.end(),
