@@ -16,6 +16,8 @@
 
 namespace ptq {
 
+class DeviceOps;
+
 class MatrixBackend {
  public:
   virtual ~MatrixBackend() = default;
@@ -33,6 +35,9 @@ class MatrixBackend {
   // its strictly upper triangle is unspecified; false when a is not
   // (numerically) positive definite.
   virtual bool lower_cholesky_inverse(Eigen::MatrixXd& a) = 0;
+  // Device-resident operations (algorithms/device.hpp), or null when the
+  // backend has no memory of its own.
+  virtual DeviceOps* device_ops() { return nullptr; }
 };
 
 // The backend of the live BackendScope, or null (the CPU).

@@ -62,45 +62,6 @@ void head_norm(MatrixRM& x, const VectorF& w, int head_dim, float eps) {
   });
 }
 
-// Rotate-half RoPE on every head of every row; position = row % seq_len.
-void apply_rope(MatrixRM& x, const MatrixRM& cos, const MatrixRM& sin, int seq_len,
-                int head_dim) {
-  const int half = head_dim / 2, heads = static_cast<int>(x.cols()) / head_dim;
-  for_rows(x.rows(), [&](Eigen::Index t) {
-    const float* c = cos.row(t % seq_len).data();
-    const float* s = sin.row(t % seq_len).data();
-    for (int h = 0; h < heads; ++h) {
-      float* v = x.row(t).data() + h * head_dim;
-      for (int i = 0; i < half; ++i) {
-        const float x1 = v[i], x2 = v[i + half];
-        v[i] = x1 * c[i] - x2 * s[i];
-        v[i + half] = x2 * c[i] + x1 * s[i];
-      }
-    }
-  });
-}
-
-// cos/sin tables [seq_len, head_dim/2]; angles in float32 like HF.
-// LongRoPE also scales both by its attention factor.
-void rope_tables(const RopeConfig& rope, int head_dim, int seq_len, MatrixRM& cos, MatrixRM& sin) {
-  const std::vector<float> inv_freq = rope_inv_freq(rope, head_dim, seq_len);
-  const int half = head_dim / 2;
-  cos.resize(seq_len, half);
-  sin.resize(seq_len, half);
-  for (int p = 0; p < seq_len; ++p) {
-    for (int i = 0; i < half; ++i) {
-      const float angle = static_cast<float>(p) * inv_freq[i];
-      cos(p, i) = std::cos(angle);
-      sin(p, i) = std::sin(angle);
-    }
-  }
-  if (rope.type == RopeType::LongRope) {
-    const auto scale = static_cast<float>(rope.attention_factor);
-    cos *= scale;
-    sin *= scale;
-  }
-}
-
 // A mixture layer's inputs as LinearObserver::observe_expert describes them.
 void observe_experts(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed,
                      LinearObserver& o) {
@@ -238,6 +199,41 @@ std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim, int seq_l
   return inv;
 }
 
+void apply_rope(MatrixRM& x, const MatrixRM& cos, const MatrixRM& sin, int seq_len, int head_dim) {
+  const int half = head_dim / 2, heads = static_cast<int>(x.cols()) / head_dim;
+  for_rows(x.rows(), [&](Eigen::Index t) {
+    const float* c = cos.row(t % seq_len).data();
+    const float* s = sin.row(t % seq_len).data();
+    for (int h = 0; h < heads; ++h) {
+      float* v = x.row(t).data() + h * head_dim;
+      for (int i = 0; i < half; ++i) {
+        const float x1 = v[i], x2 = v[i + half];
+        v[i] = x1 * c[i] - x2 * s[i];
+        v[i + half] = x2 * c[i] + x1 * s[i];
+      }
+    }
+  });
+}
+
+void rope_tables(const RopeConfig& rope, int head_dim, int seq_len, MatrixRM& cos, MatrixRM& sin) {
+  const std::vector<float> inv_freq = rope_inv_freq(rope, head_dim, seq_len);
+  const int half = head_dim / 2;
+  cos.resize(seq_len, half);
+  sin.resize(seq_len, half);
+  for (int p = 0; p < seq_len; ++p) {
+    for (int i = 0; i < half; ++i) {
+      const float angle = static_cast<float>(p) * inv_freq[i];
+      cos(p, i) = std::cos(angle);
+      sin(p, i) = std::sin(angle);
+    }
+  }
+  if (rope.type == RopeType::LongRope) {
+    const auto scale = static_cast<float>(rope.attention_factor);
+    cos *= scale;
+    sin *= scale;
+  }
+}
+
 void rms_norm_rows(MatrixRM& x, const VectorF& w, float eps) {
   PTQ_ASSERT(w.size() == x.cols());
   const int n = static_cast<int>(x.cols());
@@ -278,21 +274,6 @@ MatrixRM attention_context(const ModelConfig& c, const BlockWeights& w, const Ma
 
 namespace {
 
-// act(gate) * up, written into gate; Eigen's packet exp and tanh.
-void gated_activation(const ModelConfig& c, MatrixRM& gate, const MatrixRM& up) {
-  const bool silu = c.activation == Activation::silu;
-  const float root_2_over_pi = std::sqrt(2.0f / std::numbers::pi_v<float>);
-  for_rows(gate.rows(), [&](Eigen::Index t) {
-    auto g = gate.row(t).array();
-    if (silu) {
-      g = g / (1.0f + (-g).exp()) * up.row(t).array();
-    } else {  // torch's gelu(approximate="tanh")
-      g = 0.5f * g * (1.0f + (root_2_over_pi * (g + 0.044715f * g.cube())).tanh()) *
-          up.row(t).array();
-    }
-  });
-}
-
 // Each token's top experts_per_token experts and their weights, from the
 // router's logits: softmax over all experts, the largest probabilities (the
 // lower index first among equals), renormalized over them when the family
@@ -319,6 +300,20 @@ Routing route(const MoeConfig& m, const MatrixRM& logits) {
 }
 
 }  // namespace
+
+void gated_activation(const ModelConfig& c, MatrixRM& gate, const MatrixRM& up) {
+  const bool silu = c.activation == Activation::silu;
+  const float root_2_over_pi = std::sqrt(2.0f / std::numbers::pi_v<float>);
+  for_rows(gate.rows(), [&](Eigen::Index t) {
+    auto g = gate.row(t).array();
+    if (silu) {
+      g = g / (1.0f + (-g).exp()) * up.row(t).array();
+    } else {  // torch's gelu(approximate="tanh")
+      g = 0.5f * g * (1.0f + (root_2_over_pi * (g + 0.044715f * g.cube())).tanh()) *
+          up.row(t).array();
+    }
+  });
+}
 
 MatrixRM mlp_hidden(const ModelConfig& c, const BlockWeights& w, const MatrixRM& normed) {
   MatrixRM gate, up;

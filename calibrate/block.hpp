@@ -108,6 +108,18 @@ ForwardOptions transforming(const LinearInputTransform* transform);
 // longrope) and a sequence of seq_len tokens (LongRoPE's factors depend on it).
 std::vector<float> rope_inv_freq(const RopeConfig& rope, int head_dim, int seq_len);
 
+// cos/sin tables [seq_len, head_dim/2] of rope_inv_freq, angles in float32
+// like HF; LongRoPE also scales both by its attention factor.
+void rope_tables(const RopeConfig& rope, int head_dim, int seq_len, MatrixRM& cos, MatrixRM& sin);
+
+// Rotate-half RoPE on every head (head_dim wide) of every row of x, in place,
+// with those tables; row t at position t % seq_len.
+void apply_rope(MatrixRM& x, const MatrixRM& cos, const MatrixRM& sin, int seq_len, int head_dim);
+
+// gate = act(gate) * up, act the config's activation (SiLU, or GELU's tanh
+// approximation); Eigen's packet exp and tanh.
+void gated_activation(const ModelConfig& c, MatrixRM& gate, const MatrixRM& up);
+
 // RMSNorm of every row, in place: x * rsqrt(mean(x^2) + eps) * w.
 void rms_norm_rows(MatrixRM& x, const VectorF& w, float eps);
 

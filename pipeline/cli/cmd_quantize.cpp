@@ -16,7 +16,7 @@ namespace ptq::cli {
 namespace {
 
 struct QuantizeFlags {
-  std::string model, out, recipe, load_scales, stats, device = "cpu";
+  std::string model, out, recipe, load_scales, stats, device = "cpu", gpu_math = "tf32";
   std::vector<std::string> mix;
   RecipeFlags fields;  // every recipe key with a flag but the calibration ones
   CalibFlags calib;
@@ -83,6 +83,11 @@ void add_quantize(CLI::App& app) {
       "With --stats: source weight NAME=WEIGHT (repeatable; default: the file's weights)");
   cmd->add_option("--threads", f.threads, "Threads (0 = all cores)");
   add_device_flag(*cmd, f.device);
+  cmd->add_option("--gpu-math", f.gpu_math,
+                  "GPU path (--device cuda): the block's GEMMs, attention and X^T X in tf32 "
+                  "(TF32 products, float32 sums) or fp32")
+      ->check(CLI::IsMember({"tf32", "fp32"}))
+      ->capture_default_str();
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->add_option("--stage-cache-mib", f.stage_cache_mib,
                   "Keep a block stage's input (attention context, MLP hidden state) for all "
@@ -110,11 +115,11 @@ void add_quantize(CLI::App& app) {
                     .mix = {}};
     job.output.calibration_windows = f.calib.window_record();
     for (const auto& spec : f.mix) job.mix.push_back(parse_mix_spec(spec));
+    const DeviceUse device(f.device, f.gpu_math == "fp32" ? DeviceMath::fp32 : DeviceMath::tf32);
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();
       return;
     }
-    const DeviceUse device(f.device);
     QuantizeProgress progress{
         [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); }};
     run_quantize(job, progress);

@@ -61,10 +61,11 @@ void add_device_flag(CLI::App& cmd, std::string& device) {
       ->capture_default_str();
 }
 
-DeviceUse::DeviceUse(const std::string& device) {
+DeviceUse::DeviceUse(const std::string& device, DeviceMath math) {
   const int index = gpu_index(device);
   if (index < 0) return;
   backend_ = cuda_api(device).make(index);
+  if (DeviceOps* ops = backend_->device_ops()) ops->set_math(math);
   scope_ = std::make_unique<BackendScope>(backend_.get());
 }
 

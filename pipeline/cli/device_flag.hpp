@@ -7,6 +7,7 @@
 #include <string>
 
 #include "algorithms/backend.hpp"
+#include "algorithms/device.hpp"
 
 namespace ptq::cli {
 
@@ -16,7 +17,8 @@ void add_device_flag(CLI::App& cmd, std::string& device);
 // for a malformed value, a missing GPU, or no loadable CUDA backend.
 class DeviceUse {
  public:
-  explicit DeviceUse(const std::string& device);
+  // `math`: how the GPU path multiplies (DeviceOps::set_math).
+  explicit DeviceUse(const std::string& device, DeviceMath math = DeviceMath::tf32);
   DeviceUse(const DeviceUse&) = delete;
   DeviceUse& operator=(const DeviceUse&) = delete;
 

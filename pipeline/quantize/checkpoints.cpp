@@ -82,6 +82,7 @@ void ResumeCheckpoints::save(int layer, int layers, const std::vector<QuantizedL
       std::chrono::duration<double>(now - activations_saved_).count() >= activation_seconds_ &&
       layer + 1 < layers;
   if (streams.x == nullptr || due) {
+    if (streams.x != nullptr && streams.refresh) streams.refresh();
     save_activations(layer, streams);
     activations_saved_ = std::chrono::steady_clock::now();
   }

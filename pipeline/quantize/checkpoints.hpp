@@ -9,6 +9,7 @@
 // flipped on disk) is refused, never resumed into different output bytes.
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,9 @@ std::string run_fingerprint(const Model& model, const Recipe& recipe,
 struct CheckpointStreams {
   MatrixRM* x = nullptr;
   MatrixRM* float_x = nullptr;
+  // Optional: brings *x up to date before it is saved (the GPU path keeps the
+  // stream on the device and copies it to *x only then).
+  std::function<void()> refresh;
 };
 
 class ResumeCheckpoints {

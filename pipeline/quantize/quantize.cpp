@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 
+#include "algorithms/backend.hpp"
 #include "algorithms/ggml_gptq.hpp"
 #include "algorithms/parallel_gemm.hpp"
 #include "algorithms/quantized_weight.hpp"
@@ -18,6 +19,7 @@
 #include "pipeline/quantize/awq.hpp"
 #include "pipeline/quantize/checkpoints.hpp"
 #include "pipeline/quantize/experts.hpp"
+#include "pipeline/quantize/quantize_device.hpp"
 #include "pipeline/quantize/smoothing.hpp"
 
 namespace ptq {
@@ -518,6 +520,21 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
   if (calibrated && (calibration == nullptr || calibration->windows.empty()))
     throw input_error(std::string(method_name(recipe.method)),
                       "calibration data (--calib or --calib-ids)", "none");
+  if (DeviceOps* ops = active_backend() ? active_backend()->device_ops() : nullptr;
+      ops != nullptr && calibrated && recipe.needs_statistics()) {
+    std::string why = device_path_refusal(model.config(), recipe, options);
+    const CalibConfig& calib = calibration->config;
+    const std::uint64_t bytes = device_path_bytes(
+        model.config(), static_cast<std::int64_t>(calibration->windows.size()) * calib.seqlen,
+        std::int64_t{options.batch_windows} * calib.seqlen);
+    if (why.empty() && bytes > ops->free_bytes())
+      why = "a run whose arrays (" + std::to_string(bytes >> 20) + " MiB) exceed its free memory";
+    if (why.empty())
+      return quantize_blocks_on_device(*ops, model, recipe, *calibration, options, progress);
+    if (progress.log)
+      progress.log("the GPU path does not take " + why +
+                   ": the CPU's steps run, their dense kernels on the GPU");
+  }
   MatrixRM x;
   StageCaches caches;
   if (calibrated) {
@@ -531,7 +548,7 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
   Stream stream{x, calibration ? calibration->config.seqlen : 0, options.batch_windows,
                 float_x.size() > 0 ? &float_x : nullptr};
   Stream* sp = calibrated ? &stream : nullptr;
-  const CheckpointStreams streams{sp ? &x : nullptr, stream.float_x};
+  const CheckpointStreams streams{sp ? &x : nullptr, stream.float_x, {}};
 
   QuantizedLinears out;
   std::optional<ResumeCheckpoints> checkpoints;

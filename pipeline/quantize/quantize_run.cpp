@@ -20,6 +20,7 @@
 #include "pipeline/quantize/experts.hpp"
 #include "pipeline/quantize/gguf_mix.hpp"
 #include "pipeline/quantize/linear_mix.hpp"
+#include "pipeline/quantize/quantize_device.hpp"
 #include "pipeline/quantize/smoothing.hpp"
 #include "pipeline/quantize/w8a8.hpp"
 #include "pipeline/recipe/text_tokenizer.hpp"
@@ -125,10 +126,17 @@ std::string QuantizeEstimate::text() const {
       buf, sizeof buf,
       "output size  %.1f MiB\npeak memory  %.1f MiB (approx., with the mapped checkpoint's pages)\n"
       "allocated    %.1f MiB (approx., without them; calibration activations %.1f MiB)\n"
-      "time         %.0f s (approx., from a GEMM probe)\n",
+      "time         %.0f s (approx., from a GEMM probe%s)\n",
       output_bytes / 1048576.0, peak_bytes / 1048576.0, allocated_bytes / 1048576.0,
-      calibration_bytes / 1048576.0, seconds);
-  return buf;
+      calibration_bytes / 1048576.0, seconds,
+      device_bytes > 0 ? " on the GPU: its compute, not the host's reading and writing" : "");
+  std::string text = buf;
+  if (device_bytes > 0) {
+    std::snprintf(buf, sizeof buf, "GPU memory   %.1f MiB (approx., the GPU path's arrays)\n",
+                  device_bytes / 1048576.0);
+    text += buf;
+  }
+  return text;
 }
 
 namespace {
@@ -321,7 +329,19 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const double writing = std::max(head_bytes, double(c.hidden_size) * c.intermediate_size * 4) * 2;
   e.allocated_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, writing));
   e.peak_bytes = e.allocated_bytes + static_cast<std::uint64_t>(m.checkpoint_bytes);
-  e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
+  DeviceOps* ops = active_backend() != nullptr ? active_backend()->device_ops() : nullptr;
+  if (ops == nullptr || !job.stats.empty() || !job.recipe.needs_statistics() ||
+      !device_path_refusal(c, job.recipe, {}).empty()) {
+    e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
+    return e;
+  }
+  const CalibConfig& calib = job.recipe.calibration;
+  e.device_bytes =
+      device_path_bytes(c, std::int64_t{calib.samples} * calib.seqlen,
+                        std::int64_t{std::min(job.batch_windows, calib.samples)} * calib.seqlen);
+  QuantizeJob on_device = job;  // stage inputs stay on the device while half of it is free
+  on_device.cache_budget_bytes = ops->free_bytes() / 2;
+  e.seconds = estimate_flops(on_device, c, m) / (device_gflops(*ops) * 1e9);
   return e;
 }
 

@@ -38,6 +38,7 @@ struct QuantizeEstimate {
   std::uint64_t calibration_bytes =
       0;  // of allocated_bytes: activations, stage caches, Hessians (0 for RTN)
   double seconds = 0.0;
+  std::uint64_t device_bytes = 0;  // the GPU path's device memory (0: no GPU path)
   std::string text() const;
 };
 

@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
-#include <random>
 
 #include "algorithms/attention.hpp"
 #include "algorithms/backend.hpp"
@@ -16,6 +15,7 @@
 #include "calibrate/block.hpp"
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
+#include "cuda/compare.hpp"
 #include "io/ids_file.hpp"
 #include "test_paths.hpp"
 
@@ -44,20 +44,8 @@ class Cuda : public ::testing::Test {
   std::unique_ptr<MatrixBackend> backend_;
 };
 
-MatrixRM random_matrix(Eigen::Index rows, Eigen::Index cols, unsigned seed) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  MatrixRM m(rows, cols);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = normal(gen);
-  return m;
-}
-
-// max |x - y| / max |y|.
-template <class A, class B>
-double rel_diff(const A& x, const B& y) {
-  return (x.template cast<double>() - y.template cast<double>()).cwiseAbs().maxCoeff() /
-         y.template cast<double>().cwiseAbs().maxCoeff();
-}
+using test::random_matrix;
+using test::rel_diff;
 
 TEST_F(Cuda, GemmMatchesFloat64ReferenceInBothLayoutsAndModes) {
   // Operands are blocks of larger matrices: row strides differ from widths.

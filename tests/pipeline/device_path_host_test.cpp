@@ -1,0 +1,201 @@
+// The GPU path's driver (pipeline/quantize/quantize_device.cpp and
+// calibrate/device_block.cpp) on a DeviceOps whose "device" is host memory
+// and whose kernels are the CPU's own, in the CPU path's order: it must give
+// the CPU path's bytes, with the stage inputs kept or recomputed and with
+// resume checkpoints. So CI, which has no GPU, checks the driver's steps; the
+// CUDA kernels are checked against the CPU on a GPU (tests/cuda).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <variant>
+
+#include "algorithms/device.hpp"
+#include "algorithms/gptq.hpp"
+#include "algorithms/parallel_gemm.hpp"
+#include "calibrate/block.hpp"
+#include "calibrate/model.hpp"
+#include "io/ids_file.hpp"
+#include "pipeline/quantize/quantize.hpp"
+#include "pipeline/quantize/quantize_device.hpp"
+#include "test_paths.hpp"
+
+namespace ptq {
+namespace {
+
+class HostOps final : public DeviceOps {
+ public:
+  explicit HostOps(std::uint64_t free) : free_(free) {}
+
+  void set_math(DeviceMath) override {}
+  DeviceMath math() const override { return DeviceMath::fp32; }
+  std::uint64_t free_bytes() override { return free_; }
+  std::uint64_t peak_bytes() override { return 0; }
+  DeviceMatrix allocate(Eigen::Index rows, Eigen::Index cols) override {
+    return make<float>(rows, cols);
+  }
+  DeviceSums zero_sums(Eigen::Index rows, Eigen::Index cols) override {
+    return make<double>(rows, cols);
+  }
+  DeviceMatrix upload(const Eigen::Ref<const MatrixRM>& host) override {
+    DeviceMatrix d = allocate(host.rows(), host.cols());
+    map(d) = host;
+    return d;
+  }
+  void download(const DeviceMatrix& from, Eigen::Ref<MatrixRM> to) override { to = map(from); }
+
+  void linear(const DeviceMatrix& x, const DeviceMatrix& w, const DeviceMatrix& b, DeviceMatrix& y,
+              GemmOutput mode) override {
+    const VectorF bias = b.empty() ? VectorF() : VectorF(map(b).transpose());
+    MatrixRM out = map(y);
+    if (mode == GemmOutput::accumulate)
+      linear_accumulate(map(x), map(w), bias, out);
+    else
+      linear_forward(map(x), map(w), bias, out);
+    map(y) = out;
+  }
+  void rms_norm(const DeviceMatrix& x, const DeviceMatrix& w, float eps,
+                DeviceMatrix& out) override {
+    MatrixRM h = map(x);
+    rms_norm_rows(h, map(w).transpose(), eps);
+    map(out) = h;
+  }
+  void rope(DeviceMatrix& x, const DeviceMatrix& cos, const DeviceMatrix& sin,
+            int head_dim) override {
+    MatrixRM m = map(x);
+    apply_rope(m, map(cos), map(sin), static_cast<int>(cos.rows()), head_dim);
+    map(x) = m;
+  }
+  void causal_attention(const DeviceMatrix& q, const DeviceMatrix& k, const DeviceMatrix& v,
+                        const AttentionShape& shape, DeviceMatrix& out) override {
+    MatrixRM o;
+    ptq::causal_attention(map(q), map(k), map(v), shape, o);
+    map(out) = o;
+  }
+  void gated_activation(DeviceMatrix& gate, const DeviceMatrix& up, bool silu) override {
+    ModelConfig c;
+    c.activation = silu ? Activation::silu : Activation::gelu_tanh;
+    MatrixRM g = map(gate);
+    ptq::gated_activation(c, g, map(up));
+    map(gate) = g;
+  }
+  // InputStats::add's order: float32 upper triangles of 2048-row chunks
+  // added into double.
+  void add_xtx(const DeviceMatrix& x, DeviceSums& sums) override {
+    const MatrixRM m = map(x);
+    Eigen::Map<Eigen::MatrixXd> total(sums.data(), sums.rows(), sums.cols());
+    Eigen::MatrixXf partial = Eigen::MatrixXf::Zero(m.cols(), m.cols());
+    for (Eigen::Index r0 = 0; r0 < m.rows(); r0 += 2048) {
+      parallel_xtx_upper(m.middleRows(r0, std::min<Eigen::Index>(2048, m.rows() - r0)), partial);
+      total += partial.cast<double>();
+    }
+  }
+  DeviceFactor gptq_factor(const DeviceSums& sums, std::int64_t tokens, double damp,
+                           int max_damping_retries) override {
+    Eigen::MatrixXd h = Eigen::Map<const Eigen::MatrixXd>(sums.data(), sums.rows(), sums.cols());
+    h.triangularView<Eigen::StrictlyLower>() = h.transpose().triangularView<Eigen::StrictlyLower>();
+    GptqConfig config;
+    config.damp = damp;
+    config.max_damping_retries = max_damping_retries;
+    GptqHessian prepared = prepare_hessian(gptq_hessian(h / static_cast<double>(tokens)), config);
+    DeviceFactor f{allocate(1, 1),
+                   {},
+                   prepared.damping,
+                   prepared.damping_retries,
+                   prepared.status == GptqStatus::Ok};
+    factors_[f.U.data()] = std::move(prepared);
+    return f;
+  }
+  DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const QuantSpec& spec,
+                        int block_size) override {
+    GptqConfig config;
+    config.spec = spec;
+    config.block_size = block_size;
+    GptqResult r = gptq_quantize(map(w), factors_.at(factor.U.data()), config);
+    map(w) = r.quantized.dequantize();
+    return {std::move(r.quantized), r.loss, r.weight_mse};
+  }
+
+ private:
+  template <class T>
+  static DeviceArray<T> make(Eigen::Index rows, Eigen::Index cols) {
+    return {std::shared_ptr<T>(new T[std::max<Eigen::Index>(rows * cols, 1)](),
+                               std::default_delete<T[]>()),
+            rows, cols};
+  }
+  static Eigen::Map<MatrixRM> map(const DeviceMatrix& d) { return {d.data(), d.rows(), d.cols()}; }
+
+  std::uint64_t free_;
+  std::map<const float*, GptqHessian> factors_;
+};
+
+struct TinyRun {
+  Model model = Model::open(test::fixture("models/tiny"));
+  CalibrationSet calibration;
+  Recipe recipe;
+
+  TinyRun() {
+    constexpr int seq_len = 128, windows = 6;
+    const std::vector<std::int32_t> ids = read_ids(test::fixture("goldens/tiny/calib_generic.ids"));
+    calibration.config.seqlen = seq_len;
+    calibration.config.samples = windows;
+    for (int i = 0; i < windows; ++i)
+      calibration.windows.push_back(
+          {0, i * seq_len, {ids.begin() + i * seq_len, ids.begin() + (i + 1) * seq_len}});
+    recipe.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 64};
+  }
+};
+
+void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const auto a = got.get(i), b = want.get(i);
+    ASSERT_EQ(linear_key_text(a->key()), linear_key_text(b->key()));
+    const auto& qa = std::get<QuantizedMatrix>(a->weight);
+    const auto& qb = std::get<QuantizedMatrix>(b->weight);
+    EXPECT_EQ(qa.codes, qb.codes) << linear_key_text(b->key());
+    EXPECT_EQ(qa.scales, qb.scales) << linear_key_text(b->key());
+    EXPECT_EQ(qa.zeros, qb.zeros) << linear_key_text(b->key());
+    EXPECT_EQ(got.report(i).gptq_loss, want.report(i).gptq_loss) << linear_key_text(b->key());
+  }
+}
+
+TEST(DevicePathOnHost, GivesTheCpuPathsBytesWithStageInputsKeptOrRecomputed) {
+  const TinyRun tiny;
+  ASSERT_EQ(device_path_refusal(tiny.model.config(), tiny.recipe, {}), "");
+  QuantizeRunOptions options;
+  options.batch_windows = 4;  // a full batch and a partial one
+  const QuantizedLinears cpu = quantize_blocks(tiny.model, tiny.recipe, &tiny.calibration, options);
+  for (std::uint64_t free : {std::uint64_t{1} << 40, std::uint64_t{0}}) {
+    HostOps ops(free);  // 0 free bytes: the attention context and hidden state are recomputed
+    expect_same_linears(
+        quantize_blocks_on_device(ops, tiny.model, tiny.recipe, tiny.calibration, options, {}),
+        cpu);
+  }
+}
+
+TEST(DevicePathOnHost, ResumesFromItsCheckpointsWithTheSameBytes) {
+  const TinyRun tiny;
+  const std::filesystem::path dir = test::temp_dir("device_path_resume");
+  QuantizeRunOptions options;
+  options.checkpoint_dir = dir;
+  options.activation_checkpoint_seconds = 0;  // the stream after every block
+  HostOps ops(std::uint64_t{1} << 40);
+  const QuantizedLinears whole =
+      quantize_blocks_on_device(ops, tiny.model, tiny.recipe, tiny.calibration, options, {});
+  // As if interrupted during the last block: its file is gone.
+  std::filesystem::remove(dir / ("block_" + std::to_string(tiny.model.num_layers() - 1) + ".h5"));
+  options.resume = Resume::yes;
+  std::vector<std::string> log;
+  const QuantizedLinears resumed =
+      quantize_blocks_on_device(ops, tiny.model, tiny.recipe, tiny.calibration, options,
+                                {[&](const std::string& line) { log.push_back(line); }});
+  EXPECT_NE(std::find(log.begin(), log.end(),
+                      "resuming after block " + std::to_string(tiny.model.num_layers() - 2)),
+            log.end());
+  expect_same_linears(resumed, whole);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ptq
