@@ -15,7 +15,7 @@
 #include "calibrate/device_block.hpp"
 #include "calibrate/model.hpp"
 #include "cuda/compare.hpp"
-#include "io/ids_file.hpp"
+#include "fixture_windows.hpp"
 #include "pipeline/quantize/quantize.hpp"
 #include "pipeline/quantize/quantize_device.hpp"
 #include "test_paths.hpp"
@@ -106,14 +106,8 @@ struct TinyWindows {
   static constexpr int seq_len = 512;
   CalibrationSet calibration;
 
-  explicit TinyWindows(int windows) {
-    const std::vector<std::int32_t> ids = read_ids(test::fixture("goldens/tiny/calib_generic.ids"));
-    calibration.config.seqlen = seq_len;
-    calibration.config.samples = windows;
-    for (int i = 0; i < windows; ++i)
-      calibration.windows.push_back(
-          {0, i * seq_len, {ids.begin() + i * seq_len, ids.begin() + (i + 1) * seq_len}});
-  }
+  explicit TinyWindows(int windows)
+      : calibration(test::fixture_windows("tiny", windows, seq_len)) {}
 };
 
 TEST_F(DevicePath, TinyBlockStagesMatchTheCpu) {

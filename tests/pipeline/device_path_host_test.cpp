@@ -15,7 +15,7 @@
 #include "algorithms/parallel_gemm.hpp"
 #include "calibrate/block.hpp"
 #include "calibrate/model.hpp"
-#include "io/ids_file.hpp"
+#include "fixture_windows.hpp"
 #include "pipeline/quantize/quantize.hpp"
 #include "pipeline/quantize/quantize_device.hpp"
 #include "test_paths.hpp"
@@ -131,19 +131,10 @@ class HostOps final : public DeviceOps {
 
 struct TinyRun {
   Model model = Model::open(test::fixture("models/tiny"));
-  CalibrationSet calibration;
+  CalibrationSet calibration = test::fixture_windows("tiny", 6, 128);
   Recipe recipe;
 
-  TinyRun() {
-    constexpr int seq_len = 128, windows = 6;
-    const std::vector<std::int32_t> ids = read_ids(test::fixture("goldens/tiny/calib_generic.ids"));
-    calibration.config.seqlen = seq_len;
-    calibration.config.samples = windows;
-    for (int i = 0; i < windows; ++i)
-      calibration.windows.push_back(
-          {0, i * seq_len, {ids.begin() + i * seq_len, ids.begin() + (i + 1) * seq_len}});
-    recipe.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 64};
-  }
+  TinyRun() { recipe.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 64}; }
 };
 
 void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& want) {
