@@ -10,7 +10,8 @@
 #     (bench/make_shaped_checkpoint.py) quantized the same way with 128
 #     windows of 2048 random ids: the --dry-run estimate, then the run end to
 #     end (load -> packed output written) with its per-block log, the host's
-#     peak memory and the GPU's (nvidia-smi, sampled every 100 ms).
+#     peak memory and the GPU's (nvidia-smi, sampled every 100 ms);
+#  4. the --dry-run estimate for a Llama-3-70B shape (a header-only checkpoint).
 #   bench/cuda_stage2.sh PTQ TEST_CUDA SHARED WORK [LAYERS [MODEL]]
 set -euo pipefail
 ptq=$1 test_cuda=$2 shared=$3 work=$4 layers=${5:-32} name=${6:-small}
@@ -74,3 +75,9 @@ grep -E "^block|GPU path|Maximum resident|Elapsed" "$work/o8.log" || true
 awk -v t0="$t0" -v t1="$t1" 'BEGIN { printf "end to end %.1f s\n", t1 - t0 }'
 sort -n "$work/gpu_mem.txt" | tail -1 | awk '{ printf "GPU memory peak (nvidia-smi) %.1f GiB\n", $1 / 1024 }'
 du -sh "$work/o8"
+
+echo "## Llama-3-70B shape (80 blocks): the --dry-run estimate on this GPU"
+python3 "$bench/make_shaped_checkpoint.py" --out "$work/m70" --shape llama3-70b --header-only \
+  --ids "$work/c70.ids" --windows 128 --seqlen 2048
+"$ptq" quantize --model "$work/m70" --method gptq --bits 4 --group 128 --format gptq \
+  --calib-ids "$work/c70.ids" --samples 128 --seqlen 2048 --device cuda --out "$work/o70" --dry-run
