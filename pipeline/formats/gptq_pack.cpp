@@ -1,5 +1,8 @@
 #include "pipeline/formats/gptq_pack.hpp"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <bit>
 #include <cmath>
 
@@ -53,15 +56,19 @@ GptqLinear pack_gptq(const QuantizedMatrix& m, GptqZeros zeros, const std::strin
   t.qzeros.assign(static_cast<std::size_t>(t.groups * zero_words), 0);
   t.scales.resize(static_cast<std::size_t>(t.groups * t.out));
   const std::uint32_t stored_offset = zeros == GptqZeros::v1 ? 1 : 0;
-  for (std::int64_t o = 0; o < t.out; ++o) {
-    for (std::int64_t i = 0; i < t.in; ++i)
-      bit_stream::put(t.qweight.data() + o, t.out, i, t.bits, m.codes(o, i));
-    for (std::int64_t g = 0; g < t.groups; ++g) {
-      const auto zero = static_cast<std::uint32_t>(m.zeros(o, g)) - stored_offset;
-      bit_stream::put(t.qzeros.data() + g * zero_words, 1, o, t.bits, zero);
-      t.scales[static_cast<std::size_t>(g * t.out + o)] = float_to_half(m.scales(o, g));
+  // Runs of kWordBits outputs own whole words of qweight's columns and of
+  // qzeros' rows, so they are packed in parallel (the same bytes).
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, t.out / kWordBits), [&](const auto& r) {
+    for (std::int64_t o = r.begin() * kWordBits; o < r.end() * kWordBits; ++o) {
+      for (std::int64_t i = 0; i < t.in; ++i)
+        bit_stream::put(t.qweight.data() + o, t.out, i, t.bits, m.codes(o, i));
+      for (std::int64_t g = 0; g < t.groups; ++g) {
+        const auto zero = static_cast<std::uint32_t>(m.zeros(o, g)) - stored_offset;
+        bit_stream::put(t.qzeros.data() + g * zero_words, 1, o, t.bits, zero);
+        t.scales[static_cast<std::size_t>(g * t.out + o)] = float_to_half(m.scales(o, g));
+      }
     }
-  }
+  });
   t.g_idx = m.g_idx;
   return t;
 }

@@ -130,6 +130,9 @@ struct RunInfo {
   std::string device = "cpu";  // where the dense kernels ran (MatrixBackend::name)
   std::vector<std::string> warnings;
   std::optional<StatsMixRecord> from_stats;
+  // model_hash of the source, when the run computed it beside its work (it
+  // reads the whole checkpoint); empty: computed as the record is written.
+  std::string source_model_hash;
 };
 
 // HDF5 layout of a quantized Linear, shared by quantized.h5 and the resume

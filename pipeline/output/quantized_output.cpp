@@ -211,7 +211,8 @@ void write_weights(const std::filesystem::path& dir, const Checkpoint& source,
 void write_manifest(const std::filesystem::path& path, const std::filesystem::path& source,
                     const Recipe& recipe, const CalibrationSet* calibration,
                     const QuantizedLinears& linears, const ModelExtras& extras,
-                    const std::optional<ExportedRun>& exported, WindowRecord windows) {
+                    const std::optional<ExportedRun>& exported, WindowRecord windows,
+                    const std::string& source_hash) {
   H5Writer out(path);
   out.set_attribute("/", "format", std::string("ptq-quantized"));
   out.set_attribute("/", "format_version", std::int64_t{1});
@@ -221,7 +222,8 @@ void write_manifest(const std::filesystem::path& path, const std::filesystem::pa
     out.set_attribute("/", "source_model_hash", exported->source_model_hash);
   } else {
     out.set_attribute("/", "source_model", source.filename().string());
-    out.set_attribute("/", "source_model_hash", model_hash(source));
+    out.set_attribute("/", "source_model_hash",
+                      source_hash.empty() ? model_hash(source) : source_hash);
   }
   out.set_attribute("/", "recipe", recipe_to_yaml(recipe));
   if (calibration != nullptr && !calibration->windows.empty())
@@ -427,7 +429,7 @@ std::vector<std::string> write_quantized_model(
   // The recipe as outputs record it: the sources' paths may name private data.
   const Recipe recorded = recorded_recipe(recipe, options.calibration_windows);
   write_manifest(staging / "quantized.h5", source_model, recorded, calibration, linears, extras,
-                 options.exported, options.calibration_windows);
+                 options.exported, options.calibration_windows, run.source_model_hash);
   // compressed-tensors states W8A8's activations in its own quantization_config.
   if (extras.activations && recipe.format == OutputFormat::dequantized)
     write_activation_config(staging / "config.json", *extras.activations);

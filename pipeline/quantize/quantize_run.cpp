@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <future>
 
 #include "algorithms/backend.hpp"
 #include "algorithms/parallel_gemm.hpp"
@@ -23,6 +24,7 @@
 #include "pipeline/quantize/quantize_device.hpp"
 #include "pipeline/quantize/smoothing.hpp"
 #include "pipeline/quantize/w8a8.hpp"
+#include "pipeline/recipe/provenance.hpp"
 #include "pipeline/recipe/text_tokenizer.hpp"
 
 namespace ptq {
@@ -350,13 +352,21 @@ namespace {
 std::vector<std::string> write_output(const QuantizeJob& job, const MethodOutput& result,
                                       const CalibrationSet* calibration,
                                       std::optional<StatsMixRecord> from_stats,
-                                      Clock::time_point t0, const QuantizeProgress& progress) {
+                                      Clock::time_point t0, const QuantizeProgress& progress,
+                                      std::string source_hash = {}) {
   const MatrixBackend* backend = active_backend();
   RunInfo run{std::chrono::duration<double>(Clock::now() - t0).count(),
               job.threads,
               backend != nullptr ? backend->name() : "cpu",
               {},
-              std::move(from_stats)};
+              std::move(from_stats),
+              std::move(source_hash)};
+  if (progress.log) {
+    char line[96];
+    std::snprintf(line, sizeof line, "quantized in %.1f s; writing %s", run.seconds,
+                  job.out.string().c_str());
+    progress.log(line);
+  }
   const auto warnings = write_quantized_model(job.model, job.out, job.recipe, calibration,
                                               result.linears, run, job.output, result.extras);
   std::filesystem::remove_all(checkpoint_dir(job.out));
@@ -471,6 +481,8 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
     return write_output(job, MethodOutput{QuantizedLinears(std::move(r.linears)), {}}, nullptr,
                         std::move(r.record), t0, progress);
   }
+  // The record's hash of the source reads the whole checkpoint: beside the run.
+  std::future<std::string> source_hash = std::async(std::launch::async, model_hash, job.model);
   std::optional<std::vector<BlockScales>> replay;
   if (!job.load_scales.empty()) replay = load_scales(job.load_scales, model, job.recipe);
   const std::optional<CalibrationSet> calibration = calibration_step(job, progress);
@@ -479,7 +491,7 @@ std::vector<std::string> run_quantize(const QuantizeJob& job, const QuantizeProg
   std::string mix = mix_step(typed, model, calib, progress);
   MethodOutput result = quantize_step(typed, model, calib, replay ? &*replay : nullptr, progress);
   result.extras.mix = std::move(mix);
-  return write_output(typed, result, calib, std::nullopt, t0, progress);
+  return write_output(typed, result, calib, std::nullopt, t0, progress, source_hash.get());
 }
 
 }  // namespace ptq
