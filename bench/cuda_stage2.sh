@@ -45,7 +45,7 @@ for f in $(cd "$work/tf32-1" && ls); do
   echo "tf32-1 vs tf32-2 $f: $same"
 done
 ppl() {
-  "$ptq" eval --model "$1" --ids "$eval_ids" --max-windows 100 --device cuda |
+  "$ptq" eval --model "$1" --ids "$eval_ids" --max-windows 100 --device cuda 2>/dev/null |
     sed -n 's/^ppl \([0-9.]*\) .*/\1/p'
 }
 echo "## perplexity, first 100 generic eval windows"
