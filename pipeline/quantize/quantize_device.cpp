@@ -118,11 +118,17 @@ void quantize_sublayer(DeviceOps& ops, DeviceBlock& block, const ModelConfig& c,
   }
 }
 
-void log_block(const QuantizeProgress& progress, DeviceOps& ops, int layer, Clock::time_point t0) {
+// Block `layer`'s time on the GPU (t0 to `saved`) and its checkpoint's (after).
+void log_block(const QuantizeProgress& progress, DeviceOps& ops, int layer, Clock::time_point t0,
+               Clock::time_point saved) {
   if (!progress.log) return;
+  auto seconds = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
   char line[160];
-  std::snprintf(line, sizeof line, "block %d on the GPU: %.2f s, device memory peak %.2f GiB",
-                layer, std::chrono::duration<double>(Clock::now() - t0).count(),
+  std::snprintf(line, sizeof line,
+                "block %d on the GPU: %.2f s, checkpoint %.2f s, device memory peak %.2f GiB",
+                layer, seconds(t0, saved), seconds(saved, Clock::now()),
                 static_cast<double>(ops.peak_bytes()) / double(1 << 30));
   progress.log(line);
 }
@@ -216,12 +222,14 @@ QuantizedLinears quantize_blocks_on_device(DeviceOps& ops, const Model& model, c
       for (const SublayerSpec& sublayer : block_sublayers)
         quantize_sublayer(ops, block, c, recipe, layer, sublayer, s, progress, block_out);
     }
-    log_block(progress, ops, layer, t0);
+    const auto saving = Clock::now();
     if (!checkpoints) {
+      log_block(progress, ops, layer, t0, saving);
       for (auto& q : block_out) out.add(std::move(q));
       continue;
     }
     checkpoints->save(layer, model.num_layers(), block_out, std::nullopt, streams);
+    log_block(progress, ops, layer, t0, saving);
     for (const auto& q : block_out) out.add_stored(checkpoints->block_file(layer), q.report);
     host_x = MatrixRM();
   }
