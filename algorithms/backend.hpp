@@ -16,7 +16,7 @@
 
 namespace ptq {
 
-class DeviceOps;
+class DeviceGroup;
 
 class MatrixBackend {
  public:
@@ -35,9 +35,9 @@ class MatrixBackend {
   // its strictly upper triangle is unspecified; false when a is not
   // (numerically) positive definite.
   virtual bool lower_cholesky_inverse(Eigen::MatrixXd& a) = 0;
-  // Device-resident operations (algorithms/device.hpp), or null when the
+  // The devices of the GPU path (algorithms/device.hpp), or null when the
   // backend has no memory of its own.
-  virtual DeviceOps* device_ops() { return nullptr; }
+  virtual DeviceGroup* device_group() { return nullptr; }
 };
 
 // The backend of the live BackendScope, or null (the CPU).

@@ -3,11 +3,13 @@
 // Matrices stay in a backend's memory between calls, and DeviceOps runs on
 // them what a Llama-family block and GPTQ need, so a block's activations,
 // Hessians and weights never cross to the host. A backend that has such
-// memory returns its DeviceOps from MatrixBackend::device_ops(); the CPU has
-// none. As for the backend: deterministic on a given device, run to run.
+// memory returns its devices, one or several of one host, as a DeviceGroup
+// from MatrixBackend::device_group(); the CPU has none. As for the backend:
+// deterministic on a given set of devices, run to run.
 #include <Eigen/Core>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "algorithms/attention.hpp"
@@ -119,6 +121,36 @@ class DeviceOps {
   // w becomes its dequantized weights.
   virtual DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const QuantSpec& spec,
                                 int block_size) = 0;
+};
+
+// The devices one run uses, each with its own DeviceOps and memory, and the
+// collectives between them (NCCL on GPUs). Device i's arrays are passed at
+// index i of a span; calls are made from one thread, each device's work
+// ordered after what was asked of it before.
+class DeviceGroup {
+ public:
+  virtual ~DeviceGroup() = default;
+
+  virtual int size() const = 0;
+  virtual DeviceOps& device(int i) = 0;
+  // Every device's sums[i] becomes the sum over all devices (same bits on each).
+  virtual void all_reduce(std::span<DeviceSums> sums) = 0;
+  // Rows [first, first + count) of every device's x[i] become device root's.
+  virtual void broadcast_rows(std::span<DeviceMatrix> x, Eigen::Index first, Eigen::Index count,
+                              int root) = 0;
+};
+
+// A group of one: its collectives have nothing to do.
+class SingleDevice final : public DeviceGroup {
+ public:
+  explicit SingleDevice(DeviceOps& ops) : ops_(ops) {}
+  int size() const override { return 1; }
+  DeviceOps& device(int) override { return ops_; }
+  void all_reduce(std::span<DeviceSums>) override {}
+  void broadcast_rows(std::span<DeviceMatrix>, Eigen::Index, Eigen::Index, int) override {}
+
+ private:
+  DeviceOps& ops_;
 };
 
 // Whether DeviceOps::gptq rounds onto `spec`: uniform grids that include 0

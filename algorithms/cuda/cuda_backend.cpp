@@ -24,19 +24,28 @@ constexpr Eigen::Index kRowsPerCall = 16384;
 
 class CudaBackend final : public MatrixBackend {
  public:
-  explicit CudaBackend(int device) : ctx_(device), device_ops_(cuda::make_device_ops(ctx_)) {}
+  // The dense kernels run on the first device; the GPU path uses them all.
+  explicit CudaBackend(const std::vector<int>& devices)
+      : ctx_(devices.at(0)),
+        group_(cuda::make_device_group(ctx_, {devices.begin() + 1, devices.end()})),
+        name_(ctx_.name) {
+    if (devices.size() == 1) return;
+    name_ += "; GPU path on cuda:";
+    for (std::size_t i = 0; i < devices.size(); ++i)
+      name_.append(i > 0 ? "," : "").append(std::to_string(devices[i]));
+  }
   ~CudaBackend() override { cudaSetDevice(ctx_.device); }
   CudaBackend(const CudaBackend&) = delete;
   CudaBackend& operator=(const CudaBackend&) = delete;
 
-  std::string name() const override { return ctx_.name; }
+  std::string name() const override { return name_; }
   void gemm(const Eigen::Ref<const MatrixRM>& a, const Eigen::Ref<const MatrixRM>& b, GemmOp op_b,
             Eigen::Ref<MatrixRM> c, GemmOutput mode) override;
   void xtx_upper(const Eigen::Ref<const MatrixRM>& x, Eigen::MatrixXf& upper) override;
   void causal_attention(const MatrixRM& q, const MatrixRM& k, const MatrixRM& v,
                         const AttentionShape& shape, MatrixRM& out) override;
   bool lower_cholesky_inverse(Eigen::MatrixXd& a) override;
-  DeviceOps* device_ops() override { return device_ops_.get(); }
+  DeviceGroup* device_group() override { return group_.get(); }
 
  private:
   void upload(float* dst, const float* src, Eigen::Index rows, Eigen::Index cols,
@@ -49,7 +58,8 @@ class CudaBackend final : public MatrixBackend {
   std::mutex mutex_;  // one call at a time: the buffers are shared
   DeviceBuffer a_, b_, c_, work_, info_, scores_, pointers_;
   std::vector<char> host_work_;
-  std::unique_ptr<DeviceOps> device_ops_;  // its arrays go before the context
+  std::unique_ptr<DeviceGroup> group_;  // its arrays go before the context
+  std::string name_;
 };
 
 // rows x cols floats, row stride `stride` on the host, packed on the device.
@@ -284,8 +294,8 @@ int cuda_device_count() {
   return cudaGetDeviceCount(&count) == cudaSuccess ? count : 0;
 }
 
-std::unique_ptr<MatrixBackend> make_cuda_backend(int device) {
-  return std::make_unique<CudaBackend>(device);
+std::unique_ptr<MatrixBackend> make_cuda_backend(const std::vector<int>& devices) {
+  return std::make_unique<CudaBackend>(devices);
 }
 
 }  // namespace ptq

@@ -13,21 +13,24 @@
 // with it runs on machines without CUDA, and CPU runs do not map CUDA's
 // libraries. This header names no CUDA type.
 #include <memory>
+#include <vector>
 
 #include "algorithms/backend.hpp"
 
 namespace ptq {
 
-// GPU `device` (cudaGetDeviceCount's numbering). InputError naming the device
-// when there is no such GPU or the CUDA runtime cannot start.
-std::unique_ptr<MatrixBackend> make_cuda_backend(int device);
+// GPUs `devices` (cudaGetDeviceCount's numbering, each once): the dense
+// kernels on the first, the GPU path (device_group) on all of them. InputError
+// naming the device when there is no such GPU or the CUDA runtime cannot
+// start, and for several GPUs when NCCL cannot be loaded.
+std::unique_ptr<MatrixBackend> make_cuda_backend(const std::vector<int>& devices);
 
 // How many GPUs the CUDA runtime sees (0 when none or no driver).
 int cuda_device_count();
 
 // The two functions above, for a program that loads the library with dlopen.
 struct CudaBackendApi {
-  std::unique_ptr<MatrixBackend> (*make)(int device);
+  std::unique_ptr<MatrixBackend> (*make)(const std::vector<int>& devices);
   int (*device_count)();
 };
 

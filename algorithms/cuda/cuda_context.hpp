@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "algorithms/attention.hpp"
 #include "algorithms/device.hpp"
@@ -97,5 +98,9 @@ void attention_on_device(const Context& c, const float* q, const float* k, const
 
 // The device-resident operations of the backend whose context is `c`.
 std::unique_ptr<DeviceOps> make_device_ops(Context& c);
+
+// The GPU path's devices: `first` (the backend's own context) and a context
+// of each GPU in `others`; NCCL between them when there are any.
+std::unique_ptr<DeviceGroup> make_device_group(Context& first, const std::vector<int>& others);
 
 }  // namespace ptq::cuda

@@ -54,8 +54,14 @@ class CudaDevice final : public DeviceOps {
     void* p = nullptr;
     const auto bytes = std::max<std::size_t>(static_cast<std::size_t>(count) * sizeof(T), 1);
     c_.check(cudaMallocAsync(&p, bytes, c_.stream), "cudaMallocAsync");
-    cudaStream_t stream = c_.stream;
-    return std::shared_ptr<T>(static_cast<T*>(p), [stream](T* q) { cudaFreeAsync(q, stream); });
+    // The last copy may go on any thread, whose current device may be another.
+    return std::shared_ptr<T>(static_cast<T*>(p), [stream = c_.stream, device = c_.device](T* q) {
+      int current = 0;
+      cudaGetDevice(&current);
+      cudaSetDevice(device);
+      cudaFreeAsync(q, stream);
+      cudaSetDevice(current);
+    });
   }
   std::uint64_t pool_attribute(cudaMemPoolAttr attribute) {
     cudaMemPool_t pool = nullptr;

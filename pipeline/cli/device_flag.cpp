@@ -2,31 +2,41 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <charconv>
 #include <filesystem>
 
 #include "algorithms/cuda/cuda_backend.hpp"
+#include "algorithms/device.hpp"
 #include "io/error.hpp"
 
 namespace ptq::cli {
 
 namespace {
 
-constexpr const char* kExpected = "cpu, cuda or cuda:N (one GPU index)";
+constexpr const char* kExpected =
+    "cpu, cuda, cuda:N (one GPU index) or cuda:N,M,... (several GPUs, each once)";
 constexpr const char* kLibrary = "libptq_cuda.so";
 
-// The GPU index of "cuda" (0) or "cuda:N"; -1 for "cpu".
-int gpu_index(const std::string& device) {
-  if (device == "cpu") return -1;
-  if (device == "cuda") return 0;
+// The GPU indices of "cuda" ({0}), "cuda:N" or "cuda:N,M,..."; none for "cpu".
+std::vector<int> gpu_indices(const std::string& device) {
+  if (device == "cpu") return {};
+  if (device == "cuda") return {0};
   const std::string prefix = "cuda:";
-  int index = -1;
-  const char* first = device.data() + prefix.size();
+  auto bad = [&] { return input_error("--device", kExpected, "\"" + device + "\""); };
+  if (device.rfind(prefix, 0) != 0) throw bad();
+  std::vector<int> indices;
   const char* last = device.data() + device.size();
-  if (device.rfind(prefix, 0) != 0 || first == last ||
-      std::from_chars(first, last, index).ptr != last || index < 0)
-    throw input_error("--device", kExpected, "\"" + device + "\"");
-  return index;
+  for (const char* p = device.data() + prefix.size();; ++p) {
+    int index = -1;
+    const auto [end, ec] = std::from_chars(p, last, index);
+    if (ec != std::errc() || index < 0 || std::ranges::find(indices, index) != indices.end())
+      throw bad();
+    indices.push_back(index);
+    if (end == last) return indices;
+    if (*end != ',') throw bad();
+    p = end;
+  }
 }
 
 // The CUDA backend library, from beside this executable (where the build puts
@@ -57,15 +67,17 @@ const CudaBackendApi& cuda_api(const std::string& device) {
 void add_device_flag(CLI::App& cmd, std::string& device) {
   cmd.add_option("--device", device,
                  "Where GEMMs, X^T X, attention and GPTQ's factorization run: cpu, or cuda[:N] "
-                 "(a build with -DPTQ_CUDA=ON)")
+                 "(a build with -DPTQ_CUDA=ON); cuda:0,1 spreads the GPU path's calibration "
+                 "and GPTQ over GPUs 0 and 1")
       ->capture_default_str();
 }
 
 DeviceUse::DeviceUse(const std::string& device, DeviceMath math) {
-  const int index = gpu_index(device);
-  if (index < 0) return;
-  backend_ = cuda_api(device).make(index);
-  if (DeviceOps* ops = backend_->device_ops()) ops->set_math(math);
+  const std::vector<int> indices = gpu_indices(device);
+  if (indices.empty()) return;
+  backend_ = cuda_api(device).make(indices);
+  if (DeviceGroup* group = backend_->device_group())
+    for (int i = 0; i < group->size(); ++i) group->device(i).set_math(math);
   scope_ = std::make_unique<BackendScope>(backend_.get());
 }
 

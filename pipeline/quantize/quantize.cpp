@@ -520,17 +520,22 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
   if (calibrated && (calibration == nullptr || calibration->windows.empty()))
     throw input_error(std::string(method_name(recipe.method)),
                       "calibration data (--calib or --calib-ids)", "none");
-  if (DeviceOps* ops = active_backend() ? active_backend()->device_ops() : nullptr;
-      ops != nullptr && calibrated && recipe.needs_statistics()) {
+  if (DeviceGroup* group = active_backend() ? active_backend()->device_group() : nullptr;
+      group != nullptr && calibrated && recipe.needs_statistics()) {
     std::string why = device_path_refusal(model.config(), recipe, options);
-    const CalibConfig& calib = calibration->config;
-    const std::uint64_t bytes = device_path_bytes(
-        model.config(), static_cast<std::int64_t>(calibration->windows.size()) * calib.seqlen,
-        std::int64_t{options.batch_windows} * calib.seqlen);
-    if (why.empty() && bytes > ops->free_bytes())
-      why = "a run whose arrays (" + std::to_string(bytes >> 20) + " MiB) exceed its free memory";
+    const std::int64_t seq = calibration->config.seqlen, batch = options.batch_windows * seq;
+    const std::uint64_t bytes =
+        device_path_bytes(model.config(),
+                          device_share_tokens(std::int64_t(calibration->windows.size()) * seq,
+                                              batch, group->size()),
+                          batch)
+            .required;
+    for (int i = 0; i < group->size() && why.empty(); ++i)
+      if (bytes > group->device(i).free_bytes())
+        why = "a run whose arrays (" + std::to_string(bytes >> 20) + " MiB a device) exceed " +
+              (group->size() == 1 ? "its" : "device " + std::to_string(i) + "'s") + " free memory";
     if (why.empty())
-      return quantize_blocks_on_device(*ops, model, recipe, *calibration, options, progress);
+      return quantize_blocks_on_device(*group, model, recipe, *calibration, options, progress);
     if (progress.log)
       progress.log("the GPU path does not take " + why +
                    ": the CPU's steps run, their dense kernels on the GPU");

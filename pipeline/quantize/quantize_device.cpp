@@ -5,6 +5,7 @@
 #include <future>
 #include <optional>
 
+#include "algorithms/quantized_weight.hpp"
 #include "algorithms/rtn.hpp"
 #include "calibrate/device_block.hpp"
 #include "calibrate/model.hpp"
@@ -30,7 +31,8 @@ std::string recipe_refusal(const Recipe& r) {
   return "";
 }
 
-// The calibration stream on the device, walked in batches of whole windows.
+// One device's share of the calibration stream, walked in batches of whole
+// windows.
 struct DeviceStream {
   DeviceMatrix x;
   Eigen::Index batch_rows = 0;
@@ -42,37 +44,98 @@ struct DeviceStream {
   }
 };
 
+// What one device of the group holds: its copy of the block being quantized
+// and its windows.
+struct Replica {
+  DeviceOps* ops = nullptr;
+  DeviceStream s;
+  std::optional<DeviceBlock> block;
+};
+
+// f(i) for every device i, each on a thread of its own (a device's calls wait
+// for it, and the devices work at once); one device runs on the caller's.
+template <class F>
+void each_device(std::vector<Replica>& rs, F&& f) {
+  if (rs.size() == 1) return f(0);
+  std::vector<std::future<void>> jobs;
+  for (std::size_t i = 0; i < rs.size(); ++i)
+    jobs.push_back(std::async(std::launch::async, [&f, i] { f(static_cast<int>(i)); }));
+  for (auto& job : jobs) job.get();
+}
+
+// Output rows [first, first + count) of `rows` for device i of n: GPTQ's rows
+// are independent under one factor, so each device rounds a share.
+std::pair<Eigen::Index, Eigen::Index> row_share(Eigen::Index rows, int i, int n) {
+  const Eigen::Index first = rows * i / n, last = rows * (i + 1) / n;
+  return {first, last - first};
+}
+
+// GPTQ of `role`'s weights on every device's copy, the rows shared out, each
+// share then broadcast so that every copy holds the dequantized weights.
+QuantizedLinear gptq_rows(DeviceGroup& group, std::vector<Replica>& rs,
+                          const std::vector<DeviceFactor>& f, const GptqConfig& g, int layer,
+                          LinearRole role) {
+  const int n = group.size();
+  std::vector<DeviceMatrix> w;
+  for (Replica& r : rs) w.push_back(r.block->weight(role));
+  const Eigen::Index rows = w[0].rows();
+  std::vector<DeviceGptqResult> parts(rs.size());
+  each_device(rs, [&](int i) {
+    const auto [first, count] = row_share(rows, i, n);
+    DeviceMatrix share = w[i].middle_rows(first, count);
+    parts[i] = rs[i].ops->gptq(share, f[i], g.spec, g.block_size);
+  });
+  QuantizedLinear q{layer, role, {}, {}};
+  std::vector<QuantizedWeight> shares;
+  for (int i = 0; i < n; ++i) {
+    const auto [first, count] = row_share(rows, i, n);
+    group.broadcast_rows(w, first, count, i);
+    q.report.gptq_loss += parts[i].loss;
+    q.report.weight_mse += parts[i].weight_mse * double(count) / double(rows);
+    shares.emplace_back(std::move(parts[i].quantized));
+  }
+  q.weight = std::get<QuantizedMatrix>(stack_rows(shares, linear_key_text({layer, role})));
+  return q;
+}
+
+// RTN of `role`'s weights, as on the CPU when GPTQ's factor fails: rounded on
+// the host from device 0's copy, the result uploaded to every copy.
+QuantizedLinear rtn_fallback(std::vector<Replica>& rs, const GptqConfig& g, int layer,
+                             LinearRole role) {
+  DeviceMatrix& w0 = rs[0].block->weight(role);
+  MatrixRM host(w0.rows(), w0.cols());
+  rs[0].ops->download(w0, host);
+  QuantizedMatrix m = rtn_quantize(host, g.spec, g.clip);
+  const MatrixRM dequantized = m.dequantize();
+  QuantizedLinear q{layer, role, {}, {}};
+  q.report.weight_mse = weight_mse(host, dequantized);
+  q.report.cholesky_failed = true;
+  for (Replica& r : rs) r.block->weight(role) = r.ops->upload(dequantized);
+  q.weight = std::move(m);
+  return q;
+}
+
 // GPTQ of the Linears reading `input` under H = 2 (sums / tokens)
-// (gptq_hessian's), one factor for them all; each Linear's device weights become
-// their dequantized values. Without a factor, RTN, as on the CPU.
-void quantize_group(DeviceOps& ops, DeviceBlock& block, const Recipe& recipe, int layer,
-                    LinearInput input, const DeviceSums& sums, Eigen::Index tokens,
+// (gptq_hessian's), one factor for them all, each device's sums already the
+// group's total; each Linear's device weights become their dequantized
+// values. Without a factor, RTN, as on the CPU.
+void quantize_group(DeviceGroup& group, std::vector<Replica>& rs, const Recipe& recipe, int layer,
+                    LinearInput input, std::vector<DeviceSums>& sums, Eigen::Index tokens,
                     const QuantizeProgress& progress, std::vector<QuantizedLinear>& out) {
   const GptqConfig g = recipe.gptq_config();
-  const DeviceFactor f = ops.gptq_factor(sums, tokens, g.damp, g.max_damping_retries);
+  std::vector<DeviceFactor> f(rs.size());
+  each_device(rs, [&](int i) {
+    f[i] = rs[i].ops->gptq_factor(sums[i], tokens, g.damp, g.max_damping_retries);
+  });
+  sums.clear();
   for (LinearRole role : roles_reading(input)) {
     const auto t0 = Clock::now();
-    QuantizedLinear q{layer, role, {}, {}};
-    DeviceMatrix& w = block.weight(role);
-    if (f.ok) {
-      DeviceGptqResult r = ops.gptq(w, f, g.spec, g.block_size);
-      q.weight = std::move(r.quantized);
-      q.report.gptq_loss = r.loss;
-      q.report.weight_mse = r.weight_mse;
-    } else {
-      MatrixRM host(w.rows(), w.cols());
-      ops.download(w, host);
-      QuantizedMatrix m = rtn_quantize(host, g.spec, g.clip);
-      const MatrixRM dequantized = m.dequantize();
-      q.report.weight_mse = weight_mse(host, dequantized);
-      q.report.cholesky_failed = true;
-      w = ops.upload(dequantized);
-      q.weight = std::move(m);
-    }
+    QuantizedLinear q =
+        f[0].ok ? gptq_rows(group, rs, f, g, layer, role) : rtn_fallback(rs, g, layer, role);
     q.report.layer = layer;
     q.report.role = role;
-    q.report.damping = f.damping;
-    q.report.damping_retries = f.damping_retries;
+    q.report.damping = f[0].damping;
+    q.report.damping_retries = f[0].damping_retries;
     q.report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     log_linear(progress, q.report);
     out.push_back(std::move(q));
@@ -83,54 +146,89 @@ void quantize_group(DeviceOps& ops, DeviceBlock& block, const Recipe& recipe, in
 // the rest left for the stages' temporaries and the next Hessian.
 bool fits(DeviceOps& ops, std::uint64_t bytes) { return bytes <= ops.free_bytes() / 2; }
 
+// X^T X of f(i, batch) over every device's batches, summed over the group.
+template <class F>
+std::vector<DeviceSums> group_xtx(DeviceGroup& group, std::vector<Replica>& rs,
+                                  Eigen::Index features, F&& f) {
+  std::vector<DeviceSums> sums(rs.size());
+  each_device(rs, [&](int i) {
+    sums[i] = rs[i].ops->zero_sums(features, features);
+    for (Eigen::Index b = 0; b < rs[i].s.batches(); ++b) rs[i].ops->add_xtx(f(i, b), sums[i]);
+  });
+  group.all_reduce(sums);
+  return sums;
+}
+
 // One sublayer, true-sequentially: the normed stream's statistics, GPTQ of
 // the Linears reading it, the inner op's statistics over the quantized
 // Linears, GPTQ of the out Linear, then the residual add through it. The
 // inner results stay on the device between their statistics and the add when
 // they fit; otherwise the add computes them again.
-void quantize_sublayer(DeviceOps& ops, DeviceBlock& block, const ModelConfig& c,
+void quantize_sublayer(DeviceGroup& group, std::vector<Replica>& rs, const ModelConfig& c,
                        const Recipe& recipe, int layer, const SublayerSpec& sublayer,
-                       DeviceStream& s, const QuantizeProgress& progress,
+                       Eigen::Index tokens, const QuantizeProgress& progress,
                        std::vector<QuantizedLinear>& out) {
-  const Eigen::Index tokens = s.x.rows();
-  DeviceSums sums = ops.zero_sums(input_features(c, sublayer.in), input_features(c, sublayer.in));
-  for (Eigen::Index b = 0; b < s.batches(); ++b)
-    ops.add_xtx(block.normed(sublayer, s.batch(b)), sums);
-  quantize_group(ops, block, recipe, layer, sublayer.in, sums, tokens, progress, out);
-  const auto inner_features = input_features(c, sublayer.inner);
-  sums = ops.zero_sums(inner_features, inner_features);
-  const bool keep = fits(ops, static_cast<std::uint64_t>(tokens) * inner_features * sizeof(float));
-  std::vector<DeviceMatrix> kept;
-  auto inner = [&](Eigen::Index b) {
-    return block.inner(sublayer.sublayer, block.normed(sublayer, s.batch(b)));
+  auto normed = [&](int i, Eigen::Index b) {
+    return rs[i].block->normed(sublayer, rs[i].s.batch(b));
   };
-  for (Eigen::Index b = 0; b < s.batches(); ++b) {
-    DeviceMatrix in = inner(b);
-    ops.add_xtx(in, sums);
-    if (keep) kept.push_back(std::move(in));
-  }
-  quantize_group(ops, block, recipe, layer, sublayer.inner, sums, tokens, progress, out);
-  sums = DeviceSums();
-  for (Eigen::Index b = 0; b < s.batches(); ++b) {
-    DeviceMatrix x = s.batch(b);
-    block.add_output(sublayer, keep ? kept[b] : inner(b), x);
-    if (keep) kept[b] = DeviceMatrix();
-  }
+  auto inner = [&](int i, Eigen::Index b) {
+    return rs[i].block->inner(sublayer.sublayer, normed(i, b));
+  };
+  std::vector<DeviceSums> sums = group_xtx(group, rs, input_features(c, sublayer.in), normed);
+  quantize_group(group, rs, recipe, layer, sublayer.in, sums, tokens, progress, out);
+  const auto inner_features = input_features(c, sublayer.inner);
+  std::vector<std::vector<DeviceMatrix>> kept(rs.size());
+  std::vector<char> keep(rs.size());
+  for (std::size_t i = 0; i < rs.size(); ++i)
+    keep[i] = fits(*rs[i].ops,
+                   static_cast<std::uint64_t>(rs[i].s.x.rows()) * inner_features * sizeof(float));
+  sums = group_xtx(group, rs, inner_features, [&](int i, Eigen::Index b) {
+    DeviceMatrix in = inner(i, b);
+    if (keep[i]) kept[i].push_back(in);
+    return in;
+  });
+  quantize_group(group, rs, recipe, layer, sublayer.inner, sums, tokens, progress, out);
+  each_device(rs, [&](int i) {
+    for (Eigen::Index b = 0; b < rs[i].s.batches(); ++b) {
+      DeviceMatrix x = rs[i].s.batch(b);
+      rs[i].block->add_output(sublayer, keep[i] ? kept[i][b] : inner(i, b), x);
+      if (keep[i]) kept[i][b] = DeviceMatrix();
+    }
+  });
 }
 
-// Block `layer`'s time on the GPU (t0 to `saved`) and its checkpoint's (after).
-void log_block(const QuantizeProgress& progress, DeviceOps& ops, int layer, Clock::time_point t0,
-               Clock::time_point saved) {
+// Block `layer`'s time on the GPU (t0 to `saved`) and its checkpoint's
+// (after); the memory peak of the device that held the most.
+void log_block(const QuantizeProgress& progress, std::vector<Replica>& rs, int layer,
+               Clock::time_point t0, Clock::time_point saved) {
   if (!progress.log) return;
   auto seconds = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double>(b - a).count();
   };
+  std::uint64_t peak = 0;
+  for (Replica& r : rs) peak = std::max(peak, r.ops->peak_bytes());
   char line[160];
   std::snprintf(line, sizeof line,
                 "block %d on the GPU: %.2f s, checkpoint %.2f s, device memory peak %.2f GiB",
                 layer, seconds(t0, saved), seconds(saved, Clock::now()),
-                static_cast<double>(ops.peak_bytes()) / double(1 << 30));
+                static_cast<double>(peak) / double(1 << 30));
   progress.log(line);
+}
+
+// The group's devices, each given its share of the windows: whole batches,
+// in order, so that each device's X^T X adds the batches the CPU's would.
+std::vector<Replica> share_windows(DeviceGroup& group, const MatrixRM& x, Eigen::Index batch_rows) {
+  const int n = group.size();
+  const Eigen::Index batches = (x.rows() + batch_rows - 1) / batch_rows;
+  std::vector<Replica> rs(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const Eigen::Index first = std::min(x.rows(), batches * i / n * batch_rows);
+    const Eigen::Index last = std::min(x.rows(), batches * (i + 1) / n * batch_rows);
+    rs[i].ops = &group.device(i);
+    rs[i].s.batch_rows = batch_rows;
+    if (last > first) rs[i].s.x = rs[i].ops->upload(x.middleRows(first, last - first));
+  }
+  return rs;
 }
 
 }  // namespace
@@ -144,8 +242,13 @@ std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
   return "";
 }
 
-std::uint64_t device_path_bytes(const ModelConfig& c, std::int64_t tokens,
-                                std::int64_t batch_tokens) {
+std::int64_t device_share_tokens(std::int64_t tokens, std::int64_t batch_tokens, int devices) {
+  const std::int64_t batches = (tokens + batch_tokens - 1) / batch_tokens;
+  return std::min(tokens, (batches + devices - 1) / devices * batch_tokens);
+}
+
+DevicePathBytes device_path_bytes(const ModelConfig& c, std::int64_t tokens,
+                                  std::int64_t batch_tokens) {
   const double hidden = c.hidden_size, inter = c.intermediate_size;
   const double widest = std::max(hidden, inter);
   const double q = double(c.num_heads) * c.head_dim, kv = double(c.num_kv_heads) * c.head_dim;
@@ -158,7 +261,8 @@ std::uint64_t device_path_bytes(const ModelConfig& c, std::int64_t tokens,
   // Normed input, gate and up, or q/k/v, context and 1 GiB of attention scores.
   const double batch = double(batch_tokens) * std::max(hidden + 2 * inter, 2 * q + 3 * kv) * 4 +
                        double(std::int64_t{1} << 30);
-  return static_cast<std::uint64_t>(stream + kept + block + hessian + batch);
+  return {static_cast<std::uint64_t>(stream + block + hessian + batch),
+          static_cast<std::uint64_t>(kept)};
 }
 
 double device_gflops(DeviceOps& ops) {
@@ -177,8 +281,8 @@ double device_gflops(DeviceOps& ops) {
   return 2.0 * rows * n * n * reps / s / 1e9;
 }
 
-QuantizedLinears quantize_blocks_on_device(DeviceOps& ops, const Model& model, const Recipe& recipe,
-                                           const CalibrationSet& calibration,
+QuantizedLinears quantize_blocks_on_device(DeviceGroup& group, const Model& model,
+                                           const Recipe& recipe, const CalibrationSet& calibration,
                                            const QuantizeRunOptions& options,
                                            const QuantizeProgress& progress) {
   PTQ_ASSERT(device_path_refusal(model.config(), recipe, options).empty());
@@ -187,6 +291,7 @@ QuantizedLinears quantize_blocks_on_device(DeviceOps& ops, const Model& model, c
   // The stream on the host: at the start (a resume loads it over the
   // embeddings, sized alike), and for checkpoints.
   MatrixRM host_x = embed_windows(model, calibration);
+  const Eigen::Index tokens = host_x.rows(), hidden = host_x.cols();
   std::optional<ResumeCheckpoints> checkpoints;
   QuantizedLinears out;
   int first = 0;
@@ -198,17 +303,24 @@ QuantizedLinears quantize_blocks_on_device(DeviceOps& ops, const Model& model, c
     if (first > 0 && progress.log)
       progress.log("resuming after block " + std::to_string(first - 1));
   }
-  DeviceStream s{ops.upload(host_x), static_cast<Eigen::Index>(options.batch_windows) * seq_len};
+  std::vector<Replica> rs =
+      share_windows(group, host_x, static_cast<Eigen::Index>(options.batch_windows) * seq_len);
   host_x = MatrixRM();
   if (progress.log)
-    progress.log(std::string("GPU path (") + (ops.math() == DeviceMath::tf32 ? "tf32" : "fp32") +
-                 "): the calibration stream, " + std::to_string(s.x.size() * sizeof(float) >> 20) +
-                 " MiB, on the device");
+    progress.log(
+        std::string("GPU path (") + (group.device(0).math() == DeviceMath::tf32 ? "tf32" : "fp32") +
+        "): the calibration stream, " + std::to_string(tokens * hidden * sizeof(float) >> 20) +
+        " MiB, on " + (rs.size() == 1 ? "the device" : std::to_string(rs.size()) + " devices"));
   const CheckpointStreams streams{&host_x, nullptr, [&] {
-                                    host_x.resize(s.x.rows(), s.x.cols());
-                                    ops.download(s.x, host_x);
+                                    host_x.resize(tokens, hidden);
+                                    Eigen::Index row = 0;
+                                    for (Replica& r : rs) {
+                                      if (r.s.x.empty()) continue;
+                                      r.ops->download(r.s.x, host_x.middleRows(row, r.s.x.rows()));
+                                      row += r.s.x.rows();
+                                    }
                                   }};
-  // The host reads block layer + 1 while the device quantizes block layer.
+  // The host reads block layer + 1 while the devices quantize block layer.
   auto load = [&model](int layer) { return model.load_block(layer); };
   std::future<BlockWeights> next;
   if (first < model.num_layers()) next = std::async(std::launch::async, load, first);
@@ -217,19 +329,18 @@ QuantizedLinears quantize_blocks_on_device(DeviceOps& ops, const Model& model, c
     if (layer + 1 < model.num_layers()) next = std::async(std::launch::async, load, layer + 1);
     const auto t0 = Clock::now();
     std::vector<QuantizedLinear> block_out;
-    {
-      DeviceBlock block(ops, c, w, seq_len);
-      for (const SublayerSpec& sublayer : block_sublayers)
-        quantize_sublayer(ops, block, c, recipe, layer, sublayer, s, progress, block_out);
-    }
+    each_device(rs, [&](int i) { rs[i].block.emplace(*rs[i].ops, c, w, seq_len); });
+    for (const SublayerSpec& sublayer : block_sublayers)
+      quantize_sublayer(group, rs, c, recipe, layer, sublayer, tokens, progress, block_out);
+    for (Replica& r : rs) r.block.reset();
     const auto saving = Clock::now();
     if (!checkpoints) {
-      log_block(progress, ops, layer, t0, saving);
+      log_block(progress, rs, layer, t0, saving);
       for (auto& q : block_out) out.add(std::move(q));
       continue;
     }
     checkpoints->save(layer, model.num_layers(), block_out, std::nullopt, streams);
-    log_block(progress, ops, layer, t0, saving);
+    log_block(progress, rs, layer, t0, saving);
     for (const auto& q : block_out) out.add_stored(checkpoints->block_file(layer), q.report);
     host_x = MatrixRM();
   }

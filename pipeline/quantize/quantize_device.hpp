@@ -19,19 +19,32 @@ namespace ptq {
 std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
                                 const QuantizeRunOptions& options);
 
-// Device memory the path holds at its peak for a run of `tokens` calibration
-// tokens in batches of `batch_tokens`: the stream, the widest stage input
-// kept for all windows, one block's weights, the widest input's Hessian with
-// GPTQ's factor beside it, and one batch's temporaries.
-std::uint64_t device_path_bytes(const ModelConfig& config, std::int64_t tokens,
-                                std::int64_t batch_tokens);
+// Device memory one device of the path holds at its peak for its share of
+// `tokens` calibration tokens in batches of `batch_tokens`: the stream, one
+// block's weights, the widest input's Hessian with GPTQ's factor beside it,
+// and one batch's temporaries; beside them, when it fits (else it is
+// computed again), the widest stage input kept for all its windows.
+struct DevicePathBytes {
+  std::uint64_t required = 0;
+  std::uint64_t kept = 0;
+};
+DevicePathBytes device_path_bytes(const ModelConfig& config, std::int64_t tokens,
+                                  std::int64_t batch_tokens);
+
+// The most calibration tokens one of `devices` devices holds: the windows go
+// out in whole batches.
+std::int64_t device_share_tokens(std::int64_t tokens, std::int64_t batch_tokens, int devices);
 
 // The device's float32 GEMM rate in the block's shapes and its math, GFLOP/s
 // (a short probe).
 double device_gflops(DeviceOps& ops);
 
-QuantizedLinears quantize_blocks_on_device(DeviceOps& ops, const Model& model, const Recipe& recipe,
-                                           const CalibrationSet& calibration,
+// Data-parallel over the group's devices: each holds a copy of the block and
+// a share of the windows (whole batches, in order); the Hessian sums are
+// all-reduced, and each device rounds a share of every Linear's rows under
+// the common factor, broadcast to the others after.
+QuantizedLinears quantize_blocks_on_device(DeviceGroup& group, const Model& model,
+                                           const Recipe& recipe, const CalibrationSet& calibration,
                                            const QuantizeRunOptions& options,
                                            const QuantizeProgress& progress);
 

@@ -134,8 +134,9 @@ std::string QuantizeEstimate::text() const {
       device_bytes > 0 ? " on the GPU: its compute, not the host's reading and writing" : "");
   std::string text = buf;
   if (device_bytes > 0) {
-    std::snprintf(buf, sizeof buf, "GPU memory   %.1f MiB (approx., the GPU path's arrays)\n",
-                  device_bytes / 1048576.0);
+    std::snprintf(buf, sizeof buf, "GPU memory   %.1f MiB (approx., the GPU path's arrays%s)\n",
+                  device_bytes / 1048576.0,
+                  devices > 1 ? (" on each of " + std::to_string(devices) + " GPUs").c_str() : "");
     text += buf;
   }
   return text;
@@ -331,19 +332,27 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const double writing = std::max(head_bytes, double(c.hidden_size) * c.intermediate_size * 4) * 2;
   e.allocated_bytes = static_cast<std::uint64_t>(resident + std::max(quantizing, writing));
   e.peak_bytes = e.allocated_bytes + static_cast<std::uint64_t>(m.checkpoint_bytes);
-  DeviceOps* ops = active_backend() != nullptr ? active_backend()->device_ops() : nullptr;
-  if (ops == nullptr || !job.stats.empty() || !job.recipe.needs_statistics() ||
+  DeviceGroup* group = active_backend() != nullptr ? active_backend()->device_group() : nullptr;
+  if (group == nullptr || !job.stats.empty() || !job.recipe.needs_statistics() ||
       !device_path_refusal(c, job.recipe, {}).empty()) {
     e.seconds = estimate_flops(job, c, m) / (measured_gflops() * 1e9);
     return e;
   }
   const CalibConfig& calib = job.recipe.calibration;
-  e.device_bytes =
-      device_path_bytes(c, std::int64_t{calib.samples} * calib.seqlen,
-                        std::int64_t{std::min(job.batch_windows, calib.samples)} * calib.seqlen);
-  QuantizeJob on_device = job;  // stage inputs stay on the device while half of it is free
-  on_device.cache_budget_bytes = ops->free_bytes() / 2;
-  e.seconds = estimate_flops(on_device, c, m) / (device_gflops(*ops) * 1e9);
+  DeviceOps& first = group->device(0);
+  const std::int64_t batch =
+      std::int64_t{std::min(job.batch_windows, calib.samples)} * calib.seqlen;
+  const DevicePathBytes bytes = device_path_bytes(
+      c, device_share_tokens(std::int64_t{calib.samples} * calib.seqlen, batch, group->size()),
+      batch);
+  // Stage inputs stay on a device while half of it is free.
+  const bool kept = bytes.kept <= first.free_bytes() / 2;
+  e.device_bytes = bytes.required + (kept ? bytes.kept : 0);
+  e.devices = group->size();
+  QuantizeJob on_device = job;
+  on_device.cache_budget_bytes = first.free_bytes() / 2;
+  // The windows and GPTQ's rows are shared out evenly.
+  e.seconds = estimate_flops(on_device, c, m) / (device_gflops(first) * group->size() * 1e9);
   return e;
 }
 

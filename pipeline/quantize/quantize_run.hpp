@@ -39,6 +39,7 @@ struct QuantizeEstimate {
       0;  // of allocated_bytes: activations, stage caches, Hessians (0 for RTN)
   double seconds = 0.0;
   std::uint64_t device_bytes = 0;  // the GPU path's device memory (0: no GPU path)
+  int devices = 0;                 // the GPU path's devices
   std::string text() const;
 };
 

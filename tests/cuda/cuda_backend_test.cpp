@@ -36,7 +36,7 @@ class Cuda : public ::testing::Test {
  protected:
   void SetUp() override {
     if (cuda_device_count() == 0) GTEST_SKIP() << "no GPU on this machine";
-    backend_ = make_cuda_backend(0);
+    backend_ = make_cuda_backend({0});
   }
   MatrixBackend& gpu() { return *backend_; }
 

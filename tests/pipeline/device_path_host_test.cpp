@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <variant>
 
 #include "algorithms/device.hpp"
@@ -129,6 +130,36 @@ class HostOps final : public DeviceOps {
   std::map<const float*, GptqHessian> factors_;
 };
 
+// Several HostOps as one host's devices; the all-reduce adds device 0's sums,
+// then device 1's, ..., the order in which one device adds its batches.
+class HostGroup final : public DeviceGroup {
+ public:
+  HostGroup(int size, std::uint64_t free) {
+    for (int i = 0; i < size; ++i) ops_.push_back(std::make_unique<HostOps>(free));
+  }
+  int size() const override { return static_cast<int>(ops_.size()); }
+  DeviceOps& device(int i) override { return *ops_[static_cast<std::size_t>(i)]; }
+  void all_reduce(std::span<DeviceSums> sums) override {
+    Eigen::MatrixXd total = map(sums[0]);
+    for (std::size_t i = 1; i < sums.size(); ++i) total += map(sums[i]);
+    for (DeviceSums& s : sums) map(s) = total;
+  }
+  void broadcast_rows(std::span<DeviceMatrix> x, Eigen::Index first, Eigen::Index count,
+                      int root) override {
+    const std::size_t from = static_cast<std::size_t>(root);
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (i != from)
+        std::copy_n(x[from].data() + first * x[from].cols(), count * x[from].cols(),
+                    x[i].data() + first * x[i].cols());
+  }
+
+ private:
+  static Eigen::Map<Eigen::MatrixXd> map(const DeviceSums& s) {
+    return {s.data(), s.rows(), s.cols()};
+  }
+  std::vector<std::unique_ptr<HostOps>> ops_;
+};
+
 struct TinyRun {
   Model model = Model::open(test::fixture("models/tiny"));
   CalibrationSet calibration = test::fixture_windows("tiny", 6, 128);
@@ -137,7 +168,10 @@ struct TinyRun {
   TinyRun() { recipe.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 64}; }
 };
 
-void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& want) {
+// The same codes and zeros; scales and GPTQ's loss equal, or within the
+// relative differences given.
+void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& want,
+                         float scale_rel = 0, double loss_rel = 0) {
   ASSERT_EQ(got.size(), want.size());
   for (std::size_t i = 0; i < want.size(); ++i) {
     const auto a = got.get(i), b = want.get(i);
@@ -145,9 +179,15 @@ void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& wa
     const auto& qa = std::get<QuantizedMatrix>(a->weight);
     const auto& qb = std::get<QuantizedMatrix>(b->weight);
     EXPECT_EQ(qa.codes, qb.codes) << linear_key_text(b->key());
-    EXPECT_EQ(qa.scales, qb.scales) << linear_key_text(b->key());
+    ASSERT_EQ(qa.scales.rows(), qb.scales.rows());
+    ASSERT_EQ(qa.scales.cols(), qb.scales.cols());
+    EXPECT_LE(((qa.scales - qb.scales).array().abs() / qb.scales.array().abs()).maxCoeff(),
+              scale_rel)
+        << linear_key_text(b->key());
     EXPECT_EQ(qa.zeros, qb.zeros) << linear_key_text(b->key());
-    EXPECT_EQ(got.report(i).gptq_loss, want.report(i).gptq_loss) << linear_key_text(b->key());
+    EXPECT_LE(std::abs(got.report(i).gptq_loss - want.report(i).gptq_loss),
+              loss_rel * want.report(i).gptq_loss)
+        << linear_key_text(b->key());
   }
 }
 
@@ -159,9 +199,37 @@ TEST(DevicePathOnHost, GivesTheCpuPathsBytesWithStageInputsKeptOrRecomputed) {
   const QuantizedLinears cpu = quantize_blocks(tiny.model, tiny.recipe, &tiny.calibration, options);
   for (std::uint64_t free : {std::uint64_t{1} << 40, std::uint64_t{0}}) {
     HostOps ops(free);  // 0 free bytes: the attention context and hidden state are recomputed
+    SingleDevice one(ops);
     expect_same_linears(
-        quantize_blocks_on_device(ops, tiny.model, tiny.recipe, tiny.calibration, options, {}),
+        quantize_blocks_on_device(one, tiny.model, tiny.recipe, tiny.calibration, options, {}),
         cpu);
+  }
+}
+
+// Data-parallel: each device adds its own whole batches and the all-reduce
+// adds the devices in order, so with a batch a device the Hessians are the
+// CPU path's; each device rounds a share of the rows, broadcast to the others.
+// GPTQ's loss is then a sum of the shares' sums (last bits). With 2 devices
+// the bytes are the CPU's. 3 devices split tiny's 256 rows unevenly, and the
+// CPU's GEMM rounds the rows past a multiple of its register tile apart, so a
+// share's later groups see GPTQ's updates to within float rounding carried
+// through the updates after: the same codes, scales within 1e-5 (measured:
+// 4e-6) and losses within 1e-6 (3e-7).
+TEST(DevicePathOnHost, GivesTheCpuPathsBytesOnSeveralDevices) {
+  const TinyRun tiny;
+  for (const auto& [devices, scale_rel, loss_rel] :
+       {std::tuple{2, 0.0f, 1e-12}, std::tuple{3, 1e-5f, 1e-6}}) {
+    QuantizeRunOptions options;
+    options.batch_windows = 6 / devices;
+    const QuantizedLinears cpu =
+        quantize_blocks(tiny.model, tiny.recipe, &tiny.calibration, options);
+    for (std::uint64_t free : {std::uint64_t{1} << 40, std::uint64_t{0}}) {
+      SCOPED_TRACE(std::to_string(devices) + " devices, " + std::to_string(free) + " bytes free");
+      HostGroup group(devices, free);
+      expect_same_linears(
+          quantize_blocks_on_device(group, tiny.model, tiny.recipe, tiny.calibration, options, {}),
+          cpu, scale_rel, loss_rel);
+    }
   }
 }
 
@@ -171,15 +239,15 @@ TEST(DevicePathOnHost, ResumesFromItsCheckpointsWithTheSameBytes) {
   QuantizeRunOptions options;
   options.checkpoint_dir = dir;
   options.activation_checkpoint_seconds = 0;  // the stream after every block
-  HostOps ops(std::uint64_t{1} << 40);
+  HostGroup group(2, std::uint64_t{1} << 40);  // the stream saved from both devices' shares
   const QuantizedLinears whole =
-      quantize_blocks_on_device(ops, tiny.model, tiny.recipe, tiny.calibration, options, {});
+      quantize_blocks_on_device(group, tiny.model, tiny.recipe, tiny.calibration, options, {});
   // As if interrupted during the last block: its file is gone.
   std::filesystem::remove(dir / ("block_" + std::to_string(tiny.model.num_layers() - 1) + ".h5"));
   options.resume = Resume::yes;
   std::vector<std::string> log;
   const QuantizedLinears resumed =
-      quantize_blocks_on_device(ops, tiny.model, tiny.recipe, tiny.calibration, options,
+      quantize_blocks_on_device(group, tiny.model, tiny.recipe, tiny.calibration, options,
                                 {[&](const std::string& line) { log.push_back(line); }});
   EXPECT_NE(std::find(log.begin(), log.end(),
                       "resuming after block " + std::to_string(tiny.model.num_layers() - 2)),

@@ -360,7 +360,13 @@ TEST(QuantizeBadInput, EachExitsTwoNamingTheProblem) {
   std::filesystem::create_directories(dir / "full");
   std::ofstream(dir / "full" / "file.txt") << "x";
   expect_input_error("--method rtn --out " + (dir / "full").string(), (dir / "full").string());
-  for (const char* out : {"a", "b", "c"}) EXPECT_FALSE(std::filesystem::exists(dir / out)) << out;
+  // A GPU listed twice, an empty index, a name for an index.
+  for (const char* device : {"cuda:0,0", "cuda:0,", "cuda:x"})
+    expect_input_error(
+        std::string("--method rtn --device ") + device + " --out " + (dir / "d").string(),
+        std::string("found \"") + device + "\"");
+  for (const char* out : {"a", "b", "c", "d"})
+    EXPECT_FALSE(std::filesystem::exists(dir / out)) << out;
 }
 
 TEST(Recipes, ExamplesLoadWithTheirFields) {

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The GPU path data-parallel over two GPUs (--device cuda:0,1) against one
+# (--device cuda:0), on a two-GPU machine (docs/bench/cuda.md, "Two GPUs"):
+#  1. the two-GPU test (tests/cuda/device_path_test.cpp);
+#  2. GPTQ W4 g128 of tiny on 128 fixture windows of 512 into the GPTQ format,
+#     on one GPU and twice on two: the two-GPU outputs compared byte for byte
+#     and with the one-GPU output, and each output's perplexity on the first
+#     100 generic eval windows;
+#  3. a Llama-3-8B-shaped random bf16 checkpoint of LAYERS blocks, 128 windows
+#     of 2048 random ids: the --dry-run estimates, then end to end (load ->
+#     packed output written) on one GPU and on two, each GPU's memory peak
+#     (nvidia-smi, sampled every 100 ms), and the outputs compared.
+# NCCL comes from the lib folder of Python's nvidia-nccl package when the
+# loader's path has none.
+#   bench/cuda_two_gpus.sh PTQ TEST_CUDA SHARED WORK [LAYERS]
+set -euo pipefail
+ptq=$1 test_cuda=$2 shared=$3 work=$4 layers=${5:-32}
+bench=$(dirname "$0")
+mkdir -p "$work"
+now() { date +%s.%N; }
+nccl=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' \
+  2>/dev/null || true)
+[ -n "$nccl" ] && export LD_LIBRARY_PATH=$nccl:${LD_LIBRARY_PATH:-}
+export NCCL_NVLS_ENABLE=0  # NVLink multicast stays off on these machines
+
+echo "## machine"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+echo "$(nproc) CPU cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+
+echo "## tests/cuda (two GPUs)"
+PTQ_SHARED_DIR=$shared "$test_cuda" --gtest_filter='DevicePathOnTwoGpus.*' || echo "## TESTS FAILED"
+
+# Runs `ptq quantize ARGS --device DEVICE --out WORK/NAME`, printing its time.
+quantize() {
+  local name=$1 device=$2 t0
+  shift 2
+  t0=$(now)
+  "$ptq" quantize "$@" --device "$device" --out "$work/$name" >"$work/$name.log" 2>&1 || {
+    tail -30 "$work/$name.log"; return 1; }
+  awk -v n="$name" -v d="$device" -v t0="$t0" -v t1="$(now)" \
+    'BEGIN { printf "%-6s --device %-8s %6.1f s\n", n, d, t1 - t0 }'
+}
+# Whether the files of two output folders are the same bytes.
+compare() {
+  local f same
+  for f in $(cd "$work/$1" && ls); do
+    if cmp -s "$work/$1/$f" "$work/$2/$f"; then same=identical; else same=DIFFERENT; fi
+    echo "$1 vs $2 $f: $same"
+  done
+}
+
+echo "## GPTQ W4 g128 of tiny, 128 windows of 512 tokens"
+model=$shared/fixtures/models/tiny
+tiny=(--model "$model" --method gptq --bits 4 --group 128 --format gptq
+  --calib-ids "$shared/fixtures/goldens/tiny/calib_generic.ids")
+quantize one cuda:0 "${tiny[@]}"
+quantize two-1 cuda:0,1 "${tiny[@]}"
+quantize two-2 cuda:0,1 "${tiny[@]}"
+grep -m1 "GPU path" "$work/two-1.log" || true
+compare two-1 two-2
+compare one two-1
+ppl() {
+  "$ptq" eval --model "$1" --ids "$shared/fixtures/goldens/tiny/eval_generic.ids" \
+    --max-windows 100 --device cuda 2>/dev/null | sed -n 's/^ppl \([0-9.]*\) .*/\1/p'
+}
+echo "perplexity, first 100 generic eval windows: float $(ppl "$model")" \
+  " one GPU $(ppl "$work/one")  two GPUs $(ppl "$work/two-1")"
+
+echo "## Llama-3-8B shape, $layers blocks, 128 windows of 2048"
+python3 "$bench/make_shaped_checkpoint.py" --out "$work/m8" --layers "$layers" \
+  --ids "$work/c8.ids" --windows 128 --seqlen 2048
+big=(--model "$work/m8" --method gptq --bits 4 --group 128 --format gptq
+  --calib-ids "$work/c8.ids" --samples 128 --seqlen 2048)
+for device in cuda:0 cuda:0,1; do
+  "$ptq" quantize "${big[@]}" --device "$device" --out "$work/dry" --dry-run | grep -E "^(time|GPU)"
+done
+for run in o1:cuda:0 o2:cuda:0,1; do
+  IFS=: read -r name device <<<"$run"
+  nvidia-smi --query-gpu=index,memory.used --format=csv,noheader,nounits -lms 100 \
+    >"$work/$name.mem" &
+  sampler=$!
+  quantize "$name" "$device" "${big[@]}" || { kill $sampler; exit 1; }
+  kill $sampler
+  grep -E "GPU path|^block (0|$((layers - 1))) " "$work/$name.log" || true
+  sort -t, -k1,1n -k2,2n "$work/$name.mem" |
+    awk -F, '{ peak[$1] = $2 } END { for (g in peak) printf "GPU %d memory peak %.1f GiB\n", g, peak[g] / 1024 }'
+done
+compare o1 o2
