@@ -529,11 +529,13 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
                           device_share_tokens(std::int64_t(calibration->windows.size()) * seq,
                                               batch, group->size()),
                           batch)
-            .required;
+            .working;
     for (int i = 0; i < group->size() && why.empty(); ++i)
       if (bytes > group->device(i).free_bytes())
-        why = "a run whose arrays (" + std::to_string(bytes >> 20) + " MiB a device) exceed " +
-              (group->size() == 1 ? "its" : "device " + std::to_string(i) + "'s") + " free memory";
+        why = "a block whose working set (weights, a Hessian and its factor, a batch: " +
+              std::to_string(bytes >> 20) + " MiB) exceeds " +
+              (group->size() == 1 ? "the GPU's" : "device " + std::to_string(i) + "'s") +
+              " free memory";
     if (why.empty())
       return quantize_blocks_on_device(*group, model, recipe, *calibration, options, progress);
     if (progress.log)

@@ -32,15 +32,30 @@ std::string recipe_refusal(const Recipe& r) {
 }
 
 // One device's share of the calibration stream, walked in batches of whole
-// windows.
+// windows: on the device, or "spilled" to host memory when it does not fit
+// beside the device's working set, each batch then uploaded for each stage
+// and, after the residual add, downloaded back.
 struct DeviceStream {
-  DeviceMatrix x;
-  Eigen::Index batch_rows = 0;
+  DeviceOps* ops = nullptr;
+  DeviceMatrix x;  // resident
+  MatrixRM host;   // spilled
+  Eigen::Index rows = 0, batch_rows = 0;
 
-  Eigen::Index batches() const { return (x.rows() + batch_rows - 1) / batch_rows; }
+  bool spilled() const { return host.rows() > 0; }
+  Eigen::Index batches() const { return (rows + batch_rows - 1) / batch_rows; }
   DeviceMatrix batch(Eigen::Index b) const {
-    const Eigen::Index first = b * batch_rows;
-    return x.middle_rows(first, std::min(batch_rows, x.rows() - first));
+    const Eigen::Index first = b * batch_rows, count = std::min(batch_rows, rows - first);
+    return spilled() ? ops->upload(host.middleRows(first, count)) : x.middle_rows(first, count);
+  }
+  // Batch b after its residual add.
+  void store(Eigen::Index b, const DeviceMatrix& batch) {
+    if (spilled()) ops->download(batch, host.middleRows(b * batch_rows, batch.rows()));
+  }
+  void copy_to(Eigen::Ref<MatrixRM> to) const {
+    if (spilled())
+      to = host;
+    else if (rows > 0)
+      ops->download(x, to);
   }
 };
 
@@ -180,8 +195,8 @@ void quantize_sublayer(DeviceGroup& group, std::vector<Replica>& rs, const Model
   std::vector<std::vector<DeviceMatrix>> kept(rs.size());
   std::vector<char> keep(rs.size());
   for (std::size_t i = 0; i < rs.size(); ++i)
-    keep[i] = fits(*rs[i].ops,
-                   static_cast<std::uint64_t>(rs[i].s.x.rows()) * inner_features * sizeof(float));
+    keep[i] =
+        fits(*rs[i].ops, static_cast<std::uint64_t>(rs[i].s.rows) * inner_features * sizeof(float));
   sums = group_xtx(group, rs, inner_features, [&](int i, Eigen::Index b) {
     DeviceMatrix in = inner(i, b);
     if (keep[i]) kept[i].push_back(in);
@@ -192,6 +207,7 @@ void quantize_sublayer(DeviceGroup& group, std::vector<Replica>& rs, const Model
     for (Eigen::Index b = 0; b < rs[i].s.batches(); ++b) {
       DeviceMatrix x = rs[i].s.batch(b);
       rs[i].block->add_output(sublayer, keep[i] ? kept[i][b] : inner(i, b), x);
+      rs[i].s.store(b, x);
       if (keep[i]) kept[i][b] = DeviceMatrix();
     }
   });
@@ -216,17 +232,33 @@ void log_block(const QuantizeProgress& progress, std::vector<Replica>& rs, int l
 }
 
 // The group's devices, each given its share of the windows: whole batches,
-// in order, so that each device's X^T X adds the batches the CPU's would.
-std::vector<Replica> share_windows(DeviceGroup& group, const MatrixRM& x, Eigen::Index batch_rows) {
+// in order, so that each device's X^T X adds the batches the CPU's would. A
+// share stays on its device when it fits there beside the working set;
+// otherwise it is spilled to host memory.
+std::vector<Replica> share_windows(DeviceGroup& group, const ModelConfig& c, const MatrixRM& x,
+                                   Eigen::Index batch_rows, const QuantizeProgress& progress) {
   const int n = group.size();
   const Eigen::Index batches = (x.rows() + batch_rows - 1) / batch_rows;
   std::vector<Replica> rs(static_cast<std::size_t>(n));
   for (int i = 0; i < n; ++i) {
     const Eigen::Index first = std::min(x.rows(), batches * i / n * batch_rows);
     const Eigen::Index last = std::min(x.rows(), batches * (i + 1) / n * batch_rows);
-    rs[i].ops = &group.device(i);
-    rs[i].s.batch_rows = batch_rows;
-    if (last > first) rs[i].s.x = rs[i].ops->upload(x.middleRows(first, last - first));
+    DeviceStream& s = rs[i].s;
+    rs[i].ops = s.ops = &group.device(i);
+    s.rows = last - first;
+    s.batch_rows = batch_rows;
+    if (s.rows == 0) continue;
+    const DevicePathBytes need = device_path_bytes(c, s.rows, std::min(batch_rows, s.rows));
+    if (need.stream + need.working <= s.ops->free_bytes()) {
+      s.x = s.ops->upload(x.middleRows(first, s.rows));
+      continue;
+    }
+    s.host = x.middleRows(first, s.rows);
+    if (progress.log)
+      progress.log("GPU path: device " + std::to_string(i) + "'s share of the stream (" +
+                   std::to_string(need.stream >> 20) +
+                   " MiB) does not fit beside its working set; it stays in host memory, each "
+                   "batch uploaded when a stage reads it");
   }
   return rs;
 }
@@ -261,7 +293,7 @@ DevicePathBytes device_path_bytes(const ModelConfig& c, std::int64_t tokens,
   // Normed input, gate and up, or q/k/v, context and 1 GiB of attention scores.
   const double batch = double(batch_tokens) * std::max(hidden + 2 * inter, 2 * q + 3 * kv) * 4 +
                        double(std::int64_t{1} << 30);
-  return {static_cast<std::uint64_t>(stream + block + hessian + batch),
+  return {static_cast<std::uint64_t>(stream), static_cast<std::uint64_t>(block + hessian + batch),
           static_cast<std::uint64_t>(kept)};
 }
 
@@ -303,8 +335,8 @@ QuantizedLinears quantize_blocks_on_device(DeviceGroup& group, const Model& mode
     if (first > 0 && progress.log)
       progress.log("resuming after block " + std::to_string(first - 1));
   }
-  std::vector<Replica> rs =
-      share_windows(group, host_x, static_cast<Eigen::Index>(options.batch_windows) * seq_len);
+  std::vector<Replica> rs = share_windows(
+      group, c, host_x, static_cast<Eigen::Index>(options.batch_windows) * seq_len, progress);
   host_x = MatrixRM();
   if (progress.log)
     progress.log(
@@ -315,9 +347,8 @@ QuantizedLinears quantize_blocks_on_device(DeviceGroup& group, const Model& mode
                                     host_x.resize(tokens, hidden);
                                     Eigen::Index row = 0;
                                     for (Replica& r : rs) {
-                                      if (r.s.x.empty()) continue;
-                                      r.ops->download(r.s.x, host_x.middleRows(row, r.s.x.rows()));
-                                      row += r.s.x.rows();
+                                      r.s.copy_to(host_x.middleRows(row, r.s.rows));
+                                      row += r.s.rows;
                                     }
                                   }};
   // The host reads block layer + 1 while the devices quantize block layer.

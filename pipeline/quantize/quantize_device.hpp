@@ -19,13 +19,15 @@ namespace ptq {
 std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
                                 const QuantizeRunOptions& options);
 
-// Device memory one device of the path holds at its peak for its share of
-// `tokens` calibration tokens in batches of `batch_tokens`: the stream, one
-// block's weights, the widest input's Hessian with GPTQ's factor beside it,
-// and one batch's temporaries; beside them, when it fits (else it is
-// computed again), the widest stage input kept for all its windows.
+// Device memory one device of the path holds for its share of `tokens`
+// calibration tokens in batches of `batch_tokens`: its share of the stream
+// (else spilled to host memory), the working set (one block's weights, the
+// widest input's Hessian with GPTQ's factor beside it, one batch's
+// temporaries), and, beside them when it fits (else computed again), the
+// widest stage input kept for all its windows.
 struct DevicePathBytes {
-  std::uint64_t required = 0;
+  std::uint64_t stream = 0;
+  std::uint64_t working = 0;
   std::uint64_t kept = 0;
 };
 DevicePathBytes device_path_bytes(const ModelConfig& config, std::int64_t tokens,

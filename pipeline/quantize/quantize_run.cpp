@@ -345,12 +345,14 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const DevicePathBytes bytes = device_path_bytes(
       c, device_share_tokens(std::int64_t{calib.samples} * calib.seqlen, batch, group->size()),
       batch);
-  // Stage inputs stay on a device while half of it is free.
-  const bool kept = bytes.kept <= first.free_bytes() / 2;
-  e.device_bytes = bytes.required + (kept ? bytes.kept : 0);
+  // The stream stays on a device when it fits beside the working set, and
+  // stage inputs while half of it is free.
+  const std::uint64_t free = first.free_bytes();
+  const bool on_device_stream = bytes.stream + bytes.working <= free, kept = bytes.kept <= free / 2;
+  e.device_bytes = (on_device_stream ? bytes.stream : 0) + bytes.working + (kept ? bytes.kept : 0);
   e.devices = group->size();
   QuantizeJob on_device = job;
-  on_device.cache_budget_bytes = first.free_bytes() / 2;
+  on_device.cache_budget_bytes = free / 2;
   // The windows and GPTQ's rows are shared out evenly.
   e.seconds = estimate_flops(on_device, c, m) / (device_gflops(first) * group->size() * 1e9);
   return e;

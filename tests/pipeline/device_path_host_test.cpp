@@ -191,18 +191,27 @@ void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& wa
   }
 }
 
-TEST(DevicePathOnHost, GivesTheCpuPathsBytesWithStageInputsKeptOrRecomputed) {
+TEST(DevicePathOnHost, GivesTheCpuPathsBytesWithTheStreamSpilledOrStageInputsRecomputed) {
   const TinyRun tiny;
   ASSERT_EQ(device_path_refusal(tiny.model.config(), tiny.recipe, {}), "");
   QuantizeRunOptions options;
   options.batch_windows = 4;  // a full batch and a partial one
   const QuantizedLinears cpu = quantize_blocks(tiny.model, tiny.recipe, &tiny.calibration, options);
-  for (std::uint64_t free : {std::uint64_t{1} << 40, std::uint64_t{0}}) {
-    HostOps ops(free);  // 0 free bytes: the attention context and hidden state are recomputed
+  // Under 1 GiB free the stream is spilled to host memory (the working set
+  // counts 1 GiB of attention scores); with none free, the attention context
+  // and hidden state are computed again too.
+  for (std::uint64_t free : {std::uint64_t{1} << 40, std::uint64_t{1} << 29, std::uint64_t{0}}) {
+    SCOPED_TRACE(std::to_string(free) + " bytes free");
+    HostOps ops(free);
     SingleDevice one(ops);
-    expect_same_linears(
-        quantize_blocks_on_device(one, tiny.model, tiny.recipe, tiny.calibration, options, {}),
-        cpu);
+    bool spilled = false;
+    const QuantizeProgress progress{[&](const std::string& line) {
+      spilled = spilled || line.find("stays in host memory") != std::string::npos;
+    }};
+    expect_same_linears(quantize_blocks_on_device(one, tiny.model, tiny.recipe, tiny.calibration,
+                                                  options, progress),
+                        cpu);
+    EXPECT_EQ(spilled, free < (std::uint64_t{1} << 30));
   }
 }
 
