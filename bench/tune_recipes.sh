@@ -10,7 +10,8 @@
 #       [--threads N] [--jobs J] [--ptq BINARY] [--work DIR] [--out FILE] [--test] [--report-only]
 #
 # Models: tiny and small from the fixtures, qwen2 = tests/data/train_model.py qwen2's model
-# (PTQ_QWEN2, default .models/qwen2; it shares small's tokenizer and calibration windows).
+# (PTQ_QWEN2, default .models/qwen2; it shares small's tokenizer and calibration windows);
+# NAME+rot, a Llama NAME rotated by bench/rotate_checkpoint.py (made under DIR/rotated).
 # A candidate is TARGET.VARIANT: TARGET one of w4-g128, w3-g128, w4-pc; VARIANT a set of
 # recipe keys over plain GPTQ (below). The score of a candidate is the share of plain GPTQ's
 # excess over fp32 it removes on each validation text, and their mean.
@@ -80,8 +81,20 @@ for c in $candidates; do
   }
 done
 
-model_dir() { if [[ $1 == qwen2 ]]; then echo "$qwen2"; else echo "$fixtures/models/$1"; fi; }
-goldens() { if [[ $1 == qwen2 ]]; then echo "$fixtures/goldens/small"; else echo "$fixtures/goldens/$1"; fi; }
+# NAME+rot: NAME with its norms folded and its residual stream rotated
+# (bench/rotate_checkpoint.py), the same function with other weights; it shares
+# NAME's windows and texts.
+model_dir() {
+  case $1 in
+    *+rot)
+      [[ -f $work/rotated/${1%+rot}/config.json ]] ||
+        python3 "$root/bench/rotate_checkpoint.py" "$(model_dir "${1%+rot}")" "$work/rotated/${1%+rot}"
+      echo "$work/rotated/${1%+rot}" ;;
+    qwen2) echo "$qwen2" ;;
+    *) echo "$fixtures/models/$1" ;;
+  esac
+}
+goldens() { if [[ ${1%+rot} == qwen2 ]]; then echo "$fixtures/goldens/small"; else echo "$fixtures/goldens/${1%+rot}"; fi; }
 
 # The recipe of candidate TARGET.VARIANT: plain GPTQ's keys, each overridden by the
 # target's and the variant's KEY=VALUE words; @best is the shipped recipes/TARGET-best.yaml.
@@ -103,7 +116,7 @@ write_recipe() {  # candidate file
 
 # Validation (and test) ids of a model's tokenizer: tiny has its own; small and qwen2 share one.
 texts_for() {  # model -> folder of validation_{generic,domain}.ids
-  local tok=$([[ $1 == tiny ]] && echo tiny || echo small) dir=$work/ids
+  local tok=$([[ ${1%+rot} == tiny ]] && echo tiny || echo small) dir=$work/ids
   mkdir -p "$dir/$tok"
   [[ -f $dir/text/validation.json ]] ||
     python3 "$root/bench/validation_split.py" "$dir/text" --shared "$fixtures/.." >&2
