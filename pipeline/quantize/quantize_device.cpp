@@ -106,7 +106,7 @@ QuantizedLinear gptq_rows(DeviceGroup& group, std::vector<Replica>& rs,
     const auto [first, count] = row_share(rows, i, n);
     group.broadcast_rows(w, first, count, i);
     q.report.gptq_loss += parts[i].loss;
-    q.report.weight_mse += parts[i].weight_mse * double(count) / double(rows);
+    q.report.weight_mse += parts[i].weight_mse * (double(count) / double(rows));  // 1 device: as is
     shares.emplace_back(std::move(parts[i].quantized));
   }
   q.weight = std::get<QuantizedMatrix>(stack_rows(shares, linear_key_text({layer, role})));
