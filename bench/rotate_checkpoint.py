@@ -30,7 +30,7 @@ import struct
 
 import numpy as np
 
-DTYPES = {"F16": np.float16, "BF16": None, "F32": np.float32}
+DTYPES = {"F16": np.float16, "F32": np.float32}  # BF16: its bits widened by hand
 
 
 def read_safetensors(path):
@@ -90,15 +90,15 @@ def main():
     if "lm_head.weight" not in w:
         w["lm_head.weight"] = w["model.embed_tokens.weight"].copy()
     for i in range(config["num_hidden_layers"]):
-        p_ = f"model.layers.{i}."
+        prefix = f"model.layers.{i}."
         for norm, readers in (("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
                               ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj"))):
-            g = w[p_ + norm + ".weight"]
+            g = w[prefix + norm + ".weight"]
             for r in readers:
-                w[p_ + r + ".weight"] = (w[p_ + r + ".weight"] * g[None, :]) @ q
-            w[p_ + norm + ".weight"] = np.ones(d)
+                w[prefix + r + ".weight"] = (w[prefix + r + ".weight"] * g[None, :]) @ q
+            w[prefix + norm + ".weight"] = np.ones(d)
         for writer in ("self_attn.o_proj", "mlp.down_proj"):
-            w[p_ + writer + ".weight"] = q.T @ w[p_ + writer + ".weight"]
+            w[prefix + writer + ".weight"] = q.T @ w[prefix + writer + ".weight"]
     w["lm_head.weight"] = (w["lm_head.weight"] * w["model.norm.weight"][None, :]) @ q
     w["model.norm.weight"] = np.ones(d)
     w["model.embed_tokens.weight"] = w["model.embed_tokens.weight"] @ q

@@ -525,10 +525,8 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
     std::string why = device_path_refusal(model.config(), recipe, options);
     const std::int64_t seq = calibration->config.seqlen, batch = options.batch_windows * seq;
     const std::uint64_t bytes =
-        device_path_bytes(model.config(),
-                          device_share_tokens(std::int64_t(calibration->windows.size()) * seq,
-                                              batch, group->size()),
-                          batch)
+        device_path_bytes(model.config(), std::int64_t(calibration->windows.size()) * seq, batch,
+                          group->size())
             .working;
     for (int i = 0; i < group->size() && why.empty(); ++i)
       if (bytes > group->device(i).free_bytes())

@@ -62,9 +62,10 @@ struct DeviceStream {
 // What one device of the group holds: its copy of the block being quantized
 // and its windows.
 struct Replica {
-  DeviceOps* ops = nullptr;
   DeviceStream s;
   std::optional<DeviceBlock> block;
+
+  DeviceOps& ops() const { return *s.ops; }
 };
 
 // f(i) for every device i, each on a thread of its own (a device's calls wait
@@ -98,7 +99,7 @@ QuantizedLinear gptq_rows(DeviceGroup& group, std::vector<Replica>& rs,
   each_device(rs, [&](int i) {
     const auto [first, count] = row_share(rows, i, n);
     DeviceMatrix share = w[i].middle_rows(first, count);
-    parts[i] = rs[i].ops->gptq(share, f[i], g.spec, g.block_size);
+    parts[i] = rs[i].ops().gptq(share, f[i], g.spec, g.block_size);
   });
   QuantizedLinear q{layer, role, {}, {}};
   std::vector<QuantizedWeight> shares;
@@ -119,13 +120,13 @@ QuantizedLinear rtn_fallback(std::vector<Replica>& rs, const GptqConfig& g, int 
                              LinearRole role) {
   DeviceMatrix& w0 = rs[0].block->weight(role);
   MatrixRM host(w0.rows(), w0.cols());
-  rs[0].ops->download(w0, host);
+  rs[0].ops().download(w0, host);
   QuantizedMatrix m = rtn_quantize(host, g.spec, g.clip);
   const MatrixRM dequantized = m.dequantize();
   QuantizedLinear q{layer, role, {}, {}};
   q.report.weight_mse = weight_mse(host, dequantized);
   q.report.cholesky_failed = true;
-  for (Replica& r : rs) r.block->weight(role) = r.ops->upload(dequantized);
+  for (Replica& r : rs) r.block->weight(role) = r.ops().upload(dequantized);
   q.weight = std::move(m);
   return q;
 }
@@ -140,7 +141,7 @@ void quantize_group(DeviceGroup& group, std::vector<Replica>& rs, const Recipe& 
   const GptqConfig g = recipe.gptq_config();
   std::vector<DeviceFactor> f(rs.size());
   each_device(rs, [&](int i) {
-    f[i] = rs[i].ops->gptq_factor(sums[i], tokens, g.damp, g.max_damping_retries);
+    f[i] = rs[i].ops().gptq_factor(sums[i], tokens, g.damp, g.max_damping_retries);
   });
   sums.clear();
   for (LinearRole role : roles_reading(input)) {
@@ -167,8 +168,8 @@ std::vector<DeviceSums> group_xtx(DeviceGroup& group, std::vector<Replica>& rs,
                                   Eigen::Index features, F&& f) {
   std::vector<DeviceSums> sums(rs.size());
   each_device(rs, [&](int i) {
-    sums[i] = rs[i].ops->zero_sums(features, features);
-    for (Eigen::Index b = 0; b < rs[i].s.batches(); ++b) rs[i].ops->add_xtx(f(i, b), sums[i]);
+    sums[i] = rs[i].ops().zero_sums(features, features);
+    for (Eigen::Index b = 0; b < rs[i].s.batches(); ++b) rs[i].ops().add_xtx(f(i, b), sums[i]);
   });
   group.all_reduce(sums);
   return sums;
@@ -195,8 +196,8 @@ void quantize_sublayer(DeviceGroup& group, std::vector<Replica>& rs, const Model
   std::vector<std::vector<DeviceMatrix>> kept(rs.size());
   std::vector<char> keep(rs.size());
   for (std::size_t i = 0; i < rs.size(); ++i)
-    keep[i] =
-        fits(*rs[i].ops, static_cast<std::uint64_t>(rs[i].s.rows) * inner_features * sizeof(float));
+    keep[i] = fits(rs[i].ops(),
+                   static_cast<std::uint64_t>(rs[i].s.rows) * inner_features * sizeof(float));
   sums = group_xtx(group, rs, inner_features, [&](int i, Eigen::Index b) {
     DeviceMatrix in = inner(i, b);
     if (keep[i]) kept[i].push_back(in);
@@ -222,7 +223,7 @@ void log_block(const QuantizeProgress& progress, std::vector<Replica>& rs, int l
     return std::chrono::duration<double>(b - a).count();
   };
   std::uint64_t peak = 0;
-  for (Replica& r : rs) peak = std::max(peak, r.ops->peak_bytes());
+  for (Replica& r : rs) peak = std::max(peak, r.ops().peak_bytes());
   char line[160];
   std::snprintf(line, sizeof line,
                 "block %d on the GPU: %.2f s, checkpoint %.2f s, device memory peak %.2f GiB",
@@ -244,11 +245,11 @@ std::vector<Replica> share_windows(DeviceGroup& group, const ModelConfig& c, con
     const Eigen::Index first = std::min(x.rows(), batches * i / n * batch_rows);
     const Eigen::Index last = std::min(x.rows(), batches * (i + 1) / n * batch_rows);
     DeviceStream& s = rs[i].s;
-    rs[i].ops = s.ops = &group.device(i);
+    s.ops = &group.device(i);
     s.rows = last - first;
     s.batch_rows = batch_rows;
     if (s.rows == 0) continue;
-    const DevicePathBytes need = device_path_bytes(c, s.rows, std::min(batch_rows, s.rows));
+    const DevicePathBytes need = device_path_bytes(c, s.rows, std::min(batch_rows, s.rows), 1);
     if (need.stream + need.working <= s.ops->free_bytes()) {
       s.x = s.ops->upload(x.middleRows(first, s.rows));
       continue;
@@ -274,13 +275,12 @@ std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
   return "";
 }
 
-std::int64_t device_share_tokens(std::int64_t tokens, std::int64_t batch_tokens, int devices) {
-  const std::int64_t batches = (tokens + batch_tokens - 1) / batch_tokens;
-  return std::min(tokens, (batches + devices - 1) / devices * batch_tokens);
-}
-
-DevicePathBytes device_path_bytes(const ModelConfig& c, std::int64_t tokens,
-                                  std::int64_t batch_tokens) {
+DevicePathBytes device_path_bytes(const ModelConfig& c, std::int64_t all_tokens,
+                                  std::int64_t batch_tokens, int devices) {
+  // The windows go out in whole batches: the most tokens one device holds.
+  const std::int64_t batches = (all_tokens + batch_tokens - 1) / batch_tokens;
+  const std::int64_t tokens =
+      std::min(all_tokens, (batches + devices - 1) / devices * batch_tokens);
   const double hidden = c.hidden_size, inter = c.intermediate_size;
   const double widest = std::max(hidden, inter);
   const double q = double(c.num_heads) * c.head_dim, kv = double(c.num_kv_heads) * c.head_dim;
@@ -360,7 +360,7 @@ QuantizedLinears quantize_blocks_on_device(DeviceGroup& group, const Model& mode
     if (layer + 1 < model.num_layers()) next = std::async(std::launch::async, load, layer + 1);
     const auto t0 = Clock::now();
     std::vector<QuantizedLinear> block_out;
-    each_device(rs, [&](int i) { rs[i].block.emplace(*rs[i].ops, c, w, seq_len); });
+    each_device(rs, [&](int i) { rs[i].block.emplace(rs[i].ops(), c, w, seq_len); });
     for (const SublayerSpec& sublayer : block_sublayers)
       quantize_sublayer(group, rs, c, recipe, layer, sublayer, tokens, progress, block_out);
     for (Replica& r : rs) r.block.reset();

@@ -20,7 +20,8 @@ std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
                                 const QuantizeRunOptions& options);
 
 // Device memory one device of the path holds for its share of `tokens`
-// calibration tokens in batches of `batch_tokens`: its share of the stream
+// calibration tokens in batches of `batch_tokens` over `devices` devices (the
+// windows go out in whole batches): its share of the stream
 // (else spilled to host memory), the working set (one block's weights, the
 // widest input's Hessian with GPTQ's factor beside it, one batch's
 // temporaries), and, beside them when it fits (else computed again), the
@@ -31,11 +32,7 @@ struct DevicePathBytes {
   std::uint64_t kept = 0;
 };
 DevicePathBytes device_path_bytes(const ModelConfig& config, std::int64_t tokens,
-                                  std::int64_t batch_tokens);
-
-// The most calibration tokens one of `devices` devices holds: the windows go
-// out in whole batches.
-std::int64_t device_share_tokens(std::int64_t tokens, std::int64_t batch_tokens, int devices);
+                                  std::int64_t batch_tokens, int devices);
 
 // The device's float32 GEMM rate in the block's shapes and its math, GFLOP/s
 // (a short probe).
