@@ -7,6 +7,7 @@
 // from MatrixBackend::device_group(); the CPU has none. As for the backend:
 // deterministic on a given set of devices, run to run.
 #include <Eigen/Core>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -82,8 +83,18 @@ class DeviceOps {
 
   virtual void set_math(DeviceMath math) = 0;
   virtual DeviceMath math() const = 0;
-  // Device memory not in use (by anyone), in bytes.
-  virtual std::uint64_t free_bytes() = 0;
+  // Device memory this backend may still take, in bytes: what no one holds,
+  // and under a limit (limit_memory) no more than the limit less what this
+  // backend's arrays hold.
+  std::uint64_t free_bytes() {
+    const std::uint64_t unused = unused_bytes();
+    if (limit_ == 0) return unused;
+    const std::uint64_t held = held_bytes();
+    return std::min(unused, limit_ > held ? limit_ - held : 0);
+  }
+  // The GPU path plans its arrays (the stream kept or spilled, stage inputs
+  // kept or recomputed) within `bytes` of this device; 0: all that is free.
+  void limit_memory(std::uint64_t bytes) { limit_ = bytes; }
   // The most device memory this backend's arrays have held at once, in bytes
   // (its reusable buffers and the libraries' workspaces not counted).
   virtual std::uint64_t peak_bytes() = 0;
@@ -121,6 +132,14 @@ class DeviceOps {
   // w becomes its dequantized weights.
   virtual DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const QuantSpec& spec,
                                 int block_size) = 0;
+
+ protected:
+  // Device memory not in use by anyone, and held by this backend's arrays.
+  virtual std::uint64_t unused_bytes() = 0;
+  virtual std::uint64_t held_bytes() = 0;
+
+ private:
+  std::uint64_t limit_ = 0;
 };
 
 // The devices one run uses, each with its own DeviceOps and memory, and the

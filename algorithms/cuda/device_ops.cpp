@@ -22,7 +22,6 @@ class CudaDevice final : public DeviceOps {
 
   void set_math(DeviceMath math) override { math_ = math; }
   DeviceMath math() const override { return math_; }
-  std::uint64_t free_bytes() override;
   std::uint64_t peak_bytes() override { return pool_attribute(cudaMemPoolAttrUsedMemHigh); }
   DeviceMatrix allocate(Eigen::Index rows, Eigen::Index cols) override {
     return {allocate_memory<float>(rows * cols), rows, cols};
@@ -46,6 +45,10 @@ class CudaDevice final : public DeviceOps {
                            int max_damping_retries) override;
   DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const QuantSpec& spec,
                         int block_size) override;
+
+ protected:
+  std::uint64_t unused_bytes() override;
+  std::uint64_t held_bytes() override { return pool_attribute(cudaMemPoolAttrUsedMemCurrent); }
 
  private:
   template <class T>
@@ -98,7 +101,7 @@ CudaDevice::CudaDevice(Context& c) : c_(c) {
            "cudaMemPoolSetAttribute");
 }
 
-std::uint64_t CudaDevice::free_bytes() {
+std::uint64_t CudaDevice::unused_bytes() {
   c_.enter();
   std::size_t free = 0, total = 0;
   c_.check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");

@@ -22,7 +22,7 @@ struct QuantizeFlags {
   CalibFlags calib;
   int threads = 0, batch_windows = 16;
   std::uint64_t stage_cache_mib = default_stage_cache_bytes >> 20;
-  double checkpoint_seconds = 60.0;
+  double checkpoint_seconds = 60.0, gpu_memory_gib = 0;
   bool resume = false, dry_run = false;
 };
 
@@ -88,6 +88,11 @@ void add_quantize(CLI::App& app) {
                   "(TF32 products, float32 sums) or fp32")
       ->check(CLI::IsMember({"tf32", "fp32"}))
       ->capture_default_str();
+  cmd->add_option("--gpu-memory", f.gpu_memory_gib,
+                  "GPU path: plan within this many GiB of each GPU (the calibration stream "
+                  "spills to host memory, stage inputs are recomputed); 0 = all that is free")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--batch-windows", f.batch_windows, "Calibration windows per block pass");
   cmd->add_option("--stage-cache-mib", f.stage_cache_mib,
                   "Keep a block stage's input (attention context, MLP hidden state) for all "
@@ -115,7 +120,8 @@ void add_quantize(CLI::App& app) {
                     .mix = {}};
     job.output.calibration_windows = f.calib.window_record();
     for (const auto& spec : f.mix) job.mix.push_back(parse_mix_spec(spec));
-    const DeviceUse device(f.device, f.gpu_math == "fp32" ? DeviceMath::fp32 : DeviceMath::tf32);
+    const DeviceUse device(f.device, f.gpu_math == "fp32" ? DeviceMath::fp32 : DeviceMath::tf32,
+                           static_cast<std::uint64_t>(f.gpu_memory_gib * double(1 << 30)));
     if (f.dry_run) {
       std::cout << estimate_quantize(job).text();
       return;

@@ -72,12 +72,15 @@ void add_device_flag(CLI::App& cmd, std::string& device) {
       ->capture_default_str();
 }
 
-DeviceUse::DeviceUse(const std::string& device, DeviceMath math) {
+DeviceUse::DeviceUse(const std::string& device, DeviceMath math, std::uint64_t memory_limit) {
   const std::vector<int> indices = gpu_indices(device);
   if (indices.empty()) return;
   backend_ = cuda_api(device).make(indices);
   if (DeviceGroup* group = backend_->device_group())
-    for (int i = 0; i < group->size(); ++i) group->device(i).set_math(math);
+    for (int i = 0; i < group->size(); ++i) {
+      group->device(i).set_math(math);
+      group->device(i).limit_memory(memory_limit);
+    }
   scope_ = std::make_unique<BackendScope>(backend_.get());
 }
 

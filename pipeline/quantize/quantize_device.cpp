@@ -1,5 +1,6 @@
 #include "pipeline/quantize/quantize_device.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <future>
@@ -338,11 +339,19 @@ QuantizedLinears quantize_blocks_on_device(DeviceGroup& group, const Model& mode
   std::vector<Replica> rs = share_windows(
       group, c, host_x, static_cast<Eigen::Index>(options.batch_windows) * seq_len, progress);
   host_x = MatrixRM();
-  if (progress.log)
-    progress.log(
-        std::string("GPU path (") + (group.device(0).math() == DeviceMath::tf32 ? "tf32" : "fp32") +
-        "): the calibration stream, " + std::to_string(tokens * hidden * sizeof(float) >> 20) +
-        " MiB, on " + (rs.size() == 1 ? "the device" : std::to_string(rs.size()) + " devices"));
+  if (progress.log) {
+    const auto spilled =
+        std::count_if(rs.begin(), rs.end(), [](const Replica& r) { return r.s.spilled(); });
+    const std::string devices =
+        rs.size() == 1 ? "the device" : std::to_string(rs.size()) + " devices";
+    progress.log(std::string("GPU path (") +
+                 (group.device(0).math() == DeviceMath::tf32 ? "tf32" : "fp32") +
+                 "): the calibration stream, " +
+                 std::to_string(tokens * hidden * sizeof(float) >> 20) + " MiB, " +
+                 (spilled == 0 ? "on " + devices
+                               : "for " + devices + ", " + std::to_string(spilled) + " share" +
+                                     (spilled == 1 ? "" : "s") + " in host memory"));
+  }
   const CheckpointStreams streams{&host_x, nullptr, [&] {
                                     host_x.resize(tokens, hidden);
                                     Eigen::Index row = 0;

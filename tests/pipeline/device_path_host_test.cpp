@@ -6,9 +6,12 @@
 // CUDA kernels are checked against the CPU on a GPU (tests/cuda).
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <tuple>
+#include <utility>
 #include <variant>
 
 #include "algorithms/device.hpp"
@@ -30,7 +33,6 @@ class HostOps final : public DeviceOps {
 
   void set_math(DeviceMath) override {}
   DeviceMath math() const override { return DeviceMath::fp32; }
-  std::uint64_t free_bytes() override { return free_; }
   std::uint64_t peak_bytes() override { return 0; }
   DeviceMatrix allocate(Eigen::Index rows, Eigen::Index cols) override {
     return make<float>(rows, cols);
@@ -117,16 +119,29 @@ class HostOps final : public DeviceOps {
     return {std::move(r.quantized), r.loss, r.weight_mse};
   }
 
+ protected:
+  std::uint64_t unused_bytes() override { return free_; }
+  std::uint64_t held_bytes() override { return *held_; }
+
  private:
+  // An array of host memory counted as held until its last copy goes.
   template <class T>
-  static DeviceArray<T> make(Eigen::Index rows, Eigen::Index cols) {
-    return {std::shared_ptr<T>(new T[std::max<Eigen::Index>(rows * cols, 1)](),
-                               std::default_delete<T[]>()),
+  DeviceArray<T> make(Eigen::Index rows, Eigen::Index cols) {
+    const auto bytes =
+        static_cast<std::uint64_t>(std::max<Eigen::Index>(rows * cols, 1)) * sizeof(T);
+    *held_ += bytes;
+    return {std::shared_ptr<T>(new T[bytes / sizeof(T)](),
+                               [held = held_, bytes](T* p) {
+                                 *held -= bytes;
+                                 delete[] p;
+                               }),
             rows, cols};
   }
   static Eigen::Map<MatrixRM> map(const DeviceMatrix& d) { return {d.data(), d.rows(), d.cols()}; }
 
   std::uint64_t free_;
+  std::shared_ptr<std::atomic<std::uint64_t>> held_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   std::map<const float*, GptqHessian> factors_;
 };
 
@@ -198,11 +213,16 @@ TEST(DevicePathOnHost, GivesTheCpuPathsBytesWithTheStreamSpilledOrStageInputsRec
   options.batch_windows = 4;  // a full batch and a partial one
   const QuantizedLinears cpu = quantize_blocks(tiny.model, tiny.recipe, &tiny.calibration, options);
   // Under 1 GiB free the stream is spilled to host memory (the working set
-  // counts 1 GiB of attention scores); with none free, the attention context
-  // and hidden state are computed again too.
-  for (std::uint64_t free : {std::uint64_t{1} << 40, std::uint64_t{1} << 29, std::uint64_t{0}}) {
-    SCOPED_TRACE(std::to_string(free) + " bytes free");
+  // counts 1 GiB of attention scores), as it is under a limit of 1/2 GiB with
+  // 1 TiB free; with none free, the attention context and hidden state are
+  // computed again too.
+  constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+  for (const auto& [free, limit] :
+       {std::pair{kGiB << 10, std::uint64_t{0}}, std::pair{kGiB / 2, std::uint64_t{0}},
+        std::pair{kGiB << 10, kGiB / 2}, std::pair{std::uint64_t{0}, std::uint64_t{0}}}) {
+    SCOPED_TRACE(std::to_string(free) + " bytes free, limit " + std::to_string(limit));
     HostOps ops(free);
+    ops.limit_memory(limit);
     SingleDevice one(ops);
     bool spilled = false;
     const QuantizeProgress progress{[&](const std::string& line) {
@@ -211,7 +231,7 @@ TEST(DevicePathOnHost, GivesTheCpuPathsBytesWithTheStreamSpilledOrStageInputsRec
     expect_same_linears(quantize_blocks_on_device(one, tiny.model, tiny.recipe, tiny.calibration,
                                                   options, progress),
                         cpu);
-    EXPECT_EQ(spilled, free < (std::uint64_t{1} << 30));
+    EXPECT_EQ(spilled, std::min(free, limit == 0 ? free : limit) < kGiB);
   }
 }
 
