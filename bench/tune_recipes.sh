@@ -7,7 +7,8 @@
 # on the test texts (eval_generic.ids / eval_domain.ids), after the choice.
 #
 #   bench/tune_recipes.sh [--models "tiny small qwen2"] [--candidates "w4-g128.plain ..."]
-#       [--threads N] [--jobs J] [--ptq BINARY] [--work DIR] [--out FILE] [--test] [--report-only]
+#       [--rounds "16 3 5"] [--threads N] [--jobs J] [--ptq BINARY] [--work DIR] [--out FILE]
+#       [--test] [--report-only]
 #
 # Models: tiny and small from the fixtures, qwen2 = tests/data/train_model.py qwen2's model
 # (PTQ_QWEN2, default .models/qwen2; it shares small's tokenizer and calibration windows);
@@ -15,14 +16,21 @@
 # A candidate is TARGET.VARIANT: TARGET one of w4-g128, w3-g128, w4-pc; VARIANT a set of
 # recipe keys over plain GPTQ (below). The score of a candidate is the share of plain GPTQ's
 # excess over fp32 it removes on each validation text, and their mean.
+# --rounds: each candidate is quantized once per value, with that --batch-windows (16 is
+# ptq's default). It changes only how X^T X's float32 partial sums are chunked, so the
+# runs differ in float rounding alone, and by as much as a recipe's gain at W4 g128
+# (docs/bench/tuning_probes.md): a candidate is scored by its perplexity's mean over the
+# rounds against plain GPTQ's mean over the same rounds.
 # Quantization runs one at a time with N threads; evaluations J at a time with N / J each.
-# Results stay under DIR/<model>/<candidate>/ (--report-only rewrites the report from them).
+# Results stay under DIR/<model>/<candidate>/ (round 16) and DIR/<model>/<candidate>@bwR/
+# (--report-only rewrites the report from them).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 command="bench/tune_recipes.sh $*"
 models="tiny small qwen2"
 candidates=""
+rounds=16
 threads=$(nproc)
 jobs=1
 ptq=$root/build/pipeline/ptq
@@ -36,6 +44,7 @@ while [[ $# -gt 0 ]]; do
   case $1 in
     --models) models=$2; shift 2 ;;
     --candidates) candidates=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --jobs) jobs=$2; shift 2 ;;
     --ptq) ptq=$2; shift 2 ;;
@@ -129,13 +138,18 @@ texts_for() {  # model -> folder of validation_{generic,domain}.ids
   echo "$dir/$tok"
 }
 
-quantize() {  # model candidate
-  local m=$1 c=$2 dir=$work/$1/$2
+run_name() {  # candidate round -> its folder's name
+  if [[ $2 == 16 ]]; then echo "$1"; else echo "$1@bw$2"; fi
+}
+
+quantize() {  # model candidate round
+  local m=$1 c=$2 dir=$work/$1/$(run_name "$2" "$3")
   rm -rf "$dir" && mkdir -p "$dir"
   write_recipe "$c" "$dir/recipe.yaml"
   "$ptq" quantize --model "$(model_dir "$m")" --out "$dir/model" --threads "$threads" \
     --format dequantized --recipe "$dir/recipe.yaml" --calib-ids "$(goldens "$m")/calib_generic.ids" \
-    >"$dir/quantize.log" 2>&1 || { echo "FAILED: quantize $m $c (see $dir/quantize.log)" >&2; return 1; }
+    --batch-windows "$3" >"$dir/quantize.log" 2>&1 ||
+    { echo "FAILED: quantize $m $c round $3 (see $dir/quantize.log)" >&2; return 1; }
   cp "$dir/model/run.json" "$dir/run.json"
 }
 
@@ -152,11 +166,16 @@ sets="validation_generic validation_domain"
 if ((run)); then
   for m in $models; do
     ids=$(texts_for "$m")
-    for c in $candidates; do
-      [[ -f $work/$m/$c/run.json ]] || { echo "quantize $m $c" >&2; quantize "$m" "$c"; }
+    runs=""
+    for r in $rounds; do
+      for c in $candidates; do
+        runs+=" $(run_name "$c" "$r")"
+        [[ -f $work/$m/$(run_name "$c" "$r")/run.json ]] ||
+          { echo "quantize $m $c round $r" >&2; quantize "$m" "$c" "$r"; }
+      done
     done
     mkdir -p "$work/$m/fp32"
-    for c in fp32 $candidates; do
+    for c in fp32 $runs; do
       for s in $sets; do
         [[ -f $work/$m/$c/$s.json ]] && continue
         file=$ids/$s.ids
@@ -170,5 +189,6 @@ if ((run)); then
   done
 fi
 python3 "$root/bench/tune_recipes_report.py" --work "$work" --models "$models" \
-  --candidates "$candidates" --sets "$sets" --command "$command" --threads "$threads" >"$out"
+  --candidates "$candidates" --rounds "$rounds" --sets "$sets" --command "$command" \
+  --threads "$threads" >"$out"
 echo "wrote $out" >&2

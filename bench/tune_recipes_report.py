@@ -2,8 +2,10 @@
 """docs/bench/tuning.md from bench/tune_recipes.sh's results (see its header).
 
 For each model and target (w4-g128, w3-g128, w4-pc): each variant's perplexity on
-each text, the share of plain GPTQ's excess over fp32 it removes ("cut"), their mean
-(the score recipes are chosen by), and its quantization seconds.
+each text (the mean over the rounds), the share of plain GPTQ's excess over fp32 it
+removes ("cut", against plain GPTQ's mean over the same rounds), their mean (the score
+recipes are chosen by), the range of that mean over single rounds, and its quantization
+seconds (the mean over the rounds).
 """
 
 import argparse
@@ -27,6 +29,24 @@ def cut(ppl, plain, fp32):
     return 1 - (ppl - fp32) / (plain - fp32) if plain > fp32 else math.nan
 
 
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def runs(model_dir, candidate, rounds, sets):
+    """Per round (bench/tune_recipes.sh's folders): each set's ppl and the quantize
+    seconds; None unless every round has them all."""
+    out = []
+    for r in rounds:
+        d = model_dir / (candidate if r == "16" else f"{candidate}@bw{r}")
+        res = {s: read(d / f"{s}.json") for s in sets}
+        run = read(d / "run.json")
+        if not all(res.values()) or not run:
+            return None
+        out.append({**{s: res[s]["ppl"] for s in sets}, "seconds": run["seconds"]})
+    return out
+
+
 def cpu_name():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -40,11 +60,12 @@ def main():
     ap.add_argument("--work", type=pathlib.Path, required=True)
     ap.add_argument("--models", required=True)
     ap.add_argument("--candidates", required=True)
+    ap.add_argument("--rounds", default="16")
     ap.add_argument("--sets", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--threads", required=True)
     a = ap.parse_args()
-    sets, candidates = a.sets.split(), a.candidates.split()
+    sets, candidates, rounds = a.sets.split(), a.candidates.split(), a.rounds.split()
     kind = "test" if sets[0].startswith("eval_") else "validation"
     print(f"# Recipe tuning on {kind} text\n")
     print(f"Command: `{a.command}` ({datetime.date.today()}), {a.threads} threads, "
@@ -52,7 +73,10 @@ def main():
     print("Every run calibrates on the model's 128 `calib_generic.ids` windows; perplexity at "
           "ctx 512 over all windows of each text. cut = share of plain GPTQ's excess over "
           "fp32 that the variant removes (higher is better; negative: worse than plain); "
-          "mean = the mean of the cuts, the score a variant is chosen by.\n")
+          "mean = the mean of the cuts, the score a variant is chosen by. "
+          f"Rounds (--batch-windows, float rounding only): {' '.join(rounds)}; ppl is the mean "
+          "over them, and range the lowest and highest mean cut of a single round's run "
+          "against plain GPTQ's mean.\n")
     for m in a.models.split():
         fp = {s: read(a.work / m / "fp32" / f"{s}.json") for s in sets}
         if not all(fp.values()):
@@ -62,22 +86,25 @@ def main():
         targets = sorted({c.split(".")[0] for c in candidates}, key=lambda t: candidates.index(
             next(c for c in candidates if c.startswith(t + "."))))
         for t in targets:
-            plain = {s: read(a.work / m / f"{t}.plain" / f"{s}.json") for s in sets}
+            plain = runs(a.work / m, f"{t}.plain", rounds, sets)
             head = " | ".join(f"{s} ppl | cut" for s in sets)
-            print(f"| {t} | {head} | mean cut | quantize s |")
-            print("|---|" + "---:|---:|" * len(sets) + "---:|---:|")
+            print(f"| {t} | {head} | mean cut | range | quantize s |")
+            print("|---|" + "---:|---:|" * len(sets) + "---:|---:|---:|")
             for c in (c for c in candidates if c.startswith(t + ".")):
-                res = {s: read(a.work / m / c / f"{s}.json") for s in sets}
-                run = read(a.work / m / c / "run.json")
-                if not all(res.values()) or not run:
+                res = runs(a.work / m, c, rounds, sets)
+                if res is None or plain is None:
                     continue
-                cells, cuts = [], []
-                for s in sets:
-                    k = cut(res[s]["ppl"], plain[s]["ppl"], fp[s]["ppl"]) if plain[s] else math.nan
-                    cuts.append(k)
-                    cells.append(f"{res[s]['ppl']:.4f} | {100 * k:+.1f} %")
+                ppl = {s: mean([r[s] for r in res]) for s in sets}
+                base = {s: mean([r[s] for r in plain]) for s in sets}
+                score = lambda p: mean([cut(p[s], base[s], fp[s]["ppl"]) for s in sets])
+                cells = [f"{ppl[s]:.4f} | {100 * cut(ppl[s], base[s], fp[s]['ppl']):+.1f} %"
+                         for s in sets]
+                single = [score(r) for r in res]
+                spread = (f"{100 * min(single):+.1f} … {100 * max(single):+.1f} %"
+                          if len(single) > 1 else "—")
                 print(f"| {c.split('.', 1)[1]} | " + " | ".join(cells) +
-                      f" | {100 * sum(cuts) / len(cuts):+.1f} % | {run['seconds']:.1f} |")
+                      f" | {100 * score(ppl):+.1f} % | {spread} | "
+                      f"{mean([r['seconds'] for r in res]):.1f} |")
             print()
 
 

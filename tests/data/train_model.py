@@ -29,7 +29,8 @@ reloaded in float32 with eager attention on the CPU).
 
 Training as the fixtures' models were made (transformers, real text, its own seed):
 AdamW, bf16 autocast, random 512-token windows of the training text (each text
-tokenized whole and followed by EOS), fixed seed and deterministic kernels.
+tokenized whole and followed by EOS), fixed seed and deterministic kernels (attention
+by PyTorch's math kernel: the same GPU and versions give the same bytes).
 
 tiny and small also saw WikiText-2 validation, which the fixtures do not ship; without
 text in its conventions a model sees " ," (a space before every comma), " @-@ " and
@@ -185,10 +186,16 @@ def main():
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    # cuDNN's and the memory-efficient attention backward add in a varying
+    # order; the math kernel repeats its bits, so a second run gives the same model.
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_mem_efficient_sdp(False)
     device = "cuda"
     model, tokens, curve = train(arch, data, device)
-    # A training switch only: inference ignores it, and ptq refuses what it does not know.
-    model.config.output_router_logits = False
+    # A training switch only (the MoE's): inference ignores it, and ptq refuses what it does not know.
+    if "output_router_logits" in config:
+        model.config.output_router_logits = False
     model.to(torch.float16).save_pretrained(out, max_shard_size="15MB")
     (out / "generation_config.json").unlink(missing_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json"):
