@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU path data-parallel over two GPUs (--device cuda:0,1) against one
 # (--device cuda:0), and its stream spilled to host memory (docs/bench/cuda.md,
-# "Two GPUs and the spilled stream"); on a one-GPU machine the two-GPU parts
-# are skipped:
+# "The spilled stream, measured; two GPUs, not yet"); on a one-GPU machine the
+# two-GPU parts are skipped:
 #  1. the two-GPU test (tests/cuda/device_path_test.cpp);
 #  2. GPTQ W4 g128 of tiny on 128 fixture windows of 512 into the GPTQ format,
 #     twice on one GPU and twice on two: repeated outputs compared byte for

@@ -169,9 +169,9 @@ if ((run)); then
     runs=""
     for r in $rounds; do
       for c in $candidates; do
-        runs+=" $(run_name "$c" "$r")"
-        [[ -f $work/$m/$(run_name "$c" "$r")/run.json ]] ||
-          { echo "quantize $m $c round $r" >&2; quantize "$m" "$c" "$r"; }
+        name=$(run_name "$c" "$r")
+        runs+=" $name"
+        [[ -f $work/$m/$name/run.json ]] || { echo "quantize $m $c round $r" >&2; quantize "$m" "$c" "$r"; }
       done
     done
     mkdir -p "$work/$m/fp32"

@@ -96,14 +96,13 @@ def main():
                     continue
                 ppl = {s: mean([r[s] for r in res]) for s in sets}
                 base = {s: mean([r[s] for r in plain]) for s in sets}
-                score = lambda p: mean([cut(p[s], base[s], fp[s]["ppl"]) for s in sets])
-                cells = [f"{ppl[s]:.4f} | {100 * cut(ppl[s], base[s], fp[s]['ppl']):+.1f} %"
-                         for s in sets]
-                single = [score(r) for r in res]
+                cuts = lambda p: [cut(p[s], base[s], fp[s]["ppl"]) for s in sets]
+                cells = [f"{ppl[s]:.4f} | {100 * k:+.1f} %" for s, k in zip(sets, cuts(ppl))]
+                single = [mean(cuts(r)) for r in res]
                 spread = (f"{100 * min(single):+.1f} … {100 * max(single):+.1f} %"
                           if len(single) > 1 else "—")
                 print(f"| {c.split('.', 1)[1]} | " + " | ".join(cells) +
-                      f" | {100 * score(ppl):+.1f} % | {spread} | "
+                      f" | {100 * mean(cuts(ppl)):+.1f} % | {spread} | "
                       f"{mean([r['seconds'] for r in res]):.1f} |")
             print()
 

@@ -670,11 +670,11 @@ TEST(Families, AOneExpertMixtureGetsItsDenseModelsFloatTargetCodes) {
       << "method: gptq\nbits: 4\ngroup: 128\ndamp: 0.01\n"
          "clip: {method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}\n"
          "target: float_outputs\ntarget_damp: 1.0\n";
-  const std::string best = " --recipe " + (dir / "gptaq.yaml").string();
+  const std::string gptaq = " --recipe " + (dir / "gptaq.yaml").string();
   const std::string tiny = test::fixture("models/tiny").string();
   const std::pair<std::string, std::string> runs[] = {
-      {"dense", "--model " + tiny + best},
-      {"mixture", "--model " + test::tiny_as("mixtral1").string() + best},
+      {"dense", "--model " + tiny + gptaq},
+      {"mixture", "--model " + test::tiny_as("mixtral1").string() + gptaq},
       {"plain", "--model " + tiny + " --method gptq --bits 4 --group 128"},
   };
   for (const auto& [name, args] : runs)
