@@ -14,6 +14,7 @@
 #include <string>
 
 #include "algorithms/attention.hpp"
+#include "algorithms/gptq.hpp"
 #include "algorithms/matrix.hpp"
 #include "algorithms/parallel_gemm.hpp"
 #include "algorithms/quantized_matrix.hpp"
@@ -127,11 +128,25 @@ class DeviceOps {
   // X over `tokens` rows; damp and retries as GptqConfig's.
   virtual DeviceFactor gptq_factor(const DeviceSums& sums, std::int64_t tokens, double damp,
                                    int max_damping_retries) = 0;
-  // GPTQ's column loop (float32, natural order, lazy blocks of block_size)
-  // onto `spec`'s grids, which device_gptq_supports must accept; factor.ok.
-  // w becomes its dequantized weights.
-  virtual DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const QuantSpec& spec,
-                                int block_size) = 0;
+  // GPTQ's column loop (float32, natural order, lazy blocks of config's
+  // block_size) onto config's grids and clip, which device_gptq_supports must
+  // accept; factor.ok. It rounds `target` (GPTAQ's, float_output_target;
+  // empty: w itself), w becomes the dequantized weights and weight_mse is
+  // taken against w's.
+  virtual DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor,
+                                const GptqConfig& config, const DeviceMatrix& target) = 0;
+
+  // GPTAQ's statistics (algorithms/gptq.hpp, target float_outputs): sums +=
+  // q^T (f - q), q the quantized model's Linear input and f the float
+  // model's, float32 products (by math()) added into double; row-major [n, n].
+  virtual void add_cross(const DeviceMatrix& q, const DeviceMatrix& f, DeviceSums& sums) = 0;
+  // float_output_correction of H = 2 (sums / tokens) and D = 2 (cross /
+  // tokens), in double: M = (H + target_damp mean(diag H) I)^-1 D.
+  virtual DeviceMatrix float_output_correction(const DeviceSums& sums, const DeviceSums& cross,
+                                               std::int64_t tokens, double target_damp) = 0;
+  // GPTAQ's target W + W M^T, float32 products.
+  virtual DeviceMatrix float_output_target(const DeviceMatrix& w,
+                                           const DeviceMatrix& correction) = 0;
 
  protected:
   // Device memory not in use by anyone, and held by this backend's arrays.
@@ -172,12 +187,15 @@ class SingleDevice final : public DeviceGroup {
   DeviceOps& ops_;
 };
 
-// Whether DeviceOps::gptq rounds onto `spec`: uniform grids that include 0
-// (the GPTQ Quantizer's), per output channel or per dynamic group; codes
-// fit a byte.
-inline bool device_gptq_supports(const QuantSpec& spec) {
+// Whether DeviceOps::gptq rounds onto `config`'s grids: uniform grids that
+// include 0 (the GPTQ Quantizer's), per output channel or per dynamic group,
+// codes that fit a byte, natural column order; the range the min/max or the
+// MSE clip (clip.hpp), not a percentile.
+inline bool device_gptq_supports(const GptqConfig& config) {
+  const QuantSpec& spec = config.spec;
   return spec.range == RangeRule::IncludeZero && spec.granularity != Granularity::Tensor &&
-         spec.bits <= 8;
+         spec.bits <= 8 && config.order == ColumnOrder::Natural &&
+         config.group_grids == GroupGrids::Dynamic && config.clip.method != ClipMethod::Percentile;
 }
 
 }  // namespace ptq

@@ -43,8 +43,12 @@ class CudaDevice final : public DeviceOps {
   void add_xtx(const DeviceMatrix& x, DeviceSums& sums) override;
   DeviceFactor gptq_factor(const DeviceSums& sums, std::int64_t tokens, double damp,
                            int max_damping_retries) override;
-  DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const QuantSpec& spec,
-                        int block_size) override;
+  DeviceGptqResult gptq(DeviceMatrix& w, const DeviceFactor& factor, const GptqConfig& config,
+                        const DeviceMatrix& target) override;
+  void add_cross(const DeviceMatrix& q, const DeviceMatrix& f, DeviceSums& sums) override;
+  DeviceMatrix float_output_correction(const DeviceSums& sums, const DeviceSums& cross,
+                                       std::int64_t tokens, double target_damp) override;
+  DeviceMatrix float_output_target(const DeviceMatrix& w, const DeviceMatrix& correction) override;
 
  protected:
   std::uint64_t unused_bytes() override;
@@ -84,6 +88,10 @@ class CudaDevice final : public DeviceOps {
   template <class T>
   std::vector<T> to_host(const T* device, std::size_t count);
   bool factor_with(const DeviceSums& sums, double tokens, DeviceFactor& f, double* a);
+  // Cholesky factor of the column-major [n, n] a in place (lower); false when
+  // a is not positive definite.
+  bool cholesky(double* a, int n);
+  DeviceMatrix copy(const DeviceMatrix& from);
 
   Context& c_;
   DeviceMath math_ = DeviceMath::tf32;
@@ -222,11 +230,7 @@ void CudaDevice::add_xtx(const DeviceMatrix& x, DeviceSums& sums) {
   launched("add_float_into_double");
 }
 
-// One attempt at the factor with f.damping; a: [n, n] doubles of scratch.
-bool CudaDevice::factor_with(const DeviceSums& sums, double tokens, DeviceFactor& f, double* a) {
-  const auto n = static_cast<int>(sums.rows());
-  reversed_damped_hessian(sums.data(), tokens, f.diag.data(), f.damping, n, a, c_.stream);
-  launched("reversed_damped_hessian");
+bool CudaDevice::cholesky(double* a, int n) {
   int* info = info_.reserve<int>(1, c_.check);
   std::size_t device_bytes = 0, host_bytes = 0;
   c_.check(cusolverDnXpotrf_bufferSize(c_.solver, c_.params, CUBLAS_FILL_MODE_LOWER, n, CUDA_R_64F,
@@ -237,7 +241,82 @@ bool CudaDevice::factor_with(const DeviceSums& sums, double tokens, DeviceFactor
                             CUDA_R_64F, work_.reserve<char>(device_bytes, c_.check), device_bytes,
                             host_work_.data(), host_bytes, info),
            "cusolverDnXpotrf");
-  if (to_host(info, 1)[0] != 0) return false;  // not positive definite
+  return to_host(info, 1)[0] == 0;
+}
+
+DeviceMatrix CudaDevice::copy(const DeviceMatrix& from) {
+  DeviceMatrix to = allocate(from.rows(), from.cols());
+  c_.check(cudaMemcpyAsync(to.data(), from.data(), static_cast<std::size_t>(from.size()) * 4,
+                           cudaMemcpyDeviceToDevice, c_.stream),
+           "cudaMemcpyAsync");
+  return to;
+}
+
+void CudaDevice::add_cross(const DeviceMatrix& q, const DeviceMatrix& f, DeviceSums& sums) {
+  const Eigen::Index n = q.cols();
+  PTQ_ASSERT(f.rows() == q.rows() && f.cols() == n && sums.rows() == n && sums.cols() == n);
+  c_.enter();
+  DeviceMatrix diff = allocate(q.rows(), n), part = allocate(n, n);
+  subtract(f.data(), q.data(), diff.data(), diff.size(), c_.stream);
+  launched("subtract");
+  // Column-major diff^T q (the row-major diff and q are diff^T and q^T
+  // column-major) is row-major q^T diff.
+  gemm(CUBLAS_OP_N, CUBLAS_OP_T, n, n, q.rows(), 1.0f, diff.data(), n, q.data(), n, 0.0f,
+       part.data(), n, compute());
+  add_float_into_double(sums.data(), part.data(), part.size(), c_.stream);
+  launched("add_float_into_double");
+}
+
+DeviceMatrix CudaDevice::float_output_correction(const DeviceSums& sums, const DeviceSums& cross,
+                                                 std::int64_t tokens, double target_damp) {
+  const auto n = static_cast<int>(sums.rows());
+  PTQ_ASSERT(sums.cols() == n && cross.rows() == n && cross.cols() == n);
+  c_.enter();
+  const auto t = static_cast<double>(tokens);
+  const DeviceSums diag{allocate_memory<double>(n), 1, n};
+  hessian_diagonal(sums.data(), t, n, diag.data(), c_.stream);
+  launched("hessian_diagonal");
+  double mean = 0;
+  for (double d : to_host(diag.data(), static_cast<std::size_t>(n))) mean += d;
+  mean /= n;
+  const std::shared_ptr<double> a = allocate_memory<double>(Eigen::Index{n} * n);
+  const std::shared_ptr<double> b = allocate_memory<double>(Eigen::Index{n} * n);
+  damped_hessian(sums.data(), t, target_damp * (mean > 0 ? mean : 1.0), n, a.get(), c_.stream);
+  launched("damped_hessian");
+  cross_matrix(cross.data(), t, n, b.get(), c_.stream);
+  launched("cross_matrix");
+  // H + lambda I is positive definite: H is a Gram matrix and lambda > 0.
+  PTQ_ASSERT(cholesky(a.get(), n));
+  int* info = info_.reserve<int>(1, c_.check);
+  c_.check(cusolverDnXpotrs(c_.solver, c_.params, CUBLAS_FILL_MODE_LOWER, n, n, CUDA_R_64F, a.get(),
+                            n, CUDA_R_64F, b.get(), n, info),
+           "cusolverDnXpotrs");
+  PTQ_ASSERT(to_host(info, 1)[0] == 0);
+  DeviceMatrix m = allocate(n, n);
+  to_row_major_float(b.get(), n, m.data(), c_.stream);
+  launched("to_row_major_float");
+  return m;
+}
+
+DeviceMatrix CudaDevice::float_output_target(const DeviceMatrix& w,
+                                             const DeviceMatrix& correction) {
+  const Eigen::Index out = w.rows(), n = w.cols();
+  PTQ_ASSERT(correction.rows() == n && correction.cols() == n);
+  DeviceMatrix v = copy(w);
+  // Row-major v += w M^T, as linear(): column-major v^T += M w^T.
+  gemm(CUBLAS_OP_T, CUBLAS_OP_N, n, out, n, 1.0f, correction.data(), n, w.data(), n, 1.0f, v.data(),
+       n, CUBLAS_COMPUTE_32F);
+  return v;
+}
+
+// One attempt at the factor with f.damping; a: [n, n] doubles of scratch.
+bool CudaDevice::factor_with(const DeviceSums& sums, double tokens, DeviceFactor& f, double* a) {
+  const auto n = static_cast<int>(sums.rows());
+  reversed_damped_hessian(sums.data(), tokens, f.diag.data(), f.damping, n, a, c_.stream);
+  launched("reversed_damped_hessian");
+  if (!cholesky(a, n)) return false;
+  int* info = info_.reserve<int>(1, c_.check);
+  std::size_t device_bytes = 0, host_bytes = 0;
   c_.check(cusolverDnXtrtri_bufferSize(c_.solver, CUBLAS_FILL_MODE_LOWER, CUBLAS_DIAG_NON_UNIT, n,
                                        CUDA_R_64F, a, n, &device_bytes, &host_bytes),
            "cusolverDnXtrtri_bufferSize");
@@ -282,18 +361,29 @@ DeviceFactor CudaDevice::gptq_factor(const DeviceSums& sums, std::int64_t tokens
 }
 
 DeviceGptqResult CudaDevice::gptq(DeviceMatrix& w, const DeviceFactor& factor,
-                                  const QuantSpec& spec, int block_size) {
-  PTQ_ASSERT(factor.ok && device_gptq_supports(spec) && factor.U.rows() == w.cols());
+                                  const GptqConfig& config, const DeviceMatrix& target) {
+  PTQ_ASSERT(factor.ok && device_gptq_supports(config) && factor.U.rows() == w.cols());
   c_.enter();
+  const QuantSpec& spec = config.spec;
   const Eigen::Index out = w.rows(), n = w.cols();
-  const GptqGrid grid{spec.maxq(), spec.symmetry == Symmetry::Symmetric,
-                      spec.scale_storage == ScaleStorage::f16,
-                      spec.granularity == Granularity::Group ? spec.group_size : 0};
+  const int block_size = config.block_size;
+  GptqGrid grid{spec.maxq(), spec.symmetry == Symmetry::Symmetric,
+                spec.scale_storage == ScaleStorage::f16,
+                spec.granularity == Granularity::Group ? spec.group_size : 0};
+  if (config.clip.method == ClipMethod::Mse) {
+    grid.clip_candidates = static_cast<int>(config.clip.max_shrink * config.clip.steps);
+    grid.clip_steps = config.clip.steps;
+    grid.clip_norm = static_cast<float>(config.clip.norm);
+    if (config.clip.weighting == ClipWeighting::Hessian) grid.importance = factor.diag.data();
+  }
   const auto groups = grid.group > 0 ? (n + grid.group - 1) / grid.group : Eigen::Index{1};
-  const DeviceMatrix original = allocate(out, n);
-  c_.check(cudaMemcpyAsync(original.data(), w.data(), static_cast<std::size_t>(w.size()) * 4,
-                           cudaMemcpyDeviceToDevice, c_.stream),
-           "cudaMemcpyAsync");
+  const DeviceMatrix original = copy(w);
+  if (!target.empty()) {
+    PTQ_ASSERT(target.rows() == out && target.cols() == n);
+    c_.check(cudaMemcpyAsync(w.data(), target.data(), static_cast<std::size_t>(w.size()) * 4,
+                             cudaMemcpyDeviceToDevice, c_.stream),
+             "cudaMemcpyAsync");
+  }
   const DeviceMatrix scales = allocate(out, groups), zeros = allocate(out, groups);
   // Per-channel grids see W before dead columns are zeroed, as the reference's.
   if (grid.group == 0)

@@ -178,18 +178,52 @@ __device__ void grid_from_range(float lo, float hi, const GptqGrid& g, float& sc
   zero = g.symmetric ? static_cast<float>(g.maxq + 1) / 2.0f : rintf(-xmin / scale);
 }
 
+// clip_detail::grid_error in float32: the sum, in column order, of d_c
+// |w_c - Q(w_c)|^norm over the `width` weights w.
+__device__ float grid_error(const float* w, int width, const double* importance, const GptqGrid& g,
+                            float scale, float zero) {
+  const float maxq = static_cast<float>(g.maxq);
+  float total = 0.0f;
+  for (int c = 0; c < width; ++c) {
+    const float code = scale == 0.0f ? zero : fminf(fmaxf(rintf(w[c] / scale) + zero, 0.0f), maxq);
+    const float e = fabsf(w[c] - scale * (code - zero));
+    const float p = g.clip_norm == 2.0f ? e * e : powf(e, g.clip_norm);
+    total += importance == nullptr ? p : static_cast<float>(importance[c]) * p;
+  }
+  return total;
+}
+
+// clipped_grid (clip.hpp) of the `width` weights w: the min/max range, or
+// the MSE clip's shrunk range of least error (ties keep the wider range).
+__device__ void clipped_grid(const float* w, int width, const double* importance, const GptqGrid& g,
+                             float& scale, float& zero) {
+  float lo = w[0], hi = w[0];
+  for (int c = 1; c < width; ++c) {
+    lo = fminf(lo, w[c]);
+    hi = fmaxf(hi, w[c]);
+  }
+  grid_from_range(lo, hi, g, scale, zero);
+  if (g.clip_candidates == 0) return;
+  float best = grid_error(w, width, importance, g, scale, zero);
+  for (int k = 1; k < g.clip_candidates; ++k) {
+    const float p = 1.0f - static_cast<float>(k) / static_cast<float>(g.clip_steps);
+    float s = 0.0f, z = 0.0f;
+    grid_from_range(p * lo, p * hi, g, s, z);
+    const float error = grid_error(w, width, importance, g, s, z);
+    if (error < best) {
+      best = error;
+      scale = s;
+      zero = z;
+    }
+  }
+}
+
 // Per-channel grids from each whole row (before dead columns are zeroed).
 __global__ void channel_grids(const float* w, long long rows, int n, GptqGrid g, float* scales,
                               float* zeros) {
   const long long r = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (r >= rows) return;
-  const float* row = w + r * n;
-  float lo = row[0], hi = row[0];
-  for (int c = 1; c < n; ++c) {
-    lo = fminf(lo, row[c]);
-    hi = fmaxf(hi, row[c]);
-  }
-  grid_from_range(lo, hi, g, scales[r], zeros[r]);
+  clipped_grid(w + r * n, n, g.importance, g, scales[r], zeros[r]);
 }
 
 constexpr int kGptqRows = 64;  // rows per block of the column loop, one thread each
@@ -224,13 +258,8 @@ __global__ void gptq_block(GptqBlock b) {
         // The reference's quirk, as on the CPU: the range is read from w,
         // which lacks this block's in-block updates.
         const int width = min(b.grid.group, b.n - j);
-        const float* part = b.w + r * b.n + j;
-        float lo = part[0], hi = part[0];
-        for (int c = 1; c < width; ++c) {
-          lo = fminf(lo, part[c]);
-          hi = fmaxf(hi, part[c]);
-        }
-        grid_from_range(lo, hi, b.grid, scale, zero);
+        const double* importance = b.grid.importance == nullptr ? nullptr : b.grid.importance + j;
+        clipped_grid(b.w + r * b.n + j, width, importance, b.grid, scale, zero);
         b.scales[r * groups + j / b.grid.group] = scale;
         b.zeros[r * groups + j / b.grid.group] = zero;
       }
@@ -265,6 +294,33 @@ __global__ void squared_error_rows(const float* a, const float* b, int n, double
   }
   sum = block_sum_double(sum, shared);
   if (threadIdx.x == 0) rows[blockIdx.x] = sum;
+}
+
+__global__ void subtract_elements(const float* a, const float* b, float* out, long long count) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) out[i] = a[i] - b[i];
+}
+
+__global__ void damped_entries(const double* sums, double tokens, double damping, int n,
+                               double* a) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(n) * n) return;
+  const double h = hessian_entry(sums[idx], tokens);
+  a[idx] = idx % n == idx / n ? h + damping : h;
+}
+
+__global__ void cross_entries(const double* cross, double tokens, int n, double* b) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(n) * n) return;
+  const long long i = idx % n, j = idx / n;  // b column-major: b[i + j n] = D_ij
+  b[idx] = hessian_entry(cross[i * n + j], tokens);
+}
+
+__global__ void row_major_float(const double* x, int n, float* m) {
+  const long long idx = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<long long>(n) * n) return;
+  const long long i = idx / n, j = idx % n;
+  m[idx] = static_cast<float>(x[i + j * n]);
 }
 
 unsigned blocks_for(long long count) {
@@ -331,6 +387,26 @@ void gptq_columns(const GptqBlock& block, cudaStream_t stream) {
   const auto blocks = static_cast<unsigned>((block.out + kGptqRows - 1) / kGptqRows);
   const auto shared = static_cast<std::size_t>(block.count) * (kGptqRows + 1) * sizeof(float);
   if (blocks > 0) gptq_block<<<blocks, kGptqRows, shared, stream>>>(block);
+}
+
+void subtract(const float* a, const float* b, float* out, std::int64_t count, cudaStream_t stream) {
+  if (count > 0) subtract_elements<<<blocks_for(count), kThreads, 0, stream>>>(a, b, out, count);
+}
+
+void damped_hessian(const double* sums, double tokens, double damping, int n, double* a,
+                    cudaStream_t stream) {
+  const long long count = static_cast<long long>(n) * n;
+  damped_entries<<<blocks_for(count), kThreads, 0, stream>>>(sums, tokens, damping, n, a);
+}
+
+void cross_matrix(const double* cross, double tokens, int n, double* b, cudaStream_t stream) {
+  const long long count = static_cast<long long>(n) * n;
+  cross_entries<<<blocks_for(count), kThreads, 0, stream>>>(cross, tokens, n, b);
+}
+
+void to_row_major_float(const double* x, int n, float* m, cudaStream_t stream) {
+  const long long count = static_cast<long long>(n) * n;
+  row_major_float<<<blocks_for(count), kThreads, 0, stream>>>(x, n, m);
 }
 
 void squared_errors(const float* a, const float* b, std::int64_t rows, int n, double* sums,

@@ -40,6 +40,13 @@ struct GptqGrid {
   bool symmetric = false;
   bool f16_scales = false;  // ScaleStorage::f16
   int group = 0;            // columns per dynamic group; 0: one grid per row, set up front
+  // The MSE clip (clip.hpp clipped_grid): ranges p [lo, hi], p = 1 - k / clip_steps
+  // for k < clip_candidates, the one of least sum d_c |w_c - Q(w_c)|^clip_norm;
+  // d_c = importance[c] (diag(H), [n]) or 1 when null. 0 candidates: [lo, hi].
+  int clip_candidates = 0;
+  int clip_steps = 100;
+  float clip_norm = 2.4f;
+  const double* importance = nullptr;
 };
 // Per-row grids of w [rows, n] into scales and zeros [rows].
 void row_grids(const float* w, std::int64_t rows, int n, const GptqGrid& grid, float* scales,
@@ -62,6 +69,16 @@ struct GptqBlock {
   double* loss = nullptr;          // [out]
 };
 void gptq_columns(const GptqBlock& block, cudaStream_t stream);
+// out = a - b elementwise.
+void subtract(const float* a, const float* b, float* out, std::int64_t count, cudaStream_t stream);
+// float_output_correction's system: a (column-major) = H + damping I with H
+// = 2 (sums / tokens), sums [n, n] symmetric; b (column-major) = D = 2 (cross
+// / tokens), cross row-major [n, n].
+void damped_hessian(const double* sums, double tokens, double damping, int n, double* a,
+                    cudaStream_t stream);
+void cross_matrix(const double* cross, double tokens, int n, double* b, cudaStream_t stream);
+// m (row-major float) = x (column-major double), [n, n].
+void to_row_major_float(const double* x, int n, float* m, cudaStream_t stream);
 // sums[r] = sum over row r of (a - b)^2, in double.
 void squared_errors(const float* a, const float* b, std::int64_t rows, int n, double* sums,
                     cudaStream_t stream);

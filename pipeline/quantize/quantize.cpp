@@ -108,11 +108,15 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
   return q;
 }
 
-FloatOutputCross::FloatOutputCross(Eigen::Index features)
-    : sum_(Eigen::MatrixXd::Zero(features, features)) {}
+FloatOutputCross::FloatOutputCross(Eigen::Index features) : sum_(Sums::Zero(features, features)) {}
 
 void FloatOutputCross::add(const MatrixRM& q, const MatrixRM& f) {
-  PTQ_ASSERT(q.rows() == f.rows() && q.cols() == sum_.cols() && f.cols() == sum_.cols());
+  add_to(sum_, q, f);
+  tokens_ += q.rows();
+}
+
+void FloatOutputCross::add_to(Eigen::Ref<Sums> sum, const MatrixRM& q, const MatrixRM& f) {
+  PTQ_ASSERT(q.rows() == f.rows() && q.cols() == sum.cols() && f.cols() == sum.cols());
   constexpr Eigen::Index kRows = 2048;
   MatrixRM part(q.cols(), q.cols());
   for (Eigen::Index r0 = 0; r0 < q.rows(); r0 += kRows) {
@@ -120,9 +124,8 @@ void FloatOutputCross::add(const MatrixRM& q, const MatrixRM& f) {
     const MatrixRM qt = q.middleRows(r0, rows).transpose();
     const MatrixRM diff = f.middleRows(r0, rows) - q.middleRows(r0, rows);
     parallel_gemm(qt, diff, GemmOp::plain, part, GemmOutput::overwrite);
-    sum_ += part.cast<double>();
+    sum += part.cast<double>();
   }
-  tokens_ += q.rows();
 }
 
 MatrixRM FloatOutputCross::correction(const Eigen::MatrixXd& hessian, double target_damp) const {
@@ -526,7 +529,7 @@ QuantizedLinears quantize_blocks(const Model& model, const Recipe& recipe,
     const std::int64_t seq = calibration->config.seqlen, batch = options.batch_windows * seq;
     const std::uint64_t bytes =
         device_path_bytes(model.config(), std::int64_t(calibration->windows.size()) * seq, batch,
-                          group->size())
+                          group->size(), recipe.target == RoundingTarget::FloatOutputs)
             .working;
     for (int i = 0; i < group->size() && why.empty(); ++i)
       if (bytes > group->device(i).free_bytes())

@@ -45,14 +45,17 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
 // same rows, batch by batch; then the correction float_output_target takes.
 class FloatOutputCross {
  public:
+  using Sums = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
   explicit FloatOutputCross(Eigen::Index features);
   // sum += q^T (f - q), float32 products over fixed row chunks summed in double.
   void add(const MatrixRM& quantized, const MatrixRM& float_input);
+  static void add_to(Eigen::Ref<Sums> sum, const MatrixRM& quantized, const MatrixRM& float_input);
   // float_output_correction under the input's Hessian (gptq_hessian's scale).
   MatrixRM correction(const Eigen::MatrixXd& hessian, double target_damp) const;
 
  private:
-  Eigen::MatrixXd sum_;
+  Sums sum_;
   std::int64_t tokens_ = 0;
 };
 

@@ -12,8 +12,9 @@
 namespace ptq {
 
 // Why the device path cannot run this recipe on this model ("" when it can):
-// plain GPTQ onto uniform grids (natural order, dynamic groups or channels,
-// no clipping, refit, scaling or float target) of dense Llama-family blocks.
+// GPTQ onto uniform grids (natural order, dynamic groups or channels; the
+// min/max or MSE-clipped range; toward the quantized inputs' or the float
+// model's outputs; no refit or scaling) of dense Llama-family blocks.
 // Those it cannot run go through quantize_blocks' CPU steps, with their dense
 // kernels on the backend.
 std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
@@ -25,14 +26,17 @@ std::string device_path_refusal(const ModelConfig& config, const Recipe& recipe,
 // (else spilled to host memory), the working set (one block's weights, the
 // widest input's Hessian with GPTQ's factor beside it, one batch's
 // temporaries), and, beside them when it fits (else computed again), the
-// widest stage input kept for all its windows.
+// widest stage input kept for all its windows. The recipe target
+// float_outputs (`float_target`) doubles the stream, the block and the kept
+// input (the float model's beside the quantized one) and adds GPTAQ's
+// statistics and correction to the working set.
 struct DevicePathBytes {
   std::uint64_t stream = 0;
   std::uint64_t working = 0;
   std::uint64_t kept = 0;
 };
 DevicePathBytes device_path_bytes(const ModelConfig& config, std::int64_t tokens,
-                                  std::int64_t batch_tokens, int devices);
+                                  std::int64_t batch_tokens, int devices, bool float_target);
 
 // The device's float32 GEMM rate in the block's shapes and its math, GFLOP/s
 // (a short probe).

@@ -343,7 +343,8 @@ QuantizeEstimate estimate_quantize(const QuantizeJob& job) {
   const std::int64_t batch =
       std::int64_t{std::min(job.batch_windows, calib.samples)} * calib.seqlen;
   const DevicePathBytes bytes =
-      device_path_bytes(c, std::int64_t{calib.samples} * calib.seqlen, batch, group->size());
+      device_path_bytes(c, std::int64_t{calib.samples} * calib.seqlen, batch, group->size(),
+                        job.recipe.target == RoundingTarget::FloatOutputs);
   // The stream stays on a device when it fits beside the working set, and
   // stage inputs while half of it is free.
   const std::uint64_t free = first.free_bytes();

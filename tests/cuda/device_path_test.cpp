@@ -75,20 +75,34 @@ TEST_F(DevicePath, GptqMatchesTheCpuOnEveryGridItTakes) {
        .symmetry = Symmetry::Symmetric,
        .granularity = Granularity::Group,
        .group_size = 128}};
-  for (const QuantSpec& spec : specs) {
-    ASSERT_TRUE(device_gptq_supports(spec));
-    GptqConfig config;
-    config.spec = spec;
+  // Each grid with its min/max range, then with the MSE clip (clip.hpp) by
+  // diag(H) at the best recipes' error norm 2.4, or uniformly at norm 2.
+  std::vector<GptqConfig> configs;
+  for (const QuantSpec& spec : specs)
+    for (const ClipConfig& clip :
+         {ClipConfig{}, ClipConfig{.method = ClipMethod::Mse, .weighting = ClipWeighting::Hessian},
+          ClipConfig{.method = ClipMethod::Mse, .norm = 2.0}}) {
+      GptqConfig config;
+      config.spec = spec;
+      config.clip = clip;
+      configs.push_back(config);
+    }
+  for (const GptqConfig& config : configs) {
+    const QuantSpec& spec = config.spec;
+    ASSERT_TRUE(device_gptq_supports(config));
     const GptqResult cpu = gptq_quantize(w, h, config);
     const DeviceFactor factor = ops().gptq_factor(sums, 4096, config.damp, 6);
     ASSERT_TRUE(factor.ok);
     EXPECT_NEAR(factor.damping, cpu.damping, 1e-5 * cpu.damping);
     DeviceMatrix dw = ops().upload(w);
-    const DeviceGptqResult gpu = ops().gptq(dw, factor, spec, config.block_size);
+    const DeviceGptqResult gpu = ops().gptq(dw, factor, config, {});
     const double same = equal_fraction(gpu.quantized.codes, cpu.quantized.codes);
-    std::printf("%d-bit group %d: codes equal %.5f, loss GPU %.6g CPU %.6g, scales %.2e\n",
-                spec.bits, spec.group_size, same, gpu.loss, cpu.loss,
-                rel_diff(gpu.quantized.scales, cpu.quantized.scales));
+    std::printf("%d-bit group %d, clip %s: codes equal %.5f, loss GPU %.6g CPU %.6g, scales %.2e\n",
+                spec.bits, spec.group_size,
+                config.clip.method == ClipMethod::None ? "none"
+                : config.clip.norm == 2.0              ? "mse norm 2"
+                                                       : "mse diag(H)",
+                same, gpu.loss, cpu.loss, rel_diff(gpu.quantized.scales, cpu.quantized.scales));
     EXPECT_GE(same, 0.995);
     EXPECT_NEAR(gpu.loss, cpu.loss, 1e-3 * cpu.loss);
     EXPECT_NEAR(gpu.weight_mse, cpu.weight_mse, 1e-3 * cpu.weight_mse);
@@ -99,6 +113,31 @@ TEST_F(DevicePath, GptqMatchesTheCpuOnEveryGridItTakes) {
     EXPECT_EQ(to_host(ops(), dw), gpu.quantized.dequantize());
     EXPECT_TRUE(to_host(ops(), dw).col(37).isZero()) << "the dead column";
   }
+}
+
+// GPTAQ's correction and target (algorithms/gptq.hpp) against the CPU's, on
+// a quantized input that is the float input plus noise, so that D is not 0.
+TEST_F(DevicePath, FloatOutputCorrectionMatchesTheCpu) {
+  ops().set_math(DeviceMath::fp32);
+  const MatrixRM f = random_matrix(4096, 256, 3);
+  const MatrixRM q = f + 0.1f * random_matrix(4096, 256, 4);
+  const MatrixRM w = random_matrix(192, 256, 5);
+  const Eigen::MatrixXd qd = q.cast<double>(), fd = f.cast<double>();
+  const Eigen::MatrixXd h = 2.0 / 4096 * qd.transpose() * qd;
+  const Eigen::MatrixXd d = 2.0 / 4096 * qd.transpose() * (fd - qd);
+  const MatrixRM cpu_m = float_output_correction(h, d, 3.0);
+  const MatrixRM cpu_v = float_output_target(w, cpu_m);
+  DeviceSums sums = ops().zero_sums(256, 256), cross = ops().zero_sums(256, 256);
+  const DeviceMatrix dq = ops().upload(q);
+  ops().add_xtx(dq, sums);
+  ops().add_cross(dq, ops().upload(f), cross);
+  const DeviceMatrix m = ops().float_output_correction(sums, cross, 4096, 3.0);
+  const MatrixRM gpu_m = to_host(ops(), m);
+  const MatrixRM gpu_v = to_host(ops(), ops().float_output_target(ops().upload(w), m));
+  std::printf("GPTAQ correction M: %.2e, target W + W M^T: %.2e (max |M| %.3f)\n",
+              rel_diff(gpu_m, cpu_m), rel_diff(gpu_v, cpu_v), cpu_m.cwiseAbs().maxCoeff());
+  EXPECT_LT(rel_diff(gpu_m, cpu_m), 1e-4);
+  EXPECT_LT(rel_diff(gpu_v, cpu_v), 1e-5);
 }
 
 struct TinyWindows {
@@ -149,38 +188,52 @@ QuantizedLinears quantize_tiny(const TinyWindows& tiny, const Recipe& recipe,
   return quantize_blocks(tiny.model, recipe, &tiny.calibration, QuantizeRunOptions{});
 }
 
-TEST_F(DevicePath, QuantizesTinyAsTheCpuDoesAndRepeats) {
-  const TinyWindows tiny(32);
-  Recipe recipe;
-  recipe.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 128};
+// The device path's codes against the CPU path's, and run to run.
+void expect_cpu_codes_and_repeats(MatrixBackend& backend, const TinyWindows& tiny,
+                                  const Recipe& recipe, DeviceMath math) {
   ASSERT_EQ(device_path_refusal(tiny.model.config(), recipe, {}), "");
   const QuantizedLinears cpu = quantize_tiny(tiny, recipe, nullptr);
-  for (DeviceMath math : {DeviceMath::fp32, DeviceMath::tf32}) {
-    ops().set_math(math);
-    const QuantizedLinears run1 = quantize_tiny(tiny, recipe, &backend());
-    const QuantizedLinears run2 = quantize_tiny(tiny, recipe, &backend());
-    ASSERT_EQ(run1.size(), cpu.size());
-    // q, k and v of block 0 read the same inputs on both devices: their codes
-    // differ where a float32 (or TF32) rounding tips a weight. Every later
-    // Linear reads inputs that earlier flips moved, so codes drift apart (the
-    // perplexity, not the codes, is what agrees: docs/bench/cuda.md).
-    double first = 1.0, worst = 1.0;
-    for (std::size_t i = 0; i < cpu.size(); ++i) {
-      const auto& a = std::get<QuantizedMatrix>(run1.get(i)->weight);
-      const auto& b = std::get<QuantizedMatrix>(run2.get(i)->weight);
-      const auto& want = std::get<QuantizedMatrix>(cpu.get(i)->weight);
-      EXPECT_EQ(a.codes, b.codes) << "run to run, Linear " << i;
-      EXPECT_EQ(a.scales, b.scales) << "run to run, Linear " << i;
-      const double same = equal_fraction(a.codes, want.codes);
-      worst = std::min(worst, same);
-      if (i < 3) first = std::min(first, same);
-    }
-    std::printf(
-        "tiny GPTQ W4 g128, 32 windows, %s: codes equal to the CPU's, fewest of block "
-        "0's q/k/v %.4f, of all %.4f\n",
-        math == DeviceMath::fp32 ? "fp32" : "tf32", first, worst);
-    EXPECT_GE(first, math == DeviceMath::fp32 ? 0.99 : 0.95);
+  backend.device_group()->device(0).set_math(math);
+  const QuantizedLinears run1 = quantize_tiny(tiny, recipe, &backend);
+  const QuantizedLinears run2 = quantize_tiny(tiny, recipe, &backend);
+  ASSERT_EQ(run1.size(), cpu.size());
+  // q, k and v of block 0 read the same inputs on both devices: their codes
+  // differ where a float32 (or TF32) rounding tips a weight. Every later
+  // Linear reads inputs that earlier flips moved, so codes drift apart (the
+  // perplexity, not the codes, is what agrees: docs/bench/cuda.md).
+  double first = 1.0, worst = 1.0;
+  for (std::size_t i = 0; i < cpu.size(); ++i) {
+    const auto& a = std::get<QuantizedMatrix>(run1.get(i)->weight);
+    const auto& b = std::get<QuantizedMatrix>(run2.get(i)->weight);
+    const auto& want = std::get<QuantizedMatrix>(cpu.get(i)->weight);
+    EXPECT_EQ(a.codes, b.codes) << "run to run, Linear " << i;
+    EXPECT_EQ(a.scales, b.scales) << "run to run, Linear " << i;
+    const double same = equal_fraction(a.codes, want.codes);
+    worst = std::min(worst, same);
+    if (i < 3) first = std::min(first, same);
   }
+  std::printf(
+      "tiny GPTQ W4 g128%s, 32 windows, %s: codes equal to the CPU's, fewest of block "
+      "0's q/k/v %.4f, of all %.4f\n",
+      recipe.target == RoundingTarget::FloatOutputs ? " clip + float target" : "",
+      math == DeviceMath::fp32 ? "fp32" : "tf32", first, worst);
+  EXPECT_GE(first, math == DeviceMath::fp32 ? 0.99 : 0.95);
+}
+
+// Plain GPTQ W4 g128, and with the best recipes' steps: the Hessian-weighted
+// MSE clip and GPTQ toward the float model's outputs (block 0's q/k/v read
+// the same inputs on both streams there, so GPTAQ's correction is 0 for them).
+TEST_F(DevicePath, QuantizesTinyAsTheCpuDoesAndRepeats) {
+  const TinyWindows tiny(32);
+  Recipe plain;
+  plain.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 128};
+  Recipe best = plain;
+  best.clip = {.method = ClipMethod::Mse, .weighting = ClipWeighting::Hessian};
+  best.target = RoundingTarget::FloatOutputs;
+  best.target_damp = 3.0;
+  for (const Recipe& recipe : {plain, best})
+    for (DeviceMath math : {DeviceMath::fp32, DeviceMath::tf32})
+      expect_cpu_codes_and_repeats(backend(), tiny, recipe, math);
 }
 
 // cuda:0,1 against cuda:0: the Hessians are all-reduced in another order of
