@@ -12,7 +12,10 @@
 #  8b: a Llama-3-8B-shaped random bf16 checkpoint of LAYERS blocks, 128
 #     windows of 2048 random ids: the --dry-run estimates, then plain GPTQ and
 #     the best recipe end to end (load -> packed output written), each with
-#     its per-block log and the GPU's memory peak (nvidia-smi, every 100 ms).
+#     its per-block log and the GPU's memory peak (nvidia-smi, every 100 ms);
+#     then the best recipe planned within 20 GiB (--gpu-memory: both streams
+#     spilled to host memory, the stage inputs recomputed), its bytes compared
+#     with the resident run's.
 #   bench/cuda_best_recipe.sh PTQ TEST_CUDA SHARED WORK IDS QWEN2 "models 8b" [LAYERS]
 set -euo pipefail
 ptq=$1 test_cuda=$2 shared=$3 work=$4 ids=$5 qwen2=$6 parts=$7 layers=${8:-32}
@@ -82,7 +85,8 @@ if [[ " $parts " == *" 8b "* ]]; then
   awk -v t0="$t0" -v t1="$(now)" 'BEGIN { printf "checkpoint made in %.1f s\n", t1 - t0 }'
   big=(--model "$work/m8" --format gptq --calib-ids "$work/c8.ids" --samples 128 --seqlen 2048
     --device cuda)
-  for run in "plain --method gptq --bits 4 --group 128" "best --recipe $best"; do
+  for run in "plain --method gptq --bits 4 --group 128" "best --recipe $best" \
+    "spilled --recipe $best --gpu-memory 20"; do
     read -r name flags <<<"$run"
     # shellcheck disable=SC2086  # flags: split on purpose
     "$ptq" quantize "${big[@]}" $flags --out "$work/dry" --dry-run | grep -E "^(time|GPU)" |
@@ -94,6 +98,7 @@ if [[ " $parts " == *" 8b "* ]]; then
     kill $sampler
     grep -E "GPU path|^block (0|$((layers - 1))) " "$work/8b-$name.log" || true
     sort -n "$work/$name.mem" | tail -1 | awk '{ printf "GPU memory peak %.1f GiB\n", $1 / 1024 }'
-    rm -rf "${work:?}/8b-$name"
   done
+  same_bytes 8b-best 8b-spilled
+  rm -rf "${work:?}"/8b-*/
 fi
