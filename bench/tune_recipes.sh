@@ -188,7 +188,14 @@ if ((run)); then
     wait
   done
 fi
+folders=""
+for c in $candidates; do
+  plain=${c%%.*}.plain
+  for r in $rounds; do
+    folders+=" $c=$r=$(run_name "$c" "$r") $plain=$r=$(run_name "$plain" "$r")"
+  done
+done
 python3 "$root/bench/tune_recipes_report.py" --work "$work" --models "$models" \
   --candidates "$candidates" --rounds "$rounds" --sets "$sets" --command "$command" \
-  --threads "$threads" >"$out"
+  --threads "$threads" --folders "$folders" >"$out"
 echo "wrote $out" >&2

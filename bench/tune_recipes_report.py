@@ -33,12 +33,12 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
-def runs(model_dir, candidate, rounds, sets):
-    """Per round (bench/tune_recipes.sh's folders): each set's ppl and the quantize
-    seconds; None unless every round has them all."""
+def runs(model_dir, candidate, rounds, sets, folders):
+    """Per round (folders[(candidate, round)], as bench/tune_recipes.sh names them):
+    each set's ppl and the quantize seconds; None unless every round has them all."""
     out = []
     for r in rounds:
-        d = model_dir / (candidate if r == "16" else f"{candidate}@bw{r}")
+        d = model_dir / folders[(candidate, r)]
         res = {s: read(d / f"{s}.json") for s in sets}
         run = read(d / "run.json")
         if not all(res.values()) or not run:
@@ -61,11 +61,14 @@ def main():
     ap.add_argument("--models", required=True)
     ap.add_argument("--candidates", required=True)
     ap.add_argument("--rounds", default="16")
+    ap.add_argument("--folders", required=True,
+                    help="each run's folder: CANDIDATE=ROUND=FOLDER, space-separated")
     ap.add_argument("--sets", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--threads", required=True)
     a = ap.parse_args()
     sets, candidates, rounds = a.sets.split(), a.candidates.split(), a.rounds.split()
+    folders = {tuple(f.split("=")[:2]): f.split("=")[2] for f in a.folders.split()}
     kind = "test" if sets[0].startswith("eval_") else "validation"
     print(f"# Recipe tuning on {kind} text\n")
     print(f"Command: `{a.command}` ({datetime.date.today()}), {a.threads} threads, "
@@ -86,12 +89,12 @@ def main():
         targets = sorted({c.split(".")[0] for c in candidates}, key=lambda t: candidates.index(
             next(c for c in candidates if c.startswith(t + "."))))
         for t in targets:
-            plain = runs(a.work / m, f"{t}.plain", rounds, sets)
+            plain = runs(a.work / m, f"{t}.plain", rounds, sets, folders)
             head = " | ".join(f"{s} ppl | cut" for s in sets)
             print(f"| {t} | {head} | mean cut | range | quantize s |")
             print("|---|" + "---:|---:|" * len(sets) + "---:|---:|---:|")
             for c in (c for c in candidates if c.startswith(t + ".")):
-                res = runs(a.work / m, c, rounds, sets)
+                res = runs(a.work / m, c, rounds, sets, folders)
                 if res is None or plain is None:
                     continue
                 ppl = {s: mean([r[s] for r in res]) for s in sets}
