@@ -4,6 +4,8 @@
 #include <tbb/parallel_for.h>
 
 #include <Eigen/Cholesky>
+#include <atomic>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -36,15 +38,71 @@ double objective(const RowSystem& sys, const Eigen::VectorXd& s) {
   return s.dot(sys.M * s) - 2 * s.dot(sys.rhs);  // up to the constant w^T H w
 }
 
+void check_shapes(const char* what, const QuantizedMatrix& q, const MatrixRM& W,
+                  const Eigen::MatrixXd& H) {
+  const Eigen::Index n = W.cols();
+  if (W.rows() != q.rows() || n != q.columns() || H.rows() != n || H.cols() != n) {
+    throw input_error(what, "W, codes [out, in] and H [in, in] that agree",
+                      "W [" + std::to_string(W.rows()) + ", " + std::to_string(n) + "], codes [" +
+                          std::to_string(q.rows()) + ", " + std::to_string(q.columns()) + "], H [" +
+                          std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
+  }
+}
+
+// One row's sweeps (descend_codes): e = w - w' and g = H e are kept current
+// as codes move; a move of the weight by d lowers e_c by d, so g by d H[:, c],
+// and changes the error by d (d H_cc - 2 g_c).
+std::int64_t descend_row(QuantizedMatrix& q, Eigen::Index r, const MatrixRM& W,
+                         const Eigen::MatrixXd& H, int sweeps) {
+  const Eigen::Index n = W.cols();
+  auto grid = [&](Eigen::Index c) {
+    return GridParams<float>{q.scales(r, q.g_idx[c]), q.zeros(r, q.g_idx[c])};
+  };
+  Eigen::VectorXd e(n);
+  for (Eigen::Index c = 0; c < n; ++c)
+    e[c] = double(W(r, c)) - dequantize_code(float(q.codes(r, c)), grid(c));
+  Eigen::VectorXd g = H * e;
+  std::int64_t moved = 0;
+  for (int sweep = 0; sweep < sweeps; ++sweep) {
+    const std::int64_t before = moved;
+    for (Eigen::Index c = 0; c < n; ++c) {
+      const double h = H(c, c);
+      const GridParams<float> cell = grid(c);
+      if (!(h > 0) || cell.scale == 0) continue;
+      const float now = dequantize_code(float(q.codes(r, c)), cell);
+      const auto vertex = static_cast<float>(now + g[c] / h);
+      if (!std::isfinite(vertex)) continue;
+      const float code = quantize_code(vertex, cell, q.spec.maxq());
+      const double d = double(dequantize_code(code, cell)) - now;
+      if (code == q.codes(r, c) || !(d * (d * h - 2 * g[c]) < 0)) continue;
+      q.codes(r, c) = static_cast<std::uint8_t>(code);
+      g.noalias() -= d * H.col(c);
+      ++moved;
+    }
+    if (moved == before) break;
+  }
+  return moved;
+}
+
 }  // namespace
+
+std::int64_t descend_codes(QuantizedMatrix& q, const MatrixRM& W, const Eigen::MatrixXd& H,
+                           int sweeps) {
+  check_shapes("descend_codes", q, W, H);
+  use_single_threaded_blas();
+  std::atomic<std::int64_t> moved{0};
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, W.rows()), [&](const auto& rows) {
+    std::int64_t here = 0;
+    for (Eigen::Index r = rows.begin(); r < rows.end(); ++r)
+      here += descend_row(q, r, W, H, sweeps);
+    moved += here;
+  });
+  return moved;
+}
 
 void refit_scales(QuantizedMatrix& q, const MatrixRM& W, const Eigen::MatrixXd& H) {
   const Eigen::Index n = W.cols();
-  if (W.rows() != q.rows() || n != q.columns() || H.rows() != n || H.cols() != n) {
-    throw input_error("refit_scales", "W, codes [out, in] and H [in, in] that agree",
-                      "W [" + std::to_string(W.rows()) + ", " + std::to_string(n) + "], H [" +
-                          std::to_string(H.rows()) + ", " + std::to_string(H.cols()) + "]");
-  }
+  check_shapes("refit_scales", q, W, H);
   use_single_threaded_blas();
   const auto G = q.scales.cols();
   std::vector<std::vector<Eigen::Index>> members(G);

@@ -8,7 +8,7 @@
 #
 #   bench/tune_recipes.sh [--models "tiny small qwen2"] [--candidates "w4-g128.plain ..."]
 #       [--rounds "16 3 5"] [--threads N] [--jobs J] [--ptq BINARY] [--work DIR] [--out FILE]
-#       [--test] [--report-only]
+#       [--domain-share S] [--test] [--report-only]
 #
 # Models: tiny and small from the fixtures, qwen2 = tests/data/train_model.py qwen2's model
 # (PTQ_QWEN2, default .models/qwen2; it shares small's tokenizer and calibration windows);
@@ -21,6 +21,9 @@
 # runs differ in float rounding alone, and by as much as a recipe's gain at W4 g128
 # (docs/bench/tuning_probes.md): a candidate is scored by its perplexity's mean over the
 # rounds against plain GPTQ's mean over the same rounds.
+# --domain-share S: every candidate (plain GPTQ too) calibrates on a mix of the model's
+# generic and domain calibration windows (calib_domain.ids), S % domain; 0 (default):
+# the generic windows alone.
 # Quantization runs one at a time with N threads; evaluations J at a time with N / J each.
 # Results stay under DIR/<model>/<candidate>/ (round 16) and DIR/<model>/<candidate>@bwR/
 # (--report-only rewrites the report from them).
@@ -40,6 +43,7 @@ work=$root/build/tune-recipes
 out=$root/docs/bench/tuning.md
 test=0
 run=1
+share=0
 while [[ $# -gt 0 ]]; do
   case $1 in
     --models) models=$2; shift 2 ;;
@@ -50,6 +54,7 @@ while [[ $# -gt 0 ]]; do
     --ptq) ptq=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
+    --domain-share) share=$2; shift 2 ;;
     --test) test=1; shift ;;
     --report-only) run=0; shift ;;
     *) echo "tune_recipes.sh: unknown argument $1 (see the header of $0)" >&2; exit 2 ;;
@@ -72,13 +77,17 @@ declare -A variant=(
   [clip-gptaq-td3]="clip=$clip target=float_outputs target_damp=3"
   [clip-gptaq-refit]="clip=$clip target=float_outputs refit=least_squares"
   [clip-gptaq-actorder]="clip=$clip target=float_outputs act_order=true static_groups=true"
+  [cd]="code_sweeps=8"
+  [clip-cd]="clip=$clip code_sweeps=8"
+  [clip-gptaq-cd]="clip=$clip target=float_outputs code_sweeps=8"
+  [clip-gptaq-td3-cd]="clip=$clip target=float_outputs target_damp=3 code_sweeps=8"
   [best]="@best"
 )
 declare -A target=([w4-g128]="bits=4 group=128" [w3-g128]="bits=3 group=128" [w4-pc]="bits=4 group=channel")
 all_candidates=""
 for t in w4-g128 w3-g128 w4-pc; do
   for v in plain clip refit clip-refit damp0.1 actorder actorder-static best gptaq clip-gptaq clip-gptaq-td0.3 clip-gptaq-td3 clip-gptaq-refit \
-    clip-gptaq-actorder; do
+    clip-gptaq-actorder cd clip-cd clip-gptaq-cd clip-gptaq-td3-cd; do
     all_candidates+=" $t.$v"
   done
 done
@@ -146,8 +155,14 @@ quantize() {  # model candidate round
   local m=$1 c=$2 dir=$work/$1/$(run_name "$2" "$3")
   rm -rf "$dir" && mkdir -p "$dir"
   write_recipe "$c" "$dir/recipe.yaml"
+  local g=$(goldens "$m") calib
+  if ((share == 0)); then
+    calib=(--calib-ids "$g/calib_generic.ids")
+  else
+    calib=(--calib "generic=$g/calib_generic.ids:$((100 - share))" --calib "domain=$g/calib_domain.ids:$share")
+  fi
   "$ptq" quantize --model "$(model_dir "$m")" --out "$dir/model" --threads "$threads" \
-    --format dequantized --recipe "$dir/recipe.yaml" --calib-ids "$(goldens "$m")/calib_generic.ids" \
+    --format dequantized --recipe "$dir/recipe.yaml" "${calib[@]}" \
     --batch-windows "$3" >"$dir/quantize.log" 2>&1 ||
     { echo "FAILED: quantize $m $c round $3 (see $dir/quantize.log)" >&2; return 1; }
   cp "$dir/model/run.json" "$dir/run.json"
@@ -197,5 +212,5 @@ for c in $candidates; do
 done
 python3 "$root/bench/tune_recipes_report.py" --work "$work" --models "$models" \
   --candidates "$candidates" --rounds "$rounds" --sets "$sets" --command "$command" \
-  --threads "$threads" --folders "$folders" >"$out"
+  --threads "$threads" --folders "$folders" --domain-share "$share" >"$out"
 echo "wrote $out" >&2

@@ -66,6 +66,7 @@ def main():
     ap.add_argument("--sets", required=True)
     ap.add_argument("--command", required=True)
     ap.add_argument("--threads", required=True)
+    ap.add_argument("--domain-share", type=int, default=0)
     a = ap.parse_args()
     sets, candidates, rounds = a.sets.split(), a.candidates.split(), a.rounds.split()
     folders = {tuple(f.split("=")[:2]): f.split("=")[2] for f in a.folders.split()}
@@ -73,7 +74,10 @@ def main():
     print(f"# Recipe tuning on {kind} text\n")
     print(f"Command: `{a.command}` ({datetime.date.today()}), {a.threads} threads, "
           f"{cpu_name()}, {os.cpu_count()} cores. Protocol: docs/tuning.md.")
-    print("Every run calibrates on the model's 128 `calib_generic.ids` windows; perplexity at "
+    calibration = ("the model's 128 `calib_generic.ids` windows" if a.domain_share == 0 else
+                   f"128 windows, {100 - a.domain_share} % from the model's `calib_generic.ids` "
+                   f"and {a.domain_share} % from its `calib_domain.ids`")
+    print(f"Every run calibrates on {calibration}; perplexity at "
           "ctx 512 over all windows of each text. cut = share of plain GPTQ's excess over "
           "fp32 that the variant removes (higher is better; negative: worse than plain); "
           "mean = the mean of the cuts, the score a variant is chosen by. "

@@ -99,6 +99,10 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
     q.report.damping_retries = r.damping_retries;
     q.report.cholesky_failed = r.status == GptqStatus::CholeskyFailed;
   }
+  if (recipe.code_sweeps > 0) {
+    PTQ_ASSERT(hessian != nullptr);
+    descend_codes(m, w, *hessian, recipe.code_sweeps);
+  }
   if (recipe.refit == ScaleRefit::LeastSquares) {
     PTQ_ASSERT(hessian != nullptr);
     refit_scales(m, w, *hessian);
@@ -259,7 +263,7 @@ class GroupInput {
 };
 
 // GPTQ onto uniform grids factors the group's Hessian once for all its
-// Linears, and H goes unless the least-squares refit reads it; the statistics
+// Linears, and H goes unless the least-squares refit or the code sweeps read it; the statistics
 // go as soon as H is formed. At 7B's MLP width each is a ~1 GB matrix. With a
 // float input (recipe target float_outputs) each Linear rounds GPTAQ's target
 // under the same H, from the correction X~^T (X - X~) gives.
@@ -276,7 +280,8 @@ void quantize_group(BlockJob& job, GroupInput& input) {
   if (job.recipe.method != Method::Gptq || job.recipe.format == OutputFormat::gguf)
     return quantize_group(job, input.input(), &hessian, nullptr, c);
   const GptqHessian factor = prepare_hessian(hessian, job.recipe.gptq_config());
-  if (job.recipe.refit != ScaleRefit::LeastSquares) hessian = Eigen::MatrixXd();
+  if (job.recipe.refit != ScaleRefit::LeastSquares && job.recipe.code_sweeps == 0)
+    hessian = Eigen::MatrixXd();
   quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor, c);
 }
 

@@ -24,6 +24,7 @@ std::string recipe_refusal(const Recipe& r) {
   if (!r.linear_specs.empty()) return "a mix of grids";
   if (r.folds_scales()) return "scaling (AWQ, SmoothQuant)";
   if (r.refit != ScaleRefit::None) return "the least-squares refit";
+  if (r.code_sweeps != 0) return "code sweeps";
   if (r.clip.method == ClipMethod::Percentile) return "percentile clipping";
   if (r.order != ColumnOrder::Natural) return "act-order";
   if (r.group_grids != GroupGrids::Dynamic) return "static groups";

@@ -172,6 +172,10 @@ void Recipe::validate() const {
                       std::to_string(expert_min_tokens));
   if (!(target_damp > 0.0))
     throw input_error("target_damp", "a number > 0", std::to_string(target_damp));
+  if (code_sweeps < 0 || (code_sweeps != 0 && method != Method::Gptq))
+    throw input_error(
+        "code_sweeps", "a count >= 0, and 0 unless method gptq",
+        std::to_string(code_sweeps) + " with method " + std::string(method_name(method)));
   if (smoothquant) smoothquant->validate();
   if (scaling != Scaling::None && method != Method::Rtn && method != Method::Gptq)
     throw input_error("scaling", "none with method " + std::string(method_name(method)),
@@ -235,8 +239,10 @@ void Recipe::validate_format() const {
   if (scaling != Scaling::None) tuned = "scaling " + std::string(scaling_name(scaling));
   if (refit != ScaleRefit::None) tuned += (tuned.empty() ? "" : ", ") + std::string("a refit");
   if (clip.method != ClipMethod::None) tuned += (tuned.empty() ? "" : ", ") + std::string("a clip");
+  if (code_sweeps != 0) tuned += (tuned.empty() ? "" : ", ") + std::string("code sweeps");
   if (!tuned.empty())
-    throw input_error("format gguf", "no scaling, refit or clip (ggml's grids fix the scale rule)",
+    throw input_error("format gguf",
+                      "no scaling, refit, clip or code sweeps (ggml's grids fix the scale rule)",
                       tuned);
   // With method awq every block Linear must be AWQ's (its scales are folded in),
   // and an imatrix would give some of them llama-quantize's types of another grid.

@@ -21,6 +21,7 @@
 //   refit: least_squares  # none | least_squares: scales refit under H after quantizing
 //   target: quantized_inputs  # gptq: float_outputs = GPTAQ's target (RoundingTarget)
 //   target_damp: 1.0      # float_outputs: the correction's damping, fraction of mean diag H
+//   code_sweeps: 0        # gptq: coordinate-descent sweeps over the codes after rounding
 //   experts: {calibration: routed, min_tokens: 0}  # mixture-of-experts layers (ExpertCalibration)
 //   (algorithms/refit.hpp) calibration: {samples: 128, seqlen: 512, seed: 0}
 // W8A8 (int8 per-channel weights, int8 activations) and NF4 take their own keys:
@@ -124,6 +125,9 @@ struct Recipe {
   // (docs/bench/tuning.md): 0.1 fits the calibration text's outputs and loses
   // on other text, 3 gives up most of the gain.
   double target_damp = 1.0;
+  // gptq: sweeps of coordinate descent over each Linear's codes after GPTQ,
+  // grids fixed (descend_codes, algorithms/refit.hpp); 0 = none.
+  int code_sweeps = 0;
   // Mixture-of-experts layers (statistics): whose inputs form each expert's
   // Hessian, and the fewest routed tokens for its own; an expert routed fewer
   // takes every token's (0: the model's hidden size, the rank of a full

@@ -278,6 +278,13 @@ const std::vector<RecipeKey>& recipe_keys() {
        [](const Recipe& r) {
          return r.method == Method::Gptq && r.target == RoundingTarget::FloatOutputs;
        }},
+      {"code_sweeps", "", F::none,
+       "gptq: sweeps of coordinate descent over the codes after rounding, grids fixed (0 = none)",
+       [](Recipe& r, const std::string& t, const std::string& w) {
+         r.code_sweeps = scalar<int>(t, w, "an integer");
+       },
+       [](const Recipe& r) { return text_of(r.code_sweeps); },
+       [](const Recipe& r) { return r.method == Method::Gptq && r.code_sweeps != 0; }},
       {"experts.calibration", "--expert-calibration", F::value,
        "mixture-of-experts layers: routed | all: each expert's statistics from the tokens routed "
        "to it, or from every calibration token",
@@ -515,6 +522,7 @@ bool applies(const RecipeKey& key, const Recipe& r) {
       {"scaling", always},
       {"refit", always},
       {"target", gptq},
+      {"code_sweeps", gptq},
       {"experts.calibration", [](const Recipe& r) { return r.needs_statistics(); }},
       {"experts.min_tokens", [](const Recipe& r) { return r.needs_statistics(); }},
       {"format", always},

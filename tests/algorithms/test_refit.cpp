@@ -1,10 +1,14 @@
-// Least-squares scale refit (algorithms/refit.hpp): optimality checked from
-// its definition (the gradient of the output error vanishes) and a closed form.
+// Refinement after quantization (algorithms/refit.hpp). The least-squares
+// scale refit: optimality checked from its definition (the gradient of the
+// output error vanishes) and a closed form. The code sweeps: checked against a
+// brute-force search of every level of every weight.
 #include <gtest/gtest.h>
+#include <tbb/global_control.h>
 
 #include "algorithms/gptq.hpp"
 #include "algorithms/refit.hpp"
 #include "algorithms/rtn.hpp"
+#include "io/error.hpp"
 #include "scalar_reference.hpp"
 
 namespace ptq {
@@ -59,6 +63,81 @@ TEST(Refit, OneGroupPerRowIsTheClosedForm) {
     const Eigen::VectorXd w = W.row(r).transpose().cast<double>();
     const double expected = v.dot(H * w) / v.dot(H * v);
     EXPECT_NEAR(q.scales(r, 0), expected, 1e-6 * expected) << r;
+  }
+}
+
+// Row r's output error (w - w')^T H (w - w'), from the dequantized matrix.
+double row_error(const QuantizedMatrix& q, const MatrixRM& W, const Eigen::MatrixXd& H, int r) {
+  const Eigen::VectorXd e =
+      W.row(r).transpose().cast<double>() - q.dequantize().row(r).transpose().cast<double>();
+  return e.dot(H * e);
+}
+
+struct SweepCase {
+  MatrixRM W = test::random_weights(12, 160, 61);
+  Eigen::MatrixXd H = test::correlated_hessian(160, 300, 62, {5, 90});
+  QuantizedMatrix gptq() const {
+    GptqConfig config;
+    config.spec = QuantSpec{3, Symmetry::Asymmetric, Granularity::Group, 32};
+    return gptq_quantize(W, H, config).quantized;
+  }
+};
+
+// The sweeps move codes only, lower every row's error below GPTQ's, and stop
+// at a point no single weight can leave downhill: each weight's level is the
+// best of all its grid's levels with the row's others held (found here by
+// trying every level and computing the error afresh).
+TEST(CodeSweeps, EndWhereNoSingleLevelLowersTheError) {
+  const SweepCase data;
+  const QuantizedMatrix before = data.gptq();
+  QuantizedMatrix q = before;
+  const std::int64_t moved = descend_codes(q, data.W, data.H, 50);
+  EXPECT_GT(moved, 0);
+  EXPECT_EQ(q.scales, before.scales);
+  EXPECT_EQ(q.zeros, before.zeros);
+  EXPECT_EQ(descend_codes(q, data.W, data.H, 1), 0);  // converged: a further sweep moves nothing
+  for (int r = 0; r < q.rows(); ++r) {
+    const double error = row_error(q, data.W, data.H, r);
+    EXPECT_LT(error, row_error(before, data.W, data.H, r)) << r;
+    for (int c = 0; c < q.columns(); c += 7) {
+      QuantizedMatrix other = q;
+      for (int level = 0; level <= q.spec.maxq(); ++level) {
+        other.codes(r, c) = static_cast<std::uint8_t>(level);
+        EXPECT_GE(row_error(other, data.W, data.H, r), error * (1 - 1e-12))
+            << "row " << r << " column " << c << " level " << level;
+      }
+    }
+  }
+}
+
+// Each sweep can only lower the error: one sweep, then more, never above the one before.
+TEST(CodeSweeps, EachSweepLowersTheErrorAndTheThreadCountChangesNothing) {
+  const SweepCase data;
+  QuantizedMatrix q = data.gptq();
+  double last = output_error(data.W, q.dequantize(), data.H);
+  for (int sweep = 0; sweep < 4; ++sweep) {
+    descend_codes(q, data.W, data.H, 1);
+    const double now = output_error(data.W, q.dequantize(), data.H);
+    EXPECT_LE(now, last) << sweep;
+    last = now;
+  }
+  const auto run = [&](int threads) {
+    const tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    QuantizedMatrix copy = data.gptq();
+    descend_codes(copy, data.W, data.H, 4);
+    return copy.codes;
+  };
+  EXPECT_EQ(run(1), run(3));
+}
+
+TEST(CodeSweeps, ShapesThatDisagreeAreRefusedByName) {
+  const SweepCase data;
+  QuantizedMatrix q = data.gptq();
+  try {
+    descend_codes(q, data.W, Eigen::MatrixXd::Identity(8, 8), 1);
+    ADD_FAILURE() << "accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("descend_codes"), std::string::npos) << e.what();
   }
 }
 

@@ -91,6 +91,23 @@ TEST(Recipes, FloatOutputTargetKeys) {
           "target_damp");
 }
 
+// The code sweeps: a GPTQ key, read back as written, refused elsewhere and below 0.
+TEST(Recipes, CodeSweepsKey) {
+  const Recipe r = load_recipe(write_recipe("s.yaml", "method: gptq\ncode_sweeps: 4\n"));
+  EXPECT_EQ(r.code_sweeps, 4);
+  EXPECT_NO_THROW(check_given_keys_apply(r));
+  EXPECT_EQ(recipe_from_yaml(recipe_to_yaml(r), "written").code_sweeps, 4);
+  for (const char* yaml : {"method: rtn\ncode_sweeps: 2\n", "method: gptq\ncode_sweeps: -1\n",
+                           "method: gptq\nformat: gguf\ngguf_type: Q4_0\ncode_sweeps: 2\n"}) {
+    try {
+      check_given_keys_apply(load_recipe(write_recipe("bad.yaml", yaml)));
+      ADD_FAILURE() << yaml << " accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("sweeps"), std::string::npos) << e.what();
+    }
+  }
+}
+
 // Source names and paths are the user's: a quote, a backslash, a control
 // character or a YAML indicator must read back as it was (the fuzzer found
 // names written unquoted and paths with an unescaped '"').
