@@ -92,6 +92,7 @@ class CudaDevice final : public DeviceOps {
   // a is not positive definite.
   bool cholesky(double* a, int n);
   DeviceMatrix copy(const DeviceMatrix& from);
+  void copy_into(const DeviceMatrix& from, DeviceMatrix& to);  // of the same size
 
   Context& c_;
   DeviceMath math_ = DeviceMath::tf32;
@@ -246,10 +247,15 @@ bool CudaDevice::cholesky(double* a, int n) {
 
 DeviceMatrix CudaDevice::copy(const DeviceMatrix& from) {
   DeviceMatrix to = allocate(from.rows(), from.cols());
+  copy_into(from, to);
+  return to;
+}
+
+void CudaDevice::copy_into(const DeviceMatrix& from, DeviceMatrix& to) {
+  PTQ_ASSERT(from.size() == to.size());
   c_.check(cudaMemcpyAsync(to.data(), from.data(), static_cast<std::size_t>(from.size()) * 4,
                            cudaMemcpyDeviceToDevice, c_.stream),
            "cudaMemcpyAsync");
-  return to;
 }
 
 void CudaDevice::add_cross(const DeviceMatrix& q, const DeviceMatrix& f, DeviceSums& sums) {
@@ -380,9 +386,7 @@ DeviceGptqResult CudaDevice::gptq(DeviceMatrix& w, const DeviceFactor& factor,
   const DeviceMatrix original = copy(w);
   if (!target.empty()) {
     PTQ_ASSERT(target.rows() == out && target.cols() == n);
-    c_.check(cudaMemcpyAsync(w.data(), target.data(), static_cast<std::size_t>(w.size()) * 4,
-                             cudaMemcpyDeviceToDevice, c_.stream),
-             "cudaMemcpyAsync");
+    copy_into(target, w);
   }
   const DeviceMatrix scales = allocate(out, groups), zeros = allocate(out, groups);
   // Per-channel grids see W before dead columns are zeroed, as the reference's.

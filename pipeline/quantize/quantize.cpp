@@ -133,7 +133,13 @@ void FloatOutputCross::add_to(Eigen::Ref<Sums> sum, const MatrixRM& q, const Mat
 }
 
 MatrixRM FloatOutputCross::correction(const Eigen::MatrixXd& hessian, double target_damp) const {
-  Eigen::MatrixXd cross = sum_ / static_cast<double>(std::max<std::int64_t>(tokens_, 1));
+  return correction(hessian, sum_, tokens_, target_damp);
+}
+
+MatrixRM FloatOutputCross::correction(const Eigen::MatrixXd& hessian,
+                                      const Eigen::Ref<const Sums>& sums, std::int64_t tokens,
+                                      double target_damp) {
+  Eigen::MatrixXd cross = sums / static_cast<double>(std::max<std::int64_t>(tokens, 1));
   cross *= 2.0;  // gptq_hessian's scale
   return float_output_correction(hessian, cross, target_damp);
 }

@@ -53,6 +53,9 @@ class FloatOutputCross {
   static void add_to(Eigen::Ref<Sums> sum, const MatrixRM& quantized, const MatrixRM& float_input);
   // float_output_correction under the input's Hessian (gptq_hessian's scale).
   MatrixRM correction(const Eigen::MatrixXd& hessian, double target_damp) const;
+  // The same from sums over `tokens` rows kept elsewhere (the device path's).
+  static MatrixRM correction(const Eigen::MatrixXd& hessian, const Eigen::Ref<const Sums>& sums,
+                             std::int64_t tokens, double target_damp);
 
  private:
   Sums sum_;

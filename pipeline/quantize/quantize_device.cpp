@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <future>
 #include <optional>
+#include <utility>
 
 #include "algorithms/quantized_weight.hpp"
 #include "algorithms/rtn.hpp"
@@ -234,9 +235,7 @@ struct InnerPass {
   template <class F>
   DeviceMatrix again(Eigen::Index b, F&& compute) {
     if (!keep) return compute(b);
-    DeviceMatrix in = std::move(kept[b]);
-    kept[b] = DeviceMatrix();
-    return in;
+    return std::exchange(kept[b], DeviceMatrix());
   }
 };
 

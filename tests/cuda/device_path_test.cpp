@@ -12,6 +12,7 @@
 #include "algorithms/cuda/cuda_backend.hpp"
 #include "algorithms/device.hpp"
 #include "algorithms/gptq.hpp"
+#include "best_steps.hpp"
 #include "calibrate/device_block.hpp"
 #include "calibrate/model.hpp"
 #include "cuda/compare.hpp"
@@ -227,11 +228,7 @@ TEST_F(DevicePath, QuantizesTinyAsTheCpuDoesAndRepeats) {
   const TinyWindows tiny(32);
   Recipe plain;
   plain.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 128};
-  Recipe best = plain;
-  best.clip = {.method = ClipMethod::Mse, .weighting = ClipWeighting::Hessian};
-  best.target = RoundingTarget::FloatOutputs;
-  best.target_damp = 3.0;
-  for (const Recipe& recipe : {plain, best})
+  for (const Recipe& recipe : {plain, test::with_best_steps(plain)})
     for (DeviceMath math : {DeviceMath::fp32, DeviceMath::tf32})
       expect_cpu_codes_and_repeats(backend(), tiny, recipe, math);
 }

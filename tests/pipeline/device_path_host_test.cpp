@@ -17,6 +17,7 @@
 #include "algorithms/device.hpp"
 #include "algorithms/gptq.hpp"
 #include "algorithms/parallel_gemm.hpp"
+#include "best_steps.hpp"
 #include "calibrate/block.hpp"
 #include "calibrate/model.hpp"
 #include "fixture_windows.hpp"
@@ -123,11 +124,10 @@ class HostOps final : public DeviceOps {
   }
   DeviceMatrix float_output_correction(const DeviceSums& sums, const DeviceSums& cross,
                                        std::int64_t tokens, double target_damp) override {
-    Eigen::MatrixXd d =
-        Eigen::Map<const FloatOutputCross::Sums>(cross.data(), cross.rows(), cross.cols()) /
-        static_cast<double>(tokens);
-    d *= 2.0;
-    return upload(ptq::float_output_correction(hessian(sums, tokens), d, target_damp));
+    return upload(FloatOutputCross::correction(
+        hessian(sums, tokens),
+        Eigen::Map<const FloatOutputCross::Sums>(cross.data(), cross.rows(), cross.cols()), tokens,
+        target_damp));
   }
   DeviceMatrix float_output_target(const DeviceMatrix& w, const DeviceMatrix& correction) override {
     return upload(ptq::float_output_target(map(w), map(correction)));
@@ -203,16 +203,6 @@ struct TinyRun {
   TinyRun() { recipe.spec = {.bits = 4, .granularity = Granularity::Group, .group_size = 64}; }
 };
 
-// The shipped best recipes' steps: the Hessian-weighted MSE clip inside
-// GPTQ's grids, GPTQ toward the float model's outputs (the float stream and
-// block beside the quantized ones, GPTAQ's correction).
-Recipe clip_gptaq(Recipe recipe) {
-  recipe.clip = {.method = ClipMethod::Mse, .weighting = ClipWeighting::Hessian};
-  recipe.target = RoundingTarget::FloatOutputs;
-  recipe.target_damp = 3.0;
-  return recipe;
-}
-
 // The same codes and zeros; scales and GPTQ's loss equal, or within the
 // relative differences given.
 void expect_same_linears(const QuantizedLinears& got, const QuantizedLinears& want,
@@ -240,7 +230,7 @@ class DevicePathOnHost : public ::testing::TestWithParam<bool> {
  protected:
   // Plain GPTQ, or (parameter true) the best recipes' clip and float target.
   Recipe recipe(const TinyRun& tiny) const {
-    return GetParam() ? clip_gptaq(tiny.recipe) : tiny.recipe;
+    return GetParam() ? test::with_best_steps(tiny.recipe) : tiny.recipe;
   }
 };
 
