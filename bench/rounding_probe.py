@@ -5,16 +5,20 @@ rounding (sign-gradient descent on the rounding offsets and clip ranges of each 
 against the float model's block output, as AutoRound does) removes on the validation texts.
 Everything here is an independent re-implementation at float32: the Llama/Qwen2 forward,
 GPTQ (asymmetric, lazy batches of 128 columns, groups from the updated weights, damp 0.01,
-true-sequential within a block) and the learned rounding; ratios between its own methods are
-what it reports, beside ptq's numbers in docs/bench/tuning.md.
+true-sequential within a block), GPTAQ (gptaq: each Linear aimed at the float model's output;
+gptaq-res, gptaq-res-down: the out Linears' targets also take in the residual stream's gap)
+and the learned rounding; ratios between its own methods are what it reports, beside ptq's
+numbers in docs/bench/tuning.md.
 
-  bench/rounding_probe.py --model DIR --calib calib_generic.ids \
+  bench/rounding_probe.py --model DIR --calib calib_generic.ids[:WINDOWS] [--calib ...] \
       --val generic=validation_generic.ids --val domain=validation_domain.ids \
-      [--targets w4-g128,w3-g128,w4-pc] [--methods gptq,lr-rtn,lr-gptq] [--iters 200] \
-      [--out results.json]
+      [--targets w4-g128,w3-g128,w4-pc] [--methods gptq,lr-rtn,lr-gptq,gptaq,...] \
+      [--iters 200] [--batch 8] [--out results.json]
   bench/rounding_probe.py --report results.json...   # the markdown table of docs/bench
 
-Ids files are raw int32 (fixtures/PROTOCOL.md); calibration: [windows, 512].
+Ids files are raw int32 (fixtures/PROTOCOL.md); calibration: [windows, 512]. Each --calib
+adds the first WINDOWS windows of its file (all without), e.g. ptq's sequential 70/30 mix:
+calib_generic.ids:90 and calib_domain.ids:38. --batch: windows per sign step.
 """
 import argparse
 import sys
@@ -98,6 +102,8 @@ class Model:
         if stop == "o":
             return a
         x = x + a @ W("self_attn.o_proj").T
+        if stop == "mid":
+            return x
         h = self.rms(x, N("post_attention_layernorm"))
         if stop == "gate_up":
             return h
@@ -200,14 +206,44 @@ GROUPS = [("qkv", ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"]),
           ("down", ["mlp.down_proj"])]
 
 
-def gptq_block(model, bw, xq, bits, group):
+# The residual stream each out Linear adds to: o_proj the block's input, down_proj the
+# stream after the attention's add.
+RESIDUAL = {"o": None, "down": "mid"}
+
+
+def gptq_block(model, bw, xq, bits, group, xf=None, residual=(), target_damp=1.0):
+    """GPTQ of a block's Linears, true-sequential. With the float model's block input xf,
+    GPTAQ: each Linear rounds W + W M^T, M = (H + target_damp mean(diag H) I)^-1 X~^T (X - X~),
+    the least-squares weight that maps the quantized input X~ to the float output. With an
+    out Linear's group in `residual`, its target also absorbs the gap between the float and
+    quantized residual streams it is added to (the float block's output is then its target)."""
     lw, grids = {}, {}
     for stop, names in GROUPS:
         H = torch.zeros(1, device=xq.device)
+        D = torch.zeros(1, device=xq.device)
+        R = torch.zeros(1, device=xq.device)
         for s in range(0, xq.shape[0], 16):
-            H = H + hessian(model.block(bw, xq[s : s + 16], lw, stop))
+            xt = model.block(bw, xq[s : s + 16], lw, stop)
+            H = H + hessian(xt)
+            if xf is None:
+                continue
+            x2 = xt.reshape(-1, xt.shape[-1]).double()
+            gap = model.block(bw, xf[s : s + 16], None, stop) - xt
+            D = D + (x2.T @ gap.reshape(x2.shape).double()).float()
+            if stop in residual:
+                at = RESIDUAL[stop]
+                rf = xf[s : s + 16] if at is None else model.block(bw, xf[s : s + 16], None, at)
+                rq = xq[s : s + 16] if at is None else model.block(bw, xq[s : s + 16], lw, at)
+                R = R + (x2.T @ (rf - rq).reshape(x2.shape[0], -1).double()).float()
+        if xf is not None:
+            damped = H + target_damp * torch.mean(torch.diag(H)) * torch.eye(H.shape[0], device=H.device)
+            M = torch.linalg.solve(damped.double(), D.double()).float()
+            MR = torch.linalg.solve(damped.double(), R.double()).float() if stop in residual else None
         for n in names:
-            lw[n], grids[n] = gptq(bw[f"{n}.weight"], H, bits, group)
+            w = bw[f"{n}.weight"]
+            if xf is not None:
+                w = w + w @ M.T + (MR.T if MR is not None else 0)
+            lw[n], grids[n] = gptq(w, H, bits, group)
     return lw, grids
 
 
@@ -267,7 +303,7 @@ class Learned:
 NORMS = ["input_layernorm", "post_attention_layernorm"]
 
 
-def learn_block(model, bw, xq, yf, bits, group, starts, iters, batch=8, lr=None, tune_v=True,
+def learn_block(model, bw, xq, yf, bits, group, starts, iters, batch, lr=None, tune_v=True,
                 tune_scale=True, tune_norm=False):
     """Sign-gradient descent on the block's output error against the float block's output
     (AutoRound); tune_v=False keeps the start's codes (only the scales move); tune_norm also
@@ -312,7 +348,7 @@ def run_blocks(model, bw, x, lw, batch=16):
     return torch.cat([model.block(bw, x[s : s + batch], lw) for s in range(0, x.shape[0], batch)])
 
 
-def quantize(model, calib, method, bits, group, iters, lr):
+def quantize(model, calib, method, bits, group, iters, lr, batch):
     xf = model.embed(calib)
     xq = xf.clone()
     blocks = []
@@ -322,11 +358,14 @@ def quantize(model, calib, method, bits, group, iters, lr):
             yf = run_blocks(model, bw, xf, None)
             if method == "rtn":
                 lw = {n: rtn(bw[f"{n}.weight"], bits, group) for _, ns in GROUPS for n in ns}
+            elif method.startswith("gptaq"):
+                residual = {"gptaq": (), "gptaq-res": ("o", "down"), "gptaq-res-down": ("down",)}
+                lw, grids = gptq_block(model, bw, xq, bits, group, xf, residual[method])
             elif "gptq" in method:
                 lw, grids = gptq_block(model, bw, xq, bits, group)
-        if method != "gptq" and method != "rtn":
+        if method not in ("gptq", "rtn") and not method.startswith("gptaq"):
             starts = grids if "gptq" in method else None
-            lw = learn_block(model, bw, xq, yf, bits, group, starts, iters, lr=lr,
+            lw = learn_block(model, bw, xq, yf, bits, group, starts, iters, batch, lr=lr,
                              tune_v=not method.startswith("gptq-"), tune_scale=method != "gptq-norm",
                              tune_norm=method.endswith("-norm"))
         with torch.no_grad():
@@ -350,11 +389,13 @@ def report(files):
             base = r["ppl"][f"{t}.gptq"]
             cuts = [100 * (base[k] - ppl[k]) / (base[k] - fp[k]) for k in ppl]
             cell = " / ".join(f"{c:+.1f}" for c in cuts) + f" (**{sum(cuts) / len(cuts):+.1f}**)"
-            rows.setdefault((r["model"], r["iters"], m), {})[t] = cell
-    print("| model | iterations | method | " + " | ".join(TARGETS) + " |")
-    print("|---|---:|---|" + "---|" * len(TARGETS))
-    for (model, iters, m), cells in sorted(rows.items()):
-        print(f"| {model} | {iters} | {m} | " + " | ".join(cells.get(t, "") for t in TARGETS) + " |")
+            steps = f'{r["iters"]} × {r.get("batch", 8)}'
+            name = r["model"].rstrip("/").rsplit("/", 1)[-1]
+            rows.setdefault((name, r.get("calib", "generic"), steps, m), {})[t] = cell
+    print("| model | calibration | steps × windows | method | " + " | ".join(TARGETS) + " |")
+    print("|---|---|---:|---|" + "---|" * len(TARGETS))
+    for (model, calib, steps, m), cells in sorted(rows.items()):
+        print(f"| {model} | {calib} | {steps} | {m} | " + " | ".join(cells.get(t, "") for t in TARGETS) + " |")
 
 
 def main():
@@ -362,11 +403,12 @@ def main():
         return report(sys.argv[2:])
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
-    ap.add_argument("--calib", required=True)
+    ap.add_argument("--calib", action="append", required=True)
     ap.add_argument("--val", action="append", required=True)
     ap.add_argument("--targets", default="w4-g128,w3-g128,w4-pc")
     ap.add_argument("--methods", default="gptq,lr-rtn,lr-gptq")
     ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=8, help="calibration windows per sign step")
     ap.add_argument("--lr", type=float, help="sign-SGD step (default 1 / iters)")
     ap.add_argument("--out")
     a = ap.parse_args()
@@ -376,9 +418,14 @@ def main():
     cfg, w = load_model(a.model, dev)
     model = Model(cfg, w)
     read = lambda p: torch.from_numpy(__import__("numpy").fromfile(p, dtype="int32")).long().to(dev)
-    calib = read(a.calib).view(-1, 512)
+    def windows(spec):
+        path, _, count = spec.partition(":")
+        w = read(path).view(-1, 512)
+        return w[: int(count)] if count else w
+    calib = torch.cat([windows(c) for c in a.calib])
     vals = {v.split("=")[0]: read(v.split("=")[1]) for v in a.val}
-    res = {"model": a.model, "iters": a.iters, "ppl": {}}
+    label = "+".join(c.rsplit("/", 1)[-1].replace(".ids", "") for c in a.calib)
+    res = {"model": a.model, "iters": a.iters, "batch": a.batch, "calib": label, "ppl": {}}
     with torch.no_grad():
         fp = {k: model.nll(ids, [None] * model.layers) for k, ids in vals.items()}
     res["ppl"]["fp32"] = {k: math.exp(t / c) for k, (t, c) in fp.items()}
@@ -387,7 +434,7 @@ def main():
         bits, group = TARGETS[t]
         for m in a.methods.split(","):
             t0 = time.time()
-            blocks = quantize(model, calib, m, bits, group, a.iters, a.lr)
+            blocks = quantize(model, calib, m, bits, group, a.iters, a.lr, a.batch)
             torch.cuda.synchronize()
             secs = time.time() - t0
             ppl = {}
