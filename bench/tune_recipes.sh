@@ -61,36 +61,45 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-# The recipe keys each variant sets over plain GPTQ (damp 0.01, natural order, no clip).
+# The recipe keys each variant sets over plain GPTQ (damp 0.01, natural order, no clip),
+# one "NAME|KEYS" a line, in the order of the default candidate list.
 clip="{method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}"
-declare -A variant=(
-  [plain]=""
-  [clip]="clip=$clip"
-  [refit]="refit=least_squares"
-  [clip-refit]="clip=$clip refit=least_squares"
-  [damp0.1]="damp=0.1"
-  [actorder]="act_order=true"
-  [actorder-static]="act_order=true static_groups=true"
-  [gptaq]="target=float_outputs"
-  [clip-gptaq]="clip=$clip target=float_outputs"
-  [clip-gptaq-td0.3]="clip=$clip target=float_outputs target_damp=0.3"
-  [clip-gptaq-td3]="clip=$clip target=float_outputs target_damp=3"
-  [clip-gptaq-refit]="clip=$clip target=float_outputs refit=least_squares"
-  [clip-gptaq-actorder]="clip=$clip target=float_outputs act_order=true static_groups=true"
-  [cd]="code_sweeps=8"
-  [clip-cd]="clip=$clip code_sweeps=8"
-  [clip-gptaq-cd]="clip=$clip target=float_outputs code_sweeps=8"
-  [clip-gptaq-td3-cd]="clip=$clip target=float_outputs target_damp=3 code_sweeps=8"
-  [best]="@best"
+clip_norm() { echo "{method: mse, steps: 100, max_shrink: 0.8, norm: $1, weighting: hessian}"; }
+variants=(
+  "plain|"
+  "clip|clip=$clip"
+  "refit|refit=least_squares"
+  "clip-refit|clip=$clip refit=least_squares"
+  "damp0.1|damp=0.1"
+  "actorder|act_order=true"
+  "actorder-static|act_order=true static_groups=true"
+  "best|@best"
+  "gptaq|target=float_outputs"
+  "clip-gptaq|clip=$clip target=float_outputs"
+  "clip-gptaq-td0.3|clip=$clip target=float_outputs target_damp=0.3"
+  "clip-gptaq-td3|clip=$clip target=float_outputs target_damp=3"
+  "clipn2-gptaq|clip=$(clip_norm 2) target=float_outputs"
+  "clipn3-gptaq|clip=$(clip_norm 3) target=float_outputs"
+  "clipn2-gptaq-td3|clip=$(clip_norm 2) target=float_outputs target_damp=3"
+  "clipn3-gptaq-td3|clip=$(clip_norm 3) target=float_outputs target_damp=3"
+  "clip-gptaq-refit|clip=$clip target=float_outputs refit=least_squares"
+  "clip-gptaq-actorder|clip=$clip target=float_outputs act_order=true static_groups=true"
+  "cd|code_sweeps=8"
+  "clip-cd|clip=$clip code_sweeps=8"
+  "clip-gptaq-cd|clip=$clip target=float_outputs code_sweeps=8"
+  "clip-gptaq-td3-cd|clip=$clip target=float_outputs target_damp=3 code_sweeps=8"
+  "awq|scaling=awq awq_clip=true"
+  "awq-clip-gptaq|scaling=awq awq_clip=false clip=$clip target=float_outputs"
 )
-declare -A target=([w4-g128]="bits=4 group=128" [w3-g128]="bits=3 group=128" [w4-pc]="bits=4 group=channel")
+declare -A variant=()
 all_candidates=""
 for t in w4-g128 w3-g128 w4-pc; do
-  for v in plain clip refit clip-refit damp0.1 actorder actorder-static best gptaq clip-gptaq clip-gptaq-td0.3 clip-gptaq-td3 clip-gptaq-refit \
-    clip-gptaq-actorder cd clip-cd clip-gptaq-cd clip-gptaq-td3-cd; do
-    all_candidates+=" $t.$v"
+  for v in "${variants[@]}"; do
+    variant[${v%%|*}]=${v#*|}
+    all_candidates+=" $t.${v%%|*}"
   done
 done
+declare -A target=([w4-g128]="bits=4 group=128" [w3-g128]="bits=3 group=128" [w4-pc]="bits=4 group=channel")
 candidates=${candidates:-$all_candidates}
 for c in $candidates; do
   [[ -n ${target[${c%%.*}]:-} && -v "variant[${c#*.}]" ]] || {
