@@ -286,8 +286,7 @@ void quantize_group(BlockJob& job, GroupInput& input) {
   if (job.recipe.method != Method::Gptq || job.recipe.format == OutputFormat::gguf)
     return quantize_group(job, input.input(), &hessian, nullptr, c);
   const GptqHessian factor = prepare_hessian(hessian, job.recipe.gptq_config());
-  if (job.recipe.refit != ScaleRefit::LeastSquares && job.recipe.code_sweeps == 0)
-    hessian = Eigen::MatrixXd();
+  if (!job.recipe.reads_hessian_after_rounding()) hessian = Eigen::MatrixXd();
   quantize_group(job, input.input(), hessian.size() > 0 ? &hessian : nullptr, &factor, c);
 }
 

@@ -236,10 +236,13 @@ void Recipe::validate_format() const {
                         grid ? std::string(ggml_grid_info(*grid).name) : "a float type");
   }
   std::string tuned;  // what ggml's fixed scale rules leave no room for
-  if (scaling != Scaling::None) tuned = "scaling " + std::string(scaling_name(scaling));
-  if (refit != ScaleRefit::None) tuned += (tuned.empty() ? "" : ", ") + std::string("a refit");
-  if (clip.method != ClipMethod::None) tuned += (tuned.empty() ? "" : ", ") + std::string("a clip");
-  if (code_sweeps != 0) tuned += (tuned.empty() ? "" : ", ") + std::string("code sweeps");
+  auto note = [&tuned](bool set, const std::string& what) {
+    if (set) tuned += (tuned.empty() ? "" : ", ") + what;
+  };
+  note(scaling != Scaling::None, "scaling " + std::string(scaling_name(scaling)));
+  note(refit != ScaleRefit::None, "a refit");
+  note(clip.method != ClipMethod::None, "a clip");
+  note(code_sweeps != 0, "code sweeps");
   if (!tuned.empty())
     throw input_error("format gguf",
                       "no scaling, refit, clip or code sweeps (ggml's grids fix the scale rule)",

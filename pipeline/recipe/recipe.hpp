@@ -194,6 +194,11 @@ struct Recipe {
   // Whether the Linears' input statistics are gathered on the stream (GPTQ's
   // Hessians, or H for the scale refit).
   bool needs_statistics() const { return method == Method::Gptq || refit != ScaleRefit::None; }
+  // Whether a step after the rounding reads the input's H (the least-squares
+  // refit, the code sweeps), so it must outlive GPTQ's factor of it.
+  bool reads_hessian_after_rounding() const {
+    return refit == ScaleRefit::LeastSquares || code_sweeps > 0;
+  }
   // What the method leaves in the weights (checked against the format's table).
   WeightGrid weight_grid() const;
   // The grid of the final rounding: method awq uses awq_spec().

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "algorithms/gptq.hpp"
+#include "algorithms/refit.hpp"
 #include "calibrate/input_stats.hpp"
 #include "calibrate/model.hpp"
 #include "io/error.hpp"
@@ -56,7 +57,8 @@ void block_passes(const ModelConfig& c, const BlockWeights& w, MatrixRM& x, cons
   }
 }
 
-// The reference flow: one statistics pass per group, GPTQ with H = 2/n XᵀX.
+// The reference flow: one statistics pass per group, GPTQ with H = 2/n XᵀX,
+// then the recipe's code sweeps and least-squares refit under that H.
 std::vector<QuantizedMatrix> reference_quantize(const Model& model, const Recipe& recipe,
                                                 const CalibrationSet& calib) {
   std::vector<std::int32_t> ids;
@@ -78,6 +80,10 @@ std::vector<QuantizedMatrix> reference_quantize(const Model& model, const Recipe
         if (spec.input != input) continue;
         const Eigen::MatrixXd h = 2.0 * collector.stats.mean_xtx();
         out.push_back(gptq_quantize(w.weight(spec.role), h, recipe.gptq_config()).quantized);
+        if (recipe.code_sweeps > 0)
+          descend_codes(out.back(), w.weight(spec.role), h, recipe.code_sweeps);
+        if (recipe.refit == ScaleRefit::LeastSquares)
+          refit_scales(out.back(), w.weight(spec.role), h);
         w.weight(spec.role) = out.back().dequantize();
       }
     }
@@ -118,6 +124,20 @@ TEST(QuantizeStages, BitIdenticalToBlockPassesWithCachesKeptOrRecomputed) {
   ASSERT_GE(log.size(), 2u);
   EXPECT_NE(log[0].find("attention context"), std::string::npos) << log[0];
   EXPECT_NE(log[1].find("MLP hidden states"), std::string::npos) << log[1];
+}
+
+// The steps after GPTQ that read H (Recipe::reads_hessian_after_rounding)
+// get each group's own: the same bytes as the reference flow's.
+TEST(QuantizeStages, CodeSweepsAndRefitReadTheirGroupsHessian) {
+  const Model model = Model::open(tiny());
+  Recipe recipe = gptq_recipe();
+  recipe.code_sweeps = 2;
+  recipe.refit = ScaleRefit::LeastSquares;
+  const CalibrationSet calib = load_calibration(tiny(), recipe.sources, recipe.calibration);
+  QuantizeRunOptions options;
+  options.batch_windows = kBatchWindows;
+  expect_same(quantize_blocks(model, recipe, &calib, options).load_all(),
+              reference_quantize(model, recipe, calib));
 }
 
 TEST(QuantizeStages, CachesKeptOnlyWithinTheBudget) {
