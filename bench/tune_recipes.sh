@@ -63,8 +63,9 @@ done
 
 # The recipe keys each variant sets over plain GPTQ (damp 0.01, natural order, no clip),
 # one "NAME|KEYS" a line, in the order of the default candidate list.
-clip="{method: mse, steps: 100, max_shrink: 0.8, norm: 2.4, weighting: hessian}"
+# The Hessian-weighted MSE clip with error exponent $1 (the shipped recipes: 2.4).
 clip_norm() { echo "{method: mse, steps: 100, max_shrink: 0.8, norm: $1, weighting: hessian}"; }
+clip=$(clip_norm 2.4)
 variants=(
   "plain|"
   "clip|clip=$clip"

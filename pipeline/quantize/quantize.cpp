@@ -99,14 +99,9 @@ QuantizedLinear quantize_linear(const Recipe& recipe, const ModelConfig& config,
     q.report.damping_retries = r.damping_retries;
     q.report.cholesky_failed = r.status == GptqStatus::CholeskyFailed;
   }
-  if (recipe.code_sweeps > 0) {
-    PTQ_ASSERT(hessian != nullptr);
-    descend_codes(m, w, *hessian, recipe.code_sweeps);
-  }
-  if (recipe.refit == ScaleRefit::LeastSquares) {
-    PTQ_ASSERT(hessian != nullptr);
-    refit_scales(m, w, *hessian);
-  }
+  PTQ_ASSERT(!recipe.reads_hessian_after_rounding() || hessian != nullptr);
+  if (recipe.code_sweeps > 0) descend_codes(m, w, *hessian, recipe.code_sweeps);
+  if (recipe.refit == ScaleRefit::LeastSquares) refit_scales(m, w, *hessian);
   q.weight = std::move(m);
   finish_report(q, w, t0);
   return q;
@@ -269,10 +264,10 @@ class GroupInput {
 };
 
 // GPTQ onto uniform grids factors the group's Hessian once for all its
-// Linears, and H goes unless the least-squares refit or the code sweeps read it; the statistics
-// go as soon as H is formed. At 7B's MLP width each is a ~1 GB matrix. With a
-// float input (recipe target float_outputs) each Linear rounds GPTAQ's target
-// under the same H, from the correction X~^T (X - X~) gives.
+// Linears, and H goes unless a step after the rounding reads it
+// (Recipe::reads_hessian_after_rounding); the statistics go as soon as H is formed. At 7B's MLP
+// width each is a ~1 GB matrix. With a float input (recipe target float_outputs) each Linear rounds
+// GPTAQ's target under the same H, from the correction X~^T (X - X~) gives.
 void quantize_group(BlockJob& job, GroupInput& input) {
   std::optional<FloatOutputCross> cross;
   if (input.has_float_input()) cross.emplace(input.features());

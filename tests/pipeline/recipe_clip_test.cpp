@@ -17,6 +17,16 @@ std::filesystem::path write_recipe(const std::string& name, const std::string& t
   return path;
 }
 
+// The recipe in `file` is refused with an error that names `key`.
+void refused(const std::filesystem::path& file, const std::string& key) {
+  try {
+    check_given_keys_apply(load_recipe(file));
+    ADD_FAILURE() << file << " accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+  }
+}
+
 TEST(RecipeClip, ReadsClipAndRefit) {
   const Recipe r = load_recipe(write_recipe("a.yaml",
       "method: gptq\nbits: 3\ngroup: 128\n"
@@ -77,14 +87,6 @@ TEST(Recipes, FloatOutputTargetKeys) {
   EXPECT_EQ(back.target_damp, r.target_damp);
   EXPECT_EQ(recipe_to_yaml(load_recipe(write_recipe("p.yaml", "method: gptq\n"))).find("target"),
             std::string::npos);
-  auto refused = [](const std::filesystem::path& file, const std::string& key) {
-    try {
-      check_given_keys_apply(load_recipe(file));
-      ADD_FAILURE() << file << " accepted";
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
-    }
-  };
   refused(write_recipe("rtn.yaml", "method: rtn\ntarget: float_outputs\n"), "target");
   refused(write_recipe("damp.yaml", "method: gptq\ntarget_damp: 0.5\n"), "target_damp");
   refused(write_recipe("zero.yaml", "method: gptq\ntarget: float_outputs\ntarget_damp: 0\n"),
@@ -98,14 +100,8 @@ TEST(Recipes, CodeSweepsKey) {
   EXPECT_NO_THROW(check_given_keys_apply(r));
   EXPECT_EQ(recipe_from_yaml(recipe_to_yaml(r), "written").code_sweeps, 4);
   for (const char* yaml : {"method: rtn\ncode_sweeps: 2\n", "method: gptq\ncode_sweeps: -1\n",
-                           "method: gptq\nformat: gguf\ngguf_type: Q4_0\ncode_sweeps: 2\n"}) {
-    try {
-      check_given_keys_apply(load_recipe(write_recipe("bad.yaml", yaml)));
-      ADD_FAILURE() << yaml << " accepted";
-    } catch (const InputError& e) {
-      EXPECT_NE(std::string(e.what()).find("sweeps"), std::string::npos) << e.what();
-    }
-  }
+                           "method: gptq\nformat: gguf\ngguf_type: Q4_0\ncode_sweeps: 2\n"})
+    refused(write_recipe("bad.yaml", yaml), "sweeps");
 }
 
 // Source names and paths are the user's: a quote, a backslash, a control
