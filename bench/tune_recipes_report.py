@@ -33,6 +33,16 @@ def mean(xs):
     return sum(xs) / len(xs)
 
 
+def mean_cut(cuts):
+    """The mean of the cuts that are defined (a text where plain GPTQ has no excess has none)."""
+    defined = [k for k in cuts if not math.isnan(k)]
+    return mean(defined) if defined else math.nan
+
+
+def percent(k):
+    return "n/a" if math.isnan(k) else f"{100 * k:+.1f} %"
+
+
 def runs(model_dir, candidate, rounds, sets, folders):
     """Per round (folders[(candidate, round)], as bench/tune_recipes.sh names them):
     each set's ppl and the quantize seconds; None unless every round has them all."""
@@ -83,7 +93,8 @@ def main():
           "mean = the mean of the cuts, the score a variant is chosen by. "
           f"Rounds (--batch-windows, float rounding only): {' '.join(rounds)}; ppl is the mean "
           "over them, and range the lowest and highest mean cut of a single round's run "
-          "against plain GPTQ's mean.\n")
+          "against plain GPTQ's mean. n/a: plain GPTQ is not above fp32 on that text, so there "
+          "is no excess to cut; the mean then takes the other text.\n")
     for m in a.models.split():
         fp = {s: read(a.work / m / "fp32" / f"{s}.json") for s in sets}
         if not all(fp.values()):
@@ -104,12 +115,12 @@ def main():
                 ppl = {s: mean([r[s] for r in res]) for s in sets}
                 base = {s: mean([r[s] for r in plain]) for s in sets}
                 cuts = lambda p: [cut(p[s], base[s], fp[s]["ppl"]) for s in sets]
-                cells = [f"{ppl[s]:.4f} | {100 * k:+.1f} %" for s, k in zip(sets, cuts(ppl))]
-                single = [mean(cuts(r)) for r in res]
+                cells = [f"{ppl[s]:.4f} | {percent(k)}" for s, k in zip(sets, cuts(ppl))]
+                single = [mean_cut(cuts(r)) for r in res]
                 spread = (f"{100 * min(single):+.1f} … {100 * max(single):+.1f} %"
                           if len(single) > 1 else "—")
                 print(f"| {c.split('.', 1)[1]} | " + " | ".join(cells) +
-                      f" | {100 * mean(cuts(ppl)):+.1f} % | {spread} | "
+                      f" | {percent(mean_cut(cuts(ppl)))} | {spread} | "
                       f"{mean([r['seconds'] for r in res]):.1f} |")
             print()
 
