@@ -84,10 +84,15 @@ void each_device(std::vector<Replica>& rs, F&& f) {
 }
 
 // Output rows [first, first + count) of `rows` for device i of n: GPTQ's rows
-// are independent under one factor, so each device rounds a share.
-std::pair<Eigen::Index, Eigen::Index> row_share(Eigen::Index rows, int i, int n) {
-  const Eigen::Index first = rows * i / n, last = rows * (i + 1) / n;
-  return {first, last - first};
+// are independent under one factor, so each device rounds a share. Shares
+// start at multiples of `align`, GPTQ's row chunk (GptqConfig::rows_per_task):
+// a chunk's products then cover the rows they cover in one matrix, with the
+// same float rounding, so any device count gives the bytes of one. A share
+// may be empty (fewer rows than devices times `align`).
+std::pair<Eigen::Index, Eigen::Index> row_share(Eigen::Index rows, int i, int n,
+                                                Eigen::Index align) {
+  const auto start = [&](int k) { return k == n ? rows : rows * k / n / align * align; };
+  return {start(i), start(i + 1) - start(i)};
 }
 
 // GPTQ of `role`'s weights (of GPTAQ's targets, when given) on every
@@ -103,7 +108,8 @@ QuantizedLinear gptq_rows(DeviceGroup& group, std::vector<Replica>& rs,
   const Eigen::Index rows = w[0].rows();
   std::vector<DeviceGptqResult> parts(rs.size());
   each_device(rs, [&](int i) {
-    const auto [first, count] = row_share(rows, i, n);
+    const auto [first, count] = row_share(rows, i, n, g.rows_per_task);
+    if (count == 0) return;
     DeviceMatrix share = w[i].middle_rows(first, count);
     const DeviceMatrix target_share =
         target[i].empty() ? DeviceMatrix() : target[i].middle_rows(first, count);
@@ -112,7 +118,8 @@ QuantizedLinear gptq_rows(DeviceGroup& group, std::vector<Replica>& rs,
   QuantizedLinear q{layer, role, {}, {}};
   std::vector<QuantizedWeight> shares;
   for (int i = 0; i < n; ++i) {
-    const auto [first, count] = row_share(rows, i, n);
+    const auto [first, count] = row_share(rows, i, n, g.rows_per_task);
+    if (count == 0) continue;
     group.broadcast_rows(w, first, count, i);
     q.report.gptq_loss += parts[i].loss;
     q.report.weight_mse += parts[i].weight_mse * (double(count) / double(rows));  // 1 device: as is
