@@ -7,12 +7,13 @@ Everything here is an independent re-implementation at float32: the Llama/Qwen2 
 GPTQ (asymmetric, lazy batches of 128 columns, groups from the updated weights, damp 0.01,
 true-sequential within a block), GPTAQ (gptaq: each Linear aimed at the float model's output;
 gptaq-res, gptaq-res-down: the out Linears' targets also take in the residual stream's gap)
-and the learned rounding; ratios between its own methods are what it reports, beside ptq's
+and the learned rounding (lr-rtn from the full range, lr-clip from ptq's Hessian-weighted MSE
+clip, lr-gptq from GPTQ's codes); ratios between its own methods are what it reports, beside ptq's
 numbers in docs/bench/tuning.md.
 
   bench/rounding_probe.py --model DIR --calib calib_generic.ids[:WINDOWS] [--calib ...] \
       --val generic=validation_generic.ids --val domain=validation_domain.ids \
-      [--targets w4-g128,w3-g128,w4-pc] [--methods gptq,lr-rtn,lr-gptq,gptaq,...] \
+      [--targets w4-g128,w3-g128,w4-pc] [--methods gptq,lr-rtn,lr-clip,lr-gptq,gptaq,...] \
       [--iters 200] [--batch 8] [--out results.json]
   bench/rounding_probe.py --report results.json...   # the markdown table of docs/bench
 
@@ -247,6 +248,38 @@ def gptq_block(model, bw, xq, bits, group, xf=None, residual=(), target_damp=1.0
     return lw, grids
 
 
+def input_diag(model, bw, xq, stop):
+    """diag(X^T X) of a Linear group's input on the quantized stream (the block's float
+    weights before it): the clip's weights."""
+    d = 0
+    for s in range(0, xq.shape[0], 16):
+        x = model.block(bw, xq[s : s + 16], None, stop)
+        d = d + x.reshape(-1, x.shape[-1]).double().pow(2).sum(0)
+    return d.float()
+
+
+def mse_clip(w, d, bits, group, steps=100, max_shrink=0.8, norm=2.4):
+    """ptq's Hessian-weighted MSE clip (recipes/*-best.yaml: one factor p of both ends of
+    the group's range, p = 1 - k/steps for k < max_shrink * steps, the one of least
+    sum d |w - q(w)|^norm); returns p per group, [out, groups, 1]."""
+    g = group or w.shape[1]
+    wg, dg = w.view(w.shape[0], -1, g), d.view(1, -1, g)
+    lo0 = torch.clamp(wg.min(-1, keepdim=True).values, max=0)
+    hi0 = torch.clamp(wg.max(-1, keepdim=True).values, min=0)
+    maxq = 2**bits - 1
+    best = torch.full_like(lo0, math.inf)
+    chosen = torch.ones_like(lo0)
+    for k in range(int(max_shrink * steps)):
+        p = 1 - k / steps
+        scale = torch.clamp((hi0 - lo0) * p / maxq, min=1e-9)
+        zero = torch.round(-lo0 * p / scale)
+        q = torch.clamp(torch.round(wg / scale) + zero, 0, maxq)
+        err = ((scale * (q - zero) - wg).abs().pow(norm) * dg).sum(-1, keepdim=True)
+        chosen = torch.where(err < best, p, chosen)
+        best = torch.minimum(err, best)
+    return chosen
+
+
 def round_ste(x):
     return (torch.round(x) - x).detach() + x
 
@@ -256,7 +289,7 @@ class Learned:
     of the range (AutoRound: min and max scaled by b and a in [0.5, 1]). With a GPTQ start,
     V starts at GPTQ's codes and the grid at GPTQ's; a multiplies that grid's scale."""
 
-    def __init__(self, w, bits, group, start=None, tune_v=True, tune_scale=True):
+    def __init__(self, w, bits, group, start=None, tune_v=True, tune_scale=True, clip=None):
         self.bits, self.g = bits, group or w.shape[1]
         self.w = w.view(w.shape[0], -1, self.g)
         self.start = start
@@ -264,8 +297,11 @@ class Learned:
             self.v = torch.zeros_like(self.w)
             self.v0 = torch.zeros_like(self.w)
             ng = self.w.shape[:2] + (1,)
-            self.a = torch.ones(ng, device=w.device)
-            self.b = torch.ones(ng, device=w.device)
+            # lr-clip: both multipliers start at the MSE clip's factor (their floor is
+            # AutoRound's 0.5, or that factor where it is lower).
+            self.a = torch.ones(ng, device=w.device) if clip is None else clip.clone()
+            self.b = self.a.clone()
+            self.floor = torch.clamp(self.a, max=0.5)
             self.params = [self.v, self.a, self.b]
         else:
             s, z, q = start
@@ -293,24 +329,24 @@ class Learned:
     def clamp_(self):
         with torch.no_grad():
             self.v.copy_(torch.clamp(self.v, self.v0 - 0.5, self.v0 + 0.5))
-            lo_a = 0.5 if self.start is None else 0.8
-            hi_a = 1.0 if self.start is None else 1.2
-            self.a.clamp_(lo_a, hi_a)
             if self.start is None:
-                self.b.clamp_(0.5, 1.0)
+                self.a.copy_(torch.clamp(self.a, min=self.floor).clamp(max=1.0))
+                self.b.copy_(torch.clamp(self.b, min=self.floor).clamp(max=1.0))
+            else:
+                self.a.clamp_(0.8, 1.2)
 
 
 NORMS = ["input_layernorm", "post_attention_layernorm"]
 
 
 def learn_block(model, bw, xq, yf, bits, group, starts, iters, batch, lr=None, tune_v=True,
-                tune_scale=True, tune_norm=False):
+                tune_scale=True, tune_norm=False, clips=None):
     """Sign-gradient descent on the block's output error against the float block's output
     (AutoRound); tune_v=False keeps the start's codes (only the scales move); tune_norm also
     moves the RMSNorm gains (kept in float by every format)."""
     names = [n for _, ns in GROUPS for n in ns]
     learned = {n: Learned(bw[f"{n}.weight"], bits, group, starts.get(n) if starts else None, tune_v,
-                           tune_scale)
+                           tune_scale, clips.get(n) if clips else None)
                for n in names}
     params = [p for l in learned.values() for p in l.params]
     gains = {n: torch.zeros_like(bw[f"{n}.weight"]).requires_grad_(True) for n in NORMS}
@@ -363,11 +399,17 @@ def quantize(model, calib, method, bits, group, iters, lr, batch):
                 lw, grids = gptq_block(model, bw, xq, bits, group, xf, residual[method])
             elif "gptq" in method:
                 lw, grids = gptq_block(model, bw, xq, bits, group)
+            clips = None
+            if method == "lr-clip":
+                clips = {}
+                for stop, names in GROUPS:
+                    d = input_diag(model, bw, xq, stop)
+                    clips.update({n: mse_clip(bw[f"{n}.weight"], d, bits, group) for n in names})
         if method not in ("gptq", "rtn") and not method.startswith("gptaq"):
             starts = grids if "gptq" in method else None
             lw = learn_block(model, bw, xq, yf, bits, group, starts, iters, batch, lr=lr,
                              tune_v=not method.startswith("gptq-"), tune_scale=method != "gptq-norm",
-                             tune_norm=method.endswith("-norm"))
+                             tune_norm=method.endswith("-norm"), clips=clips)
         with torch.no_grad():
             xq = run_blocks(model, bw, xq, lw)
         xf = yf
